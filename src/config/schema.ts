@@ -1,0 +1,209 @@
+// The typed, validated configuration and every default, named. validate.ts is the only producer of these objects.
+
+export type StrategyName = 'random' | 'round-robin' | 'weighted' | 'least-request';
+export const STRATEGY_NAMES: readonly StrategyName[] = ['random', 'round-robin', 'weighted', 'least-request'];
+
+/** All durations below are milliseconds. */
+export const DEFAULTS = {
+  listen: '127.0.0.1:8080',
+  adminListen: '127.0.0.1:9090',
+  strategy: 'round-robin' as StrategyName,
+  weight: 1,
+  retries: 2,
+  /** Envoy's retry budget: retries may add at most 20% to active requests, but always allow 3 concurrent. */
+  retryBudgetPercent: 20,
+  retryBudgetMinConcurrent: 3,
+  /** Envoy's default: below 50% healthy, spread over all backends rather than crush the survivors. */
+  panicThresholdPercent: 50,
+  slowStartMs: 0,
+  timeouts: { connectMs: 5_000, responseMs: 60_000, idleMs: 60_000 },
+  healthCheck: {
+    intervalMs: 2_000,
+    timeoutMs: 1_000,
+    rise: 2,
+    fall: 3,
+    /** Fraction of the interval by which each check is randomly shifted, so checks of many backends don't align. */
+    jitter: 0.1,
+    expectedStatuses: [[200, 399]] as const,
+  },
+  outlierDetection: {
+    consecutiveGatewayFailures: 5,
+    consecutive5xx: 5,
+    baseEjectionTimeMs: 30_000,
+    maxEjectionTimeMs: 300_000,
+    /** Envoy's default; at least one backend may always be ejected, as in Envoy. */
+    maxEjectionPercent: 10,
+  },
+  upstream: {
+    /** Sockets per backend agent (keep-alive pool size). */
+    maxSockets: 256,
+    maxFreeSockets: 64,
+    /** Below the common backend keep-alive (Node 5s, nginx 75s) so we close idle sockets before they do. */
+    freeSocketTimeoutMs: 4_000,
+  },
+  limits: {
+    maxConnections: 10_000,
+    maxHeaderSize: 16 * 1024,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 300_000,
+    keepAliveTimeoutMs: 5_000,
+    /** 0 means unlimited. */
+    maxBodySize: 0,
+  },
+  shutdownDrainMs: 10_000,
+  electionTimeoutMs: 1_000,
+  heartbeatIntervalMs: 100,
+} as const;
+
+export interface BackendConfig {
+  readonly id: string;
+  readonly url: string;
+  readonly weight: number;
+  readonly drain: boolean;
+}
+
+export interface HealthCheckConfig {
+  /** HTTP GET path; null means a TCP connect check. */
+  readonly path: string | null;
+  readonly intervalMs: number;
+  /** Interval while a backend is down (HAProxy's `downinter`). */
+  readonly unhealthyIntervalMs: number;
+  readonly timeoutMs: number;
+  readonly rise: number;
+  readonly fall: number;
+  /** Inclusive status ranges that count as passing. */
+  readonly expectedStatuses: readonly (readonly [number, number])[];
+  /** Host header for HTTP checks; null sends the backend's host:port. */
+  readonly host: string | null;
+  readonly jitter: number;
+}
+
+export interface OutlierDetectionConfig {
+  readonly enabled: boolean;
+  /** Consecutive connect failures, resets and timeouts that eject a backend; 0 disables. */
+  readonly consecutiveGatewayFailures: number;
+  /** Consecutive 5xx answers that eject a backend; 0 disables. */
+  readonly consecutive5xx: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionTimeMs: number;
+  readonly maxEjectionPercent: number;
+}
+
+export interface TimeoutsConfig {
+  readonly connectMs: number;
+  /** Time from request sent to response headers received. */
+  readonly responseMs: number;
+  /** Time without bytes in either direction once the exchange is under way. */
+  readonly idleMs: number;
+}
+
+export interface RetryBudgetConfig {
+  readonly percent: number;
+  readonly minConcurrent: number;
+}
+
+export interface CircuitBreakerConfig {
+  /** Concurrent requests per backend; 0 means unlimited. */
+  readonly maxRequestsPerBackend: number;
+  /** Requests that may wait for a slot per backend before 503; 0 means none wait. */
+  readonly maxPendingPerBackend: number;
+}
+
+export interface UpstreamTlsConfig {
+  /** PEM file of CAs to verify https backends against, instead of the system CAs. */
+  readonly ca: string | null;
+  readonly serverName: string | null;
+}
+
+export interface PoolConfig {
+  readonly name: string;
+  readonly strategy: StrategyName;
+  readonly backends: readonly BackendConfig[];
+  readonly healthCheck: HealthCheckConfig | null;
+  readonly outlierDetection: OutlierDetectionConfig;
+  readonly timeouts: TimeoutsConfig;
+  readonly retries: number;
+  readonly retryBudget: RetryBudgetConfig;
+  readonly panicThresholdPercent: number;
+  readonly slowStartMs: number;
+  readonly circuitBreaker: CircuitBreakerConfig;
+  readonly tls: UpstreamTlsConfig;
+}
+
+export interface RouteMatch {
+  /** Exact host, or `*.example.com` for any subdomain; null matches any host. */
+  readonly host: string | null;
+  readonly pathPrefix: string;
+}
+
+export interface RouteConfig {
+  readonly match: RouteMatch;
+  readonly pool: string;
+  /** Maximum request body in bytes for this route; 0 means the listener's limit. */
+  readonly maxBodySize: number;
+}
+
+/** The part Raft replicates: identical on every node of a cluster. */
+export interface ReplicatedConfig {
+  readonly routes: readonly RouteConfig[];
+  readonly pools: Readonly<Record<string, PoolConfig>>;
+}
+
+export interface TlsListenerConfig {
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface AdminConfig {
+  readonly listen: string;
+  readonly token: string | null;
+  readonly tokenFile: string | null;
+}
+
+export interface ClusterConfig {
+  readonly nodeId: string;
+  readonly listen: string;
+  readonly dataDir: string;
+  /** Node id -> address this node uses to reach it. */
+  readonly peers: Readonly<Record<string, string>>;
+  readonly secret: string | null;
+  readonly secretFile: string | null;
+  readonly electionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+}
+
+export interface LimitsConfig {
+  readonly maxConnections: number;
+  readonly maxHeaderSize: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly maxBodySize: number;
+}
+
+export type LogLevelName = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+export interface LogConfig {
+  readonly level: LogLevelName;
+  readonly access: boolean;
+}
+
+/** Settings that belong to this node alone and are never replicated. */
+export interface LocalConfig {
+  readonly listen: string;
+  readonly tls: TlsListenerConfig | null;
+  readonly admin: AdminConfig;
+  readonly cluster: ClusterConfig | null;
+  /** CIDRs whose X-Forwarded-* headers are trusted and extended rather than replaced. */
+  readonly trustedProxies: readonly string[];
+  readonly limits: LimitsConfig;
+  readonly log: LogConfig;
+  /** Data-plane worker processes; 0 runs the data plane in the main process. */
+  readonly workers: number;
+  readonly shutdownDrainMs: number;
+}
+
+export interface Config extends LocalConfig, ReplicatedConfig {}
+
+/** Keys of the file that belong to the replicated part. */
+export const REPLICATED_KEYS = ['routes', 'pools'] as const;

@@ -1,0 +1,69 @@
+// The one error type balancer throws across module boundaries, with a stable string code.
+
+export type ErrorCode =
+  // data plane
+  | 'NO_ROUTE'
+  | 'NO_AVAILABLE_BACKEND'
+  | 'UPSTREAM_CONNECT_FAILED'
+  | 'UPSTREAM_CONNECT_TIMEOUT'
+  | 'UPSTREAM_RESET'
+  | 'UPSTREAM_RESPONSE_TIMEOUT'
+  | 'UPSTREAM_IDLE_TIMEOUT'
+  | 'UPSTREAM_TLS_FAILED'
+  | 'UPSTREAM_PROTOCOL_ERROR'
+  | 'CIRCUIT_OPEN'
+  | 'BAD_REQUEST'
+  | 'REQUEST_TOO_LARGE'
+  | 'HEADERS_TOO_LARGE'
+  | 'FORWARD_PROXY_REFUSED'
+  // config and admin
+  | 'CONFIG_INVALID'
+  | 'CONFIG_IO'
+  | 'VERSION_MISMATCH'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'WRITES_DISABLED'
+  | 'METHOD_NOT_ALLOWED'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'INTERNAL'
+  // cluster
+  | 'NOT_LEADER'
+  | 'NO_LEADER'
+  | 'PROPOSAL_DROPPED'
+  | 'PROPOSAL_TIMEOUT'
+  | 'MEMBERSHIP_CHANGE_PENDING'
+  | 'STORAGE_CORRUPT'
+  | 'STORAGE_LOCKED'
+  | 'STORAGE_NODE_MISMATCH';
+
+export interface ProblemDetail {
+  readonly path: string;
+  readonly line?: number;
+  readonly column?: number;
+  readonly message: string;
+}
+
+export class BalancerError extends Error {
+  readonly code: ErrorCode;
+  readonly details: readonly ProblemDetail[];
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: readonly ProblemDetail[] } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BalancerError';
+    this.code = code;
+    this.details = options.details ?? [];
+  }
+}
+
+export function isBalancerError(value: unknown, code?: ErrorCode): value is BalancerError {
+  return value instanceof BalancerError && (code === undefined || value.code === code);
+}
+
+/** The message of anything thrown, for logs. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

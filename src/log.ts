@@ -1,0 +1,68 @@
+// Structured JSON-lines logging: one object per line with level, time, msg and fields.
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A logger whose every line carries these fields too. */
+  child(fields: LogFields): Logger;
+  /** Cheap check for hot paths, so disabled levels cost no object allocation. */
+  enabled(level: LogLevel): boolean;
+}
+
+export type LogSink = (line: string) => void;
+
+const stderrSink: LogSink = (line) => {
+  process.stderr.write(line + '\n');
+};
+
+function serialize(value: unknown): unknown {
+  if (value instanceof Error) {
+    const out: Record<string, unknown> = { name: value.name, message: value.message };
+    const code = (value as { code?: unknown }).code;
+    if (code !== undefined) out['code'] = code;
+    if (value.cause !== undefined) out['cause'] = serialize(value.cause);
+    return out;
+  }
+  return value;
+}
+
+export function createLogger(options: { level?: LogLevel; sink?: LogSink; fields?: LogFields } = {}): Logger {
+  const threshold = LEVEL_RANK[options.level ?? 'info'];
+  const sink = options.sink ?? stderrSink;
+  const base = options.fields ?? {};
+
+  const write = (level: LogLevel, msg: string, fields?: LogFields): void => {
+    if (LEVEL_RANK[level] < threshold) return;
+    const record: Record<string, unknown> = { level, time: new Date().toISOString(), msg, ...base };
+    if (fields !== undefined) {
+      for (const key of Object.keys(fields)) record[key] = serialize(fields[key]);
+    }
+    sink(JSON.stringify(record));
+  };
+
+  return {
+    debug: (msg, fields) => write('debug', msg, fields),
+    info: (msg, fields) => write('info', msg, fields),
+    warn: (msg, fields) => write('warn', msg, fields),
+    error: (msg, fields) => write('error', msg, fields),
+    child: (fields) => createLogger({ level: options.level ?? 'info', sink, fields: { ...base, ...fields } }),
+    enabled: (level) => LEVEL_RANK[level] >= threshold,
+  };
+}
+
+export const silentLogger: Logger = createLogger({ level: 'silent' });
+
+/** Collects lines in memory: for tests that assert on what was logged. */
+export function memoryLogger(level: LogLevel = 'debug'): Logger & { lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({ level, sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return Object.assign(logger, { lines });
+}
