@@ -1,0 +1,93 @@
+// The narrow metric interfaces the rest of balancer records through; metrics.ts implements them with prom-client.
+
+export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx';
+
+export type UpstreamErrorReason =
+  | 'connect_refused'
+  | 'connect_timeout'
+  | 'reset'
+  | 'response_timeout'
+  | 'idle_timeout'
+  | 'tls'
+  | 'protocol'
+  | 'circuit_open'
+  | 'other';
+
+export type HealthCheckResult = 'pass' | 'fail' | 'timeout' | 'error';
+
+/** Children bound to one pool+backend, created once per config change, so the hot path does no label lookups. */
+export interface BackendMetrics {
+  requestStarted(): void;
+  /** Called once per request that reached this backend, with the status class sent to the client. */
+  requestFinished(statusClass: StatusClass, durationSeconds: number): void;
+  upstreamError(reason: UpstreamErrorReason): void;
+  healthCheck(result: HealthCheckResult): void;
+  setUp(up: boolean): void;
+  ejected(): void;
+}
+
+export interface PoolMetrics {
+  retry(): void;
+  /** Requests answered without any backend (no backend available, circuit open, ...). */
+  requestWithoutBackend(statusClass: StatusClass): void;
+}
+
+export type ProposalResult = 'committed' | 'rejected' | 'dropped' | 'timeout';
+
+export interface RaftMetrics {
+  setTerm(term: number): void;
+  setCommitIndex(index: number): void;
+  setAppliedIndex(index: number): void;
+  setIsLeader(isLeader: boolean): void;
+  leaderChanged(): void;
+  proposal(result: ProposalResult): void;
+  setPeerReachable(peer: string, reachable: boolean): void;
+  peerMessageRejected(reason: 'bad_mac' | 'wrong_cluster' | 'malformed' | 'unknown_peer'): void;
+}
+
+export interface Metrics {
+  backend(pool: string, backend: string): BackendMetrics;
+  pool(pool: string): PoolMetrics;
+  setConfigVersion(version: number): void;
+  configReload(result: 'success' | 'failure'): void;
+  raft: RaftMetrics;
+  /** Drops the children of pools/backends no longer in the config, so removed labels stop being exported. */
+  retain(live: ReadonlyArray<{ pool: string; backends: readonly string[] }>): void;
+}
+
+const noopBackend: BackendMetrics = {
+  requestStarted() {},
+  requestFinished() {},
+  upstreamError() {},
+  healthCheck() {},
+  setUp() {},
+  ejected() {},
+};
+
+const noopPool: PoolMetrics = { retry() {}, requestWithoutBackend() {} };
+
+export const noopMetrics: Metrics = {
+  backend: () => noopBackend,
+  pool: () => noopPool,
+  setConfigVersion() {},
+  configReload() {},
+  raft: {
+    setTerm() {},
+    setCommitIndex() {},
+    setAppliedIndex() {},
+    setIsLeader() {},
+    leaderChanged() {},
+    proposal() {},
+    setPeerReachable() {},
+    peerMessageRejected() {},
+  },
+  retain() {},
+};
+
+export function statusClass(status: number): StatusClass {
+  if (status < 200) return '1xx';
+  if (status < 300) return '2xx';
+  if (status < 400) return '3xx';
+  if (status < 500) return '4xx';
+  return '5xx';
+}
