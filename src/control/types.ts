@@ -1,0 +1,92 @@
+// The control-plane interface the admin API and dashboard talk to; single-node and Raft-backed stores both implement it.
+
+import type { StrategyName } from '../config/schema.js';
+
+/** The replicated config in its file-shaped plain JSON form (what GET /api/v1/config returns and PUT accepts). */
+export interface PlainReplicated {
+  readonly routes: readonly unknown[];
+  readonly pools: Readonly<Record<string, unknown>>;
+}
+
+export type BackendStateName = 'up' | 'down' | 'ejected' | 'draining';
+
+export interface BackendStatus {
+  readonly id: string;
+  readonly url: string;
+  readonly weight: number;
+  readonly effectiveWeight: number;
+  readonly state: BackendStateName;
+  readonly inflight: number;
+  readonly reason: string | null;
+  readonly lastCheck: { readonly ok: boolean; readonly at: string; readonly detail: string } | null;
+  readonly ejections: number;
+}
+
+export interface PoolStatusView {
+  readonly name: string;
+  readonly strategy: StrategyName;
+  readonly panic: boolean;
+  readonly backends: readonly BackendStatus[];
+}
+
+export type ClusterRole = 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner' | 'standalone';
+
+export interface ClusterMember {
+  readonly id: string;
+  readonly address: string;
+  readonly voter: boolean;
+  /** Known only on the leader; null elsewhere. */
+  readonly matchIndex: number | null;
+  readonly reachable: boolean | null;
+}
+
+export interface ClusterStatus {
+  readonly nodeId: string;
+  readonly role: ClusterRole;
+  readonly term: number;
+  readonly leader: string | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly members: readonly ClusterMember[];
+}
+
+export interface NodeStatus {
+  readonly node: string;
+  readonly version: number;
+  readonly ready: boolean;
+  readonly pools: readonly PoolStatusView[];
+  readonly cluster: ClusterStatus;
+}
+
+export interface BackendInput {
+  readonly url: string;
+  readonly weight?: number;
+  readonly id?: string;
+}
+
+export interface BackendPatch {
+  readonly weight?: number;
+  readonly drain?: boolean;
+}
+
+/**
+ * Every write resolves once committed (cluster) or applied and written to the file (single node),
+ * or rejects with a BalancerError: CONFIG_INVALID (details = every problem), VERSION_MISMATCH, NOT_FOUND,
+ * CONFLICT, NO_LEADER, PROPOSAL_TIMEOUT, MEMBERSHIP_CHANGE_PENDING.
+ */
+export interface ControlPlane {
+  status(): NodeStatus;
+  /** Ready: a config is applied and, in a cluster, a leader is known. */
+  ready(): boolean;
+  /** Linearizable in a cluster (ReadIndex). */
+  getConfig(): Promise<{ version: number; config: PlainReplicated }>;
+  /** `body` is the parsed JSON/YAML value; `sourceText` the raw text when positions are wanted in problems. */
+  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string }): Promise<{ version: number }>;
+  addBackend(pool: string, input: BackendInput): Promise<{ version: number; backend: { id: string; url: string; weight: number } }>;
+  updateBackend(pool: string, id: string, patch: BackendPatch): Promise<{ version: number }>;
+  removeBackend(pool: string, id: string): Promise<{ version: number }>;
+  cluster(): ClusterStatus;
+  addMember(id: string, address: string, learner: boolean): Promise<ClusterStatus>;
+  removeMember(id: string): Promise<ClusterStatus>;
+  transferLeader(id: string): Promise<ClusterStatus>;
+}
