@@ -1,0 +1,173 @@
+import { describe, expect, it, vi } from 'vitest';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createMetrics, NO_BACKEND_LABEL, REQUEST_DURATION_BUCKETS } from '../../src/metrics/metrics.js';
+
+const CONTRACT_FAMILIES = [
+  'balancer_requests_total',
+  'balancer_request_duration_seconds',
+  'balancer_backend_up',
+  'balancer_backend_active_requests',
+  'balancer_retries_total',
+  'balancer_upstream_errors_total',
+  'balancer_health_checks_total',
+  'balancer_outlier_ejections_total',
+  'balancer_config_version',
+  'balancer_config_reloads_total',
+  'balancer_raft_term',
+  'balancer_raft_commit_index',
+  'balancer_raft_applied_index',
+  'balancer_raft_is_leader',
+  'balancer_raft_leader_changes_total',
+  'balancer_raft_proposals_total',
+  'balancer_raft_peer_reachable',
+  'balancer_raft_peer_messages_rejected_total',
+];
+
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    const brace = line.indexOf('{');
+    const labelText = brace === -1 ? '' : line.slice(brace + 1, line.lastIndexOf('}'));
+    const got: Record<string, string> = {};
+    for (const m of labelText.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) got[m[1]!] = m[2]!;
+    const nameEnd = brace === -1 ? line.indexOf(' ') : brace;
+    if (line.slice(0, nameEnd) !== name) continue;
+    if (Object.keys(labels).every((k) => got[k] === labels[k]) && Object.keys(got).length === Object.keys(labels).length) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return undefined;
+}
+
+describe('createMetrics', () => {
+  it('exports every contract family plus default process metrics', async () => {
+    const metrics = createMetrics();
+    metrics.backend('web', 'web-1');
+    const text = await metrics.render();
+    for (const family of CONTRACT_FAMILIES) expect(text).toContain(`# TYPE ${family} `);
+    expect(text).toContain('# TYPE process_cpu_user_seconds_total counter');
+    expect(text).toContain('# TYPE nodejs_eventloop_lag_seconds gauge');
+    expect(metrics.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+  });
+
+  it('can leave out default metrics and register into an injected registry', async () => {
+    const registry = new Registry();
+    const metrics = createMetrics({ collectDefault: false, registry });
+    expect(metrics.registry).toBe(registry);
+    const text = await registry.metrics();
+    expect(text).toContain('balancer_config_version');
+    expect(text).not.toContain('process_cpu_user_seconds_total');
+  });
+
+  it('counts requests per status class and observes durations into buckets from 1 ms to 10 s', async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const b = metrics.backend('web', 'web-1');
+    b.requestStarted();
+    b.requestStarted();
+    b.requestFinished('2xx', 0.0008);
+    b.requestFinished('5xx', 3);
+    const text = await metrics.render();
+    expect(sample(text, 'balancer_requests_total', { pool: 'web', backend: 'web-1', code: '2xx' })).toBe(1);
+    expect(sample(text, 'balancer_requests_total', { pool: 'web', backend: 'web-1', code: '5xx' })).toBe(1);
+    expect(sample(text, 'balancer_requests_total', { pool: 'web', backend: 'web-1', code: '4xx' })).toBe(0);
+    expect(sample(text, 'balancer_backend_active_requests', { pool: 'web', backend: 'web-1' })).toBe(0);
+    expect(sample(text, 'balancer_request_duration_seconds_bucket', { pool: 'web', backend: 'web-1', le: '0.001' })).toBe(1);
+    expect(sample(text, 'balancer_request_duration_seconds_bucket', { pool: 'web', backend: 'web-1', le: '2.5' })).toBe(1);
+    expect(sample(text, 'balancer_request_duration_seconds_bucket', { pool: 'web', backend: 'web-1', le: '5' })).toBe(2);
+    expect(sample(text, 'balancer_request_duration_seconds_count', { pool: 'web', backend: 'web-1' })).toBe(2);
+    expect(REQUEST_DURATION_BUCKETS[0]).toBe(0.001);
+    expect(REQUEST_DURATION_BUCKETS[REQUEST_DURATION_BUCKETS.length - 1]).toBe(10);
+  });
+
+  it('records pool, health, ejection, config and raft metrics', async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const b = metrics.backend('api', '10.0.0.1:80');
+    b.setUp(true);
+    b.healthCheck('pass');
+    b.healthCheck('timeout');
+    b.upstreamError('connect_refused');
+    b.ejected();
+    const pool = metrics.pool('api');
+    pool.retry();
+    pool.requestWithoutBackend('5xx');
+    metrics.setConfigVersion(7);
+    metrics.configReload('failure');
+    metrics.raft.setTerm(4);
+    metrics.raft.setIsLeader(true);
+    metrics.raft.leaderChanged();
+    metrics.raft.proposal('committed');
+    metrics.raft.setPeerReachable('n2', false);
+    metrics.raft.peerMessageRejected('bad_mac');
+    const t = await metrics.render();
+    const l = { pool: 'api', backend: '10.0.0.1:80' };
+    expect(sample(t, 'balancer_backend_up', l)).toBe(1);
+    expect(sample(t, 'balancer_health_checks_total', { ...l, result: 'timeout' })).toBe(1);
+    expect(sample(t, 'balancer_upstream_errors_total', { ...l, reason: 'connect_refused' })).toBe(1);
+    expect(sample(t, 'balancer_outlier_ejections_total', l)).toBe(1);
+    expect(sample(t, 'balancer_retries_total', { pool: 'api' })).toBe(1);
+    expect(sample(t, 'balancer_requests_total', { pool: 'api', backend: NO_BACKEND_LABEL, code: '5xx' })).toBe(1);
+    expect(sample(t, 'balancer_config_version', {})).toBe(7);
+    expect(sample(t, 'balancer_config_reloads_total', { result: 'failure' })).toBe(1);
+    expect(sample(t, 'balancer_config_reloads_total', { result: 'success' })).toBe(0);
+    expect(sample(t, 'balancer_raft_term', {})).toBe(4);
+    expect(sample(t, 'balancer_raft_is_leader', {})).toBe(1);
+    expect(sample(t, 'balancer_raft_leader_changes_total', {})).toBe(1);
+    expect(sample(t, 'balancer_raft_proposals_total', { result: 'committed' })).toBe(1);
+    expect(sample(t, 'balancer_raft_proposals_total', { result: 'timeout' })).toBe(0);
+    expect(sample(t, 'balancer_raft_peer_reachable', { peer: 'n2' })).toBe(0);
+    expect(sample(t, 'balancer_raft_peer_messages_rejected_total', { reason: 'bad_mac' })).toBe(1);
+  });
+
+  it('returns the same cached children for a backend, and the hot path never resolves labels', () => {
+    const labelSpies = [
+      vi.spyOn(Counter.prototype, 'labels'),
+      vi.spyOn(Gauge.prototype, 'labels'),
+      vi.spyOn(Histogram.prototype, 'labels'),
+    ];
+    try {
+      const metrics = createMetrics({ collectDefault: false });
+      const b = metrics.backend('web', 'web-1');
+      expect(metrics.backend('web', 'web-1')).toBe(b);
+      b.upstreamError('reset');
+      b.healthCheck('pass');
+      const pool = metrics.pool('web');
+      for (const spy of labelSpies) spy.mockClear();
+      for (let i = 0; i < 1000; i++) {
+        b.requestStarted();
+        b.requestFinished(i % 7 === 0 ? '5xx' : '2xx', i / 10_000);
+        b.upstreamError('reset');
+        b.healthCheck('pass');
+        pool.retry();
+        pool.requestWithoutBackend('5xx');
+      }
+      for (const spy of labelSpies) expect(spy).not.toHaveBeenCalled();
+    } finally {
+      for (const spy of labelSpies) spy.mockRestore();
+    }
+  });
+
+  it('retain() drops every series of removed backends and pools and keeps the rest', async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    metrics.backend('web', 'a').requestFinished('2xx', 0.01);
+    const gone = metrics.backend('web', 'b');
+    gone.requestFinished('2xx', 0.01);
+    gone.upstreamError('reset');
+    gone.healthCheck('fail');
+    gone.setUp(false);
+    metrics.backend('old', 'c').setUp(true);
+    metrics.pool('old').retry();
+    metrics.pool('web').retry();
+
+    metrics.retain([{ pool: 'web', backends: ['a'] }]);
+    const t = await metrics.render();
+    expect(t).toContain('backend="a"');
+    expect(t).not.toContain('backend="b"');
+    expect(t).not.toContain('pool="old"');
+    expect(sample(t, 'balancer_retries_total', { pool: 'web' })).toBe(1);
+
+    // A backend that comes back starts from zero rather than resurrecting stale counts.
+    metrics.backend('web', 'b');
+    const again = await metrics.render();
+    expect(sample(again, 'balancer_requests_total', { pool: 'web', backend: 'b', code: '2xx' })).toBe(0);
+  });
+});
