@@ -1,0 +1,458 @@
+// The live state of one pool: backends with health, ejection, drain, slow start and in-flight counts; picking; retry budget.
+//
+// A PoolRuntime is immutable in shape (its backends and config never change); a config change builds a
+// new one with PoolRuntime.create(config, previous, deps). State that must survive the swap (health,
+// ejections, in-flight counts, retries in flight) lives in objects shared by both generations, so a
+// request started on the old pool and finishing after the swap still reports into the right counters.
+
+import { readFileSync } from 'node:fs';
+import type { Clock, Random, TimerHandle } from '../clock.js';
+import type { BackendConfig, PoolConfig, StrategyName } from '../config/schema.js';
+import { BalancerError, errorMessage } from '../errors.js';
+import { BackendHealth, type BackendHealthOptions, type HealthTransition, type RequestOutcome } from '../health/backend-health.js';
+import { HealthChecker } from '../health/checker.js';
+import { createProbe, type Probe, type ProbeResult } from '../health/probe.js';
+import type { Logger } from '../log.js';
+import type { BackendMetrics, Metrics } from '../metrics/types.js';
+import { retryBudgetAllows } from './retry-budget.js';
+import { createStrategy, type Candidate, type Strategy } from './strategy.js';
+
+export type { RequestOutcome } from '../health/backend-health.js';
+
+export type BackendState = 'up' | 'down' | 'ejected' | 'draining';
+
+export interface BackendStateChange {
+  readonly pool: string;
+  readonly backend: string;
+  readonly from: BackendState;
+  readonly to: BackendState;
+  readonly reason: string;
+  /** Clock time (ms) of the change. */
+  readonly at: number;
+}
+
+export type StateChangeListener = (change: BackendStateChange) => void;
+
+export interface PoolDeps {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Told of every backend state change of this pool and of the pools built from it (the app passes the same one each time). */
+  readonly onStateChange?: StateChangeListener;
+  /** Replaces the real HTTP/TCP probe (tests). */
+  readonly probe?: Probe;
+}
+
+export interface BackendStatus {
+  readonly id: string;
+  readonly url: string;
+  readonly weight: number;
+  readonly effectiveWeight: number;
+  readonly state: BackendState;
+  readonly inflight: number;
+  readonly consecutiveFailures: number;
+  /** Ejections since this backend (same id and URL) joined the pool. */
+  readonly ejections: number;
+  /** Clock time at which the current ejection ends. */
+  readonly ejectedUntil?: number;
+  /** `at` is clock time (ms); ageMs is how long ago, which is what a human wants. */
+  readonly lastCheck?: { readonly ok: boolean; readonly at: number; readonly ageMs: number; readonly detail: string };
+  /** Why the backend is in its current state. */
+  readonly reason: string;
+}
+
+export interface PoolStatus {
+  readonly name: string;
+  readonly strategy: StrategyName;
+  readonly panic: boolean;
+  readonly backends: readonly BackendStatus[];
+}
+
+/** What outlives a pool rebuild for one backend (same id and URL). */
+class BackendLive {
+  readonly health: BackendHealth;
+  inflight = 0;
+  ejectionTimer: TimerHandle | undefined;
+  /** The newest BackendRuntime for this backend; its pool handles transitions. */
+  current!: BackendRuntime;
+
+  constructor(health: BackendHealth) {
+    this.health = health;
+  }
+}
+
+export class BackendRuntime implements Candidate {
+  readonly id: string;
+  readonly config: BackendConfig;
+  readonly url: URL;
+  readonly metrics: BackendMetrics;
+  /** @internal shared with the same backend in newer/older pool generations. */
+  readonly live: BackendLive;
+  /** @internal the pool generation this runtime belongs to. */
+  readonly pool: PoolRuntime;
+
+  /** @internal built by PoolRuntime.create */
+  constructor(pool: PoolRuntime, config: BackendConfig, url: URL, metrics: BackendMetrics, live: BackendLive) {
+    this.pool = pool;
+    this.id = config.id;
+    this.config = config;
+    this.url = url;
+    this.metrics = metrics;
+    this.live = live;
+  }
+
+  get inflight(): number {
+    return this.live.inflight;
+  }
+
+  get state(): BackendState {
+    return this.config.drain ? 'draining' : this.live.health.state;
+  }
+
+  /** Eligible for new requests: up and not draining, or in panic mode anything not draining. */
+  get available(): boolean {
+    return !this.config.drain && (this.live.health.state === 'up' || this.pool.panic);
+  }
+
+  get effectiveWeight(): number {
+    return this.config.weight * this.live.health.weightFactor();
+  }
+
+  /** The forwarder calls this when it sends a request (or retry) to this backend. */
+  requestStarted(): void {
+    this.live.inflight++;
+  }
+
+  /**
+   * Exactly once per requestStarted(), when the exchange ends. 'gateway-failure' is a connect failure,
+   * connect/response timeout or reset; 'http-5xx' a 5xx answer; 'aborted' a client that went away.
+   * Request metrics (status class, duration) stay with the forwarder; this feeds in-flight counts and
+   * outlier detection.
+   */
+  requestFinished(outcome: RequestOutcome): void {
+    const live = this.live;
+    if (live.inflight > 0) live.inflight--;
+    if (outcome === 'aborted') return;
+    const owner = live.current.pool;
+    owner.recordOutcome(live.current, outcome);
+  }
+}
+
+export class PoolRuntime {
+  readonly name: string;
+  readonly config: PoolConfig;
+  readonly backends: readonly BackendRuntime[];
+  /** The pool's tls.ca PEM, read once per build; the forwarder should use the same for its agents. */
+  readonly ca: string | null;
+  private readonly deps: PoolDeps;
+  private readonly strategy: Strategy;
+  private readonly byId = new Map<string, BackendRuntime>();
+  private readonly listeners = new Set<StateChangeListener>();
+  /** Shared across generations so retries started before a swap still count against the budget. */
+  private readonly retries: { inFlight: number };
+  private panicMode = false;
+  private started = false;
+  private stopped = false;
+  private checker: HealthChecker | undefined;
+  /** Backends whose ejection was refused by maxEjectionPercent, so the refusal is logged once, not per request. */
+  private readonly ejectionRefusalLogged = new Set<string>();
+
+  /**
+   * Builds the runtime for `config`. Backends of `previous` with the same id and URL keep their health,
+   * ejection and in-flight state (and keep reporting here); new ones start `up` (see BackendHealth) and,
+   * when `previous` exists, ramp up under slow start. Stop `previous` after swapping to the result.
+   * Throws BalancerError CONFIG_IO when tls.ca cannot be read, so the caller keeps the previous pool.
+   */
+  static create(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps): PoolRuntime {
+    return new PoolRuntime(config, previous, deps);
+  }
+
+  private constructor(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps) {
+    this.name = config.name;
+    this.config = config;
+    this.deps = deps;
+    this.ca = readCa(config);
+    this.strategy = createStrategy(config.strategy, deps.random);
+    this.retries = previous?.retries ?? { inFlight: 0 };
+    if (deps.onStateChange !== undefined) this.listeners.add(deps.onStateChange);
+
+    const options = healthOptions(config);
+    const backends: BackendRuntime[] = [];
+    const carried: Array<{ runtime: BackendRuntime; before: BackendState; reconfigured: HealthTransition | undefined }> = [];
+    for (const backendConfig of config.backends) {
+      const url = new URL(backendConfig.url);
+      const old = previous?.byId.get(backendConfig.id);
+      let live: BackendLive;
+      let reconfigured: HealthTransition | undefined;
+      if (old !== undefined && old.url.href === url.href) {
+        live = old.live;
+        reconfigured = live.health.reconfigure(options);
+      } else {
+        // Joining a pool that already serves traffic warrants slow start; the first pool of the process does not.
+        live = new BackendLive(new BackendHealth(deps.clock, options, { slowStart: previous !== undefined }));
+      }
+      const runtime = new BackendRuntime(this, backendConfig, url, deps.metrics.backend(config.name, backendConfig.id), live);
+      live.current = runtime;
+      backends.push(runtime);
+      this.byId.set(runtime.id, runtime);
+      if (old !== undefined && old.live === live) carried.push({ runtime, before: old.state, reconfigured });
+    }
+    this.backends = backends;
+    this.panicMode = previous?.panicMode ?? false;
+
+    for (const { runtime, before, reconfigured } of carried) {
+      if (reconfigured !== undefined) this.afterHealthTransition(runtime, reconfigured);
+      else if (before !== runtime.state) {
+        const reason = runtime.config.drain ? 'drain set in config' : 'drain cleared in config';
+        this.announce(runtime, before, runtime.state, reason);
+      }
+    }
+    for (const runtime of backends) runtime.metrics.setUp(runtime.state === 'up');
+    this.updatePanic();
+  }
+
+  get panic(): boolean {
+    return this.panicMode;
+  }
+
+  /** Picks a backend for a new request (or a retry, with the backends already tried in `excluded`). */
+  pick(excluded?: ReadonlySet<string>): BackendRuntime | undefined {
+    // Drain, health, ejection and panic are all folded into each backend's `available`, and slow start into
+    // its effectiveWeight, so the strategy walks the pool's own array: no copy per pick.
+    return this.strategy.pick(this.backends, excluded) as BackendRuntime | undefined;
+  }
+
+  get(id: string): BackendRuntime | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Claims a slot in the retry budget; pair every true with one finishRetry(). */
+  tryStartRetry(): boolean {
+    let active = 0;
+    for (const backend of this.backends) active += backend.inflight;
+    if (!retryBudgetAllows(this.retries.inFlight, active, this.config.retryBudget)) return false;
+    this.retries.inFlight++;
+    return true;
+  }
+
+  finishRetry(): void {
+    if (this.retries.inFlight > 0) this.retries.inFlight--;
+  }
+
+  get retriesInFlight(): number {
+    return this.retries.inFlight;
+  }
+
+  /**
+   * For Retry-After on a 503 when nothing is available: seconds until something may change, i.e. the
+   * soonest ejection end or next check of a down backend; at least 1.
+   */
+  retryAfterSeconds(): number {
+    const now = this.deps.clock.now();
+    let soonest = Infinity;
+    for (const backend of this.backends) {
+      if (backend.config.drain) continue;
+      const health = backend.live.health;
+      if (health.state === 'ejected' && health.ejectedUntil !== null) soonest = Math.min(soonest, health.ejectedUntil - now);
+      if (health.state === 'down') {
+        const next = this.checker?.nextCheckAt(backend.id);
+        soonest = Math.min(soonest, next === undefined ? this.config.healthCheck?.unhealthyIntervalMs ?? Infinity : next - now);
+      }
+    }
+    if (!Number.isFinite(soonest)) return 1;
+    return Math.max(1, Math.ceil(soonest / 1000));
+  }
+
+  /** Starts active health checks, when the pool has them. Idempotent. */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    const check = this.config.healthCheck;
+    if (check === null) return;
+    const deps = this.deps;
+    this.checker = new HealthChecker({
+      config: check,
+      clock: deps.clock,
+      random: deps.random,
+      probe: deps.probe ?? createProbe(deps.clock),
+      ca: this.ca,
+      serverName: this.config.tls.serverName,
+      onResult: (id, result) => this.recordCheck(id, result),
+    });
+    this.checker.start(
+      this.backends.map((backend) => ({
+        id: backend.id,
+        url: backend.url,
+        isDown: () => backend.live.health.state === 'down',
+        lastCheckedAt: () => backend.live.health.lastCheck?.at,
+      })),
+    );
+  }
+
+  /**
+   * Stops checks and the ejection timers of backends no newer pool has taken over. In-flight requests
+   * on this pool's backends still finish and report (into the newer pool when it kept the backend).
+   */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.checker?.stop();
+    for (const backend of this.backends) {
+      const live = backend.live;
+      if (live.current === backend && live.ejectionTimer !== undefined) {
+        this.deps.clock.clearTimeout(live.ejectionTimer);
+        live.ejectionTimer = undefined;
+      }
+    }
+  }
+
+  /** Subscribes to backend state changes of this pool; returns the unsubscribe function. */
+  onStateChange(listener: StateChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  status(): PoolStatus {
+    const now = this.deps.clock.now();
+    return {
+      name: this.name,
+      strategy: this.config.strategy,
+      panic: this.panicMode,
+      backends: this.backends.map((backend): BackendStatus => {
+        const health = backend.live.health;
+        const last = health.lastCheck;
+        const ejectedUntil = health.state === 'ejected' ? health.ejectedUntil : null;
+        return {
+          id: backend.id,
+          url: backend.config.url,
+          weight: backend.config.weight,
+          effectiveWeight: backend.effectiveWeight,
+          state: backend.state,
+          inflight: backend.inflight,
+          consecutiveFailures: health.consecutiveFailures,
+          ejections: health.ejections,
+          ...(ejectedUntil !== null ? { ejectedUntil } : {}),
+          ...(last !== undefined ? { lastCheck: { ok: last.ok, at: last.at, ageMs: now - last.at, detail: last.detail } } : {}),
+          reason: backend.config.drain ? 'drain set in config' : health.reason,
+        };
+      }),
+    };
+  }
+
+  /** @internal from BackendRuntime.requestFinished, on the newest pool holding the backend. */
+  recordOutcome(backend: BackendRuntime, outcome: RequestOutcome): void {
+    // A pool that was stopped and not superseded for this backend (it was removed): nothing to protect any more.
+    if (this.stopped) return;
+    const transition = backend.live.health.recordRequest(outcome, () => this.mayEject(backend));
+    if (transition !== undefined) this.afterHealthTransition(backend, transition);
+  }
+
+  private recordCheck(id: string, result: ProbeResult): void {
+    const backend = this.byId.get(id);
+    if (backend === undefined || this.stopped) return;
+    backend.metrics.healthCheck(result.result);
+    const transition = backend.live.health.recordCheck(result.result === 'pass', result.detail);
+    if (transition !== undefined) this.afterHealthTransition(backend, transition);
+  }
+
+  /** Envoy's cap: eject only while fewer than maxEjectionPercent are ejected, but always allow one. */
+  private mayEject(backend: BackendRuntime): boolean {
+    let ejected = 0;
+    for (const other of this.backends) if (other.live.health.state === 'ejected') ejected++;
+    const allowed = Math.max(1, Math.floor((this.backends.length * this.config.outlierDetection.maxEjectionPercent) / 100));
+    if (ejected < allowed) {
+      this.ejectionRefusalLogged.delete(backend.id);
+      return true;
+    }
+    if (!this.ejectionRefusalLogged.has(backend.id)) {
+      this.ejectionRefusalLogged.add(backend.id);
+      this.deps.logger.warn('outlier ejection refused: maxEjectionPercent reached', {
+        pool: this.name,
+        backend: backend.id,
+        ejected,
+        allowed,
+        maxEjectionPercent: this.config.outlierDetection.maxEjectionPercent,
+      });
+    }
+    return false;
+  }
+
+  private afterHealthTransition(backend: BackendRuntime, transition: HealthTransition): void {
+    const live = backend.live;
+    if (transition.from === 'ejected' && live.ejectionTimer !== undefined) {
+      this.deps.clock.clearTimeout(live.ejectionTimer);
+      live.ejectionTimer = undefined;
+    }
+    if (transition.to === 'ejected') {
+      backend.metrics.ejected();
+      const until = live.health.ejectedUntil;
+      if (until !== null) {
+        const clock = this.deps.clock;
+        live.ejectionTimer = clock.setTimeout(() => {
+          live.ejectionTimer = undefined;
+          const current = live.current;
+          const ended = live.health.endEjectionIfDue();
+          if (ended !== undefined) current.pool.afterHealthTransition(current, ended);
+        }, Math.max(0, until - clock.now()));
+      }
+    }
+    backend.metrics.setUp(backend.state === 'up');
+    // Reported as health states even while draining (state stays 'draining'): it tells the operator what they will get back.
+    this.announce(backend, transition.from, transition.to, transition.reason);
+    this.updatePanic();
+  }
+
+  private announce(backend: BackendRuntime, from: BackendState, to: BackendState, reason: string): void {
+    const change: BackendStateChange = { pool: this.name, backend: backend.id, from, to, reason, at: this.deps.clock.now() };
+    const fields = { pool: change.pool, backend: change.backend, from, to, reason };
+    if (to === 'up') this.deps.logger.info('backend state changed', fields);
+    else this.deps.logger.warn('backend state changed', fields);
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.deps.logger.error('state change listener failed', { pool: this.name, error: errorMessage(error) });
+      }
+    }
+  }
+
+  /** Envoy's panic mode: below the threshold share of healthy backends, spread over all non-draining ones. */
+  private updatePanic(): void {
+    const threshold = this.config.panicThresholdPercent;
+    let serving = 0;
+    let healthy = 0;
+    for (const backend of this.backends) {
+      if (backend.config.drain) continue;
+      serving++;
+      if (backend.live.health.state === 'up') healthy++;
+    }
+    const panic = threshold > 0 && serving > 0 && healthy * 100 < threshold * serving;
+    if (panic === this.panicMode) return;
+    this.panicMode = panic;
+    const fields = { pool: this.name, healthy, total: serving, panicThresholdPercent: threshold };
+    if (panic) this.deps.logger.warn('pool entered panic mode: routing to all non-draining backends', fields);
+    else this.deps.logger.info('pool left panic mode', fields);
+  }
+}
+
+function healthOptions(config: PoolConfig): BackendHealthOptions {
+  const check = config.healthCheck;
+  return {
+    rise: check?.rise ?? 1,
+    fall: check?.fall ?? 1,
+    activeChecks: check !== null,
+    outlier: config.outlierDetection,
+    slowStartMs: config.slowStartMs,
+  };
+}
+
+function readCa(config: PoolConfig): string | null {
+  const path = config.tls.ca;
+  if (path === null) return null;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new BalancerError('CONFIG_IO', `pool ${config.name}: cannot read tls.ca ${path}: ${errorMessage(error)}`, { cause: error });
+  }
+}

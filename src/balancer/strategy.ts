@@ -1,0 +1,48 @@
+// The load-balancing strategy interface, the candidate shape strategies see, and the factory for all four.
+
+import type { Random } from '../clock.js';
+import type { StrategyName } from '../config/schema.js';
+import { LeastRequestStrategy } from './least-request.js';
+import { RandomStrategy } from './random.js';
+import { RoundRobinStrategy } from './round-robin.js';
+import { WeightedStrategy } from './weighted.js';
+
+export type { StrategyName } from '../config/schema.js';
+
+/** What a strategy may look at. Implemented by BackendRuntime; plain objects do in tests. */
+export interface Candidate {
+  readonly id: string;
+  /** False while down, ejected or draining (the pool folds panic mode into this flag). */
+  readonly available: boolean;
+  /** Configured weight scaled by slow start; may be fractional, always > 0. */
+  readonly effectiveWeight: number;
+  readonly inflight: number;
+}
+
+export interface Strategy {
+  readonly name: StrategyName;
+  /**
+   * Chooses one candidate that is available and not in `excluded`, or undefined when none is.
+   * Strategies may keep per-candidate state between calls; they re-key it by id when a different
+   * candidates array is passed, so callers should pass the same array while the set is unchanged.
+   */
+  pick(candidates: readonly Candidate[], excluded?: ReadonlySet<string>): Candidate | undefined;
+}
+
+/** The one eligibility rule every strategy applies. */
+export function isEligible(candidate: Candidate, excluded: ReadonlySet<string> | undefined): boolean {
+  return candidate.available && (excluded === undefined || !excluded.has(candidate.id));
+}
+
+export function createStrategy(name: StrategyName, random: Random): Strategy {
+  switch (name) {
+    case 'random':
+      return new RandomStrategy(random);
+    case 'round-robin':
+      return new RoundRobinStrategy();
+    case 'weighted':
+      return new WeightedStrategy();
+    case 'least-request':
+      return new LeastRequestStrategy(random);
+  }
+}

@@ -1,0 +1,145 @@
+// One active health probe: an HTTP(S) GET or a TCP connect to a backend, bounded by a timeout.
+
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import type { Clock } from '../clock.js';
+import type { HealthCheckResult } from '../metrics/types.js';
+import { errorMessage } from '../errors.js';
+
+export interface ProbeTarget {
+  readonly url: URL;
+  /** HTTP GET path; null for a TCP connect check. */
+  readonly path: string | null;
+  /** Host header; null sends the backend's host:port. */
+  readonly host: string | null;
+  readonly timeoutMs: number;
+  readonly expectedStatuses: readonly (readonly [number, number])[];
+  /** PEM CA bundle for https backends; null trusts Node's default CA store. */
+  readonly ca: string | null;
+  /** SNI and certificate name for https backends; null uses the URL's host name. */
+  readonly serverName: string | null;
+}
+
+export interface ProbeResult {
+  readonly result: HealthCheckResult;
+  /** Human-readable cause, used in state-change log lines (e.g. "HTTP 500", "connect ECONNREFUSED"). */
+  readonly detail: string;
+}
+
+export type Probe = (target: ProbeTarget) => Promise<ProbeResult>;
+
+/** Enough of a health page to see it is a real answer; anything longer is cut off rather than read forever. */
+const MAX_BODY_BYTES = 64 * 1024;
+
+const USER_AGENT = 'balancer-health-check';
+
+export function createProbe(clock: Clock): Probe {
+  return (target) => (target.path === null ? tcpProbe(target, clock) : httpProbe(target, target.path, clock));
+}
+
+export function statusExpected(status: number, ranges: readonly (readonly [number, number])[]): boolean {
+  for (const [low, high] of ranges) if (status >= low && status <= high) return true;
+  return false;
+}
+
+function describeError(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  const syscall = (error as { syscall?: unknown }).syscall;
+  if (typeof code === 'string' && typeof syscall === 'string') return `${syscall} ${code}`;
+  if (typeof code === 'string') return `${code}: ${errorMessage(error)}`;
+  return errorMessage(error);
+}
+
+function portOf(url: URL): number {
+  if (url.port !== '') return Number(url.port);
+  return url.protocol === 'https:' ? 443 : 80;
+}
+
+/** URL.hostname keeps IPv6 brackets; sockets want them off. */
+function hostOf(url: URL): string {
+  return url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+}
+
+/**
+ * Runs `start` with a settle-once callback and a clock-driven timeout; `cleanup` always runs once,
+ * so no socket outlives its probe whichever way it ends.
+ */
+function bounded(
+  clock: Clock,
+  timeoutMs: number,
+  start: (settle: (result: ProbeResult) => void) => () => void,
+): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    let done = false;
+    let cleanup: (() => void) | undefined;
+    const settle = (result: ProbeResult): void => {
+      if (done) return;
+      done = true;
+      clock.clearTimeout(timer);
+      cleanup?.();
+      resolve(result);
+    };
+    const timer = clock.setTimeout(() => settle({ result: 'timeout', detail: `no answer within ${timeoutMs}ms` }), timeoutMs);
+    cleanup = start(settle);
+    if (done) cleanup();
+  });
+}
+
+function tcpProbe(target: ProbeTarget, clock: Clock): Promise<ProbeResult> {
+  return bounded(clock, target.timeoutMs, (settle) => {
+    const socket = net.connect({ host: hostOf(target.url), port: portOf(target.url) });
+    socket.once('connect', () => settle({ result: 'pass', detail: 'TCP connect ok' }));
+    socket.once('error', (error) => settle({ result: 'error', detail: describeError(error) }));
+    return () => {
+      socket.removeAllListeners('connect');
+      socket.on('error', () => {});
+      socket.destroy();
+    };
+  });
+}
+
+function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<ProbeResult> {
+  const url = target.url;
+  const secure = url.protocol === 'https:';
+  const hostHeader = target.host ?? url.host;
+  return bounded(clock, target.timeoutMs, (settle) => {
+    const options: https.RequestOptions = {
+      host: hostOf(url),
+      port: portOf(url),
+      method: 'GET',
+      path,
+      // A fresh connection per check: a check must see whether a new connection works, and must not
+      // share (or be queued behind) the data plane's keep-alive sockets.
+      agent: false,
+      headers: { host: hostHeader, 'user-agent': USER_AGENT, connection: 'close', accept: '*/*' },
+    };
+    if (secure) {
+      // Verification is never turned off: a backend with a bad certificate fails its checks.
+      options.rejectUnauthorized = true;
+      if (target.ca !== null) options.ca = target.ca;
+      const serverName = target.serverName ?? (net.isIP(hostOf(url)) === 0 ? hostOf(url) : undefined);
+      if (serverName !== undefined) options.servername = serverName;
+    }
+    const request = (secure ? https : http).request(options, (response) => {
+      const status = response.statusCode ?? 0;
+      const result: ProbeResult = statusExpected(status, target.expectedStatuses)
+        ? { result: 'pass', detail: `HTTP ${status}` }
+        : { result: 'fail', detail: `HTTP ${status}` };
+      let received = 0;
+      // The body is read and discarded so the verdict waits for a complete answer, but never more than a page of it.
+      response.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > MAX_BODY_BYTES) settle(result);
+      });
+      response.once('end', () => settle(result));
+      response.once('error', (error) => settle({ result: 'error', detail: `response ${describeError(error)}` }));
+    });
+    request.once('error', (error) => settle({ result: 'error', detail: describeError(error) }));
+    request.end();
+    return () => {
+      request.on('error', () => {});
+      request.destroy();
+    };
+  });
+}
