@@ -1,0 +1,326 @@
+// The admin HTTP server: /metrics, /healthz, /readyz, the dashboard page and the token-guarded /api/v1 control API.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { LineCounter, parseDocument } from 'yaml';
+import type { ControlPlane } from '../control/types.js';
+import { BalancerError, errorMessage, type ProblemDetail } from '../errors.js';
+import type { Logger } from '../log.js';
+import { createTokenChecker, TOKEN_HOWTO } from './auth.js';
+import { DASHBOARD_HTML, DASHBOARD_SECURITY_HEADERS } from './dashboard.js';
+import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText } from './http-util.js';
+
+/** 1 MiB: a config with thousands of backends fits; anything bigger is a mistake or an attack. */
+export const DEFAULT_ADMIN_BODY_LIMIT = 1024 * 1024;
+
+const CONFIG_MEDIA_TYPES: readonly string[] = ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml'];
+const JSON_MEDIA_TYPES: readonly string[] = ['application/json'];
+
+export interface AdminServerOptions {
+  control: ControlPlane;
+  metrics: { render(): Promise<string>; contentType: string };
+  /** null: no token configured, so every /api/v1 call is refused with instructions. */
+  token: string | null;
+  logger: Logger;
+  bodyLimit?: number;
+}
+
+type Params = Readonly<Record<string, string>>;
+
+interface Call {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly params: Params;
+  /** Reads and parses the body, enforcing the size limit and one of `accepted` media types. */
+  body(accepted: readonly string[]): Promise<{ value: unknown; text: string }>;
+}
+
+type Handler = (call: Call) => Promise<void> | void;
+
+interface Route {
+  readonly segments: readonly string[];
+  readonly methods: Readonly<Record<string, Handler>>;
+  readonly api: boolean;
+}
+
+function route(path: string, methods: Record<string, Handler>): Route {
+  const withHead: Record<string, Handler> = { ...methods };
+  if (methods['GET'] !== undefined && methods['HEAD'] === undefined) withHead['HEAD'] = methods['GET'];
+  return { segments: path.split('/').slice(1), methods: withHead, api: path.startsWith('/api/') };
+}
+
+function matchRoute(routes: readonly Route[], segments: readonly string[]): { route: Route; params: Params } | null {
+  for (const candidate of routes) {
+    if (candidate.segments.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    let matched = true;
+    for (let i = 0; i < segments.length; i++) {
+      const pattern = candidate.segments[i]!;
+      const actual = segments[i]!;
+      if (pattern.startsWith(':')) {
+        if (actual === '') {
+          matched = false;
+          break;
+        }
+        params[pattern.slice(1)] = actual;
+      } else if (pattern !== actual) {
+        matched = false;
+        break;
+      }
+    }
+    if (matched) return { route: candidate, params };
+  }
+  return null;
+}
+
+function badRequest(message: string, details: readonly ProblemDetail[] = []): BalancerError {
+  return new BalancerError('BAD_REQUEST', message, { details });
+}
+
+function parseBody(text: string, type: string): unknown {
+  if (text.trim() === '') throw badRequest('request body is empty');
+  if (type === 'application/json') {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (error) {
+      throw badRequest(`request body is not valid JSON: ${errorMessage(error)}`);
+    }
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter });
+  if (doc.errors.length > 0) {
+    throw badRequest(
+      'request body is not valid YAML',
+      doc.errors.map((e) => {
+        const at = lineCounter.linePos(e.pos[0]);
+        return { path: '', line: at.line, column: at.col, message: e.message };
+      }),
+    );
+  }
+  return doc.toJS() as unknown;
+}
+
+type FieldType = 'string' | 'number' | 'boolean';
+
+/** Checks a JSON body's shape, listing every wrong or unknown field; semantic checks stay with the validator. */
+function fields<T>(value: unknown, spec: Record<string, { type: FieldType; required?: boolean }>): T {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw badRequest('request body must be a JSON object');
+  }
+  const problems: ProblemDetail[] = [];
+  const record = value as Record<string, unknown>;
+  for (const [name, rule] of Object.entries(spec)) {
+    const field = record[name];
+    if (field === undefined) {
+      if (rule.required === true) problems.push({ path: name, message: `${name} is required` });
+    } else if (typeof field !== rule.type) {
+      problems.push({ path: name, message: `${name} must be a ${rule.type}` });
+    }
+  }
+  for (const name of Object.keys(record)) {
+    if (!(name in spec)) {
+      problems.push({ path: name, message: `unknown field ${name}; expected one of ${Object.keys(spec).join(', ')}` });
+    }
+  }
+  if (problems.length > 0) throw badRequest('request body has invalid fields', problems);
+  return record as T;
+}
+
+/** `"N"` → N; `*` → no precondition; anything else is malformed (weak tags never match a strong If-Match). */
+export function parseIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const trimmed = header.trim();
+  if (trimmed === '*') return undefined;
+  const match = /^"(\d{1,15})"$/.exec(trimmed);
+  if (match === null) {
+    throw badRequest(`If-Match must be a config version as an ETag, like "12" (got ${JSON.stringify(header)})`);
+  }
+  return Number(match[1]);
+}
+
+function etag(version: number): string {
+  return `"${version}"`;
+}
+
+function backendLocation(pool: string, id: string): string {
+  return `/api/v1/pools/${encodeURIComponent(pool)}/backends/${encodeURIComponent(id)}`;
+}
+
+export function createAdminServer(options: AdminServerOptions): Server {
+  const { control, metrics, logger } = options;
+  const bodyLimit = options.bodyLimit ?? DEFAULT_ADMIN_BODY_LIMIT;
+  const checkToken = createTokenChecker(options.token);
+  const disabledMessage = `the admin API is disabled because no admin token is set: ${TOKEN_HOWTO}`;
+  if (options.token === null) logger.warn(disabledMessage);
+
+  const routes: readonly Route[] = [
+    route('/', {
+      GET: ({ res }) => sendText(res, 200, DASHBOARD_HTML, 'text/html; charset=utf-8', DASHBOARD_SECURITY_HEADERS),
+    }),
+    route('/metrics', {
+      GET: async ({ res }) => sendText(res, 200, await metrics.render(), metrics.contentType),
+    }),
+    route('/healthz', { GET: ({ res }) => sendText(res, 200, 'ok\n', 'text/plain; charset=utf-8') }),
+    route('/readyz', {
+      GET: ({ res }) =>
+        control.ready()
+          ? sendText(res, 200, 'ready\n', 'text/plain; charset=utf-8')
+          : sendText(res, 503, 'not ready\n', 'text/plain; charset=utf-8'),
+    }),
+    route('/api/v1/status', { GET: ({ res }) => sendJson(res, 200, control.status()) }),
+    route('/api/v1/config', {
+      GET: async ({ res }) => {
+        const { version, config } = await control.getConfig();
+        sendJson(res, 200, { version, routes: config.routes, pools: config.pools }, { ETag: etag(version) });
+      },
+      PUT: async ({ req, res, body }) => {
+        const ifMatch = parseIfMatch(req.headers['if-match']);
+        const { value, text } = await body(CONFIG_MEDIA_TYPES);
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+          throw badRequest('config body must be a mapping with routes and pools');
+        }
+        // GET returns the version beside routes and pools; dropping it lets a GET-edit-PUT round trip work.
+        const { version: _ignored, ...replicated } = value as Record<string, unknown>;
+        const result = await control.putConfig(replicated, {
+          ...(ifMatch === undefined ? {} : { ifMatch }),
+          sourceText: text,
+        });
+        logger.info('config replaced through the admin API', { version: result.version });
+        sendJson(res, 200, { version: result.version }, { ETag: etag(result.version) });
+      },
+    }),
+    route('/api/v1/pools/:pool/backends', {
+      POST: async ({ res, params, body }) => {
+        const pool = params['pool']!;
+        const input = fields<{ url: string; weight?: number; id?: string }>((await body(JSON_MEDIA_TYPES)).value, {
+          url: { type: 'string', required: true },
+          weight: { type: 'number' },
+          id: { type: 'string' },
+        });
+        const result = await control.addBackend(pool, input);
+        logger.info('backend added through the admin API', { pool, backend: result.backend.id, version: result.version });
+        sendJson(res, 201, result, { Location: backendLocation(pool, result.backend.id) });
+      },
+    }),
+    route('/api/v1/pools/:pool/backends/:id', {
+      PATCH: async ({ res, params, body }) => {
+        const pool = params['pool']!;
+        const id = params['id']!;
+        const patch = fields<{ weight?: number; drain?: boolean }>((await body(JSON_MEDIA_TYPES)).value, {
+          weight: { type: 'number' },
+          drain: { type: 'boolean' },
+        });
+        if (patch.weight === undefined && patch.drain === undefined) {
+          throw badRequest('nothing to change: give weight and/or drain');
+        }
+        const result = await control.updateBackend(pool, id, patch);
+        logger.info('backend updated through the admin API', { pool, backend: id, ...patch, version: result.version });
+        sendJson(res, 200, result);
+      },
+      DELETE: async ({ res, params }) => {
+        const pool = params['pool']!;
+        const id = params['id']!;
+        const result = await control.removeBackend(pool, id);
+        logger.info('backend removed through the admin API', { pool, backend: id, version: result.version });
+        sendJson(res, 200, result);
+      },
+    }),
+    route('/api/v1/cluster', { GET: ({ res }) => sendJson(res, 200, control.cluster()) }),
+    route('/api/v1/cluster/members', {
+      POST: async ({ res, body }) => {
+        const input = fields<{ id: string; address: string; learner?: boolean }>((await body(JSON_MEDIA_TYPES)).value, {
+          id: { type: 'string', required: true },
+          address: { type: 'string', required: true },
+          learner: { type: 'boolean' },
+        });
+        const status = await control.addMember(input.id, input.address, input.learner ?? false);
+        logger.info('cluster member added through the admin API', { member: input.id, address: input.address });
+        sendJson(res, 200, status);
+      },
+    }),
+    route('/api/v1/cluster/members/:id', {
+      DELETE: async ({ res, params }) => {
+        const status = await control.removeMember(params['id']!);
+        logger.info('cluster member removed through the admin API', { member: params['id'] });
+        sendJson(res, 200, status);
+      },
+    }),
+    route('/api/v1/cluster/leader', {
+      POST: async ({ res, body }) => {
+        const input = fields<{ id: string }>((await body(JSON_MEDIA_TYPES)).value, { id: { type: 'string', required: true } });
+        const status = await control.transferLeader(input.id);
+        logger.info('leadership transfer requested through the admin API', { to: input.id });
+        sendJson(res, 200, status);
+      },
+    }),
+  ];
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const method = req.method ?? 'GET';
+    const rawPath = (req.url ?? '/').split('?')[0]!;
+    let allow: readonly string[] | undefined;
+    try {
+      let segments: string[];
+      try {
+        segments = rawPath.split('/').slice(1).map((s) => decodeURIComponent(s));
+      } catch {
+        throw badRequest('the request path is not valid percent-encoding');
+      }
+      const isApi = segments[0] === 'api';
+      // Authenticate before routing, so unauthenticated callers learn nothing about which API paths exist.
+      if (isApi) {
+        const outcome = checkToken(req.headers['authorization']);
+        if (outcome === 'disabled') throw new BalancerError('ADMIN_TOKEN_NOT_SET', disabledMessage);
+        if (outcome === 'missing') {
+          throw new BalancerError('UNAUTHORIZED', 'this call needs an Authorization: Bearer TOKEN header');
+        }
+        if (outcome === 'wrong') throw new BalancerError('FORBIDDEN', 'the admin token is not valid');
+      }
+      const found = matchRoute(routes, segments);
+      if (found === null) throw new BalancerError('NOT_FOUND', `no such endpoint: ${rawPath}`);
+      const handler = found.route.methods[method];
+      if (handler === undefined) {
+        allow = Object.keys(found.route.methods);
+        throw new BalancerError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${rawPath}; allowed: ${allow.join(', ')}`);
+      }
+      await handler({
+        req,
+        res,
+        params: found.params,
+        body: async (accepted) => {
+          const type = mediaType(req.headers['content-type']);
+          if (type === null || !accepted.includes(type) || !charsetIsUtf8(req.headers['content-type'])) {
+            throw new BalancerError(
+              'UNSUPPORTED_MEDIA_TYPE',
+              `Content-Type must be ${accepted.join(' or ')} (UTF-8); got ${req.headers['content-type'] ?? 'none'}`,
+            );
+          }
+          const text = await readBody(req, bodyLimit);
+          return { value: parseBody(text, type), text };
+        },
+      });
+    } catch (error) {
+      const mapped = mapError(error, allow);
+      if (mapped.internal) {
+        logger.error('admin request failed', { method, path: rawPath, error });
+      } else if (mapped.status >= 500) {
+        logger.warn('admin request could not be served', { method, path: rawPath, code: mapped.body.error.code });
+      }
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const headers: Record<string, string> = { ...mapped.headers };
+      // The unread rest of an oversized or refused body would otherwise have to be drained first.
+      if (!req.complete) headers['Connection'] = 'close';
+      sendJson(res, mapped.status, mapped.body, headers);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    void handle(req, res);
+  });
+  // Bounded so that slow or stuck clients cannot pin admin sockets forever.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  return server;
+}
