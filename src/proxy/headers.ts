@@ -1,0 +1,110 @@
+// Header rewriting between client and backend: hop-by-hop stripping and the X-Forwarded-* family.
+
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import net from 'node:net';
+
+/** RFC 9110 section 7.6.1 hop-by-hop headers, plus the de-facto ones proxies also strip. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+function connectionTokens(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  const tokens: string[] = [];
+  for (const raw of joined.split(',')) {
+    const token = raw.trim().toLowerCase();
+    if (token !== '') tokens.push(token);
+  }
+  return tokens;
+}
+
+/**
+ * Removes hop-by-hop headers and any header the Connection header names, in place.
+ * `keep` lets the request path preserve framing (transfer-encoding) and the upgrade handshake.
+ */
+export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders, keep?: ReadonlySet<string>): void {
+  const named = connectionTokens(headers['connection'] as string | string[] | undefined);
+  for (const token of named) {
+    if (keep === undefined || !keep.has(token)) delete headers[token];
+  }
+  for (const name of HOP_BY_HOP) {
+    if (keep === undefined || !keep.has(name)) delete headers[name];
+  }
+}
+
+/** Request framing must reach the backend exactly as Node parsed it, so transfer-encoding stays. */
+const KEEP_FOR_REQUEST = new Set(['transfer-encoding']);
+const KEEP_FOR_UPGRADE = new Set(['transfer-encoding', 'connection', 'upgrade']);
+
+/** Matches client addresses against the configured trustedProxies CIDRs. */
+export class TrustedProxies {
+  private readonly list = new net.BlockList();
+  readonly empty: boolean;
+
+  constructor(cidrs: readonly string[]) {
+    for (const cidr of cidrs) {
+      const [address, prefix] = cidr.split('/');
+      if (address === undefined) continue;
+      const type = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+      if (prefix === undefined) this.list.addAddress(address, type);
+      else this.list.addSubnet(address, Number(prefix), type);
+    }
+    this.empty = cidrs.length === 0;
+  }
+
+  has(address: string): boolean {
+    if (this.empty || address === '') return false;
+    const mapped = address.startsWith('::ffff:') ? address.slice(7) : address;
+    return this.list.check(mapped, net.isIPv6(mapped) ? 'ipv6' : 'ipv4');
+  }
+}
+
+export interface ClientFacts {
+  readonly remoteAddress: string;
+  readonly encrypted: boolean;
+  readonly trusted: boolean;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/**
+ * Rewrites request headers for the backend, in place. Incoming X-Forwarded-* are extended only when the
+ * immediate client is a trusted proxy; from anyone else they are replaced, so clients cannot forge them.
+ */
+export function prepareRequestHeaders(headers: IncomingHttpHeaders, client: ClientFacts, upgrade: boolean): void {
+  stripHopByHop(headers, upgrade ? KEEP_FOR_UPGRADE : KEEP_FOR_REQUEST);
+  if (upgrade) {
+    // Only the upgrade token may survive in Connection; anything else it names was already removed.
+    headers['connection'] = 'upgrade';
+  }
+  const host = headers.host ?? '';
+  const proto = client.encrypted ? 'https' : 'http';
+  const priorFor = single(headers['x-forwarded-for']);
+  if (client.trusted) {
+    headers['x-forwarded-for'] = priorFor === undefined || priorFor === '' ? client.remoteAddress : `${priorFor}, ${client.remoteAddress}`;
+    if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = proto;
+    if (headers['x-forwarded-host'] === undefined) headers['x-forwarded-host'] = host;
+  } else {
+    headers['x-forwarded-for'] = client.remoteAddress;
+    headers['x-forwarded-proto'] = proto;
+    headers['x-forwarded-host'] = host;
+    // RFC 7239 carries the same claims; from an untrusted client it can only be a forgery.
+    delete headers['forwarded'];
+  }
+}
+
+/** Response headers from the backend lose their hop-by-hop fields before reaching the client. */
+export function prepareResponseHeaders(headers: IncomingHttpHeaders): void {
+  stripHopByHop(headers);
+}

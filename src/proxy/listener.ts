@@ -1,0 +1,182 @@
+// The client-facing HTTP(S) server: connection limits, slow-client timeouts, request guards, routing, graceful drain.
+
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync, watchFile, unwatchFile } from 'node:fs';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { LimitsConfig, TlsListenerConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import { errorMessage, type ErrorCode } from '../errors.js';
+import { errorBody } from './error-status.js';
+import { checkFraming, checkTarget } from './request-guard.js';
+import { hostWithoutPort } from './router.js';
+import { sendError, writeRawError, type Forwarder } from './forward.js';
+import type { DataPlane } from './data-plane.js';
+import { parseHostPort } from '../net-address.js';
+
+export interface ListenerOptions {
+  readonly listen: string;
+  readonly tls: TlsListenerConfig | null;
+  readonly limits: LimitsConfig;
+  readonly dataPlane: DataPlane;
+  readonly forwarder: Forwarder;
+  readonly logger: Logger;
+}
+
+const CLIENT_ERRORS: Record<string, { status: number; reason: string; code: string; message: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, reason: 'Request Header Fields Too Large', code: 'HEADERS_TOO_LARGE', message: 'request headers exceed the size limit' },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'Request Timeout', code: 'REQUEST_TIMEOUT', message: 'request not received in time' },
+};
+
+export class ProxyListener {
+  private readonly server: http.Server;
+  private readonly options: ListenerOptions;
+  private readonly sockets = new Set<Socket>();
+  private draining = false;
+  private tlsWatched: string[] = [];
+
+  constructor(options: ListenerOptions) {
+    this.options = options;
+    const limits = options.limits;
+    const serverOptions: http.ServerOptions = {
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Node checks headers/request timeouts on this period; the default 30 s lets slowloris linger far too long.
+      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+      requireHostHeader: true,
+    };
+    this.server = options.tls === null ? http.createServer(serverOptions) : https.createServer({ ...serverOptions, ...this.readTls(options.tls) });
+    this.server.maxConnections = limits.maxConnections;
+    this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => this.onClientError(error, socket));
+    this.server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    this.server.on('tlsClientError', (error: Error) => {
+      if (options.logger.enabled('debug')) options.logger.debug('TLS handshake failed', { err: error });
+    });
+  }
+
+  private readTls(tls: TlsListenerConfig): { cert: Buffer; key: Buffer } {
+    return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+  }
+
+  async start(): Promise<AddressInfo> {
+    const { host, port } = parseHostPort(this.options.listen);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error): void => reject(error);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+    this.server.on('error', (error: Error) => this.options.logger.error('listener error', { err: error }));
+    if (this.options.tls !== null) this.watchTls(this.options.tls);
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Certificates are re-read when either file changes, so renewals need no restart; a bad pair keeps the old one. */
+  private watchTls(tls: TlsListenerConfig): void {
+    const reload = (): void => {
+      try {
+        (this.server as https.Server).setSecureContext(this.readTls(tls));
+        this.options.logger.info('TLS certificate reloaded', { cert: tls.cert });
+      } catch (error) {
+        this.options.logger.error('TLS certificate reload failed; keeping the previous one', { cert: tls.cert, err: errorMessage(error) });
+      }
+    };
+    for (const file of [tls.cert, tls.key]) {
+      watchFile(file, { interval: 1_000, persistent: false }, (current, previous) => {
+        if (current.mtimeMs !== previous.mtimeMs || current.size !== previous.size) reload();
+      });
+    }
+    this.tlsWatched = [tls.cert, tls.key];
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.draining) res.setHeader('connection', 'close');
+    const rejection = checkTarget(req) ?? checkFraming(req, this.options.limits.maxBodySize);
+    if (rejection !== null) {
+      this.reject(req, res, rejection.status, rejection.code, rejection.message);
+      return;
+    }
+    const decision = this.options.dataPlane.route(hostWithoutPort(req.headers.host), req.url ?? '/');
+    if (decision === undefined) {
+      sendError(res, 404, 'NO_ROUTE', `no route matches host ${JSON.stringify(req.headers.host ?? '')} and path ${JSON.stringify(req.url ?? '')}`);
+      return;
+    }
+    if (decision.maxBodySize > 0) {
+      const routeRejection = checkFraming(req, decision.maxBodySize);
+      if (routeRejection !== null) {
+        this.reject(req, res, routeRejection.status, routeRejection.code, routeRejection.message);
+        return;
+      }
+    }
+    const maxBodySize = decision.maxBodySize > 0 ? decision.maxBodySize : this.options.limits.maxBodySize;
+    this.options.forwarder.forward(req, res, decision.entry, maxBodySize);
+  }
+
+  /** A rejected request's body is never read, so the connection cannot be reused safely: close it after answering. */
+  private reject(req: http.IncomingMessage, res: http.ServerResponse, status: number, code: Parameters<typeof sendError>[2], message: string): void {
+    req.resume();
+    sendError(res, status, code, message, { connection: 'close' });
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const rejection = checkTarget(req) ?? checkFraming(req, this.options.limits.maxBodySize);
+    if (rejection !== null) {
+      writeRawError(socket, rejection.status, rejection.code, rejection.message);
+      return;
+    }
+    const decision = this.options.dataPlane.route(hostWithoutPort(req.headers.host), req.url ?? '/');
+    if (decision === undefined) {
+      writeRawError(socket, 404, 'NO_ROUTE', 'no route matches this request');
+      return;
+    }
+    this.options.forwarder.upgrade(req, socket, head, decision.entry);
+  }
+
+  private onClientError(error: Error & { code?: string }, socket: Duplex): void {
+    const known = (error.code !== undefined ? CLIENT_ERRORS[error.code] : undefined) ?? {
+      status: 400,
+      reason: 'Bad Request',
+      code: 'BAD_REQUEST',
+      message: `malformed request (${error.code ?? 'parse error'})`,
+    };
+    if (error.code === 'ECONNRESET' || !socket.writable || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const body = errorBody(known.code as ErrorCode, known.message);
+    socket.end(
+      `HTTP/1.1 ${known.status} ${known.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+
+  get address(): AddressInfo | null {
+    return this.server.address() as AddressInfo | null;
+  }
+
+  /** Stops accepting, lets in-flight requests finish until the deadline, then cuts what is left. */
+  async close(drainMs: number): Promise<void> {
+    this.draining = true;
+    for (const file of this.tlsWatched) unwatchFile(file);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainMs).unref());
+    const result = await Promise.race([closed.then(() => 'closed' as const), deadline]);
+    if (result === 'timeout') {
+      this.options.logger.warn('drain deadline reached; closing remaining connections', { open: this.sockets.size });
+      this.server.closeAllConnections();
+      for (const socket of this.sockets) socket.destroy();
+      await closed;
+    }
+  }
+}
