@@ -14,12 +14,18 @@ export interface BackendStatus {
   readonly id: string;
   readonly url: string;
   readonly weight: number;
+  /** Below weight while slow start ramps a returning backend up. */
   readonly effectiveWeight: number;
   readonly state: BackendStateName;
   readonly inflight: number;
-  readonly reason: string | null;
-  readonly lastCheck: { readonly ok: boolean; readonly at: string; readonly detail: string } | null;
+  readonly consecutiveFailures: number;
   readonly ejections: number;
+  /** Clock time (ms) at which the current ejection ends. */
+  readonly ejectedUntil?: number;
+  /** The last active check; `ageMs` is how long ago it ran. */
+  readonly lastCheck?: { readonly ok: boolean; readonly at: number; readonly ageMs: number; readonly detail: string };
+  /** Why the backend is in its current state. */
+  readonly reason: string;
 }
 
 export interface PoolStatusView {
