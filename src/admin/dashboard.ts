@@ -1,3 +1,432 @@
-// placeholder
-export const DASHBOARD_HTML = '<!doctype html><title>balancer</title>';
-export const DASHBOARD_SECURITY_HEADERS: Readonly<Record<string, string>> = {};
+// The self-contained live status page served on GET / of the admin listener (inline CSS and JS, no external assets).
+
+import { createHash } from 'node:crypto';
+
+/** How often the page polls /api/v1/status and /metrics. */
+export const DASHBOARD_POLL_MS = 1500;
+
+// The page script is written without template literals so it can live inside this TypeScript string.
+const STYLE = `
+:root {
+  --bg: #f4f6f9; --panel: #ffffff; --text: #1c2430; --muted: #5b6778; --line: #dde3ea; --head: #18202b;
+  --up: #15803d; --up-bg: #dcfce7; --down: #b91c1c; --down-bg: #fee2e2; --ejected: #b45309; --ejected-bg: #fef3c7;
+  --draining: #1d4ed8; --draining-bg: #dbeafe; --accent: #2563eb;
+}
+@media (prefers-color-scheme: dark) {
+  :root {
+    --bg: #0f141b; --panel: #171e28; --text: #e3e8ef; --muted: #97a3b4; --line: #2a3442; --head: #0a0e13;
+    --up: #4ade80; --up-bg: #12321f; --down: #f87171; --down-bg: #3b1515; --ejected: #fbbf24; --ejected-bg: #3a2a0b;
+    --draining: #93c5fd; --draining-bg: #172a4a; --accent: #60a5fa;
+  }
+}
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; background: var(--bg); color: var(--text); }
+header { background: var(--head); color: #f1f5f9; padding: 12px 24px; display: flex; align-items: center; gap: 24px; flex-wrap: wrap; }
+header h1 { font-size: 18px; margin: 0; letter-spacing: .02em; }
+header h1 span { color: #93c5fd; font-weight: 400; }
+header dl { display: flex; gap: 20px; margin: 0; flex-wrap: wrap; }
+header dt { font-size: 11px; text-transform: uppercase; color: #94a3b8; letter-spacing: .06em; }
+header dd { margin: 0; font-weight: 600; font-variant-numeric: tabular-nums; }
+#conn { margin-left: auto; display: flex; align-items: center; gap: 8px; font-size: 13px; }
+#conn::before { content: ""; width: 9px; height: 9px; border-radius: 50%; background: #64748b; }
+#conn.live::before { background: #22c55e; box-shadow: 0 0 0 3px rgba(34,197,94,.25); }
+#conn.lost::before { background: #ef4444; }
+main { padding: 20px 24px 40px; max-width: 1400px; margin: 0 auto; }
+.banner { border: 1px solid var(--down); background: var(--down-bg); color: var(--down); padding: 10px 14px; border-radius: 6px; margin-bottom: 16px; font-weight: 500; }
+.summary { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; margin-bottom: 20px; }
+.card { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
+.card .label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .05em; }
+.card .value { font-size: 24px; font-weight: 600; font-variant-numeric: tabular-nums; margin-top: 2px; }
+section.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; margin-bottom: 20px; overflow: hidden; }
+section.panel > h2 { font-size: 15px; margin: 0; padding: 12px 16px; border-bottom: 1px solid var(--line); display: flex; gap: 12px; align-items: baseline; }
+section.panel > h2 small { color: var(--muted); font-weight: 400; font-size: 13px; }
+.tag { font-size: 11px; font-weight: 600; padding: 1px 8px; border-radius: 10px; background: var(--down-bg); color: var(--down); }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; padding: 0; }
+th, td { padding: 8px 16px; text-align: left; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th { font-size: 12px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .04em; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:last-child td { border-bottom: 0; }
+tbody tr:hover { background: rgba(127,127,127,.06); }
+td.url { color: var(--muted); font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+td.reason { color: var(--muted); max-width: 320px; overflow: hidden; text-overflow: ellipsis; }
+.state { display: inline-flex; align-items: center; gap: 6px; font-weight: 600; font-size: 12px; padding: 2px 10px; border-radius: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.state::before { content: ""; width: 7px; height: 7px; border-radius: 50%; background: currentColor; }
+.state-up { color: var(--up); background: var(--up-bg); }
+.state-down { color: var(--down); background: var(--down-bg); }
+.state-ejected { color: var(--ejected); background: var(--ejected-bg); }
+.state-draining { color: var(--draining); background: var(--draining-bg); }
+.bad { color: var(--down); font-weight: 600; }
+.muted { color: var(--muted); }
+.stale { opacity: .55; }
+#token-dialog { position: fixed; inset: 0; background: rgba(8,12,18,.6); display: flex; align-items: center; justify-content: center; }
+#token-dialog[hidden] { display: none; }
+#token-dialog form { background: var(--panel); color: var(--text); padding: 24px; border-radius: 10px; width: min(420px, 92vw); box-shadow: 0 20px 50px rgba(0,0,0,.35); }
+#token-dialog h2 { margin: 0 0 6px; font-size: 18px; }
+#token-dialog p { margin: 0 0 14px; color: var(--muted); }
+#token-dialog p.error { color: var(--down); }
+#token-dialog input { width: 100%; padding: 9px 10px; font: inherit; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); color: var(--text); }
+#token-dialog button { margin-top: 14px; padding: 9px 16px; font: inherit; font-weight: 600; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
+.sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+footer { color: var(--muted); font-size: 12px; text-align: center; padding: 0 0 24px; }
+`;
+
+const SCRIPT = `
+(function () {
+  'use strict';
+  // ?refresh=MS overrides the poll interval, within sane bounds.
+  var requested = Number(new URLSearchParams(location.search).get('refresh'));
+  var POLL_MS = requested >= 250 && requested <= 60000 ? requested : ${DASHBOARD_POLL_MS};
+  var TOKEN_KEY = 'balancer.adminToken';
+  var token = sessionStorage.getItem(TOKEN_KEY);
+  var previousSample = null;
+  var previousStates = null;
+  var lastOk = null;
+  var waitingForToken = false;
+  var timer = null;
+
+  function $(id) { return document.getElementById(id); }
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    if (attrs) for (var k in attrs) {
+      if (k === 'text') node.textContent = attrs[k];
+      else if (k === 'className') node.className = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    }
+    (children || []).forEach(function (c) { node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
+    return node;
+  }
+
+  // Prometheus text format: only the families the page needs, keyed by pool and backend.
+  function parseMetrics(text) {
+    var out = { requests: {}, errors: {}, buckets: {} };
+    var lines = text.split('\\n');
+    for (var i = 0; i < lines.length; i++) {
+      var line = lines[i];
+      if (line === '' || line.charAt(0) === '#') continue;
+      var m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\\{(.*)\\})?\\s+(\\S+)/.exec(line);
+      if (!m) continue;
+      var name = m[1];
+      if (name !== 'balancer_requests_total' && name !== 'balancer_request_duration_seconds_bucket') continue;
+      var labels = {};
+      var re = /(\\w+)="((?:[^"\\\\]|\\\\.)*)"/g, lm;
+      while ((lm = re.exec(m[2] || '')) !== null) labels[lm[1]] = lm[2].replace(/\\\\(.)/g, function (_, c) { return c === 'n' ? '\\n' : c; });
+      var key = labels.pool + '\\u0000' + labels.backend;
+      var value = Number(m[3]);
+      if (name === 'balancer_requests_total') {
+        out.requests[key] = (out.requests[key] || 0) + value;
+        if (labels.code === '5xx') out.errors[key] = (out.errors[key] || 0) + value;
+      } else {
+        var b = out.buckets[key] || (out.buckets[key] = []);
+        b.push([labels.le === '+Inf' ? Infinity : Number(labels.le), value]);
+      }
+    }
+    return out;
+  }
+
+  // The same linear interpolation inside a bucket that PromQL's histogram_quantile does.
+  function quantile(q, buckets) {
+    if (buckets.length === 0) return null;
+    buckets.sort(function (a, b) { return a[0] - b[0]; });
+    var total = buckets[buckets.length - 1][1];
+    if (!(total > 0)) return null;
+    var rank = q * total, prevBound = 0, prevCount = 0;
+    for (var i = 0; i < buckets.length; i++) {
+      var bound = buckets[i][0], count = buckets[i][1];
+      if (count >= rank) {
+        if (bound === Infinity) return prevBound;
+        return prevBound + (bound - prevBound) * ((rank - prevCount) / Math.max(count - prevCount, 1e-12));
+      }
+      prevBound = bound; prevCount = count;
+    }
+    return prevBound;
+  }
+
+  function rates(current, previous) {
+    var result = {};
+    if (!previous) return result;
+    var seconds = (current.at - previous.at) / 1000;
+    if (seconds <= 0) return result;
+    Object.keys(current.parsed.requests).forEach(function (key) {
+      var before = previous.parsed.requests[key];
+      var now = current.parsed.requests[key];
+      // A counter that went down was reset (restart or backend re-added): there is no rate for this interval.
+      if (before === undefined || now < before) return;
+      var delta = now - before;
+      var errDelta = (current.parsed.errors[key] || 0) - (previous.parsed.errors[key] || 0);
+      var prevBuckets = {};
+      (previous.parsed.buckets[key] || []).forEach(function (b) { prevBuckets[b[0]] = b[1]; });
+      var deltas = (current.parsed.buckets[key] || []).map(function (b) { return [b[0], b[1] - (prevBuckets[b[0]] || 0)]; });
+      result[key] = {
+        rps: delta / seconds,
+        errorRate: delta > 0 ? Math.max(errDelta, 0) / delta : null,
+        p50: quantile(0.5, deltas.slice()),
+        p99: quantile(0.99, deltas.slice())
+      };
+    });
+    return result;
+  }
+
+  function fmtRate(v) { return v === undefined || v === null ? '\\u2013' : v >= 100 ? v.toFixed(0) : v.toFixed(1); }
+  function fmtPct(v) { return v === undefined || v === null ? '\\u2013' : (v * 100).toFixed(v >= 0.1 ? 0 : 1) + '%'; }
+  function fmtMs(v) {
+    if (v === undefined || v === null) return '\\u2013';
+    var ms = v * 1000;
+    return ms >= 1000 ? (ms / 1000).toFixed(2) + ' s' : ms >= 10 ? ms.toFixed(0) + ' ms' : ms.toFixed(1) + ' ms';
+  }
+
+  var STATE_TEXT = { up: 'up', down: 'down', ejected: 'ejected', draining: 'draining' };
+
+  function renderPools(status, perBackend) {
+    var container = $('pools');
+    var fragment = document.createDocumentFragment();
+    var totals = { rps: 0, req: 0, err: 0, up: 0, all: 0 };
+    status.pools.forEach(function (pool) {
+      var title = el('h2', { id: 'pool-' + pool.name }, [pool.name, ' ', el('small', { text: pool.strategy })]);
+      if (pool.panic) title.appendChild(el('span', { className: 'tag', text: 'panic mode' }));
+      var head = el('tr', null, ['Backend', 'URL', 'State', 'Weight', 'Effective', 'In-flight', 'Req/s', 'Errors', 'p50', 'p99', 'Detail'].map(function (h, i) {
+        return el('th', { scope: 'col', className: i >= 3 && i <= 9 ? 'num' : '', text: h });
+      }));
+      var body = el('tbody');
+      pool.backends.forEach(function (b) {
+        var r = perBackend[pool.name + '\\u0000' + b.id] || {};
+        totals.all++;
+        if (b.state === 'up') totals.up++;
+        if (r.rps !== undefined) { totals.rps += r.rps; }
+        if (r.errorRate !== undefined && r.errorRate !== null) { totals.req += r.rps; totals.err += r.rps * r.errorRate; }
+        var detail = b.reason || (b.lastCheck ? (b.lastCheck.ok ? 'check ok' : 'check failed: ' + b.lastCheck.detail) : '');
+        var errCell = el('td', { className: 'num' + (r.errorRate > 0.05 ? ' bad' : ''), text: fmtPct(r.errorRate) });
+        body.appendChild(el('tr', { 'data-pool': pool.name, 'data-backend': b.id }, [
+          el('th', { scope: 'row', text: b.id }),
+          el('td', { className: 'url', text: b.url }),
+          el('td', { 'data-state': b.state }, [el('span', { className: 'state state-' + b.state, text: STATE_TEXT[b.state] || b.state })]),
+          el('td', { className: 'num', text: String(b.weight) }),
+          el('td', { className: 'num', text: String(b.effectiveWeight) }),
+          el('td', { className: 'num', text: String(b.inflight) }),
+          el('td', { className: 'num', text: fmtRate(r.rps) }),
+          errCell,
+          el('td', { className: 'num', text: fmtMs(r.p50) }),
+          el('td', { className: 'num', text: fmtMs(r.p99) }),
+          el('td', { className: 'reason', title: detail, text: detail })
+        ]));
+      });
+      var table = el('table', { 'aria-labelledby': 'pool-' + pool.name }, [el('thead', null, [head]), body]);
+      fragment.appendChild(el('section', { className: 'panel', 'aria-label': 'pool ' + pool.name }, [title, el('div', { className: 'scroll' }, [table])]));
+    });
+    container.replaceChildren(fragment);
+    $('sum-rps').textContent = previousSample ? fmtRate(totals.rps) : '\\u2013';
+    $('sum-err').textContent = totals.req > 0 ? fmtPct(totals.err / totals.req) : '\\u2013';
+    $('sum-up').textContent = totals.up + ' / ' + totals.all;
+    $('sum-up').className = 'value' + (totals.up < totals.all ? ' bad' : '');
+  }
+
+  function renderCluster(c) {
+    $('h-role').textContent = c.role;
+    $('h-term').textContent = String(c.term);
+    $('h-leader').textContent = c.leader || 'none';
+    $('sum-leader').textContent = c.leader || 'no leader';
+    $('sum-leader').className = 'value' + (c.leader ? '' : ' bad');
+    $('cluster-meta').textContent = 'term ' + c.term + ' \\u00b7 commit ' + c.commitIndex + ' \\u00b7 applied ' + c.appliedIndex;
+    var body = el('tbody');
+    c.members.forEach(function (m) {
+      var role = m.id === c.leader ? 'leader' : m.voter ? 'voter' : 'learner';
+      var reach = m.reachable === null ? '\\u2013' : m.reachable ? 'yes' : 'no';
+      body.appendChild(el('tr', { 'data-member': m.id }, [
+        el('th', { scope: 'row', text: m.id + (m.id === c.nodeId ? ' (this node)' : '') }),
+        el('td', { className: 'url', text: m.address }),
+        el('td', { text: role }),
+        el('td', { className: 'num', text: m.matchIndex === null ? '\\u2013' : String(m.matchIndex) }),
+        el('td', { className: m.reachable === false ? 'bad' : '', text: reach })
+      ]));
+    });
+    $('members').replaceChildren(body);
+  }
+
+  function announceChanges(status) {
+    var states = {};
+    var messages = [];
+    status.pools.forEach(function (p) {
+      p.backends.forEach(function (b) {
+        var key = p.name + '/' + b.id;
+        states[key] = b.state;
+        if (previousStates && previousStates[key] !== undefined && previousStates[key] !== b.state) {
+          messages.push('Backend ' + b.id + ' in pool ' + p.name + ' is now ' + b.state + '.');
+        }
+      });
+    });
+    previousStates = states;
+    if (messages.length > 0) $('announcer').textContent = messages.join(' ');
+  }
+
+  function setConnection(ok, message) {
+    var conn = $('conn');
+    conn.className = ok ? 'live' : 'lost';
+    conn.textContent = ok ? 'live \\u00b7 updated ' + new Date().toLocaleTimeString() : 'disconnected';
+    var banner = $('banner');
+    banner.hidden = ok;
+    if (!ok) banner.textContent = message;
+    $('content').classList.toggle('stale', !ok);
+  }
+
+  function askForToken(message, isError) {
+    waitingForToken = true;
+    var text = $('token-message');
+    text.textContent = message;
+    text.className = isError ? 'error' : '';
+    $('token-dialog').hidden = false;
+    $('token-input').value = '';
+    $('token-input').focus();
+  }
+
+  function poll() {
+    timer = null;
+    if (waitingForToken) return;
+    var headers = token ? { Authorization: 'Bearer ' + token } : {};
+    var statusReq = fetch('/api/v1/status', { headers: headers, cache: 'no-store' });
+    var metricsReq = fetch('/metrics', { cache: 'no-store' }).then(function (r) { return r.ok ? r.text() : ''; }, function () { return ''; });
+    Promise.all([statusReq, metricsReq]).then(function (results) {
+      var res = results[0];
+      if (res.status === 401 || res.status === 403) {
+        return res.json().catch(function () { return {}; }).then(function (body) {
+          var code = body && body.error ? body.error.code : '';
+          if (code === 'ADMIN_TOKEN_NOT_SET') {
+            setConnection(false, body.error.message);
+            schedule(POLL_MS * 4);
+            return;
+          }
+          sessionStorage.removeItem(TOKEN_KEY);
+          token = null;
+          askForToken(res.status === 401 ? 'This page needs the admin token to read the status.'
+            : 'That token was rejected (403). Enter the admin token configured for this node.', res.status === 403);
+        });
+      }
+      if (!res.ok) {
+        setConnection(false, 'The admin API answered ' + res.status + '; retrying every ' + (POLL_MS / 1000) + ' s.');
+        schedule(POLL_MS);
+        return;
+      }
+      return res.json().then(function (status) {
+        var sample = { at: performance.now(), parsed: parseMetrics(results[1]) };
+        var perBackend = rates(sample, previousSample);
+        previousSample = sample;
+        lastOk = new Date();
+        $('h-node').textContent = status.node;
+        $('h-version').textContent = 'v' + status.version;
+        $('h-ready').textContent = status.ready ? 'ready' : 'not ready';
+        renderPools(status, perBackend);
+        renderCluster(status.cluster);
+        announceChanges(status);
+        setConnection(true);
+        schedule(POLL_MS);
+      });
+    }).catch(function () {
+      setConnection(false, 'Cannot reach the admin API at ' + location.host + (lastOk ? ' since ' + lastOk.toLocaleTimeString() : '') +
+        '. Is balancer running? Retrying every ' + (POLL_MS / 1000) + ' s\\u2026');
+      schedule(POLL_MS);
+    });
+  }
+
+  function schedule(ms) { if (timer === null) timer = setTimeout(poll, ms); }
+
+  $('token-form').addEventListener('submit', function (event) {
+    event.preventDefault();
+    var value = $('token-input').value.trim();
+    if (value === '') return;
+    token = value;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('token-dialog').hidden = true;
+    waitingForToken = false;
+    poll();
+  });
+
+  if (token) poll();
+  else askForToken('Enter the admin token (admin.token, admin.tokenFile or BALANCER_ADMIN_TOKEN). It is kept only for this browser tab.', false);
+})();
+`;
+
+const BODY = `
+<header>
+  <h1>balancer <span>status</span></h1>
+  <dl>
+    <div><dt>Node</dt><dd id="h-node">&ndash;</dd></div>
+    <div><dt>Config</dt><dd id="h-version">&ndash;</dd></div>
+    <div><dt>State</dt><dd id="h-ready">&ndash;</dd></div>
+    <div><dt>Role</dt><dd id="h-role">&ndash;</dd></div>
+    <div><dt>Term</dt><dd id="h-term">&ndash;</dd></div>
+    <div><dt>Leader</dt><dd id="h-leader">&ndash;</dd></div>
+  </dl>
+  <div id="conn" role="status">connecting&hellip;</div>
+</header>
+<main>
+  <div id="banner" class="banner" role="alert" hidden></div>
+  <div id="announcer" class="sr-only" aria-live="polite"></div>
+  <div id="content">
+    <div class="summary">
+      <div class="card"><div class="label">Requests/s</div><div class="value" id="sum-rps">&ndash;</div></div>
+      <div class="card"><div class="label">5xx ratio</div><div class="value" id="sum-err">&ndash;</div></div>
+      <div class="card"><div class="label">Backends up</div><div class="value" id="sum-up">&ndash;</div></div>
+      <div class="card"><div class="label">Raft leader</div><div class="value" id="sum-leader">&ndash;</div></div>
+    </div>
+    <div id="pools"></div>
+    <section class="panel" aria-labelledby="cluster-title">
+      <h2 id="cluster-title">Cluster <small id="cluster-meta"></small></h2>
+      <div class="scroll">
+        <table aria-labelledby="cluster-title">
+          <thead><tr><th scope="col">Member</th><th scope="col">Address</th><th scope="col">Role</th><th scope="col" class="num">Match index</th><th scope="col">Reachable</th></tr></thead>
+          <tbody id="members"></tbody>
+        </table>
+      </div>
+    </section>
+  </div>
+</main>
+<footer>Rates, error ratio and latency percentiles are computed in this page from /metrics deltas between polls.</footer>
+<div id="token-dialog" hidden>
+  <form id="token-form" role="dialog" aria-modal="true" aria-labelledby="token-title">
+    <h2 id="token-title">Admin token</h2>
+    <p id="token-message"></p>
+    <label for="token-input" class="sr-only">Token</label>
+    <input id="token-input" type="password" autocomplete="current-password" spellcheck="false" required>
+    <button type="submit">Connect</button>
+  </form>
+</div>
+`;
+
+function cspHash(text: string): string {
+  return `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
+}
+
+export const DASHBOARD_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>balancer status</title>
+<link rel="icon" href="data:,">
+<style>${STYLE}</style>
+</head>
+<body>
+${BODY}
+<script>${SCRIPT}</script>
+</body>
+</html>
+`;
+
+/**
+ * Only this page's own inline style and script may run (by hash), it may only talk to its own
+ * origin, and it may not be framed, so a stolen-click or injected-markup attack has nothing to work with.
+ */
+export const DASHBOARD_SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Security-Policy': [
+    "default-src 'none'",
+    `script-src ${cspHash(SCRIPT)}`,
+    `style-src ${cspHash(STYLE)}`,
+    "connect-src 'self'",
+    'img-src data:',
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; '),
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+};

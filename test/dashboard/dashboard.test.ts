@@ -1,0 +1,138 @@
+import { existsSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAdminServer } from '../../src/admin/api.js';
+import { silentLogger } from '../../src/log.js';
+import { createMetrics, type PrometheusMetrics } from '../../src/metrics/metrics.js';
+import { closeServer, createFakeControl, listenLocal, type FakeControl } from '../admin/fake-control.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const TOKEN = 'dashboard-token';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) console.warn(`\n*** SKIPPING dashboard browser tests: ${CHROMIUM} is missing (apt-get install -y chromium) ***\n`);
+
+describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
+  let browser: Browser;
+  let server: Server;
+  let base: string;
+  let control: FakeControl;
+  let metrics: PrometheusMetrics;
+
+  beforeAll(async () => {
+    control = createFakeControl();
+    metrics = createMetrics({ collectDefault: false });
+    server = createAdminServer({ control, metrics, token: TOKEN, logger: silentLogger });
+    base = await listenLocal(server);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    if (server.listening) await closeServer(server);
+  });
+
+  async function openWithToken(token: string): Promise<{ page: Page; problems: string[] }> {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().includes('Failed to load resource')) problems.push(`console: ${m.text()}`);
+    });
+    await page.goto(base + '/?refresh=300');
+    await page.getByRole('textbox', { name: 'Token' }).fill(token);
+    await page.getByRole('button', { name: 'Connect' }).click();
+    return { page, problems };
+  }
+
+  it('asks for the token, renders pools, backends and the cluster, then shows a backend going down', async () => {
+    const { page, problems } = await openWithToken(TOKEN);
+    try {
+      const row = (id: string): string => `tr[data-backend="${id}"]`;
+      await page.waitForSelector(`${row('web-2')} [data-state="up"]`, { timeout: 5_000 });
+      expect(await page.locator('tr[data-backend]').count()).toBe(3);
+      expect(await page.locator(`${row('web-1')} td.url`).textContent()).toBe('http://127.0.0.1:9001');
+      expect(await page.locator('#h-leader').textContent()).toBe('n1');
+      expect(await page.locator('#h-term').textContent()).toBe('5');
+      expect(await page.locator('#cluster-meta').textContent()).toContain('commit 42');
+      expect(await page.locator('tr[data-member="n3"] td').last().textContent()).toBe('no');
+      expect(await page.locator('table th[scope="col"]').count()).toBeGreaterThan(10);
+
+      control.setBackend('web', 'web-2', { state: 'down', reason: 'health check failed 3 times: connection refused' });
+      await page.waitForSelector(`${row('web-2')} [data-state="down"]`, { timeout: 6_000 });
+      expect(await page.locator(`${row('web-2')} .state`).textContent()).toBe('down');
+      expect(await page.locator('#announcer').textContent()).toContain('web-2 in pool web is now down');
+      expect(await page.locator('#sum-up').textContent()).toBe('2 / 3');
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('computes requests/s, error ratio and latency percentiles from /metrics deltas', async () => {
+    const { page } = await openWithToken(TOKEN);
+    try {
+      await page.waitForSelector('tr[data-backend="web-1"]', { timeout: 5_000 });
+      const b = metrics.backend('web', 'web-1');
+      // Record traffic across several polls so at least one interval sees it.
+      const feed = setInterval(() => {
+        for (let i = 0; i < 20; i++) b.requestFinished(i === 0 ? '5xx' : '2xx', 0.02);
+      }, 200);
+      try {
+        await page.waitForFunction(
+          () => {
+            const cells = document.querySelectorAll('tr[data-backend="web-1"] td');
+            return cells[5]?.textContent !== '\u2013' && cells[7]?.textContent?.endsWith('ms') === true;
+          },
+          undefined,
+          { timeout: 8_000 },
+        );
+      } finally {
+        clearInterval(feed);
+      }
+      const cells = await page.locator('tr[data-backend="web-1"] td').allTextContents();
+      expect(Number(cells[5])).toBeGreaterThan(0);
+      expect(cells[6]).toMatch(/^[0-9.]+%$/);
+      expect(Number(cells[6]!.replace('%', ''))).toBeGreaterThan(0);
+      // Every observation is 20 ms, inside the (10 ms, 25 ms] bucket.
+      const p50 = Number(cells[7]!.replace(' ms', ''));
+      expect(p50).toBeGreaterThan(10);
+      expect(p50).toBeLessThanOrEqual(25);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('says when the token is rejected and asks again', async () => {
+    const { page } = await openWithToken('wrong-token');
+    try {
+      await page.waitForSelector('#token-message.error', { timeout: 5_000 });
+      expect(await page.locator('#token-message').textContent()).toContain('rejected (403)');
+      expect(await page.locator('#token-dialog').isVisible()).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('says when the admin API is unreachable and keeps retrying', async () => {
+    const { page } = await openWithToken(TOKEN);
+    try {
+      await page.waitForSelector('#conn.live', { timeout: 5_000 });
+      const port = new URL(base).port;
+      await closeServer(server);
+      await page.waitForSelector('#banner:not([hidden])', { timeout: 6_000 });
+      expect(await page.locator('#banner').textContent()).toContain('Cannot reach the admin API');
+      expect(await page.locator('#conn').textContent()).toBe('disconnected');
+      // Back on the same port: the page recovers on its own.
+      server = createAdminServer({ control, metrics, token: TOKEN, logger: silentLogger });
+      await new Promise<void>((resolve) => server.listen(Number(port), '127.0.0.1', resolve));
+      await page.waitForSelector('#conn.live', { timeout: 6_000 });
+      expect(await page.locator('#banner').isHidden()).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+});
