@@ -12,6 +12,11 @@ export interface Entry {
   readonly type: EntryType;
   /** Opaque to the core (JSON text for the state machine or a ConfChange). Empty string for no-ops. */
   readonly data: string;
+  /**
+   * Set when the proposer gave a request id: the state machine layer skips an entry whose id it has
+   * already applied (see dedupe.ts), so a client retry that lands twice in the log takes effect once.
+   */
+  readonly requestId?: string;
 }
 
 export interface HardState {
@@ -104,6 +109,8 @@ export interface SoftState {
  */
 export interface Ready {
   readonly softState?: SoftState;
+  /** True when entries, hardState or snapshot must reach disk (fsync) before any message is sent. */
+  readonly mustSync?: boolean;
   readonly hardState?: HardState;
   readonly entries: readonly Entry[];
   readonly snapshot?: Snapshot;
