@@ -47,7 +47,8 @@ caption { text-align: left; padding: 0; }
 th, td { padding: 8px 16px; text-align: left; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .04em; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-tbody tr:last-child td { border-bottom: 0; }
+tbody tr:last-child > * { border-bottom: 0; }
+th[scope="row"] { text-transform: none; letter-spacing: 0; font-size: 14px; color: var(--text); }
 tbody tr:hover { background: rgba(127,127,127,.06); }
 td.url { color: var(--muted); font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; }
 td.reason { color: var(--muted); max-width: 320px; overflow: hidden; text-overflow: ellipsis; }
@@ -185,7 +186,7 @@ const SCRIPT = `
     status.pools.forEach(function (pool) {
       var title = el('h2', { id: 'pool-' + pool.name }, [pool.name, ' ', el('small', { text: pool.strategy })]);
       if (pool.panic) title.appendChild(el('span', { className: 'tag', text: 'panic mode' }));
-      var head = el('tr', null, ['Backend', 'URL', 'State', 'Weight', 'Effective', 'In-flight', 'Req/s', 'Errors', 'p50', 'p99', 'Detail'].map(function (h, i) {
+      var head = el('tr', null, ['Backend', 'URL', 'State', 'Weight', 'Effective', 'In-flight', 'Req/s', '5xx', 'p50', 'p99', 'Detail'].map(function (h, i) {
         return el('th', { scope: 'col', className: i >= 3 && i <= 9 ? 'num' : '', text: h });
       }));
       var body = el('tbody');
@@ -228,11 +229,11 @@ const SCRIPT = `
     $('sum-leader').textContent = c.leader || 'no leader';
     $('sum-leader').className = 'value' + (c.leader ? '' : ' bad');
     $('cluster-meta').textContent = 'term ' + c.term + ' \\u00b7 commit ' + c.commitIndex + ' \\u00b7 applied ' + c.appliedIndex;
-    var body = el('tbody');
+    var rows = document.createDocumentFragment();
     c.members.forEach(function (m) {
       var role = m.id === c.leader ? 'leader' : m.voter ? 'voter' : 'learner';
       var reach = m.reachable === null ? '\\u2013' : m.reachable ? 'yes' : 'no';
-      body.appendChild(el('tr', { 'data-member': m.id }, [
+      rows.appendChild(el('tr', { 'data-member': m.id }, [
         el('th', { scope: 'row', text: m.id + (m.id === c.nodeId ? ' (this node)' : '') }),
         el('td', { className: 'url', text: m.address }),
         el('td', { text: role }),
@@ -240,7 +241,7 @@ const SCRIPT = `
         el('td', { className: m.reachable === false ? 'bad' : '', text: reach })
       ]));
     });
-    $('members').replaceChildren(body);
+    $('members').replaceChildren(rows);
   }
 
   function announceChanges(status) {
