@@ -27,6 +27,8 @@ export const DEFAULTS = {
     expectedStatuses: [[200, 399]] as const,
   },
   outlierDetection: {
+    /** Passive ejection is on unless a pool turns it off: it is what keeps a dying backend from taking traffic between checks. */
+    enabled: true,
     consecutiveGatewayFailures: 5,
     consecutive5xx: 5,
     baseEjectionTimeMs: 30_000,
@@ -50,6 +52,13 @@ export const DEFAULTS = {
     /** 0 means unlimited. */
     maxBodySize: 0,
   },
+  /** 0 means unlimited concurrent requests per backend, and then nothing waits. */
+  circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
+  log: { level: 'info' as LogLevelName, access: false },
+  /** 0 runs the data plane in the main process. */
+  workers: 0,
+  /** Bounds `workers: N` so a typo cannot fork thousands of processes. */
+  maxWorkers: 256,
   shutdownDrainMs: 10_000,
   electionTimeoutMs: 1_000,
   heartbeatIntervalMs: 100,

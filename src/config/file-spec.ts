@@ -1,0 +1,444 @@
+// What balancer.yaml may contain, section by section: the one description the validator, the JSON Schema and write-back share.
+
+import { DEFAULTS, STRATEGY_NAMES, type LogLevelName } from './schema.js';
+import {
+  INVALID,
+  boolean,
+  describeValue,
+  duration,
+  formatDuration,
+  formatPath,
+  hostPort,
+  integer,
+  leaf,
+  list,
+  number,
+  object,
+  oneOf,
+  optional,
+  parseCidr,
+  parseHostname,
+  record,
+  required,
+  size,
+  string,
+  withDefault,
+  type Infer,
+  type JsonValue,
+  type LeafSpec,
+} from './spec.js';
+
+export const POOL_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
+export const BACKEND_ID_PATTERN = /^[A-Za-z0-9_.:[\]-]+$/;
+export const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]+$/;
+export const MAX_WEIGHT = 10_000;
+export const MAX_RETRIES = 10;
+
+// ---------------------------------------------------------------- special leaves
+
+/** A backend is an origin: scheme, host and port, nothing else. Stored as URL.origin (default ports dropped). */
+export function parseBackendUrl(input: string): { value: string } | { error: string } {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    return { error: `must be an absolute http:// or https:// URL, got ${describeValue(input)}` };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return { error: `must use http or https, got ${JSON.stringify(url.protocol.slice(0, -1))}` };
+  }
+  if (url.hostname === '') return { error: `must name a host, got ${describeValue(input)}` };
+  if (url.username !== '' || url.password !== '') return { error: 'must not contain a user name or password' };
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || /[?#]/.test(input)) {
+    return { error: `must be an origin like http://10.0.0.5:8080, without path, query or fragment, got ${describeValue(input)}` };
+  }
+  return { value: url.origin };
+}
+
+/** `host:port` of an origin, with the scheme's default port spelled out: the id a backend gets when it names none. */
+export function defaultBackendId(origin: string): string {
+  const url = new URL(origin);
+  return `${url.hostname}:${url.port === '' ? (url.protocol === 'https:' ? '443' : '80') : url.port}`;
+}
+
+function parseHostPattern(input: string): { value: string } | { error: string } {
+  const wildcard = input.startsWith('*.');
+  const parsed = parseHostname(wildcard ? input.slice(2) : input);
+  if ('error' in parsed) return { error: `must be a host name like api.example.com or *.example.com, got ${describeValue(input)}` };
+  return { value: wildcard ? `*.${parsed.value}` : parsed.value };
+}
+
+type StatusRanges = readonly (readonly [number, number])[];
+const STATUS_RANGE_PATTERN = /^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$/;
+
+function parseStatusEntry(value: unknown): readonly [number, number] | string {
+  if (typeof value === 'number') {
+    if (Number.isInteger(value) && value >= 100 && value <= 599) return [value, value];
+    return `must be an HTTP status from 100 to 599, got ${describeValue(value)}`;
+  }
+  if (typeof value === 'string') {
+    const match = STATUS_RANGE_PATTERN.exec(value);
+    if (match !== null) {
+      const low = Number(match[1]);
+      const high = match[2] === undefined ? low : Number(match[2]);
+      if (low <= high) return [low, high];
+      return `must be a range with the lower status first, got ${describeValue(value)}`;
+    }
+  }
+  return `must be a status like 200, a range like "200-399", or a list of those, got ${describeValue(value)}`;
+}
+
+function encodeStatusEntry([low, high]: readonly [number, number]): JsonValue {
+  return low === high ? low : `${low}-${high}`;
+}
+
+const statusEntrySchema = {
+  anyOf: [
+    { type: 'integer', minimum: 100, maximum: 599 },
+    { type: 'string', pattern: STATUS_RANGE_PATTERN.source },
+  ],
+} as const;
+
+export const expectedStatusesSpec: LeafSpec<StatusRanges> = leaf({
+  description: 'Statuses that count as a passing check: 200, "200-399", or a list of those.',
+  decode(value, path, ctx) {
+    const entries = Array.isArray(value) ? (value as unknown[]) : [value];
+    if (entries.length === 0) {
+      ctx.report(path, 'must list at least one status');
+      return INVALID;
+    }
+    const ranges: (readonly [number, number])[] = [];
+    let ok = true;
+    entries.forEach((entry, index) => {
+      const parsed = parseStatusEntry(entry);
+      if (typeof parsed === 'string') {
+        ctx.report(Array.isArray(value) ? [...path, index] : path, parsed);
+        ok = false;
+      } else ranges.push(parsed);
+    });
+    return ok ? ranges : INVALID;
+  },
+  encode: (ranges) => (ranges.length === 1 ? encodeStatusEntry(ranges[0]!) : ranges.map(encodeStatusEntry)),
+  schema: () => ({
+    description: 'Statuses that count as a passing check: 200, "200-399", or a list of those.',
+    anyOf: [statusEntrySchema, { type: 'array', minItems: 1, items: statusEntrySchema }],
+  }),
+});
+
+const workers: LeafSpec<number | 'auto'> = leaf<number | 'auto'>({
+  description: 'Data-plane worker processes: auto (one per CPU), or a number; 0 runs the data plane in the main process.',
+  decode(value, path, ctx) {
+    if (value === 'auto') return 'auto';
+    if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= DEFAULTS.maxWorkers) return value;
+    ctx.report(path, `must be auto or an integer from 0 to ${DEFAULTS.maxWorkers}, got ${describeValue(value)}`);
+    return INVALID;
+  },
+  encode: (value) => value,
+  schema: () => ({
+    description: 'Data-plane worker processes: auto (one per CPU), or a number; 0 runs the data plane in the main process.',
+    anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 0, maximum: DEFAULTS.maxWorkers }],
+  }),
+});
+
+function nonEmptyString(description: string): LeafSpec<string> {
+  return string({ description });
+}
+
+// ---------------------------------------------------------------- replicated: pools and routes
+
+const healthCheckSpec = object(
+  {
+    path: optional(
+      string({
+        pattern: /^\/\S*$/,
+        patternHint: 'must start with / and contain no spaces',
+        description: 'HTTP path to GET; without it the check is a TCP connect.',
+      }),
+    ),
+    interval: withDefault(duration({ min: 1, description: 'Time between checks of a healthy backend.' }), DEFAULTS.healthCheck.intervalMs as number),
+    unhealthyInterval: optional(duration({ min: 1, description: 'Time between checks of a backend that is down (default: interval).' })),
+    timeout: withDefault(duration({ min: 1, description: 'A check that takes longer fails; must be below interval.' }), DEFAULTS.healthCheck.timeoutMs as number),
+    rise: withDefault(integer(1, 100, 'Passing checks in a row that bring a backend up.'), DEFAULTS.healthCheck.rise as number),
+    fall: withDefault(integer(1, 100, 'Failing checks in a row that take a backend down.'), DEFAULTS.healthCheck.fall as number),
+    expectedStatuses: withDefault(expectedStatusesSpec, DEFAULTS.healthCheck.expectedStatuses as StatusRanges),
+    host: optional(string({ parse: parseHostname, description: 'Host header for HTTP checks (default: the backend host:port).' })),
+    jitter: withDefault(
+      number({ min: 0, max: 1, integer: false, description: 'Fraction of the interval by which checks are randomly shifted.' }),
+      DEFAULTS.healthCheck.jitter as number,
+    ),
+  },
+  {
+    description: 'Active health checks; absent means none, {} means TCP connect checks with defaults.',
+    check(value, path, ctx) {
+      if (value.timeout >= value.interval) {
+        ctx.report([...path, 'timeout'], `must be less than interval (${formatDuration(value.interval)}), got ${formatDuration(value.timeout)}`);
+      }
+    },
+  },
+);
+
+const outlierDetectionSpec = object(
+  {
+    enabled: withDefault(boolean('Passive ejection of failing backends.'), DEFAULTS.outlierDetection.enabled as boolean),
+    consecutiveGatewayFailures: withDefault(
+      integer(0, 1000, 'Connect failures, resets and timeouts in a row that eject a backend; 0 disables.'),
+      DEFAULTS.outlierDetection.consecutiveGatewayFailures as number,
+    ),
+    consecutive5xx: withDefault(integer(0, 1000, '5xx answers in a row that eject a backend; 0 disables.'), DEFAULTS.outlierDetection.consecutive5xx as number),
+    baseEjectionTime: withDefault(duration({ min: 1, description: 'First ejection length; each further one is longer.' }), DEFAULTS.outlierDetection.baseEjectionTimeMs as number),
+    maxEjectionTime: withDefault(duration({ min: 1, description: 'Longest ejection.' }), DEFAULTS.outlierDetection.maxEjectionTimeMs as number),
+    maxEjectionPercent: withDefault(
+      number({ min: 0, max: 100, integer: false, description: 'Most of the pool (percent) ejected at once; one backend may always be.' }),
+      DEFAULTS.outlierDetection.maxEjectionPercent as number,
+    ),
+  },
+  {
+    description: 'Passive health: eject backends that fail live requests.',
+    check(value, path, ctx) {
+      if (value.maxEjectionTime < value.baseEjectionTime) {
+        ctx.report([...path, 'maxEjectionTime'], `must be at least baseEjectionTime (${formatDuration(value.baseEjectionTime)}), got ${formatDuration(value.maxEjectionTime)}`);
+      }
+    },
+  },
+);
+
+const timeoutsSpec = object(
+  {
+    connect: withDefault(duration({ min: 1, description: 'TCP (and TLS) connect to a backend.' }), DEFAULTS.timeouts.connectMs as number),
+    response: withDefault(duration({ min: 1, description: 'From request sent to response headers.' }), DEFAULTS.timeouts.responseMs as number),
+    idle: withDefault(duration({ min: 1, description: 'No bytes either way once the exchange is under way.' }), DEFAULTS.timeouts.idleMs as number),
+  },
+  { description: 'Upstream timeouts.' },
+);
+
+const retryBudgetSpec = object(
+  {
+    percent: withDefault(number({ min: 0, max: 100, integer: false, description: 'Retries may add at most this percent to active requests.' }), DEFAULTS.retryBudgetPercent as number),
+    minConcurrent: withDefault(integer(0, 100_000, 'Retries always allowed concurrently, whatever the percent.'), DEFAULTS.retryBudgetMinConcurrent as number),
+  },
+  { description: 'Caps retries so they cannot multiply load during an outage.' },
+);
+
+const circuitBreakerSpec = object(
+  {
+    maxRequestsPerBackend: withDefault(integer(0, 1_000_000, 'Concurrent requests per backend; 0 means unlimited.'), DEFAULTS.circuitBreaker.maxRequestsPerBackend as number),
+    maxPendingPerBackend: withDefault(integer(0, 1_000_000, 'Requests that may wait for a slot per backend; 0 means none wait.'), DEFAULTS.circuitBreaker.maxPendingPerBackend as number),
+  },
+  { description: 'Per-backend concurrency limits.' },
+);
+
+const upstreamTlsSpec = object(
+  {
+    ca: optional(nonEmptyString('PEM file of CAs to verify https backends against, relative to the config file (default: system CAs).')),
+    serverName: optional(string({ parse: parseHostname, description: 'SNI and certificate name to expect (default: the backend host).' })),
+  },
+  { description: 'How https backends are verified; never unverified.' },
+);
+
+const backendSpec = object(
+  {
+    url: required(string({ parse: parseBackendUrl, description: 'Origin of the backend: http(s)://host[:port], no path.' })),
+    weight: withDefault(
+      integer(1, MAX_WEIGHT, 'Relative share of traffic for weighted and least-request.', 'must be a positive integer up to 10000'),
+      DEFAULTS.weight as number,
+    ),
+    id: optional(
+      string({
+        pattern: BACKEND_ID_PATTERN,
+        patternHint: 'must contain only letters, digits and _ . : [ ] -',
+        maxLength: 128,
+        description: 'Stable name in metrics and the admin API (default: host:port of the url).',
+      }),
+    ),
+    drain: withDefault(boolean('A draining backend gets no new requests; in-flight ones finish.'), false),
+  },
+  { description: 'One upstream server.' },
+);
+
+const backendsSpec = list(backendSpec, {
+  description: 'The servers of this pool.',
+  maxItems: 10_000,
+  check(entries, path, ctx) {
+    const ids = new Map<string, number>();
+    const urls = new Map<string, number>();
+    for (const { index, value } of entries) {
+      const id = value.id ?? defaultBackendId(value.url);
+      const idTaken = ids.get(id);
+      if (idTaken !== undefined) {
+        ctx.report([...path, index, ...(value.id === undefined ? ['url'] : ['id'])], `duplicate backend id "${id}" (also ${formatPath([...path, idTaken])}); give one of them an id`);
+      } else ids.set(id, index);
+      const urlTaken = urls.get(value.url);
+      if (urlTaken !== undefined) {
+        // The same id already explains this one; a second line would be noise.
+        if (idTaken === undefined) ctx.report([...path, index, 'url'], `duplicate backend url ${value.url} (also ${formatPath([...path, urlTaken])})`);
+      } else urls.set(value.url, index);
+    }
+  },
+});
+
+export const poolSpec = object(
+  {
+    strategy: withDefault(oneOf(STRATEGY_NAMES, 'How a backend is picked for each request.'), DEFAULTS.strategy),
+    backends: withDefault(backendsSpec, []),
+    healthCheck: optional(healthCheckSpec),
+    outlierDetection: optional(outlierDetectionSpec),
+    timeouts: optional(timeoutsSpec),
+    retries: withDefault(integer(0, MAX_RETRIES, 'Retries on another backend after a failure.'), DEFAULTS.retries as number),
+    retryBudget: optional(retryBudgetSpec),
+    panicThreshold: withDefault(
+      number({ min: 0, max: 100, integer: false, description: 'Below this percent of healthy backends, traffic spreads over all of them.' }),
+      DEFAULTS.panicThresholdPercent as number,
+    ),
+    slowStart: withDefault(duration({ description: 'A backend that comes up ramps its share of traffic over this time.' }), DEFAULTS.slowStartMs as number),
+    circuitBreaker: optional(circuitBreakerSpec),
+    tls: optional(upstreamTlsSpec),
+  },
+  { description: 'A named group of backends.' },
+);
+
+const routeSpec = object(
+  {
+    match: optional(
+      object(
+        {
+          host: optional(string({ parse: parseHostPattern, description: 'Exact host, or *.example.com for any subdomain (default: any host).' })),
+          pathPrefix: withDefault(string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', description: 'Request paths starting with this.' }), '/'),
+        },
+        { description: 'What requests this route takes (default: all).' },
+      ),
+    ),
+    pool: required(string({ pattern: POOL_NAME_PATTERN, patternHint: 'must be a pool name', description: 'The pool that serves matching requests.' })),
+    maxBodySize: withDefault(size({ description: 'Largest request body for this route; 0 means the listener limit.' }), 0),
+  },
+  { description: 'Requests that match go to the pool; the first matching route wins.' },
+);
+
+export const routesSpec = list(routeSpec, { description: 'First match in file order wins.', maxItems: 10_000 });
+export const poolsSpec = record(poolSpec, {
+  description: 'Named pools of backends.',
+  keyPattern: POOL_NAME_PATTERN,
+  keyHint: 'pool names may contain only letters, digits and _ . -',
+});
+
+// ---------------------------------------------------------------- local sections
+
+const LOG_LEVELS: readonly LogLevelName[] = ['debug', 'info', 'warn', 'error', 'silent'];
+
+const clusterSpec = object(
+  {
+    nodeId: required(string({ pattern: NODE_ID_PATTERN, patternHint: 'must contain only letters, digits and _ . -', maxLength: 64, description: 'This node; must be a key of peers.' })),
+    listen: required(hostPort({ allowPortZero: false, description: 'Address for Raft peer traffic.' })),
+    dataDir: optional(nonEmptyString('Raft log and snapshots, relative to the config file (default: data/<nodeId>).')),
+    peers: required(
+      record(hostPort({ allowPortZero: false, description: 'Address this node uses to reach the peer.' }), {
+        description: 'Node id -> address, this node included.',
+        keyPattern: NODE_ID_PATTERN,
+        keyHint: 'node ids may contain only letters, digits and _ . -',
+      }),
+    ),
+    secret: optional(nonEmptyString('Shared secret that authenticates every peer message (or secretFile).')),
+    secretFile: optional(nonEmptyString('File holding the shared secret, relative to the config file.')),
+    electionTimeout: withDefault(duration({ min: 10, description: 'Base Raft election timeout.' }), DEFAULTS.electionTimeoutMs as number),
+    heartbeatInterval: withDefault(duration({ min: 1, description: 'Leader heartbeat; well below electionTimeout.' }), DEFAULTS.heartbeatIntervalMs as number),
+  },
+  {
+    description: 'Raft group that replicates routes and pools; absent means a single node.',
+    check(value, path, ctx) {
+      if ((value.secret === undefined) === (value.secretFile === undefined)) {
+        ctx.report(value.secret === undefined ? path : [...path, 'secretFile'], 'set exactly one of secret and secretFile');
+      }
+      if (!Object.hasOwn(value.peers, value.nodeId)) {
+        const hint = Object.keys(value.peers).length === 0 ? '' : ` (peers: ${Object.keys(value.peers).join(', ')})`;
+        ctx.report([...path, 'nodeId'], `must be one of the keys of peers, got "${value.nodeId}"${hint}`);
+      }
+      if (value.heartbeatInterval >= value.electionTimeout) {
+        ctx.report([...path, 'heartbeatInterval'], `must be less than electionTimeout (${formatDuration(value.electionTimeout)}), got ${formatDuration(value.heartbeatInterval)}`);
+      }
+    },
+  },
+);
+
+const limitsSpec = object(
+  {
+    maxConnections: withDefault(integer(1, 10_000_000, 'Concurrent client connections.'), DEFAULTS.limits.maxConnections as number),
+    maxHeaderSize: withDefault(size({ min: 1024, description: 'Largest request head; larger gets 431.' }), DEFAULTS.limits.maxHeaderSize as number),
+    headersTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the request head.' }), DEFAULTS.limits.headersTimeoutMs as number),
+    requestTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the whole request.' }), DEFAULTS.limits.requestTimeoutMs as number),
+    keepAliveTimeout: withDefault(duration({ min: 1, description: 'Idle client keep-alive connections close after this.' }), DEFAULTS.limits.keepAliveTimeoutMs as number),
+    maxBodySize: withDefault(size({ description: 'Largest request body; 0 means unlimited.' }), DEFAULTS.limits.maxBodySize as number),
+  },
+  { description: 'Listener limits.' },
+);
+
+export const fileSpec = object(
+  {
+    listen: withDefault(hostPort({ allowPortZero: true, description: 'The proxy listener: host:port, [::1]:port or :port.' }), DEFAULTS.listen as string),
+    tls: optional(
+      object(
+        {
+          cert: required(nonEmptyString('PEM certificate chain, relative to the config file.')),
+          key: required(nonEmptyString('PEM private key, relative to the config file.')),
+        },
+        { description: 'Terminate TLS on the listener.' },
+      ),
+    ),
+    admin: optional(
+      object(
+        {
+          listen: withDefault(hostPort({ allowPortZero: true, description: 'Admin API, /metrics, /healthz, /readyz.' }), DEFAULTS.adminListen as string),
+          token: optional(nonEmptyString('Bearer token for /api/v1 (or tokenFile, or $BALANCER_ADMIN_TOKEN).')),
+          tokenFile: optional(nonEmptyString('File holding the bearer token, relative to the config file.')),
+        },
+        {
+          description: 'The admin listener.',
+          check(value, path, ctx) {
+            if (value.token !== undefined && value.tokenFile !== undefined) ctx.report([...path, 'tokenFile'], 'set token or tokenFile, not both');
+          },
+        },
+      ),
+    ),
+    routes: withDefault(routesSpec, []),
+    pools: withDefault(poolsSpec, {}),
+    cluster: optional(clusterSpec),
+    trustedProxies: withDefault(
+      list(string({ parse: parseCidr, description: 'IPv4/IPv6 CIDR or single address.' }), {
+        description: 'Peers whose X-Forwarded-* headers are trusted and extended.',
+      }),
+      [],
+    ),
+    limits: optional(limitsSpec),
+    log: optional(
+      object(
+        {
+          level: withDefault(oneOf(LOG_LEVELS, 'Least severe level logged.'), DEFAULTS.log.level),
+          access: withDefault(boolean('One log line per request.'), DEFAULTS.log.access as boolean),
+        },
+        { description: 'Logging.' },
+      ),
+    ),
+    workers: withDefault(workers, DEFAULTS.workers as number | 'auto'),
+    shutdown: optional(
+      object(
+        { drainTimeout: withDefault(duration({ description: 'How long in-flight requests may finish after SIGTERM.' }), DEFAULTS.shutdownDrainMs as number) },
+        { description: 'Graceful shutdown.' },
+      ),
+    ),
+  },
+  { description: 'balancer configuration (balancer.yaml).' },
+);
+
+export const LOCAL_KEYS: readonly string[] = Object.keys(fileSpec.fields).filter((key) => key !== 'routes' && key !== 'pools');
+
+export const replicatedSpec = object(
+  { routes: withDefault(routesSpec, []), pools: withDefault(poolsSpec, {}) },
+  {
+    description: 'The replicated part of the configuration: routes and pools.',
+    unknownKeyHint: (key) =>
+      LOCAL_KEYS.includes(key) ? `is local to each node and cannot be set here; only routes and pools are replicated` : undefined,
+  },
+);
+
+export type FileShape = Infer<typeof fileSpec>;
+export type PoolShape = Infer<typeof poolSpec>;
+export type RouteShape = Infer<typeof routeSpec>;
+export type ReplicatedShape = Infer<typeof replicatedSpec>;

@@ -1,0 +1,125 @@
+// The only place that reads the config file and the files it names; resolves their paths against the file's directory.
+
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { Document } from 'yaml';
+import type { Config, PoolConfig, ReplicatedConfig } from './schema.js';
+import { errorText, type Path } from './spec.js';
+import { deepFreeze, problemAt, validateConfigText, type Problem } from './validate.js';
+
+export type LoadResult =
+  | {
+      readonly ok: true;
+      /** Absolute path of the config file. */
+      readonly file: string;
+      readonly text: string;
+      readonly document: Document;
+      /** Ready to run: every path absolute, token and secret read from their files. */
+      readonly config: Config;
+      /** Routes and pools exactly as the file says (relative paths kept): what a cluster replicates. */
+      readonly replicated: ReplicatedConfig;
+      /** Directory that relative paths in the file are resolved against. */
+      readonly baseDir: string;
+    }
+  | { readonly ok: false; readonly file: string; readonly problems: readonly Problem[] };
+
+export function resolveConfigPath(baseDir: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(baseDir, path);
+}
+
+/**
+ * Pool paths (tls.ca) stay relative in the replicated config so every node resolves them against its own
+ * config directory; the cluster bridge calls this on each applied config before handing it to the data plane.
+ */
+export function resolveReplicatedPaths(replicated: ReplicatedConfig, baseDir: string): ReplicatedConfig {
+  const pools: Record<string, PoolConfig> = {};
+  for (const [name, pool] of Object.entries(replicated.pools)) {
+    const resolved = pool.tls.ca === null ? pool : { ...pool, tls: { ...pool.tls, ca: resolveConfigPath(baseDir, pool.tls.ca) } };
+    Object.defineProperty(pools, name, { value: resolved, enumerable: true, writable: true, configurable: true });
+  }
+  return deepFreeze({ routes: replicated.routes, pools });
+}
+
+function describeIoError(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory';
+  return errorText(error);
+}
+
+export async function loadConfigFile(path: string): Promise<LoadResult> {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return { ok: false, file, problems: [{ path: '', message: `cannot read the config file: ${describeIoError(error)}` }] };
+  }
+  const validated = validateConfigText(text, file);
+  if (!validated.ok) return { ok: false, file, problems: validated.problems };
+  const document = validated.document!;
+  const config = validated.config;
+  const baseDir = dirname(file);
+  const problems: Problem[] = [];
+  const report = (at: Path, message: string): void => {
+    problems.push(problemAt(document, text, at, message));
+  };
+
+  const mustBeReadable = async (at: Path, relative: string): Promise<string> => {
+    const absolute = resolveConfigPath(baseDir, relative);
+    try {
+      await access(absolute, constants.R_OK);
+    } catch (error) {
+      report(at, `cannot read ${absolute}: ${describeIoError(error)}`);
+    }
+    return absolute;
+  };
+
+  const readSecret = async (at: Path, relative: string): Promise<{ file: string; content: string | null }> => {
+    const absolute = resolveConfigPath(baseDir, relative);
+    try {
+      // Editors and `echo` add a trailing newline that is never part of the secret.
+      const content = (await readFile(absolute, 'utf8')).trim();
+      if (content === '') {
+        report(at, `${absolute} is empty`);
+        return { file: absolute, content: null };
+      }
+      return { file: absolute, content };
+    } catch (error) {
+      report(at, `cannot read ${absolute}: ${describeIoError(error)}`);
+      return { file: absolute, content: null };
+    }
+  };
+
+  const tls =
+    config.tls === null
+      ? null
+      : { cert: await mustBeReadable(['tls', 'cert'], config.tls.cert), key: await mustBeReadable(['tls', 'key'], config.tls.key) };
+
+  let admin = config.admin;
+  if (admin.tokenFile !== null) {
+    const token = await readSecret(['admin', 'tokenFile'], admin.tokenFile);
+    admin = { ...admin, tokenFile: token.file, token: token.content };
+  }
+
+  let cluster = config.cluster;
+  if (cluster !== null) {
+    cluster = { ...cluster, dataDir: resolveConfigPath(baseDir, cluster.dataDir) };
+    if (cluster.secretFile !== null) {
+      const secret = await readSecret(['cluster', 'secretFile'], cluster.secretFile);
+      cluster = { ...cluster, secretFile: secret.file, secret: secret.content };
+    }
+  }
+
+  for (const [name, pool] of Object.entries(config.pools)) {
+    if (pool.tls.ca !== null) await mustBeReadable(['pools', name, 'tls', 'ca'], pool.tls.ca);
+  }
+
+  if (problems.length > 0) return { ok: false, file, problems };
+  const replicated: ReplicatedConfig = deepFreeze({ routes: config.routes, pools: config.pools });
+  const resolvedPools = resolveReplicatedPaths(replicated, baseDir);
+  const resolved: Config = deepFreeze({ ...config, tls, admin, cluster, pools: resolvedPools.pools });
+  return { ok: true, file, text, document, config: resolved, replicated, baseDir };
+}

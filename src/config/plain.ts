@@ -1,0 +1,113 @@
+// The file-shaped JSON form of routes and pools (defaults left out): what GET /api/v1/config returns and Raft commands carry.
+
+import { DEFAULTS, type BackendConfig, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
+import { defaultBackendId, expectedStatusesSpec } from './file-spec.js';
+import { formatDuration, formatSize, type JsonValue } from './spec.js';
+
+export type PlainObject = { [key: string]: JsonValue };
+
+export interface PlainReplicated {
+  readonly routes: readonly PlainObject[];
+  readonly pools: { readonly [name: string]: PlainObject };
+}
+
+/** Sets key only when value differs from the default it would get anyway, so the output reads like a hand-written file. */
+function setUnlessDefault(target: PlainObject, key: string, value: JsonValue, defaultValue: JsonValue): void {
+  if (value !== defaultValue) target[key] = value;
+}
+
+function durationUnlessDefault(target: PlainObject, key: string, ms: number, defaultMs: number): void {
+  if (ms !== defaultMs) target[key] = formatDuration(ms);
+}
+
+function plainBackend(backend: BackendConfig): PlainObject {
+  const out: PlainObject = { url: backend.url };
+  setUnlessDefault(out, 'weight', backend.weight, DEFAULTS.weight);
+  setUnlessDefault(out, 'id', backend.id, defaultBackendId(backend.url));
+  setUnlessDefault(out, 'drain', backend.drain, false);
+  return out;
+}
+
+const DEFAULT_STATUSES = JSON.stringify(expectedStatusesSpec.encode(DEFAULTS.healthCheck.expectedStatuses));
+
+function plainHealthCheck(check: HealthCheckConfig): PlainObject {
+  const out: PlainObject = {};
+  if (check.path !== null) out['path'] = check.path;
+  durationUnlessDefault(out, 'interval', check.intervalMs, DEFAULTS.healthCheck.intervalMs);
+  durationUnlessDefault(out, 'unhealthyInterval', check.unhealthyIntervalMs, check.intervalMs);
+  durationUnlessDefault(out, 'timeout', check.timeoutMs, DEFAULTS.healthCheck.timeoutMs);
+  setUnlessDefault(out, 'rise', check.rise, DEFAULTS.healthCheck.rise);
+  setUnlessDefault(out, 'fall', check.fall, DEFAULTS.healthCheck.fall);
+  const statuses = expectedStatusesSpec.encode(check.expectedStatuses);
+  if (JSON.stringify(statuses) !== DEFAULT_STATUSES) out['expectedStatuses'] = statuses;
+  if (check.host !== null) out['host'] = check.host;
+  setUnlessDefault(out, 'jitter', check.jitter, DEFAULTS.healthCheck.jitter);
+  return out;
+}
+
+function nonEmpty(target: PlainObject, key: string, section: PlainObject): void {
+  if (Object.keys(section).length > 0) target[key] = section;
+}
+
+export function toPlainPool(pool: PoolConfig): PlainObject {
+  const out: PlainObject = {};
+  setUnlessDefault(out, 'strategy', pool.strategy, DEFAULTS.strategy);
+  out['backends'] = pool.backends.map(plainBackend);
+  if (pool.healthCheck !== null) out['healthCheck'] = plainHealthCheck(pool.healthCheck);
+
+  const outlier: PlainObject = {};
+  const od = pool.outlierDetection;
+  const odDefaults = DEFAULTS.outlierDetection;
+  setUnlessDefault(outlier, 'enabled', od.enabled, odDefaults.enabled);
+  setUnlessDefault(outlier, 'consecutiveGatewayFailures', od.consecutiveGatewayFailures, odDefaults.consecutiveGatewayFailures);
+  setUnlessDefault(outlier, 'consecutive5xx', od.consecutive5xx, odDefaults.consecutive5xx);
+  durationUnlessDefault(outlier, 'baseEjectionTime', od.baseEjectionTimeMs, odDefaults.baseEjectionTimeMs);
+  durationUnlessDefault(outlier, 'maxEjectionTime', od.maxEjectionTimeMs, odDefaults.maxEjectionTimeMs);
+  setUnlessDefault(outlier, 'maxEjectionPercent', od.maxEjectionPercent, odDefaults.maxEjectionPercent);
+  nonEmpty(out, 'outlierDetection', outlier);
+
+  const timeouts: PlainObject = {};
+  durationUnlessDefault(timeouts, 'connect', pool.timeouts.connectMs, DEFAULTS.timeouts.connectMs);
+  durationUnlessDefault(timeouts, 'response', pool.timeouts.responseMs, DEFAULTS.timeouts.responseMs);
+  durationUnlessDefault(timeouts, 'idle', pool.timeouts.idleMs, DEFAULTS.timeouts.idleMs);
+  nonEmpty(out, 'timeouts', timeouts);
+
+  setUnlessDefault(out, 'retries', pool.retries, DEFAULTS.retries);
+  const budget: PlainObject = {};
+  setUnlessDefault(budget, 'percent', pool.retryBudget.percent, DEFAULTS.retryBudgetPercent);
+  setUnlessDefault(budget, 'minConcurrent', pool.retryBudget.minConcurrent, DEFAULTS.retryBudgetMinConcurrent);
+  nonEmpty(out, 'retryBudget', budget);
+  setUnlessDefault(out, 'panicThreshold', pool.panicThresholdPercent, DEFAULTS.panicThresholdPercent);
+  durationUnlessDefault(out, 'slowStart', pool.slowStartMs, DEFAULTS.slowStartMs);
+
+  const breaker: PlainObject = {};
+  setUnlessDefault(breaker, 'maxRequestsPerBackend', pool.circuitBreaker.maxRequestsPerBackend, DEFAULTS.circuitBreaker.maxRequestsPerBackend);
+  setUnlessDefault(breaker, 'maxPendingPerBackend', pool.circuitBreaker.maxPendingPerBackend, DEFAULTS.circuitBreaker.maxPendingPerBackend);
+  nonEmpty(out, 'circuitBreaker', breaker);
+
+  const tls: PlainObject = {};
+  if (pool.tls.ca !== null) tls['ca'] = pool.tls.ca;
+  if (pool.tls.serverName !== null) tls['serverName'] = pool.tls.serverName;
+  nonEmpty(out, 'tls', tls);
+  return out;
+}
+
+export function toPlainRoute(route: RouteConfig): PlainObject {
+  const match: PlainObject = {};
+  if (route.match.host !== null) match['host'] = route.match.host;
+  setUnlessDefault(match, 'pathPrefix', route.match.pathPrefix, '/');
+  const out: PlainObject = {};
+  nonEmpty(out, 'match', match);
+  out['pool'] = route.pool;
+  if (route.maxBodySize !== 0) out['maxBodySize'] = formatSize(route.maxBodySize);
+  return out;
+}
+
+/** validateReplicated(toPlainReplicated(x)) gives back x. */
+export function toPlainReplicated(replicated: ReplicatedConfig): PlainReplicated {
+  const pools: { [name: string]: PlainObject } = {};
+  for (const [name, pool] of Object.entries(replicated.pools)) {
+    Object.defineProperty(pools, name, { value: toPlainPool(pool), enumerable: true, writable: true, configurable: true });
+  }
+  return { routes: replicated.routes.map(toPlainRoute), pools };
+}

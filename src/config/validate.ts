@@ -1,0 +1,351 @@
+// The one validator: YAML/JSON text or plain values in, a deep-frozen typed config or every problem (with positions) out.
+
+import { availableParallelism } from 'node:os';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import type {
+  BackendConfig,
+  Config,
+  HealthCheckConfig,
+  PoolConfig,
+  ReplicatedConfig,
+  RouteConfig,
+} from './schema.js';
+import {
+  DecodeContext,
+  INVALID,
+  didYouMean,
+  errorText,
+  formatPath,
+  type Path,
+  type RawProblem,
+  type Spec,
+} from './spec.js';
+import {
+  POOL_NAME_PATTERN,
+  defaultBackendId,
+  fileSpec,
+  poolSpec,
+  replicatedSpec,
+  type FileShape,
+  type PoolShape,
+  type ReplicatedShape,
+  type RouteShape,
+} from './file-spec.js';
+
+/** One thing wrong with a config. `message` starts with the dotted path; line and column are 1-based. */
+export interface Problem {
+  readonly path: string;
+  readonly line?: number;
+  readonly column?: number;
+  readonly message: string;
+}
+
+export type ValidationResult<T> =
+  | { readonly ok: true; readonly config: T; readonly document: Document | null }
+  | { readonly ok: false; readonly problems: readonly Problem[] };
+
+/** `FILE:LINE:COL: message`, or `FILE: message` when the problem has no position. */
+export function formatProblem(file: string, problem: Problem): string {
+  return problem.line === undefined
+    ? `${file}: ${problem.message}`
+    : `${file}:${problem.line}:${problem.column ?? 1}: ${problem.message}`;
+}
+
+// ---------------------------------------------------------------- entry points
+
+export function validateConfigText(text: string, file: string): ValidationResult<Config> {
+  return validateText(text, file, fileSpec, (shape) => buildConfig(shape as FileShape));
+}
+
+/** Plain values (already parsed); problems carry no positions. */
+export function validateConfig(value: unknown): ValidationResult<Config> {
+  return validateValue(value, null, null, fileSpec, (shape) => buildConfig(shape as FileShape));
+}
+
+/**
+ * The admin API body and the Raft state machine's apply step: only routes and pools.
+ * Deterministic: no filesystem, no clock, no environment, so every node reaches the same answer.
+ */
+export function validateReplicatedText(text: string, source: string): ValidationResult<ReplicatedConfig> {
+  return validateText(text, source, replicatedSpec, (shape) => buildReplicated(shape as ReplicatedShape));
+}
+
+export function validateReplicated(value: unknown, source = 'replicated config'): ValidationResult<ReplicatedConfig> {
+  void source;
+  return validateValue(value, null, null, replicatedSpec, (shape) => buildReplicated(shape as ReplicatedShape));
+}
+
+// ---------------------------------------------------------------- text and positions
+
+function validateText<T>(text: string, source: string, spec: Spec<unknown>, build: (shape: unknown) => T): ValidationResult<T> {
+  void source;
+  if (typeof text !== 'string') return failure([{ path: '', message: `expected text, got ${typeof text}` }]);
+  const lineCounter = new LineCounter();
+  let document: Document;
+  let value: unknown;
+  try {
+    document = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+    if (document.errors.length > 0) {
+      return failure(
+        document.errors.map((error) => ({
+          path: '',
+          ...position(lineCounter, error.pos[0]),
+          message: `invalid YAML: ${firstLine(error.message)}`,
+        })),
+      );
+    }
+    value = document.toJS({ maxAliasCount: 1000 });
+  } catch (error) {
+    return failure([{ path: '', line: 1, column: 1, message: `invalid YAML: ${firstLine(errorText(error))}` }]);
+  }
+  return validateValue(value, document, lineCounter, spec, build);
+}
+
+function firstLine(message: string): string {
+  return message.split('\n', 1)[0]!.trim();
+}
+
+function position(lineCounter: LineCounter, offset: number): { line: number; column: number } {
+  const { line, col } = lineCounter.linePos(offset);
+  return line === 0 ? { line: 1, column: offset + 1 } : { line, column: col };
+}
+
+function keyText(node: unknown): string {
+  if (isScalar(node)) return String(node.value);
+  return String(node);
+}
+
+/** The node a problem is about; a path that leads nowhere (a missing key) stops at the deepest node that exists. */
+function locate(document: Document, path: Path, at: 'key' | 'value'): Node | null {
+  let current: unknown = document.contents;
+  let key: Node | null = null;
+  for (const segment of path) {
+    if (isAlias(current)) current = current.resolve(document);
+    if (isMap(current)) {
+      const pair = current.items.find((item) => keyText(item.key) === String(segment));
+      if (pair === undefined) return (key ?? (current as Node)) as Node;
+      key = isScalar(pair.key) || isMap(pair.key) || isSeq(pair.key) ? (pair.key as Node) : null;
+      current = pair.value;
+    } else if (isSeq(current) && typeof segment === 'number' && segment < current.items.length) {
+      key = null;
+      current = current.items[segment];
+    } else {
+      return (current as Node | null) ?? key;
+    }
+  }
+  const valueNode = (current as Node | null) ?? null;
+  if (at === 'key' && key !== null) return key;
+  return valueNode?.range ? valueNode : key ?? valueNode;
+}
+
+/**
+ * A problem found after validation (a missing tokenFile, say), positioned in the text the document was parsed from.
+ * `path` is the same segment list the validator uses, e.g. ['admin', 'tokenFile'].
+ */
+export function problemAt(document: Document, text: string, path: Path, message: string, at: 'key' | 'value' = 'value'): Problem {
+  const lineCounter = new LineCounter();
+  lineCounter.addNewLine(0);
+  for (let index = text.indexOf('\n'); index !== -1; index = text.indexOf('\n', index + 1)) lineCounter.addNewLine(index + 1);
+  return toProblem({ path, at, message }, document, lineCounter);
+}
+
+function toProblem(raw: RawProblem, document: Document | null, lineCounter: LineCounter | null): Problem {
+  const path = formatPath(raw.path);
+  const message = path === '' ? raw.message : `${path}: ${raw.message}`;
+  if (document === null || lineCounter === null) return { path, message };
+  const node = locate(document, raw.path, raw.at);
+  const offset = node?.range?.[0] ?? document.contents?.range?.[0] ?? 0;
+  return { path, ...position(lineCounter, offset), message };
+}
+
+function failure(problems: readonly Problem[]): { ok: false; problems: readonly Problem[] } {
+  return { ok: false, problems };
+}
+
+function validateValue<T>(
+  value: unknown,
+  document: Document | null,
+  lineCounter: LineCounter | null,
+  spec: Spec<unknown>,
+  build: (shape: unknown) => T,
+): ValidationResult<T> {
+  const ctx = new DecodeContext();
+  let config: T | undefined;
+  try {
+    // An empty file is an empty mapping: every default, no pools.
+    const input = value === null || value === undefined ? {} : value;
+    const shape = spec.decode(input, [], ctx);
+    checkRouting(input, ctx);
+    if (shape !== INVALID && ctx.problems.length === 0) config = build(shape);
+  } catch (error) {
+    // Only a bug can get here (or a hostile value passed from code); the caller still gets an answer, not a crash.
+    ctx.report([], `could not be validated: ${errorText(error)}`);
+  }
+  if (ctx.problems.length > 0 || config === undefined) {
+    const problems = ctx.problems.map((raw) => toProblem(raw, document, lineCounter));
+    problems.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0));
+    return failure(problems);
+  }
+  return { ok: true, config: deepFreeze(config), document };
+}
+
+// ---------------------------------------------------------------- rules across sections
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Runs on the raw value, so a route to a missing pool is reported even when that pool has other problems. */
+function checkRouting(input: unknown, ctx: DecodeContext): void {
+  if (!isPlainObject(input)) return;
+  const rawPools = input['pools'];
+  if (rawPools !== undefined && !isPlainObject(rawPools)) return;
+  const poolNames = rawPools === undefined ? [] : Object.keys(rawPools);
+  const routes = input['routes'];
+  if (Array.isArray(routes)) {
+    routes.forEach((route: unknown, index) => {
+      if (!isPlainObject(route)) return;
+      const pool = route['pool'];
+      if (typeof pool !== 'string' || !POOL_NAME_PATTERN.test(pool) || poolNames.includes(pool)) return;
+      const known = poolNames.length === 0 ? ' (no pools are defined)' : didYouMean(pool, poolNames) || ` (pools: ${poolNames.join(', ')})`;
+      ctx.report(['routes', index, 'pool'], `no pool named "${pool}"${known}`);
+    });
+  }
+  const noRoutes = routes === undefined || (Array.isArray(routes) && routes.length === 0);
+  if (noRoutes && poolNames.length > 1) {
+    ctx.report(
+      ['routes'],
+      `there are ${poolNames.length} pools (${poolNames.join(', ')}) but no routes; add routes to say which requests go to which pool`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------- building the typed config
+
+function decodeDefaults<T>(spec: Spec<T>): T {
+  const ctx = new DecodeContext();
+  const value = spec.decode({}, [], ctx);
+  if (value === INVALID) throw new Error(`defaults do not validate: ${ctx.problems.map((p) => p.message).join('; ')}`);
+  return value;
+}
+
+const POOL_FIELDS = poolSpec.fields;
+const OUTLIER_DEFAULTS = decodeDefaults(POOL_FIELDS.outlierDetection.spec);
+const TIMEOUT_DEFAULTS = decodeDefaults(POOL_FIELDS.timeouts.spec);
+const RETRY_BUDGET_DEFAULTS = decodeDefaults(POOL_FIELDS.retryBudget.spec);
+const CIRCUIT_BREAKER_DEFAULTS = decodeDefaults(POOL_FIELDS.circuitBreaker.spec);
+const FILE_FIELDS = fileSpec.fields;
+const ADMIN_DEFAULTS = decodeDefaults(FILE_FIELDS.admin.spec);
+const LIMITS_DEFAULTS = decodeDefaults(FILE_FIELDS.limits.spec);
+const LOG_DEFAULTS = decodeDefaults(FILE_FIELDS.log.spec);
+const SHUTDOWN_DEFAULTS = decodeDefaults(FILE_FIELDS.shutdown.spec);
+
+function buildHealthCheck(shape: NonNullable<PoolShape['healthCheck']>): HealthCheckConfig {
+  return {
+    path: shape.path ?? null,
+    intervalMs: shape.interval,
+    unhealthyIntervalMs: shape.unhealthyInterval ?? shape.interval,
+    timeoutMs: shape.timeout,
+    rise: shape.rise,
+    fall: shape.fall,
+    expectedStatuses: shape.expectedStatuses.map(([low, high]) => [low, high] as const),
+    host: shape.host ?? null,
+    jitter: shape.jitter,
+  };
+}
+
+function buildPool(name: string, shape: PoolShape): PoolConfig {
+  const outlier = shape.outlierDetection ?? OUTLIER_DEFAULTS;
+  const timeouts = shape.timeouts ?? TIMEOUT_DEFAULTS;
+  const budget = shape.retryBudget ?? RETRY_BUDGET_DEFAULTS;
+  const breaker = shape.circuitBreaker ?? CIRCUIT_BREAKER_DEFAULTS;
+  const backends: BackendConfig[] = shape.backends.map((backend) => ({
+    id: backend.id ?? defaultBackendId(backend.url),
+    url: backend.url,
+    weight: backend.weight,
+    drain: backend.drain,
+  }));
+  return {
+    name,
+    strategy: shape.strategy,
+    backends,
+    healthCheck: shape.healthCheck === undefined ? null : buildHealthCheck(shape.healthCheck),
+    outlierDetection: {
+      enabled: outlier.enabled,
+      consecutiveGatewayFailures: outlier.consecutiveGatewayFailures,
+      consecutive5xx: outlier.consecutive5xx,
+      baseEjectionTimeMs: outlier.baseEjectionTime,
+      maxEjectionTimeMs: outlier.maxEjectionTime,
+      maxEjectionPercent: outlier.maxEjectionPercent,
+    },
+    timeouts: { connectMs: timeouts.connect, responseMs: timeouts.response, idleMs: timeouts.idle },
+    retries: shape.retries,
+    retryBudget: { percent: budget.percent, minConcurrent: budget.minConcurrent },
+    panicThresholdPercent: shape.panicThreshold,
+    slowStartMs: shape.slowStart,
+    circuitBreaker: { maxRequestsPerBackend: breaker.maxRequestsPerBackend, maxPendingPerBackend: breaker.maxPendingPerBackend },
+    tls: { ca: shape.tls?.ca ?? null, serverName: shape.tls?.serverName ?? null },
+  };
+}
+
+function buildRoute(shape: RouteShape): RouteConfig {
+  return {
+    match: { host: shape.match?.host ?? null, pathPrefix: shape.match?.pathPrefix ?? '/' },
+    pool: shape.pool,
+    maxBodySize: shape.maxBodySize,
+  };
+}
+
+function buildReplicated(shape: ReplicatedShape): ReplicatedConfig {
+  const pools: Record<string, PoolConfig> = {};
+  for (const [name, pool] of Object.entries(shape.pools)) {
+    Object.defineProperty(pools, name, { value: buildPool(name, pool), enumerable: true, writable: true, configurable: true });
+  }
+  return { routes: shape.routes.map(buildRoute), pools };
+}
+
+function buildConfig(shape: FileShape): Config {
+  const admin = shape.admin ?? ADMIN_DEFAULTS;
+  const limits = shape.limits ?? LIMITS_DEFAULTS;
+  const log = shape.log ?? LOG_DEFAULTS;
+  const cluster = shape.cluster;
+  return {
+    listen: shape.listen,
+    tls: shape.tls === undefined ? null : { cert: shape.tls.cert, key: shape.tls.key },
+    admin: { listen: admin.listen, token: admin.token ?? null, tokenFile: admin.tokenFile ?? null },
+    cluster:
+      cluster === undefined
+        ? null
+        : {
+            nodeId: cluster.nodeId,
+            listen: cluster.listen,
+            dataDir: cluster.dataDir ?? `data/${cluster.nodeId}`,
+            peers: { ...cluster.peers },
+            secret: cluster.secret ?? null,
+            secretFile: cluster.secretFile ?? null,
+            electionTimeoutMs: cluster.electionTimeout,
+            heartbeatIntervalMs: cluster.heartbeatInterval,
+          },
+    trustedProxies: [...shape.trustedProxies],
+    limits: {
+      maxConnections: limits.maxConnections,
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeoutMs: limits.headersTimeout,
+      requestTimeoutMs: limits.requestTimeout,
+      keepAliveTimeoutMs: limits.keepAliveTimeout,
+      maxBodySize: limits.maxBodySize,
+    },
+    log: { level: log.level, access: log.access },
+    workers: shape.workers === 'auto' ? availableParallelism() : shape.workers,
+    shutdownDrainMs: (shape.shutdown ?? SHUTDOWN_DEFAULTS).drainTimeout,
+    ...buildReplicated(shape),
+  };
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}

@@ -1,0 +1,98 @@
+// Notices edits of the config file (in place or by rename, as editors save), once per distinct content, never for our own writes.
+
+import { createHash } from 'node:crypto';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+
+export const DEFAULT_WATCH_DEBOUNCE_MS = 100;
+
+export interface WatchOptions {
+  /** Called with the new text after the file settles and its content differs from the last seen or written. */
+  readonly onChange: (text: string) => void;
+  /** Watcher failures (the directory vanished, say); the watcher keeps going where it can. */
+  readonly onError?: (error: unknown) => void;
+  readonly clock?: Clock;
+  /** Editors write in several steps; wait this long after the last event before reading. */
+  readonly debounceMs?: number;
+}
+
+export interface ConfigWatcher {
+  /** Call with the exact text before writing it, so the write is not reported as an edit. */
+  noteOwnWrite(text: string): void;
+  close(): void;
+}
+
+function hashOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * Watches the parent directory rather than the file: an editor that saves by writing a new file and renaming it
+ * over the old one would leave a file watch attached to the deleted inode.
+ */
+export function watchConfigFile(path: string, options: WatchOptions): ConfigWatcher {
+  const file = resolve(path);
+  const name = basename(file);
+  const clock = options.clock ?? systemClock;
+  const debounceMs = options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS;
+  let lastHash: string | null = null;
+  try {
+    lastHash = hashOf(readFileSync(file, 'utf8'));
+  } catch {
+    // Not there yet: its first appearance counts as a change.
+  }
+  let timer: TimerHandle | null = null;
+  let closed = false;
+  // Reads are sequenced so a slow read of older content cannot overtake a newer one.
+  let reading: Promise<void> = Promise.resolve();
+
+  const check = async (): Promise<void> => {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      // Between an editor's unlink and rename the file is briefly missing; the rename brings another event.
+      if ((error as { code?: unknown }).code !== 'ENOENT') options.onError?.(error);
+      return;
+    }
+    if (closed) return;
+    const hash = hashOf(text);
+    if (hash === lastHash) return;
+    lastHash = hash;
+    options.onChange(text);
+  };
+
+  const schedule = (): void => {
+    if (closed) return;
+    if (timer !== null) clock.clearTimeout(timer);
+    timer = clock.setTimeout(() => {
+      timer = null;
+      reading = reading.then(check, check);
+    }, debounceMs);
+  };
+
+  let watcher: FSWatcher | null = null;
+  try {
+    watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
+      // Some platforms do not say which file changed; then it may have been ours.
+      if (changed === null || changed.toString() === name) schedule();
+    });
+    watcher.on('error', (error) => options.onError?.(error));
+  } catch (error) {
+    options.onError?.(error);
+  }
+
+  return {
+    noteOwnWrite(text: string): void {
+      lastHash = hashOf(text);
+    },
+    close(): void {
+      closed = true;
+      if (timer !== null) clock.clearTimeout(timer);
+      timer = null;
+      watcher?.close();
+    },
+  };
+}

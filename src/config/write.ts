@@ -1,0 +1,394 @@
+// Writing config back: atomic file replacement, and rewriting only routes/pools of a YAML text while every other byte stays put.
+
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { isMap, isScalar, isSeq, parseDocument, stringify, type Document, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
+import { BalancerError } from '../errors.js';
+import { defaultBackendId, parseBackendUrl } from './file-spec.js';
+import { toPlainReplicated } from './plain.js';
+import type { ReplicatedConfig } from './schema.js';
+import { errorText, type JsonValue } from './spec.js';
+import { validateReplicated } from './validate.js';
+
+/** tmp file in the same directory, fsync, rename over the target, fsync the directory: a crash leaves the old or the new file. */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const directory = dirname(path);
+  const temporary = join(directory, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(temporary, 'wx', 0o644);
+  try {
+    await handle.writeFile(text, 'utf8');
+    await handle.sync();
+  } catch (error) {
+    await handle.close();
+    await unlink(temporary).catch(() => undefined);
+    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorText(error)}`, { cause: error });
+  }
+  await handle.close();
+  try {
+    await rename(temporary, path);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw new BalancerError('CONFIG_IO', `cannot replace ${path}: ${errorText(error)}`, { cause: error });
+  }
+  const dir = await open(directory, 'r');
+  try {
+    await dir.sync();
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename itself has happened.
+  } finally {
+    await dir.close();
+  }
+}
+
+// ---------------------------------------------------------------- text edits
+
+interface Edit {
+  readonly start: number;
+  readonly end: number;
+  readonly text: string;
+}
+
+type Json = JsonValue;
+type JsonObject = { readonly [key: string]: Json };
+type Segment = string | number;
+
+function isObject(value: Json | undefined): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function lineStart(text: string, offset: number): number {
+  return text.lastIndexOf('\n', offset - 1) + 1;
+}
+
+function lineEnd(text: string, offset: number): number {
+  const newline = text.indexOf('\n', offset);
+  return newline === -1 ? text.length : newline + 1;
+}
+
+function column(text: string, offset: number): number {
+  return offset - lineStart(text, offset);
+}
+
+/** A scalar or collection on one line, quoted as flow context requires (safe both inside and outside `{}`). */
+function renderInline(value: Json): string {
+  const rendered = stringify([value], { collectionStyle: 'flow', lineWidth: 0 }).trim();
+  return rendered.slice(1, -1).trim();
+}
+
+/** Block YAML whose first line continues where it is put and whose next lines start at `indent`. */
+function renderBlock(value: Json, indent: number): string {
+  const lines = stringify(value, { indent: 2, lineWidth: 0 }).replace(/\n$/, '').split('\n');
+  return lines.map((line, index) => (index === 0 ? line : ' '.repeat(indent) + line)).join('\n');
+}
+
+function isBlockCollection(value: Json): boolean {
+  return (Array.isArray(value) && value.length > 0) || (isObject(value) && Object.keys(value).length > 0);
+}
+
+function keyOf(pair: Pair): string {
+  return isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+}
+
+function rangeOf(node: unknown): readonly [number, number, number] | undefined {
+  return (node as Node | null)?.range ?? undefined;
+}
+
+class SectionRewriter {
+  readonly edits: Edit[] = [];
+
+  constructor(
+    private readonly text: string,
+    private readonly target: { routes: Json; pools: Json },
+  ) {}
+
+  /** Does `fileValue` at `path` (undefined: key absent) mean the same as the target there? Checked on the enclosing pool or route alone. */
+  private sameMeaning(path: readonly Segment[], fileValue: Json | undefined): boolean {
+    const [section, unit] = path;
+    if (unit === undefined) return false;
+    const pluck = (root: { routes: Json; pools: Json }): unknown => {
+      if (section === 'pools' && isObject(root.pools)) return { pools: { [unit]: root.pools[unit as string] } };
+      if (section === 'routes' && Array.isArray(root.routes)) {
+        const route = root.routes[unit as number];
+        const pool = isObject(route) && typeof route['pool'] === 'string' ? route['pool'] : 'x';
+        return { routes: [route], pools: { [pool]: {} } };
+      }
+      return undefined;
+    };
+    const altered = structuredClone(this.target) as { routes: Json; pools: Json };
+    let parent: unknown = altered;
+    for (const segment of path.slice(0, -1)) {
+      if (typeof parent !== 'object' || parent === null) return false;
+      parent = (parent as Record<string | number, unknown>)[segment];
+    }
+    const last = path[path.length - 1]!;
+    if (typeof parent !== 'object' || parent === null) return false;
+    if (fileValue === undefined) delete (parent as Record<string | number, unknown>)[last];
+    else (parent as Record<string | number, unknown>)[last] = fileValue;
+    const expected = validateReplicated(pluck(this.target));
+    const actual = validateReplicated(pluck(altered));
+    return expected.ok && actual.ok && isDeepStrictEqual(expected.config, actual.config);
+  }
+
+  private replace(node: Node, value: Json): void {
+    const [start, end] = rangeOf(node)!;
+    const block = !(isMap(node) || isSeq(node)) || node.flow ? false : true;
+    // A block collection's range ends after its newline; whatever replaces it must end the line too.
+    const rendered = block && isBlockCollection(value) ? renderBlock(value, column(this.text, start)) : renderInline(value);
+    this.edits.push({ start, end, text: block && this.text[end - 1] === '\n' ? `${rendered}\n` : rendered });
+  }
+
+  merge(node: unknown, value: Json, path: readonly Segment[]): void {
+    if (isMap(node) && isObject(value)) return this.mergeMap(node, value, path);
+    if (isSeq(node) && Array.isArray(value)) return this.mergeSeq(node, value, path);
+    if (isDeepStrictEqual(toJson(node), value) || this.sameMeaning(path, toJson(node))) return;
+    this.replace(node as Node, value);
+  }
+
+  private mergeMap(map: YAMLMap, value: JsonObject, path: readonly Segment[]): void {
+    const isRecord = path.length === 1 && path[0] === 'pools';
+    const present = new Map<string, Pair>();
+    for (const pair of map.items as Pair[]) present.set(keyOf(pair), pair);
+    const removals: Pair[] = [];
+    for (const [key, pair] of present) {
+      if (Object.hasOwn(value, key)) continue;
+      // Outside the pools record an absent key means "the default"; a file that spells the default out keeps it.
+      if (!isRecord && this.sameMeaning([...path, key], undefined)) continue;
+      removals.push(pair);
+    }
+    const additions = Object.keys(value).filter((key) => !present.has(key));
+    if (map.items.length > 0 && removals.length === map.items.length && additions.length === 0) {
+      this.replace(map, value);
+      return;
+    }
+    for (const pair of removals) this.removePair(map, pair);
+    for (const [key, pair] of present) {
+      if (Object.hasOwn(value, key)) this.merge(pair.value, value[key]!, [...path, key]);
+    }
+    for (const key of additions) this.addPair(map, key, value[key]!);
+  }
+
+  private removePair(map: YAMLMap, pair: Pair): void {
+    const items = map.items as Pair[];
+    const index = items.indexOf(pair);
+    const keyStart = rangeOf(pair.key)![0];
+    const next = items[index + 1];
+    if (map.flow) {
+      const previous = items[index - 1];
+      if (next !== undefined) this.edits.push({ start: keyStart, end: rangeOf(next.key)![0], text: '' });
+      else if (previous !== undefined) this.edits.push({ start: rangeOf(previous.value)![1], end: rangeOf(pair.value)?.[1] ?? keyStart, text: '' });
+      return;
+    }
+    const prefix = this.text.slice(lineStart(this.text, keyStart), keyStart);
+    const valueEnd = rangeOf(pair.value)?.[2] ?? rangeOf(pair.key)![2];
+    if (prefix.trim() !== '' && next !== undefined) {
+      // The key shares its line with a `- `: pull the next key up into its place.
+      this.edits.push({ start: keyStart, end: rangeOf(next.key)![0], text: '' });
+      return;
+    }
+    const end = this.text[valueEnd - 1] === '\n' ? valueEnd : lineEnd(this.text, valueEnd);
+    this.edits.push({ start: prefix.trim() === '' ? lineStart(this.text, keyStart) : keyStart, end, text: '' });
+  }
+
+  private addPair(map: YAMLMap, key: string, value: Json): void {
+    const renderedKey = renderInline(key);
+    const last = (map.items as Pair[])[map.items.length - 1];
+    const [mapStart, mapEnd] = rangeOf(map)!;
+    if (map.flow || last === undefined) {
+      if (last === undefined) {
+        // `{}`: put the pair inside the braces.
+        const open = this.text.indexOf('{', mapStart);
+        this.edits.push({ start: open + 1, end: open + 1, text: ` ${renderedKey}: ${renderInline(value)} ` });
+      } else {
+        const at = rangeOf(last.value)?.[1] ?? rangeOf(last.key)![1];
+        this.edits.push({ start: at, end: at, text: `, ${renderedKey}: ${renderInline(value)}` });
+      }
+      return;
+    }
+    const indent = column(this.text, rangeOf((map.items as Pair[])[0]!.key)![0]);
+    const body = isBlockCollection(value) ? `\n${' '.repeat(indent + 2)}${renderBlock(value, indent + 2)}` : ` ${renderInline(value)}`;
+    const needsNewline = this.text[mapEnd - 1] !== '\n';
+    this.edits.push({ start: mapEnd, end: mapEnd, text: `${needsNewline ? '\n' : ''}${' '.repeat(indent)}${renderedKey}:${body}\n` });
+  }
+
+  private mergeSeq(seq: YAMLSeq, value: readonly Json[], path: readonly Segment[]): void {
+    const items = seq.items as Node[];
+    const byId = path.length === 3 && path[0] === 'pools' && path[2] === 'backends';
+    if (!byId) {
+      items.slice(0, value.length).forEach((item, index) => this.merge(item, value[index]!, [...path, index]));
+      if (items.length > value.length) {
+        if (value.length === 0) return this.replace(seq, value);
+        for (const item of items.slice(value.length)) this.removeItem(seq, item);
+      }
+      for (const item of value.slice(items.length)) this.appendItem(seq, item);
+      return;
+    }
+    const fileIds = items.map((item) => backendIdOf(toJson(item)));
+    const targetIds = value.map((item) => backendIdOf(item));
+    const matched = targetIds.map((id) => (id === undefined ? -1 : fileIds.indexOf(id)));
+    const matchedInOrder = matched.filter((index) => index !== -1);
+    const firstNew = matched.indexOf(-1);
+    const inOrder = matchedInOrder.every((index, i) => i === 0 || index > matchedInOrder[i - 1]!);
+    const newOnlyAtEnd = firstNew === -1 || matched.slice(firstNew).every((index) => index === -1);
+    if (!inOrder || !newOnlyAtEnd || matchedInOrder.length === 0) {
+      if (!isDeepStrictEqual(toJson(seq), value)) this.replace(seq, value);
+      return;
+    }
+    items.forEach((item, index) => {
+      if (!matched.includes(index)) this.removeItem(seq, item);
+    });
+    matched.forEach((fileIndex, targetIndex) => {
+      if (fileIndex !== -1) this.merge(items[fileIndex], value[targetIndex]!, [...path, targetIndex]);
+    });
+    if (firstNew !== -1) for (const item of value.slice(firstNew)) this.appendItem(seq, item);
+  }
+
+  private removeItem(seq: YAMLSeq, item: Node): void {
+    const [start, , end] = rangeOf(item)!;
+    if (seq.flow) {
+      const items = seq.items as Node[];
+      const index = items.indexOf(item);
+      const next = items[index + 1];
+      const previous = items[index - 1];
+      if (next !== undefined) this.edits.push({ start, end: rangeOf(next)![0], text: '' });
+      else if (previous !== undefined) this.edits.push({ start: rangeOf(previous)![1], end: rangeOf(item)![1], text: '' });
+      return;
+    }
+    const stop = this.text[end - 1] === '\n' ? end : lineEnd(this.text, end);
+    this.edits.push({ start: lineStart(this.text, start), end: stop, text: '' });
+  }
+
+  private appendItem(seq: YAMLSeq, value: Json): void {
+    const items = seq.items as Node[];
+    const last = items[items.length - 1];
+    if (seq.flow || last === undefined) {
+      if (last === undefined) {
+        const open = this.text.indexOf('[', rangeOf(seq)![0]);
+        this.edits.push({ start: open + 1, end: open + 1, text: renderInline(value) });
+      } else {
+        const at = rangeOf(last)![1];
+        this.edits.push({ start: at, end: at, text: `, ${renderInline(value)}` });
+      }
+      return;
+    }
+    const lastStart = rangeOf(last)![0];
+    const dash = this.text.lastIndexOf('-', lastStart);
+    const indent = column(this.text, dash);
+    // Follow the neighbours' style: one-line `{ ... }` entries stay one-line.
+    const rendered = (isMap(last) && last.flow) || !isBlockCollection(value) ? renderInline(value) : renderBlock(value, indent + 2);
+    const seqEnd = rangeOf(seq)![1];
+    const needsNewline = this.text[seqEnd - 1] !== '\n';
+    this.edits.push({ start: seqEnd, end: seqEnd, text: `${needsNewline ? '\n' : ''}${' '.repeat(indent)}- ${rendered}\n` });
+  }
+}
+
+function toJson(node: unknown): Json {
+  if (node === null || node === undefined) return null;
+  if (isScalar(node) || isMap(node) || isSeq(node)) return node.toJSON() as Json;
+  return null;
+}
+
+function backendIdOf(value: Json | undefined): string | undefined {
+  if (!isObject(value)) return undefined;
+  if (typeof value['id'] === 'string') return value['id'];
+  if (typeof value['url'] !== 'string') return undefined;
+  const parsed = parseBackendUrl(value['url']);
+  return 'value' in parsed ? defaultBackendId(parsed.value) : undefined;
+}
+
+function applyEdits(text: string, edits: readonly Edit[]): string {
+  const ordered = [...edits].sort((a, b) => b.start - a.start || b.end - a.end);
+  let out = text;
+  let limit = Infinity;
+  for (const edit of ordered) {
+    if (edit.end > limit) throw new Error('overlapping edits');
+    out = out.slice(0, edit.start) + edit.text + out.slice(edit.end);
+    limit = edit.start;
+  }
+  return out;
+}
+
+function replicatedOf(text: string): ReplicatedConfig | null {
+  const document = parseDocument(text, { uniqueKeys: true });
+  if (document.errors.length > 0) return null;
+  const value = document.toJS() as Record<string, unknown> | null;
+  const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
+  return result.ok ? result.config : null;
+}
+
+function rootPair(document: Document, key: string): Pair | undefined {
+  const root = document.contents;
+  if (!isMap(root)) return undefined;
+  return (root.items as Pair[]).find((pair) => keyOf(pair) === key);
+}
+
+/**
+ * `originalText` with `routes` and `pools` changed to `replicated`, touching only what differs: a weight change
+ * rewrites one number; comments, blank lines and every local section stay byte for byte.
+ */
+export function rewriteReplicatedSections(originalText: string, replicated: ReplicatedConfig): string {
+  const plain = toPlainReplicated(replicated);
+  const target = { routes: plain.routes as Json, pools: plain.pools as Json };
+  const document = parseDocument(originalText, { uniqueKeys: true });
+  if (document.errors.length > 0) {
+    throw new BalancerError('CONFIG_INVALID', `cannot rewrite a config that is not valid YAML: ${document.errors[0]!.message.split('\n')[0]}`);
+  }
+  const expected = validateReplicated(plain);
+  if (!expected.ok) throw new BalancerError('CONFIG_INVALID', 'the replicated config to write is invalid', { details: expected.problems });
+
+  const attempt = (surgical: boolean): string => {
+    const rewriter = new SectionRewriter(originalText, target);
+    const root = document.contents;
+    if (!isMap(root) || root.flow) {
+      // Nothing to preserve inside (empty file, or a one-line JSON object): write the sections out plainly.
+      const base = isMap(root) ? ((root.toJSON() ?? {}) as Record<string, Json>) : {};
+      return stringify({ ...base, routes: target.routes, pools: target.pools }, { lineWidth: 0 });
+    }
+    for (const key of ['routes', 'pools'] as const) {
+      const pair = rootPair(document, key);
+      const value = target[key];
+      if (pair === undefined) {
+        if (key === 'routes' && Array.isArray(value) && value.length === 0) continue;
+        rewriter.edits.push(...addRootPair(originalText, root, key, value));
+      } else if (!surgical && rangeOf(pair.value) !== undefined) {
+        rewriter.edits.push(...replaceWhole(originalText, pair.value as Node, value));
+      } else if (rangeOf(pair.value) === undefined) {
+        rewriter.edits.push(...replaceWhole(originalText, pair.key as Node, null, `${key}: ${renderInline(value)}`));
+      } else {
+        rewriter.merge(pair.value, value, [key]);
+      }
+    }
+    return applyEdits(originalText, rewriter.edits);
+  };
+
+  for (const surgical of [true, false]) {
+    let text: string;
+    try {
+      text = attempt(surgical);
+    } catch {
+      continue;
+    }
+    const written = replicatedOf(text);
+    if (written !== null && isDeepStrictEqual(written, expected.config)) return text;
+  }
+  throw new BalancerError('INTERNAL', 'could not rewrite routes and pools in the config text');
+}
+
+function addRootPair(text: string, root: YAMLMap, key: string, value: Json): Edit[] {
+  const end = rangeOf(root)![1];
+  const body = isBlockCollection(value) ? `\n  ${renderBlock(value, 2)}` : ` ${renderInline(value)}`;
+  return [{ start: end, end, text: `${text[end - 1] === '\n' || end === 0 ? '' : '\n'}${key}:${body}\n` }];
+}
+
+function replaceWhole(text: string, node: Node, value: Json, literal?: string): Edit[] {
+  const [start, end] = rangeOf(node)!;
+  if (literal !== undefined) return [{ start, end, text: literal }];
+  const block = (isMap(node) || isSeq(node)) && !node.flow;
+  if (block && isBlockCollection(value)) {
+    const rendered = renderBlock(value, column(text, start));
+    return [{ start, end, text: text[end - 1] === '\n' ? `${rendered}\n` : rendered }];
+  }
+  const rendered = renderInline(value);
+  return [{ start, end, text: block && text[end - 1] === '\n' ? `${rendered}\n` : rendered }];
+}
