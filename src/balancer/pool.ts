@@ -279,6 +279,8 @@ export class PoolRuntime {
       ca: this.ca,
       serverName: this.config.tls.serverName,
       onResult: (id, result) => this.recordCheck(id, result),
+      onError: (id, error) =>
+        deps.logger.error('health check result handling failed', { pool: this.name, backend: id, error: errorMessage(error) }),
     });
     this.checker.start(
       this.backends.map((backend) => ({

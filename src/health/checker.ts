@@ -23,6 +23,8 @@ export interface HealthCheckerOptions {
   readonly serverName: string | null;
   /** Called once per completed check; never called after stop(). */
   readonly onResult: (id: string, result: ProbeResult) => void;
+  /** Told when onResult throws; the loop carries on regardless. */
+  readonly onError?: (id: string, error: unknown) => void;
 }
 
 interface Slot {
@@ -121,7 +123,13 @@ export class HealthChecker {
       slot.inFlight = false;
     }
     if (!this.running) return;
-    this.options.onResult(slot.target.id, result);
+    try {
+      this.options.onResult(slot.target.id, result);
+    } catch (error) {
+      // Contained here: an escaping rejection would take the process down, and a backend whose loop
+      // stopped would stay in its last state forever.
+      this.options.onError?.(slot.target.id, error);
+    }
     if (this.running) this.schedule(slot, this.nextDelay(slot.target));
   }
 }
