@@ -54,7 +54,10 @@ export interface BackendRecord {
   ejections: number;
 }
 
-export function recordingMetrics(): Metrics & { records: Map<string, BackendRecord> } {
+/** Metrics that keep what they are told; `onCheck` sees each health-check result as it is recorded. */
+export function recordingMetrics(
+  onCheck?: (backend: string, result: HealthCheckResult) => void,
+): Metrics & { records: Map<string, BackendRecord> } {
   const records = new Map<string, BackendRecord>();
   return {
     ...noopMetrics,
@@ -71,7 +74,10 @@ export function recordingMetrics(): Metrics & { records: Map<string, BackendReco
         requestStarted() {},
         requestFinished() {},
         upstreamError() {},
-        healthCheck: (result) => r.checks.push(result),
+        healthCheck: (result) => {
+          r.checks.push(result);
+          onCheck?.(id, result);
+        },
         setUp: (up) => r.up.push(up),
         ejected: () => r.ejections++,
       };

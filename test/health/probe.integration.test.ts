@@ -1,0 +1,272 @@
+// The real probe and the pool's active checks against real sockets on 127.0.0.1 (real clock, short intervals).
+
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { seededRandom, systemClock } from '../../src/clock.js';
+import { PoolRuntime, type BackendStateChange } from '../../src/balancer/pool.js';
+import { createProbe, type ProbeTarget } from '../../src/health/probe.js';
+import { memoryLogger } from '../../src/log.js';
+import type { HealthCheckResult } from '../../src/metrics/types.js';
+import { backend, healthCheck, poolConfig, recordingMetrics } from '../balancer/pool-fixtures.js';
+
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const probe = createProbe(systemClock);
+const cleanups: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface TestServer {
+  readonly url: string;
+  readonly port: number;
+  /** Requests seen, with their Host header and path. */
+  readonly seen: Array<{ host: string | undefined; path: string | undefined }>;
+  status: number;
+}
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        (server as http.Server).closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  );
+  return address.port;
+}
+
+async function httpServer(status = 200, body = 'ok'): Promise<TestServer> {
+  const state = { status, seen: [] as TestServer['seen'] };
+  const server = http.createServer((request, response) => {
+    state.seen.push({ host: request.headers.host, path: request.url });
+    response.writeHead(state.status, { 'content-type': 'text/plain' });
+    response.end(body);
+  });
+  const port = await listen(server);
+  return Object.assign(state, { url: `http://127.0.0.1:${port}`, port });
+}
+
+/** A port that was just free: listen, read the port, close. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function target(url: string, overrides: Partial<ProbeTarget> = {}): ProbeTarget {
+  return {
+    url: new URL(url),
+    path: '/healthz',
+    host: null,
+    timeoutMs: 1_000,
+    expectedStatuses: [[200, 399]],
+    ca: null,
+    serverName: null,
+    ...overrides,
+  };
+}
+
+/** Resolves with the first state change matching `predicate`, or fails after `timeoutMs`. */
+function nextChange(pool: PoolRuntime, predicate: (change: BackendStateChange) => boolean, timeoutMs = 3_000) {
+  return new Promise<BackendStateChange>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      unsubscribe();
+      reject(new Error(`no matching state change within ${timeoutMs}ms`));
+    }, timeoutMs);
+    const unsubscribe = pool.onStateChange((change) => {
+      if (!predicate(change)) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(change);
+    });
+  });
+}
+
+describe('probe (real sockets)', () => {
+  it('passes on an expected status and sends the backend host:port as Host with the configured path', async () => {
+    const server = await httpServer(204);
+    const result = await probe(target(server.url));
+    expect(result).toEqual({ result: 'pass', detail: 'HTTP 204' });
+    expect(server.seen).toEqual([{ host: `127.0.0.1:${server.port}`, path: '/healthz' }]);
+  });
+
+  it('fails on a status outside the expected ranges, and honours custom ranges and Host', async () => {
+    const server = await httpServer(500);
+    expect(await probe(target(server.url))).toEqual({ result: 'fail', detail: 'HTTP 500' });
+    server.status = 418;
+    expect(await probe(target(server.url, { expectedStatuses: [[200, 204], [418, 418]], host: 'health.internal' }))).toEqual({
+      result: 'pass',
+      detail: 'HTTP 418',
+    });
+    expect(server.seen.at(-1)?.host).toBe('health.internal');
+  });
+
+  it('cuts off an endless body instead of reading it forever', async () => {
+    const server = http.createServer((_request, response) => {
+      response.writeHead(200);
+      const chunk = Buffer.alloc(16 * 1024, 120);
+      const pump = () => {
+        while (response.write(chunk)) {
+          /* fill the buffer */
+        }
+      };
+      response.on('drain', pump);
+      pump();
+    });
+    const port = await listen(server);
+    const started = performance.now();
+    expect(await probe(target(`http://127.0.0.1:${port}`, { timeoutMs: 2_000 }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(performance.now() - started).toBeLessThan(1_500);
+  });
+
+  it('times out on a server that accepts but never answers', async () => {
+    const server = http.createServer(() => {
+      /* never answers */
+    });
+    const port = await listen(server);
+    const started = performance.now();
+    const result = await probe(target(`http://127.0.0.1:${port}`, { timeoutMs: 150 }));
+    const elapsed = performance.now() - started;
+    expect(result).toEqual({ result: 'timeout', detail: 'no answer within 150ms' });
+    expect(elapsed).toBeGreaterThanOrEqual(140);
+    expect(elapsed).toBeLessThan(1_000);
+  });
+
+  it('reports a refused connection for HTTP and TCP checks', async () => {
+    const port = await closedPort();
+    expect(await probe(target(`http://127.0.0.1:${port}`))).toEqual({ result: 'error', detail: 'connect ECONNREFUSED' });
+    expect(await probe(target(`http://127.0.0.1:${port}`, { path: null }))).toEqual({
+      result: 'error',
+      detail: 'connect ECONNREFUSED',
+    });
+  });
+
+  it('passes a TCP check on a listening port without sending anything', async () => {
+    let received = 0;
+    const server = net.createServer((socket) => {
+      socket.on('data', (data) => (received += data.length));
+    });
+    const port = await listen(server);
+    expect(await probe(target(`http://127.0.0.1:${port}`, { path: null }))).toEqual({ result: 'pass', detail: 'TCP connect ok' });
+    expect(received).toBe(0);
+  });
+
+  it('verifies https backends: unknown CA fails, the configured CA passes', async () => {
+    const server = https.createServer(
+      { cert: readFileSync(fixture('backend-cert.pem')), key: readFileSync(fixture('backend-key.pem')) },
+      (_request, response) => response.end('ok'),
+    );
+    const port = await listen(server);
+    const url = `https://127.0.0.1:${port}`;
+    const untrusted = await probe(target(url));
+    expect(untrusted.result).toBe('error');
+    expect(untrusted.detail).toMatch(/SELF_SIGNED|self.signed/i);
+    const ca = readFileSync(fixture('backend-cert.pem'), 'utf8');
+    expect(await probe(target(url, { ca }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    // The name is checked too: the certificate is for localhost/127.0.0.1, not for this name.
+    const wrongName = await probe(target(url, { ca, serverName: 'other.example' }));
+    expect(wrongName.result).toBe('error');
+  });
+});
+
+describe('pool active checks (real sockets, real clock)', () => {
+  const fast = { intervalMs: 25, unhealthyIntervalMs: 25, timeoutMs: 100, jitter: 0.1 };
+
+  function startPool(
+    backends: ReturnType<typeof backend>[],
+    check: Parameters<typeof healthCheck>[0],
+    onCheck?: (backend: string, result: HealthCheckResult) => void,
+  ) {
+    const logger = memoryLogger('info');
+    const metrics = recordingMetrics(onCheck);
+    const pool = PoolRuntime.create(poolConfig({ backends, healthCheck: healthCheck({ ...fast, ...check }) }), undefined, {
+      clock: systemClock,
+      random: seededRandom(9),
+      metrics,
+      logger,
+    });
+    cleanups.push(() => pool.stop());
+    return { pool, logger, metrics };
+  }
+
+  it('takes a backend answering 500 down after `fall` failed checks', async () => {
+    const server = await httpServer(200);
+    let firstPass!: () => void;
+    const passed = new Promise<void>((resolve) => (firstPass = resolve));
+    const { pool, metrics, logger } = startPool([backend('a', { url: server.url })], { fall: 3 }, (_id, result) => {
+      if (result === 'pass') firstPass();
+    });
+    pool.start();
+    await passed;
+    server.status = 500;
+    const before = server.seen.length;
+    const change = await nextChange(pool, (c) => c.to === 'down');
+    expect(change).toMatchObject({ backend: 'a', from: 'up', reason: '3 consecutive failed checks: HTTP 500' });
+    expect(server.seen.length - before).toBe(3);
+    expect(pool.get('a')!.state).toBe('down');
+    expect(metrics.records.get('web/a')?.checks.filter((r) => r === 'fail')).toHaveLength(3);
+    expect(logger.lines.some((l) => l['to'] === 'down' && l['level'] === 'warn')).toBe(true);
+  });
+
+  it('a healthy backend rises after `rise` passing checks', async () => {
+    const server = await httpServer(503);
+    const { pool } = startPool([backend('a', { url: server.url })], { rise: 3 });
+    const down = nextChange(pool, (c) => c.to === 'down');
+    pool.start();
+    await down;
+    const seenWhenDown = server.seen.length;
+    server.status = 200;
+    const up = await nextChange(pool, (c) => c.to === 'up');
+    expect(up.reason).toBe('3 consecutive passing checks');
+    // Exactly `rise` passing checks, give or take the one that may have been in flight when the status flipped.
+    expect(server.seen.length - seenWhenDown).toBeGreaterThanOrEqual(3);
+    expect(server.seen.length - seenWhenDown).toBeLessThanOrEqual(4);
+  });
+
+  it('a TCP check on a closed port takes the backend down on the first check', async () => {
+    const port = await closedPort();
+    const { pool } = startPool([backend('a', { url: `http://127.0.0.1:${port}` })], { path: null });
+    const down = nextChange(pool, (c) => c.to === 'down');
+    pool.start();
+    expect((await down).reason).toBe('first check failed: connect ECONNREFUSED');
+    expect(pool.pick()).toBeUndefined();
+  });
+
+  it('honours the timeout against a backend that never answers', async () => {
+    const server = http.createServer(() => {
+      /* never answers */
+    });
+    const port = await listen(server);
+    const { pool } = startPool([backend('a', { url: `http://127.0.0.1:${port}` })], { timeoutMs: 60 });
+    const started = performance.now();
+    const down = nextChange(pool, (c) => c.to === 'down');
+    pool.start();
+    expect((await down).reason).toBe('first check failed: no answer within 60ms');
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+
+  it('checks never block the data plane: picks keep answering while probes hang', async () => {
+    const server = http.createServer(() => {
+      /* never answers */
+    });
+    const port = await listen(server);
+    const ok = await httpServer(200);
+    const { pool } = startPool([backend('slow', { url: `http://127.0.0.1:${port}` }), backend('ok', { url: ok.url })], {
+      timeoutMs: 500,
+    });
+    pool.start();
+    const started = performance.now();
+    for (let i = 0; i < 1_000; i++) expect(pool.pick()).toBeDefined();
+    expect(performance.now() - started).toBeLessThan(200);
+  });
+});
