@@ -23,7 +23,7 @@ const { values } = parseArgs({
 });
 
 function backend(id, url, weight, state = 'up', extra = {}) {
-  return { id, url, weight, effectiveWeight: weight, state, inflight: 0, reason: null, lastCheck: { ok: true, at: new Date().toISOString(), detail: '200 OK' }, ejections: 0, ...extra };
+  return { id, url, weight, effectiveWeight: weight, state, inflight: 0, consecutiveFailures: 0, ejections: 0, reason: 'passing health checks', lastCheck: { ok: true, at: Date.now(), ageMs: 800, detail: '200 OK' }, ...extra };
 }
 
 async function startDemo() {
@@ -36,7 +36,7 @@ async function startDemo() {
     { name: 'web', strategy: 'weighted', panic: false, backends: [
       backend('web-1', 'http://10.0.1.11:8080', 3, 'up', { inflight: 4 }),
       backend('web-2', 'http://10.0.1.12:8080', 3, 'up', { inflight: 3 }),
-      backend('web-3', 'http://10.0.1.13:8080', 1, 'down', { reason: 'health check failed 3 times: connect ECONNREFUSED', lastCheck: { ok: false, at: new Date().toISOString(), detail: 'ECONNREFUSED' } }),
+      backend('web-3', 'http://10.0.1.13:8080', 1, 'down', { reason: 'health check failed 3 times: connect ECONNREFUSED', consecutiveFailures: 3, lastCheck: { ok: false, at: Date.now(), ageMs: 400, detail: 'ECONNREFUSED' } }),
     ] },
     { name: 'api', strategy: 'least-request', panic: false, backends: [
       backend('api-1', 'http://10.0.2.21:9000', 1, 'up', { inflight: 7 }),

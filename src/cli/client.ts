@@ -1,0 +1,438 @@
+// The client commands (status, backends ..., cluster ...): admin API calls with tables, --json and stable exit codes.
+//
+// Exit codes, for scripts:
+//   0  done
+//   1  the admin API refused the request (validation failed, not found, conflict, stale version)
+//   2  usage error (bad or missing arguments, bad --admin URL)
+//   3  the admin API could not be reached or did not answer in time (or is not a balancer admin API)
+//   4  authentication failed: token missing (401), rejected (403) or none configured on the server
+//   5  the server or the cluster is unavailable (5xx; 503 when there is no Raft leader)
+
+import type { Writable } from 'node:stream';
+import { Command, type CommanderError } from 'commander';
+import type { BackendStatus, ClusterStatus, NodeStatus } from '../control/types.js';
+import { paint, stateCell, table, wantsColour, type Cell } from './format.js';
+
+export const EXIT_CODES = {
+  ok: 0,
+  refused: 1,
+  usage: 2,
+  unreachable: 3,
+  auth: 4,
+  unavailable: 5,
+} as const;
+
+export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
+
+/** Long enough for a cluster write to fail over to 503 on its own (the API answers within a few seconds). */
+export const DEFAULT_CLIENT_TIMEOUT_MS = 15_000;
+
+export interface ClientOptions {
+  /** Admin API base: a URL (`http://127.0.0.1:9090`) or `host:port` as in the config's admin.listen. */
+  admin: string;
+  token?: string | null;
+  /** Print the raw API JSON instead of tables and sentences. */
+  json: boolean;
+  out: Writable;
+  err: Writable;
+  timeoutMs?: number;
+}
+
+/**
+ * `host:port` → `http://host:port`; wildcard listen addresses (0.0.0.0, ::) are dialled on loopback.
+ * Returns null when the value is not usable.
+ */
+export function adminBaseUrl(admin: string): string | null {
+  let text = admin.trim();
+  if (text === '') return null;
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  if (url.hostname === '0.0.0.0') url.hostname = '127.0.0.1';
+  if (url.hostname === '[::]') url.hostname = '[::1]';
+  return url.toString().replace(/\/+$/, '');
+}
+
+interface ApiErrorBody {
+  error: { code: string; message: string; details?: { path?: string; line?: number; column?: number; message: string }[] };
+}
+
+function isApiError(value: unknown): value is ApiErrorBody {
+  if (typeof value !== 'object' || value === null) return false;
+  const error = (value as { error?: unknown }).error;
+  return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string';
+}
+
+type CallResult = { ok: true; status: number; body: unknown } | { ok: false; code: ExitCode };
+
+function errorCause(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if (typeof cause?.message === 'string') return cause.message;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** One admin API call; on failure it has already told the user why and returns the exit code. */
+async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<CallResult> {
+  const base = adminBaseUrl(opts.admin);
+  if (base === null) {
+    opts.err.write(`invalid --admin ${JSON.stringify(opts.admin)}: expected a URL like http://127.0.0.1:9090 or host:port\n`);
+    return { ok: false, code: EXIT_CODES.usage };
+  }
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (opts.token !== undefined && opts.token !== null && opts.token !== '') headers['Authorization'] = `Bearer ${opts.token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
+
+  let res: Response;
+  let text: string;
+  try {
+    res = await fetch(base + path, {
+      method,
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(timeoutMs),
+      redirect: 'error',
+    });
+    text = await res.text();
+  } catch (error) {
+    if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+      opts.err.write(
+        `admin API at ${base} did not answer within ${timeoutMs / 1000} s: is balancer running and healthy? use --admin URL\n`,
+      );
+    } else {
+      opts.err.write(`cannot reach admin API at ${base} (${errorCause(error)}): is balancer running? use --admin URL\n`);
+    }
+    return { ok: false, code: EXIT_CODES.unreachable };
+  }
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text) as unknown;
+  } catch {
+    opts.err.write(
+      `unexpected ${res.status} answer from ${base}${path} (${res.headers.get('content-type') ?? 'no content type'}): is this balancer's admin listener? use --admin URL\n`,
+    );
+    return { ok: false, code: EXIT_CODES.unreachable };
+  }
+  if (res.ok) return { ok: true, status: res.status, body: parsed };
+
+  if (opts.json) opts.out.write(JSON.stringify(parsed, null, 2) + '\n');
+  const apiError = isApiError(parsed) ? parsed.error : { code: 'UNKNOWN', message: text.trim(), details: [] };
+  if (res.status === 401) {
+    opts.err.write('token missing (401): set --token or BALANCER_ADMIN_TOKEN\n');
+    return { ok: false, code: EXIT_CODES.auth };
+  }
+  if (res.status === 403) {
+    if (apiError.code === 'ADMIN_TOKEN_NOT_SET') opts.err.write(`admin API refused (403): ${apiError.message}\n`);
+    else opts.err.write('token rejected (403): set --token or BALANCER_ADMIN_TOKEN\n');
+    return { ok: false, code: EXIT_CODES.auth };
+  }
+  const retry = res.headers.get('retry-after');
+  const prefix = res.status >= 500 ? (res.status === 503 ? 'unavailable' : 'server error') : 'refused';
+  opts.err.write(
+    `${prefix} (${res.status} ${apiError.code}): ${apiError.message}${retry !== null ? `; retry in ${retry} s` : ''}\n`,
+  );
+  for (const detail of apiError.details ?? []) {
+    const at = detail.line !== undefined ? `:${detail.line}${detail.column !== undefined ? `:${detail.column}` : ''}` : '';
+    const where = detail.path !== undefined && detail.path !== '' ? `${detail.path}${at}: ` : at !== '' ? `${at.slice(1)}: ` : '';
+    opts.err.write(`  - ${where}${detail.message}\n`);
+  }
+  return { ok: false, code: res.status >= 500 ? EXIT_CODES.unavailable : EXIT_CODES.refused };
+}
+
+function printJson(opts: ClientOptions, body: unknown): void {
+  opts.out.write(JSON.stringify(body, null, 2) + '\n');
+}
+
+function backendDetail(b: BackendStatus): string {
+  if (b.reason !== '') return b.reason;
+  if (b.lastCheck !== undefined && !b.lastCheck.ok) return `check failed: ${b.lastCheck.detail}`;
+  return '';
+}
+
+function clusterSummary(c: ClusterStatus): string {
+  if (c.role === 'standalone') return 'standalone (single node, no Raft)';
+  return `role ${c.role} · term ${c.term} · leader ${c.leader ?? 'none'} · commit ${c.commitIndex} · applied ${c.appliedIndex}`;
+}
+
+function membersTable(c: ClusterStatus, colour: boolean): string {
+  const rows: Cell[][] = c.members.map((m) => [
+    m.id === c.nodeId ? `${m.id} (this node)` : m.id,
+    m.address,
+    m.id === c.leader ? { text: 'leader', colour: 'bold' } : m.voter ? 'voter' : 'learner',
+    m.matchIndex === null ? '-' : String(m.matchIndex),
+    m.reachable === null ? '-' : m.reachable ? 'yes' : { text: 'no', colour: 'red' },
+  ]);
+  return table(
+    [{ header: 'MEMBER' }, { header: 'ADDRESS' }, { header: 'ROLE' }, { header: 'MATCH', align: 'right' }, { header: 'REACHABLE' }],
+    rows,
+    colour,
+  );
+}
+
+export function formatStatus(status: NodeStatus, colour: boolean): string {
+  const parts: string[] = [];
+  const ready = status.ready ? paint('ready', 'green', colour) : paint('not ready', 'red', colour);
+  parts.push(`${paint('node', 'dim', colour)} ${status.node}  ${paint('config', 'dim', colour)} v${status.version}  ${ready}\n`);
+  for (const pool of status.pools) {
+    const panic = pool.panic ? '  ' + paint('PANIC: too few healthy backends, spreading over all', 'red', colour) : '';
+    parts.push(`\n${paint('pool', 'dim', colour)} ${paint(pool.name, 'bold', colour)}  ${pool.strategy}${panic}\n`);
+    if (pool.backends.length === 0) {
+      parts.push('  (no backends)\n');
+      continue;
+    }
+    parts.push(
+      table(
+        [
+          { header: 'BACKEND' },
+          { header: 'URL' },
+          { header: 'STATE' },
+          { header: 'WEIGHT', align: 'right' },
+          { header: 'EFFECTIVE', align: 'right' },
+          { header: 'IN-FLIGHT', align: 'right' },
+          { header: 'DETAIL' },
+        ],
+        pool.backends.map((b) => [
+          b.id,
+          b.url,
+          stateCell(b.state),
+          String(b.weight),
+          String(b.effectiveWeight),
+          String(b.inflight),
+          backendDetail(b),
+        ]),
+        colour,
+      ),
+    );
+  }
+  parts.push(`\n${paint('cluster', 'dim', colour)} ${clusterSummary(status.cluster)}\n`);
+  if (status.cluster.members.length > 0) parts.push(membersTable(status.cluster, colour));
+  return parts.join('');
+}
+
+export function formatCluster(cluster: ClusterStatus, colour: boolean): string {
+  const head = `${paint('node', 'dim', colour)} ${cluster.nodeId}  ${clusterSummary(cluster)}\n`;
+  return cluster.members.length > 0 ? head + membersTable(cluster, colour) : head;
+}
+
+function segment(value: string): string {
+  return encodeURIComponent(value);
+}
+
+export async function statusCommand(opts: ClientOptions): Promise<ExitCode> {
+  const result = await call(opts, 'GET', '/api/v1/status');
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else opts.out.write(formatStatus(result.body as NodeStatus, wantsColour(opts.out)));
+  return EXIT_CODES.ok;
+}
+
+export async function backendsAddCommand(
+  opts: ClientOptions,
+  pool: string,
+  url: string,
+  extra: { weight?: number; id?: string } = {},
+): Promise<ExitCode> {
+  const result = await call(opts, 'POST', `/api/v1/pools/${segment(pool)}/backends`, { url, ...extra });
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else {
+    const { version, backend } = result.body as { version: number; backend: { id: string; url: string; weight: number } };
+    opts.out.write(`added backend ${backend.id} (${backend.url}, weight ${backend.weight}) to pool ${pool}; config version ${version}\n`);
+  }
+  return EXIT_CODES.ok;
+}
+
+export async function backendsRemoveCommand(opts: ClientOptions, pool: string, id: string): Promise<ExitCode> {
+  const result = await call(opts, 'DELETE', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}`);
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else opts.out.write(`removed backend ${id} from pool ${pool}; config version ${(result.body as { version: number }).version}\n`);
+  return EXIT_CODES.ok;
+}
+
+/** drain=false puts a drained backend back into rotation. */
+export async function backendsDrainCommand(opts: ClientOptions, pool: string, id: string, drain = true): Promise<ExitCode> {
+  const result = await call(opts, 'PATCH', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}`, { drain });
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else {
+    const version = (result.body as { version: number }).version;
+    opts.out.write(
+      drain
+        ? `draining backend ${id} in pool ${pool}: no new requests, in-flight ones finish; config version ${version}\n`
+        : `backend ${id} in pool ${pool} is back in rotation; config version ${version}\n`,
+    );
+  }
+  return EXIT_CODES.ok;
+}
+
+export async function backendsWeightCommand(opts: ClientOptions, pool: string, id: string, weight: number): Promise<ExitCode> {
+  const result = await call(opts, 'PATCH', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}`, { weight });
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else {
+    const version = (result.body as { version: number }).version;
+    opts.out.write(`set weight of backend ${id} in pool ${pool} to ${weight}; config version ${version}\n`);
+  }
+  return EXIT_CODES.ok;
+}
+
+export async function clusterStatusCommand(opts: ClientOptions): Promise<ExitCode> {
+  const result = await call(opts, 'GET', '/api/v1/cluster');
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else opts.out.write(formatCluster(result.body as ClusterStatus, wantsColour(opts.out)));
+  return EXIT_CODES.ok;
+}
+
+export async function clusterAddCommand(opts: ClientOptions, id: string, address: string, learner: boolean): Promise<ExitCode> {
+  const result = await call(opts, 'POST', '/api/v1/cluster/members', { id, address, learner });
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else {
+    opts.out.write(`added ${id} (${address}) as a ${learner ? 'learner' : 'voter'}\n`);
+    opts.out.write(formatCluster(result.body as ClusterStatus, wantsColour(opts.out)));
+  }
+  return EXIT_CODES.ok;
+}
+
+export async function clusterRemoveCommand(opts: ClientOptions, id: string): Promise<ExitCode> {
+  const result = await call(opts, 'DELETE', `/api/v1/cluster/members/${segment(id)}`);
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else {
+    opts.out.write(`removed ${id} from the cluster\n`);
+    opts.out.write(formatCluster(result.body as ClusterStatus, wantsColour(opts.out)));
+  }
+  return EXIT_CODES.ok;
+}
+
+export async function clusterTransferCommand(opts: ClientOptions, id: string): Promise<ExitCode> {
+  const result = await call(opts, 'POST', '/api/v1/cluster/leader', { id });
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else {
+    const cluster = result.body as ClusterStatus;
+    opts.out.write(
+      cluster.leader === id
+        ? `${id} is now the leader (term ${cluster.term})\n`
+        : `asked ${id} to take over leadership; leader is ${cluster.leader ?? 'not yet known'} (term ${cluster.term})\n`,
+    );
+  }
+  return EXIT_CODES.ok;
+}
+
+interface ConnectionFlags {
+  admin?: string;
+  token?: string;
+  json?: boolean;
+}
+
+class UsageError extends Error {}
+
+function parseWeight(text: string): number {
+  const weight = Number(text);
+  if (text.trim() === '' || !Number.isInteger(weight) || weight < 0) {
+    throw new UsageError(`weight must be a whole number of 0 or more, got ${JSON.stringify(text)}`);
+  }
+  return weight;
+}
+
+/**
+ * Adds `status`, `backends ...` and `cluster ...` to a commander program. Each action sets
+ * process.exitCode to one of EXIT_CODES; commander's own usage errors exit with EXIT_CODES.usage.
+ */
+export function registerClientCommands(
+  program: Command,
+  resolveDefaults: () => Promise<{ admin: string; token: string | null }>,
+  io: { out: Writable; err: Writable } = { out: process.stdout, err: process.stderr },
+): void {
+  const usageExit = (error: CommanderError): never => {
+    process.exit(error.exitCode === 0 ? 0 : EXIT_CODES.usage);
+  };
+
+  const connection = (command: Command): Command =>
+    command
+      .option('--admin <url>', "admin API URL or host:port (default: the config's admin.listen)")
+      .option('--token <token>', "admin token (default: $BALANCER_ADMIN_TOKEN, then the config's admin.token/tokenFile)")
+      .option('--json', 'print the raw API JSON')
+      .exitOverride(usageExit)
+      .configureOutput({ writeOut: (s) => io.out.write(s), writeErr: (s) => io.err.write(s) });
+
+  const clientOptions = async (flags: ConnectionFlags): Promise<ClientOptions> => {
+    let admin = flags.admin;
+    let token: string | null = flags.token ?? null;
+    if (admin === undefined || token === null) {
+      // Defaults come from the config file; a missing or broken file must not stop an explicit --admin from working.
+      const defaults = await resolveDefaults().catch(() => ({ admin: '127.0.0.1:9090', token: process.env['BALANCER_ADMIN_TOKEN'] ?? null }));
+      admin ??= defaults.admin;
+      token ??= defaults.token;
+    }
+    return { admin, token, json: flags.json === true, out: io.out, err: io.err };
+  };
+
+  const run =
+    <A extends unknown[]>(body: (opts: ClientOptions, ...args: A) => Promise<ExitCode>) =>
+    async (...args: A): Promise<void> => {
+      // Commander passes the command object last and the options just before it.
+      const command = args[args.length - 1] as Command;
+      const flags = command.opts<ConnectionFlags>();
+      try {
+        process.exitCode = await body(await clientOptions(flags), ...args);
+      } catch (error) {
+        if (!(error instanceof UsageError)) throw error;
+        io.err.write(`${command.name()}: ${error.message}\n`);
+        process.exitCode = EXIT_CODES.usage;
+      }
+    };
+
+  connection(program.command('status').description('pools, backends with their health, and the cluster role/term/leader')).action(
+    run((opts) => statusCommand(opts)),
+  );
+
+  const backends = program
+    .command('backends')
+    .description('edit the replicated pool config through the admin API')
+    .exitOverride(usageExit);
+  connection(backends.command('add').argument('<pool>').argument('<url>').description('add a backend to a pool'))
+    .option('--weight <n>', 'weight (default 1)')
+    .option('--id <id>', 'backend id (default host:port)')
+    .action(
+      run((opts, pool: string, url: string, flags: { weight?: string; id?: string }) =>
+        backendsAddCommand(opts, pool, url, {
+          ...(flags.weight === undefined ? {} : { weight: parseWeight(flags.weight) }),
+          ...(flags.id === undefined ? {} : { id: flags.id }),
+        }),
+      ),
+    );
+  connection(backends.command('remove').argument('<pool>').argument('<id>').description('remove a backend')).action(
+    run((opts, pool: string, id: string) => backendsRemoveCommand(opts, pool, id)),
+  );
+  connection(backends.command('drain').argument('<pool>').argument('<id>').description('stop sending new requests to a backend'))
+    .option('--undo', 'put a drained backend back into rotation')
+    .action(run((opts, pool: string, id: string, flags: { undo?: boolean }) => backendsDrainCommand(opts, pool, id, flags.undo !== true)));
+  connection(backends.command('weight').argument('<pool>').argument('<id>').argument('<n>').description("set a backend's weight")).action(
+    run((opts, pool: string, id: string, n: string) => backendsWeightCommand(opts, pool, id, parseWeight(n))),
+  );
+
+  const cluster = program.command('cluster').description('Raft membership and leadership').exitOverride(usageExit);
+  connection(cluster.command('status').description('members, leader, term, commit and applied index')).action(
+    run((opts) => clusterStatusCommand(opts)),
+  );
+  connection(cluster.command('add').argument('<id>').argument('<address>').description('add a member (host:port of its peer listener)'))
+    .option('--learner', 'add as a non-voting learner')
+    .action(run((opts, id: string, address: string, flags: { learner?: boolean }) => clusterAddCommand(opts, id, address, flags.learner === true)));
+  connection(cluster.command('remove').argument('<id>').description('remove a member')).action(
+    run((opts, id: string) => clusterRemoveCommand(opts, id)),
+  );
+  connection(cluster.command('transfer').argument('<id>').description('hand leadership to a member')).action(
+    run((opts, id: string) => clusterTransferCommand(opts, id)),
+  );
+}
