@@ -1,0 +1,96 @@
+// fast-check generators of mostly valid routes+pools in file form, shared by the property tests.
+
+import fc from 'fast-check';
+
+const durationArb = (min: number, max: number) => {
+  const forms = [fc.integer({ min, max }), fc.integer({ min, max }).map((ms) => `${ms}ms`)];
+  const lowSeconds = Math.max(1, Math.ceil(min / 1000));
+  const highSeconds = Math.floor(max / 1000);
+  if (lowSeconds <= highSeconds) forms.push(fc.integer({ min: lowSeconds, max: highSeconds }).map((s) => `${s}s`));
+  return fc.oneof(...forms);
+};
+
+const hostArb = fc.oneof(
+  fc.tuple(fc.integer({ min: 1, max: 254 }), fc.integer({ min: 1, max: 254 })).map(([a, b]) => `10.0.${a}.${b}`),
+  fc.constantFrom('localhost', 'api.internal', 'Backend.Example.com', '[::1]', '[fd00::5]'),
+);
+
+const urlArb = fc
+  .tuple(fc.constantFrom('http', 'https'), hostArb, fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined }), fc.boolean())
+  .map(([scheme, host, port, slash]) => `${scheme}://${host}${port === undefined ? '' : `:${port}`}${slash ? '/' : ''}`);
+
+const backendArb = fc.record(
+  {
+    url: urlArb,
+    weight: fc.integer({ min: 1, max: 10_000 }),
+    id: fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/),
+    drain: fc.boolean(),
+  },
+  { requiredKeys: ['url'] },
+);
+
+const healthCheckArb = fc.record(
+  {
+    path: fc.constantFrom('/', '/healthz', '/status?full=1'),
+    interval: durationArb(1000, 60_000),
+    unhealthyInterval: durationArb(1, 120_000),
+    timeout: durationArb(1, 999),
+    rise: fc.integer({ min: 1, max: 100 }),
+    fall: fc.integer({ min: 1, max: 100 }),
+    expectedStatuses: fc.oneof(fc.constant('200-399'), fc.constant(204), fc.constant(['200-299', 404]), fc.constant([200])),
+    host: fc.constantFrom('health.internal', 'LOCALHOST'),
+    jitter: fc.constantFrom(0, 0.1, 0.25, 1),
+  },
+  { requiredKeys: [] },
+);
+
+const poolArb = fc.record(
+  {
+    strategy: fc.constantFrom('random', 'round-robin', 'weighted', 'least-request'),
+    backends: fc.uniqueArray(backendArb, { maxLength: 5, selector: (b) => (b.id ?? b.url).toLowerCase().replace(/\/$/, '') }),
+    healthCheck: healthCheckArb,
+    outlierDetection: fc.record(
+      {
+        enabled: fc.boolean(),
+        consecutiveGatewayFailures: fc.integer({ min: 0, max: 1000 }),
+        consecutive5xx: fc.integer({ min: 0, max: 1000 }),
+        baseEjectionTime: durationArb(1, 30_000),
+        maxEjectionTime: durationArb(30_000, 600_000),
+        maxEjectionPercent: fc.constantFrom(0, 10, 33.5, 100),
+      },
+      { requiredKeys: [] },
+    ),
+    timeouts: fc.record({ connect: durationArb(1, 10_000), response: durationArb(1, 100_000), idle: durationArb(1, 100_000) }, { requiredKeys: [] }),
+    retries: fc.integer({ min: 0, max: 10 }),
+    retryBudget: fc.record({ percent: fc.constantFrom(0, 20, 12.5), minConcurrent: fc.integer({ min: 0, max: 50 }) }, { requiredKeys: [] }),
+    panicThreshold: fc.constantFrom(0, 50, 99.5),
+    slowStart: durationArb(0, 60_000),
+    circuitBreaker: fc.record({ maxRequestsPerBackend: fc.integer({ min: 0, max: 100 }), maxPendingPerBackend: fc.integer({ min: 0, max: 100 }) }, { requiredKeys: [] }),
+    tls: fc.record({ ca: fc.constantFrom('./ca.pem', '/etc/ssl/ca.pem'), serverName: fc.constantFrom('api.internal') }, { requiredKeys: [] }),
+  },
+  { requiredKeys: [] },
+);
+
+const poolNameArb = fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/).filter((name) => name !== '__proto__');
+
+const routeArb = (poolNames: readonly string[]) =>
+  fc.record(
+    {
+      match: fc.record(
+        { host: fc.constantFrom('api.example.com', '*.Example.com', 'localhost'), pathPrefix: fc.constantFrom('/', '/v1', '/api/') },
+        { requiredKeys: [] },
+      ),
+      pool: fc.constantFrom(...poolNames),
+      maxBodySize: fc.oneof(fc.constant(0), fc.constant('16kb'), fc.integer({ min: 0, max: 1_000_000 }), fc.constant('1gb')),
+    },
+    { requiredKeys: ['pool'] },
+  );
+
+/** `{ routes, pools }` in file form; most of them valid. */
+export const replicatedFileArb = fc
+  .dictionary(poolNameArb, poolArb, { minKeys: 0, maxKeys: 4 })
+  .chain((pools) => {
+    const names = Object.keys(pools);
+    if (names.length === 0) return fc.constant({ routes: [] as unknown[], pools });
+    return fc.array(routeArb(names), { minLength: names.length > 1 ? 1 : 0, maxLength: 4 }).map((routes) => ({ routes: routes as unknown[], pools }));
+  });
