@@ -74,7 +74,7 @@ class BackendLive {
   readonly health: BackendHealth;
   inflight = 0;
   ejectionTimer: TimerHandle | undefined;
-  /** The newest BackendRuntime for this backend; its pool handles transitions. */
+  /** The BackendRuntime of the newest started pool holding this backend; its pool handles transitions. */
   current!: BackendRuntime;
 
   constructor(health: BackendHealth) {
@@ -157,11 +157,15 @@ export class PoolRuntime {
   private checker: HealthChecker | undefined;
   /** Backends whose ejection was refused by maxEjectionPercent, so the refusal is logged once, not per request. */
   private readonly ejectionRefusalLogged = new Set<string>();
+  /** Backends kept from the previous pool, taken over in start(). */
+  private readonly carried: ReadonlyArray<{ runtime: BackendRuntime; before: BackendState }>;
+  private readonly healthOptions: BackendHealthOptions;
 
   /**
-   * Builds the runtime for `config`. Backends of `previous` with the same id and URL keep their health,
-   * ejection and in-flight state (and keep reporting here); new ones start `up` (see BackendHealth) and,
-   * when `previous` exists, ramp up under slow start. Stop `previous` after swapping to the result.
+   * Builds the runtime for `config`. Backends of `previous` with the same id and URL share its health,
+   * ejection and in-flight state; new ones start `up` (see BackendHealth) and, when `previous` exists,
+   * ramp up under slow start. Building has no effect on `previous`, so a half-built set of pools can be
+   * dropped: the takeover happens in start(). Then stop `previous`.
    * Throws BalancerError CONFIG_IO when tls.ca cannot be read, so the caller keeps the previous pool.
    */
   static create(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps): PoolRuntime {
@@ -178,37 +182,29 @@ export class PoolRuntime {
     if (deps.onStateChange !== undefined) this.listeners.add(deps.onStateChange);
 
     const options = healthOptions(config);
+    this.healthOptions = options;
     const backends: BackendRuntime[] = [];
-    const carried: Array<{ runtime: BackendRuntime; before: BackendState; reconfigured: HealthTransition | undefined }> = [];
+    const carried: Array<{ runtime: BackendRuntime; before: BackendState }> = [];
     for (const backendConfig of config.backends) {
       const url = new URL(backendConfig.url);
       const old = previous?.byId.get(backendConfig.id);
       let live: BackendLive;
-      let reconfigured: HealthTransition | undefined;
-      if (old !== undefined && old.url.href === url.href) {
+      const kept = old !== undefined && old.url.href === url.href;
+      if (kept) {
         live = old.live;
-        reconfigured = live.health.reconfigure(options);
       } else {
         // Joining a pool that already serves traffic warrants slow start; the first pool of the process does not.
         live = new BackendLive(new BackendHealth(deps.clock, options, { slowStart: previous !== undefined }));
       }
       const runtime = new BackendRuntime(this, backendConfig, url, deps.metrics.backend(config.name, backendConfig.id), live);
-      live.current = runtime;
+      if (kept) carried.push({ runtime, before: old.state });
+      else live.current = runtime;
       backends.push(runtime);
       this.byId.set(runtime.id, runtime);
-      if (old !== undefined && old.live === live) carried.push({ runtime, before: old.state, reconfigured });
     }
     this.backends = backends;
+    this.carried = carried;
     this.panicMode = previous?.panicMode ?? false;
-
-    for (const { runtime, before, reconfigured } of carried) {
-      if (reconfigured !== undefined) this.afterHealthTransition(runtime, reconfigured);
-      else if (before !== runtime.state) {
-        const reason = runtime.config.drain ? 'drain set in config' : 'drain cleared in config';
-        this.announce(runtime, before, runtime.state, reason);
-      }
-    }
-    for (const runtime of backends) runtime.metrics.setUp(runtime.state === 'up');
     this.updatePanic();
   }
 
@@ -264,10 +260,15 @@ export class PoolRuntime {
     return Math.max(1, Math.ceil(soonest / 1000));
   }
 
-  /** Starts active health checks, when the pool has them. Idempotent. */
+  /**
+   * Makes this pool the live one: takes over the backends kept from the previous pool (their passive
+   * signals, ejection timers and state-change events now come here, and the new thresholds apply), then
+   * starts active health checks when the pool has them. Idempotent.
+   */
   start(): void {
     if (this.started || this.stopped) return;
     this.started = true;
+    this.takeOver();
     const check = this.config.healthCheck;
     if (check === null) return;
     const deps = this.deps;
@@ -307,6 +308,24 @@ export class PoolRuntime {
         live.ejectionTimer = undefined;
       }
     }
+  }
+
+  private takeOver(): void {
+    for (const { runtime, before } of this.carried) {
+      const live = runtime.live;
+      live.current = runtime;
+      // The previous pool may have been stopped first and cancelled the timer: an ejection must still end.
+      if (live.health.state === 'ejected' && live.ejectionTimer === undefined) this.scheduleEjectionEnd(live);
+      const reconfigured = live.health.reconfigure(this.healthOptions);
+      if (reconfigured !== undefined) {
+        this.afterHealthTransition(runtime, reconfigured);
+      } else if (before !== runtime.state) {
+        const reason = runtime.config.drain ? 'drain set in config' : 'drain cleared in config';
+        this.announce(runtime, before, runtime.state, reason);
+      }
+    }
+    for (const runtime of this.backends) runtime.metrics.setUp(runtime.state === 'up');
+    this.updatePanic();
   }
 
   /** Subscribes to backend state changes of this pool; returns the unsubscribe function. */
@@ -388,21 +407,26 @@ export class PoolRuntime {
     }
     if (transition.to === 'ejected') {
       backend.metrics.ejected();
-      const until = live.health.ejectedUntil;
-      if (until !== null) {
-        const clock = this.deps.clock;
-        live.ejectionTimer = clock.setTimeout(() => {
-          live.ejectionTimer = undefined;
-          const current = live.current;
-          const ended = live.health.endEjectionIfDue();
-          if (ended !== undefined) current.pool.afterHealthTransition(current, ended);
-        }, Math.max(0, until - clock.now()));
-      }
+      this.scheduleEjectionEnd(live);
     }
     backend.metrics.setUp(backend.state === 'up');
     // Reported as health states even while draining (state stays 'draining'): it tells the operator what they will get back.
     this.announce(backend, transition.from, transition.to, transition.reason);
     this.updatePanic();
+  }
+
+  private scheduleEjectionEnd(live: BackendLive): void {
+    const until = live.health.ejectedUntil;
+    if (until === null) return;
+    const clock = this.deps.clock;
+    if (live.ejectionTimer !== undefined) clock.clearTimeout(live.ejectionTimer);
+    live.ejectionTimer = clock.setTimeout(() => {
+      live.ejectionTimer = undefined;
+      // Whichever pool holds the backend when the time is up announces its return.
+      const current = live.current;
+      const ended = live.health.endEjectionIfDue();
+      if (ended !== undefined) current.pool.afterHealthTransition(current, ended);
+    }, Math.max(0, until - clock.now()));
   }
 
   private announce(backend: BackendRuntime, from: BackendState, to: BackendState, reason: string): void {

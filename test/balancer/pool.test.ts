@@ -25,6 +25,8 @@ function setup(config: PoolConfig, extra: Partial<PoolDeps> = {}) {
     ...extra,
   };
   const pool = PoolRuntime.create(config, undefined, deps);
+  // Pools with active checks are started by the test once the probe is scripted.
+  if (config.healthCheck === null) pool.start();
   return { clock, logger, metrics, probe, changes, deps, pool };
 }
 
@@ -266,6 +268,7 @@ describe('rebuild (config change)', () => {
       pool,
       deps,
     );
+    next.start();
     pool.stop();
     expect(next.get('a')!.state).toBe('ejected');
     expect(next.get('b')!.state).toBe('up');
@@ -285,6 +288,7 @@ describe('rebuild (config change)', () => {
     const old = pool.get('a')!;
     for (let i = 0; i < 3; i++) old.requestStarted();
     const next = PoolRuntime.create(poolConfig(), pool, deps);
+    next.start();
     pool.stop();
     for (let i = 0; i < 3; i++) old.requestFinished('gateway-failure');
     expect(next.get('a')!.state).toBe('ejected');
@@ -294,9 +298,11 @@ describe('rebuild (config change)', () => {
   it('announces drain set and cleared through config', () => {
     const { pool, deps, changes } = setup(poolConfig());
     const drained = PoolRuntime.create(poolConfig({ backends: [backend('a', { drain: true }), backend('b'), backend('c')] }), pool, deps);
+    drained.start();
     pool.stop();
     expect(changes.at(-1)).toMatchObject({ backend: 'a', from: 'up', to: 'draining', reason: 'drain set in config' });
     const undrained = PoolRuntime.create(poolConfig(), drained, deps);
+    undrained.start();
     drained.stop();
     expect(changes.at(-1)).toMatchObject({ backend: 'a', from: 'draining', to: 'up', reason: 'drain cleared in config' });
     expect(undrained.get('a')!.available).toBe(true);
@@ -306,9 +312,31 @@ describe('rebuild (config change)', () => {
     const { pool, deps } = setup(poolConfig());
     expect(pool.tryStartRetry()).toBe(true);
     const next = PoolRuntime.create(poolConfig(), pool, deps);
+    next.start();
     expect(next.retriesInFlight).toBe(1);
     pool.finishRetry();
     expect(next.retriesInFlight).toBe(0);
+  });
+
+  it('building a pool has no effect on the previous one until start(): a dropped build is harmless', () => {
+    const { pool, deps, changes } = setup(poolConfig());
+    const dropped = PoolRuntime.create(poolConfig({ healthCheck: null, backends: [backend('a', { drain: true }), backend('b')] }), pool, deps);
+    expect(dropped.get('a')!.state).toBe('draining');
+    failRequests(pool, 'b', 3);
+    // The live pool still handles its backends' transitions and events.
+    expect(pool.get('b')!.state).toBe('ejected');
+    expect(changes).toHaveLength(1);
+    expect(changes[0]).toMatchObject({ backend: 'b', to: 'ejected' });
+  });
+
+  it('a carried ejection still ends when the previous pool was stopped before the new one started', () => {
+    const { pool, deps, clock } = setup(poolConfig());
+    failRequests(pool, 'a', 3);
+    const next = PoolRuntime.create(poolConfig(), pool, deps);
+    pool.stop();
+    next.start();
+    clock.advance(10_000);
+    expect(next.get('a')!.state).toBe('up');
   });
 
   it('stop() of the last pool leaves no timers behind', () => {
