@@ -1,0 +1,145 @@
+// Single-server membership changes, learners and promotion, and a leader that removes itself.
+
+import { describe, expect, it } from 'vitest';
+import { MemoryStorage } from '../../src/raft/core/storage.js';
+import type { ConfChange } from '../../src/raft/core/types.js';
+import { electedCluster, Network, type NodeOverrides } from './harness.js';
+
+function change(net: Network, leader: string, cc: ConfChange): void {
+  net.raw(leader).proposeConfChange(cc);
+  net.drain(net.node(leader));
+  net.deliverAll();
+}
+
+function join(net: Network, id: string, overrides: NodeOverrides = {}): void {
+  net.add(id, new MemoryStorage(), overrides);
+}
+
+describe('membership changes', () => {
+  it('adds a voter that catches up from the log and then counts toward the quorum', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a');
+    net.propose('a', 'before');
+    join(net, 'd');
+    change(net, 'a', { type: 'add-voter', nodeId: 'd', address: 'd:7000' });
+    net.tickAll(3);
+    expect(net.raw('a').status().confState.voters).toEqual(['a', 'b', 'c', 'd']);
+    expect(net.raw('d').status().confState.voters).toEqual(['a', 'b', 'c', 'd']);
+    expect(net.log('d')).toEqual(net.log('a'));
+    // Quorum is now 3 of 4: with b and c unreachable nothing commits.
+    net.isolate('b');
+    net.isolate('c');
+    const commit = net.raw('a').status().commit;
+    net.propose('a', 'after');
+    expect(net.raw('a').status().commit).toBe(commit);
+  });
+
+  it('removes a voter: its messages no longer count and the quorum shrinks', () => {
+    const net = electedCluster(['a', 'b', 'c', 'd'], 'a');
+    change(net, 'a', { type: 'remove', nodeId: 'd' });
+    net.tickAll(2);
+    expect(net.raw('a').status().confState.voters).toEqual(['a', 'b', 'c']);
+    expect(net.raw('a').status().progress?.['d']).toBeUndefined();
+    net.isolate('c');
+    net.propose('a', 'x'); // a + b is a majority of 3
+    expect(net.appliedData('b')).toEqual(['x']);
+  });
+
+  it('allows only one pending change: the next is refused until the first is applied', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a');
+    net.isolate('b');
+    net.isolate('c');
+    net.raw('a').proposeConfChange({ type: 'add-learner', nodeId: 'x' });
+    expect(() => net.raw('a').proposeConfChange({ type: 'add-learner', nodeId: 'y' })).toThrow(
+      expect.objectContaining({ code: 'MEMBERSHIP_CHANGE_PENDING' }),
+    );
+    net.heal();
+    net.drain(net.node('a'));
+    net.deliverAll();
+    net.tickAll(2);
+    expect(net.raw('a').status().confState.learners).toEqual(['x']);
+    expect(() => net.raw('a').proposeConfChange({ type: 'add-learner', nodeId: 'y' })).not.toThrow();
+  });
+
+  it('a new leader refuses changes until it has committed an entry of its own term', () => {
+    const net = Network.cluster(['a', 'b', 'c']);
+    net.dropWhen((m) => m.type === 'MsgAppResp');
+    net.campaign('a');
+    expect(net.raw('a').status().role).toBe('leader');
+    expect(() => net.raw('a').proposeConfChange({ type: 'remove', nodeId: 'c' })).toThrow(/has not yet committed an entry in term/);
+    net.heal();
+    net.tickAll(2);
+    expect(() => net.raw('a').proposeConfChange({ type: 'remove', nodeId: 'c' })).not.toThrow();
+  });
+
+  it('refuses to remove the only voter', () => {
+    const net = Network.cluster(['a']);
+    net.campaign('a');
+    net.tickAll(1);
+    expect(() => net.raw('a').proposeConfChange({ type: 'remove', nodeId: 'a' })).toThrow(/only voter/);
+  });
+
+  it('a leader that removes itself steps down and hands over to a caught-up voter', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a');
+    change(net, 'a', { type: 'remove', nodeId: 'a' });
+    net.tickAll(1);
+    expect(net.raw('a').status().role).toBe('follower');
+    const leader = net.leader();
+    expect(leader).toBeDefined();
+    expect(['b', 'c']).toContain(leader!.id);
+    expect(leader!.raw.status().confState.voters).toEqual(['b', 'c']);
+    // The removed node cannot campaign any more.
+    net.isolate('a');
+    net.tickAll(50);
+    expect(net.raw('a').status().role).toBe('follower');
+  });
+});
+
+describe('learners', () => {
+  it('replicate the log but never vote, campaign, or count for the quorum', () => {
+    const net = Network.cluster(['a', 'b', 'c'], {}, ['l']);
+    net.campaign('a');
+    net.propose('a', 'x');
+    expect(net.appliedData('l')).toEqual(['x']);
+    expect(net.sent.some((m) => m.to === 'l' && (m.type === 'MsgVote' || m.type === 'MsgPreVote'))).toBe(false);
+    // a and the learner alone are not a quorum.
+    net.isolate('b');
+    net.isolate('c');
+    const commit = net.raw('a').status().commit;
+    net.propose('a', 'y');
+    expect(net.raw('a').status().commit).toBe(commit);
+    expect(net.raw('a').status().progress?.['l']?.match).toBe(net.raw('a').status().lastIndex);
+    // A learner left alone never campaigns.
+    net.isolate('l');
+    net.tickAll(60);
+    expect(net.raw('l').status().role).toBe('follower');
+    expect(net.sent.some((m) => m.from === 'l' && (m.type === 'MsgVote' || m.type === 'MsgPreVote'))).toBe(false);
+  });
+
+  it('a learner promoted to voter then counts and can be elected', () => {
+    const net = Network.cluster(['a', 'b'], {}, ['l']);
+    net.campaign('a');
+    change(net, 'a', { type: 'add-voter', nodeId: 'l' });
+    net.tickAll(2);
+    expect(net.raw('l').status().confState).toEqual({ voters: ['a', 'b', 'l'], learners: [] });
+    net.isolate('b');
+    net.propose('a', 'with-l');
+    expect(net.appliedData('a')).toEqual(['with-l']); // a + l = 2 of 3
+    net.raw('a').transferLeader('l');
+    net.drain(net.node('a'));
+    net.deliverAll();
+    expect(net.raw('l').status().role).toBe('leader');
+  });
+
+  it('a new member joins as a learner, catches up, and is promoted', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a');
+    for (let i = 0; i < 10; i++) net.propose('a', `p${i}`);
+    join(net, 'n');
+    change(net, 'a', { type: 'add-learner', nodeId: 'n' });
+    net.tickAll(3);
+    expect(net.appliedData('n')).toHaveLength(10);
+    change(net, 'a', { type: 'add-voter', nodeId: 'n' });
+    net.tickAll(2);
+    expect(net.raw('a').status().confState.voters).toContain('n');
+    expect(net.raw('a').status().progress?.['n']?.learner).toBe(false);
+  });
+});
