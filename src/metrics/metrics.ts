@@ -27,6 +27,16 @@ export const REQUEST_DURATION_BUCKETS: readonly number[] = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
+/**
+ * prom-client default gauges whose `_total` suffix `promtool check metrics` rejects (only counters may
+ * end in _total). Each is the sum of a same-named gauge without the suffix, labelled by type, which stays.
+ */
+export const DROPPED_DEFAULT_METRICS: readonly string[] = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 /** Classes zero-initialised per backend, so `rate()` sees the first error instead of a series appearing at 1. */
 const ZERO_INIT_CLASSES: readonly StatusClass[] = ['2xx', '3xx', '4xx', '5xx'];
@@ -327,7 +337,10 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
 
   const raft = createRaftMetrics(registry, p);
 
-  if (options.collectDefault !== false) collectDefaultMetrics({ register: registry });
+  if (options.collectDefault !== false) {
+    collectDefaultMetrics({ register: registry });
+    for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  }
 
   const backends = new Map<string, Map<string, BackendChildren>>();
   const pools = new Map<string, PoolChildren>();
