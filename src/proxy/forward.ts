@@ -74,6 +74,8 @@ interface Exchange {
   current: Attempt | null;
   lastBackend: string;
   finalCode: ErrorCode | null;
+  /** The client's wish for its connection, read before hop-by-hop headers are stripped. */
+  readonly clientConnection: 'close' | 'keep-alive';
 }
 
 interface Attempt {
@@ -94,6 +96,12 @@ function hasRequestBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
   return req.headers['transfer-encoding'] !== undefined;
+}
+
+function wantsClose(req: IncomingMessage): boolean {
+  const connection = req.headers.connection?.toLowerCase() ?? '';
+  if (req.httpVersion === '1.0') return !connection.includes('keep-alive');
+  return connection.split(',').some((token) => token.trim() === 'close');
 }
 
 function clientFacts(req: IncomingMessage, trusted: TrustedProxies) {
@@ -143,6 +151,7 @@ export class Forwarder {
   }
 
   forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, maxBodySize: number): void {
+    const clientConnection = wantsClose(req) ? 'close' : 'keep-alive';
     prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), false);
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
     delete req.headers['expect'];
@@ -160,6 +169,7 @@ export class Forwarder {
       current: null,
       lastBackend: '',
       finalCode: null,
+      clientConnection,
     };
     res.once('close', () => this.onClientClose(exchange));
     this.attempt(exchange, null);
@@ -239,6 +249,8 @@ export class Forwarder {
       this.clearTimer(attempt);
       attempt.status = proxyRes.statusCode ?? 502;
       prepareResponseHeaders(proxyRes.headers);
+      // The client connection's fate is ours to decide, not the backend's; http-proxy copies this header verbatim.
+      proxyRes.headers['connection'] = exchange.clientConnection === 'close' || exchange.res.getHeader('connection') === 'close' ? 'close' : 'keep-alive';
       const idleMs = this.timeouts(exchange).idleMs;
       attempt.phase = 'idle';
       proxyReq.setTimeout(idleMs, () => this.fail(attempt, new UpstreamTimeout('idle', idleMs)));
@@ -424,8 +436,7 @@ export class Forwarder {
         upgraded = true;
         finish('success');
         upstreamSocket.setTimeout(timeouts.idleMs, () => upstreamSocket.destroy());
-        socket.once('close', () => upstreamSocket.destroy());
-        upstreamSocket.once('close', () => socket.destroy());
+        tieTunnel(socket, upstreamSocket);
       });
     };
     this.proxy.on('proxyReqWs', onProxyReq);
@@ -448,6 +459,29 @@ export class Forwarder {
       writeRawError(socket, kind.status, kind.code, kind.message);
     });
   }
+}
+
+/** How long a tunnel may stay half-closed after one side finished (HAProxy's `timeout client-fin`). */
+const TUNNEL_FIN_TIMEOUT_MS = 1_000;
+
+/**
+ * Both sockets of a tunnel live and die together. Node's HTTP sockets allow half-open connections, so without
+ * this a side that finishes would leave the other open until its idle timeout.
+ */
+function tieTunnel(client: Duplex, upstream: Socket): void {
+  let finTimer: NodeJS.Timeout | null = null;
+  const destroyBoth = (): void => {
+    if (finTimer !== null) clearTimeout(finTimer);
+    client.destroy();
+    upstream.destroy();
+  };
+  const onEnd = (): void => {
+    finTimer ??= setTimeout(destroyBoth, TUNNEL_FIN_TIMEOUT_MS).unref();
+  };
+  client.once('end', onEnd);
+  upstream.once('end', onEnd);
+  client.once('close', destroyBoth);
+  upstream.once('close', destroyBoth);
 }
 
 const REASONS: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };

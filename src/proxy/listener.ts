@@ -52,6 +52,11 @@ export class ProxyListener {
     this.server.maxConnections = limits.maxConnections;
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    // Without a listener Node drops CONNECT silently; say why instead.
+    this.server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      writeRawError(socket, 405, 'METHOD_NOT_ALLOWED', 'CONNECT is not supported: balancer is not a forward proxy');
+    });
     this.server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => this.onClientError(error, socket));
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);

@@ -1,0 +1,139 @@
+// Wires one balancer node together: config -> control plane -> data plane -> listener, admin API, file watcher; start() and stop().
+
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { systemClock, systemRandom } from './clock.js';
+import { BalancerError } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import { loadConfigFile } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { watchConfigFile } from './config/watch.js';
+import { createMetrics, type PrometheusMetrics } from './metrics/metrics.js';
+import { createAdminServer } from './admin/api.js';
+import { DataPlane } from './proxy/data-plane.js';
+import { Forwarder } from './proxy/forward.js';
+import { TrustedProxies } from './proxy/headers.js';
+import { ProxyListener } from './proxy/listener.js';
+import { LocalStore } from './control/local-store.js';
+import { parseHostPort } from './net-address.js';
+import { startDemoBackends, type DemoBackends } from './demo-backends.js';
+import { readFile } from 'node:fs/promises';
+
+export interface AppOptions {
+  readonly configPath: string;
+  /** Start demo backends for the loopback backends of the config (npm start on a fresh machine). */
+  readonly demoBackends?: boolean;
+  /** Replaces the logger the config asks for (tests). */
+  readonly logger?: Logger;
+  /** The admin token when the config names none: BALANCER_ADMIN_TOKEN in the CLI. */
+  readonly envToken?: string;
+}
+
+export interface AppAddresses {
+  readonly proxy: AddressInfo;
+  readonly admin: AddressInfo;
+}
+
+export class App {
+  private constructor(
+    readonly config: Config,
+    readonly file: string,
+    readonly logger: Logger,
+    readonly metrics: PrometheusMetrics,
+    readonly dataPlane: DataPlane,
+    readonly store: LocalStore,
+    private readonly listener: ProxyListener,
+    private readonly adminServer: Server,
+    private readonly closeWatcher: () => void,
+    private readonly demo: DemoBackends | null,
+    readonly addresses: AppAddresses,
+  ) {}
+
+  static async start(options: AppOptions): Promise<App> {
+    const loaded = await loadConfigFile(options.configPath);
+    if (!loaded.ok) {
+      throw new BalancerError('CONFIG_INVALID', `${loaded.file}: config is invalid`, { details: loaded.problems });
+    }
+    const config = loaded.config;
+    const logger = options.logger ?? createLogger({ level: config.log.level });
+    const metrics = createMetrics();
+    const dataPlane = new DataPlane({ clock: systemClock, random: systemRandom, metrics, logger });
+    const demo = options.demoBackends === true ? await startDemoBackends(loaded.replicated, logger) : null;
+
+    let watcher: { close(): void; noteOwnWrite(text: string): void } | null = null;
+    const store = new LocalStore({
+      nodeName: config.cluster?.nodeId ?? 'standalone',
+      file: loaded.file,
+      baseDir: loaded.baseDir,
+      initial: loaded.replicated,
+      dataPlane,
+      metrics,
+      logger,
+      noteOwnWrite: (text) => watcher?.noteOwnWrite(text),
+    });
+
+    const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies), accessLog: config.log.access });
+    const listener = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, dataPlane, forwarder, logger });
+    const token = config.admin.token ?? options.envToken ?? null;
+    const adminServer = createAdminServer({ control: store, metrics, token, logger });
+    let proxyAddress: AddressInfo;
+    let adminAddress: AddressInfo;
+    try {
+      proxyAddress = await listener.start();
+      adminAddress = await listenAdmin(adminServer, config.admin.listen);
+    } catch (error) {
+      dataPlane.stop();
+      await listener.close(0).catch(() => undefined);
+      adminServer.close();
+      await demo?.close();
+      throw new BalancerError('CONFIG_IO', `cannot listen: ${(error as Error).message}`, { cause: error });
+    }
+    watcher = watchConfigFile(loaded.file, { onChange: (text) => void store.reloadFromText(text) });
+    logger.info('balancer started', {
+      proxy: `${proxyAddress.address}:${proxyAddress.port}`,
+      admin: `${adminAddress.address}:${adminAddress.port}`,
+      config: loaded.file,
+      pools: Object.keys(loaded.replicated.pools),
+    });
+    const activeWatcher = watcher;
+    return new App(config, loaded.file, logger, metrics, dataPlane, store, listener, adminServer, () => activeWatcher.close(), demo, {
+      proxy: proxyAddress,
+      admin: adminAddress,
+    });
+  }
+
+  /** SIGHUP: re-read the file now, as the watcher would on a change. */
+  async reload(): Promise<void> {
+    try {
+      await this.store.reloadFromText(await readFile(this.file, 'utf8'));
+    } catch (error) {
+      this.logger.error('config reload failed: cannot read the file', { file: this.file, err: error });
+    }
+  }
+
+  /** Graceful: stop accepting, let in-flight requests finish until the drain deadline, close everything. */
+  async stop(drainMs = this.config.shutdownDrainMs): Promise<void> {
+    this.logger.info('shutting down', { drainMs });
+    this.closeWatcher();
+    await this.listener.close(drainMs);
+    this.dataPlane.stop();
+    await new Promise<void>((resolve) => {
+      this.adminServer.close(() => resolve());
+      this.adminServer.closeAllConnections();
+    });
+    await this.demo?.close();
+    this.logger.info('stopped');
+  }
+}
+
+async function listenAdmin(server: Server, listen: string): Promise<AddressInfo> {
+  const { host, port } = parseHostPort(listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server.address() as AddressInfo;
+}

@@ -1,0 +1,106 @@
+// The replicated config state machine as a pure reducer: every config edit is a command applied here, on one node or on every Raft node alike.
+
+import type { ReplicatedConfig } from '../config/schema.js';
+import { validateReplicated, type Problem } from '../config/validate.js';
+import { toPlainReplicated } from '../config/plain.js';
+import type { BackendInput, BackendPatch, PlainReplicated } from '../control/types.js';
+import type { ErrorCode } from '../errors.js';
+
+export interface ConfigState {
+  /** 0 until the first config is applied; then the version (in a cluster, the log index) of the last change. */
+  readonly version: number;
+  readonly config: ReplicatedConfig;
+}
+
+export type ConfigCommand =
+  | { readonly type: 'set-config'; readonly config: PlainReplicated; readonly expectedVersion?: number }
+  | { readonly type: 'add-backend'; readonly pool: string; readonly backend: BackendInput }
+  | { readonly type: 'update-backend'; readonly pool: string; readonly id: string; readonly patch: BackendPatch }
+  | { readonly type: 'remove-backend'; readonly pool: string; readonly id: string };
+
+export interface CommandFailure {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly details: readonly Problem[];
+}
+
+export type CommandResult =
+  | { readonly ok: true; readonly state: ConfigState; readonly backend?: { id: string; url: string; weight: number } }
+  | { readonly ok: false; readonly error: CommandFailure };
+
+export const EMPTY_CONFIG_STATE: ConfigState = Object.freeze({ version: 0, config: Object.freeze({ routes: [], pools: Object.freeze({}) }) });
+
+function failure(code: ErrorCode, message: string, details: readonly Problem[] = []): CommandResult {
+  return { ok: false, error: { code, message, details } };
+}
+
+type PlainPool = Record<string, unknown> & { backends?: unknown[] };
+
+function validated(plain: PlainReplicated, version: number): CommandResult {
+  const result = validateReplicated(plain);
+  if (!result.ok) return failure('CONFIG_INVALID', `config rejected: ${result.problems.length} problem(s)`, result.problems);
+  return { ok: true, state: { version, config: result.config } };
+}
+
+/** Copies the plain pool so an edit never mutates the state it came from. */
+function editablePool(plain: PlainReplicated, pool: string): PlainPool | undefined {
+  const current = plain.pools[pool];
+  if (current === undefined || current === null || typeof current !== 'object') return undefined;
+  const copy = { ...(current as PlainPool) };
+  copy.backends = Array.isArray(copy.backends) ? [...copy.backends] : [];
+  return copy;
+}
+
+function withPool(plain: PlainReplicated, pool: string, edited: PlainPool): PlainReplicated {
+  return { routes: plain.routes, pools: { ...plain.pools, [pool]: edited } };
+}
+
+/** Applies one command; `version` is what the new state will carry (the log index in a cluster). Never throws. */
+export function applyCommand(state: ConfigState, command: ConfigCommand, version: number): CommandResult {
+  switch (command.type) {
+    case 'set-config': {
+      if (command.expectedVersion !== undefined && command.expectedVersion !== state.version) {
+        return failure('VERSION_MISMATCH', `config is at version ${state.version}, not ${command.expectedVersion}`);
+      }
+      return validated(command.config, version);
+    }
+    case 'add-backend': {
+      const pools = state.config.pools;
+      const poolConfig = pools[command.pool];
+      if (poolConfig === undefined) return failure('NOT_FOUND', `no pool named "${command.pool}"`);
+      const plain = toPlainReplicated(state.config);
+      const edited = editablePool(plain, command.pool)!;
+      const entry: Record<string, unknown> = { url: command.backend.url };
+      if (command.backend.weight !== undefined) entry['weight'] = command.backend.weight;
+      if (command.backend.id !== undefined) entry['id'] = command.backend.id;
+      edited.backends!.push(entry);
+      const result = validated(withPool(plain, command.pool, edited), version);
+      if (!result.ok) {
+        const duplicate = result.error.details.some((problem) => /duplicate/i.test(problem.message));
+        return duplicate ? failure('CONFLICT', result.error.details.map((p) => p.message).join('; '), result.error.details) : result;
+      }
+      const added = result.state.config.pools[command.pool]!.backends.at(-1)!;
+      return { ok: true, state: result.state, backend: { id: added.id, url: added.url, weight: added.weight } };
+    }
+    case 'update-backend':
+    case 'remove-backend': {
+      const poolConfig = state.config.pools[command.pool];
+      if (poolConfig === undefined) return failure('NOT_FOUND', `no pool named "${command.pool}"`);
+      const index = poolConfig.backends.findIndex((backend) => backend.id === command.id);
+      if (index === -1) return failure('NOT_FOUND', `pool "${command.pool}" has no backend "${command.id}"`);
+      const plain = toPlainReplicated(state.config);
+      const edited = editablePool(plain, command.pool)!;
+      if (command.type === 'remove-backend') {
+        edited.backends!.splice(index, 1);
+      } else {
+        const backend = { ...(edited.backends![index] as Record<string, unknown>) };
+        // The id is pinned so that a weight or drain edit can never change the backend's identity.
+        backend['id'] = command.id;
+        if (command.patch.weight !== undefined) backend['weight'] = command.patch.weight;
+        if (command.patch.drain !== undefined) backend['drain'] = command.patch.drain;
+        edited.backends![index] = backend;
+      }
+      return validated(withPool(plain, command.pool, edited), version);
+    }
+  }
+}

@@ -1,0 +1,172 @@
+// The single-node control plane: applies config commands in memory and writes them back to balancer.yaml, serialised.
+
+import { readFile } from 'node:fs/promises';
+import { BalancerError } from '../errors.js';
+import type { ReplicatedConfig } from '../config/schema.js';
+import { resolveReplicatedPaths } from '../config/load.js';
+import { toPlainReplicated } from '../config/plain.js';
+import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
+import { validateConfigText, validateReplicatedText } from '../config/validate.js';
+import { applyCommand, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/types.js';
+import type { DataPlane } from '../proxy/data-plane.js';
+import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, PlainReplicated } from './types.js';
+import { poolStatusViews } from './status.js';
+
+export interface LocalStoreOptions {
+  readonly nodeName: string;
+  readonly file: string;
+  readonly baseDir: string;
+  readonly initial: ReplicatedConfig;
+  readonly dataPlane: DataPlane;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Tells the file watcher that this text is our own write, so it is not taken for an edit. */
+  readonly noteOwnWrite: (text: string) => void;
+}
+
+export class LocalStore implements ControlPlane {
+  private state: ConfigState;
+  private readonly options: LocalStoreOptions;
+  /** Writes run one at a time: each reads the state the previous one left. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: LocalStoreOptions) {
+    this.options = options;
+    this.state = { version: 1, config: options.initial };
+    options.dataPlane.apply(this.state.version, resolveReplicatedPaths(options.initial, options.baseDir));
+  }
+
+  get version(): number {
+    return this.state.version;
+  }
+
+  ready(): boolean {
+    return this.options.dataPlane.ready;
+  }
+
+  status(): NodeStatus {
+    return {
+      node: this.options.nodeName,
+      version: this.state.version,
+      ready: this.ready(),
+      pools: poolStatusViews(this.options.dataPlane),
+      cluster: this.cluster(),
+    };
+  }
+
+  cluster(): ClusterStatus {
+    return { nodeId: this.options.nodeName, role: 'standalone', term: 0, leader: null, commitIndex: this.state.version, appliedIndex: this.state.version, members: [] };
+  }
+
+  async getConfig(): Promise<{ version: number; config: PlainReplicated }> {
+    return { version: this.state.version, config: toPlainReplicated(this.state.config) as PlainReplicated };
+  }
+
+  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string }): Promise<{ version: number }> {
+    return this.serialised(async () => {
+      // Text bodies are validated from their text first, so problems carry the line and column the caller sent.
+      if (options.sourceText !== undefined) {
+        const fromText = validateReplicatedText(options.sourceText, 'request body');
+        if (!fromText.ok) throw new BalancerError('CONFIG_INVALID', `config rejected: ${fromText.problems.length} problem(s)`, { details: fromText.problems });
+      }
+      const command: ConfigCommand = {
+        type: 'set-config',
+        config: body as PlainReplicated,
+        ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
+      };
+      return { version: (await this.commit(command)).version };
+    });
+  }
+
+  addBackend(pool: string, input: BackendInput) {
+    return this.serialised(async () => {
+      const result = await this.commit({ type: 'add-backend', pool, backend: input });
+      return { version: result.version, backend: result.backend! };
+    });
+  }
+
+  updateBackend(pool: string, id: string, patch: BackendPatch) {
+    return this.serialised(async () => ({ version: (await this.commit({ type: 'update-backend', pool, id, patch })).version }));
+  }
+
+  removeBackend(pool: string, id: string) {
+    return this.serialised(async () => ({ version: (await this.commit({ type: 'remove-backend', pool, id })).version }));
+  }
+
+  async addMember(): Promise<ClusterStatus> {
+    throw notClustered();
+  }
+
+  async removeMember(): Promise<ClusterStatus> {
+    throw notClustered();
+  }
+
+  async transferLeader(): Promise<ClusterStatus> {
+    throw notClustered();
+  }
+
+  /**
+   * The file watcher and SIGHUP land here: a valid edit replaces the config (no write-back: the file is the source),
+   * an invalid one is logged with every problem and the running config keeps serving.
+   */
+  reloadFromText(text: string): Promise<'applied' | 'unchanged' | 'invalid'> {
+    return this.serialised(async () => {
+      // The whole file is validated, local sections too, but only routes and pools change without a restart.
+      const result = validateConfigText(text, this.options.file);
+      if (!result.ok) {
+        this.options.metrics.configReload('failure');
+        this.options.logger.error('config edit rejected; the previous config keeps serving', { file: this.options.file, problems: result.problems });
+        return 'invalid';
+      }
+      const config: ReplicatedConfig = { routes: result.config.routes, pools: result.config.pools };
+      if (sameConfig(config, this.state.config)) return 'unchanged';
+      this.swap({ version: this.state.version + 1, config });
+      this.options.metrics.configReload('success');
+      this.options.logger.info('config reloaded from file', { file: this.options.file, version: this.state.version });
+      return 'applied';
+    });
+  }
+
+  private async commit(command: ConfigCommand): Promise<{ version: number; backend?: { id: string; url: string; weight: number } }> {
+    const result = applyCommand(this.state, command, this.state.version + 1);
+    if (!result.ok) throw new BalancerError(result.error.code, result.error.message, { details: result.error.details });
+    // The file is written before the new config serves, so what serves is always what a restart would load.
+    let original: string;
+    try {
+      original = await readFile(this.options.file, 'utf8');
+    } catch (error) {
+      throw new BalancerError('CONFIG_IO', `cannot read ${this.options.file} to write the change back`, { cause: error });
+    }
+    const text = rewriteReplicatedSections(original, result.state.config);
+    this.options.noteOwnWrite(text);
+    try {
+      await writeFileAtomic(this.options.file, text);
+    } catch (error) {
+      throw new BalancerError('CONFIG_IO', `cannot write ${this.options.file}: the change was not applied`, { cause: error });
+    }
+    this.swap(result.state);
+    this.options.logger.info('config changed through the admin API', { command: command.type, version: result.state.version });
+    return { version: result.state.version, ...(result.backend === undefined ? {} : { backend: result.backend }) };
+  }
+
+  private swap(state: ConfigState): void {
+    this.state = state;
+    this.options.dataPlane.apply(state.version, resolveReplicatedPaths(state.config, this.options.baseDir));
+  }
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}
+
+function notClustered(): BalancerError {
+  return new BalancerError('BAD_REQUEST', 'this node runs without a cluster section: membership commands need `cluster:` in the config');
+}
+
+export function sameConfig(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

@@ -1,0 +1,41 @@
+// Starts a real balancer App in-process from a YAML text written to a temp dir, on port 0 listeners.
+
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App } from '../../src/app.js';
+import { memoryLogger } from '../../src/log.js';
+
+export interface TestGateway {
+  readonly app: App;
+  readonly dir: string;
+  readonly file: string;
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly port: number;
+  readonly logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/** `yaml` is the config without listen/admin, which are added on port 0. */
+export async function startGateway(yaml: string, options: { token?: string } = {}): Promise<TestGateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'balancer-test-'));
+  const file = join(dir, 'balancer.yaml');
+  const token = options.token ?? 'test-token';
+  await writeFile(file, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: ${token}\n${yaml}`);
+  const logger = memoryLogger('debug');
+  const app = await App.start({ configPath: file, logger });
+  return {
+    app,
+    dir,
+    file,
+    url: `http://127.0.0.1:${app.addresses.proxy.port}`,
+    adminUrl: `http://127.0.0.1:${app.addresses.admin.port}`,
+    port: app.addresses.proxy.port,
+    logs: logger.lines,
+    stop: async () => {
+      await app.stop(1_000);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
