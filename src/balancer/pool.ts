@@ -371,7 +371,8 @@ export class PoolRuntime {
 
   private recordCheck(id: string, result: ProbeResult): void {
     const backend = this.byId.get(id);
-    if (backend === undefined || this.stopped) return;
+    // Between a newer pool's start() and this one's stop(), both check: only the owner's results count.
+    if (backend === undefined || this.stopped || backend.live.current !== backend) return;
     backend.metrics.healthCheck(result.result);
     const transition = backend.live.health.recordCheck(result.result === 'pass', result.detail);
     if (transition !== undefined) this.afterHealthTransition(backend, transition);

@@ -90,12 +90,9 @@ function tcpProbe(target: ProbeTarget, clock: Clock): Promise<ProbeResult> {
   return bounded(clock, target.timeoutMs, (settle) => {
     const socket = net.connect({ host: hostOf(target.url), port: portOf(target.url) });
     socket.once('connect', () => settle({ result: 'pass', detail: 'TCP connect ok' }));
-    socket.once('error', (error) => settle({ result: 'error', detail: describeError(error) }));
-    return () => {
-      socket.removeAllListeners('connect');
-      socket.on('error', () => {});
-      socket.destroy();
-    };
+    socket.on('error', (error) => settle({ result: 'error', detail: describeError(error) }));
+    // The error listener stays attached (settle is idempotent), so nothing emitted after destroy goes unhandled.
+    return () => socket.destroy();
   });
 }
 
@@ -133,13 +130,10 @@ function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<Pro
         if (received > MAX_BODY_BYTES) settle(result);
       });
       response.once('end', () => settle(result));
-      response.once('error', (error) => settle({ result: 'error', detail: `response ${describeError(error)}` }));
+      response.on('error', (error) => settle({ result: 'error', detail: `response ${describeError(error)}` }));
     });
-    request.once('error', (error) => settle({ result: 'error', detail: describeError(error) }));
+    request.on('error', (error) => settle({ result: 'error', detail: describeError(error) }));
     request.end();
-    return () => {
-      request.on('error', () => {});
-      request.destroy();
-    };
+    return () => request.destroy();
   });
 }

@@ -151,6 +151,24 @@ describe('probe (real sockets)', () => {
     });
   });
 
+  it('fails (without crashing) on a backend that resets the connection, before or during the answer', async () => {
+    const resetAtOnce = net.createServer((socket) => socket.resetAndDestroy());
+    const atOnce = await listen(resetAtOnce);
+    const early = await probe(target(`http://127.0.0.1:${atOnce}`));
+    expect(early.result).toBe('error');
+    expect(early.detail).toMatch(/ECONNRESET|socket hang up/);
+
+    const resetMidBody = net.createServer((socket) => {
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial');
+        setImmediate(() => socket.resetAndDestroy());
+      });
+    });
+    const midBody = await listen(resetMidBody);
+    const late = await probe(target(`http://127.0.0.1:${midBody}`));
+    expect(late.result).toBe('error');
+  });
+
   it('passes a TCP check on a listening port without sending anything', async () => {
     let received = 0;
     const server = net.createServer((socket) => {
