@@ -82,14 +82,13 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
         for (let i = 0; i < 20; i++) b.requestFinished(i === 0 ? '5xx' : '2xx', 0.02);
       }, 200);
       try {
-        await page.waitForFunction(
-          () => {
-            const cells = document.querySelectorAll('tr[data-backend="web-1"] td');
-            return cells[5]?.textContent !== '\u2013' && cells[7]?.textContent?.endsWith('ms') === true;
-          },
-          undefined,
-          { timeout: 8_000 },
-        );
+        // The page's CSP forbids eval, so poll the cells from outside rather than with waitForFunction.
+        await expect
+          .poll(async () => {
+            const cells = await page.locator('tr[data-backend="web-1"] td').allTextContents();
+            return cells[5] !== '\u2013' && cells[7]?.endsWith('ms') === true;
+          }, { timeout: 8_000, interval: 100 })
+          .toBe(true);
       } finally {
         clearInterval(feed);
       }
