@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { isMap, isScalar, isSeq, parseDocument, stringify, type Document, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, parseDocument, stringify, type Document, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
 import { BalancerError } from '../errors.js';
 import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
@@ -97,11 +97,17 @@ function rangeOf(node: unknown): readonly [number, number, number] | undefined {
 
 class SectionRewriter {
   readonly edits: Edit[] = [];
+  private readonly expectedUnits = new Map<string, ReturnType<typeof validateReplicated>>();
 
   constructor(
     private readonly text: string,
+    private readonly document: Document,
     private readonly target: { routes: Json; pools: Json },
   ) {}
+
+  private json(node: unknown): Json {
+    return toJson(this.document, node);
+  }
 
   /** Does `fileValue` at `path` (undefined: key absent) mean the same as the target there? Checked on the enclosing pool or route alone. */
   private sameMeaning(path: readonly Segment[], fileValue: Json | undefined): boolean {
@@ -126,27 +132,46 @@ class SectionRewriter {
     if (typeof parent !== 'object' || parent === null) return false;
     if (fileValue === undefined) delete (parent as Record<string | number, unknown>)[last];
     else (parent as Record<string | number, unknown>)[last] = fileValue;
-    const expected = validateReplicated(pluck(this.target));
+    const cacheKey = `${String(section)}\u0000${String(unit)}`;
+    let expected = this.expectedUnits.get(cacheKey);
+    if (expected === undefined) {
+      expected = validateReplicated(pluck(this.target));
+      this.expectedUnits.set(cacheKey, expected);
+    }
     const actual = validateReplicated(pluck(altered));
     return expected.ok && actual.ok && isDeepStrictEqual(expected.config, actual.config);
   }
 
-  private replace(node: Node, value: Json): void {
+  replace(node: Node, value: Json, key?: Node): void {
     const [start, end] = rangeOf(node)!;
-    const block = !(isMap(node) || isSeq(node)) || node.flow ? false : true;
-    // A block collection's range ends after its newline; whatever replaces it must end the line too.
-    const rendered = block && isBlockCollection(value) ? renderBlock(value, column(this.text, start)) : renderInline(value);
+    const block = (isMap(node) || isSeq(node)) && !node.flow;
+    if (block && isBlockCollection(value)) {
+      const rendered = renderBlock(value, column(this.text, start));
+      // A block collection's range ends after its newline; whatever replaces it must end the line too.
+      this.edits.push({ start, end, text: this.text[end - 1] === '\n' ? `${rendered}\n` : rendered });
+      return;
+    }
+    const keyEnd = rangeOf(key)?.[1];
+    if (block && keyEnd !== undefined) {
+      // `key:` then a block on the next lines becomes `key: []` on one line.
+      const colon = this.text.indexOf(':', keyEnd);
+      this.edits.push({ start: colon, end, text: `: ${renderInline(value)}${this.text[end - 1] === '\n' ? '\n' : ''}` });
+      return;
+    }
+    const rendered = renderInline(value);
     this.edits.push({ start, end, text: block && this.text[end - 1] === '\n' ? `${rendered}\n` : rendered });
   }
 
-  merge(node: unknown, value: Json, path: readonly Segment[]): void {
-    if (isMap(node) && isObject(value)) return this.mergeMap(node, value, path);
-    if (isSeq(node) && Array.isArray(value)) return this.mergeSeq(node, value, path);
-    if (isDeepStrictEqual(toJson(node), value) || this.sameMeaning(path, toJson(node))) return;
-    this.replace(node as Node, value);
+  /** `key` is the map key owning `node`, if any: a block collection that turns into a one-line value moves up beside it. */
+  merge(node: unknown, value: Json, path: readonly Segment[], key?: Node): void {
+    if (isMap(node) && isObject(value)) return this.mergeMap(node, value, path, key);
+    if (isSeq(node) && Array.isArray(value)) return this.mergeSeq(node, value, path, key);
+    const current = this.json(node);
+    if (isDeepStrictEqual(current, value) || this.sameMeaning(path, current)) return;
+    this.replace(node as Node, value, key);
   }
 
-  private mergeMap(map: YAMLMap, value: JsonObject, path: readonly Segment[]): void {
+  private mergeMap(map: YAMLMap, value: JsonObject, path: readonly Segment[], key?: Node): void {
     const isRecord = path.length === 1 && path[0] === 'pools';
     const present = new Map<string, Pair>();
     for (const pair of map.items as Pair[]) present.set(keyOf(pair), pair);
@@ -154,17 +179,18 @@ class SectionRewriter {
     for (const [key, pair] of present) {
       if (Object.hasOwn(value, key)) continue;
       // Outside the pools record an absent key means "the default"; a file that spells the default out keeps it.
-      if (!isRecord && this.sameMeaning([...path, key], undefined)) continue;
+      if (!isRecord && this.sameMeaning([...path, key], this.json(pair.value))) continue;
       removals.push(pair);
     }
-    const additions = Object.keys(value).filter((key) => !present.has(key));
+    // A key the file leaves out already means its default; spelling it out would be noise.
+    const additions = Object.keys(value).filter((key) => !present.has(key) && (isRecord || !this.sameMeaning([...path, key], undefined)));
     if (map.items.length > 0 && removals.length === map.items.length && additions.length === 0) {
-      this.replace(map, value);
+      this.replace(map, value, key);
       return;
     }
     for (const pair of removals) this.removePair(map, pair);
     for (const [key, pair] of present) {
-      if (Object.hasOwn(value, key)) this.merge(pair.value, value[key]!, [...path, key]);
+      if (Object.hasOwn(value, key)) this.merge(pair.value, value[key]!, [...path, key], pair.key as Node);
     }
     for (const key of additions) this.addPair(map, key, value[key]!);
   }
@@ -212,19 +238,19 @@ class SectionRewriter {
     this.edits.push({ start: mapEnd, end: mapEnd, text: `${needsNewline ? '\n' : ''}${' '.repeat(indent)}${renderedKey}:${body}\n` });
   }
 
-  private mergeSeq(seq: YAMLSeq, value: readonly Json[], path: readonly Segment[]): void {
+  private mergeSeq(seq: YAMLSeq, value: readonly Json[], path: readonly Segment[], key?: Node): void {
     const items = seq.items as Node[];
     const byId = path.length === 3 && path[0] === 'pools' && path[2] === 'backends';
     if (!byId) {
       items.slice(0, value.length).forEach((item, index) => this.merge(item, value[index]!, [...path, index]));
       if (items.length > value.length) {
-        if (value.length === 0) return this.replace(seq, value);
+        if (value.length === 0) return this.replace(seq, value, key);
         for (const item of items.slice(value.length)) this.removeItem(seq, item);
       }
       for (const item of value.slice(items.length)) this.appendItem(seq, item);
       return;
     }
-    const fileIds = items.map((item) => backendIdOf(toJson(item)));
+    const fileIds = items.map((item) => backendIdOf(this.json(item)));
     const targetIds = value.map((item) => backendIdOf(item));
     const matched = targetIds.map((id) => (id === undefined ? -1 : fileIds.indexOf(id)));
     const matchedInOrder = matched.filter((index) => index !== -1);
@@ -232,7 +258,7 @@ class SectionRewriter {
     const inOrder = matchedInOrder.every((index, i) => i === 0 || index > matchedInOrder[i - 1]!);
     const newOnlyAtEnd = firstNew === -1 || matched.slice(firstNew).every((index) => index === -1);
     if (!inOrder || !newOnlyAtEnd || matchedInOrder.length === 0) {
-      if (!isDeepStrictEqual(toJson(seq), value)) this.replace(seq, value);
+      if (!isDeepStrictEqual(this.json(seq), value)) this.replace(seq, value, key);
       return;
     }
     items.forEach((item, index) => {
@@ -283,9 +309,15 @@ class SectionRewriter {
   }
 }
 
-function toJson(node: unknown): Json {
+function toJson(document: Document, node: unknown): Json {
   if (node === null || node === undefined) return null;
-  if (isScalar(node) || isMap(node) || isSeq(node)) return node.toJSON() as Json;
+  if (isScalar(node) || isMap(node) || isSeq(node) || isAlias(node)) {
+    try {
+      return node.toJS(document, { maxAliasCount: 1000 }) as Json;
+    } catch {
+      return null;
+    }
+  }
   return null;
 }
 
@@ -310,11 +342,16 @@ function applyEdits(text: string, edits: readonly Edit[]): string {
 }
 
 function replicatedOf(text: string): ReplicatedConfig | null {
-  const document = parseDocument(text, { uniqueKeys: true });
-  if (document.errors.length > 0) return null;
-  const value = document.toJS() as Record<string, unknown> | null;
-  const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
-  return result.ok ? result.config : null;
+  try {
+    const document = parseDocument(text, { uniqueKeys: true });
+    if (document.errors.length > 0) return null;
+    const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
+    const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
+    return result.ok ? result.config : null;
+  } catch {
+    // An edit removed an anchor something else still refers to: not a usable result.
+    return null;
+  }
 }
 
 function rootPair(document: Document, key: string): Pair | undefined {
@@ -338,7 +375,7 @@ export function rewriteReplicatedSections(originalText: string, replicated: Repl
   if (!expected.ok) throw new BalancerError('CONFIG_INVALID', 'the replicated config to write is invalid', { details: expected.problems });
 
   const attempt = (surgical: boolean): string => {
-    const rewriter = new SectionRewriter(originalText, target);
+    const rewriter = new SectionRewriter(originalText, document, target);
     const root = document.contents;
     if (!isMap(root) || root.flow) {
       // Nothing to preserve inside (empty file, or a one-line JSON object): write the sections out plainly.
@@ -351,12 +388,13 @@ export function rewriteReplicatedSections(originalText: string, replicated: Repl
       if (pair === undefined) {
         if (key === 'routes' && Array.isArray(value) && value.length === 0) continue;
         rewriter.edits.push(...addRootPair(originalText, root, key, value));
-      } else if (!surgical && rangeOf(pair.value) !== undefined) {
-        rewriter.edits.push(...replaceWhole(originalText, pair.value as Node, value));
       } else if (rangeOf(pair.value) === undefined) {
-        rewriter.edits.push(...replaceWhole(originalText, pair.key as Node, null, `${key}: ${renderInline(value)}`));
+        const [start, end] = rangeOf(pair.key)!;
+        rewriter.edits.push({ start, end, text: `${key}: ${renderInline(value)}` });
+      } else if (surgical) {
+        rewriter.merge(pair.value, value, [key], pair.key as Node);
       } else {
-        rewriter.merge(pair.value, value, [key]);
+        rewriter.replace(pair.value as Node, value, pair.key as Node);
       }
     }
     return applyEdits(originalText, rewriter.edits);
@@ -379,16 +417,4 @@ function addRootPair(text: string, root: YAMLMap, key: string, value: Json): Edi
   const end = rangeOf(root)![1];
   const body = isBlockCollection(value) ? `\n  ${renderBlock(value, 2)}` : ` ${renderInline(value)}`;
   return [{ start: end, end, text: `${text[end - 1] === '\n' || end === 0 ? '' : '\n'}${key}:${body}\n` }];
-}
-
-function replaceWhole(text: string, node: Node, value: Json, literal?: string): Edit[] {
-  const [start, end] = rangeOf(node)!;
-  if (literal !== undefined) return [{ start, end, text: literal }];
-  const block = (isMap(node) || isSeq(node)) && !node.flow;
-  if (block && isBlockCollection(value)) {
-    const rendered = renderBlock(value, column(text, start));
-    return [{ start, end, text: text[end - 1] === '\n' ? `${rendered}\n` : rendered }];
-  }
-  const rendered = renderInline(value);
-  return [{ start, end, text: block && text[end - 1] === '\n' ? `${rendered}\n` : rendered }];
 }

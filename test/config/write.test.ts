@@ -1,0 +1,249 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { stringify } from 'yaml';
+import type { PoolConfig, ReplicatedConfig } from '../../src/config/schema.js';
+import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
+import { rewriteReplicatedSections, writeFileAtomic } from '../../src/config/write.js';
+import { replicatedFileArb } from './arbitraries.js';
+
+const ORIGINAL = `# yaml-language-server: $schema=./balancer.schema.json
+listen: 127.0.0.1:8080            # the proxy's listener
+admin:
+  listen: 127.0.0.1:9090          # admin API, /metrics, /healthz, /readyz
+  token: change-me                # or tokenFile: PATH
+
+routes:                           # first match in file order wins
+  - match: { host: api.example.com, pathPrefix: /v1 }
+    pool: api
+  - match: {pathPrefix: /}        # catch-all
+    pool: web
+pools:
+  web:
+    strategy: weighted            # random | round-robin | weighted | least-request
+    backends:
+      - { url: http://127.0.0.1:9001, weight: 3, id: web-1 }   # id defaults to host:port
+      - { url: http://127.0.0.1:9002 }                          # weight defaults to 1
+      # the big one
+      - url: 'http://127.0.0.1:9003'
+        weight: 5    # five
+    healthCheck: { path: /healthz, interval: 2000, timeout: 1s, rise: 2, fall: 3 }
+  api:
+    backends:
+    - url: http://127.0.0.1:9100   # only one
+      weight: 1
+cluster:                          # absent: a single node
+    nodeId: n1
+    listen: 127.0.0.1:7001
+    peers: {n1: 127.0.0.1:7001}
+    secret: 0123456789abcdef
+`;
+
+function replicatedOf(text: string): ReplicatedConfig {
+  const result = validateConfigText(text, 'x');
+  if (!result.ok) throw new Error(JSON.stringify(result.problems));
+  return { routes: result.config.routes, pools: result.config.pools };
+}
+
+function withPool(config: ReplicatedConfig, name: string, change: (pool: PoolConfig) => PoolConfig): ReplicatedConfig {
+  return { routes: config.routes, pools: { ...config.pools, [name]: change(config.pools[name]!) } };
+}
+
+/** The lines of `after` that are not in `before`, and the other way round (a small line diff for assertions). */
+function changedLines(before: string, after: string): { removed: string[]; added: string[] } {
+  const a = before.split('\n');
+  const b = after.split('\n');
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  return { removed: a.slice(start, endA), added: b.slice(start, endB) };
+}
+
+describe('rewriteReplicatedSections', () => {
+  const original = replicatedOf(ORIGINAL);
+
+  test('the same config leaves the text unchanged, byte for byte', () => {
+    expect(rewriteReplicatedSections(ORIGINAL, original)).toBe(ORIGINAL);
+  });
+
+  test('a weight change rewrites exactly one scalar', () => {
+    const changed = withPool(original, 'web', (pool) => ({
+      ...pool,
+      backends: pool.backends.map((b) => (b.id === '127.0.0.1:9003' ? { ...b, weight: 7 } : b)),
+    }));
+    const text = rewriteReplicatedSections(ORIGINAL, changed);
+    expect(changedLines(ORIGINAL, text)).toEqual({ removed: ['        weight: 5    # five'], added: ['        weight: 7    # five'] });
+    expect(replicatedOf(text)).toEqual(changed);
+  });
+
+  test('a weight change inside a one-line flow entry keeps its comment', () => {
+    const changed = withPool(original, 'web', (pool) => ({
+      ...pool,
+      backends: pool.backends.map((b) => (b.id === 'web-1' ? { ...b, weight: 4 } : b)),
+    }));
+    const text = rewriteReplicatedSections(ORIGINAL, changed);
+    expect(changedLines(ORIGINAL, text)).toEqual({
+      removed: ['      - { url: http://127.0.0.1:9001, weight: 3, id: web-1 }   # id defaults to host:port'],
+      added: ['      - { url: http://127.0.0.1:9001, weight: 4, id: web-1 }   # id defaults to host:port'],
+    });
+  });
+
+  test('setting a default weight on a backend that spelled none adds the key; back to default removes it', () => {
+    const heavier = withPool(original, 'web', (pool) => ({
+      ...pool,
+      backends: pool.backends.map((b) => (b.id === '127.0.0.1:9002' ? { ...b, weight: 2 } : b)),
+    }));
+    const text = rewriteReplicatedSections(ORIGINAL, heavier);
+    expect(changedLines(ORIGINAL, text)).toEqual({
+      removed: ['      - { url: http://127.0.0.1:9002 }                          # weight defaults to 1'],
+      added: ['      - { url: http://127.0.0.1:9002, weight: 2 }                          # weight defaults to 1'],
+    });
+    expect(rewriteReplicatedSections(text, original)).toBe(ORIGINAL);
+  });
+
+  test('values written differently but meaning the same are left alone (interval: 2000 is 2s; weight: 1 is the default)', () => {
+    const text = rewriteReplicatedSections(ORIGINAL, original);
+    expect(text).toContain('interval: 2000,');
+    expect(text).toContain('      weight: 1\n');
+  });
+
+  test('draining a backend and removing another keeps every other comment', () => {
+    const changed = withPool(original, 'web', (pool) => ({
+      ...pool,
+      backends: pool.backends.filter((b) => b.id !== '127.0.0.1:9002').map((b) => (b.id === 'web-1' ? { ...b, drain: true } : b)),
+    }));
+    const text = rewriteReplicatedSections(ORIGINAL, changed);
+    expect(changedLines(ORIGINAL, text)).toEqual({
+      removed: [
+        '      - { url: http://127.0.0.1:9001, weight: 3, id: web-1 }   # id defaults to host:port',
+        '      - { url: http://127.0.0.1:9002 }                          # weight defaults to 1',
+      ],
+      added: ['      - { url: http://127.0.0.1:9001, weight: 3, id: web-1, drain: true }   # id defaults to host:port'],
+    });
+    expect(replicatedOf(text)).toEqual(changed);
+  });
+
+  test('adding a backend appends one line in the style of its neighbours', () => {
+    const added = withPool(original, 'api', (pool) => ({
+      ...pool,
+      backends: [...pool.backends, { id: 'api-2', url: 'http://127.0.0.1:9101', weight: 2, drain: false }],
+    }));
+    const text = rewriteReplicatedSections(ORIGINAL, added);
+    expect(changedLines(ORIGINAL, text)).toEqual({
+      removed: [],
+      added: ['    - url: http://127.0.0.1:9101', '      weight: 2', '      id: api-2'],
+    });
+    expect(replicatedOf(text)).toEqual(added);
+  });
+
+  test('adding a pool and a route leaves local sections and comments byte for byte', () => {
+    const next = validateReplicated({
+      routes: [{ match: { host: 'api.example.com', pathPrefix: '/v1' }, pool: 'api' }, { match: { pathPrefix: '/static' }, pool: 'static' }, { pool: 'web' }],
+      pools: {
+        web: { strategy: 'weighted', backends: [{ url: 'http://127.0.0.1:9001', weight: 3, id: 'web-1' }, { url: 'http://127.0.0.1:9002' }, { url: 'http://127.0.0.1:9003', weight: 5 }], healthCheck: { path: '/healthz', interval: '2s', timeout: '1s', rise: 2, fall: 3 } },
+        api: { backends: [{ url: 'http://127.0.0.1:9100' }] },
+        static: { backends: [{ url: 'http://127.0.0.1:9200' }] },
+      },
+    });
+    expect(next.ok).toBe(true);
+    if (!next.ok) return;
+    const text = rewriteReplicatedSections(ORIGINAL, next.config);
+    expect(replicatedOf(text)).toEqual(next.config);
+    const untouched = (t: string) => [t.split('\n').slice(0, 7), t.slice(t.indexOf('cluster:'))];
+    expect(untouched(text)).toEqual(untouched(ORIGINAL));
+    for (const comment of ['# only one', '# the big one', '# five', '# catch-all', '# weight defaults to 1', '# random | round-robin']) {
+      expect(text).toContain(comment);
+    }
+  });
+
+  test('a file without routes and pools gets them appended', () => {
+    const local = 'listen: 127.0.0.1:8080   # here\n';
+    const target = validateReplicated({ pools: { web: { backends: [{ url: 'http://127.0.0.1:1' }] } } });
+    if (!target.ok) throw new Error('invalid');
+    const text = rewriteReplicatedSections(local, target.config);
+    expect(text.startsWith(local)).toBe(true);
+    expect(replicatedOf(text)).toEqual(target.config);
+  });
+
+  test('an empty file and a one-line JSON file work too', () => {
+    const target = validateReplicated({ pools: { web: {} } });
+    if (!target.ok) throw new Error('invalid');
+    expect(replicatedOf(rewriteReplicatedSections('', target.config))).toEqual(target.config);
+    const json = rewriteReplicatedSections('{"listen": ":8080", "pools": {}}', target.config);
+    expect(replicatedOf(json)).toEqual(target.config);
+    expect(validateConfigText(json, 'x').ok && validateConfigText(json, 'x').config.listen).toBe(':8080');
+  });
+
+  test('refuses text that is not YAML', () => {
+    expect(() => rewriteReplicatedSections('a: [', original)).toThrow(/not valid YAML/);
+  });
+
+  test('property: any file rewritten to any config reads back as that config, local sections intact', () => {
+    const pairs = fc.tuple(replicatedFileArb, replicatedFileArb, fc.constantFrom('block', 'flow-items'));
+    fc.assert(
+      fc.property(pairs, ([from, to, style]) => {
+        const start = validateReplicated(from);
+        const target = validateReplicated(to);
+        if (!start.ok || !target.ok) return;
+        const body = stringify(from, { lineWidth: 0, ...(style === 'flow-items' ? { indentSeq: false } : {}) });
+        const text = `listen: 127.0.0.1:8080 # keep\n${body}log: { level: warn }   # keep too\n`;
+        const rewritten = rewriteReplicatedSections(text, target.config);
+        expect(replicatedOf(rewritten)).toEqual(target.config);
+        expect(rewritten.startsWith('listen: 127.0.0.1:8080 # keep\n')).toBe(true);
+        expect(rewritten).toContain('log: { level: warn }   # keep too\n');
+        // Writing the same config again changes nothing.
+        expect(rewriteReplicatedSections(rewritten, target.config)).toBe(rewritten);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test('property: changing one weight in a generated file changes one line', () => {
+    fc.assert(
+      fc.property(replicatedFileArb, fc.nat(), fc.integer({ min: 1, max: 10_000 }), (from, pick, weight) => {
+        const start = validateReplicated(from);
+        if (!start.ok) return;
+        const candidates = Object.values(start.config.pools).flatMap((pool) => pool.backends.map((b) => [pool.name, b.id] as const));
+        if (candidates.length === 0) return;
+        const [poolName, id] = candidates[pick % candidates.length]!;
+        const target = withPool(start.config, poolName, (pool) => ({ ...pool, backends: pool.backends.map((b) => (b.id === id ? { ...b, weight } : b)) }));
+        const text = stringify(from, { lineWidth: 0 });
+        const rewritten = rewriteReplicatedSections(text, target);
+        expect(replicatedOf(rewritten)).toEqual(target);
+        const diff = changedLines(text, rewritten);
+        expect(diff.removed.length).toBeLessThanOrEqual(1);
+        expect(diff.added.length).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
+describe('writeFileAtomic', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'balancer-write-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('replaces the file and leaves no temporary file behind', async () => {
+    const file = join(dir, 'balancer.yaml');
+    await writeFile(file, 'old\n');
+    await writeFileAtomic(file, 'new\n');
+    expect(await readFile(file, 'utf8')).toBe('new\n');
+    expect(await readdir(dir)).toEqual(['balancer.yaml']);
+  });
+
+  test('a missing directory is a CONFIG_IO error', async () => {
+    await expect(writeFileAtomic(join(dir, 'nope', 'balancer.yaml'), 'x')).rejects.toThrow();
+  });
+});
