@@ -75,7 +75,9 @@ async function clientDefaults(configPath: string): Promise<{ admin: string; toke
 export async function main(argv: readonly string[]): Promise<void> {
   const program = new Command();
   program.name('balancer').description('Layer-7 HTTP load balancer with health checks and Raft-replicated pool config').showHelpAfterError();
-  program.option('-c, --config <file>', 'config file for client-command defaults', DEFAULT_CONFIG);
+  // Positional: `balancer -c FILE status` sets the client defaults, while `start -c` and `validate -c` keep their own.
+  program.enablePositionalOptions();
+  program.option('-c, --config <file>', 'config file the client commands read --admin and --token defaults from', DEFAULT_CONFIG);
 
   program
     .command('start')
