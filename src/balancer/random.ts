@@ -1,7 +1,8 @@
 // The `random` strategy: uniform over eligible candidates, driven by an injected Random.
 
 import { randomInt, type Random } from '../clock.js';
-import { isEligible, type Candidate, type Strategy } from './strategy.js';
+import { isEligible } from './eligibility.js';
+import type { Candidate, Strategy } from './strategy.js';
 
 export class RandomStrategy implements Strategy {
   readonly name = 'random' as const;

@@ -1,6 +1,7 @@
 // The `round-robin` strategy: strict rotation over eligible candidates, weights ignored.
 
-import { isEligible, type Candidate, type Strategy } from './strategy.js';
+import { isEligible } from './eligibility.js';
+import type { Candidate, Strategy } from './strategy.js';
 
 export class RoundRobinStrategy implements Strategy {
   readonly name = 'round-robin' as const;

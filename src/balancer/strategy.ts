@@ -29,11 +29,6 @@ export interface Strategy {
   pick(candidates: readonly Candidate[], excluded?: ReadonlySet<string>): Candidate | undefined;
 }
 
-/** The one eligibility rule every strategy applies. */
-export function isEligible(candidate: Candidate, excluded: ReadonlySet<string> | undefined): boolean {
-  return candidate.available && (excluded === undefined || !excluded.has(candidate.id));
-}
-
 export function createStrategy(name: StrategyName, random: Random): Strategy {
   switch (name) {
     case 'random':

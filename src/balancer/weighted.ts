@@ -1,6 +1,7 @@
 // The `weighted` strategy: smooth weighted round-robin (nginx's algorithm) over effective weights.
 
-import { isEligible, type Candidate, type Strategy } from './strategy.js';
+import { isEligible } from './eligibility.js';
+import type { Candidate, Strategy } from './strategy.js';
 
 export class WeightedStrategy implements Strategy {
   readonly name = 'weighted' as const;

@@ -124,9 +124,8 @@ describe('probe (real sockets)', () => {
       pump();
     });
     const port = await listen(server);
-    const started = performance.now();
-    expect(await probe(target(`http://127.0.0.1:${port}`, { timeoutMs: 2_000 }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
-    expect(performance.now() - started).toBeLessThan(1_500);
+    // 'pass' rather than 'timeout' is the proof that the probe stopped reading instead of waiting for an end.
+    expect(await probe(target(`http://127.0.0.1:${port}`, { timeoutMs: 10_000 }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
   });
 
   it('times out on a server that accepts but never answers', async () => {
@@ -139,7 +138,7 @@ describe('probe (real sockets)', () => {
     const elapsed = performance.now() - started;
     expect(result).toEqual({ result: 'timeout', detail: 'no answer within 150ms' });
     expect(elapsed).toBeGreaterThanOrEqual(140);
-    expect(elapsed).toBeLessThan(1_000);
+    expect(elapsed).toBeLessThan(5_000);
   });
 
   it('reports a refused connection for HTTP and TCP checks', async () => {
@@ -270,21 +269,22 @@ describe('pool active checks (real sockets, real clock)', () => {
     const down = nextChange(pool, (c) => c.to === 'down');
     pool.start();
     expect((await down).reason).toBe('first check failed: no answer within 60ms');
-    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(55);
   });
 
-  it('checks never block the data plane: picks keep answering while probes hang', async () => {
-    const server = http.createServer(() => {
-      /* never answers */
-    });
+  it('checks never block the data plane: picks go on while a probe is in flight', async () => {
+    let probeArrived!: () => void;
+    const arrived = new Promise<void>((resolve) => (probeArrived = resolve));
+    const server = http.createServer(() => probeArrived()); // never answers
     const port = await listen(server);
     const ok = await httpServer(200);
     const { pool } = startPool([backend('slow', { url: `http://127.0.0.1:${port}` }), backend('ok', { url: ok.url })], {
-      timeoutMs: 500,
+      timeoutMs: 5_000,
     });
     pool.start();
-    const started = performance.now();
-    for (let i = 0; i < 1_000; i++) expect(pool.pick()).toBeDefined();
-    expect(performance.now() - started).toBeLessThan(200);
+    await arrived;
+    expect(pool.get('slow')!.live.health.lastCheck).toBeUndefined(); // its check is still running
+    const picked = new Set(Array.from({ length: 10 }, () => pool.pick()?.id));
+    expect(picked).toEqual(new Set(['slow', 'ok']));
   });
 });
