@@ -172,6 +172,10 @@ export class RaftLog {
     }
   }
 
+  hasUnstableEntries(): boolean {
+    return this.unstable.entries.length > 0;
+  }
+
   unstableEntries(): Entry[] {
     return this.unstable.entries.slice();
   }

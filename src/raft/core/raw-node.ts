@@ -22,6 +22,8 @@ import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, S
 
 export type { RaftConfig, RaftStatus } from './raft.js';
 
+export type BasicStatus = Pick<RaftStatus, 'id' | 'term' | 'vote' | 'commit' | 'applied' | 'lastIndex' | 'role' | 'leader'>;
+
 const DROPPABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NOT_LEADER', 'NO_LEADER', 'PROPOSAL_DROPPED', 'MEMBERSHIP_CHANGE_PENDING']);
 
 function sameHardState(a: HardState, b: HardState): boolean {
@@ -129,7 +131,7 @@ export class RawNode {
     if (!isEmptyHardState(hard) && !sameHardState(hard, this.prevHardState)) return true;
     return (
       r.raftLog.hasPendingSnapshot() ||
-      r.raftLog.unstableEntries().length > 0 ||
+      r.raftLog.hasUnstableEntries() ||
       r.raftLog.hasNextCommittedEntries() ||
       r.msgs.length > 0 ||
       r.readStates.length > 0
@@ -181,7 +183,23 @@ export class RawNode {
     if (applied > log.applied) log.appliedTo(applied);
   }
 
+  /** Everything the leader knows, including per-peer progress (allocates; not for hot paths). */
   status(): RaftStatus {
     return this.raft.status();
+  }
+
+  /** The cheap part of status(): no progress map, no membership copy. */
+  basicStatus(): BasicStatus {
+    const r = this.raft;
+    return {
+      id: r.id,
+      term: r.term,
+      vote: r.vote,
+      commit: r.raftLog.committed,
+      applied: r.raftLog.applied,
+      lastIndex: r.raftLog.lastIndex(),
+      role: r.role,
+      leader: r.lead,
+    };
   }
 }

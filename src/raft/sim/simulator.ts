@@ -24,6 +24,12 @@ export interface SimOptions {
   /** Keep the full trace (otherwise only the last lines are kept). */
   readonly fullTrace?: boolean;
   readonly checkLinearizability?: boolean;
+  /**
+   * Deliberately broken durability, to prove the checks catch real bugs: `forget-vote` loses the
+   * vote on restart (a vote kept only in memory); `lose-log-tail` loses the last persisted entries
+   * (an append acknowledged before fsync).
+   */
+  readonly bug?: 'forget-vote' | 'lose-log-tail';
 }
 
 export interface SimResult {
@@ -87,7 +93,7 @@ const DEFAULTS = {
 export class Simulator {
   readonly seed: number;
   private readonly rng: Random;
-  private readonly options: Required<Omit<SimOptions, 'node' | 'fullTrace' | 'checkLinearizability'>>;
+  private readonly options: Required<Omit<SimOptions, 'node' | 'fullTrace' | 'checkLinearizability' | 'bug'>>;
   private readonly nodeOptions: SimNodeOptions;
   readonly ids: NodeId[];
   private readonly storages = new Map<NodeId, MemoryStorage>();
@@ -100,6 +106,7 @@ export class Simulator {
   private now = 0;
   private readonly traceLines: string[] = [];
   private readonly fullTrace: boolean;
+  private readonly bug: SimOptions['bug'];
 
   // safety bookkeeping
   private readonly leaderOfTerm = new Map<number, NodeId>();
@@ -137,6 +144,7 @@ export class Simulator {
     };
     this.nodeOptions = { snapshotEvery: 20, keepAfterSnapshot: 5, maxEntriesPerMsg: 8, maxInflightMsgs: 4, ...options.node };
     this.fullTrace = options.fullTrace ?? false;
+    this.bug = options.bug;
     this.ids = Array.from({ length: this.options.nodes }, (_, i) => `n${i + 1}`);
     for (const id of this.ids) {
       const storage = new MemoryStorage();
@@ -242,7 +250,7 @@ export class Simulator {
   }
 
   private checkNode(node: SimNode, logChanged: boolean): void {
-    const status = node.raw.status();
+    const status = node.raw.basicStatus();
     const previousCommit = this.lastCommit.get(node.id) ?? 0;
     if (status.commit < previousCommit) this.fail(`${node.id} commit went back from ${previousCommit} to ${status.commit}`);
     this.lastCommit.set(node.id, status.commit);
@@ -346,12 +354,33 @@ export class Simulator {
   }
 
   private restart(id: NodeId): void {
+    if (this.bug !== undefined) this.breakStorage(id);
     const node = new SimNode(id, this.storages.get(id)!, this.nodeRandoms.get(id)!, this.nodeOptions);
     this.nodes.set(id, node);
-    this.lastCommit.set(id, node.raw.status().commit);
+    this.lastCommit.set(id, node.raw.basicStatus().commit);
     this.wasLeader.delete(id);
-    this.trace(`restart ${id} (applied ${node.appliedIndex}, commit ${node.raw.status().commit})`);
+    this.trace(`restart ${id} (applied ${node.appliedIndex}, commit ${node.raw.basicStatus().commit})`);
     this.process(node);
+  }
+
+  private breakStorage(id: NodeId): void {
+    const storage = this.storages.get(id)!;
+    const hard = storage.hardState();
+    if (this.bug === 'forget-vote') {
+      storage.setHardState({ ...hard, vote: null });
+      return;
+    }
+    const snapshot = storage.snapshot();
+    const lost = Math.min(3, storage.lastIndex() - snapshot.metadata.index);
+    if (lost <= 0) return;
+    const kept = storage.entries(storage.firstIndex(), storage.lastIndex() + 1 - lost);
+    const broken = new MemoryStorage();
+    if (snapshot.metadata.index > 0) broken.applySnapshot(snapshot);
+    else broken.setConfState(snapshot.metadata.confState);
+    broken.append(kept);
+    broken.setHardState({ ...hard, commit: Math.min(hard.commit, broken.lastIndex()) });
+    this.storages.set(id, broken);
+    this.lastPersistedCommit.set(id, Math.min(hard.commit, broken.lastIndex()));
   }
 
   // ---- clients ---------------------------------------------------------------------------------
@@ -397,7 +426,7 @@ export class Simulator {
       this.trace(`client ${op.client} ${op.requestId} ${JSON.stringify(op.op)} -> ${op.target}`);
     } catch (error) {
       if (!isBalancerError(error)) throw error;
-      const leader = node.raw.status().leader;
+      const leader = node.raw.basicStatus().leader;
       this.trace(`client ${op.client} ${op.requestId} refused by ${op.target}: ${error.code}`);
       // Retry with the same id at the leader the error named, or anywhere, on the next tick.
       if (leader !== null && leader !== op.target) op.target = leader;
@@ -483,8 +512,8 @@ export class Simulator {
   private leader(): SimNode | undefined {
     let found: SimNode | undefined;
     for (const node of this.up()) {
-      const status = node.raw.status();
-      if (status.role === 'leader' && (found === undefined || status.term > found.raw.status().term)) found = node;
+      const status = node.raw.basicStatus();
+      if (status.role === 'leader' && (found === undefined || status.term > found.raw.basicStatus().term)) found = node;
     }
     return found;
   }
@@ -498,7 +527,7 @@ export class Simulator {
     for (let t = 0; t < this.options.healTicks; t++) {
       this.step(false);
       const leader = this.leader();
-      if (leader !== undefined && this.pending.size === 0 && this.up().every((n) => n.appliedIndex >= Math.max(target, leader.raw.status().commit))) {
+      if (leader !== undefined && this.pending.size === 0 && this.up().every((n) => n.appliedIndex >= Math.max(target, leader.raw.basicStatus().commit))) {
         settledAt = t;
         break;
       }
@@ -506,7 +535,7 @@ export class Simulator {
     if (settledAt < 0) {
       const states = this.up()
         .map((n) => {
-          const s = n.raw.status();
+          const s = n.raw.basicStatus();
           return `${n.id}:${s.role}@${s.term} commit ${s.commit} applied ${n.appliedIndex}`;
         })
         .join(', ');
