@@ -117,7 +117,10 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
     if (pool.tls.ca !== null) await mustBeReadable(['pools', name, 'tls', 'ca'], pool.tls.ca);
   }
 
-  if (problems.length > 0) return { ok: false, file, problems };
+  if (problems.length > 0) {
+    problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+    return { ok: false, file, problems };
+  }
   const replicated: ReplicatedConfig = deepFreeze({ routes: config.routes, pools: config.pools });
   const resolvedPools = resolveReplicatedPaths(replicated, baseDir);
   const resolved: Config = deepFreeze({ ...config, tls, admin, cluster, pools: resolvedPools.pools });
