@@ -1,0 +1,203 @@
+// The authenticated wire format of Raft peer traffic: frame encode/decode, the streaming frame reader, key derivation.
+
+/*
+ * Frame layout (big-endian), every field covered by the MAC:
+ *   length u32        bytes after this field
+ *   version u8        FRAME_VERSION
+ *   kind u8           hello | welcome | proof | message | ack
+ *   seq u64           0 for the handshake; 1, 2, ... per direction of a session, so a frame cannot be
+ *                     replayed, dropped or reordered within its connection without failing the MAC
+ *   clusterIdLen u8, clusterId, fromLen u8, from, toLen u8, to
+ *   payload           JSON
+ *   mac               HMAC-SHA256 (32 bytes) over everything before it
+ *
+ * Handshake frames are MACed with a key derived from the secret and cluster id; session frames with
+ * per-direction keys derived from both peers' fresh nonces (see sessionKeys), so a frame recorded on
+ * one connection is worthless on any other.
+ */
+
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export const FRAME_VERSION = 1;
+export const LENGTH_PREFIX_BYTES = 4;
+export const MAC_BYTES = 32;
+const FIXED_HEADER_BYTES = 1 + 1 + 8; // version, kind, seq
+/** Smallest possible frame after the length prefix: fixed header, three empty strings' lengths, MAC. */
+const MIN_FRAME_BODY_BYTES = FIXED_HEADER_BYTES + 3 + MAC_BYTES;
+const MAX_ID_BYTES = 255;
+
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/** Frames before authentication are tiny; capping them keeps an unauthenticated client from making us buffer much. */
+export const MAX_HANDSHAKE_FRAME_BYTES = 4096;
+
+/** proof: the client's first session frame, proving it holds the secret before the server trusts the connection. */
+export const FrameKind = { hello: 1, welcome: 2, message: 3, ack: 4, proof: 5 } as const;
+export type FrameKindCode = (typeof FrameKind)[keyof typeof FrameKind];
+const KIND_CODES: ReadonlySet<number> = new Set(Object.values(FrameKind));
+
+export interface Frame {
+  readonly kind: FrameKindCode;
+  readonly seq: number;
+  readonly clusterId: string;
+  readonly from: string;
+  readonly to: string;
+  readonly payload: Buffer;
+}
+
+export type FrameRejectReason = 'malformed' | 'oversized' | 'bad_version' | 'wrong_cluster' | 'bad_mac' | 'replay';
+
+export type FrameDecodeResult =
+  | { readonly ok: true; readonly frame: Frame }
+  | { readonly ok: false; readonly reason: FrameRejectReason; readonly detail: string };
+
+export interface DecodeOptions {
+  readonly key: Buffer;
+  readonly clusterId: string;
+  readonly maxFrameBytes?: number;
+  /** When set, the frame's seq must equal it. */
+  readonly expectedSeq?: number;
+}
+
+function reject(reason: FrameRejectReason, detail: string): FrameDecodeResult {
+  return { ok: false, reason, detail };
+}
+
+/** Encodes a complete frame, length prefix included. Throws only on caller mistakes (ids too long). */
+export function encodeFrame(frame: Frame, key: Buffer): Buffer {
+  const cluster = Buffer.from(frame.clusterId, 'utf8');
+  const from = Buffer.from(frame.from, 'utf8');
+  const to = Buffer.from(frame.to, 'utf8');
+  for (const [name, bytes] of [['cluster id', cluster], ['from', from], ['to', to]] as const) {
+    if (bytes.length > MAX_ID_BYTES) throw new RangeError(`${name} is longer than ${MAX_ID_BYTES} bytes`);
+  }
+  const total = LENGTH_PREFIX_BYTES + FIXED_HEADER_BYTES + 3 + cluster.length + from.length + to.length + frame.payload.length + MAC_BYTES;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  at = out.writeUInt32BE(total - LENGTH_PREFIX_BYTES, at);
+  at = out.writeUInt8(FRAME_VERSION, at);
+  at = out.writeUInt8(frame.kind, at);
+  at = out.writeBigUInt64BE(BigInt(frame.seq), at);
+  for (const bytes of [cluster, from, to]) {
+    at = out.writeUInt8(bytes.length, at);
+    at += bytes.copy(out, at);
+  }
+  at += frame.payload.copy(out, at);
+  createHmac('sha256', key).update(out.subarray(0, at)).digest().copy(out, at);
+  return out;
+}
+
+/**
+ * Decodes one complete frame (length prefix included) and checks it against the cluster id, key and
+ * expected sequence number. Never throws: anything wrong comes back as a typed rejection.
+ */
+export function decodeFrame(bytes: Uint8Array, options: DecodeOptions): FrameDecodeResult {
+  try {
+    return decodeUnchecked(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), options);
+  } catch (error) {
+    // Every read is bounds-checked first; this only guards the promise that decoding never throws.
+    return reject('malformed', `undecodable frame (${error instanceof Error ? error.message : String(error)})`);
+  }
+}
+
+function decodeUnchecked(buf: Buffer, options: DecodeOptions): FrameDecodeResult {
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  if (buf.length < LENGTH_PREFIX_BYTES) return reject('malformed', 'shorter than the length prefix');
+  const declared = buf.readUInt32BE(0);
+  if (declared > maxFrameBytes) return reject('oversized', `frame of ${declared} bytes exceeds the ${maxFrameBytes}-byte limit`);
+  if (declared !== buf.length - LENGTH_PREFIX_BYTES) return reject('malformed', 'length prefix does not match the frame size');
+  if (declared < MIN_FRAME_BODY_BYTES) return reject('malformed', 'frame too short');
+  const end = buf.length - MAC_BYTES;
+  let at = LENGTH_PREFIX_BYTES;
+  const version = buf.readUInt8(at++);
+  if (version !== FRAME_VERSION) return reject('bad_version', `unsupported frame version ${version}`);
+  const kind = buf.readUInt8(at++);
+  if (!KIND_CODES.has(kind)) return reject('malformed', `unknown frame kind ${kind}`);
+  const seq = buf.readBigUInt64BE(at);
+  at += 8;
+  if (seq > BigInt(Number.MAX_SAFE_INTEGER)) return reject('malformed', 'sequence number out of range');
+  const strings: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    if (at >= end) return reject('malformed', 'header runs into the MAC');
+    const length = buf.readUInt8(at++);
+    if (at + length > end) return reject('malformed', 'header runs into the MAC');
+    strings.push(buf.toString('utf8', at, at + length));
+    at += length;
+  }
+  const [clusterId = '', from = '', to = ''] = strings;
+  if (clusterId !== options.clusterId) return reject('wrong_cluster', `frame for cluster "${clusterId}"`);
+  const expected = createHmac('sha256', options.key).update(buf.subarray(0, end)).digest();
+  if (!timingSafeEqual(expected, buf.subarray(end))) return reject('bad_mac', 'MAC does not match: wrong secret or tampered frame');
+  if (options.expectedSeq !== undefined && seq !== BigInt(options.expectedSeq)) {
+    return reject('replay', `sequence ${seq} where ${options.expectedSeq} was expected`);
+  }
+  return {
+    ok: true,
+    frame: { kind: kind as FrameKindCode, seq: Number(seq), clusterId, from, to, payload: Buffer.from(buf.subarray(at, end)) },
+  };
+}
+
+/**
+ * Splits a byte stream into complete frames by their length prefix. A declared length over the limit
+ * is refused before its bytes are buffered, so a flood (or an HTTP request, whose first four bytes read
+ * as a huge length) costs nothing. Frames come out one at a time because handling one frame (the end
+ * of a handshake) may raise the limit that applies to the next.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(public maxFrameBytes: number) {}
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  /** The next complete frame, null when more bytes are needed, or why the stream must be dropped. */
+  next(): Buffer | null | { reason: 'oversized' | 'malformed'; detail: string } {
+    if (this.buffered < LENGTH_PREFIX_BYTES) return null;
+    if (this.chunks[0]!.length < LENGTH_PREFIX_BYTES) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+    const declared = this.chunks[0]!.readUInt32BE(0);
+    if (declared > this.maxFrameBytes) {
+      return { reason: 'oversized', detail: `frame of ${declared} bytes exceeds the ${this.maxFrameBytes}-byte limit` };
+    }
+    if (declared < MIN_FRAME_BODY_BYTES) return { reason: 'malformed', detail: 'frame too short' };
+    const total = LENGTH_PREFIX_BYTES + declared;
+    if (this.buffered < total) return null;
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
+    const rest = all.subarray(total);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered = rest.length;
+    return all.subarray(0, total);
+  }
+}
+
+function hmac(secret: string, parts: readonly string[]): Buffer {
+  // JSON of an array is an unambiguous encoding of the parts, whatever characters they hold.
+  return createHmac('sha256', secret).update(JSON.stringify(parts)).digest();
+}
+
+export function handshakeKey(secret: string, clusterId: string): Buffer {
+  return hmac(secret, ['balancer/raft/handshake/v1', clusterId]);
+}
+
+export interface SessionKeys {
+  readonly clientToServer: Buffer;
+  readonly serverToClient: Buffer;
+}
+
+/** Per-connection keys: bound to both nonces and both ends, and different per direction so frames cannot be reflected. */
+export function sessionKeys(
+  secret: string,
+  clusterId: string,
+  client: string,
+  server: string,
+  clientNonce: string,
+  serverNonce: string,
+): SessionKeys {
+  const context = [clusterId, client, server, clientNonce, serverNonce];
+  return {
+    clientToServer: hmac(secret, ['balancer/raft/session/v1', 'client-to-server', ...context]),
+    serverToClient: hmac(secret, ['balancer/raft/session/v1', 'server-to-client', ...context]),
+  };
+}

@@ -1,0 +1,839 @@
+// Raft peer traffic over TCP: authenticated sessions, a persistent outbound stream and bounded queue per peer, snapshot connections.
+
+/*
+ * Each node dials every peer and sends only on its own outbound connections; inbound connections carry
+ * the peer's messages to us. That keeps each connection one-way (plus handshake and snapshot acks),
+ * so the two directions never contend and a reconnect on one side needs no coordination.
+ *
+ * Handshake (frames MACed with a key derived from the cluster secret, see frame.ts):
+ *   client -> hello   {nonce: Nc, purpose: "stream" | "snapshot"}
+ *   server -> welcome {clientNonce: Nc, serverNonce: Ns}
+ *   client -> proof   (empty, seq 1, session key)
+ * The welcome echoes Nc under the MAC, proving a live server that knows the secret. Every later frame
+ * is MACed with per-direction keys derived from the secret, both ids and Nc+Ns, and carries a sequence
+ * number; the proof frame shows the client holds the secret (a replayed hello cannot produce it), and
+ * frames replayed from another connection (or within one) fail. Until the proof arrives nothing is
+ * delivered and the connection is subject to the handshake timeout.
+ *
+ * Snapshots (MsgSnap) go on a connection of their own, one per snapshot: a multi-megabyte frame never
+ * sits in front of heartbeats on the stream connection. The receiver answers with an ack frame once
+ * the message was handed to onMessage, which is what onSnapshotStatus("finish") reports.
+ *
+ * Anything that is not a valid frame for this cluster (an HTTP request, garbage, a bad MAC, another
+ * cluster, an unknown peer, an oversized frame) is counted, logged at most once per interval per
+ * reason, and answered by closing the connection. Nothing else is served on this port.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { createServer, connect } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import { BalancerError, errorMessage } from '../../errors.js';
+import { systemClock, systemRandom } from '../../clock.js';
+import type { Clock, Random, TimerHandle } from '../../clock.js';
+import type { Logger } from '../../log.js';
+import type { RaftMetrics } from '../../metrics/types.js';
+import type { Entry, Message, MessageType } from '../core/types.js';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameKind,
+  FrameReader,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  decodeFrame,
+  encodeFrame,
+  handshakeKey,
+  sessionKeys,
+} from './frame.js';
+import type { Frame, FrameKindCode, FrameRejectReason, SessionKeys } from './frame.js';
+
+export type PeerRejectReason = FrameRejectReason | 'unknown_peer';
+export type SnapshotStatus = 'finish' | 'failure';
+type Purpose = 'stream' | 'snapshot';
+
+export const TRANSPORT_DEFAULTS = Object.freeze({
+  clusterId: 'balancer',
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  /** Messages waiting per peer; the oldest are dropped beyond it (Raft retransmits what matters). */
+  queueLimit: 1024,
+  backoffInitialMs: 50,
+  /** Kept low so a restarted peer (or a new leader) is reached again within about a second. */
+  backoffMaxMs: 1000,
+  handshakeTimeoutMs: 3000,
+  snapshotTimeoutMs: 60_000,
+  rejectLogIntervalMs: 10_000,
+  keepAliveMs: 5000,
+});
+
+export interface PeerTransportOptions {
+  readonly nodeId: string;
+  /** host:port to listen on; port 0 picks a free one (see start()). */
+  readonly listen: string;
+  /** Node id -> host:port. This node's own entry, if present, is ignored. */
+  readonly peers: Readonly<Record<string, string>>;
+  readonly secret: string;
+  readonly clusterId?: string;
+  readonly logger: Logger;
+  readonly metrics: RaftMetrics;
+  readonly onMessage: (message: Message) => void;
+  /** A peer's connection failed or dropped; the driver reports it to the core (reportUnreachable). */
+  readonly onUnreachable?: (peerId: string) => void;
+  /** A MsgSnap was delivered (acknowledged by the peer) or failed; the driver calls reportSnapshot. */
+  readonly onSnapshotStatus?: (peerId: string, status: SnapshotStatus) => void;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly maxFrameBytes?: number;
+  readonly queueLimit?: number;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly handshakeTimeoutMs?: number;
+  readonly snapshotTimeoutMs?: number;
+  readonly rejectLogIntervalMs?: number;
+}
+
+export interface PeerStats {
+  readonly address: string;
+  readonly reachable: boolean;
+  readonly queued: number;
+  /** Messages dropped because the queue was full. */
+  readonly dropped: number;
+}
+
+interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Parses host:port, with IPv6 hosts in brackets ([::1]:7001). */
+export function parseHostPort(address: string): HostPort {
+  const match = /^(?:\[([^\]]+)\]|([^:\s]*)):(\d{1,5})$/.exec(address.trim());
+  const port = match === null ? NaN : Number(match[3]);
+  if (match === null || port > 65535) {
+    throw new BalancerError('CONFIG_INVALID', `"${address}" is not a host:port address`);
+  }
+  return { host: match[1] ?? (match[2] === '' || match[2] === undefined ? '0.0.0.0' : match[2]), port };
+}
+
+const METRIC_REASON: Record<PeerRejectReason, Parameters<RaftMetrics['peerMessageRejected']>[0]> = {
+  malformed: 'malformed',
+  oversized: 'malformed',
+  bad_version: 'malformed',
+  wrong_cluster: 'wrong_cluster',
+  bad_mac: 'bad_mac',
+  replay: 'bad_mac',
+  unknown_peer: 'unknown_peer',
+};
+
+// Local-only message types must never be accepted from the network: they would let a peer drive our node.
+const NETWORK_MESSAGE_TYPES: ReadonlySet<MessageType> = new Set<MessageType>([
+  'MsgProp',
+  'MsgApp',
+  'MsgAppResp',
+  'MsgVote',
+  'MsgVoteResp',
+  'MsgPreVote',
+  'MsgPreVoteResp',
+  'MsgSnap',
+  'MsgHeartbeat',
+  'MsgHeartbeatResp',
+  'MsgTransferLeader',
+  'MsgTimeoutNow',
+  'MsgReadIndex',
+  'MsgReadIndexResp',
+]);
+const ENTRY_TYPES: ReadonlySet<string> = new Set(['normal', 'conf-change', 'empty']);
+
+const isCount = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0;
+const optional = (value: unknown, check: (v: unknown) => boolean): boolean => value === undefined || check(value);
+const isStringArray = (value: unknown): boolean => Array.isArray(value) && value.every((v) => typeof v === 'string');
+
+function isEntry(value: unknown): value is Entry {
+  if (typeof value !== 'object' || value === null) return false;
+  const e = value as Record<string, unknown>;
+  return (
+    isCount(e['index']) &&
+    isCount(e['term']) &&
+    typeof e['type'] === 'string' &&
+    ENTRY_TYPES.has(e['type']) &&
+    typeof e['data'] === 'string' &&
+    optional(e['requestId'], (v) => typeof v === 'string')
+  );
+}
+
+function isSnapshot(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const s = value as Record<string, unknown>;
+  const meta = s['metadata'] as Record<string, unknown> | undefined;
+  const conf = (typeof meta === 'object' && meta !== null ? meta['confState'] : undefined) as Record<string, unknown> | undefined;
+  return (
+    typeof s['data'] === 'string' &&
+    typeof meta === 'object' &&
+    meta !== null &&
+    isCount(meta['index']) &&
+    isCount(meta['term']) &&
+    typeof conf === 'object' &&
+    conf !== null &&
+    isStringArray(conf['voters']) &&
+    isStringArray(conf['learners'])
+  );
+}
+
+/** The message a payload holds, if it has the shape the core expects of a message from a peer. */
+export function parsePeerMessage(payload: Buffer): Message | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const m = value as Record<string, unknown>;
+  const valid =
+    typeof m['type'] === 'string' &&
+    NETWORK_MESSAGE_TYPES.has(m['type'] as MessageType) &&
+    typeof m['from'] === 'string' &&
+    typeof m['to'] === 'string' &&
+    isCount(m['term']) &&
+    optional(m['logTerm'], isCount) &&
+    optional(m['index'], isCount) &&
+    optional(m['commit'], isCount) &&
+    optional(m['rejectHint'], isCount) &&
+    optional(m['reject'], (v) => typeof v === 'boolean') &&
+    optional(m['context'], (v) => typeof v === 'string') &&
+    optional(m['entries'], (v) => Array.isArray(v) && v.every(isEntry)) &&
+    optional(m['snapshot'], isSnapshot);
+  return valid ? (value as Message) : null;
+}
+
+function parseJsonObject(payload: Buffer): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(payload.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+const NONCE_PATTERN = /^[0-9a-f]{64}$/;
+const newNonce = (): string => randomBytes(32).toString('hex');
+
+/** What the connections need from their transport. */
+interface TransportCore {
+  readonly nodeId: string;
+  readonly clusterId: string;
+  readonly secret: string;
+  readonly handshakeKey: Buffer;
+  readonly maxFrameBytes: number;
+  readonly handshakeTimeoutMs: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  rejected(reason: PeerRejectReason, detail: string, context: Record<string, unknown>): void;
+}
+
+interface ClientHooks {
+  onOpen(connection: ClientConnection): void;
+  /** An authenticated frame from the server (only snapshot connections expect one: the ack). */
+  onFrame(connection: ClientConnection, frame: Frame): void;
+  onClose(connection: ClientConnection, wasOpen: boolean, reason: string): void;
+}
+
+/** One dialled connection: handshake as the client, then authenticated frames to the server. */
+class ClientConnection {
+  readonly socket: Socket;
+  private state: 'connecting' | 'open' | 'closed' = 'connecting';
+  private readonly reader = new FrameReader(MAX_HANDSHAKE_FRAME_BYTES);
+  private readonly nonce = newNonce();
+  private keys: SessionKeys | null = null;
+  private sendSeq = 1;
+  private receiveSeq = 1;
+  private timer: TimerHandle | null;
+
+  constructor(
+    private readonly core: TransportCore,
+    readonly peerId: string,
+    address: HostPort,
+    readonly purpose: Purpose,
+    private readonly hooks: ClientHooks,
+  ) {
+    this.socket = connect({ host: address.host, port: address.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: TRANSPORT_DEFAULTS.keepAliveMs });
+    this.timer = core.clock.setTimeout(() => this.close('handshake timed out'), core.handshakeTimeoutMs);
+    this.socket.once('connect', () => {
+      this.socket.write(
+        encodeFrame(
+          { kind: FrameKind.hello, seq: 0, clusterId: core.clusterId, from: core.nodeId, to: peerId, payload: Buffer.from(JSON.stringify({ nonce: this.nonce, purpose })) },
+          core.handshakeKey,
+        ),
+      );
+    });
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (error) => this.close(errorMessage(error)));
+    this.socket.on('close', () => this.close('connection closed'));
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Writes one message frame; false means the socket buffer is full and the caller should wait for 'drain'. */
+  send(message: Message): boolean {
+    const keys = this.keys;
+    if (keys === null || this.state !== 'open') return false;
+    const frame = encodeFrame(
+      {
+        kind: FrameKind.message,
+        seq: this.sendSeq++,
+        clusterId: this.core.clusterId,
+        from: this.core.nodeId,
+        to: this.peerId,
+        payload: Buffer.from(JSON.stringify(message)),
+      },
+      keys.clientToServer,
+    );
+    return this.socket.write(frame);
+  }
+
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    this.clearTimer();
+    this.socket.destroy();
+    this.hooks.onClose(this, wasOpen, reason);
+  }
+
+  /** Arms a deadline while the connection is open (snapshot connections wait for their ack). */
+  setDeadline(ms: number, reason: string): void {
+    this.clearTimer();
+    this.timer = this.core.clock.setTimeout(() => this.close(reason), ms);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) this.core.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private reject(reason: PeerRejectReason, detail: string): void {
+    this.core.rejected(reason, detail, { peer: this.peerId, direction: 'outbound' });
+    this.close(`rejected: ${detail}`);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.reader.push(chunk);
+    // Each turn consumes a frame or ends the loop, so it is bounded by the frames in the buffer.
+    while (this.state !== 'closed') {
+      const next = this.reader.next();
+      if (next === null) return;
+      if (!Buffer.isBuffer(next)) return this.reject(next.reason, next.detail);
+      if (this.keys === null) this.onWelcome(next);
+      else this.onSessionFrame(next, this.keys);
+    }
+  }
+
+  private onWelcome(raw: Buffer): void {
+    const decoded = decodeFrame(raw, { key: this.core.handshakeKey, clusterId: this.core.clusterId, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES, expectedSeq: 0 });
+    if (!decoded.ok) return this.reject(decoded.reason, decoded.detail);
+    const { frame } = decoded;
+    if (frame.kind !== FrameKind.welcome) return this.reject('malformed', 'expected a welcome frame');
+    if (frame.from !== this.peerId || frame.to !== this.core.nodeId) {
+      return this.reject('unknown_peer', `answered by "${frame.from}" for "${frame.to}" instead of "${this.peerId}"`);
+    }
+    const body = parseJsonObject(frame.payload);
+    const serverNonce = body?.['serverNonce'];
+    if (body?.['clientNonce'] !== this.nonce || typeof serverNonce !== 'string' || !NONCE_PATTERN.test(serverNonce)) {
+      return this.reject('malformed', 'welcome does not answer our nonce');
+    }
+    this.keys = sessionKeys(this.core.secret, this.core.clusterId, this.core.nodeId, this.peerId, this.nonce, serverNonce);
+    this.socket.write(
+      encodeFrame(
+        { kind: FrameKind.proof, seq: this.sendSeq++, clusterId: this.core.clusterId, from: this.core.nodeId, to: this.peerId, payload: Buffer.alloc(0) },
+        this.keys.clientToServer,
+      ),
+    );
+    this.state = 'open';
+    this.clearTimer();
+    this.hooks.onOpen(this);
+  }
+
+  private onSessionFrame(raw: Buffer, keys: SessionKeys): void {
+    const decoded = decodeFrame(raw, { key: keys.serverToClient, clusterId: this.core.clusterId, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES, expectedSeq: this.receiveSeq });
+    if (!decoded.ok) return this.reject(decoded.reason, decoded.detail);
+    this.receiveSeq++;
+    this.hooks.onFrame(this, decoded.frame);
+  }
+}
+
+/** The persistent stream to one peer: its queue, reconnects with backoff, and reachability. */
+class PeerLink {
+  private readonly queue: Message[] = [];
+  private connection: ClientConnection | null = null;
+  private waitingForDrain = false;
+  private failures = 0;
+  private retryTimer: TimerHandle | null = null;
+  private stopped = false;
+  reachable = false;
+  dropped = 0;
+
+  constructor(
+    private readonly transport: PeerTransport,
+    private readonly core: TransportCore,
+    readonly peerId: string,
+    public address: string,
+  ) {}
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  start(): void {
+    this.dial();
+  }
+
+  enqueue(message: Message, limit: number): void {
+    if (this.queue.length >= limit) {
+      this.queue.shift();
+      this.dropped++;
+      this.transport.noteDropped(this.peerId);
+    }
+    this.queue.push(message);
+    this.flush();
+  }
+
+  /** A new address takes effect by reconnecting; the queue is kept. */
+  setAddress(address: string): void {
+    if (address === this.address) return;
+    this.address = address;
+    this.failures = 0;
+    if (this.connection !== null) this.connection.close('peer address changed');
+    else if (this.retryTimer !== null) {
+      this.core.clock.clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.dial();
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer !== null) this.core.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.connection?.close('transport stopped');
+    this.queue.length = 0;
+  }
+
+  private flush(): void {
+    const connection = this.connection;
+    if (connection === null || !connection.isOpen || this.waitingForDrain) return;
+    // Bounded by the queue length; stops early when the socket asks us to wait.
+    while (this.queue.length > 0) {
+      const message = this.queue.shift()!;
+      if (!connection.send(message)) {
+        this.waitingForDrain = true;
+        connection.socket.once('drain', () => {
+          this.waitingForDrain = false;
+          this.flush();
+        });
+        return;
+      }
+    }
+  }
+
+  private dial(): void {
+    if (this.stopped) return;
+    this.retryTimer = null;
+    let target: HostPort;
+    try {
+      target = parseHostPort(this.address);
+    } catch (error) {
+      this.core.logger.error('cannot dial peer: bad address', { peer: this.peerId, address: this.address, error });
+      return;
+    }
+    this.connection = new ClientConnection(this.core, this.peerId, target, 'stream', {
+      onOpen: () => {
+        this.failures = 0;
+        this.transport.setReachable(this, true);
+        this.flush();
+      },
+      onFrame: (connection) => connection.close('unexpected frame on a stream connection'),
+      onClose: (connection, wasOpen, reason) => {
+        if (this.connection !== connection) return;
+        this.connection = null;
+        this.waitingForDrain = false;
+        if (this.stopped) return;
+        this.core.logger.debug('peer connection closed', { peer: this.peerId, wasOpen, reason });
+        this.transport.setReachable(this, false);
+        this.transport.noteUnreachable(this.peerId);
+        this.scheduleRedial();
+      },
+    });
+  }
+
+  private scheduleRedial(): void {
+    this.failures++;
+    const ceiling = Math.min(this.transport.backoffMaxMs, this.transport.backoffInitialMs * 2 ** Math.min(this.failures - 1, 20));
+    // Jitter in [ceiling/2, ceiling): peers that lost each other at the same moment do not redial in lockstep.
+    const delay = ceiling / 2 + this.transport.random.next() * (ceiling / 2);
+    this.retryTimer = this.core.clock.setTimeout(() => this.dial(), delay);
+  }
+}
+
+/** One accepted connection: handshake as the server, then authenticated frames from one peer. */
+class ServerConnection {
+  private readonly reader = new FrameReader(MAX_HANDSHAKE_FRAME_BYTES);
+  private peerId: string | null = null;
+  private purpose: Purpose = 'stream';
+  private keys: SessionKeys | null = null;
+  private proven = false;
+  private receiveSeq = 1;
+  private closed = false;
+  private timer: TimerHandle | null;
+
+  constructor(
+    private readonly transport: PeerTransport,
+    private readonly core: TransportCore,
+    readonly socket: Socket,
+  ) {
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, TRANSPORT_DEFAULTS.keepAliveMs);
+    this.timer = core.clock.setTimeout(() => this.close(), core.handshakeTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+  }
+
+  get peer(): string | null {
+    return this.peerId;
+  }
+
+  get isStream(): boolean {
+    return this.purpose === 'stream' && this.proven;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== null) this.core.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.socket.destroy();
+    this.transport.forgetInbound(this);
+  }
+
+  private reject(reason: PeerRejectReason, detail: string): void {
+    this.core.rejected(reason, detail, { peer: this.peerId ?? undefined, remote: `${this.socket.remoteAddress}:${this.socket.remotePort}` });
+    this.close();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.reader.push(chunk);
+    // Each turn consumes a frame or ends the loop, so it is bounded by the frames in the buffer.
+    while (!this.closed) {
+      const next = this.reader.next();
+      if (next === null) return;
+      if (!Buffer.isBuffer(next)) return this.reject(next.reason, next.detail);
+      if (this.keys === null) this.onHello(next);
+      else this.onMessageFrame(next, this.keys);
+    }
+  }
+
+  private onHello(raw: Buffer): void {
+    const core = this.core;
+    const decoded = decodeFrame(raw, { key: core.handshakeKey, clusterId: core.clusterId, maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES, expectedSeq: 0 });
+    if (!decoded.ok) return this.reject(decoded.reason, decoded.detail);
+    const { frame } = decoded;
+    if (frame.kind !== FrameKind.hello) return this.reject('malformed', 'expected a hello frame');
+    if (frame.to !== core.nodeId || frame.from === core.nodeId || !this.transport.knowsPeer(frame.from)) {
+      return this.reject('unknown_peer', `hello from "${frame.from}" to "${frame.to}"`);
+    }
+    const body = parseJsonObject(frame.payload);
+    const clientNonce = body?.['nonce'];
+    const purpose = body?.['purpose'];
+    if (typeof clientNonce !== 'string' || !NONCE_PATTERN.test(clientNonce) || (purpose !== 'stream' && purpose !== 'snapshot')) {
+      return this.reject('malformed', 'hello without a nonce and purpose');
+    }
+    const serverNonce = newNonce();
+    this.socket.write(
+      encodeFrame(
+        { kind: FrameKind.welcome, seq: 0, clusterId: core.clusterId, from: core.nodeId, to: frame.from, payload: Buffer.from(JSON.stringify({ clientNonce, serverNonce })) },
+        core.handshakeKey,
+      ),
+    );
+    this.peerId = frame.from;
+    this.purpose = purpose;
+    this.keys = sessionKeys(core.secret, core.clusterId, frame.from, core.nodeId, clientNonce, serverNonce);
+  }
+
+  private onMessageFrame(raw: Buffer, keys: SessionKeys): void {
+    const core = this.core;
+    const peerId = this.peerId!;
+    const decoded = decodeFrame(raw, { key: keys.clientToServer, clusterId: core.clusterId, maxFrameBytes: core.maxFrameBytes, expectedSeq: this.receiveSeq });
+    if (!decoded.ok) return this.reject(decoded.reason, decoded.detail);
+    const { frame } = decoded;
+    this.receiveSeq++;
+    if (!this.proven) {
+      // A hello can be replayed by anyone; only this frame, MACed with the session key, shows the secret.
+      if (frame.kind !== FrameKind.proof) return this.reject('malformed', 'expected the handshake proof');
+      this.proven = true;
+      if (this.timer !== null) core.clock.clearTimeout(this.timer);
+      this.timer = null;
+      this.reader.maxFrameBytes = core.maxFrameBytes;
+      this.transport.adoptInbound(this);
+      return;
+    }
+    if (frame.kind !== FrameKind.message || frame.from !== peerId || frame.to !== core.nodeId) {
+      return this.reject('malformed', 'unexpected frame in a session');
+    }
+    const message = parsePeerMessage(frame.payload);
+    if (message === null) return this.reject('malformed', 'payload is not a valid Raft message');
+    if (message.from !== peerId || message.to !== core.nodeId) {
+      return this.reject('unknown_peer', `message from "${message.from}" to "${message.to}" on a session with "${peerId}"`);
+    }
+    if (this.purpose === 'snapshot' && message.type !== 'MsgSnap') {
+      return this.reject('malformed', `${message.type} on a snapshot connection`);
+    }
+    this.transport.deliver(message);
+    if (this.purpose === 'snapshot' && !this.closed) {
+      this.socket.end(
+        encodeFrame(
+          { kind: FrameKind.ack, seq: 1, clusterId: core.clusterId, from: core.nodeId, to: peerId, payload: Buffer.from('{}') },
+          keys.serverToClient,
+        ),
+      );
+    }
+  }
+}
+
+/** Rate-limits rejection logs per reason so a flood of bad frames costs a line per interval, not per frame. */
+class RejectLog {
+  private readonly last = new Map<PeerRejectReason, { at: number; suppressed: number }>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly clock: Clock,
+    private readonly intervalMs: number,
+  ) {}
+
+  note(reason: PeerRejectReason, detail: string, context: Record<string, unknown>): void {
+    const now = this.clock.now();
+    const previous = this.last.get(reason);
+    if (previous !== undefined && now - previous.at < this.intervalMs) {
+      previous.suppressed++;
+      return;
+    }
+    this.last.set(reason, { at: now, suppressed: 0 });
+    this.logger.warn('rejected peer traffic', { reason, detail, ...context, suppressedSinceLast: previous?.suppressed ?? 0 });
+  }
+}
+
+export class PeerTransport {
+  readonly nodeId: string;
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  readonly random: Random;
+  private readonly core: TransportCore;
+  private readonly options: PeerTransportOptions;
+  private readonly links = new Map<string, PeerLink>();
+  private readonly inbound = new Set<ServerConnection>();
+  private readonly inboundStreams = new Map<string, ServerConnection>();
+  private readonly snapshotConnections = new Set<ClientConnection>();
+  private readonly rejectLog: RejectLog;
+  private readonly queueLimit: number;
+  private readonly snapshotTimeoutMs: number;
+  private server: Server | null = null;
+  private state: 'new' | 'running' | 'stopped' = 'new';
+
+  constructor(options: PeerTransportOptions) {
+    if (options.secret.length === 0) throw new BalancerError('CONFIG_INVALID', 'the cluster secret must not be empty');
+    parseHostPort(options.listen);
+    for (const [id, address] of Object.entries(options.peers)) if (id !== options.nodeId) parseHostPort(address);
+    this.options = options;
+    this.nodeId = options.nodeId;
+    this.random = options.random ?? systemRandom;
+    this.backoffInitialMs = options.backoffInitialMs ?? TRANSPORT_DEFAULTS.backoffInitialMs;
+    this.backoffMaxMs = options.backoffMaxMs ?? TRANSPORT_DEFAULTS.backoffMaxMs;
+    this.queueLimit = options.queueLimit ?? TRANSPORT_DEFAULTS.queueLimit;
+    this.snapshotTimeoutMs = options.snapshotTimeoutMs ?? TRANSPORT_DEFAULTS.snapshotTimeoutMs;
+    const clock = options.clock ?? systemClock;
+    const clusterId = options.clusterId ?? TRANSPORT_DEFAULTS.clusterId;
+    const logger = options.logger;
+    this.rejectLog = new RejectLog(logger, clock, options.rejectLogIntervalMs ?? TRANSPORT_DEFAULTS.rejectLogIntervalMs);
+    this.core = {
+      nodeId: options.nodeId,
+      clusterId,
+      secret: options.secret,
+      handshakeKey: handshakeKey(options.secret, clusterId),
+      maxFrameBytes: options.maxFrameBytes ?? TRANSPORT_DEFAULTS.maxFrameBytes,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? TRANSPORT_DEFAULTS.handshakeTimeoutMs,
+      clock,
+      logger,
+      rejected: (reason, detail, context) => {
+        options.metrics.peerMessageRejected(METRIC_REASON[reason]);
+        this.rejectLog.note(reason, detail, context);
+      },
+    };
+    for (const [id, address] of Object.entries(options.peers)) {
+      if (id !== options.nodeId) this.links.set(id, new PeerLink(this, this.core, id, address));
+    }
+  }
+
+  /** Listens on `listen` and starts dialling every peer. Resolves with the bound port. */
+  async start(): Promise<{ port: number }> {
+    if (this.state !== 'new') throw new BalancerError('INTERNAL', 'a PeerTransport starts once');
+    this.state = 'running';
+    const { host, port } = parseHostPort(this.options.listen);
+    const server = createServer((socket) => {
+      if (this.state !== 'running') return void socket.destroy();
+      this.inbound.add(new ServerConnection(this, this.core, socket));
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => this.core.logger.error('raft peer listener failed', { error }));
+    for (const link of this.links.values()) {
+      this.options.metrics.setPeerReachable(link.peerId, false);
+      link.start();
+    }
+    return { port: (server.address() as AddressInfo).port };
+  }
+
+  /** Queues messages for their peers. Messages to unknown peers are dropped: Raft treats that as loss. */
+  send(messages: readonly Message[]): void {
+    if (this.state !== 'running') return;
+    for (const message of messages) {
+      const link = this.links.get(message.to);
+      if (link === undefined) {
+        if (message.to !== this.nodeId) this.core.logger.debug('dropping a message to an unknown peer', { to: message.to, type: message.type });
+        continue;
+      }
+      if (message.type === 'MsgSnap') this.sendSnapshot(link, message);
+      else link.enqueue(message, this.queueLimit);
+    }
+  }
+
+  /** Applies a membership change: dials new peers, re-dials moved ones, drops removed ones and their connections. */
+  updatePeers(peers: Readonly<Record<string, string>>): void {
+    for (const [id, address] of Object.entries(peers)) if (id !== this.nodeId) parseHostPort(address);
+    for (const [id, link] of this.links) {
+      if (peers[id] !== undefined && id !== this.nodeId) continue;
+      link.stop();
+      this.links.delete(id);
+      this.inboundStreams.get(id)?.close();
+      for (const connection of this.inbound) if (connection.peer === id) connection.close();
+    }
+    for (const [id, address] of Object.entries(peers)) {
+      if (id === this.nodeId) continue;
+      const existing = this.links.get(id);
+      if (existing !== undefined) {
+        existing.setAddress(address);
+        continue;
+      }
+      const link = new PeerLink(this, this.core, id, address);
+      this.links.set(id, link);
+      if (this.state === 'running') {
+        this.options.metrics.setPeerReachable(id, false);
+        link.start();
+      }
+    }
+  }
+
+  /** Closes the listener and every connection; pending messages are dropped. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    for (const link of this.links.values()) link.stop();
+    for (const connection of [...this.snapshotConnections]) connection.close('transport stopped');
+    for (const connection of [...this.inbound]) connection.close();
+    const server = this.server;
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  stats(): Record<string, PeerStats> {
+    const out: Record<string, PeerStats> = {};
+    for (const [id, link] of this.links) out[id] = { address: link.address, reachable: link.reachable, queued: link.queued, dropped: link.dropped };
+    return out;
+  }
+
+  // ---- called by the connections ----
+
+  /** @internal */
+  knowsPeer(id: string): boolean {
+    return this.links.has(id);
+  }
+
+  /** @internal A newer stream from a peer replaces its older one, which is most likely half-open. */
+  adoptInbound(connection: ServerConnection): void {
+    const peer = connection.peer;
+    if (peer === null || !connection.isStream) return;
+    const previous = this.inboundStreams.get(peer);
+    this.inboundStreams.set(peer, connection);
+    if (previous !== undefined && previous !== connection) previous.close();
+  }
+
+  /** @internal */
+  forgetInbound(connection: ServerConnection): void {
+    this.inbound.delete(connection);
+    const peer = connection.peer;
+    if (peer !== null && this.inboundStreams.get(peer) === connection) this.inboundStreams.delete(peer);
+  }
+
+  /** @internal */
+  deliver(message: Message): void {
+    if (this.state !== 'running') return;
+    try {
+      this.options.onMessage(message);
+    } catch (error) {
+      this.core.logger.error('raft message handler threw', { from: message.from, type: message.type, error });
+    }
+  }
+
+  /** @internal */
+  setReachable(link: PeerLink, reachable: boolean): void {
+    if (link.reachable === reachable) return;
+    link.reachable = reachable;
+    this.options.metrics.setPeerReachable(link.peerId, reachable);
+    this.core.logger.info(reachable ? 'raft peer reachable' : 'raft peer unreachable', { peer: link.peerId, address: link.address });
+  }
+
+  /** @internal */
+  noteUnreachable(peerId: string): void {
+    this.options.onUnreachable?.(peerId);
+  }
+
+  /** @internal */
+  noteDropped(peerId: string): void {
+    this.core.logger.debug('peer queue full, dropped the oldest message', { peer: peerId });
+  }
+
+  private sendSnapshot(link: PeerLink, message: Message): void {
+    let target: HostPort;
+    try {
+      target = parseHostPort(link.address);
+    } catch {
+      this.options.onSnapshotStatus?.(link.peerId, 'failure');
+      return;
+    }
+    let done = false;
+    const finish = (status: SnapshotStatus, reason: string): void => {
+      if (done) return;
+      done = true;
+      if (status === 'failure') this.core.logger.warn('sending a snapshot failed', { peer: link.peerId, reason });
+      if (this.state === 'running') this.options.onSnapshotStatus?.(link.peerId, status);
+    };
+    const connection = new ClientConnection(this.core, link.peerId, target, 'snapshot', {
+      onOpen: (open) => {
+        open.setDeadline(this.snapshotTimeoutMs, 'snapshot not acknowledged in time');
+        open.send(message);
+      },
+      onFrame: (open, frame: Frame) => {
+        const kind: FrameKindCode = frame.kind;
+        finish(kind === FrameKind.ack ? 'finish' : 'failure', 'unexpected answer');
+        open.close('snapshot done');
+      },
+      onClose: (closed, _wasOpen, reason) => {
+        this.snapshotConnections.delete(closed);
+        finish('failure', reason);
+      },
+    });
+    this.snapshotConnections.add(connection);
+  }
+}
