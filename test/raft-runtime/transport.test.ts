@@ -297,6 +297,15 @@ describe('PeerTransport', () => {
     expect(b!.inbox.items).toEqual([]);
   });
 
+  it('refuses ids that cannot be framed and addresses that cannot be dialled', () => {
+    const base = { nodeId: 'n1', listen: '127.0.0.1:0', peers: {}, secret: 's', logger: silentLogger, metrics: new RecordingMetrics(), onMessage: () => {} };
+    expect(() => new PeerTransport({ ...base, nodeId: 'x'.repeat(256) })).toThrow(/node id/);
+    expect(() => new PeerTransport({ ...base, peers: { n2: 'nowhere' } })).toThrow(/host:port/);
+    expect(() => new PeerTransport({ ...base, secret: '' })).toThrow(/secret/);
+    const transport = new PeerTransport(base);
+    expect(() => transport.updatePeers({ ['y'.repeat(300)]: '127.0.0.1:1' })).toThrow(/peer id/);
+  });
+
   it('stops talking to a removed peer and starts talking to an added one', async () => {
     const [a, b, c] = await startCluster(['n1', 'n2', 'n3']);
     a!.transport.send([heartbeat('n1', 'n2')]);

@@ -112,6 +112,22 @@ export function parseHostPort(address: string): HostPort {
   return { host: match[1] ?? (match[2] === '' || match[2] === undefined ? '0.0.0.0' : match[2]), port };
 }
 
+const MAX_ID_BYTES = 255;
+
+/** Ids travel in one-byte-length header fields; refusing long ones here keeps send() from ever throwing. */
+function checkId(kind: string, id: string): void {
+  if (id.length === 0 || Buffer.byteLength(id, 'utf8') > MAX_ID_BYTES) {
+    throw new BalancerError('CONFIG_INVALID', `${kind} "${id.slice(0, 40)}" must be 1 to ${MAX_ID_BYTES} bytes long`);
+  }
+}
+
+function checkPeers(peers: Readonly<Record<string, string>>, self: string): void {
+  for (const [id, address] of Object.entries(peers)) {
+    checkId('peer id', id);
+    if (id !== self) parseHostPort(address);
+  }
+}
+
 const METRIC_REASON: Record<PeerRejectReason, Parameters<RaftMetrics['peerMessageRejected']>[0]> = {
   malformed: 'malformed',
   oversized: 'malformed',
@@ -640,7 +656,9 @@ export class PeerTransport {
   constructor(options: PeerTransportOptions) {
     if (options.secret.length === 0) throw new BalancerError('CONFIG_INVALID', 'the cluster secret must not be empty');
     parseHostPort(options.listen);
-    for (const [id, address] of Object.entries(options.peers)) if (id !== options.nodeId) parseHostPort(address);
+    checkId('node id', options.nodeId);
+    checkId('cluster id', options.clusterId ?? TRANSPORT_DEFAULTS.clusterId);
+    checkPeers(options.peers, options.nodeId);
     this.options = options;
     this.nodeId = options.nodeId;
     this.random = options.random ?? systemRandom;
@@ -696,9 +714,12 @@ export class PeerTransport {
     return { port: (server.address() as AddressInfo).port };
   }
 
-  /** Queues messages for their peers. Messages to unknown peers are dropped: Raft treats that as loss. */
+  /**
+   * Queues messages for their peers (also before start(): they go out once connected). Messages to
+   * unknown peers, and anything after stop(), are dropped: Raft treats that as message loss.
+   */
   send(messages: readonly Message[]): void {
-    if (this.state !== 'running') return;
+    if (this.state === 'stopped') return;
     for (const message of messages) {
       const link = this.links.get(message.to);
       if (link === undefined) {
@@ -712,7 +733,7 @@ export class PeerTransport {
 
   /** Applies a membership change: dials new peers, re-dials moved ones, drops removed ones and their connections. */
   updatePeers(peers: Readonly<Record<string, string>>): void {
-    for (const [id, address] of Object.entries(peers)) if (id !== this.nodeId) parseHostPort(address);
+    checkPeers(peers, this.nodeId);
     for (const [id, link] of this.links) {
       if (peers[id] !== undefined && id !== this.nodeId) continue;
       link.stop();
