@@ -84,3 +84,13 @@ cluster:
     expect(loaded.problems.map((p) => formatProblem('b.yaml', p))).toEqual(['b.yaml:1:9: listen: must be host:port, [ipv6]:port or :port, got string "nowhere"']);
   });
 });
+
+describe('the shipped balancer.yaml', () => {
+  test('is valid and points editors at the generated schema', async () => {
+    const path = new URL('../../balancer.yaml', import.meta.url).pathname;
+    const loaded = await loadConfigFile(path);
+    if (!loaded.ok) throw new Error(loaded.problems.map((p) => formatProblem(path, p)).join('\n'));
+    expect(loaded.text.split('\n', 1)[0]).toBe('# yaml-language-server: $schema=./balancer.schema.json');
+    expect(Object.keys(loaded.config.pools).length).toBeGreaterThan(0);
+  });
+});

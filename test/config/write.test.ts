@@ -178,7 +178,8 @@ describe('rewriteReplicatedSections', () => {
     expect(replicatedOf(rewriteReplicatedSections('', target.config))).toEqual(target.config);
     const json = rewriteReplicatedSections('{"listen": ":8080", "pools": {}}', target.config);
     expect(replicatedOf(json)).toEqual(target.config);
-    expect(validateConfigText(json, 'x').ok && validateConfigText(json, 'x').config.listen).toBe(':8080');
+    const reread = validateConfigText(json, 'x');
+    expect(reread.ok && reread.config.listen).toBe(':8080');
   });
 
   test('refuses text that is not YAML', () => {
