@@ -182,7 +182,7 @@ const SCRIPT = `
   function renderPools(status, perBackend) {
     var container = $('pools');
     var fragment = document.createDocumentFragment();
-    var totals = { rps: 0, req: 0, err: 0, up: 0, all: 0 };
+    var totals = { rps: 0, req: 0, err: 0, up: 0, all: 0, failing: 0 };
     status.pools.forEach(function (pool) {
       var title = el('h2', { id: 'pool-' + pool.name }, [pool.name, ' ', el('small', { text: pool.strategy })]);
       if (pool.panic) title.appendChild(el('span', { className: 'tag', text: 'panic mode' }));
@@ -194,6 +194,7 @@ const SCRIPT = `
         var r = perBackend[pool.name + '\\u0000' + b.id] || {};
         totals.all++;
         if (b.state === 'up') totals.up++;
+        if (b.state === 'down' || b.state === 'ejected') totals.failing++;
         if (r.rps !== undefined) { totals.rps += r.rps; }
         if (r.errorRate !== undefined && r.errorRate !== null) { totals.req += r.rps; totals.err += r.rps * r.errorRate; }
         var detail = b.reason || (b.lastCheck ? (b.lastCheck.ok ? 'check ok' : 'check failed: ' + b.lastCheck.detail) : '');
@@ -219,11 +220,21 @@ const SCRIPT = `
     $('sum-rps').textContent = previousSample ? fmtRate(totals.rps) : '\\u2013';
     $('sum-err').textContent = totals.req > 0 ? fmtPct(totals.err / totals.req) : '\\u2013';
     $('sum-up').textContent = totals.up + ' / ' + totals.all;
-    $('sum-up').className = 'value' + (totals.up < totals.all ? ' bad' : '');
+    // Draining is an operator's choice, not a failure: only down or ejected backends turn this red.
+    $('sum-up').className = 'value' + (totals.failing > 0 ? ' bad' : '');
   }
 
   function renderCluster(c) {
+    var standalone = c.role === 'standalone';
     $('h-role').textContent = c.role;
+    $('cluster-panel').hidden = standalone;
+    if (standalone) {
+      $('h-term').textContent = '\u2013';
+      $('h-leader').textContent = '\u2013';
+      $('sum-leader').textContent = 'single node';
+      $('sum-leader').className = 'value muted';
+      return;
+    }
     $('h-term').textContent = String(c.term);
     $('h-leader').textContent = c.leader || 'none';
     $('sum-leader').textContent = c.leader || 'no leader';
@@ -370,7 +381,7 @@ const BODY = `
       <div class="card"><div class="label">Raft leader</div><div class="value" id="sum-leader">&ndash;</div></div>
     </div>
     <div id="pools"></div>
-    <section class="panel" aria-labelledby="cluster-title">
+    <section id="cluster-panel" class="panel" aria-labelledby="cluster-title">
       <h2 id="cluster-title">Cluster <small id="cluster-meta"></small></h2>
       <div class="scroll">
         <table aria-labelledby="cluster-title">

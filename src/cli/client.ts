@@ -68,6 +68,17 @@ function isApiError(value: unknown): value is ApiErrorBody {
   return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string';
 }
 
+/** `path:LINE:COL: message`, saying the path once when the validator's message already starts with it. */
+function describeProblem(detail: { path?: string; line?: number; column?: number; message: string }): string {
+  const path = detail.path ?? '';
+  const position = detail.line === undefined ? '' : `${detail.line}${detail.column === undefined ? '' : `:${detail.column}`}`;
+  if (path !== '' && detail.message.startsWith(path)) {
+    return position === '' ? detail.message : `${detail.message} (at ${position})`;
+  }
+  const where = [path, position].filter((part) => part !== '').join(':');
+  return where === '' ? detail.message : `${where}: ${detail.message}`;
+}
+
 type CallResult = { ok: true; status: number; body: unknown } | { ok: false; code: ExitCode };
 
 function errorCause(error: unknown): string {
@@ -138,11 +149,7 @@ async function call(opts: ClientOptions, method: string, path: string, body?: un
   opts.err.write(
     `${prefix} (${res.status} ${apiError.code}): ${apiError.message}${retry !== null ? `; retry in ${retry} s` : ''}\n`,
   );
-  for (const detail of apiError.details ?? []) {
-    const at = detail.line !== undefined ? `:${detail.line}${detail.column !== undefined ? `:${detail.column}` : ''}` : '';
-    const where = detail.path !== undefined && detail.path !== '' ? `${detail.path}${at}: ` : at !== '' ? `${at.slice(1)}: ` : '';
-    opts.err.write(`  - ${where}${detail.message}\n`);
-  }
+  for (const detail of apiError.details ?? []) opts.err.write(`  - ${describeProblem(detail)}\n`);
   return { ok: false, code: res.status >= 500 ? EXIT_CODES.unavailable : EXIT_CODES.refused };
 }
 
@@ -330,6 +337,7 @@ export async function clusterTransferCommand(opts: ClientOptions, id: string): P
 }
 
 interface ConnectionFlags {
+  config?: string;
   admin?: string;
   token?: string;
   json?: boolean;
@@ -363,6 +371,7 @@ export function registerClientCommands(
       .option('--admin <url>', "admin API URL or host:port (default: the config's admin.listen)")
       .option('--token <token>', "admin token (default: $BALANCER_ADMIN_TOKEN, then the config's admin.token/tokenFile)")
       .option('--json', 'print the raw API JSON')
+      .option('-c, --config <file>', 'config file to take the --admin and --token defaults from')
       .exitOverride(usageExit)
       .configureOutput({ writeOut: (s) => io.out.write(s), writeErr: (s) => io.err.write(s) });
 
@@ -370,6 +379,8 @@ export function registerClientCommands(
     let admin = flags.admin;
     let token: string | null = flags.token ?? null;
     if (admin === undefined || token === null) {
+      // `balancer status -c FILE` as well as `balancer -c FILE status`: hand the file to the caller's resolver.
+      if (flags.config !== undefined) program.setOptionValue('config', flags.config);
       // Defaults come from the config file; a missing or broken file must not stop an explicit --admin from working.
       const defaults = await resolveDefaults().catch(() => ({ admin: '127.0.0.1:9090', token: process.env['BALANCER_ADMIN_TOKEN'] ?? null }));
       admin ??= defaults.admin;

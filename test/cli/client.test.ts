@@ -161,13 +161,15 @@ describe('failures and exit codes', () => {
       details: [
         { path: 'pools.web.backends[2].url', message: 'url must use http or https' },
         { path: 'pools.web.backends[2].weight', line: 4, column: 9, message: 'weight must be at most 1000' },
+        { path: 'routes[0].pool', message: 'routes[0].pool: unknown pool "nope"' },
       ],
     });
     expect(await backendsAddCommand(opts(), 'web', 'ftp://x', { weight: 5000 })).toBe(EXIT_CODES.refused);
     expect(err.text).toBe(
       'refused (422 CONFIG_INVALID): config has 2 problems\n' +
         '  - pools.web.backends[2].url: url must use http or https\n' +
-        '  - pools.web.backends[2].weight:4:9: weight must be at most 1000\n',
+        '  - pools.web.backends[2].weight:4:9: weight must be at most 1000\n' +
+        '  - routes[0].pool: unknown pool "nope"\n',
     );
   });
 

@@ -105,6 +105,25 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     }
   });
 
+  it('shows a single node without a cluster panel, and a drained backend as intentional', async () => {
+    const clustered = control.clusterState;
+    control.clusterState = { nodeId: 'standalone', role: 'standalone', term: 0, leader: null, commitIndex: 0, appliedIndex: 0, members: [] };
+    control.setBackend('web', 'web-2', { state: 'up' });
+    control.setBackend('api', 'api-1', { state: 'draining' });
+    const { page } = await openWithToken(TOKEN);
+    try {
+      await page.waitForSelector('tr[data-backend="api-1"] [data-state="draining"]', { timeout: 5_000 });
+      expect(await page.locator('#sum-leader').textContent()).toBe('single node');
+      expect(await page.locator('#cluster-panel').isHidden()).toBe(true);
+      expect(await page.locator('#sum-up').textContent()).toBe('2 / 3');
+      expect(await page.locator('#sum-up.bad').count()).toBe(0);
+    } finally {
+      await page.close();
+      control.clusterState = clustered;
+      control.setBackend('api', 'api-1', { state: 'up' });
+    }
+  });
+
   it('says when the token is rejected and asks again', async () => {
     const { page } = await openWithToken('wrong-token');
     try {
