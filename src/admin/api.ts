@@ -265,6 +265,13 @@ export function createAdminServer(options: AdminServerOptions): Server {
       } catch {
         throw badRequest('the request path is not valid percent-encoding');
       }
+      // No CORS: a preflight is refused outright (before auth, since browsers never send credentials with one).
+      if (method === 'OPTIONS') {
+        const found = matchRoute(routes, segments);
+        if (found === null) throw new BalancerError('NOT_FOUND', `no such endpoint: ${rawPath}`);
+        allow = Object.keys(found.route.methods);
+        throw new BalancerError('METHOD_NOT_ALLOWED', `OPTIONS is not supported (no CORS); allowed: ${allow.join(', ')}`);
+      }
       const isApi = segments[0] === 'api';
       // Authenticate before routing, so unauthenticated callers learn nothing about which API paths exist.
       if (isApi) {

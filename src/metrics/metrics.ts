@@ -75,6 +75,7 @@ interface Families {
   requests: Counter<'pool' | 'backend' | 'code'>;
   duration: Histogram<'pool' | 'backend'>;
   up: Gauge<'pool' | 'backend'>;
+  draining: Gauge<'pool' | 'backend'>;
   active: Gauge<'pool' | 'backend'>;
   retries: Counter<'pool'>;
   upstreamErrors: Counter<'pool' | 'backend' | 'reason'>;
@@ -88,6 +89,7 @@ class BackendChildren implements BackendMetrics {
   private readonly duration: HistogramChild;
   private readonly active: GaugeChild;
   private readonly up: GaugeChild;
+  private readonly draining: GaugeChild;
   private readonly ejections: CounterChild;
   private readonly errorChildren = new Map<UpstreamErrorReason, CounterChild>();
   private readonly healthChildren = new Map<HealthCheckResult, CounterChild>();
@@ -107,6 +109,8 @@ class BackendChildren implements BackendMetrics {
     this.active = families.active.labels(base);
     this.active.set(0);
     this.up = families.up.labels(base);
+    this.draining = families.draining.labels(base);
+    this.draining.set(0);
     this.ejections = families.ejections.labels(base);
     this.ejections.inc(0);
   }
@@ -147,6 +151,10 @@ class BackendChildren implements BackendMetrics {
     this.ejections.inc();
   }
 
+  setDraining(draining: boolean): void {
+    this.draining.set(draining ? 1 : 0);
+  }
+
   /** Removes every series this backend exported. */
   remove(): void {
     const base: LabelSet = { pool: this.pool, backend: this.backendId };
@@ -155,6 +163,7 @@ class BackendChildren implements BackendMetrics {
     f.duration.remove(base);
     f.active.remove(base);
     f.up.remove(base);
+    f.draining.remove(base);
     f.ejections.remove(base);
     for (const reason of this.errorChildren.keys()) f.upstreamErrors.remove({ ...base, reason });
     for (const result of this.healthChildren.keys()) f.healthChecks.remove({ ...base, result });
@@ -286,6 +295,12 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     up: new Gauge({
       name: `${p}backend_up`,
       help: '1 when the backend is eligible for traffic (healthy, not ejected), else 0.',
+      labelNames: ['pool', 'backend'] as const,
+      registers,
+    }),
+    draining: new Gauge({
+      name: `${p}backend_draining`,
+      help: '1 while an operator drains the backend (it gets no new requests), else 0.',
       labelNames: ['pool', 'backend'] as const,
       registers,
     }),

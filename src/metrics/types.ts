@@ -24,6 +24,8 @@ export interface BackendMetrics {
   healthCheck(result: HealthCheckResult): void;
   setUp(up: boolean): void;
   ejected(): void;
+  /** Drained by an operator: exported so alerts can tell an intentional drain from a failure. */
+  setDraining?(draining: boolean): void;
 }
 
 export interface PoolMetrics {

@@ -344,6 +344,11 @@ describe('admin API routes', () => {
       headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'GET' },
     });
     expect(preflight.status).toBe(405);
+    const apiPreflight = await fetch(`${base}/api/v1/config`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'PUT' },
+    });
+    expect(apiPreflight.status).toBe(405);
   });
 
   it('never sends Access-Control-* headers', async () => {

@@ -7,6 +7,7 @@ const CONTRACT_FAMILIES = [
   'balancer_request_duration_seconds',
   'balancer_backend_up',
   'balancer_backend_active_requests',
+  'balancer_backend_draining',
   'balancer_retries_total',
   'balancer_upstream_errors_total',
   'balancer_health_checks_total',
@@ -83,6 +84,7 @@ describe('createMetrics', () => {
     const metrics = createMetrics({ collectDefault: false });
     const b = metrics.backend('api', '10.0.0.1:80');
     b.setUp(true);
+    b.setDraining(true);
     b.healthCheck('pass');
     b.healthCheck('timeout');
     b.upstreamError('connect_refused');
@@ -101,6 +103,7 @@ describe('createMetrics', () => {
     const t = await metrics.render();
     const l = { pool: 'api', backend: '10.0.0.1:80' };
     expect(sample(t, 'balancer_backend_up', l)).toBe(1);
+    expect(sample(t, 'balancer_backend_draining', l)).toBe(1);
     expect(sample(t, 'balancer_health_checks_total', { ...l, result: 'timeout' })).toBe(1);
     expect(sample(t, 'balancer_upstream_errors_total', { ...l, reason: 'connect_refused' })).toBe(1);
     expect(sample(t, 'balancer_outlier_ejections_total', l)).toBe(1);
