@@ -1,7 +1,7 @@
 // Writing config back: atomic file replacement, and rewriting only routes/pools of a YAML text while every other byte stays put.
 
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, stringify, type Document, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
@@ -16,8 +16,13 @@ import { validateReplicated } from './validate.js';
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
   const directory = dirname(path);
   const temporary = join(directory, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(temporary, 'wx', 0o644);
+  // Keep the old file's permissions: a config holding a token may well be 0600.
+  const mode = await stat(path).then((info) => info.mode & 0o777, () => 0o644);
+  const handle = await open(temporary, 'wx', mode).catch((error: unknown) => {
+    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorText(error)}`, { cause: error });
+  });
   try {
+    await handle.chmod(mode);
     await handle.writeFile(text, 'utf8');
     await handle.sync();
   } catch (error) {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -244,7 +244,15 @@ describe('writeFileAtomic', () => {
     expect(await readdir(dir)).toEqual(['balancer.yaml']);
   });
 
-  test('a missing directory is a CONFIG_IO error', async () => {
-    await expect(writeFileAtomic(join(dir, 'nope', 'balancer.yaml'), 'x')).rejects.toThrow();
+  test('keeps the permissions of the file it replaces', async () => {
+    const file = join(dir, 'balancer.yaml');
+    await writeFile(file, 'old\n');
+    await chmod(file, 0o600);
+    await writeFileAtomic(file, 'new\n');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+  });
+
+  test('a missing directory is an error', async () => {
+    await expect(writeFileAtomic(join(dir, 'nope', 'balancer.yaml'), 'x')).rejects.toMatchObject({ code: 'CONFIG_IO' });
   });
 });
