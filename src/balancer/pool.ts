@@ -427,7 +427,9 @@ export class PoolRuntime {
       const current = live.current;
       const ended = live.health.endEjectionIfDue();
       if (ended !== undefined) current.pool.afterHealthTransition(current, ended);
-    }, Math.max(0, until - clock.now()));
+      // Timers run on the event loop's millisecond clock and may fire a fraction early by the precise clock: try again.
+      else if (live.health.state === 'ejected') current.pool.scheduleEjectionEnd(live);
+    }, Math.max(0, Math.ceil(until - clock.now())));
   }
 
   private announce(backend: BackendRuntime, from: BackendState, to: BackendState, reason: string): void {

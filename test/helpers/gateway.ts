@@ -24,7 +24,10 @@ export async function startGateway(yaml: string, options: { token?: string } = {
   const token = options.token ?? 'test-token';
   await writeFile(file, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: ${token}\n${yaml}`);
   const logger = memoryLogger('debug');
-  const app = await App.start({ configPath: file, logger });
+  const app = await App.start({ configPath: file, logger }).catch((error: unknown) => {
+    const details = (error as { details?: unknown[] }).details ?? [];
+    throw new Error(`${String(error)}\n${JSON.stringify(details, null, 1)}`);
+  });
   return {
     app,
     dir,
