@@ -152,6 +152,8 @@ export class BackendHealth {
       }
       // Envoy's default: an active check that passes ends a passive ejection early.
       if (this.current === 'ejected') return this.returnFromEjection(`active check passed: ${detail}`);
+      // Status shows why a backend is up; "until the first check" stops being true once it ran.
+      if (first && this.current === 'up') this.lastReason = 'first check passed';
       return undefined;
     }
     this.checkSuccesses = 0;
