@@ -92,6 +92,22 @@ describe('membership changes', () => {
     net.tickAll(50);
     expect(net.raw('a').status().role).toBe('follower');
   });
+
+  it('a node added after the latest snapshot installs that snapshot, then learns its own membership from the log', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a');
+    for (let i = 0; i < 6; i++) net.propose('a', `p${i}`);
+    const a = net.node('a');
+    const at = a.applied.at(-1)!.index;
+    a.storage.createSnapshot(at, a.confState, 'state');
+    a.storage.compact(at);
+    join(net, 'n');
+    change(net, 'a', { type: 'add-learner', nodeId: 'n' });
+    net.tickAll(4);
+    const n = net.node('n');
+    expect(n.readies.find((r) => r.snapshot !== undefined)?.snapshot?.metadata.confState.learners).toEqual([]);
+    expect(n.confState).toEqual({ voters: ['a', 'b', 'c'], learners: ['n'] });
+    expect(n.raw.status().commit).toBe(net.raw('a').status().commit);
+  });
 });
 
 describe('learners', () => {

@@ -3,14 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import { runSeed, SimulationFailure, type SimOptions } from '../../src/raft/sim/simulator.js';
 
-function runSeeds(from: number, count: number, options: SimOptions = {}): { committed: number; acknowledged: number; crashes: number } {
-  const totals = { committed: 0, acknowledged: 0, crashes: 0 };
+function runSeeds(from: number, count: number, options: SimOptions = {}): { committed: number; acknowledged: number; crashes: number; membershipChanges: number } {
+  const totals = { committed: 0, acknowledged: 0, crashes: 0, membershipChanges: 0 };
   for (let seed = from; seed < from + count; seed++) {
     // A SimulationFailure carries the seed, a reproduction command and the last trace lines.
     const result = runSeed(seed, options);
     totals.committed += result.committed;
     totals.acknowledged += result.acknowledged;
     totals.crashes += result.crashes;
+    totals.membershipChanges += result.membershipChanges;
   }
   return totals;
 }
@@ -22,6 +23,8 @@ describe('simulated cluster', () => {
     expect(totals.committed).toBeGreaterThan(4000);
     expect(totals.acknowledged).toBeGreaterThan(2500);
     expect(totals.crashes).toBeGreaterThan(75);
+    // Voters (leaders included) were removed and fresh nodes added and promoted along the way.
+    expect(totals.membershipChanges).toBeGreaterThan(50);
   });
 
   it('is deterministic: a seed replays to the same trace', () => {

@@ -658,8 +658,9 @@ export class Raft {
       return false;
     }
     if (!confState.voters.includes(this.id) && !confState.learners.includes(this.id)) {
-      this.logger?.warn('ignoring snapshot that does not include this node', { id: this.id, index });
-      return false;
+      // A node added after the leader's latest snapshot: install it anyway; the log after it carries
+      // our own addition. Until we apply that we are not promotable, so this cannot harm safety.
+      this.logger?.info('installing a snapshot taken before this node joined', { id: this.id, index });
     }
     if (this.raftLog.matchTerm(index, term)) {
       // We already hold the snapshot's last entry: keep our log, just learn the commit.

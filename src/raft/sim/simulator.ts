@@ -3,7 +3,7 @@
 import { randomInt, seededRandom, type Random } from '../../clock.js';
 import { isBalancerError } from '../../errors.js';
 import { MemoryStorage } from '../core/storage.js';
-import type { Entry, Message, NodeId } from '../core/types.js';
+import type { ConfChange, Entry, Message, NodeId } from '../core/types.js';
 import { checkLinearizable, type HistoryOp, type RegisterOp } from './linearizability.js';
 import { SimNode, type AppliedRecord, type SimNodeOptions } from './node.js';
 
@@ -24,6 +24,8 @@ export interface SimOptions {
   /** Keep the full trace (otherwise only the last lines are kept). */
   readonly fullTrace?: boolean;
   readonly checkLinearizability?: boolean;
+  /** Fault events may also remove voters (the leader included) and add fresh nodes as learners, then promote them. */
+  readonly membershipChanges?: boolean;
   /**
    * Deliberately broken durability, to prove the checks catch real bugs: `forget-vote` loses the
    * vote on restart (a vote kept only in memory); `lose-log-tail` loses the last persisted entries
@@ -42,6 +44,7 @@ export interface SimResult {
   readonly elections: number;
   readonly crashes: number;
   readonly messagesDelivered: number;
+  readonly membershipChanges: number;
   readonly history: readonly HistoryOp[];
   readonly trace: readonly string[];
 }
@@ -93,7 +96,7 @@ const DEFAULTS = {
 export class Simulator {
   readonly seed: number;
   private readonly rng: Random;
-  private readonly options: Required<Omit<SimOptions, 'node' | 'fullTrace' | 'checkLinearizability' | 'bug'>>;
+  private readonly options: Required<Omit<SimOptions, 'node' | 'fullTrace' | 'checkLinearizability' | 'bug' | 'membershipChanges'>>;
   private readonly nodeOptions: SimNodeOptions;
   readonly ids: NodeId[];
   private readonly storages = new Map<NodeId, MemoryStorage>();
@@ -107,6 +110,8 @@ export class Simulator {
   private readonly traceLines: string[] = [];
   private readonly fullTrace: boolean;
   private readonly bug: SimOptions['bug'];
+  private readonly membershipChanges: boolean;
+  private membershipEvents = 0;
 
   // safety bookkeeping
   private readonly leaderOfTerm = new Map<number, NodeId>();
@@ -145,6 +150,7 @@ export class Simulator {
     this.nodeOptions = { snapshotEvery: 20, keepAfterSnapshot: 5, maxEntriesPerMsg: 8, maxInflightMsgs: 4, ...options.node };
     this.fullTrace = options.fullTrace ?? false;
     this.bug = options.bug;
+    this.membershipChanges = options.membershipChanges ?? true;
     this.ids = Array.from({ length: this.options.nodes }, (_, i) => `n${i + 1}`);
     for (const id of this.ids) {
       const storage = new MemoryStorage();
@@ -318,6 +324,10 @@ export class Simulator {
   }
 
   private injectFault(): void {
+    if (this.membershipChanges && this.chance(0.12)) {
+      this.changeMembership();
+      return;
+    }
     const roll = this.rng.next();
     if (roll < 0.25) {
       const size = 1 + randomInt(this.rng, Math.floor(this.ids.length / 2));
@@ -344,6 +354,38 @@ export class Simulator {
       this.cut.clear();
       this.trace('heal network');
     }
+  }
+
+  /** Removes a voter (possibly the leader) or adds a fresh node as a learner, or promotes a learner. */
+  private changeMembership(): void {
+    const leader = this.leader();
+    if (leader === undefined) return;
+    const { voters, learners } = leader.raw.status().confState;
+    let cc: ConfChange;
+    if (learners.length > 0) {
+      cc = { type: 'add-voter', nodeId: learners[0]! };
+    } else if (voters.length >= this.options.nodes && this.chance(0.5)) {
+      cc = { type: 'remove', nodeId: this.pick(voters) };
+    } else if (voters.length <= this.options.nodes) {
+      const id = `n${this.ids.length + 1}`;
+      const storage = new MemoryStorage();
+      this.ids.push(id);
+      this.storages.set(id, storage);
+      this.nodeRandoms.set(id, seededRandom((this.seed * 7919 + this.ids.length * 104729) >>> 0));
+      this.nodes.set(id, new SimNode(id, storage, this.nodeRandoms.get(id)!, this.nodeOptions));
+      cc = { type: 'add-learner', nodeId: id };
+    } else {
+      return;
+    }
+    try {
+      leader.raw.proposeConfChange(cc);
+      this.membershipEvents++;
+      this.trace(`${leader.id} proposes ${cc.type} ${cc.nodeId}`);
+    } catch (error) {
+      if (!isBalancerError(error)) throw error;
+      this.trace(`${leader.id} refuses ${cc.type} ${cc.nodeId}: ${error.code}`);
+    }
+    this.process(leader);
   }
 
   private restartOne(): void {
@@ -527,7 +569,12 @@ export class Simulator {
     for (let t = 0; t < this.options.healTicks; t++) {
       this.step(false);
       const leader = this.leader();
-      if (leader !== undefined && this.pending.size === 0 && this.up().every((n) => n.appliedIndex >= Math.max(target, leader.raw.basicStatus().commit))) {
+      if (leader === undefined || this.pending.size > 0) continue;
+      // Nodes removed from the cluster are not expected to keep up.
+      const { voters, learners } = leader.raw.status().confState;
+      const members = this.up().filter((n) => voters.includes(n.id) || learners.includes(n.id));
+      const goal = Math.max(target, leader.raw.basicStatus().commit);
+      if (members.every((n) => n.appliedIndex >= goal)) {
         settledAt = t;
         break;
       }
@@ -556,6 +603,7 @@ export class Simulator {
       elections: this.elections,
       crashes: this.crashes,
       messagesDelivered: this.delivered,
+      membershipChanges: this.membershipEvents,
       history: this.history,
       trace: this.traceLines,
     };
