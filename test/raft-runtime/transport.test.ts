@@ -68,10 +68,14 @@ function heartbeat(from: string, to: string, commit = 0): Message {
   return { type: 'MsgHeartbeat', from, to, term: 1, commit };
 }
 
-function closeEvent(socket: Socket): Promise<void> {
-  return new Promise((resolve) => {
-    if (socket.destroyed) resolve();
-    socket.once('close', () => resolve());
+function closeEvent(socket: Socket, timeoutMs = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (socket.destroyed) return resolve();
+    const timer = setTimeout(() => reject(new Error('the server did not close the connection')), timeoutMs);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
 }
 

@@ -477,7 +477,8 @@ async function recover(
 ): Promise<{ log: PersistedLog; snapshot: Snapshot | null; segmentSequence: number; segment: FileHandle }> {
   const names = await readdir(dir);
   for (const name of names) {
-    if (name.endsWith('.tmp')) await unlinkIfExists(join(dir, name));
+    // LOCK.<pid>.tmp files belong to other processes trying the lock right now; theirs to clean up.
+    if (name.endsWith('.tmp') && !name.startsWith(`${LOCK_FILE}.`)) await unlinkIfExists(join(dir, name));
   }
   const snapshot = await loadSnapshot(dir);
   const sequences = names

@@ -436,17 +436,23 @@ class PeerLink {
   private flush(): void {
     const connection = this.connection;
     if (connection === null || !connection.isOpen || this.waitingForDrain) return;
-    // Bounded by the queue length; stops early when the socket asks us to wait.
-    while (this.queue.length > 0) {
-      const message = this.queue.shift()!;
-      if (!connection.send(message)) {
-        this.waitingForDrain = true;
-        connection.socket.once('drain', () => {
-          this.waitingForDrain = false;
-          this.flush();
-        });
-        return;
+    // A Ready's messages to one peer leave in one write(2) rather than one per frame.
+    connection.socket.cork();
+    try {
+      // Bounded by the queue length; stops early when the socket asks us to wait.
+      while (this.queue.length > 0) {
+        const message = this.queue.shift()!;
+        if (!connection.send(message)) {
+          this.waitingForDrain = true;
+          connection.socket.once('drain', () => {
+            this.waitingForDrain = false;
+            this.flush();
+          });
+          return;
+        }
       }
+    } finally {
+      connection.socket.uncork();
     }
   }
 
