@@ -204,6 +204,19 @@ describe('terms (§5.1)', () => {
     expect(net.takeQueued()).toEqual([]);
   });
 
+  it('a candidate rejected by a majority returns to follower without waiting for its timeout', () => {
+    const net = Network.fromStorages(
+      {
+        a: storageWithLog([1], ['a', 'b', 'c'], 2),
+        b: storageWithLog([1, 2], ['a', 'b', 'c'], 2),
+        c: storageWithLog([1, 2], ['a', 'b', 'c'], 2),
+      },
+      noPreVote,
+    );
+    net.campaign('a');
+    expect(net.raw('a').status()).toMatchObject({ role: 'follower', term: 3, leader: null });
+  });
+
   it('a restarted node keeps its term: terms never go back', () => {
     const net = electedCluster(['a', 'b', 'c'], 'a', noPreVote);
     net.campaign('b');

@@ -1,4 +1,4 @@
-// Long-mode simulator entry: `npm run sim -- --seeds N --from S [--nodes K] [--ticks T] [--trace]`.
+// Long-mode simulator entry: `npm run sim -- --seeds N --from S` (seeds S..S+N-1), plus fault-mix flags.
 
 import { SimulationFailure, runSeed, type SimOptions } from './simulator.js';
 
@@ -31,12 +31,24 @@ function parseArgs(argv: readonly string[]): CliArgs {
       case '--ticks':
         args.options = { ...args.options, faultTicks: numberAfter(i++, flag) };
         break;
+      case '--drop': {
+        const rate = Number(argv[++i]);
+        if (!(rate >= 0 && rate < 1)) throw new Error('--drop needs a rate in [0, 1)');
+        args.options = { ...args.options, dropRate: rate };
+        break;
+      }
+      case '--no-prevote':
+        args.options = { ...args.options, node: { ...args.options.node, preVote: false, checkQuorum: false } };
+        break;
+      case '--no-membership':
+        args.options = { ...args.options, membershipChanges: false };
+        break;
       case '--trace':
         args.trace = true;
         args.options = { ...args.options, fullTrace: true };
         break;
       case '--help':
-        process.stdout.write('usage: npm run sim -- [--seeds N] [--from S] [--nodes K] [--ticks T] [--trace]\n');
+        process.stdout.write('usage: npm run sim -- [--seeds N] [--from S] [--nodes K] [--ticks T] [--drop R] [--no-prevote] [--no-membership] [--trace]\n');
         process.exit(0);
         break;
       default:
