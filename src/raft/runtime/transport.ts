@@ -43,7 +43,7 @@ import {
   handshakeKey,
   sessionKeys,
 } from './frame.js';
-import type { Frame, FrameKindCode, FrameRejectReason, SessionKeys } from './frame.js';
+import type { Frame, FrameRejectReason, SessionKeys } from './frame.js';
 
 export type PeerRejectReason = FrameRejectReason | 'unknown_peer';
 export type SnapshotStatus = 'finish' | 'failure';
@@ -852,8 +852,7 @@ export class PeerTransport {
         open.send(message);
       },
       onFrame: (open, frame: Frame) => {
-        const kind: FrameKindCode = frame.kind;
-        finish(kind === FrameKind.ack ? 'finish' : 'failure', 'unexpected answer');
+        finish(frame.kind === FrameKind.ack ? 'finish' : 'failure', 'unexpected answer to a snapshot');
         open.close('snapshot done');
       },
       onClose: (closed, _wasOpen, reason) => {
