@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { createMetrics, NO_BACKEND_LABEL, REQUEST_DURATION_BUCKETS } from '../../src/metrics/metrics.js';
 
 const CONTRACT_FAMILIES = [
@@ -172,5 +172,29 @@ describe('createMetrics', () => {
     metrics.backend('web', 'b');
     const again = await metrics.render();
     expect(sample(again, 'balancer_requests_total', { pool: 'web', backend: 'b', code: '2xx' })).toBe(0);
+  });
+
+  it('keeps a NaN or negative duration from poisoning the histogram sum', async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const b = metrics.backend('web', 'web-1');
+    b.requestFinished('2xx', Number.NaN);
+    b.requestFinished('2xx', -1);
+    b.requestFinished('2xx', 0.5);
+    const t = await metrics.render();
+    expect(sample(t, 'balancer_request_duration_seconds_sum', { pool: 'web', backend: 'web-1' })).toBe(0.5);
+    expect(sample(t, 'balancer_request_duration_seconds_bucket', { pool: 'web', backend: 'web-1', le: '0.001' })).toBe(2);
+  });
+
+  it('exports JSON that an AggregatorRegistry can sum across worker processes', async () => {
+    const workers = [createMetrics({ collectDefault: false }), createMetrics({ collectDefault: false })];
+    workers[0]!.backend('web', 'web-1').requestFinished('2xx', 0.003);
+    workers[1]!.backend('web', 'web-1').requestFinished('2xx', 0.2);
+    workers[1]!.backend('web', 'web-1').requestFinished('5xx', 0.2);
+    const merged = AggregatorRegistry.aggregate(await Promise.all(workers.map((w) => w.registry.getMetricsAsJSON())));
+    const t = await merged.metrics();
+    expect(sample(t, 'balancer_requests_total', { pool: 'web', backend: 'web-1', code: '2xx' })).toBe(2);
+    expect(sample(t, 'balancer_requests_total', { pool: 'web', backend: 'web-1', code: '5xx' })).toBe(1);
+    expect(sample(t, 'balancer_request_duration_seconds_bucket', { pool: 'web', backend: 'web-1', le: '0.005' })).toBe(1);
+    expect(sample(t, 'balancer_request_duration_seconds_count', { pool: 'web', backend: 'web-1' })).toBe(3);
   });
 });
