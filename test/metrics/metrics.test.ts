@@ -84,7 +84,7 @@ describe('createMetrics', () => {
     const metrics = createMetrics({ collectDefault: false });
     const b = metrics.backend('api', '10.0.0.1:80');
     b.setUp(true);
-    b.setDraining(true);
+    b.setDraining!(true);
     b.healthCheck('pass');
     b.healthCheck('timeout');
     b.upstreamError('connect_refused');
