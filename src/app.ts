@@ -15,6 +15,7 @@ import { Forwarder } from './proxy/forward.js';
 import { TrustedProxies } from './proxy/headers.js';
 import { ProxyListener } from './proxy/listener.js';
 import { LocalStore } from './control/local-store.js';
+import { ClusterStore } from './cluster/store.js';
 import { parseHostPort } from './net-address.js';
 import { startDemoBackends, type DemoBackends } from './demo-backends.js';
 import { readFile } from 'node:fs/promises';
@@ -23,6 +24,8 @@ export interface AppOptions {
   readonly configPath: string;
   /** Start demo backends for the loopback backends of the config (npm start on a fresh machine). */
   readonly demoBackends?: boolean;
+  /** Binds the Raft peer listener here instead of cluster.listen (tests pass 127.0.0.1:0 and read store.raft.port). */
+  readonly clusterListen?: string;
   /** Replaces the logger the config asks for (tests). */
   readonly logger?: Logger;
   /** The admin token when the config names none: BALANCER_ADMIN_TOKEN in the CLI. */
@@ -41,7 +44,8 @@ export class App {
     readonly logger: Logger,
     readonly metrics: PrometheusMetrics,
     readonly dataPlane: DataPlane,
-    readonly store: LocalStore,
+    /** LocalStore without a cluster section; ClusterStore (Raft) with one. */
+    readonly store: LocalStore | ClusterStore,
     private readonly listener: ProxyListener,
     private readonly adminServer: Server,
     private readonly closeWatcher: () => void,
@@ -61,16 +65,38 @@ export class App {
     const demo = options.demoBackends === true ? await startDemoBackends(loaded.replicated, logger) : null;
 
     let watcher: { close(): void; noteOwnWrite(text: string): void } | null = null;
-    const store = new LocalStore({
-      nodeName: config.cluster?.nodeId ?? 'standalone',
-      file: loaded.file,
-      baseDir: loaded.baseDir,
-      initial: loaded.replicated,
-      dataPlane,
-      metrics,
-      logger,
-      noteOwnWrite: (text) => watcher?.noteOwnWrite(text),
-    });
+    const noteOwnWrite = (text: string): void => watcher?.noteOwnWrite(text);
+    let store: LocalStore | ClusterStore;
+    if (config.cluster === null) {
+      store = new LocalStore({
+        nodeName: 'standalone',
+        file: loaded.file,
+        baseDir: loaded.baseDir,
+        initial: loaded.replicated,
+        dataPlane,
+        metrics,
+        logger,
+        noteOwnWrite,
+      });
+    } else {
+      // The data plane serves only what the cluster committed; the file's routes and pools seed a fresh cluster.
+      try {
+        store = await ClusterStore.start({
+          cluster: config.cluster,
+          file: loaded.file,
+          baseDir: loaded.baseDir,
+          dataPlane,
+          metrics,
+          logger,
+          noteOwnWrite,
+          ...(options.clusterListen === undefined ? {} : { listen: options.clusterListen }),
+        });
+      } catch (error) {
+        dataPlane.stop();
+        await demo?.close();
+        throw error;
+      }
+    }
 
     const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies), accessLog: config.log.access });
     const listener = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, dataPlane, forwarder, logger });
@@ -82,6 +108,7 @@ export class App {
       proxyAddress = await listener.start();
       adminAddress = await listenAdmin(adminServer, config.admin.listen);
     } catch (error) {
+      if (store instanceof ClusterStore) await store.stop();
       dataPlane.stop();
       await listener.close(0).catch(() => undefined);
       adminServer.close();
@@ -94,6 +121,7 @@ export class App {
       admin: `${adminAddress.address}:${adminAddress.port}`,
       config: loaded.file,
       pools: Object.keys(loaded.replicated.pools),
+      ...(store instanceof ClusterStore ? { cluster: store.nodeId, raftPort: store.raft.port } : {}),
     });
     const activeWatcher = watcher;
     return new App(config, loaded.file, logger, metrics, dataPlane, store, listener, adminServer, () => activeWatcher.close(), demo, {
@@ -116,6 +144,7 @@ export class App {
     this.logger.info('shutting down', { drainMs });
     this.closeWatcher();
     await this.listener.close(drainMs);
+    if (this.store instanceof ClusterStore) await this.store.stop();
     this.dataPlane.stop();
     await new Promise<void>((resolve) => {
       this.adminServer.close(() => resolve());

@@ -340,6 +340,12 @@ const clusterSpec = object(
     secretFile: optional(nonEmptyString('File holding the shared secret, relative to the config file.')),
     electionTimeout: withDefault(duration({ min: 10, description: 'Base Raft election timeout.' }), DEFAULTS.electionTimeoutMs as number),
     heartbeatInterval: withDefault(duration({ min: 1, description: 'Leader heartbeat; well below electionTimeout.' }), DEFAULTS.heartbeatIntervalMs as number),
+    join: optional(
+      boolean(
+        'true: this node joins a running cluster (added with `balancer cluster add`) and starts with an empty log instead of bootstrapping from peers; like etcd initial-cluster-state=existing. Ignored once the data dir holds a log.',
+      ),
+    ),
+    snapshotEvery: optional(integer(1, 100_000_000, 'Applied entries between state-machine snapshots, after which the log is compacted (default 1000).')),
   },
   {
     description: 'Raft group that replicates routes and pools; absent means a single node.',

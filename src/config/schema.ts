@@ -179,6 +179,10 @@ export interface ClusterConfig {
   readonly secretFile: string | null;
   readonly electionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
+  /** Present only when the file sets it: start empty and wait to be added, instead of bootstrapping from peers. */
+  readonly join?: boolean;
+  /** Present only when the file sets it; the Raft driver's default applies otherwise. */
+  readonly snapshotEvery?: number;
 }
 
 export interface LimitsConfig {

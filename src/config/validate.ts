@@ -325,6 +325,8 @@ function buildConfig(shape: FileShape): Config {
             secretFile: cluster.secretFile ?? null,
             electionTimeoutMs: cluster.electionTimeout,
             heartbeatIntervalMs: cluster.heartbeatInterval,
+            ...(cluster.join === undefined ? {} : { join: cluster.join }),
+            ...(cluster.snapshotEvery === undefined ? {} : { snapshotEvery: cluster.snapshotEvery }),
           },
     trustedProxies: [...shape.trustedProxies],
     limits: {

@@ -1,0 +1,170 @@
+// Keeps a cluster node's own balancer.yaml in step with the replicated config: write-back, the version the file shows, kept and rejected copies.
+
+/*
+ * The file is the operator's view of the replicated config on this node. Every applied config is
+ * written into it (only routes and pools change; comments and local sections stay), tmp + fsync +
+ * rename, with the watcher told first so our write is not taken for an edit. `version` is the config
+ * version the file last showed, written by us or read from it: a YAML edit is proposed as a
+ * compare-and-set from that version, so an edit made on a stale view is refused instead of silently
+ * undoing someone else's change.
+ *
+ * `<dataDir>/config-file.json` remembers that version and whether the node already kept a copy of
+ * its own file, across restarts: a node whose file never matched the cluster keeps one copy of it
+ * (`balancer.yaml.local-<time>`) before the first rewrite, never one per edit.
+ */
+
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ReplicatedConfig } from '../config/schema.js';
+import { validateConfigText } from '../config/validate.js';
+import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+
+export const FILE_STATE_NAME = 'config-file.json';
+
+interface PersistedFileState {
+  readonly version: number;
+  /** sha256 of the text the file last had when it matched `version`. */
+  readonly hash: string | null;
+  readonly localCopy: string | null;
+}
+
+export interface ConfigFileSyncOptions {
+  readonly file: string;
+  readonly dataDir: string;
+  readonly logger: Logger;
+  /** Tells the file watcher the text we are about to write. */
+  readonly noteOwnWrite: (text: string) => void;
+  readonly now?: () => Date;
+}
+
+/** `2024-05-01T12-30-45.123Z`: an ISO time that is also a portable file-name part. */
+export function fileStamp(date: Date): string {
+  return date.toISOString().replace(/:/g, '-');
+}
+
+export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
+  return JSON.stringify({ routes: a.routes, pools: a.pools }) === JSON.stringify({ routes: b.routes, pools: b.pools });
+}
+
+function hashOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export class ConfigFileSync {
+  private state: PersistedFileState = { version: 0, hash: null, localCopy: null };
+  /** File operations one at a time: each reads what the previous one wrote. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly options: ConfigFileSyncOptions;
+
+  private constructor(options: ConfigFileSyncOptions) {
+    this.options = options;
+  }
+
+  static async open(options: ConfigFileSyncOptions): Promise<ConfigFileSync> {
+    const sync = new ConfigFileSync(options);
+    try {
+      const parsed = JSON.parse(await readFile(join(options.dataDir, FILE_STATE_NAME), 'utf8')) as Partial<PersistedFileState>;
+      sync.state = {
+        version: Number.isSafeInteger(parsed.version) ? parsed.version! : 0,
+        hash: typeof parsed.hash === 'string' ? parsed.hash : null,
+        localCopy: typeof parsed.localCopy === 'string' ? parsed.localCopy : null,
+      };
+    } catch {
+      // First start of this data dir: the file has never shown a cluster version.
+    }
+    return sync;
+  }
+
+  /** The config version the file last showed (0: never matched the cluster). */
+  get version(): number {
+    return this.state.version;
+  }
+
+  /** Whether `text` is exactly what the file held when it last matched the cluster (so not an operator's edit). */
+  isLastSynced(text: string): boolean {
+    return this.state.hash === hashOf(text);
+  }
+
+  /** The file was read and its replicated part equals `version`. */
+  noteShown(version: number, text: string): Promise<void> {
+    return this.serialised(() => this.record(version, text));
+  }
+
+  /**
+   * Writes `config` (at `version`) into the file unless it already says that. Returns false when the
+   * file could not be rewritten (unreadable, or not YAML at all); that is logged, and the next apply retries.
+   */
+  writeBack(version: number, config: ReplicatedConfig): Promise<boolean> {
+    return this.serialised(async () => {
+      const { file, logger } = this.options;
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (error) {
+        logger.error('cannot read the config file to write the replicated config into it', { file, error: errorMessage(error) });
+        return false;
+      }
+      const current = validateConfigText(text, file);
+      if (current.ok && sameReplicated(current.config, config)) {
+        await this.record(version, text);
+        return true;
+      }
+      if (this.state.version === 0 && this.state.localCopy === null && !this.isLastSynced(text)) {
+        const copy = `${file}.local-${fileStamp(this.now())}`;
+        await writeFileAtomic(copy, text);
+        this.state = { ...this.state, localCopy: copy };
+        logger.warn('the cluster config differs from this node\'s file: kept a copy of the file before rewriting it', { file, copy, version });
+      }
+      let rewritten: string;
+      try {
+        rewritten = rewriteReplicatedSections(text, config);
+      } catch (error) {
+        logger.error('cannot rewrite the config file; it keeps its current text', { file, version, error: errorMessage(error) });
+        return false;
+      }
+      this.options.noteOwnWrite(rewritten);
+      try {
+        await writeFileAtomic(file, rewritten);
+      } catch (error) {
+        logger.error('cannot write the config file', { file, version, error: errorMessage(error) });
+        return false;
+      }
+      await this.record(version, rewritten);
+      logger.info('config file rewritten', { file, version });
+      return true;
+    });
+  }
+
+  /** Saves a refused edit beside the file; returns its path. */
+  saveRejected(text: string): Promise<string> {
+    return this.serialised(async () => {
+      const path = `${this.options.file}.rejected-${fileStamp(this.now())}`;
+      await writeFileAtomic(path, text);
+      return path;
+    });
+  }
+
+  private now(): Date {
+    return this.options.now?.() ?? new Date();
+  }
+
+  private async record(version: number, text: string): Promise<void> {
+    const hash = hashOf(text);
+    if (this.state.version === version && this.state.hash === hash) return;
+    this.state = { ...this.state, version, hash };
+    try {
+      await writeFileAtomic(join(this.options.dataDir, FILE_STATE_NAME), JSON.stringify(this.state) + '\n');
+    } catch (error) {
+      this.options.logger.warn('cannot record the config file version in the data dir', { error: errorMessage(error) });
+    }
+  }
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}

@@ -1,0 +1,170 @@
+// The replicated state machine of a balancer cluster: config commands, request-id dedupe and membership with addresses; pure, snapshotable.
+
+/*
+ * Every node applies every committed entry through here, in log order, so everything in this file must be
+ * deterministic: no clock, no randomness, no I/O, and iteration orders fixed by the order of application.
+ * Normal entries carry an envelope `{"requestId": ..., "command": ...}`; the command goes through the same
+ * reducer (and so the same validator) as on a single node, with the entry's log index as the new version.
+ * A request id seen before answers with the stored outcome and changes nothing, which is what lets a
+ * client retry a proposal (same id, any node) without it taking effect twice.
+ */
+
+import { RequestDedupe, type DedupeSnapshot } from '../raft/core/dedupe.js';
+import type { ConfChange, Entry } from '../raft/core/types.js';
+import { toPlainReplicated } from '../config/plain.js';
+import { validateReplicated } from '../config/validate.js';
+import type { PlainReplicated } from '../control/types.js';
+import { BalancerError } from '../errors.js';
+import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from './commands.js';
+
+export interface ProposalEnvelope {
+  readonly requestId: string;
+  readonly command: ConfigCommand;
+}
+
+/** What a command came to; stored in the dedupe table as JSON, so a retry gets the same answer. */
+export type CommandOutcome =
+  | { readonly ok: true; readonly version: number; readonly backend?: { id: string; url: string; weight: number } }
+  | { readonly ok: false; readonly error: CommandFailure };
+
+export interface ClusterMemberRecord {
+  readonly id: string;
+  /** Where peers reach the member, as given to `cluster add`; null for members of the bootstrap peers list. */
+  readonly address: string | null;
+  readonly voter: boolean;
+}
+
+export interface StateMachineSnapshot {
+  readonly format: 1;
+  readonly version: number;
+  readonly config: PlainReplicated;
+  readonly members: readonly ClusterMemberRecord[];
+  readonly dedupe: DedupeSnapshot;
+}
+
+export type AppliedEffect =
+  | { readonly kind: 'noop' }
+  | { readonly kind: 'command'; readonly requestId: string | undefined; readonly outcome: CommandOutcome; readonly duplicate: boolean }
+  | { readonly kind: 'malformed'; readonly reason: string };
+
+const SNAPSHOT_FORMAT = 1;
+
+export function encodeEnvelope(envelope: ProposalEnvelope): string {
+  return JSON.stringify(envelope);
+}
+
+function decodeEnvelope(data: string): ProposalEnvelope | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    return 'entry data is not JSON';
+  }
+  if (typeof value !== 'object' || value === null) return 'entry data is not an object';
+  const record = value as { requestId?: unknown; command?: unknown };
+  const command = record.command as { type?: unknown } | undefined;
+  if (typeof record.requestId !== 'string' || typeof command !== 'object' || command === null || typeof command.type !== 'string') {
+    return 'entry data is not a {requestId, command} envelope';
+  }
+  return record as ProposalEnvelope;
+}
+
+export class ConfigStateMachine {
+  private configState: ConfigState = EMPTY_CONFIG_STATE;
+  private readonly memberMap = new Map<string, ClusterMemberRecord>();
+  private dedupe: RequestDedupe;
+
+  constructor(dedupeCapacity?: number) {
+    this.dedupe = new RequestDedupe(dedupeCapacity);
+  }
+
+  get state(): ConfigState {
+    return this.configState;
+  }
+
+  get version(): number {
+    return this.configState.version;
+  }
+
+  members(): ClusterMemberRecord[] {
+    return [...this.memberMap.values()];
+  }
+
+  member(id: string): ClusterMemberRecord | undefined {
+    return this.memberMap.get(id);
+  }
+
+  /** Applies a committed normal or empty entry. Never throws: a bad entry is reported, and skipped alike on every node. */
+  applyEntry(entry: Entry): AppliedEffect {
+    if (entry.type === 'empty' || entry.data === '') return { kind: 'noop' };
+    if (entry.type !== 'normal') return { kind: 'malformed', reason: `${entry.type} entry given to applyEntry` };
+    const envelope = decodeEnvelope(entry.data);
+    if (typeof envelope === 'string') return { kind: 'malformed', reason: envelope };
+    const requestId = entry.requestId ?? envelope.requestId;
+    const stored = this.dedupe.lookup(requestId);
+    if (stored !== undefined) {
+      return { kind: 'command', requestId, outcome: JSON.parse(stored) as CommandOutcome, duplicate: true };
+    }
+    const result = applyCommand(this.configState, envelope.command, entry.index);
+    let outcome: CommandOutcome;
+    if (result.ok) {
+      this.configState = result.state;
+      outcome = { ok: true, version: result.state.version, ...(result.backend === undefined ? {} : { backend: result.backend }) };
+    } else {
+      outcome = { ok: false, error: result.error };
+    }
+    this.dedupe.record(requestId, JSON.stringify(outcome));
+    return { kind: 'command', requestId, outcome, duplicate: false };
+  }
+
+  /** Applies a committed membership change; the address, when the change carries one, is what new peers dial. */
+  applyConfChange(cc: ConfChange): void {
+    if (cc.type === 'remove') {
+      this.memberMap.delete(cc.nodeId);
+      return;
+    }
+    const previous = this.memberMap.get(cc.nodeId);
+    this.memberMap.set(cc.nodeId, {
+      id: cc.nodeId,
+      address: cc.address ?? previous?.address ?? null,
+      voter: cc.type === 'add-voter',
+    });
+  }
+
+  snapshot(): string {
+    const snapshot: StateMachineSnapshot = {
+      format: SNAPSHOT_FORMAT,
+      version: this.configState.version,
+      config: toPlainReplicated(this.configState.config) as PlainReplicated,
+      members: this.members(),
+      dedupe: this.dedupe.toJSON(),
+    };
+    return JSON.stringify(snapshot);
+  }
+
+  /** Replaces the whole state with a snapshot's; throws INTERNAL when the data is not one of ours. */
+  restore(data: string): void {
+    let parsed: StateMachineSnapshot;
+    try {
+      parsed = JSON.parse(data) as StateMachineSnapshot;
+    } catch (error) {
+      throw new BalancerError('INTERNAL', 'state machine snapshot is not JSON', { cause: error });
+    }
+    if (parsed.format !== SNAPSHOT_FORMAT || !Number.isInteger(parsed.version) || !Array.isArray(parsed.members)) {
+      throw new BalancerError('INTERNAL', 'state machine snapshot has an unknown format');
+    }
+    let state: ConfigState = EMPTY_CONFIG_STATE;
+    if (parsed.version > 0) {
+      // Validated like any command: a snapshot from a node with another validator fails loudly, not subtly.
+      const validated = validateReplicated(parsed.config, 'snapshot');
+      if (!validated.ok) {
+        throw new BalancerError('INTERNAL', `state machine snapshot holds an invalid config: ${validated.problems[0]?.message ?? ''}`);
+      }
+      state = { version: parsed.version, config: validated.config };
+    }
+    this.configState = state;
+    this.memberMap.clear();
+    for (const member of parsed.members) this.memberMap.set(member.id, { id: member.id, address: member.address, voter: member.voter });
+    this.dedupe = RequestDedupe.fromJSON(parsed.dedupe);
+  }
+}

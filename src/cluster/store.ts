@@ -1,0 +1,567 @@
+// The Raft-backed control plane: admin writes, file edits and membership go through the log; every applied config reaches the data plane and the file.
+
+/*
+ * Writes propose an envelope with a fresh request id and wait until this node applies the entry with
+ * that id; that works on any node, because a follower forwards the proposal to the leader and every
+ * node applies every entry. A proposal lost on the way (leader change, partition) is proposed again
+ * with the same id, so it takes effect once even if both copies commit (see state-machine.ts). No call
+ * waits longer than `writeTimeoutMs`: then it fails with NO_LEADER (no leader known) or
+ * PROPOSAL_TIMEOUT, both 503 in the admin API. A node that knows there is no leader waits at most two
+ * election timeouts for one before saying so.
+ *
+ * Reads of the config are linearizable: ReadIndex through the leader, then wait until this node has
+ * applied up to that index.
+ */
+
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { Clock, Random } from '../clock.js';
+import { systemClock } from '../clock.js';
+import { resolveReplicatedPaths } from '../config/load.js';
+import { toPlainReplicated } from '../config/plain.js';
+import type { ClusterConfig, ReplicatedConfig } from '../config/schema.js';
+import { formatProblem, validateConfigText, validateReplicated, validateReplicatedText } from '../config/validate.js';
+import { NODE_ID_PATTERN } from '../config/file-spec.js';
+import { poolStatusViews } from '../control/status.js';
+import type {
+  BackendInput,
+  BackendPatch,
+  ClusterMember,
+  ClusterRole,
+  ClusterStatus,
+  ControlPlane,
+  NodeStatus,
+  PlainReplicated,
+} from '../control/types.js';
+import { BalancerError, errorMessage, isBalancerError, type ErrorCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/types.js';
+import { parseHostPort } from '../net-address.js';
+import type { DataPlane } from '../proxy/data-plane.js';
+import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/node.js';
+import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
+import type { ConfigCommand } from './commands.js';
+import { ConfigFileSync, sameReplicated } from './config-file.js';
+import { ConfigStateMachine, encodeEnvelope, type CommandOutcome } from './state-machine.js';
+
+export const CLUSTER_STORE_DEFAULTS = Object.freeze({
+  /** Longest any admin call waits for the cluster before answering 503. */
+  writeTimeoutMs: 5_000,
+  /** A YAML edit that found no quorum is proposed again after this, doubling up to the max. */
+  editRetryInitialMs: 500,
+  editRetryMaxMs: 10_000,
+  /** Bounds the retries of one file edit (about an hour at the max backoff); a newer edit supersedes it anyway. */
+  editMaxAttempts: 400,
+});
+
+export interface ClusterStoreOptions {
+  /** The node's cluster section, with the secret already read from secretFile. */
+  readonly cluster: ClusterConfig;
+  readonly file: string;
+  readonly baseDir: string;
+  readonly dataPlane: DataPlane;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly noteOwnWrite: (text: string) => void;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly writeTimeoutMs?: number;
+  readonly editRetryInitialMs?: number;
+  /** Overrides cluster.listen (tests bind port 0 and hand the real ports out afterwards). */
+  readonly listen?: string;
+}
+
+export type FileEditResult = 'applied' | 'unchanged' | 'invalid' | 'rejected' | 'superseded' | 'failed';
+
+interface Waiter {
+  readonly check: () => boolean;
+  readonly resolve: (met: boolean) => void;
+}
+
+export class ClusterStore implements ControlPlane {
+  readonly nodeId: NodeId;
+  private readonly options: ClusterStoreOptions;
+  private readonly clock: Clock;
+  private readonly writeTimeoutMs: number;
+  private readonly machine = new ConfigStateMachine();
+  private node!: RaftNode;
+  private fileSync!: ConfigFileSync;
+  private readonly outcomes = new Map<string, CommandOutcome | null>();
+  private readonly reads = new Map<string, number | null>();
+  private readonly waiters = new Set<Waiter>();
+  private servedVersion = 0;
+  private seeding = false;
+  private editGeneration = 0;
+  private stopped = false;
+
+  private constructor(options: ClusterStoreOptions) {
+    this.options = options;
+    this.nodeId = options.cluster.nodeId;
+    this.clock = options.clock ?? systemClock;
+    this.writeTimeoutMs = options.writeTimeoutMs ?? CLUSTER_STORE_DEFAULTS.writeTimeoutMs;
+  }
+
+  /** Opens the data dir, replays the log into the state machine, joins the peers. */
+  static async start(options: ClusterStoreOptions): Promise<ClusterStore> {
+    const store = new ClusterStore(options);
+    const cluster = options.cluster;
+    if (cluster.secret === null) throw new BalancerError('CONFIG_INVALID', 'cluster.secret (or a readable secretFile) is required');
+    store.fileSync = await ConfigFileSync.open({
+      file: options.file,
+      dataDir: cluster.dataDir,
+      logger: options.logger,
+      noteOwnWrite: options.noteOwnWrite,
+    });
+    store.node = await RaftNode.start({
+      nodeId: cluster.nodeId,
+      listen: options.listen ?? cluster.listen,
+      peers: cluster.peers,
+      secret: cluster.secret,
+      dataDir: cluster.dataDir,
+      electionTimeoutMs: cluster.electionTimeoutMs,
+      heartbeatIntervalMs: cluster.heartbeatIntervalMs,
+      ...(cluster.join === undefined ? {} : { join: cluster.join }),
+      ...(cluster.snapshotEvery === undefined ? {} : { snapshotEvery: cluster.snapshotEvery }),
+      applier: store.applier(),
+      logger: options.logger,
+      metrics: options.metrics.raft,
+      clock: store.clock,
+      ...(options.random === undefined ? {} : { random: options.random }),
+    });
+    store.node.on((event) => store.onNodeEvent(event));
+    return store;
+  }
+
+  /** The Raft driver, for tests and tooling (peer port, status). */
+  get raft(): RaftNode {
+    return this.node;
+  }
+
+  get version(): number {
+    return this.machine.version;
+  }
+
+  /** The config version this node's file last showed. */
+  get fileVersion(): number {
+    return this.fileSync.version;
+  }
+
+  ready(): boolean {
+    return !this.stopped && this.node.leaderId !== null && this.machine.version > 0 && this.options.dataPlane.ready;
+  }
+
+  status(): NodeStatus {
+    return {
+      node: this.nodeId,
+      version: this.machine.version,
+      ready: this.ready(),
+      pools: poolStatusViews(this.options.dataPlane),
+      cluster: this.cluster(),
+    };
+  }
+
+  cluster(): ClusterStatus {
+    const status = this.node.status();
+    const { voters, learners } = status.confState;
+    const learner = learners.includes(this.nodeId);
+    const role: ClusterRole = status.role === 'follower' && learner ? 'learner' : status.role;
+    const stats = this.node.peerStats();
+    const members: ClusterMember[] = [...voters, ...learners].map((id) => ({
+      id,
+      address: this.options.cluster.peers[id] ?? this.machine.member(id)?.address ?? '',
+      voter: voters.includes(id),
+      matchIndex: status.progress?.[id]?.match ?? null,
+      reachable: id === this.nodeId ? true : (stats[id]?.reachable ?? null),
+    }));
+    return {
+      nodeId: this.nodeId,
+      role,
+      term: status.term,
+      leader: status.leader,
+      commitIndex: status.commit,
+      appliedIndex: this.node.applied,
+      members,
+    };
+  }
+
+  async getConfig(): Promise<{ version: number; config: PlainReplicated }> {
+    const deadline = this.clock.now() + this.writeTimeoutMs;
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      await this.awaitLeader(deadline);
+      const context = randomUUID();
+      this.reads.set(context, null);
+      try {
+        try {
+          this.node.readIndex(context);
+        } catch (error) {
+          if (isRetryable(error)) continue;
+          throw error;
+        }
+        const answered = await this.waitFor(() => this.reads.get(context) !== null, this.attemptMs(deadline));
+        const index = this.reads.get(context);
+        if (!answered || index === null || index === undefined) {
+          if (this.clock.now() >= deadline) break;
+          continue;
+        }
+        if (!(await this.waitFor(() => this.node.applied >= index, deadline - this.clock.now()))) break;
+        const state = this.machine.state;
+        return { version: state.version, config: toPlainReplicated(state.config) as PlainReplicated };
+      } finally {
+        this.reads.delete(context);
+      }
+    }
+    throw this.timeoutError('read the config');
+  }
+
+  async putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string }): Promise<{ version: number }> {
+    if (options.sourceText !== undefined) {
+      const fromText = validateReplicatedText(options.sourceText, 'request body');
+      if (!fromText.ok) throw invalid(fromText.problems);
+    }
+    // Checked here too so an invalid body never costs a log entry; apply validates again on every node.
+    const checked = validateReplicated(body);
+    if (!checked.ok) throw invalid(checked.problems);
+    const outcome = await this.submit({
+      type: 'set-config',
+      config: toPlainReplicated(checked.config) as PlainReplicated,
+      ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
+    });
+    return { version: outcome.version };
+  }
+
+  async addBackend(pool: string, input: BackendInput): Promise<{ version: number; backend: { id: string; url: string; weight: number } }> {
+    const outcome = await this.submit({ type: 'add-backend', pool, backend: input });
+    return { version: outcome.version, backend: outcome.backend! };
+  }
+
+  async updateBackend(pool: string, id: string, patch: BackendPatch): Promise<{ version: number }> {
+    return { version: (await this.submit({ type: 'update-backend', pool, id, patch })).version };
+  }
+
+  async removeBackend(pool: string, id: string): Promise<{ version: number }> {
+    return { version: (await this.submit({ type: 'remove-backend', pool, id })).version };
+  }
+
+  /** Adds a voter or learner; adding an existing learner as a voter promotes it. */
+  async addMember(id: string, address: string, learner: boolean): Promise<ClusterStatus> {
+    if (!NODE_ID_PATTERN.test(id) || id.length > 64) throw new BalancerError('BAD_REQUEST', `"${id}" is not a valid node id (letters, digits and _ . -)`);
+    try {
+      parseHostPort(address);
+    } catch (error) {
+      throw new BalancerError('BAD_REQUEST', errorMessage(error));
+    }
+    const change: ConfChange = { type: learner ? 'add-learner' : 'add-voter', nodeId: id, address };
+    const done = (): boolean => {
+      const { voters, learners } = this.node.status().confState;
+      return (learner ? learners : voters).includes(id) && (this.machine.member(id)?.address ?? address) === address;
+    };
+    return this.changeMembership(change, done);
+  }
+
+  async removeMember(id: string): Promise<ClusterStatus> {
+    const isMember = (): boolean => {
+      const { voters, learners } = this.node.status().confState;
+      return voters.includes(id) || learners.includes(id);
+    };
+    if (!isMember()) throw new BalancerError('NOT_FOUND', `"${id}" is not a member of the cluster`);
+    return this.changeMembership({ type: 'remove', nodeId: id }, () => !isMember());
+  }
+
+  async transferLeader(id: string): Promise<ClusterStatus> {
+    if (!this.node.status().confState.voters.includes(id)) {
+      throw new BalancerError('BAD_REQUEST', `"${id}" is not a voter; leadership can move only to a voter`);
+    }
+    const deadline = this.clock.now() + this.writeTimeoutMs;
+    for (let attempt = 0; attempt < 1000 && this.clock.now() < deadline; attempt++) {
+      if (this.node.leaderId === id) return this.cluster();
+      await this.awaitLeader(deadline);
+      this.node.transferLeader(id);
+      if (await this.waitFor(() => this.node.leaderId === id, this.attemptMs(deadline))) return this.cluster();
+    }
+    throw this.timeoutError(`transfer leadership to ${id}`);
+  }
+
+  /**
+   * A YAML edit (the watcher, or SIGHUP): validate the whole file, and propose its routes and pools as a
+   * compare-and-set from the version the file last showed. Resolves once the edit is settled: committed,
+   * refused (saved beside the file as .rejected-<time>), invalid, or superseded by a newer edit.
+   */
+  async reloadFromText(text: string): Promise<FileEditResult> {
+    const { file, logger, metrics } = this.options;
+    const generation = ++this.editGeneration;
+    const validated = validateConfigText(text, file);
+    if (!validated.ok) {
+      metrics.configReload('failure');
+      for (const problem of validated.problems) logger.error(formatProblem(file, problem), { file });
+      logger.error('config edit rejected: the file is invalid; nothing was proposed', { file, problems: validated.problems.length });
+      return 'invalid';
+    }
+    const edited: ReplicatedConfig = { routes: validated.config.routes, pools: validated.config.pools };
+    if (sameReplicated(edited, this.machine.state.config) && this.machine.version > 0) {
+      await this.fileSync.noteShown(this.machine.version, text);
+      return 'unchanged';
+    }
+    if (this.fileSync.isLastSynced(text)) return 'unchanged';
+    const expectedVersion = this.fileSync.version;
+    const command: ConfigCommand = { type: 'set-config', config: toPlainReplicated(edited) as PlainReplicated, expectedVersion };
+    const requestId = randomUUID();
+    logger.info('config edit proposed from the file', { file, expectedVersion });
+    let backoff = this.options.editRetryInitialMs ?? CLUSTER_STORE_DEFAULTS.editRetryInitialMs;
+    for (let attempt = 1; attempt <= CLUSTER_STORE_DEFAULTS.editMaxAttempts; attempt++) {
+      if (this.stopped) return 'superseded';
+      try {
+        const outcome = await this.submit(command, requestId);
+        metrics.configReload('success');
+        logger.info('config edit committed', { file, version: outcome.version });
+        return 'applied';
+      } catch (error) {
+        if (isBalancerError(error, 'VERSION_MISMATCH')) {
+          metrics.configReload('failure');
+          const saved = await this.fileSync.saveRejected(text);
+          logger.warn('config edit rejected: the replicated config changed since the file was written; the edit was saved and the file rewritten', {
+            file,
+            saved,
+            expectedVersion,
+            currentVersion: this.machine.version,
+          });
+          await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
+          return 'rejected';
+        }
+        if (!isBalancerError(error, 'NO_LEADER') && !isBalancerError(error, 'PROPOSAL_TIMEOUT')) {
+          metrics.configReload('failure');
+          logger.error('config edit failed', { file, error: errorMessage(error) });
+          return 'failed';
+        }
+      }
+      if (generation !== this.editGeneration || this.stopped) return 'superseded';
+      logger.warn('config edit waiting for a quorum; it is not applied anywhere until committed', { file, attempt, retryInMs: backoff });
+      await this.waitFor(() => this.stopped || generation !== this.editGeneration, backoff);
+      if (generation !== this.editGeneration || this.stopped) return 'superseded';
+      backoff = Math.min(backoff * 2, CLUSTER_STORE_DEFAULTS.editRetryMaxMs);
+    }
+    return 'failed';
+  }
+
+  /** Stops the Raft node (timers, transport, data dir lock); pending calls fail. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.node.stop();
+    for (const waiter of [...this.waiters]) {
+      this.waiters.delete(waiter);
+      waiter.resolve(false);
+    }
+  }
+
+  // ---- the state machine the driver applies to ----
+
+  private applier(): RaftApplier {
+    return {
+      restoreSnapshot: (snapshot: Snapshot) => {
+        this.machine.restore(snapshot.data);
+      },
+      applyEntry: (entry: Entry) => {
+        const effect = this.machine.applyEntry(entry);
+        if (effect.kind === 'malformed') {
+          this.options.logger.error('skipping a malformed log entry', { index: entry.index, reason: effect.reason });
+        } else if (effect.kind === 'command' && effect.requestId !== undefined && this.outcomes.has(effect.requestId)) {
+          this.outcomes.set(effect.requestId, effect.outcome);
+        }
+      },
+      applyConfChange: (_entry: Entry, change: ConfChange) => {
+        this.machine.applyConfChange(change);
+      },
+      snapshotData: () => this.machine.snapshot(),
+      memberAddress: (id: NodeId) => this.machine.member(id)?.address ?? null,
+    };
+  }
+
+  private onNodeEvent(event: RaftNodeEvent): void {
+    switch (event.type) {
+      case 'applied':
+        this.serveAppliedConfig();
+        break;
+      case 'read':
+        if (this.reads.has(event.context)) this.reads.set(event.context, event.index);
+        break;
+      case 'leader':
+        if (event.leader === this.nodeId && this.machine.version === 0) void this.seedFromFile();
+        break;
+      case 'failed':
+        break;
+    }
+    this.recheckWaiters();
+  }
+
+  /** Hands a newly applied config to the data plane at once, and to the file in the background. */
+  private serveAppliedConfig(): void {
+    const { version, config } = this.machine.state;
+    if (version === this.servedVersion || version === 0) return;
+    this.servedVersion = version;
+    this.options.dataPlane.apply(version, resolveReplicatedPaths(config, this.options.baseDir));
+    this.options.logger.info('config applied', { node: this.nodeId, version, pools: Object.keys(config.pools) });
+    void this.fileSync.writeBack(version, config).catch((error: unknown) => {
+      this.options.logger.error('config file write-back failed', { error: errorMessage(error) });
+    });
+  }
+
+  /** A fresh cluster's first leader proposes its own file's routes and pools; CAS on version 0 lets only one seed win. */
+  private async seedFromFile(): Promise<void> {
+    if (this.seeding) return;
+    this.seeding = true;
+    const { file, logger } = this.options;
+    try {
+      const text = await readFile(file, 'utf8');
+      const validated = validateConfigText(text, file);
+      if (!validated.ok) {
+        logger.error('cannot seed the cluster config: this node\'s file is invalid', { file, problems: validated.problems.length });
+        return;
+      }
+      const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools }) as PlainReplicated;
+      const outcome = await this.submit({ type: 'set-config', config, expectedVersion: 0 });
+      await this.fileSync.noteShown(outcome.version, text);
+      logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });
+    } catch (error) {
+      if (isBalancerError(error, 'VERSION_MISMATCH')) {
+        logger.debug('another node seeded the config first', { node: this.nodeId });
+      } else {
+        logger.warn('seeding the config from the local file failed; the next leader retries', { error: errorMessage(error) });
+      }
+    } finally {
+      this.seeding = false;
+    }
+  }
+
+  // ---- proposals ----
+
+  /**
+   * Proposes `command` and resolves with its outcome once this node applied it; a refused command
+   * rejects with its code. Lost proposals are retried with the same request id until the deadline.
+   */
+  private async submit(command: ConfigCommand, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true }> {
+    const metrics = this.options.metrics.raft;
+    const data = encodeEnvelope({ requestId, command });
+    const deadline = this.clock.now() + this.writeTimeoutMs;
+    this.outcomes.set(requestId, null);
+    try {
+      for (let attempt = 0; attempt < 1000; attempt++) {
+        if (attempt > 0 && (this.stopped || this.clock.now() >= deadline)) break;
+        try {
+          await this.awaitLeader(deadline);
+        } catch (error) {
+          metrics.proposal('dropped');
+          throw error;
+        }
+        try {
+          this.node.propose(data, requestId);
+        } catch (error) {
+          if (!isRetryable(error)) throw error;
+          // The leader is being replaced or transferring: give it a moment, then try again.
+          await this.waitFor(() => this.outcomes.get(requestId) !== null, Math.min(100, Math.max(0, deadline - this.clock.now())));
+          if (this.outcomes.get(requestId) === null) continue;
+        }
+        await this.waitFor(() => this.outcomes.get(requestId) !== null || this.stopped, this.attemptMs(deadline));
+        const outcome = this.outcomes.get(requestId);
+        if (outcome !== null && outcome !== undefined) {
+          if (outcome.ok) {
+            metrics.proposal('committed');
+            return outcome;
+          }
+          metrics.proposal('rejected');
+          throw new BalancerError(outcome.error.code, outcome.error.message, { details: outcome.error.details });
+        }
+        if (this.stopped || this.clock.now() >= deadline) break;
+      }
+      metrics.proposal('timeout');
+      throw this.timeoutError('commit the change');
+    } finally {
+      this.outcomes.delete(requestId);
+    }
+  }
+
+  private async changeMembership(change: ConfChange, done: () => boolean): Promise<ClusterStatus> {
+    if (done()) return this.cluster();
+    const deadline = this.clock.now() + this.writeTimeoutMs;
+    let lastRefusal: BalancerError | null = null;
+    for (let attempt = 0; attempt < 1000 && this.clock.now() < deadline; attempt++) {
+      await this.awaitLeader(deadline);
+      try {
+        this.node.proposeConfChange(change);
+      } catch (error) {
+        if (isBalancerError(error, 'MEMBERSHIP_CHANGE_PENDING')) {
+          lastRefusal = error;
+          await this.waitFor(done, Math.min(100, Math.max(0, deadline - this.clock.now())));
+          if (done()) break;
+          continue;
+        }
+        if (!isRetryable(error)) throw error;
+      }
+      if (await this.waitFor(done, this.attemptMs(deadline))) break;
+    }
+    if (done()) {
+      this.options.logger.info('cluster membership change committed', { node: this.nodeId, change: change.type, member: change.nodeId });
+      return this.cluster();
+    }
+    throw lastRefusal ?? this.timeoutError(`${change.type} ${change.nodeId}`);
+  }
+
+  /** Resolves once a leader is known; throws NO_LEADER if none shows up within two election timeouts (or the deadline). */
+  private async awaitLeader(deadline: number): Promise<void> {
+    if (this.stopped) throw new BalancerError('NO_LEADER', `node ${this.nodeId} is stopping`);
+    if (this.node.leaderId !== null) return;
+    const patience = Math.min(Math.max(0, deadline - this.clock.now()), 2 * this.node.electionTimeoutMs);
+    if (await this.waitFor(() => this.node.leaderId !== null, patience)) return;
+    throw new BalancerError('NO_LEADER', `node ${this.nodeId} knows no leader: the cluster has no quorum or is electing one`);
+  }
+
+  /** One attempt gets an election timeout: long enough for a healthy commit, short enough to retry after a lost leader. */
+  private attemptMs(deadline: number): number {
+    return Math.max(0, Math.min(deadline - this.clock.now(), Math.max(200, this.node.electionTimeoutMs)));
+  }
+
+  private timeoutError(what: string): BalancerError {
+    if (this.node.leaderId === null) {
+      return new BalancerError('NO_LEADER', `could not ${what}: node ${this.nodeId} knows no leader`);
+    }
+    return new BalancerError('PROPOSAL_TIMEOUT', `could not ${what} within ${this.writeTimeoutMs} ms; the cluster may have lost its quorum`);
+  }
+
+  // ---- waiting on events, never on sleeps ----
+
+  private waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (check()) return Promise.resolve(true);
+    if (timeoutMs <= 0 || this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = this.clock.setTimeout(() => {
+        this.waiters.delete(waiter);
+        resolve(check());
+      }, timeoutMs);
+      const waiter: Waiter = {
+        check,
+        resolve: (met) => {
+          this.clock.clearTimeout(timer);
+          resolve(met);
+        },
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  private recheckWaiters(): void {
+    for (const waiter of [...this.waiters]) {
+      if (!waiter.check()) continue;
+      this.waiters.delete(waiter);
+      waiter.resolve(true);
+    }
+  }
+}
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NO_LEADER', 'NOT_LEADER', 'PROPOSAL_DROPPED']);
+
+function isRetryable(error: unknown): boolean {
+  return error instanceof BalancerError && RETRYABLE.has(error.code);
+}
+
+function invalid(problems: readonly { path: string; message: string; line?: number; column?: number }[]): BalancerError {
+  return new BalancerError('CONFIG_INVALID', `config rejected: ${problems.length} problem(s)`, { details: problems });
+}
