@@ -24,6 +24,8 @@ export type RequestOutcome = 'success' | 'http-5xx' | 'gateway-failure' | 'abort
 /** What the forwarder needs of a backend; the pool runtime's backends provide it. */
 export interface ForwardBackend {
   readonly id: string;
+  /** Requests in flight to this backend, across config versions. */
+  readonly inflight: number;
   readonly metrics: BackendMetrics;
   requestStarted(): void;
   requestFinished(outcome: RequestOutcome): void;
@@ -57,6 +59,13 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /** Pipes the request body into the upstream request only once its connection is up, so a refused connection consumes nothing and the request can be retried. */
 interface BodySource {
   pipe(destination: ClientRequest): ClientRequest;
+}
+
+/** A request waiting for a backend under its circuit-breaker cap to free a slot. */
+interface Waiter {
+  readonly exchange: Exchange;
+  readonly lastFailure: FailureKind | null;
+  readonly timer: NodeJS.Timeout;
 }
 
 /** State of one client request across its attempts. */
@@ -130,6 +139,7 @@ export class Forwarder {
   private readonly logger: Logger;
   private readonly trustedProxies: TrustedProxies;
   private readonly accessLog: boolean;
+  private readonly waiting = new Map<ForwardPool, Waiter[]>();
 
   constructor(options: ForwarderOptions) {
     this.logger = options.logger;
@@ -177,8 +187,17 @@ export class Forwarder {
 
   /** `lastFailure` is the failure being retried: when no backend is left to retry on, the client gets it. */
   private attempt(exchange: Exchange, lastFailure: FailureKind | null): void {
+    if (exchange.clientGone) {
+      if (lastFailure !== null) exchange.entry.pool.finishRetry();
+      return;
+    }
     const { entry } = exchange;
-    const backend = entry.pool.pick(exchange.excluded ?? undefined);
+    const picked = this.pickUnderCap(entry, exchange.excluded);
+    if (picked === 'all-full') {
+      this.waitForSlot(exchange, lastFailure);
+      return;
+    }
+    const backend = picked;
     if (backend === undefined) {
       if (lastFailure !== null) {
         entry.pool.finishRetry();
@@ -230,6 +249,70 @@ export class Forwarder {
     this.proxy.web(exchange.req, exchange.res, { target: upstream.target, agent: upstream.agent, buffer: body } as unknown as httpProxy.ServerOptions, (error: Error) =>
       this.fail(attempt, error),
     );
+  }
+
+  /**
+   * Envoy-style circuit breaking: a backend at `maxRequestsPerBackend` is skipped; when every available
+   * backend is at its cap the request waits in a bounded queue, or gets 503 at once when that is full too.
+   */
+  private pickUnderCap(entry: PoolEntry, excluded: Set<string> | null): ForwardBackend | undefined | 'all-full' {
+    const cap = entry.pool.config.circuitBreaker.maxRequestsPerBackend;
+    const first = entry.pool.pick(excluded ?? undefined);
+    if (cap === 0 || first === undefined || first.inflight < cap) return first;
+    const skipped = new Set(excluded);
+    let candidate: ForwardBackend | undefined = first;
+    while (candidate !== undefined && candidate.inflight >= cap) {
+      skipped.add(candidate.id);
+      candidate = entry.pool.pick(skipped);
+    }
+    return candidate ?? 'all-full';
+  }
+
+  private waitForSlot(exchange: Exchange, lastFailure: FailureKind | null): void {
+    const pool = exchange.entry.pool;
+    const breaker = pool.config.circuitBreaker;
+    const queue = this.waiting.get(pool) ?? [];
+    const capacity = breaker.maxPendingPerBackend * pool.config.backends.length;
+    if (queue.length >= capacity) {
+      if (lastFailure !== null) pool.finishRetry();
+      exchange.finalCode = 'CIRCUIT_OPEN';
+      exchange.entry.metrics.requestWithoutBackend('5xx');
+      sendError(exchange.res, 503, 'CIRCUIT_OPEN', `every backend of pool "${pool.name}" is at its concurrency limit and the wait queue is full`, { 'retry-after': '1' });
+      return;
+    }
+    const waitMs = pool.config.timeouts.connectMs;
+    const waiter: Waiter = {
+      exchange,
+      lastFailure,
+      timer: setTimeout(() => {
+        this.removeWaiter(pool, waiter);
+        if (lastFailure !== null) pool.finishRetry();
+        if (exchange.clientGone) return;
+        exchange.finalCode = 'CIRCUIT_OPEN';
+        exchange.entry.metrics.requestWithoutBackend('5xx');
+        sendError(exchange.res, 503, 'CIRCUIT_OPEN', `no backend of pool "${pool.name}" freed a slot within ${waitMs} ms`, { 'retry-after': '1' });
+      }, waitMs),
+    };
+    queue.push(waiter);
+    this.waiting.set(pool, queue);
+  }
+
+  private removeWaiter(pool: ForwardPool, waiter: Waiter): void {
+    const queue = this.waiting.get(pool);
+    if (queue === undefined) return;
+    const index = queue.indexOf(waiter);
+    if (index !== -1) queue.splice(index, 1);
+    if (queue.length === 0) this.waiting.delete(pool);
+  }
+
+  /** A slot freed in this pool: the oldest waiter tries again. */
+  private wakeWaiter(pool: ForwardPool): void {
+    const queue = this.waiting.get(pool);
+    const waiter = queue?.shift();
+    if (waiter === undefined) return;
+    if (queue!.length === 0) this.waiting.delete(pool);
+    clearTimeout(waiter.timer);
+    this.attempt(waiter.exchange, waiter.lastFailure);
   }
 
   private timeouts(exchange: Exchange) {
@@ -304,6 +387,12 @@ export class Forwarder {
     attempt.proxyReq?.destroy();
     attempt.backend.requestFinished(outcome);
     if (attempt.isRetry) attempt.exchange.entry.pool.finishRetry();
+    this.slotFreed(attempt);
+  }
+
+  private slotFreed(attempt: Attempt): void {
+    const pool = attempt.exchange.entry.pool;
+    if (pool.config.circuitBreaker.maxRequestsPerBackend > 0 && this.waiting.has(pool)) this.wakeWaiter(pool);
   }
 
   private complete(attempt: Attempt): void {
@@ -314,6 +403,7 @@ export class Forwarder {
     attempt.backend.requestFinished(attempt.status >= 500 ? 'http-5xx' : 'success');
     attempt.backend.metrics.requestFinished(statusClass(attempt.status), (performance.now() - attempt.startedAt) / 1000);
     if (attempt.isRetry) exchange.entry.pool.finishRetry();
+    this.slotFreed(attempt);
   }
 
   private fail(attempt: Attempt, error: unknown): void {
