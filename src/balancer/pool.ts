@@ -324,7 +324,7 @@ export class PoolRuntime {
         this.announce(runtime, before, runtime.state, reason);
       }
     }
-    for (const runtime of this.backends) runtime.metrics.setUp(runtime.state === 'up');
+    for (const runtime of this.backends) publishState(runtime);
     this.updatePanic();
   }
 
@@ -410,7 +410,7 @@ export class PoolRuntime {
       backend.metrics.ejected();
       this.scheduleEjectionEnd(live);
     }
-    backend.metrics.setUp(backend.state === 'up');
+    publishState(backend);
     // Reported as health states even while draining (state stays 'draining'): it tells the operator what they will get back.
     this.announce(backend, transition.from, transition.to, transition.reason);
     this.updatePanic();
@@ -484,4 +484,10 @@ function readCa(config: PoolConfig): string | null {
   } catch (error) {
     throw new BalancerError('CONFIG_IO', `pool ${config.name}: cannot read tls.ca ${path}: ${errorMessage(error)}`, { cause: error });
   }
+}
+
+/** backend_up and backend_draining together, so alerts can tell a drained backend from a dead one. */
+function publishState(backend: BackendRuntime): void {
+  backend.metrics.setUp(backend.state === 'up');
+  backend.metrics.setDraining?.(backend.state === 'draining');
 }
