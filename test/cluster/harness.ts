@@ -91,6 +91,8 @@ export interface StartOptions {
   /** The file to write before starting; omitted: keep the one on disk (restart). */
   readonly text?: string;
   readonly writeTimeoutMs?: number;
+  /** false: only the new node learns the others' addresses; they must learn its address from the log (cluster add). */
+  readonly announce?: boolean;
 }
 
 /** Everything a test waits on re-checks when any node logs (applies, elects, writes a file). */
@@ -100,6 +102,7 @@ export class TestCluster {
   private readonly listeners = new Set<() => void>();
   /** Raft addresses by node id, filled in as nodes bind port 0. */
   readonly addresses: Record<string, string> = {};
+  private readonly unannounced = new Set<string>();
 
   constructor(readonly voterIds: readonly string[]) {}
 
@@ -169,14 +172,19 @@ export class TestCluster {
     this.addresses[id] = `127.0.0.1:${store.raft.port}`;
     const node: TestNode = { id, dir, file, dataDir, store, dataPlane, lines, raftMetrics, watcher };
     this.nodes.set(id, node);
-    this.connectAll();
+    if (options.announce === false) this.unannounced.add(id);
+    if (options.announce === false) store.raft.setConfiguredPeers({ ...this.addresses });
+    else this.connectAll();
     store.raft.on(() => this.changed());
     return node;
   }
 
   /** Hands every running node the real address of every node started so far. */
   connectAll(): void {
-    for (const node of this.nodes.values()) node.store.raft.setConfiguredPeers({ ...this.addresses });
+    const announced = Object.fromEntries(Object.entries(this.addresses).filter(([id]) => !this.unannounced.has(id)));
+    for (const node of this.nodes.values()) {
+      node.store.raft.setConfiguredPeers(this.unannounced.has(node.id) ? { ...this.addresses } : announced);
+    }
   }
 
   async stop(id: string): Promise<void> {
