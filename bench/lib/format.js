@@ -1,0 +1,152 @@
+// Renders a results object as markdown: the stdout table of `npm run bench` and the README section of `bench/report.js`.
+
+function num(value, digits = 0) {
+  if (value === null || value === undefined) return '—';
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+function ms(us) {
+  return us === null || us === undefined ? '—' : num(us / 1000, 2);
+}
+function times(value) {
+  return value === null || value === undefined ? '—' : `${num(value, 2)}x`;
+}
+function mb(bytes) {
+  return bytes === null || bytes === undefined ? '—' : num(bytes / (1024 * 1024), 0);
+}
+
+function table(header, rows) {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+function skippedLines(section) {
+  return Object.entries(section?.skipped ?? {}).map(([id, reason]) => `- ${id}: skipped (${reason})`);
+}
+
+export function renderMarkdown(results) {
+  const out = [];
+  const m = results.machine;
+  out.push(
+    `Measured ${results.date} (${results.mode} mode) on ${m.cpuCount} x ${m.cpuModel}, ${mb(m.totalMemoryBytes)} MB RAM, ` +
+      `${m.os}; node ${results.versions.node}, ${results.versions.haproxy ?? 'no HAProxy'}, ${results.versions.nginx ?? 'no nginx'}, ` +
+      `load from ${results.loadTool}. Load average before/after: ${m.loadAverageBefore.join(' ')} / ${(m.loadAverageAfter ?? []).join(' ')}` +
+      ' (a shared machine: req/s swings from run to run; CPU per request is steadier).',
+  );
+  out.push('');
+  const http = results.http;
+  if (http) {
+    out.push(
+      `**GET, small body**: ${http.settings.connections} connections, ${http.settings.threads} wrk thread(s), ${http.settings.seconds} s per run, ` +
+        `median of ${http.settings.runs} alternating runs after a ${http.settings.warmupSeconds} s warm-up. CPU is utime+stime of the proxy's process tree per request served.`,
+    );
+    out.push('');
+    const rows = http.order
+      .filter((id) => http.summary[id])
+      .map((id) => {
+        const s = http.summary[id];
+        return [
+          s.label,
+          num(s.rps),
+          ms(s.p50Us),
+          ms(s.p99Us),
+          num(s.cpuUsPerRequest, 1),
+          mb(s.rssBytes),
+          String(s.processes ?? '—'),
+          times(s.rpsVsHaproxy),
+          times(s.rpsVsNaive),
+          times(s.cpuVsHaproxy),
+          s.errors > 0 ? num(s.errors) : '0',
+        ];
+      });
+    out.push(
+      table(['target', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'RSS MB', 'procs', 'req/s vs HAProxy', 'req/s vs naive', 'CPU vs HAProxy', 'errors'], rows),
+    );
+    for (const id of http.order) if (http.summary[id]?.note) out.push(`- ${http.summary[id].label}: ${http.summary[id].note}`);
+    out.push(...skippedLines(http));
+    out.push('');
+  }
+  const post = results.post;
+  if (post) {
+    out.push(`**1 MB POST** (streaming through, backend counts the bytes): ${post.settings.connections} connections, ${post.settings.seconds} s per run, median of ${post.settings.runs}.`);
+    out.push('');
+    out.push(
+      table(
+        ['target', 'MB/s', 'req/s', 'p99 ms', 'CPU µs/MB', 'errors'],
+        post.order.filter((id) => post.summary[id]).map((id) => {
+          const s = post.summary[id];
+          return [s.label, num(s.mbPerSecond, 0), num(s.rps, 0), ms(s.p99Us), num(s.cpuUsPerRequest, 0), num(s.errors)];
+        }),
+      ),
+    );
+    out.push(...skippedLines(post));
+    out.push('');
+  }
+  const ws = results.websocket;
+  if (ws) {
+    out.push(`**WebSocket echo**: ${ws.settings.connections} connections, ${ws.settings.window} messages of ${ws.settings.size} bytes in flight each, ${ws.settings.seconds} s per run, median of ${ws.settings.runs}.`);
+    out.push('');
+    out.push(
+      table(
+        ['target', 'messages/s', 'CPU µs/message', 'errors'],
+        ws.order.filter((id) => ws.summary[id]).map((id) => {
+          const s = ws.summary[id];
+          return [s.label, num(s.messagesPerSecond), num(s.cpuUsPerMessage, 1), num(s.errors)];
+        }),
+      ),
+    );
+    out.push(...skippedLines(ws));
+    out.push('');
+  }
+  const fixed = results.fixedRate;
+  if (fixed) {
+    out.push(
+      `**Fixed offered rate ${num(fixed.settings.rate)} req/s** (open loop, latency from each request's scheduled send time, so stalls are not hidden): ` +
+        `${fixed.settings.seconds} s per run after ${fixed.settings.warmupSeconds} s, median of ${fixed.settings.runs}.`,
+    );
+    out.push('');
+    out.push(
+      table(
+        ['target', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'achieved req/s', 'errors'],
+        fixed.order.filter((id) => fixed.summary[id]).map((id) => {
+          const s = fixed.summary[id];
+          return [s.label, ms(s.p50Us), ms(s.p99Us), ms(s.p999Us), ms(s.maxUs), num(s.achievedRate), num(s.errors)];
+        }),
+      ),
+    );
+    out.push(...skippedLines(fixed));
+    out.push('');
+  }
+  const idle = results.idleConnections;
+  if (idle) {
+    out.push(`**${num(idle.settings.count)} idle keep-alive client connections** (each made one GET, then stays open):`);
+    out.push('');
+    out.push(
+      table(
+        ['target', 'connections held', 'RSS before MB', 'RSS with connections MB', 'KB per connection'],
+        idle.order.filter((id) => idle.summary[id]).map((id) => {
+          const s = idle.summary[id];
+          return [s.label, num(s.held), mb(s.rssBeforeBytes), mb(s.rssWithBytes), s.error ? s.error : num(s.bytesPerConnection / 1024, 1)];
+        }),
+      ),
+    );
+    out.push(...skippedLines(idle));
+    out.push('');
+  }
+  if (results.cluster) {
+    out.push(`**Cluster**: ${results.cluster.status}`);
+    out.push('');
+  }
+  if (results.targets) {
+    out.push('**Targets** (issue 7, one process each):');
+    out.push('');
+    out.push(
+      table(
+        ['target', 'measured', 'status'],
+        results.targets.map((t) => [t.name, t.measured, t.met === null ? 'not measured' : t.met ? 'met' : '**not met**']),
+      ),
+    );
+    out.push('');
+  }
+  return out.join('\n');
+}

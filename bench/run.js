@@ -1,0 +1,480 @@
+// `npm run bench`: the side-by-side benchmark of issue 7. Starts three local backends and every target, measures them
+// alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
+// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...] [--no-save]
+
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { renderMarkdown } from './lib/format.js';
+import {
+  firstJsonLine,
+  killAllOwnedSync,
+  loadAverage,
+  runJsonChild,
+  spawnOwned,
+  stopAllOwned,
+  stopOwned,
+  treeCpuMicros,
+  treeRssBytes,
+} from './lib/proc.js';
+import { median, medians, ratio } from './lib/stats.js';
+import { TARGETS, balancerBuilt, ensurePackages, startBackends, startTarget, toolVersions } from './lib/targets.js';
+import { runAutocannon, runWrk, wrkAvailable, writeWrkScripts } from './lib/wrk.js';
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS_DIR = join(REPO, 'bench/results');
+const POST_BYTES = 1024 * 1024;
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'no-save': { type: 'boolean', default: false },
+  },
+});
+
+/** Every phase's durations; quick mode keeps the shape but gives a single short run of each. */
+const PLAN = flags.quick
+  ? {
+      http: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 64, threads: 1 },
+      post: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 8, threads: 1 },
+      websocket: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 50, window: 4, size: 64 },
+      fixedRate: { rate: 2000, seconds: 3, warmupSeconds: 1, runs: 1 },
+      idle: { count: 10_000 },
+    }
+  : {
+      http: { seconds: 5, warmupSeconds: 2, runs: 3, connections: 64, threads: 1 },
+      post: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 8, threads: 1 },
+      websocket: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 50, window: 4, size: 64 },
+      fixedRate: { rate: 2000, seconds: 8, warmupSeconds: 2, runs: 3 },
+      idle: { count: 10_000 },
+    };
+
+const PHASE_TARGETS = {
+  http: ['direct', 'balancer', 'balancer-auto', 'naive', 'haproxy', 'nginx'],
+  post: ['balancer', 'naive', 'haproxy'],
+  websocket: ['balancer', 'naive', 'haproxy'],
+  fixedRate: ['balancer', 'haproxy'],
+  idle: ['balancer', 'naive', 'haproxy'],
+};
+
+function log(message) {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+let workDir = null;
+function cleanupSync() {
+  killAllOwnedSync();
+  if (workDir !== null) rmSync(workDir, { recursive: true, force: true });
+  workDir = null;
+}
+process.on('exit', cleanupSync);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    log(`${signal}: stopping every child process`);
+    cleanupSync();
+    process.exit(130);
+  });
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cpuCount: cpus.length,
+    totalMemoryBytes: os.totalmem(),
+    hostname: os.hostname(),
+    loadAverageBefore: loadAverage(),
+  };
+}
+
+/** Starts every selected target; a target that cannot run is recorded with the reason, never silently dropped. */
+async function startAll(selected, backends, skipped, toolMissing) {
+  const running = new Map();
+  for (const target of TARGETS.filter((t) => selected.has(t.id))) {
+    if ((target.kind === 'haproxy' || target.kind === 'nginx') && toolMissing.includes(target.kind)) {
+      skipped[target.id] = `${target.kind} is not installed and apt-get could not install it`;
+      log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
+      continue;
+    }
+    if (target.kind === 'balancer' && !balancerBuilt()) {
+      skipped[target.id] = 'dist/ is not built (run npm run build)';
+      log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
+      continue;
+    }
+    try {
+      const started = await startTarget(target, backends, workDir);
+      running.set(target.id, { ...target, ...started, crashed: null });
+      log(`started ${target.id} at ${started.url} (pid ${started.pid})`);
+    } catch (error) {
+      skipped[target.id] = `failed to start: ${error.message}`;
+      log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
+    }
+  }
+  return running;
+}
+
+/** Marks a target crashed if its process is gone, so later phases skip it and the report says what happened. */
+function checkAlive(target) {
+  if (target.child === null || target.crashed !== null) return target.crashed === null;
+  if (target.child.exitCode !== null || target.child.signalCode !== null) {
+    target.crashed = `process exited (${target.child.exitCode ?? target.child.signalCode}); stderr tail: ${target.child.stderrText.trim().slice(-1500)}`;
+    log(`CRASHED ${target.id}: ${target.crashed}`);
+    return false;
+  }
+  return true;
+}
+
+/** Runs measure(target) for each target in turn, `runs` times, after one warm-up each; records per-run CPU and RSS. */
+async function alternate(phase, targets, runs, warmup, measure) {
+  const raw = Object.fromEntries(targets.map((t) => [t.id, []]));
+  for (const target of targets) {
+    if (!checkAlive(target) || warmup === null) continue;
+    try {
+      await warmup(target);
+    } catch (error) {
+      log(`${phase} warm-up of ${target.id} failed: ${error.message}`);
+    }
+  }
+  for (let round = 1; round <= runs; round++) {
+    for (const target of targets) {
+      if (!checkAlive(target)) {
+        raw[target.id].push({ round, error: target.crashed });
+        continue;
+      }
+      const cpuBefore = treeCpuMicros(target.pid);
+      const started = Date.now();
+      try {
+        const result = await measure(target);
+        const cpuAfter = treeCpuMicros(target.pid);
+        const run = {
+          round,
+          ...result,
+          cpuMicros: cpuAfter.micros - cpuBefore.micros,
+          processes: Math.max(cpuBefore.processes, cpuAfter.processes),
+          rssBytes: treeRssBytes(target.pid),
+          wallSeconds: (Date.now() - started) / 1000,
+          loadAverage: loadAverage(),
+        };
+        raw[target.id].push(run);
+        log(`${phase} round ${round} ${target.id}: ${describe(run)}`);
+      } catch (error) {
+        raw[target.id].push({ round, error: error.message });
+        log(`${phase} round ${round} ${target.id} FAILED: ${error.message}`);
+        checkAlive(target);
+      }
+    }
+  }
+  return raw;
+}
+
+function describe(run) {
+  if (run.messagesPerSecond !== undefined) return `${Math.round(run.messagesPerSecond)} msg/s`;
+  if (run.offeredRate !== undefined) return `p99 ${(run.latencyUs.p99 / 1000).toFixed(2)} ms, ${run.errors} errors`;
+  const cpu = run.requests > 0 ? (run.cpuMicros / run.requests).toFixed(1) : '—';
+  return `${Math.round(run.rps)} req/s, p99 ${(run.latencyUs.p99 / 1000).toFixed(2)} ms, ${cpu} µs CPU/req, ${run.errorCount} errors`;
+}
+
+function loadRun(loadTool, scripts, settings, url, kind) {
+  if (loadTool === 'wrk') {
+    return runWrk({ url, script: kind === 'post' ? scripts.post : scripts.get, seconds: settings.seconds, connections: settings.connections, threads: settings.threads });
+  }
+  return runAutocannon({
+    url,
+    seconds: settings.seconds,
+    connections: settings.connections,
+    method: kind === 'post' ? 'POST' : 'GET',
+    body: kind === 'post' ? Buffer.alloc(POST_BYTES, 0x78) : undefined,
+  });
+}
+
+function phaseTargets(running, phase) {
+  return PHASE_TARGETS[phase].map((id) => running.get(id)).filter((t) => t !== undefined);
+}
+
+function phaseSkips(phase, selected, skipped) {
+  return Object.fromEntries(PHASE_TARGETS[phase].filter((id) => selected.has(id) && skipped[id]).map((id) => [id, skipped[id]]));
+}
+
+async function measureHttp(running, loadTool, scripts, selected, skipped) {
+  const settings = PLAN.http;
+  const targets = phaseTargets(running, 'http');
+  if (targets.length === 0) return null;
+  log(`GET phase: ${targets.map((t) => t.id).join(', ')}`);
+  const warmSettings = { ...settings, seconds: settings.warmupSeconds };
+  const raw = await alternate('GET', targets, settings.runs, (t) => loadRun(loadTool, scripts, warmSettings, t.url, 'get'), (t) =>
+    loadRun(loadTool, scripts, settings, t.url, 'get'),
+  );
+  const summary = {};
+  for (const target of targets) {
+    const s = medians(raw[target.id], {
+      rps: (r) => r.rps,
+      p50Us: (r) => r.latencyUs.p50,
+      p99Us: (r) => r.latencyUs.p99,
+      cpuUsPerRequest: (r) => r.cpuMicros / r.requests,
+      rssBytes: (r) => r.rssBytes,
+      processes: (r) => r.processes,
+    });
+    s.errors = raw[target.id].reduce((sum, r) => sum + (r.errorCount ?? 0), 0);
+    s.failedRuns = raw[target.id].filter((r) => r.error !== undefined).length;
+    s.label = target.label;
+    if (target.id === 'direct') s.note = 'the ceiling: wrk cannot spread over three hosts, so this is one backend served directly; CPU is that backend\'s.';
+    if (target.id === 'balancer-auto' && (s.processes ?? 1) <= 1) {
+      s.label = 'balancer (workers: auto, ran as 1 process)';
+      s.note = 'the configured `workers: auto` did not start worker processes in this build: the numbers are of one process.';
+    }
+    if (target.crashed) s.note = `CRASHED: ${target.crashed}`;
+    summary[target.id] = s;
+  }
+  for (const s of Object.values(summary)) {
+    s.rpsVsHaproxy = ratio(s.rps, summary.haproxy?.rps);
+    s.rpsVsNaive = ratio(s.rps, summary.naive?.rps);
+    s.cpuVsHaproxy = ratio(s.cpuUsPerRequest, summary.haproxy?.cpuUsPerRequest);
+    s.cpuVsNaive = ratio(s.cpuUsPerRequest, summary.naive?.cpuUsPerRequest);
+  }
+  return { settings, order: targets.map((t) => t.id), raw, summary, skipped: phaseSkips('http', selected, skipped) };
+}
+
+async function measurePost(running, loadTool, scripts, selected, skipped) {
+  const settings = PLAN.post;
+  const targets = phaseTargets(running, 'post');
+  if (targets.length === 0) return null;
+  log(`1 MB POST phase: ${targets.map((t) => t.id).join(', ')}`);
+  const warmSettings = { ...settings, seconds: settings.warmupSeconds };
+  const raw = await alternate('POST', targets, settings.runs, (t) => loadRun(loadTool, scripts, warmSettings, t.url, 'post'), (t) =>
+    loadRun(loadTool, scripts, settings, t.url, 'post'),
+  );
+  const summary = {};
+  for (const target of targets) {
+    summary[target.id] = {
+      label: target.label,
+      ...medians(raw[target.id], {
+        rps: (r) => r.rps,
+        mbPerSecond: (r) => (r.requests * POST_BYTES) / (1024 * 1024) / r.seconds,
+        p99Us: (r) => r.latencyUs.p99,
+        cpuUsPerRequest: (r) => r.cpuMicros / r.requests,
+      }),
+      errors: raw[target.id].reduce((sum, r) => sum + (r.errorCount ?? 0), 0),
+    };
+  }
+  return { settings: { ...settings, bodyBytes: POST_BYTES }, order: targets.map((t) => t.id), raw, summary, skipped: phaseSkips('post', selected, skipped) };
+}
+
+async function measureWebSocket(running, selected, skipped) {
+  const settings = PLAN.websocket;
+  const targets = phaseTargets(running, 'websocket');
+  if (targets.length === 0) return null;
+  log(`WebSocket phase: ${targets.map((t) => t.id).join(', ')}`);
+  const client = join(REPO, 'bench/load/ws-client.js');
+  const args = (t, seconds) => [
+    client,
+    '--url', t.url.replace('http:', 'ws:'),
+    '--connections', String(settings.connections),
+    '--window', String(settings.window),
+    '--size', String(settings.size),
+    '--seconds', String(seconds),
+    '--warmup', String(settings.warmupSeconds),
+  ];
+  const raw = await alternate('WS', targets, settings.runs, null, (t) =>
+    runJsonChild(process.execPath, args(t, settings.seconds), (settings.seconds + settings.warmupSeconds + 30) * 1000, `ws-client ${t.id}`),
+  );
+  const summary = {};
+  for (const target of targets) {
+    summary[target.id] = {
+      label: target.label,
+      ...medians(raw[target.id], {
+        messagesPerSecond: (r) => r.messagesPerSecond,
+        // CPU covers the warm-up second too, so it is divided by every message the run carried, estimated at the measured rate.
+        cpuUsPerMessage: (r) => r.cpuMicros / (r.messagesPerSecond * (r.seconds + settings.warmupSeconds)),
+      }),
+      errors: raw[target.id].reduce((sum, r) => sum + (r.errors ?? 0), 0),
+    };
+  }
+  return { settings, order: targets.map((t) => t.id), raw, summary, skipped: phaseSkips('websocket', selected, skipped) };
+}
+
+async function measureFixedRate(running, selected, skipped) {
+  const settings = PLAN.fixedRate;
+  const targets = phaseTargets(running, 'fixedRate');
+  if (targets.length === 0) return null;
+  log(`fixed-rate phase (${settings.rate} req/s): ${targets.map((t) => t.id).join(', ')}`);
+  const generator = join(REPO, 'bench/load/constant-rate.js');
+  const raw = await alternate('RATE', targets, settings.runs, null, (t) =>
+    runJsonChild(
+      process.execPath,
+      [generator, '--url', t.url, '--rate', String(settings.rate), '--seconds', String(settings.seconds), '--warmup', String(settings.warmupSeconds)],
+      (settings.seconds + settings.warmupSeconds + 30) * 1000,
+      `constant-rate ${t.id}`,
+    ),
+  );
+  const summary = {};
+  for (const target of targets) {
+    summary[target.id] = {
+      label: target.label,
+      ...medians(raw[target.id], {
+        p50Us: (r) => r.latencyUs.p50,
+        p99Us: (r) => r.latencyUs.p99,
+        p999Us: (r) => r.latencyUs.p999,
+        maxUs: (r) => r.latencyUs.max,
+        serviceP99Us: (r) => r.serviceUs.p99,
+        achievedRate: (r) => r.achievedRate,
+      }),
+      errors: raw[target.id].reduce((sum, r) => sum + (r.errors ?? 0) + (r.incomplete ?? 0), 0),
+    };
+  }
+  return { settings, order: targets.map((t) => t.id), raw, summary, skipped: phaseSkips('fixedRate', selected, skipped) };
+}
+
+/** Holds N idle keep-alive connections from a separate process and reads the target's RSS while they are open. */
+async function measureIdle(running, selected, skipped) {
+  const settings = PLAN.idle;
+  const targets = phaseTargets(running, 'idle');
+  if (targets.length === 0) return null;
+  log(`idle-connections phase (${settings.count}): ${targets.map((t) => t.id).join(', ')}`);
+  const summary = {};
+  for (const target of targets) {
+    if (!checkAlive(target)) {
+      summary[target.id] = { label: target.label, error: target.crashed };
+      continue;
+    }
+    const rssBeforeBytes = treeRssBytes(target.pid);
+    const holder = spawnOwned(process.execPath, [join(REPO, 'bench/load/idle-conns.js'), '--url', target.url, '--count', String(settings.count)]);
+    try {
+      const ready = await firstJsonLine(holder, 130_000, `idle-conns ${target.id}`);
+      // Let the target finish any per-connection bookkeeping before reading memory.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      holder.stdin.write('status\n');
+      const status = await firstJsonLine(holder, 5000, `idle-conns status ${target.id}`);
+      const rssWithBytes = treeRssBytes(target.pid);
+      summary[target.id] = {
+        label: target.label,
+        opened: ready.open,
+        failed: ready.failed,
+        held: status.open,
+        closedByServer: status.closedEarly,
+        rssBeforeBytes,
+        rssWithBytes,
+        bytesPerConnection: status.open > 0 ? (rssWithBytes - rssBeforeBytes) / status.open : null,
+      };
+      log(`idle ${target.id}: ${status.open} held, RSS ${(rssBeforeBytes / 2 ** 20).toFixed(0)} -> ${(rssWithBytes / 2 ** 20).toFixed(0)} MB`);
+    } catch (error) {
+      summary[target.id] = { label: target.label, error: error.message };
+      log(`idle ${target.id} FAILED: ${error.message}`);
+    } finally {
+      holder.stdin.end();
+      await stopOwned(holder);
+    }
+    checkAlive(target);
+  }
+  return { settings, order: targets.map((t) => t.id), summary, skipped: phaseSkips('idle', selected, skipped) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster numbers hook: config-change commit latency (until applied on every node) and failover
+// time. Owned by whoever builds the cluster runtime; it reports "not measured" until then.
+// ---------------------------------------------------------------------------------------------
+async function measureCluster() {
+  const runtime = join(REPO, 'dist/raft/runtime/node.js');
+  if (!existsSync(runtime)) {
+    return { status: 'not measured: cluster runtime not available (dist/raft/runtime/node.js is not built)' };
+  }
+  return { status: 'not measured: cluster runtime is built, but its measurement is not written yet (bench/run.js measureCluster)' };
+}
+
+function evaluateTargets(results) {
+  const http = results.http?.summary ?? {};
+  const fixed = results.fixedRate?.summary ?? {};
+  const idle = results.idleConnections?.summary ?? {};
+  const b = http.balancer;
+  const f = (value, digits = 2) => (typeof value !== 'number' || !Number.isFinite(value) ? '—' : value.toFixed(digits));
+  const fx = (value) => (f(value) === '—' ? '—' : `${f(value)}x`);
+  const check = (name, value, ok, measured) => ({ name, value, met: value === null || value === undefined ? null : ok(value), measured });
+  const rpsRatio = ratio(b?.rps, http.naive?.rps);
+  const cpuGain = ratio(http.naive?.cpuUsPerRequest, b?.cpuUsPerRequest);
+  const cpuVsHaproxy = ratio(b?.cpuUsPerRequest, http.haproxy?.cpuUsPerRequest);
+  const p99Ratio = ratio(fixed.balancer?.p99Us, fixed.haproxy?.p99Us);
+  const idleRss = idle.balancer?.held >= (results.idleConnections?.settings.count ?? Infinity) ? idle.balancer.rssWithBytes : null;
+  return [
+    check('req/s at least 1.3x the naive baseline', rpsRatio, (v) => v >= 1.3, `${fx(rpsRatio)} (${f(b?.rps, 0)} vs ${f(http.naive?.rps, 0)} req/s)`),
+    check('CPU per request at least 1.3x better than the naive baseline', cpuGain, (v) => v >= 1.3, `${fx(cpuGain)} (${f(b?.cpuUsPerRequest, 1)} vs ${f(http.naive?.cpuUsPerRequest, 1)} µs)`),
+    check('CPU per request at most 4x HAProxy', cpuVsHaproxy, (v) => v <= 4, `${fx(cpuVsHaproxy)} (${f(b?.cpuUsPerRequest, 1)} vs ${f(http.haproxy?.cpuUsPerRequest, 1)} µs)`),
+    check('p99 at 2,000 req/s at most 2x HAProxy', p99Ratio, (v) => v <= 2, `${fx(p99Ratio)} (${f((fixed.balancer?.p99Us ?? NaN) / 1000)} vs ${f((fixed.haproxy?.p99Us ?? NaN) / 1000)} ms)`),
+    check(
+      '10,000 idle client connections under 300 MB RSS',
+      idleRss,
+      (v) => v < 300 * 1024 * 1024,
+      idleRss === null ? `not all connections held (${idle.balancer?.held ?? 0})` : `${f(idleRss / 2 ** 20, 0)} MB`,
+    ),
+  ];
+}
+
+function stamp(date) {
+  return date.toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+}
+
+async function main() {
+  const started = new Date();
+  const known = new Set(TARGETS.map((t) => t.id));
+  const selected = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : known);
+  for (const id of selected) if (!known.has(id)) throw new Error(`--only: unknown target ${id} (known: ${[...known].join(', ')})`);
+
+  const wanted = ['wrk', ...['haproxy', 'nginx'].filter((name) => selected.has(name))];
+  const { missing } = ensurePackages(wanted, log);
+  const loadTool = wrkAvailable() ? 'wrk' : 'autocannon';
+  if (loadTool !== 'wrk') log('wrk is unavailable: falling back to autocannon');
+
+  const results = {
+    date: started.toISOString(),
+    mode: flags.quick ? 'quick' : 'full',
+    only: flags.only ? [...selected] : null,
+    machine: machineInfo(),
+    versions: toolVersions(),
+    loadTool,
+    method:
+      'Three node:http backends (one process each, keep-alive, body "hello\\n"). Every proxy does round-robin over them with keep-alive both ' +
+      'sides and no access log; balancer and HAProxy also run 2 s health checks. Targets are measured in alternation (A B C ... A B C ...) ' +
+      'so machine noise hits all alike. CPU is utime+stime from /proc of the proxy process tree, sampled around each run.',
+  };
+  workDir = mkdtempSync(join(os.tmpdir(), 'balancer-bench-'));
+  const skipped = {};
+  const backends = await startBackends(3);
+  log(`backends on ports ${backends.map((b) => b.port).join(', ')}`);
+  const running = await startAll(selected, backends, skipped, missing);
+  const scripts = writeWrkScripts(workDir, POST_BYTES);
+
+  results.http = await measureHttp(running, loadTool, scripts, selected, skipped);
+  results.post = await measurePost(running, loadTool, scripts, selected, skipped);
+  results.websocket = await measureWebSocket(running, selected, skipped);
+  results.fixedRate = await measureFixedRate(running, selected, skipped);
+  results.idleConnections = await measureIdle(running, selected, skipped);
+  results.cluster = await measureCluster();
+  results.skipped = skipped;
+  results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));
+  results.targets = evaluateTargets(results);
+  results.machine.loadAverageAfter = loadAverage();
+  results.durationSeconds = (Date.now() - started.getTime()) / 1000;
+
+  await stopAllOwned();
+  const markdown = renderMarkdown(results);
+  process.stdout.write(`\n${markdown}\n`);
+  if (!flags['no-save']) {
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const partial = flags.quick || flags.only;
+    const file = join(RESULTS_DIR, `${stamp(started)}${flags.quick ? '-quick' : ''}${flags.only ? '-partial' : ''}.json`);
+    const text = `${JSON.stringify(results, null, 2)}\n`;
+    writeFileSync(file, text);
+    // latest.json feeds the README, so only a full run of every target replaces it.
+    if (!partial) writeFileSync(join(RESULTS_DIR, 'latest.json'), text);
+    log(`results: ${file}${partial ? ' (quick/partial run: latest.json left as it was)' : ' and bench/results/latest.json'}`);
+  }
+}
+
+main()
+  .catch((error) => {
+    log(`failed: ${error.stack ?? error.message}`);
+    process.exitCode = 1;
+  })
+  .finally(cleanupSync);
