@@ -147,6 +147,11 @@ export class ConfigFileSync {
     });
   }
 
+  /** Resolves once every file operation queued so far has finished (stop waits on it). */
+  idle(): Promise<void> {
+    return this.queue.then(() => undefined);
+  }
+
   private now(): Date {
     return this.options.now?.() ?? new Date();
   }

@@ -351,6 +351,8 @@ export class ClusterStore implements ControlPlane {
       this.waiters.delete(waiter);
       waiter.resolve(false);
     }
+    // A write-back still running would otherwise touch the file and the data dir after the node is gone.
+    await this.fileSync.idle();
   }
 
   // ---- the state machine the driver applies to ----
@@ -396,7 +398,7 @@ export class ClusterStore implements ControlPlane {
   /** Hands a newly applied config to the data plane at once, and to the file in the background. */
   private serveAppliedConfig(): void {
     const { version, config } = this.machine.state;
-    if (version === this.servedVersion || version === 0) return;
+    if (version === this.servedVersion || version === 0 || this.stopped) return;
     this.servedVersion = version;
     this.options.dataPlane.apply(version, resolveReplicatedPaths(config, this.options.baseDir));
     this.options.logger.info('config applied', { node: this.nodeId, version, pools: Object.keys(config.pools) });

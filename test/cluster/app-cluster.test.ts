@@ -1,0 +1,126 @@
+// Three real Apps with cluster sections in their YAML: the App builds a ClusterStore, the admin API answers through Raft.
+
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { App } from '../../src/app.js';
+import { ClusterStore } from '../../src/cluster/store.js';
+import { memoryLogger } from '../../src/log.js';
+
+const TOKEN = 'cluster-test-token';
+const IDS = ['a1', 'a2', 'a3'];
+
+/** Cluster addresses must be real ports in the file (port 0 is refused there): take free ones from the kernel. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function nodeYaml(id: string, peers: Record<string, string>): string {
+  return [
+    'listen: 127.0.0.1:0',
+    'admin:',
+    '  listen: 127.0.0.1:0',
+    `  token: ${TOKEN}`,
+    'cluster:',
+    `  nodeId: ${id}`,
+    `  listen: ${peers[id]}`,
+    '  dataDir: ./data',
+    `  peers: { ${Object.entries(peers).map(([k, v]) => `${k}: "${v}"`).join(', ')} }`,
+    '  secret: app-cluster-secret',
+    '  electionTimeout: 300ms',
+    '  heartbeatInterval: 50ms',
+    '  snapshotEvery: 50',
+    'pools:',
+    '  web:',
+    '    backends:',
+    '      - { url: http://127.0.0.1:9100, id: seed }',
+    '',
+  ].join('\n');
+}
+
+async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  // Bounded poll over HTTP: the admin API has no push channel to wait on.
+  for (let i = 0; i < 10_000; i++) {
+    if (await check()) return;
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('Apps in a cluster', () => {
+  let root = '';
+  const apps = new Map<string, App>();
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'balancer-app-cluster-'));
+    const peers: Record<string, string> = {};
+    for (const id of IDS) peers[id] = `127.0.0.1:${await freePort()}`;
+    await Promise.all(
+      IDS.map(async (id) => {
+        const dir = join(root, id);
+        await import('node:fs/promises').then((fs) => fs.mkdir(dir, { recursive: true }));
+        await writeFile(join(dir, 'balancer.yaml'), nodeYaml(id, peers));
+        apps.set(id, await App.start({ configPath: join(dir, 'balancer.yaml'), logger: memoryLogger('info') }));
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    for (const app of apps.values()) await app.stop(0);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const admin = (id: string, path: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(`http://127.0.0.1:${apps.get(id)!.addresses.admin.port}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
+    });
+
+  it('becomes ready everywhere, and the admin API writes and reads through any node', async () => {
+    for (const app of apps.values()) expect(app.store).toBeInstanceOf(ClusterStore);
+    await until(async () => (await Promise.all(IDS.map((id) => admin(id, '/readyz')))).every((r) => r.status === 200), 5000, 'readyz on all');
+
+    const statuses = await Promise.all(IDS.map(async (id) => (await (await admin(id, '/api/v1/cluster')).json()) as { role: string; leader: string }));
+    const leader = statuses.find((s) => s.role === 'leader')!.leader;
+    expect(statuses.every((s) => s.leader === leader)).toBe(true);
+    const follower = IDS.find((id) => id !== leader)!;
+
+    const put = await admin(follower, '/api/v1/config', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', 'if-match': '"1"' },
+      body: JSON.stringify({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9101', id: 'put' }] } } }),
+    });
+    // Version 1 is not necessarily the seed's index: a stale If-Match answers 412, a current one 200.
+    const current = (await (await admin(follower, '/api/v1/config')).json()) as { version: number };
+    if (put.status === 412) {
+      const retry = await admin(follower, '/api/v1/config', {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', 'if-match': `"${current.version}"` },
+        body: JSON.stringify({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9101', id: 'put' }] } } }),
+      });
+      expect(retry.status).toBe(200);
+    } else {
+      expect(put.status).toBe(200);
+    }
+    const other = IDS.find((id) => id !== leader && id !== follower)!;
+    const read = await admin(other, '/api/v1/config');
+    const body = (await read.json()) as { version: number; pools: Record<string, unknown> };
+    expect(JSON.stringify(body.pools)).toContain('9101');
+    expect(read.headers.get('etag')).toBe(`"${body.version}"`);
+
+    // Every node's file follows, local sections kept.
+    await until(async () => (await Promise.all(IDS.map((id) => readFile(apps.get(id)!.file, 'utf8')))).every((t) => t.includes('9101')), 5000, 'files rewritten');
+    expect(await readFile(apps.get(other)!.file, 'utf8')).toContain(`nodeId: ${other}`);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${apps.get(leader)!.addresses.admin.port}/metrics`)).text();
+    expect(metrics).toMatch(/^balancer_raft_is_leader 1$/m);
+    expect(metrics).toMatch(/^balancer_raft_term [1-9]/m);
+  });
+});
