@@ -12,6 +12,8 @@ import {
   firstJsonLine,
   killAllOwnedSync,
   loadAverage,
+  machineCpuShare,
+  machineCpuTicks,
   runJsonChild,
   spawnOwned,
   stopAllOwned,
@@ -56,7 +58,7 @@ const PHASE_TARGETS = {
   http: ['direct', 'balancer', 'balancer-auto', 'naive', 'haproxy', 'nginx'],
   post: ['balancer', 'naive', 'haproxy'],
   websocket: ['balancer', 'naive', 'haproxy'],
-  fixedRate: ['balancer', 'haproxy'],
+  fixedRate: ['balancer', 'naive', 'haproxy'],
   idle: ['balancer', 'naive', 'haproxy'],
 };
 
@@ -146,6 +148,7 @@ async function alternate(phase, targets, runs, warmup, measure) {
         continue;
       }
       const cpuBefore = treeCpuMicros(target.pid);
+      const machineBefore = machineCpuTicks();
       const started = Date.now();
       try {
         const result = await measure(target);
@@ -158,6 +161,8 @@ async function alternate(phase, targets, runs, warmup, measure) {
           rssBytes: treeRssBytes(target.pid),
           wallSeconds: (Date.now() - started) / 1000,
           loadAverage: loadAverage(),
+          // Everything running, this target and the load generator included; high steal means another VM took the CPU.
+          machineCpu: machineCpuShare(machineBefore, machineCpuTicks()),
         };
         raw[target.id].push(run);
         log(`${phase} round ${round} ${target.id}: ${describe(run)}`);

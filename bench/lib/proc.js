@@ -233,3 +233,19 @@ export async function waitForHttp200(url, timeoutMs) {
 export function loadAverage() {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 }
+
+/** Machine-wide CPU counters from /proc/stat, to show how busy other tenants kept the machine during a run. */
+export function machineCpuTicks() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal: steal ?? 0 };
+}
+
+/** Busy and steal shares of all CPUs between two machineCpuTicks() samples. */
+export function machineCpuShare(before, after) {
+  const busy = after.busy - before.busy;
+  const idle = after.idle - before.idle;
+  const steal = after.steal - before.steal;
+  const total = busy + idle + steal;
+  return total > 0 ? { busyPercent: (100 * busy) / total, stealPercent: (100 * steal) / total } : null;
+}
