@@ -1,0 +1,110 @@
+// Damaged data dirs with real processes: a torn WAL tail is dropped and the node catches up; a flipped byte before the tail refuses to start.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startBackend, type TestBackend } from '../helpers/backend.js';
+import { ProcessCluster } from '../helpers/cluster-harness.js';
+
+const ids = ['n1', 'n2', 'n3'];
+const MAGIC = Buffer.from('BWL1', 'latin1');
+
+async function liveSegment(dataDir: string): Promise<string> {
+  const segments = (await readdir(dataDir)).filter((name) => /^wal-\d+\.log$/.test(name)).sort();
+  const last = segments[segments.length - 1];
+  if (last === undefined) throw new Error(`no WAL segment in ${dataDir}`);
+  return join(dataDir, last);
+}
+
+/** Byte offsets where WAL records start (the record magic). */
+function recordOffsets(image: Buffer): number[] {
+  const offsets: number[] = [];
+  for (let at = image.indexOf(MAGIC); at !== -1 && offsets.length < 100_000; at = image.indexOf(MAGIC, at + 1)) offsets.push(at);
+  return offsets;
+}
+
+describe('damaged Raft data dirs', () => {
+  let cluster: ProcessCluster;
+  let backend: TestBackend;
+  let weight = 1;
+
+  async function edit(via: string): Promise<number> {
+    const current = await cluster.config(via);
+    weight++;
+    const put = await cluster.api(via, 'PUT', '/api/v1/config', {
+      body: { routes: [], pools: { web: { backends: [{ url: backend.url, id: 'web-1', weight }] } } },
+      headers: { 'if-match': `"${current.version}"` },
+    });
+    expect(put.status, put.body).toBe(200);
+    return put.json<{ version: number }>().version;
+  }
+
+  beforeAll(async () => {
+    backend = await startBackend('web-1');
+    cluster = await ProcessCluster.create({ replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: web-1 }` });
+    await cluster.startAll();
+    await cluster.waitForLeader(ids);
+    await cluster.waitForVersion(ids, 1);
+  });
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+    await backend?.close();
+  });
+
+  it('drops a torn last record after kill -9, starts, and catches up', async () => {
+    const leader = await cluster.waitForLeader(ids);
+    const victim = ids.find((id) => id !== leader)!;
+    for (let i = 0; i < 3; i++) await edit(leader);
+    await cluster.waitForVersion([victim], (await cluster.config(leader)).version);
+    await cluster.kill(victim);
+    const segment = await liveSegment(cluster.node(victim).dataDir);
+    const size = (await stat(segment)).size;
+    await truncate(segment, size - 5);
+    // The cluster moves on while the victim is down.
+    const version = await edit(leader);
+
+    await cluster.start(victim);
+    const run = cluster.node(victim).current;
+    const warning = await run.waitFor((line) => String(line['msg']).startsWith('dropping a torn record at the end of the raft WAL'), 'the torn-tail warning', 5_000);
+    expect(Number(warning['droppedBytes'])).toBeGreaterThan(0);
+    const [view] = await cluster.waitForVersion([victim], version);
+    expect(view!.pools['web']!.backends[0]!.weight).toBe(weight);
+  });
+
+  it('refuses to start when a record before the tail is damaged, with a message naming the file', async () => {
+    const leader = await cluster.waitForLeader(ids);
+    const victim = ids.find((id) => id !== leader)!;
+    for (let i = 0; i < 3; i++) await edit(leader);
+    await cluster.waitForVersion([victim], (await cluster.config(leader)).version);
+    await cluster.kill(victim);
+    const segment = await liveSegment(cluster.node(victim).dataDir);
+    const image = await readFile(segment);
+    const offsets = recordOffsets(image);
+    expect(offsets.length).toBeGreaterThanOrEqual(3);
+    // Inside the payload of a record with intact records after it.
+    const target = offsets[offsets.length - 2]! + 14;
+    image[target] = image[target]! ^ 0x20;
+    await writeFile(segment, image);
+
+    const refused = await cluster.start(victim, { expectFailure: true });
+    expect(refused).toBeNull();
+    const run = cluster.node(victim).current;
+    expect(await run.exited).toBe(1);
+    const output = run.lines.map((line) => String(line['msg'])).join('\n');
+    expect(output).toContain('is corrupt');
+    expect(output).toContain(segment);
+    expect(output).toContain('Refusing to start');
+
+    // The remedy the message gives: remove the member, wipe its data dir, start it as a joining node and add it again.
+    const removed = await cluster.api(leader, 'DELETE', `/api/v1/cluster/members/${victim}`);
+    expect(removed.status, removed.body).toBe(200);
+    await rm(cluster.node(victim).dataDir, { recursive: true, force: true });
+    const version = await edit(leader);
+    await cluster.start(victim, { join: true, freshFile: true });
+    const added = await cluster.api(leader, 'POST', '/api/v1/cluster/members', { body: { id: victim, address: `127.0.0.1:${cluster.node(victim).raftPort}` } });
+    expect(added.status, added.body).toBe(200);
+    const [view] = await cluster.waitForVersion([victim], version);
+    expect(view!.pools['web']!.backends[0]!.weight).toBe(weight);
+  });
+});
