@@ -78,7 +78,10 @@ export class NodeProcess {
   readonly runs: RunningNode[] = [];
   addresses: NodeAddresses | null = null;
   raftPort = 0;
+  /** The process exists (from spawn until exit). */
   alive = false;
+  /** It logged 'balancer started' and has not exited: its listeners answer. */
+  serving = false;
 
   constructor(
     readonly id: string,
@@ -227,6 +230,11 @@ export class ProcessCluster {
     return [...this.nodes.values()].filter((node) => node.alive);
   }
 
+  /** Nodes whose listeners answer (started and not killed or stopped). */
+  serving(): NodeProcess[] {
+    return [...this.nodes.values()].filter((node) => node.serving);
+  }
+
   relay(from: string, to: string): TcpRelay {
     const relay = this.relays.get(from)?.get(to);
     if (relay === undefined) throw new Error(`no relay ${from}->${to}`);
@@ -324,7 +332,10 @@ export class ProcessCluster {
       node.alive = true;
       void run.exited.then(() => {
         liveChildren.delete(run);
-        if (node.runs[node.runs.length - 1] === run) node.alive = false;
+        if (node.runs[node.runs.length - 1] === run) {
+          node.alive = false;
+          node.serving = false;
+        }
       });
       const outcome = await Promise.race([
         run.waitFor((line) => line['msg'] === 'balancer started', `${id} to start`, 20_000).then((line) => ({ line })),
@@ -338,6 +349,7 @@ export class ProcessCluster {
           raftPort: Number(line['raftPort']),
         };
         node.addresses = addresses;
+        node.serving = true;
         return addresses;
       }
       node.alive = false;
@@ -367,6 +379,7 @@ export class ProcessCluster {
     const node = this.node(id);
     if (!node.alive) return;
     const run = node.current;
+    node.serving = false;
     run.child.kill('SIGKILL');
     await run.exited;
     node.alive = false;
@@ -377,6 +390,7 @@ export class ProcessCluster {
     const node = this.node(id);
     if (!node.alive) return;
     const run = node.current;
+    node.serving = false;
     run.child.kill('SIGTERM');
     const timer = setTimeout(() => run.child.kill('SIGKILL'), graceMs);
     await run.exited;
