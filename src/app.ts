@@ -14,6 +14,7 @@ import { DataPlane } from './proxy/data-plane.js';
 import { Forwarder } from './proxy/forward.js';
 import { TrustedProxies } from './proxy/headers.js';
 import { ProxyListener } from './proxy/listener.js';
+import { WorkerSupervisor } from './workers/supervisor.js';
 import { LocalStore } from './control/local-store.js';
 import { ClusterStore } from './cluster/store.js';
 import { parseHostPort } from './net-address.js';
@@ -32,6 +33,12 @@ export interface AppOptions {
   readonly envToken?: string;
 }
 
+/** What serves proxy traffic: a listener in this process, or a supervisor of worker processes. */
+interface Frontend {
+  start(): Promise<AddressInfo>;
+  close(drainMs: number): Promise<void>;
+}
+
 export interface AppAddresses {
   readonly proxy: AddressInfo;
   readonly admin: AddressInfo;
@@ -46,7 +53,7 @@ export class App {
     readonly dataPlane: DataPlane,
     /** LocalStore without a cluster section; ClusterStore (Raft) with one. */
     readonly store: LocalStore | ClusterStore,
-    private readonly listener: ProxyListener,
+    private readonly frontend: Frontend,
     private readonly adminServer: Server,
     private readonly closeWatcher: () => void,
     private readonly demo: DemoBackends | null,
@@ -98,19 +105,41 @@ export class App {
       }
     }
 
-    const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies), accessLog: config.log.access });
-    const listener = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, dataPlane, forwarder, logger });
+    let frontend: Frontend;
+    let renderMetrics = metrics.render;
+    if (config.workers > 0) {
+      const supervisor = new WorkerSupervisor({
+        count: config.workers,
+        settings: {
+          listen: config.listen,
+          tls: config.tls,
+          limits: config.limits,
+          trustedProxies: config.trustedProxies,
+          logLevel: config.log.level,
+          accessLog: config.log.access,
+        },
+        dataPlane,
+        metrics,
+        logger,
+      });
+      dataPlane.setRemoteInflight((pool, backend) => supervisor.inflight(pool, backend));
+      renderMetrics = () => supervisor.renderMetrics();
+      frontend = supervisor;
+    } else {
+      const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies), accessLog: config.log.access });
+      frontend = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, routes: dataPlane, forwarder, logger });
+    }
     const token = config.admin.token ?? options.envToken ?? null;
-    const adminServer = createAdminServer({ control: store, metrics, token, logger });
+    const adminServer = createAdminServer({ control: store, metrics: { render: renderMetrics, contentType: metrics.contentType }, token, logger });
     let proxyAddress: AddressInfo;
     let adminAddress: AddressInfo;
     try {
-      proxyAddress = await listener.start();
+      proxyAddress = await frontend.start();
       adminAddress = await listenAdmin(adminServer, config.admin.listen);
     } catch (error) {
       if (store instanceof ClusterStore) await store.stop();
       dataPlane.stop();
-      await listener.close(0).catch(() => undefined);
+      await frontend.close(0).catch(() => undefined);
       adminServer.close();
       await demo?.close();
       throw new BalancerError('CONFIG_IO', `cannot listen: ${(error as Error).message}`, { cause: error });
@@ -121,10 +150,11 @@ export class App {
       admin: `${adminAddress.address}:${adminAddress.port}`,
       config: loaded.file,
       pools: Object.keys(loaded.replicated.pools),
+      workers: config.workers,
       ...(store instanceof ClusterStore ? { cluster: store.nodeId, raftPort: store.raft.port } : {}),
     });
     const activeWatcher = watcher;
-    return new App(config, loaded.file, logger, metrics, dataPlane, store, listener, adminServer, () => activeWatcher.close(), demo, {
+    return new App(config, loaded.file, logger, metrics, dataPlane, store, frontend, adminServer, () => activeWatcher.close(), demo, {
       proxy: proxyAddress,
       admin: adminAddress,
     });
@@ -143,7 +173,7 @@ export class App {
   async stop(drainMs = this.config.shutdownDrainMs): Promise<void> {
     this.logger.info('shutting down', { drainMs });
     this.closeWatcher();
-    await this.listener.close(drainMs);
+    await this.frontend.close(drainMs);
     if (this.store instanceof ClusterStore) await this.store.stop();
     this.dataPlane.stop();
     await new Promise<void>((resolve) => {

@@ -4,5 +4,10 @@ import type { DataPlane } from '../proxy/data-plane.js';
 import type { PoolStatusView } from './types.js';
 
 export function poolStatusViews(dataPlane: DataPlane): PoolStatusView[] {
-  return [...dataPlane.table.pools.values()].map((entry) => entry.pool.status());
+  const remote = dataPlane.remoteInflight;
+  return [...dataPlane.table.pools.values()].map((entry) => {
+    const status = entry.pool.status();
+    if (remote === null) return status;
+    return { ...status, backends: status.backends.map((backend) => ({ ...backend, inflight: remote(status.name, backend.id) })) };
+  });
 }

@@ -4,7 +4,7 @@ import type { ReplicatedConfig } from '../config/schema.js';
 import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
-import { PoolRuntime } from '../balancer/pool.js';
+import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../balancer/pool.js';
 import { compileRoutes, matchRoute, type CompiledRoute } from './router.js';
 import type { PoolEntry } from './forward.js';
 import { UpstreamRegistry } from './upstream.js';
@@ -16,6 +16,8 @@ export interface DataPlanePool extends PoolEntry {
 /** Immutable once built: a request sees one table from start to end, even if a new config lands meanwhile. */
 export interface RoutingTable {
   readonly version: number;
+  /** The config this table was built from (paths resolved). */
+  readonly config: ReplicatedConfig;
   readonly routes: readonly CompiledRoute[];
   readonly pools: ReadonlyMap<string, DataPlanePool>;
   /** With no routes and exactly one pool, all traffic goes there. */
@@ -34,16 +36,32 @@ export interface DataPlaneDeps {
   readonly logger: Logger;
 }
 
-const EMPTY: RoutingTable = { version: 0, routes: [], pools: new Map(), fallback: null };
+const EMPTY: RoutingTable = { version: 0, config: { routes: [], pools: {} }, routes: [], pools: new Map(), fallback: null };
 
 export class DataPlane {
   private current: RoutingTable = EMPTY;
   private readonly upstreams = new UpstreamRegistry();
-  private readonly deps: DataPlaneDeps;
+  private readonly deps: PoolDeps;
   private applied = false;
+  private readonly appliedListeners = new Set<(version: number, config: ReplicatedConfig) => void>();
+
+  private readonly stateListeners = new Set<(change: BackendStateChange) => void>();
 
   constructor(deps: DataPlaneDeps) {
-    this.deps = deps;
+    // Every pool built from here reports backend state changes to whoever listens (worker health snapshots).
+    this.deps = { ...deps, onStateChange: (change) => this.stateListeners.forEach((listener) => listener(change)) };
+  }
+
+  /** In worker mode requests are in flight in other processes; status asks this instead. */
+  remoteInflight: ((pool: string, backend: string) => number) | null = null;
+
+  setRemoteInflight(source: (pool: string, backend: string) => number): void {
+    this.remoteInflight = source;
+  }
+
+  onBackendStateChange(listener: (change: BackendStateChange) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
   }
 
   get table(): RoutingTable {
@@ -75,6 +93,7 @@ export class DataPlane {
     const only = pools.size === 1 ? [...pools.values()][0]! : null;
     this.current = {
       version,
+      config,
       routes: compileRoutes(config.routes),
       pools,
       fallback: config.routes.length === 0 ? only : null,
@@ -85,6 +104,13 @@ export class DataPlane {
     this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
     this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })));
     this.deps.metrics.setConfigVersion(version);
+    for (const listener of this.appliedListeners) listener(version, config);
+  }
+
+  /** Told of every config applied from now on (worker processes get their copy this way). */
+  onApplied(listener: (version: number, config: ReplicatedConfig) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
   }
 
   stop(): void {

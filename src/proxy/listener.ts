@@ -11,15 +11,24 @@ import { errorMessage, type ErrorCode } from '../errors.js';
 import { errorBody } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { hostWithoutPort } from './router.js';
-import { sendError, writeRawError, type Forwarder } from './forward.js';
-import type { DataPlane } from './data-plane.js';
+import { sendError, writeRawError, type Forwarder, type PoolEntry } from './forward.js';
 import { parseHostPort } from '../net-address.js';
+
+export interface RouteDecision {
+  readonly entry: PoolEntry;
+  readonly maxBodySize: number;
+}
+
+/** Where the listener looks requests up: the in-process DataPlane, or a worker's copy of it. */
+export interface RouteSource {
+  route(host: string, path: string): RouteDecision | undefined;
+}
 
 export interface ListenerOptions {
   readonly listen: string;
   readonly tls: TlsListenerConfig | null;
   readonly limits: LimitsConfig;
-  readonly dataPlane: DataPlane;
+  readonly routes: RouteSource;
   readonly forwarder: Forwarder;
   readonly logger: Logger;
 }
@@ -111,7 +120,7 @@ export class ProxyListener {
       this.reject(req, res, rejection.status, rejection.code, rejection.message);
       return;
     }
-    const decision = this.options.dataPlane.route(hostWithoutPort(req.headers.host), req.url ?? '/');
+    const decision = this.options.routes.route(hostWithoutPort(req.headers.host), req.url ?? '/');
     if (decision === undefined) {
       sendError(res, 404, 'NO_ROUTE', `no route matches host ${JSON.stringify(req.headers.host ?? '')} and path ${JSON.stringify(req.url ?? '')}`);
       return;
@@ -140,7 +149,7 @@ export class ProxyListener {
       writeRawError(socket, rejection.status, rejection.code, rejection.message);
       return;
     }
-    const decision = this.options.dataPlane.route(hostWithoutPort(req.headers.host), req.url ?? '/');
+    const decision = this.options.routes.route(hostWithoutPort(req.headers.host), req.url ?? '/');
     if (decision === undefined) {
       writeRawError(socket, 404, 'NO_ROUTE', 'no route matches this request');
       return;

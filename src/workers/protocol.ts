@@ -1,0 +1,54 @@
+// The IPC messages between the primary (control plane, health, metrics) and its data-plane worker processes.
+
+import type { AddressInfo } from 'node:net';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { LimitsConfig, ReplicatedConfig, TlsListenerConfig } from '../config/schema.js';
+import type { LogLevelName } from '../config/schema.js';
+import type { RequestOutcome } from '../proxy/forward.js';
+
+/** The node-local settings a worker needs to serve; it never reads the config file itself. */
+export interface WorkerSettings {
+  readonly listen: string;
+  readonly tls: TlsListenerConfig | null;
+  readonly limits: LimitsConfig;
+  readonly trustedProxies: readonly string[];
+  readonly logLevel: LogLevelName;
+  readonly accessLog: boolean;
+}
+
+export interface BackendHealthView {
+  readonly available: boolean;
+  readonly effectiveWeight: number;
+}
+
+export interface PoolHealthView {
+  readonly retryAfterSeconds: number;
+  readonly backends: Readonly<Record<string, BackendHealthView>>;
+}
+
+/** Outcomes in the order they happened, run-length encoded: [outcome, count][]. */
+export type OutcomeRuns = Array<[RequestOutcome, number]>;
+
+export type ToWorker =
+  | { readonly type: 'init'; readonly settings: WorkerSettings }
+  /** Carries the health of the pools it builds, so a worker never serves a config without knowing who is up. */
+  | { readonly type: 'config'; readonly version: number; readonly config: ReplicatedConfig; readonly health: Readonly<Record<string, PoolHealthView>> }
+  | { readonly type: 'health'; readonly pools: Readonly<Record<string, PoolHealthView>> }
+  | { readonly type: 'metrics-request'; readonly id: number }
+  | { readonly type: 'shutdown'; readonly drainMs: number };
+
+export type FromWorker =
+  /** The worker's message handler is in place: anything sent before this would have been lost. */
+  | { readonly type: 'ready' }
+  | { readonly type: 'listening'; readonly address: AddressInfo }
+  | {
+      readonly type: 'report';
+      /** pool -> backend -> outcomes since the last report. */
+      readonly outcomes: Readonly<Record<string, Readonly<Record<string, OutcomeRuns>>>>;
+      /** pool -> backend -> requests in flight now. */
+      readonly inflight: Readonly<Record<string, Readonly<Record<string, number>>>>;
+    }
+  | { readonly type: 'metrics'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }
+  | { readonly type: 'fatal'; readonly message: string };
+
+export const WORKER_ENV = 'BALANCER_WORKER';

@@ -1,0 +1,234 @@
+// The primary's side of worker mode: forks data-plane workers, feeds them config and health, collects their failures and metrics, restarts the dead.
+
+import cluster, { type Worker } from 'node:cluster';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { Logger } from '../log.js';
+import type { PrometheusMetrics } from '../metrics/metrics.js';
+import type { DataPlane } from '../proxy/data-plane.js';
+import type { FromWorker, PoolHealthView, ToWorker, WorkerSettings } from './protocol.js';
+
+export interface SupervisorOptions {
+  readonly count: number;
+  readonly settings: WorkerSettings;
+  readonly dataPlane: DataPlane;
+  readonly metrics: PrometheusMetrics;
+  readonly logger: Logger;
+}
+
+/** Health is re-sent this often even without a state change, so slow-start ramps reach the workers. */
+const HEALTH_REFRESH_MS = 250;
+const RESTART_BACKOFF_MS = { initial: 100, max: 5_000 };
+/** A worker that lived this long resets the restart backoff. */
+const STABLE_AFTER_MS = 10_000;
+const METRICS_TIMEOUT_MS = 2_000;
+
+interface WorkerState {
+  readonly worker: Worker;
+  readonly startedAt: number;
+  /** Its message handler is up; messages sent before that are lost. */
+  ready: boolean;
+  inflight: Readonly<Record<string, Readonly<Record<string, number>>>>;
+}
+
+export class WorkerSupervisor {
+  private readonly options: SupervisorOptions;
+  private readonly workers = new Map<number, WorkerState>();
+  private stopping = false;
+  private backoffMs = RESTART_BACKOFF_MS.initial;
+  private healthTimer: NodeJS.Timeout | null = null;
+  private healthQueued = false;
+  private metricsRequestId = 0;
+  private readonly pendingMetrics = new Map<number, (metrics: MetricObjectWithValues<MetricValue<string>>[]) => void>();
+  private readonly unsubscribe: Array<() => void> = [];
+  private address: AddressInfo | null = null;
+
+  constructor(options: SupervisorOptions) {
+    this.options = options;
+  }
+
+  /** Forks the workers and resolves with the address they share once every one listens. */
+  async start(): Promise<AddressInfo> {
+    cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)), args: [] });
+    this.unsubscribe.push(
+      this.options.dataPlane.onApplied((version, config) => this.broadcast({ type: 'config', version, config, health: this.healthSnapshot() })),
+      this.options.dataPlane.onBackendStateChange(() => this.queueHealth()),
+    );
+    this.healthTimer = setInterval(() => this.sendHealth(), HEALTH_REFRESH_MS);
+    this.healthTimer.unref();
+    const listening = Array.from({ length: this.options.count }, () => this.fork());
+    const addresses = await Promise.all(listening);
+    this.address = addresses[0]!;
+    this.options.logger.info('data-plane workers started', { workers: this.options.count });
+    return this.address;
+  }
+
+  private fork(): Promise<AddressInfo> {
+    const worker = cluster.fork();
+    const state: WorkerState = { worker, startedAt: Date.now(), ready: false, inflight: {} };
+    this.workers.set(worker.id, state);
+    return new Promise((resolve, reject) => {
+      let listening = false;
+      worker.on('message', (message: FromWorker) => {
+        if (message.type === 'ready') {
+          state.ready = true;
+          if (this.stopping) {
+            this.send(worker, { type: 'shutdown', drainMs: 0 });
+            return;
+          }
+          this.send(worker, { type: 'init', settings: this.options.settings });
+          const table = this.options.dataPlane.table;
+          if (this.options.dataPlane.ready) this.send(worker, { type: 'config', version: table.version, config: table.config, health: this.healthSnapshot() });
+          return;
+        }
+        if (message.type === 'listening' && !listening) {
+          listening = true;
+          resolve(message.address);
+          return;
+        }
+        this.onMessage(state, message);
+      });
+      worker.on('error', (error) => this.options.logger.warn('worker IPC error', { worker: worker.id, err: error }));
+      worker.on('exit', (code, signal) => {
+        this.workers.delete(worker.id);
+        if (!listening) reject(new Error(`worker ${worker.id} exited before listening (code ${code}, signal ${signal})`));
+        this.onExit(state, code, signal);
+      });
+    });
+  }
+
+  private onExit(state: WorkerState, code: number | null, signal: string | null): void {
+    if (this.stopping) return;
+    const lived = Date.now() - state.startedAt;
+    if (lived > STABLE_AFTER_MS) this.backoffMs = RESTART_BACKOFF_MS.initial;
+    this.options.logger.error('data-plane worker died; restarting it', { worker: state.worker.id, code, signal, restartInMs: this.backoffMs });
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, RESTART_BACKOFF_MS.max);
+    setTimeout(() => {
+      if (this.stopping) return;
+      this.fork().catch((error: unknown) => this.options.logger.error('worker restart failed', { err: error }));
+    }, delay).unref();
+  }
+
+  private onMessage(state: WorkerState, message: FromWorker): void {
+    switch (message.type) {
+      case 'report':
+        state.inflight = message.inflight;
+        this.replayOutcomes(message.outcomes);
+        return;
+      case 'metrics':
+        this.pendingMetrics.get(message.id)?.(message.metrics);
+        return;
+      case 'fatal':
+        this.options.logger.error('data-plane worker reported a fatal error', { worker: state.worker.id, message: message.message });
+        return;
+      case 'listening':
+      case 'ready':
+        return;
+    }
+  }
+
+  /** Passive signals from the workers drive the primary's outlier detection, in the order each worker saw them. */
+  private replayOutcomes(outcomes: Readonly<Record<string, Readonly<Record<string, Array<[string, number]>>>>>): void {
+    const pools = this.options.dataPlane.table.pools;
+    for (const [poolName, byBackend] of Object.entries(outcomes)) {
+      const pool = pools.get(poolName)?.pool;
+      if (pool === undefined) continue;
+      for (const [id, runs] of Object.entries(byBackend)) {
+        const backend = pool.get(id);
+        if (backend === undefined) continue;
+        for (const [outcome, count] of runs) {
+          for (let i = 0; i < count; i++) {
+            backend.requestStarted();
+            backend.requestFinished(outcome as Parameters<typeof backend.requestFinished>[0]);
+          }
+        }
+      }
+    }
+  }
+
+  /** Requests in flight to a backend across all workers, for status and the dashboard. */
+  inflight(pool: string, backend: string): number {
+    let total = 0;
+    for (const state of this.workers.values()) total += state.inflight[pool]?.[backend] ?? 0;
+    return total;
+  }
+
+  private healthSnapshot(): Record<string, PoolHealthView> {
+    const snapshot: Record<string, PoolHealthView> = {};
+    for (const [name, entry] of this.options.dataPlane.table.pools) {
+      const backends: Record<string, { available: boolean; effectiveWeight: number }> = {};
+      for (const backend of entry.pool.backends) backends[backend.id] = { available: backend.available, effectiveWeight: backend.effectiveWeight };
+      snapshot[name] = { retryAfterSeconds: entry.pool.retryAfterSeconds(), backends };
+    }
+    return snapshot;
+  }
+
+  private queueHealth(): void {
+    if (this.healthQueued) return;
+    this.healthQueued = true;
+    setImmediate(() => {
+      this.healthQueued = false;
+      this.sendHealth();
+    });
+  }
+
+  private sendHealth(): void {
+    if (this.workers.size === 0) return;
+    this.broadcast({ type: 'health', pools: this.healthSnapshot() });
+  }
+
+  private broadcast(message: ToWorker): void {
+    for (const state of this.workers.values()) this.send(state.worker, message);
+  }
+
+  private send(worker: Worker, message: ToWorker): void {
+    if (!worker.isConnected()) return;
+    worker.send(message, (error: Error | null) => {
+      if (error !== null && !this.stopping) this.options.logger.warn('cannot reach a data-plane worker', { worker: worker.id, err: error });
+    });
+  }
+
+  /** The primary's own families plus every worker's, summed (prom-client's cluster aggregation). */
+  async renderMetrics(): Promise<string> {
+    const own = await this.options.metrics.registry.getMetricsAsJSON();
+    const fromWorkers = await Promise.all([...this.workers.values()].map((state) => this.workerMetrics(state.worker)));
+    const all = [own, ...fromWorkers.filter((m): m is MetricObjectWithValues<MetricValue<string>>[] => m !== null)];
+    return AggregatorRegistry.aggregate(all).metrics();
+  }
+
+  private workerMetrics(worker: Worker): Promise<MetricObjectWithValues<MetricValue<string>>[] | null> {
+    const id = ++this.metricsRequestId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingMetrics.delete(id);
+        resolve(null);
+      }, METRICS_TIMEOUT_MS);
+      this.pendingMetrics.set(id, (metrics) => {
+        clearTimeout(timer);
+        this.pendingMetrics.delete(id);
+        resolve(metrics);
+      });
+      this.send(worker, { type: 'metrics-request', id });
+    });
+  }
+
+  /** Workers stop accepting and drain; any still running at the deadline are killed. */
+  async close(drainMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.healthTimer !== null) clearInterval(this.healthTimer);
+    for (const off of this.unsubscribe) off();
+    const exits = [...this.workers.values()].map((state) => new Promise<void>((resolve) => state.worker.once('exit', () => resolve())));
+    for (const state of this.workers.values()) {
+      // A worker still starting has no listener and would miss the message: it is simply stopped.
+      if (state.ready) this.send(state.worker, { type: 'shutdown', drainMs });
+      else state.worker.process.kill('SIGTERM');
+    }
+    const deadline = setTimeout(() => {
+      for (const state of this.workers.values()) state.worker.process.kill('SIGKILL');
+    }, drainMs + 2_000);
+    await Promise.all(exits);
+    clearTimeout(deadline);
+  }
+}

@@ -1,0 +1,176 @@
+// A worker's data plane: routes and pools built from the primary's config, availability and weights from its health snapshots.
+
+import { createStrategy, type Strategy } from '../balancer/strategy.js';
+import { retryBudgetAllows } from '../balancer/retry-budget.js';
+import type { Random } from '../clock.js';
+import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
+import type { Metrics, BackendMetrics } from '../metrics/types.js';
+import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../proxy/forward.js';
+import { compileRoutes, matchRoute, type CompiledRoute } from '../proxy/router.js';
+import type { RouteDecision, RouteSource } from '../proxy/listener.js';
+import { UpstreamRegistry } from '../proxy/upstream.js';
+import type { PoolHealthView } from './protocol.js';
+
+export type OutcomeSink = (pool: string, backend: string, outcome: RequestOutcome) => void;
+
+/** In-flight counts outlive config versions, like the primary's, so a swap never loses a running request. */
+interface BackendCounters {
+  inflight: number;
+}
+
+class RemoteBackend implements ForwardBackend {
+  available: boolean;
+  effectiveWeight: number;
+
+  constructor(
+    readonly id: string,
+    readonly url: string,
+    readonly metrics: BackendMetrics,
+    private readonly pool: string,
+    private readonly counters: BackendCounters,
+    private readonly sink: OutcomeSink,
+    drain: boolean,
+    weight: number,
+  ) {
+    // Until the first health snapshot arrives, the primary's start-up rule holds: up unless draining.
+    this.available = !drain;
+    this.effectiveWeight = weight;
+  }
+
+  get inflight(): number {
+    return this.counters.inflight;
+  }
+
+  requestStarted(): void {
+    this.counters.inflight++;
+  }
+
+  requestFinished(outcome: RequestOutcome): void {
+    if (this.counters.inflight > 0) this.counters.inflight--;
+    this.sink(this.pool, this.id, outcome);
+  }
+}
+
+class RemotePool implements ForwardPool {
+  readonly backends: RemoteBackend[];
+  private readonly strategy: Strategy;
+  private retriesInFlight = 0;
+  private retryAfter = 1;
+
+  constructor(
+    readonly config: PoolConfig,
+    backends: RemoteBackend[],
+    random: Random,
+  ) {
+    this.backends = backends;
+    this.strategy = createStrategy(config.strategy, random);
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  pick(excluded?: ReadonlySet<string>): RemoteBackend | undefined {
+    return this.strategy.pick(this.backends, excluded) as RemoteBackend | undefined;
+  }
+
+  tryStartRetry(): boolean {
+    let active = 0;
+    for (const backend of this.backends) active += backend.inflight;
+    if (!retryBudgetAllows(this.retriesInFlight, active, this.config.retryBudget)) return false;
+    this.retriesInFlight++;
+    return true;
+  }
+
+  finishRetry(): void {
+    if (this.retriesInFlight > 0) this.retriesInFlight--;
+  }
+
+  retryAfterSeconds(): number {
+    return this.retryAfter;
+  }
+
+  applyHealth(view: PoolHealthView): void {
+    this.retryAfter = view.retryAfterSeconds;
+    for (const backend of this.backends) {
+      const health = view.backends[backend.id];
+      if (health === undefined) continue;
+      backend.available = health.available;
+      backend.effectiveWeight = health.effectiveWeight;
+    }
+  }
+}
+
+interface Table {
+  readonly routes: readonly CompiledRoute[];
+  readonly pools: ReadonlyMap<string, PoolEntry & { readonly pool: RemotePool }>;
+  readonly fallback: (PoolEntry & { readonly pool: RemotePool }) | null;
+}
+
+export class WorkerDataPlane implements RouteSource {
+  private table: Table = { routes: [], pools: new Map(), fallback: null };
+  private readonly counters = new Map<string, BackendCounters>();
+  private readonly upstreams = new UpstreamRegistry();
+  private lastHealth: Readonly<Record<string, PoolHealthView>> = {};
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly random: Random,
+    private readonly sink: OutcomeSink,
+  ) {}
+
+  route(host: string, path: string): RouteDecision | undefined {
+    const table = this.table;
+    if (table.fallback !== null) return { entry: table.fallback, maxBodySize: 0 };
+    const route = matchRoute(table.routes, host, path);
+    if (route === undefined) return undefined;
+    const entry = table.pools.get(route.pool);
+    return entry === undefined ? undefined : { entry, maxBodySize: route.maxBodySize };
+  }
+
+  apply(config: ReplicatedConfig): void {
+    const pools = new Map<string, PoolEntry & { pool: RemotePool }>();
+    const liveKeys = new Set<string>();
+    for (const [name, poolConfig] of Object.entries(config.pools)) {
+      const backends = poolConfig.backends.map((backend) => {
+        const key = `${name}\u0000${backend.id}\u0000${backend.url}`;
+        liveKeys.add(key);
+        let counters = this.counters.get(key);
+        if (counters === undefined) {
+          counters = { inflight: 0 };
+          this.counters.set(key, counters);
+        }
+        return new RemoteBackend(backend.id, backend.url, this.metrics.backend(name, backend.id), name, counters, this.sink, backend.drain, backend.weight);
+      });
+      const pool = new RemotePool(poolConfig, backends, this.random);
+      const health = this.lastHealth[name];
+      if (health !== undefined) pool.applyHealth(health);
+      pools.set(name, { pool, upstreams: this.upstreams.forPool(poolConfig), metrics: this.metrics.pool(name) });
+    }
+    for (const key of this.counters.keys()) if (!liveKeys.has(key)) this.counters.delete(key);
+    const only = pools.size === 1 ? [...pools.values()][0]! : null;
+    this.table = { routes: compileRoutes(config.routes), pools, fallback: config.routes.length === 0 ? only : null };
+    this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
+    this.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })));
+  }
+
+  applyHealth(pools: Readonly<Record<string, PoolHealthView>>): void {
+    this.lastHealth = pools;
+    for (const [name, view] of Object.entries(pools)) this.table.pools.get(name)?.pool.applyHealth(view);
+  }
+
+  /** pool -> backend -> in flight, for the primary's status view. */
+  inflight(): Record<string, Record<string, number>> {
+    const result: Record<string, Record<string, number>> = {};
+    for (const [name, entry] of this.table.pools) {
+      const byBackend: Record<string, number> = {};
+      for (const backend of entry.pool.backends) byBackend[backend.id] = backend.inflight;
+      result[name] = byBackend;
+    }
+    return result;
+  }
+
+  stop(): void {
+    this.upstreams.closeAll();
+  }
+}

@@ -1,0 +1,112 @@
+// Entry point of a data-plane worker process: serves proxy traffic from the config and health the primary sends.
+
+import { systemRandom } from '../clock.js';
+import { createLogger, type Logger } from '../log.js';
+import { createMetrics } from '../metrics/metrics.js';
+import { Forwarder, type RequestOutcome } from '../proxy/forward.js';
+import { TrustedProxies } from '../proxy/headers.js';
+import { ProxyListener } from '../proxy/listener.js';
+import { WorkerDataPlane } from './worker-data-plane.js';
+import type { FromWorker, OutcomeRuns, ToWorker, WorkerSettings } from './protocol.js';
+
+/** Successes are batched; a failure is reported at once so ejection is as quick as in one process. */
+const REPORT_INTERVAL_MS = 100;
+
+function send(message: FromWorker): void {
+  process.send?.(message);
+}
+
+class OutcomeReporter {
+  private outcomes: Record<string, Record<string, OutcomeRuns>> = {};
+  private dirty = false;
+  private urgent = false;
+
+  constructor(private readonly inflight: () => Record<string, Record<string, number>>) {
+    setInterval(() => this.flush(), REPORT_INTERVAL_MS).unref();
+  }
+
+  record(pool: string, backend: string, outcome: RequestOutcome): void {
+    const byBackend = (this.outcomes[pool] ??= {});
+    const runs = (byBackend[backend] ??= []);
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last[0] === outcome) last[1] += 1;
+    else runs.push([outcome, 1]);
+    this.dirty = true;
+    if (outcome !== 'success' && outcome !== 'aborted' && !this.urgent) {
+      this.urgent = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.urgent = false;
+    if (!this.dirty) return;
+    const outcomes = this.outcomes;
+    this.outcomes = {};
+    this.dirty = false;
+    send({ type: 'report', outcomes, inflight: this.inflight() });
+  }
+}
+
+function runWorker(): void {
+  let logger: Logger = createLogger();
+  let listener: ProxyListener | null = null;
+  let listening: Promise<void> | null = null;
+  let settings: WorkerSettings | null = null;
+  const metrics = createMetrics();
+  let reporter: OutcomeReporter | null = null;
+  const dataPlane = new WorkerDataPlane(metrics, systemRandom, (pool, backend, outcome) => reporter?.record(pool, backend, outcome));
+  reporter = new OutcomeReporter(() => dataPlane.inflight());
+
+  const startListening = (): void => {
+    if (listening !== null || settings === null) return;
+    const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(settings.trustedProxies), accessLog: settings.accessLog });
+    const proxy = new ProxyListener({ listen: settings.listen, tls: settings.tls, limits: settings.limits, routes: dataPlane, forwarder, logger });
+    listener = proxy;
+    listening = proxy.start().then(
+      (address) => send({ type: 'listening', address }),
+      (error: unknown) => {
+        send({ type: 'fatal', message: `cannot listen: ${(error as Error).message}` });
+        process.exit(1);
+      },
+    );
+  };
+
+  process.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'init':
+        settings = message.settings;
+        logger = createLogger({ level: settings.logLevel, fields: { worker: process.pid } });
+        return;
+      case 'config':
+        dataPlane.applyHealth(message.health);
+        dataPlane.apply(message.config);
+        // Listening only once a config is in, so no request meets an empty routing table.
+        startListening();
+        return;
+      case 'health':
+        dataPlane.applyHealth(message.pools);
+        return;
+      case 'metrics-request':
+        void metrics.registry.getMetricsAsJSON().then((json) => send({ type: 'metrics', id: message.id, metrics: json }));
+        return;
+      case 'shutdown':
+        reporter?.flush();
+        void (listener?.close(message.drainMs) ?? Promise.resolve()).finally(() => {
+          dataPlane.stop();
+          process.exit(0);
+        });
+        return;
+    }
+  });
+  send({ type: 'ready' });
+  // The primary is gone: nobody feeds health or config any more, so stop serving rather than serve blind.
+  process.on('disconnect', () => process.exit(0));
+  process.on('uncaughtException', (error) => {
+    logger.error('worker crashed', { err: error });
+    send({ type: 'fatal', message: error.message });
+    process.exit(1);
+  });
+}
+
+runWorker();
