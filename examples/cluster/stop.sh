@@ -5,7 +5,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 data="$here/data"
 
-for n in n1 n2 n3 backends; do
+for n in n1 n2 n3 n4 backends; do
   pidfile="$data/$n.pid"
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
