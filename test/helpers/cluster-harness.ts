@@ -70,7 +70,7 @@ export interface ClusterInfo {
 export interface ConfigView {
   readonly version: number;
   readonly routes: unknown;
-  readonly pools: Record<string, { backends: { id: string; url: string; weight: number }[] } & Record<string, unknown>>;
+  readonly pools: Record<string, { backends: { id: string; url: string; weight?: number }[] } & Record<string, unknown>>;
 }
 
 export class NodeProcess {
