@@ -1,12 +1,13 @@
 // `npm run bench`: the side-by-side benchmark of issue 7. Starts three local backends and every target, measures them
 // alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
-// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...] [--no-save]
+// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster] [--no-save]
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { measureClusterBench } from './cluster.js';
 import { renderMarkdown } from './lib/format.js';
 import {
   firstJsonLine,
@@ -45,6 +46,7 @@ const PLAN = flags.quick
       websocket: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 50, window: 4, size: 64 },
       fixedRate: { rate: 2000, seconds: 3, warmupSeconds: 1, runs: 1 },
       idle: { count: 10_000 },
+      cluster: { commits: 10, failoverRounds: 1 },
     }
   : {
       http: { seconds: 5, warmupSeconds: 2, runs: 3, connections: 64, threads: 1 },
@@ -52,6 +54,7 @@ const PLAN = flags.quick
       websocket: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 50, window: 4, size: 64 },
       fixedRate: { rate: 2000, seconds: 8, warmupSeconds: 2, runs: 3 },
       idle: { count: 10_000 },
+      cluster: { commits: 30, failoverRounds: 3 },
     };
 
 const PHASE_TARGETS = {
@@ -379,14 +382,16 @@ async function measureIdle(running, selected, skipped) {
 
 // ---------------------------------------------------------------------------------------------
 // Cluster numbers hook: config-change commit latency (until applied on every node) and failover
-// time. Owned by whoever builds the cluster runtime; it reports "not measured" until then.
+// time, measured on three real balancer processes by bench/cluster.js.
 // ---------------------------------------------------------------------------------------------
-async function measureCluster() {
+async function measureCluster(selected) {
+  if (!selected.has('cluster')) return null;
   const runtime = join(REPO, 'dist/raft/runtime/node.js');
   if (!existsSync(runtime)) {
     return { status: 'not measured: cluster runtime not available (dist/raft/runtime/node.js is not built)' };
   }
-  return { status: 'not measured: cluster runtime is built, but its measurement is not written yet (bench/run.js measureCluster)' };
+  log(`cluster phase: 3 nodes, ${PLAN.cluster.commits} changes per writer, ${PLAN.cluster.failoverRounds} failover round(s)`);
+  return measureClusterBench({ bin: join(REPO, 'bin/balancer.js'), workDir, log, ...PLAN.cluster });
 }
 
 function evaluateTargets(results) {
@@ -422,14 +427,16 @@ function stamp(date) {
 
 async function main() {
   const started = new Date();
-  const known = new Set(TARGETS.map((t) => t.id));
+  // 'cluster' selects the cluster phase, which runs its own balancer processes rather than a proxy target.
+  const known = new Set([...TARGETS.map((t) => t.id), 'cluster']);
   const selected = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : known);
   for (const id of selected) if (!known.has(id)) throw new Error(`--only: unknown target ${id} (known: ${[...known].join(', ')})`);
+  const proxyTargets = TARGETS.some((t) => selected.has(t.id));
 
   const wanted = ['wrk', ...['haproxy', 'nginx'].filter((name) => selected.has(name))];
-  const { missing } = ensurePackages(wanted, log);
+  const { missing } = proxyTargets ? ensurePackages(wanted, log) : { missing: [] };
   const loadTool = wrkAvailable() ? 'wrk' : 'autocannon';
-  if (loadTool !== 'wrk') log('wrk is unavailable: falling back to autocannon');
+  if (proxyTargets && loadTool !== 'wrk') log('wrk is unavailable: falling back to autocannon');
 
   const results = {
     date: started.toISOString(),
@@ -445,9 +452,9 @@ async function main() {
   };
   workDir = mkdtempSync(join(os.tmpdir(), 'balancer-bench-'));
   const skipped = {};
-  const backends = await startBackends(3);
-  log(`backends on ports ${backends.map((b) => b.port).join(', ')}`);
-  const running = await startAll(selected, backends, skipped, missing);
+  const backends = proxyTargets ? await startBackends(3) : [];
+  if (proxyTargets) log(`backends on ports ${backends.map((b) => b.port).join(', ')}`);
+  const running = proxyTargets ? await startAll(selected, backends, skipped, missing) : new Map();
   const scripts = writeWrkScripts(workDir, POST_BYTES);
 
   results.http = await measureHttp(running, loadTool, scripts, selected, skipped);
@@ -455,10 +462,10 @@ async function main() {
   results.websocket = await measureWebSocket(running, selected, skipped);
   results.fixedRate = await measureFixedRate(running, selected, skipped);
   results.idleConnections = await measureIdle(running, selected, skipped);
-  results.cluster = await measureCluster();
+  results.cluster = await measureCluster(selected);
   results.skipped = skipped;
   results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));
-  results.targets = evaluateTargets(results);
+  results.targets = proxyTargets ? evaluateTargets(results) : null;
   results.machine.loadAverageAfter = loadAverage();
   results.durationSeconds = (Date.now() - started.getTime()) / 1000;
 
@@ -471,9 +478,18 @@ async function main() {
     const file = join(RESULTS_DIR, `${stamp(started)}${flags.quick ? '-quick' : ''}${flags.only ? '-partial' : ''}.json`);
     const text = `${JSON.stringify(results, null, 2)}\n`;
     writeFileSync(file, text);
-    // latest.json feeds the README, so only a full run of every target replaces it.
-    if (!partial) writeFileSync(join(RESULTS_DIR, 'latest.json'), text);
-    log(`results: ${file}${partial ? ' (quick/partial run: latest.json left as it was)' : ' and bench/results/latest.json'}`);
+    // latest.json feeds the README, so only a full run of every target replaces it; a full-mode run that measured
+    // the cluster replaces just latest.json's cluster section (it carries its own date and machine).
+    const latest = join(RESULTS_DIR, 'latest.json');
+    let note = ' and bench/results/latest.json';
+    if (!partial) writeFileSync(latest, text);
+    else if (!flags.quick && results.cluster && existsSync(latest)) {
+      const merged = JSON.parse(readFileSync(latest, 'utf8'));
+      merged.cluster = { ...results.cluster, machine: results.machine, resultsFile: file.slice(RESULTS_DIR.length + 1) };
+      writeFileSync(latest, `${JSON.stringify(merged, null, 2)}\n`);
+      note = ' (partial run: only the cluster section of bench/results/latest.json replaced)';
+    } else note = ' (quick/partial run: latest.json left as it was)';
+    log(`results: ${file}${note}`);
   }
 }
 

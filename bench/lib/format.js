@@ -1,5 +1,7 @@
 // Renders a results object as markdown: the stdout table of `npm run bench` and the README section of `bench/report.js`.
 
+import { renderClusterMarkdown } from '../cluster.js';
+
 function num(value, digits = 0) {
   if (value === null || value === undefined) return '—';
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
@@ -134,7 +136,7 @@ export function renderMarkdown(results) {
     out.push('');
   }
   if (results.cluster) {
-    out.push(`**Cluster**: ${results.cluster.status}`);
+    out.push(...renderClusterMarkdown(results.cluster));
     out.push('');
   }
   if (results.targets) {
