@@ -37,7 +37,8 @@ export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders
     if (keep === undefined || !keep.has(token)) delete headers[token];
   }
   for (const name of HOP_BY_HOP) {
-    if (keep === undefined || !keep.has(name)) delete headers[name];
+    // Deleting an absent key still costs; most requests carry none of these.
+    if (headers[name] !== undefined && (keep === undefined || !keep.has(name))) delete headers[name];
   }
 }
 

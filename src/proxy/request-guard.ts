@@ -25,6 +25,9 @@ function rawHeaderValues(req: IncomingMessage, lowerName: string): string[] {
  * here means a parser leniency or a future http-proxy quirk cannot reopen a smuggling path.
  */
 export function checkFraming(req: IncomingMessage, maxBodySize: number): GuardRejection | null {
+  // Node folds every Content-Length and Transfer-Encoding line into req.headers: when neither is there, no raw
+  // line can be either, and the common bodiless request skips the raw scan.
+  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) return null;
   const lengths = rawHeaderValues(req, 'content-length');
   const encodings = rawHeaderValues(req, 'transfer-encoding');
   if (lengths.length > 0 && encodings.length > 0) {
