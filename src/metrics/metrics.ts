@@ -69,6 +69,7 @@ interface Families {
   up: Gauge<'pool' | 'backend'>;
   draining: Gauge<'pool' | 'backend'>;
   retries: Counter<'pool'>;
+  retriesRefused: Counter<'pool'>;
   upstreamErrors: Counter<'pool' | 'backend' | 'reason'>;
   healthChecks: Counter<'pool' | 'backend' | 'result'>;
   ejections: Counter<'pool' | 'backend'>;
@@ -200,6 +201,7 @@ class BackendChildren implements BackendMetrics {
 
 class PoolChildren implements PoolMetrics {
   private readonly retries: CounterChild;
+  private readonly retriesRefused: CounterChild;
   /** Requests answered without a backend, by status class (CLASS_INDEX). */
   readonly withoutBackend = [0, 0, 0, 0, 0];
 
@@ -209,10 +211,16 @@ class PoolChildren implements PoolMetrics {
   ) {
     this.retries = families.retries.labels({ pool });
     this.retries.inc(0);
+    this.retriesRefused = families.retriesRefused.labels({ pool });
+    this.retriesRefused.inc(0);
   }
 
   retry(): void {
     this.retries.inc();
+  }
+
+  retryRefused(): void {
+    this.retriesRefused.inc();
   }
 
   requestWithoutBackend(statusClass: StatusClass): void {
@@ -221,6 +229,7 @@ class PoolChildren implements PoolMetrics {
 
   remove(): void {
     this.families.retries.remove({ pool: this.pool });
+    this.families.retriesRefused.remove({ pool: this.pool });
   }
 }
 
@@ -373,6 +382,12 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     retries: new Counter({
       name: `${p}retries_total`,
       help: 'Requests retried on another backend.',
+      labelNames: ['pool'] as const,
+      registers,
+    }),
+    retriesRefused: new Counter({
+      name: `${p}retries_refused_total`,
+      help: 'Retries not made because the retry budget was exhausted (the failure went to the client).',
       labelNames: ['pool'] as const,
       registers,
     }),

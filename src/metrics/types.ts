@@ -30,6 +30,8 @@ export interface BackendMetrics {
 
 export interface PoolMetrics {
   retry(): void;
+  /** A retry the budget refused: the failure went to the client although another backend might have answered. */
+  retryRefused(): void;
   /** Requests answered without any backend (no backend available, circuit open, ...). */
   requestWithoutBackend(statusClass: StatusClass): void;
 }
@@ -66,7 +68,7 @@ const noopBackend: BackendMetrics = {
   ejected() {},
 };
 
-const noopPool: PoolMetrics = { retry() {}, requestWithoutBackend() {} };
+const noopPool: PoolMetrics = { retry() {}, retryRefused() {}, requestWithoutBackend() {} };
 
 export const noopMetrics: Metrics = {
   backend: () => noopBackend,

@@ -443,7 +443,10 @@ export class Forwarder {
     const method = exchange.req.method ?? 'GET';
     const safe = kind.beforeRequestSent ? !exchange.bodyConsumed : IDEMPOTENT.has(method) && !exchange.hasBody;
     if (!safe) return false;
-    return exchange.entry.pool.tryStartRetry();
+    if (exchange.entry.pool.tryStartRetry()) return true;
+    exchange.entry.metrics.retryRefused();
+    if (this.logger.enabled('debug')) this.logger.debug('retry refused by the retry budget', { pool: exchange.entry.pool.name });
+    return false;
   }
 
   private answerWithoutBackend(exchange: Exchange): void {
