@@ -293,7 +293,27 @@ export class RaftNode {
   }
 
   private onPeerMessage(message: Message): void {
+    this.detectLostLog(message);
     this.input(() => this.rawNode.step(message));
+  }
+
+  private lostLogReported = false;
+
+  /**
+   * A leader's heartbeat never carries a commit index above what this node acknowledged holding, so one above our
+   * last index means this node lost acknowledged entries (a wiped or restored data dir, or a torn tail that was
+   * acknowledged). Raft cannot repair that by itself (the leader never probes below an acknowledged match, as in
+   * etcd); say so loudly, with the way out, instead of serving reads that silently time out.
+   */
+  private detectLostLog(message: Message): void {
+    if (message.type !== 'MsgHeartbeat' || this.lostLogReported) return;
+    const lastIndex = this.memory.lastIndex();
+    if ((message.commit ?? 0) <= lastIndex) return;
+    this.lostLogReported = true;
+    this.logger.error(
+      'raft log lost entries this node had acknowledged: it cannot catch up by itself. Remove it (balancer cluster remove ID), wipe its data dir, start it with cluster.join: true and add it again',
+      { node: this.id, leader: message.from, leaderCommit: message.commit, lastIndex },
+    );
   }
 
   private scheduleTick(): void {
