@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { Clock, Random, TimerHandle } from '../clock.js';
-import type { BackendConfig, PoolConfig, StrategyName } from '../config/schema.js';
+import type { BackendConfig, PoolConfig } from '../config/schema.js';
 import { BalancerError, errorMessage } from '../errors.js';
 import { BackendHealth, type BackendHealthOptions, type HealthTransition, type RequestOutcome } from '../health/backend-health.js';
 import { HealthChecker } from '../health/checker.js';
@@ -16,10 +16,12 @@ import type { Logger } from '../log.js';
 import type { BackendMetrics, Metrics } from '../metrics/types.js';
 import { retryBudgetAllows } from './retry-budget.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
+import type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
 
 export type { RequestOutcome } from '../health/backend-health.js';
 
-export type BackendState = 'up' | 'down' | 'ejected' | 'draining';
+// The state and status views are the admin API's: one definition, in the control-plane interface.
+export type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
 
 export interface BackendStateChange {
   readonly pool: string;
@@ -42,31 +44,6 @@ export interface PoolDeps {
   readonly onStateChange?: StateChangeListener;
   /** Replaces the real HTTP/TCP probe (tests). */
   readonly probe?: Probe;
-}
-
-export interface BackendStatus {
-  readonly id: string;
-  readonly url: string;
-  readonly weight: number;
-  readonly effectiveWeight: number;
-  readonly state: BackendState;
-  readonly inflight: number;
-  readonly consecutiveFailures: number;
-  /** Ejections since this backend (same id and URL) joined the pool. */
-  readonly ejections: number;
-  /** Clock time at which the current ejection ends. */
-  readonly ejectedUntil?: number;
-  /** `at` is clock time (ms); ageMs is how long ago, which is what a human wants. */
-  readonly lastCheck?: { readonly ok: boolean; readonly at: number; readonly ageMs: number; readonly detail: string };
-  /** Why the backend is in its current state. */
-  readonly reason: string;
-}
-
-export interface PoolStatus {
-  readonly name: string;
-  readonly strategy: StrategyName;
-  readonly panic: boolean;
-  readonly backends: readonly BackendStatus[];
 }
 
 /** What outlives a pool rebuild for one backend (same id and URL). */
