@@ -57,6 +57,8 @@ export class ConfigFileSync {
   private state: PersistedFileState = { version: 0, hash: null, localCopy: null };
   /** File operations one at a time: each reads what the previous one wrote. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** While an edit made when the node was down is being proposed, the file must keep it: no write-back. */
+  private held = false;
   private readonly options: ConfigFileSyncOptions;
 
   private constructor(options: ConfigFileSyncOptions) {
@@ -83,6 +85,19 @@ export class ConfigFileSync {
     return this.state.version;
   }
 
+  /**
+   * An operator's edit made while the node was stopped: the file once matched the cluster (version > 0) and
+   * its text is no longer what it was then. Without this check the first applied config would overwrite it.
+   */
+  isOfflineEdit(text: string): boolean {
+    return this.state.version > 0 && !this.isLastSynced(text);
+  }
+
+  /** Holds write-back (true) while an offline edit is proposed; releasing it does not write by itself. */
+  hold(held: boolean): void {
+    this.held = held;
+  }
+
   /** Whether `text` is exactly what the file held when it last matched the cluster (so not an operator's edit). */
   isLastSynced(text: string): boolean {
     return this.state.hash === hashOf(text);
@@ -100,6 +115,7 @@ export class ConfigFileSync {
   writeBack(version: number, config: ReplicatedConfig): Promise<boolean> {
     return this.serialised(async () => {
       const { file, logger } = this.options;
+      if (this.held) return false;
       let text: string;
       try {
         text = await readFile(file, 'utf8');

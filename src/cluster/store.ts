@@ -112,6 +112,10 @@ export class ClusterStore implements ControlPlane {
       logger: options.logger,
       noteOwnWrite: options.noteOwnWrite,
     });
+    const fileText = await readFile(options.file, 'utf8').catch(() => null);
+    const offlineEdit = fileText !== null && store.fileSync.isOfflineEdit(fileText) ? fileText : null;
+    // Replaying the log applies configs, and each would be written back over the edit before it is proposed.
+    if (offlineEdit !== null) store.fileSync.hold(true);
     store.node = await RaftNode.start({
       nodeId: cluster.nodeId,
       listen: options.listen ?? cluster.listen,
@@ -129,7 +133,26 @@ export class ClusterStore implements ControlPlane {
       ...(options.random === undefined ? {} : { random: options.random }),
     });
     store.node.on((event) => store.onNodeEvent(event));
+    if (offlineEdit !== null) void store.proposeOfflineEdit(offlineEdit);
     return store;
+  }
+
+  /**
+   * The file changed while this node was down: propose it like a live edit (a compare-and-set from the version
+   * the file last showed), keeping the file as the operator left it until that settles. Committed, it reaches
+   * every node; refused, it is saved as .rejected-<time>; either way the file then shows the cluster's config.
+   */
+  private async proposeOfflineEdit(text: string): Promise<void> {
+    this.options.logger.warn('the config file was edited while this node was stopped: proposing the edit to the cluster', {
+      file: this.options.file,
+      expectedVersion: this.fileSync.version,
+    });
+    try {
+      await this.reloadFromText(text);
+    } finally {
+      this.fileSync.hold(false);
+      if (!this.stopped && this.machine.version > 0) await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
+    }
   }
 
   /** The Raft driver, for tests and tooling (peer port, status). */

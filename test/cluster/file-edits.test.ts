@@ -104,4 +104,34 @@ describe('YAML edits in a cluster', () => {
     await cluster.until(() => [...cluster.nodes.values()].every((n) => backendIds(n, 'web').includes('b9555')), 15_000, 'edit committed after healing');
     expect(follower.lines.some((l) => l.msg === 'config edit committed')).toBe(true);
   }, 30_000);
+
+  it('an edit made while the node was stopped is proposed at restart, not overwritten', async () => {
+    const follower = cluster.followers()[0]!;
+    const id = follower.id;
+    await cluster.stop(id);
+    await editPorts(follower, [9100, 9555]);
+    const restarted = await cluster.start(id);
+    await cluster.until(() => [...cluster.nodes.values()].every((n) => backendIds(n, 'web').includes('b9555')), 8000, 'offline edit on every data plane');
+    expect(restarted.lines.some((l) => l.msg === 'the config file was edited while this node was stopped: proposing the edit to the cluster')).toBe(true);
+    expect(await readFile(restarted.file, 'utf8')).toContain('b9555');
+    expect(await filesBeside(restarted.dir, 'balancer.yaml.rejected-')).toEqual([]);
+  });
+
+  it('an offline edit that lost to a newer change is saved as .rejected-, and the file shows the cluster', async () => {
+    const [stopped, other] = cluster.followers();
+    await cluster.stop(stopped!.id);
+    await editPorts(stopped!, [9100, 9666]);
+    // Meanwhile the cluster moves on: the offline edit's compare-and-set is now stale.
+    await editPorts(other!, [9100, 9777]);
+    await cluster.until(() => [...cluster.nodes.values()].every((n) => backendIds(n, 'web').includes('b9777')), 5000, 'the newer change everywhere');
+    const restarted = await cluster.start(stopped!.id);
+    await cluster.until(() => restarted.lines.some((l) => String(l.msg).startsWith('config edit rejected: the replicated config changed')), 8000, 'offline edit refused');
+    const saved = await filesBeside(restarted.dir, 'balancer.yaml.rejected-');
+    expect(saved.length).toBe(1);
+    expect(await readFile(join(restarted.dir, saved[0]!), 'utf8')).toContain('b9666');
+    await cluster.until(() => backendIds(restarted, 'web').includes('b9777'), 5000, 'restarted node serving the cluster config');
+    await cluster.until(() => restarted.lines.some((l) => l.msg === 'config file rewritten'), 5000, 'file rewritten to the cluster config');
+    expect(await readFile(restarted.file, 'utf8')).toContain('b9777');
+    for (const node of cluster.nodes.values()) expect(backendIds(node, 'web')).not.toContain('b9666');
+  });
 });
