@@ -18,8 +18,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLinearizable, type HistoryOp } from '../../src/raft/sim/linearizability.js';
 import { seededRandom } from '../../src/clock.js';
-import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ProcessCluster, type ConfigView } from '../helpers/cluster-harness.js';
+import type { TestBackend } from '../helpers/backend.js';
+import { startSeededCluster, ProcessCluster, type ConfigView } from '../helpers/cluster-harness.js';
 
 const ids = ['n1', 'n2', 'n3'];
 const CLIENTS = 4;
@@ -43,11 +43,7 @@ describe('linearizable compare-and-set through every node while leaders die', ()
   let backend: TestBackend;
 
   beforeAll(async () => {
-    backend = await startBackend('web');
-    cluster = await ProcessCluster.create({ replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: t0 }` });
-    await cluster.startAll();
-    await cluster.waitForLeader(ids);
-    await cluster.waitForVersion(ids, 1);
+    ({ cluster, backend } = await startSeededCluster(ids, 'web', 't0'));
   });
 
   afterAll(async () => {

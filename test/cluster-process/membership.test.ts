@@ -1,8 +1,8 @@
 // Membership with real processes: a node with the wrong secret is rejected and never joins; a learner joins through the CLI, catches up and is promoted.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ADMIN_TOKEN, ProcessCluster, sleep, sumMetric, until } from '../helpers/cluster-harness.js';
+import type { TestBackend } from '../helpers/backend.js';
+import { ADMIN_TOKEN, startSeededCluster, ProcessCluster, sleep, sumMetric, until } from '../helpers/cluster-harness.js';
 import { runCli } from '../helpers/process.js';
 
 const ids = ['n1', 'n2', 'n3'];
@@ -12,11 +12,7 @@ describe('membership of a three-process cluster', () => {
   let backend: TestBackend;
 
   beforeAll(async () => {
-    backend = await startBackend('web-1');
-    cluster = await ProcessCluster.create({ replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: web-1 }` });
-    await cluster.startAll();
-    await cluster.waitForLeader(ids);
-    await cluster.waitForVersion(ids, 1);
+    ({ cluster, backend } = await startSeededCluster(ids, 'web-1', 'web-1'));
   });
 
   afterAll(async () => {

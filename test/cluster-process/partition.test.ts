@@ -1,8 +1,8 @@
 // Partitions through the TCP relays: the minority cannot commit (503 within seconds), the majority can, and all converge after healing.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ProcessCluster, until } from '../helpers/cluster-harness.js';
+import type { TestBackend } from '../helpers/backend.js';
+import { startSeededCluster, ProcessCluster, until } from '../helpers/cluster-harness.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -15,11 +15,7 @@ describe('a partitioned three-process cluster', () => {
   let backend: TestBackend;
 
   beforeAll(async () => {
-    backend = await startBackend('only');
-    cluster = await ProcessCluster.create({ replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: seed }` });
-    await cluster.startAll();
-    await cluster.waitForLeader(ids);
-    await cluster.waitForVersion(ids, 1);
+    ({ cluster, backend } = await startSeededCluster(ids, 'only', 'seed'));
   });
 
   afterAll(async () => {

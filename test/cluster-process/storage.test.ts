@@ -3,8 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ProcessCluster } from '../helpers/cluster-harness.js';
+import type { TestBackend } from '../helpers/backend.js';
+import { startSeededCluster, ProcessCluster } from '../helpers/cluster-harness.js';
 
 const ids = ['n1', 'n2', 'n3'];
 const MAGIC = Buffer.from('BWL1', 'latin1');
@@ -40,11 +40,7 @@ describe('damaged Raft data dirs', () => {
   }
 
   beforeAll(async () => {
-    backend = await startBackend('web-1');
-    cluster = await ProcessCluster.create({ replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: web-1 }` });
-    await cluster.startAll();
-    await cluster.waitForLeader(ids);
-    await cluster.waitForVersion(ids, 1);
+    ({ cluster, backend } = await startSeededCluster(ids, 'web-1', 'web-1'));
   });
 
   afterAll(async () => {

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { startCli, type RunningNode } from './process.js';
 import { TcpRelay } from './tcp-relay.js';
+import { startBackend, type TestBackend } from './backend.js';
 
 export const ADMIN_TOKEN = 'test-admin-token';
 export const CLUSTER_SECRET = 'process-test-cluster-secret';
@@ -480,4 +481,18 @@ export class ProcessCluster {
     const header = res.headers['x-backend'];
     return res.status === 200 && typeof header === 'string' ? header : null;
   }
+}
+
+/** A running three-node cluster whose one pool `web` holds one test backend, every node at the seed version. */
+export async function startSeededCluster(
+  ids: readonly string[],
+  backendName: string,
+  backendId: string,
+): Promise<{ cluster: ProcessCluster; backend: TestBackend }> {
+  const backend = await startBackend(backendName);
+  const cluster = await ProcessCluster.create({ replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: ${backendId} }` });
+  await cluster.startAll();
+  await cluster.waitForLeader(ids);
+  await cluster.waitForVersion(ids, 1);
+  return { cluster, backend };
 }
