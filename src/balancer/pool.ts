@@ -453,7 +453,8 @@ function healthOptions(config: PoolConfig): BackendHealthOptions {
   };
 }
 
-function readCa(config: PoolConfig): string | null {
+/** The pool's tls.ca PEM (null: system CAs); an unreadable file is a CONFIG_IO error naming the pool. */
+export function readCa(config: PoolConfig): string | null {
   const path = config.tls.ca;
   if (path === null) return null;
   try {

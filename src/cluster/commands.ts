@@ -55,6 +55,11 @@ function withPool(plain: PlainReplicated, pool: string, edited: PlainPool): Plai
   return { routes: plain.routes, pools: { ...plain.pools, [pool]: edited } };
 }
 
+/** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */
+export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
+  return JSON.stringify({ routes: a.routes, pools: a.pools }) === JSON.stringify({ routes: b.routes, pools: b.pools });
+}
+
 /** Applies one command; `version` is what the new state will carry (the log index in a cluster). Never throws. */
 export function applyCommand(state: ConfigState, command: ConfigCommand, version: number): CommandResult {
   switch (command.type) {

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ReplicatedConfig } from '../config/schema.js';
+import { sameReplicated } from './commands.js';
 import { validateConfigText } from '../config/validate.js';
 import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
 import { errorMessage } from '../errors.js';
@@ -43,10 +44,6 @@ export interface ConfigFileSyncOptions {
 /** `2024-05-01T12-30-45.123Z`: an ISO time that is also a portable file-name part. */
 export function fileStamp(date: Date): string {
   return date.toISOString().replace(/:/g, '-');
-}
-
-export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
-  return JSON.stringify({ routes: a.routes, pools: a.pools }) === JSON.stringify({ routes: b.routes, pools: b.pools });
 }
 
 function hashOf(text: string): string {

@@ -40,8 +40,8 @@ import { parseHostPort } from '../net-address.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/node.js';
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
-import type { ConfigCommand } from './commands.js';
-import { ConfigFileSync, sameReplicated } from './config-file.js';
+import { sameReplicated, type ConfigCommand } from './commands.js';
+import { ConfigFileSync } from './config-file.js';
 import { ConfigStateMachine, encodeEnvelope, type CommandOutcome } from './state-machine.js';
 
 export const CLUSTER_STORE_DEFAULTS = Object.freeze({

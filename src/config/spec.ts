@@ -311,22 +311,27 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
+/** Decodes with `parse` and refuses values below `min` (spelled `minText` in the message): durations and sizes alike. */
+function decodeAtLeast(parse: (value: unknown) => { value: number } | { error: string }, min: number, minText: string): LeafSpec<number>['decode'] {
+  return (value, path, ctx) => {
+    const parsed = parse(value);
+    if ('error' in parsed) {
+      ctx.report(path, parsed.error);
+      return INVALID;
+    }
+    if (parsed.value < min) {
+      ctx.report(path, `must be at least ${minText}, got ${describeValue(value)}`);
+      return INVALID;
+    }
+    return parsed.value;
+  };
+}
+
 export function duration(options: { description?: string; min?: number } = {}): LeafSpec<number> {
   const min = options.min ?? 0;
   return leaf({
     description: options.description,
-    decode(value, path, ctx) {
-      const parsed = parseDuration(value);
-      if ('error' in parsed) {
-        ctx.report(path, parsed.error);
-        return INVALID;
-      }
-      if (parsed.value < min) {
-        ctx.report(path, `must be at least ${formatDuration(min)}, got ${describeValue(value)}`);
-        return INVALID;
-      }
-      return parsed.value;
-    },
+    decode: decodeAtLeast(parseDuration, min, formatDuration(min)),
     encode: (value) => formatDuration(value),
     schema: () =>
       withDescription(
@@ -371,18 +376,7 @@ export function size(options: { description?: string; min?: number } = {}): Leaf
   const min = options.min ?? 0;
   return leaf({
     description: options.description,
-    decode(value, path, ctx) {
-      const parsed = parseSize(value);
-      if ('error' in parsed) {
-        ctx.report(path, parsed.error);
-        return INVALID;
-      }
-      if (parsed.value < min) {
-        ctx.report(path, `must be at least ${min} bytes, got ${describeValue(value)}`);
-        return INVALID;
-      }
-      return parsed.value;
-    },
+    decode: decodeAtLeast(parseSize, min, `${min} bytes`),
     encode: (value) => formatSize(value),
     schema: () =>
       withDescription(

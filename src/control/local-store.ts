@@ -7,7 +7,7 @@ import { resolveReplicatedPaths } from '../config/load.js';
 import { toPlainReplicated } from '../config/plain.js';
 import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
 import { validateConfigText, validateReplicatedText } from '../config/validate.js';
-import { applyCommand, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
+import { applyCommand, sameReplicated, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
@@ -121,7 +121,7 @@ export class LocalStore implements ControlPlane {
         return 'invalid';
       }
       const config: ReplicatedConfig = { routes: result.config.routes, pools: result.config.pools };
-      if (sameConfig(config, this.state.config)) return 'unchanged';
+      if (sameReplicated(config, this.state.config)) return 'unchanged';
       this.swap({ version: this.state.version + 1, config });
       this.options.metrics.configReload('success');
       this.options.logger.info('config reloaded from file', { file: this.options.file, version: this.state.version });
@@ -165,8 +165,4 @@ export class LocalStore implements ControlPlane {
 
 function notClustered(): BalancerError {
   return new BalancerError('BAD_REQUEST', 'this node runs without a cluster section: membership commands need `cluster:` in the config');
-}
-
-export function sameConfig(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
 }

@@ -5,7 +5,7 @@ import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../balancer/pool.js';
-import { compileRoutes, matchRoute, type CompiledRoute } from './router.js';
+import { compileRoutes, lookupRoute, type CompiledRoute } from './router.js';
 import type { PoolEntry } from './forward.js';
 import { UpstreamRegistry } from './upstream.js';
 
@@ -74,12 +74,7 @@ export class DataPlane {
   }
 
   route(host: string, path: string): RouteDecision | undefined {
-    const table = this.current;
-    if (table.fallback !== null) return { entry: table.fallback, maxBodySize: 0 };
-    const route = matchRoute(table.routes, host, path);
-    if (route === undefined) return undefined;
-    const entry = table.pools.get(route.pool);
-    return entry === undefined ? undefined : { entry, maxBodySize: route.maxBodySize };
+    return lookupRoute(this.current, host, path);
   }
 
   /** Builds the new table next to the old one, then swaps; the old pools stop their health checks. */
@@ -88,7 +83,7 @@ export class DataPlane {
     const pools = new Map<string, DataPlanePool>();
     for (const [name, poolConfig] of Object.entries(config.pools)) {
       const runtime = PoolRuntime.create(poolConfig, previous.pools.get(name)?.pool, this.deps);
-      pools.set(name, { pool: runtime, upstreams: this.upstreams.forPool(poolConfig), metrics: this.deps.metrics.pool(name) });
+      pools.set(name, { pool: runtime, upstreams: this.upstreams.forPool(poolConfig, runtime.ca), metrics: this.deps.metrics.pool(name) });
     }
     const only = pools.size === 1 ? [...pools.values()][0]! : null;
     this.current = {

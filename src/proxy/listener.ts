@@ -9,7 +9,7 @@ import type { LimitsConfig, TlsListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { errorMessage, type ErrorCode } from '../errors.js';
 import { errorBody } from './error-status.js';
-import { checkFraming, checkTarget } from './request-guard.js';
+import { checkFraming, checkTarget, type GuardRejection } from './request-guard.js';
 import { hostWithoutPort } from './router.js';
 import { sendError, writeRawError, type Forwarder, type PoolEntry } from './forward.js';
 import { parseHostPort } from '../net-address.js';
@@ -113,48 +113,51 @@ export class ProxyListener {
     this.tlsWatched = [tls.cert, tls.key];
   }
 
-  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (this.draining) res.setHeader('connection', 'close');
-    const rejection = checkTarget(req) ?? checkFraming(req, this.options.limits.maxBodySize);
-    if (rejection !== null) {
-      this.reject(req, res, rejection.status, rejection.code, rejection.message);
-      return;
-    }
+  /**
+   * What every request and upgrade goes through: target normalised, route found, framing checked once against
+   * the body limit that applies (the route's when it sets one, else the listener's).
+   */
+  private admit(req: http.IncomingMessage): { rejection: GuardRejection } | { decision: RouteDecision; maxBodySize: number } | { noRoute: string } {
+    const target = checkTarget(req);
+    if (target !== null) return { rejection: target };
     const decision = this.options.routes.route(hostWithoutPort(req.headers.host), req.url ?? '/');
+    const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.options.limits.maxBodySize;
+    const framing = checkFraming(req, maxBodySize);
+    if (framing !== null) return { rejection: framing };
     if (decision === undefined) {
-      sendError(res, 404, 'NO_ROUTE', `no route matches host ${JSON.stringify(req.headers.host ?? '')} and path ${JSON.stringify(req.url ?? '')}`);
-      return;
+      return { noRoute: `no route matches host ${JSON.stringify(req.headers.host ?? '')} and path ${JSON.stringify(req.url ?? '')}` };
     }
-    if (decision.maxBodySize > 0) {
-      const routeRejection = checkFraming(req, decision.maxBodySize);
-      if (routeRejection !== null) {
-        this.reject(req, res, routeRejection.status, routeRejection.code, routeRejection.message);
-        return;
-      }
-    }
-    const maxBodySize = decision.maxBodySize > 0 ? decision.maxBodySize : this.options.limits.maxBodySize;
-    this.options.forwarder.forward(req, res, decision.entry, maxBodySize);
+    return { decision, maxBodySize };
   }
 
-  /** A rejected request's body is never read, so the connection cannot be reused safely: close it after answering. */
-  private reject(req: http.IncomingMessage, res: http.ServerResponse, status: number, code: Parameters<typeof sendError>[2], message: string): void {
-    req.resume();
-    sendError(res, status, code, message, { connection: 'close' });
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.draining) res.setHeader('connection', 'close');
+    const admission = this.admit(req);
+    if ('rejection' in admission) {
+      // The body of a rejected request is never read, so the connection cannot be reused safely.
+      req.resume();
+      sendError(res, admission.rejection.status, admission.rejection.code, admission.rejection.message, { connection: 'close' });
+      return;
+    }
+    if ('noRoute' in admission) {
+      sendError(res, 404, 'NO_ROUTE', admission.noRoute);
+      return;
+    }
+    this.options.forwarder.forward(req, res, admission.decision.entry, admission.maxBodySize);
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    const rejection = checkTarget(req) ?? checkFraming(req, this.options.limits.maxBodySize);
-    if (rejection !== null) {
-      writeRawError(socket, rejection.status, rejection.code, rejection.message);
+    const admission = this.admit(req);
+    if ('rejection' in admission) {
+      writeRawError(socket, admission.rejection.status, admission.rejection.code, admission.rejection.message);
       return;
     }
-    const decision = this.options.routes.route(hostWithoutPort(req.headers.host), req.url ?? '/');
-    if (decision === undefined) {
-      writeRawError(socket, 404, 'NO_ROUTE', 'no route matches this request');
+    if ('noRoute' in admission) {
+      writeRawError(socket, 404, 'NO_ROUTE', admission.noRoute);
       return;
     }
-    this.options.forwarder.upgrade(req, socket, head, decision.entry);
+    this.options.forwarder.upgrade(req, socket, head, admission.decision.entry);
   }
 
   private onClientError(error: Error & { code?: string }, socket: Duplex): void {

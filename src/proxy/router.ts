@@ -51,3 +51,16 @@ export function matchRoute(routes: readonly CompiledRoute[], host: string, path:
   }
   return undefined;
 }
+
+/** A routing table's lookup: the single pool when there are no routes, else the first matching route's pool. */
+export function lookupRoute<E>(
+  table: { readonly routes: readonly CompiledRoute[]; readonly pools: ReadonlyMap<string, E>; readonly fallback: E | null },
+  host: string,
+  path: string,
+): { entry: E; maxBodySize: number } | undefined {
+  if (table.fallback !== null) return { entry: table.fallback, maxBodySize: 0 };
+  const route = matchRoute(table.routes, host, path);
+  if (route === undefined) return undefined;
+  const entry = table.pools.get(route.pool);
+  return entry === undefined ? undefined : { entry, maxBodySize: route.maxBodySize };
+}

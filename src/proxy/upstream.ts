@@ -2,7 +2,6 @@
 
 import http from 'node:http';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
 import { DEFAULTS, type PoolConfig } from '../config/schema.js';
 
 /** The shape http-proxy accepts as a pre-parsed target, so it never re-parses a URL per request. */
@@ -28,7 +27,7 @@ function targetOf(url: URL): ProxyTarget {
   return { protocol, hostname, host: hostname, port, path: '' };
 }
 
-function agentFor(url: URL, pool: PoolConfig): http.Agent {
+function agentFor(url: URL, pool: PoolConfig, ca: string | null): http.Agent {
   const options = {
     keepAlive: true,
     maxSockets: DEFAULTS.upstream.maxSockets,
@@ -42,7 +41,7 @@ function agentFor(url: URL, pool: PoolConfig): http.Agent {
   return new https.Agent({
     ...options,
     rejectUnauthorized: true,
-    ...(pool.tls.ca === null ? {} : { ca: readFileSync(pool.tls.ca) }),
+    ...(ca === null ? {} : { ca }),
     ...(pool.tls.serverName === null ? {} : { servername: pool.tls.serverName }),
   });
 }
@@ -54,15 +53,15 @@ function agentFor(url: URL, pool: PoolConfig): http.Agent {
 export class UpstreamRegistry {
   private readonly byKey = new Map<string, Upstream>();
 
-  /** Returns one upstream per backend id of the pool. */
-  forPool(pool: PoolConfig): Map<string, Upstream> {
+  /** Returns one upstream per backend id of the pool; `ca` is the pool's tls.ca PEM, read once per config by the caller. */
+  forPool(pool: PoolConfig, ca: string | null): Map<string, Upstream> {
     const result = new Map<string, Upstream>();
     for (const backend of pool.backends) {
       const url = new URL(backend.url);
       const key = `${url.origin}|${pool.tls.ca ?? ''}|${pool.tls.serverName ?? ''}`;
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
-        upstream = { key, target: targetOf(url), agent: agentFor(url, pool) };
+        upstream = { key, target: targetOf(url), agent: agentFor(url, pool, ca) };
         this.byKey.set(key, upstream);
       }
       result.set(backend.id, upstream);

@@ -1,12 +1,13 @@
 // A worker's data plane: routes and pools built from the primary's config, availability and weights from its health snapshots.
 
+import { readCa } from '../balancer/pool.js';
 import { createStrategy, type Strategy } from '../balancer/strategy.js';
 import { retryBudgetAllows } from '../balancer/retry-budget.js';
 import type { Random } from '../clock.js';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import type { Metrics, BackendMetrics } from '../metrics/types.js';
 import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../proxy/forward.js';
-import { compileRoutes, matchRoute, type CompiledRoute } from '../proxy/router.js';
+import { compileRoutes, lookupRoute, type CompiledRoute } from '../proxy/router.js';
 import type { RouteDecision, RouteSource } from '../proxy/listener.js';
 import { UpstreamRegistry } from '../proxy/upstream.js';
 import type { PoolHealthView } from './protocol.js';
@@ -120,12 +121,7 @@ export class WorkerDataPlane implements RouteSource {
   ) {}
 
   route(host: string, path: string): RouteDecision | undefined {
-    const table = this.table;
-    if (table.fallback !== null) return { entry: table.fallback, maxBodySize: 0 };
-    const route = matchRoute(table.routes, host, path);
-    if (route === undefined) return undefined;
-    const entry = table.pools.get(route.pool);
-    return entry === undefined ? undefined : { entry, maxBodySize: route.maxBodySize };
+    return lookupRoute(this.table, host, path);
   }
 
   apply(config: ReplicatedConfig): void {
@@ -145,7 +141,7 @@ export class WorkerDataPlane implements RouteSource {
       const pool = new RemotePool(poolConfig, backends, this.random);
       const health = this.lastHealth[name];
       if (health !== undefined) pool.applyHealth(health);
-      pools.set(name, { pool, upstreams: this.upstreams.forPool(poolConfig), metrics: this.metrics.pool(name) });
+      pools.set(name, { pool, upstreams: this.upstreams.forPool(poolConfig, readCa(poolConfig)), metrics: this.metrics.pool(name) });
     }
     for (const key of this.counters.keys()) if (!liveKeys.has(key)) this.counters.delete(key);
     const only = pools.size === 1 ? [...pools.values()][0]! : null;

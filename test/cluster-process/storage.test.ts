@@ -39,6 +39,16 @@ describe('damaged Raft data dirs', () => {
     return put.json<{ version: number }>().version;
   }
 
+  /** Three edits reach a follower, which is then killed -9; returns it with the WAL segment it was writing. */
+  async function killFollowerAfterEdits(): Promise<{ leader: string; victim: string; segment: string }> {
+    const leader = await cluster.waitForLeader(ids);
+    const victim = ids.find((id) => id !== leader)!;
+    for (let i = 0; i < 3; i++) await edit(leader);
+    await cluster.waitForVersion([victim], (await cluster.config(leader)).version);
+    await cluster.kill(victim);
+    return { leader, victim, segment: await liveSegment(cluster.node(victim).dataDir) };
+  }
+
   beforeAll(async () => {
     ({ cluster, backend } = await startSeededCluster(ids, 'web-1', 'web-1'));
   });
@@ -49,12 +59,7 @@ describe('damaged Raft data dirs', () => {
   });
 
   it('drops a torn last record after kill -9, starts, and catches up', async () => {
-    const leader = await cluster.waitForLeader(ids);
-    const victim = ids.find((id) => id !== leader)!;
-    for (let i = 0; i < 3; i++) await edit(leader);
-    await cluster.waitForVersion([victim], (await cluster.config(leader)).version);
-    await cluster.kill(victim);
-    const segment = await liveSegment(cluster.node(victim).dataDir);
+    const { leader, victim, segment } = await killFollowerAfterEdits();
     const size = (await stat(segment)).size;
     await truncate(segment, size - 5);
     // The cluster moves on while the victim is down.
@@ -69,12 +74,7 @@ describe('damaged Raft data dirs', () => {
   });
 
   it('refuses to start when a record before the tail is damaged, with a message naming the file', async () => {
-    const leader = await cluster.waitForLeader(ids);
-    const victim = ids.find((id) => id !== leader)!;
-    for (let i = 0; i < 3; i++) await edit(leader);
-    await cluster.waitForVersion([victim], (await cluster.config(leader)).version);
-    await cluster.kill(victim);
-    const segment = await liveSegment(cluster.node(victim).dataDir);
+    const { leader, victim, segment } = await killFollowerAfterEdits();
     const image = await readFile(segment);
     const offsets = recordOffsets(image);
     expect(offsets.length).toBeGreaterThanOrEqual(3);
