@@ -48,7 +48,7 @@ describe('circuit breaking', () => {
 describe('request body limits', () => {
   async function limited(): Promise<{ gw: TestGateway; b: TestBackend }> {
     const b = await backend('b');
-    const gw = await gateway(`limits: { maxBodySize: 1mb }\nroutes:\n  - { match: { pathPrefix: /small }, pool: web, maxBodySize: 1kb }\n  - { match: { pathPrefix: / }, pool: web }\npools:\n  web:\n    backends:\n      - { url: ${b.url} }\n`);
+    const gw = await gateway(`limits: { maxBodySize: 1mb }\nroutes:\n  - { match: { pathPrefix: /small }, pool: web, maxBodySize: 1kb }\n  - { match: { pathPrefix: /large }, pool: web, maxBodySize: 4mb }\n  - { match: { pathPrefix: / }, pool: web }\npools:\n  web:\n    backends:\n      - { url: ${b.url} }\n`);
     return { gw, b };
   }
 
@@ -74,6 +74,13 @@ describe('request body limits', () => {
       req.end();
     });
     expect(status).toBe(413);
+  });
+
+  it('lets a route raise the limit above the listener\'s', async () => {
+    const { gw, b } = await limited();
+    const res = await request(`${gw.url}/large`, { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024) });
+    expect(res.status).toBe(200);
+    expect(b.seen.at(-1)!.bodyBytes).toBe(2 * 1024 * 1024);
   });
 
   it('applies the listener limit to routes without their own', async () => {
