@@ -71,6 +71,8 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
     case 'HPE_INVALID_CONTENT_LENGTH':
     case 'HPE_INVALID_TRANSFER_ENCODING':
     case 'HPE_HEADER_OVERFLOW':
+    case 'ERR_INVALID_CHAR':
+    case 'ERR_INVALID_HTTP_TOKEN':
       return { status: 502, code: 'UPSTREAM_PROTOCOL_ERROR', reason: 'protocol', beforeRequestSent: false, gatewayFailure: true, message: `backend sent an invalid HTTP response: ${message}` };
     default:
       if (typeof code === 'string' && (TLS_CODES.has(code) || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS'))) {

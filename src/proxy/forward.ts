@@ -15,7 +15,7 @@ import type { PoolConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { statusClass, type BackendMetrics, type PoolMetrics } from '../metrics/types.js';
 import { classifyUpstreamError, errorBody, UpstreamTimeout, type FailureKind, type ProxyPhase } from './error-status.js';
-import { prepareRequestHeaders, prepareResponseHeaders, type TrustedProxies } from './headers.js';
+import { prepareRequestHeaders, responseHeaderList, type TrustedProxies } from './headers.js';
 import type { Upstream } from './upstream.js';
 import type { ErrorCode } from '../errors.js';
 
@@ -83,8 +83,8 @@ interface Exchange {
   current: Attempt | null;
   lastBackend: string;
   finalCode: ErrorCode | null;
-  /** The client's wish for its connection, read before hop-by-hop headers are stripped. */
-  readonly clientConnection: 'close' | 'keep-alive';
+  /** Whether the client connection closes after this response: the client asked (read before hop-by-hop headers are stripped), or the listener is draining. */
+  readonly connection: 'close' | 'keep-alive';
 }
 
 interface Attempt {
@@ -134,6 +134,11 @@ export function sendError(res: ServerResponse, status: number, code: ErrorCode, 
   res.end(body);
 }
 
+/** An error answer within an exchange; a draining listener's answers close the connection. */
+function replyError(exchange: Exchange, status: number, code: ErrorCode, message: string, extraHeaders?: Record<string, string>): void {
+  sendError(exchange.res, status, code, message, exchange.connection === 'close' ? { ...extraHeaders, connection: 'close' } : extraHeaders);
+}
+
 export class Forwarder {
   private readonly proxy: httpProxy;
   private readonly logger: Logger;
@@ -145,7 +150,10 @@ export class Forwarder {
     this.logger = options.logger;
     this.trustedProxies = options.trustedProxies;
     this.accessLog = options.accessLog;
-    this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, prependPath: false });
+    // selfHandleResponse: the response is written here (one writeHead from the raw header list, then the body),
+    // instead of by http-proxy's per-header setHeader passes and a pipe.
+    // toProxy: skips its per-request url.parse of the target; the path is then set verbatim (see attempt()).
+    this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, prependPath: false, selfHandleResponse: true, toProxy: true });
     const internals = this.proxy as unknown as { webPasses: Array<{ name: string }>; wsPasses: Array<{ name: string }> };
     const removed = new Set(['deleteLength', 'timeout', 'XHeaders']);
     internals.webPasses = internals.webPasses.filter((pass) => !removed.has(pass.name));
@@ -160,11 +168,12 @@ export class Forwarder {
     });
   }
 
-  forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, maxBodySize: number): void {
-    const clientConnection = wantsClose(req) ? 'close' : 'keep-alive';
+  /** `draining`: the listener is shutting down, so the client connection closes after this response. */
+  forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, maxBodySize: number, draining: boolean): void {
+    const connection = draining || wantsClose(req) ? 'close' : 'keep-alive';
     prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), false);
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
-    delete req.headers['expect'];
+    if (req.headers['expect'] !== undefined) delete req.headers['expect'];
     const exchange: Exchange = {
       req,
       res,
@@ -179,9 +188,10 @@ export class Forwarder {
       current: null,
       lastBackend: '',
       finalCode: null,
-      clientConnection,
+      connection,
     };
-    res.once('close', () => this.onClientClose(exchange));
+    // 'close' fires once per response: `on` spares the wrapper `once` builds.
+    res.on('close', () => this.onClientClose(exchange));
     this.attempt(exchange, null);
   }
 
@@ -202,7 +212,7 @@ export class Forwarder {
       if (lastFailure !== null) {
         entry.pool.finishRetry();
         exchange.finalCode = lastFailure.code;
-        sendError(exchange.res, lastFailure.status, lastFailure.code, lastFailure.message);
+        replyError(exchange, lastFailure.status, lastFailure.code, lastFailure.message);
       } else {
         this.answerWithoutBackend(exchange);
       }
@@ -239,6 +249,9 @@ export class Forwarder {
         // http-proxy calls this synchronously right after creating the upstream request: the one hook
         // that hands us the ClientRequest before anything is sent.
         attempt.proxyReq = proxyReq;
+        // http-proxy's path join collapses '//' and rewrites the query; the backend gets the target exactly as
+        // the client sent it (checkTarget already reduced it to origin-form). Node reads this when it writes the head.
+        proxyReq.path = exchange.req.url ?? '/';
         this.watchUpstream(attempt, proxyReq);
         // Without a body the request is complete now; Node sends it as soon as the socket is ready.
         if (!exchange.hasBody) proxyReq.end();
@@ -277,7 +290,7 @@ export class Forwarder {
       if (lastFailure !== null) pool.finishRetry();
       exchange.finalCode = 'CIRCUIT_OPEN';
       exchange.entry.metrics.requestWithoutBackend('5xx');
-      sendError(exchange.res, 503, 'CIRCUIT_OPEN', `every backend of pool "${pool.name}" is at its concurrency limit and the wait queue is full`, { 'retry-after': '1' });
+      replyError(exchange, 503, 'CIRCUIT_OPEN', `every backend of pool "${pool.name}" is at its concurrency limit and the wait queue is full`, { 'retry-after': '1' });
       return;
     }
     const waitMs = pool.config.timeouts.connectMs;
@@ -290,7 +303,7 @@ export class Forwarder {
         if (exchange.clientGone) return;
         exchange.finalCode = 'CIRCUIT_OPEN';
         exchange.entry.metrics.requestWithoutBackend('5xx');
-        sendError(exchange.res, 503, 'CIRCUIT_OPEN', `no backend of pool "${pool.name}" freed a slot within ${waitMs} ms`, { 'retry-after': '1' });
+        replyError(exchange, 503, 'CIRCUIT_OPEN', `no backend of pool "${pool.name}" freed a slot within ${waitMs} ms`, { 'retry-after': '1' });
       }, waitMs),
     };
     queue.push(waiter);
@@ -321,24 +334,44 @@ export class Forwarder {
 
   private watchUpstream(attempt: Attempt, proxyReq: ClientRequest): void {
     const exchange = attempt.exchange;
-    proxyReq.once('socket', (socket: Socket) => {
+    // A ClientRequest emits 'socket' and 'response' at most once each.
+    proxyReq.on('socket', (socket: Socket) => {
       if (attempt.done) return;
       if (socket.connecting) socket.once('connect', () => this.onConnected(attempt, proxyReq));
       else this.onConnected(attempt, proxyReq);
     });
-    // Registered before http-proxy's own response listener, so headers are cleaned before it copies them.
-    proxyReq.once('response', (proxyRes: IncomingMessage) => {
+    proxyReq.on('response', (proxyRes: IncomingMessage) => {
       if (attempt.done) return;
       this.clearTimer(attempt);
       attempt.status = proxyRes.statusCode ?? 502;
-      prepareResponseHeaders(proxyRes.headers);
-      // The client connection's fate is ours to decide, not the backend's; http-proxy copies this header verbatim.
-      proxyRes.headers['connection'] = exchange.clientConnection === 'close' || exchange.res.getHeader('connection') === 'close' ? 'close' : 'keep-alive';
       const idleMs = this.timeouts(exchange).idleMs;
       attempt.phase = 'idle';
       proxyReq.setTimeout(idleMs, () => this.fail(attempt, new UpstreamTimeout('idle', idleMs)));
       proxyRes.on('error', (error: Error) => this.fail(attempt, error));
-      proxyRes.once('end', () => this.complete(attempt));
+      this.relayResponse(attempt, proxyRes);
+    });
+  }
+
+  /** Writes the backend's response to the client: headers in one go, then the body with backpressure. */
+  private relayResponse(attempt: Attempt, proxyRes: IncomingMessage): void {
+    const res = attempt.exchange.res;
+    // The client connection's fate is ours to decide, not the backend's.
+    try {
+      res.writeHead(attempt.status, proxyRes.statusMessage, responseHeaderList(proxyRes.rawHeaders, attempt.exchange.connection));
+    } catch (error) {
+      // Node's parser and writer accept the same bytes today; a field one day written back refused must be a
+      // 502 for this request, not an exception thrown out of an event handler.
+      this.fail(attempt, error);
+      return;
+    }
+    proxyRes.on('data', (chunk: Buffer) => {
+      if (res.write(chunk)) return;
+      proxyRes.pause();
+      res.once('drain', () => proxyRes.resume());
+    });
+    proxyRes.on('end', () => {
+      res.end();
+      this.complete(attempt);
     });
   }
 
@@ -365,7 +398,7 @@ export class Forwarder {
       exchange.req.off('data', onData);
       this.abandonAttempt(attempt, 'aborted');
       exchange.finalCode = 'REQUEST_TOO_LARGE';
-      sendError(exchange.res, 413, 'REQUEST_TOO_LARGE', `request body exceeds the limit of ${exchange.maxBodySize} bytes`, { connection: 'close' });
+      replyError(exchange, 413, 'REQUEST_TOO_LARGE', `request body exceeds the limit of ${exchange.maxBodySize} bytes`, { connection: 'close' });
       exchange.req.unpipe();
       exchange.req.resume();
     };
@@ -435,7 +468,7 @@ export class Forwarder {
       return;
     }
     exchange.finalCode = kind.code;
-    sendError(exchange.res, kind.status, kind.code, kind.message);
+    replyError(exchange, kind.status, kind.code, kind.message);
   }
 
   private mayRetry(exchange: Exchange, kind: FailureKind): boolean {
@@ -453,7 +486,7 @@ export class Forwarder {
     const pool = exchange.entry.pool;
     exchange.finalCode = 'NO_AVAILABLE_BACKEND';
     exchange.entry.metrics.requestWithoutBackend('5xx');
-    sendError(exchange.res, 503, 'NO_AVAILABLE_BACKEND', `no available backend in pool "${pool.name}"`, {
+    replyError(exchange, 503, 'NO_AVAILABLE_BACKEND', `no available backend in pool "${pool.name}"`, {
       'retry-after': String(pool.retryAfterSeconds()),
     });
   }

@@ -131,7 +131,6 @@ export class ProxyListener {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (this.draining) res.setHeader('connection', 'close');
     const admission = this.admit(req);
     if ('rejection' in admission) {
       // The body of a rejected request is never read, so the connection cannot be reused safely.
@@ -140,10 +139,10 @@ export class ProxyListener {
       return;
     }
     if ('noRoute' in admission) {
-      sendError(res, 404, 'NO_ROUTE', admission.noRoute);
+      sendError(res, 404, 'NO_ROUTE', admission.noRoute, this.draining ? { connection: 'close' } : undefined);
       return;
     }
-    this.options.forwarder.forward(req, res, admission.decision.entry, admission.maxBodySize);
+    this.options.forwarder.forward(req, res, admission.decision.entry, admission.maxBodySize, this.draining);
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {

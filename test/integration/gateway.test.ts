@@ -124,6 +124,45 @@ describe('forwarding', () => {
     expect(seen.headers.host).toBe('shop.example.com');
   });
 
+  it('forwards the request target verbatim: repeated slashes, encoded bytes and the query untouched', async () => {
+    const [b] = await backends(1);
+    const gw = await gateway(poolYaml([b!]));
+    const target = '//a//b/%2F..%2Fc?x=1&y=%20z&&q=/p?r';
+    const raw = await rawExchange(gw.port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(raw.startsWith('HTTP/1.1 200')).toBe(true);
+    expect(b!.seen.at(-1)!.url).toBe(target);
+  });
+
+  it('relays the response head as written: status text, repeated fields and their case, without hop-by-hop fields', async () => {
+    const [b] = await backends(1);
+    b!.handle((_req, res) => {
+      res.writeHead(299, 'Quite Fine', [
+        'Set-Cookie', 'a=1',
+        'set-cookie', 'b=2',
+        'X-Mixed-Case', 'kept',
+        'Connection', 'keep-alive, X-Named-Hop',
+        'X-Named-Hop', 'dropped',
+        'Keep-Alive', 'timeout=99',
+        'Proxy-Connection', 'keep-alive',
+        'Content-Length', '2',
+      ]);
+      res.end('ok');
+    });
+    const gw = await gateway(poolYaml([b!]));
+    const raw = await rawExchange(gw.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const [head, body] = raw.split('\r\n\r\n');
+    const lines = head!.split('\r\n');
+    expect(lines[0]).toBe('HTTP/1.1 299 Quite Fine');
+    expect(lines).toContain('Set-Cookie: a=1');
+    expect(lines).toContain('set-cookie: b=2');
+    expect(lines).toContain('X-Mixed-Case: kept');
+    expect(lines).toContain('Content-Length: 2');
+    // The client asked to close; the backend's keep-alive wish is not passed on.
+    expect(lines.filter((line) => /^connection:/i.test(line))).toEqual(['connection: close']);
+    expect(head).not.toMatch(/x-named-hop|keep-alive:|proxy-connection/i);
+    expect(body).toBe('ok');
+  });
+
   it('extends X-Forwarded-For from a trusted proxy', async () => {
     const [b] = await backends(1);
     const gw = await gateway(`trustedProxies: [127.0.0.0/8]\n${poolYaml([b!])}`);
