@@ -152,8 +152,8 @@ export class Forwarder {
     this.accessLog = options.accessLog;
     // selfHandleResponse: the response is written here (one writeHead from the raw header list, then the body),
     // instead of by http-proxy's per-header setHeader passes and a pipe.
-    // toProxy: skips its per-request url.parse of the target; the path is then set verbatim (see attempt()).
-    this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, prependPath: false, selfHandleResponse: true, toProxy: true });
+    // toProxy + ignorePath: its url.parse and path join are skipped; the path is then set verbatim (see attempt()).
+    this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, prependPath: false, selfHandleResponse: true, toProxy: true, ignorePath: true });
     const internals = this.proxy as unknown as { webPasses: Array<{ name: string }>; wsPasses: Array<{ name: string }> };
     const removed = new Set(['deleteLength', 'timeout', 'XHeaders']);
     internals.webPasses = internals.webPasses.filter((pass) => !removed.has(pass.name));
@@ -346,7 +346,9 @@ export class Forwarder {
       attempt.status = proxyRes.statusCode ?? 502;
       const idleMs = this.timeouts(exchange).idleMs;
       attempt.phase = 'idle';
-      proxyReq.setTimeout(idleMs, () => this.fail(attempt, new UpstreamTimeout('idle', idleMs)));
+      // The idle timer is refreshed by every body chunk (relayResponse): cheaper than a socket timeout, which
+      // Node re-creates per request and the agent again when the socket returns to its pool.
+      attempt.timer = setTimeout(() => this.fail(attempt, new UpstreamTimeout('idle', idleMs)), idleMs);
       proxyRes.on('error', (error: Error) => this.fail(attempt, error));
       this.relayResponse(attempt, proxyRes);
     });
@@ -365,6 +367,7 @@ export class Forwarder {
       return;
     }
     proxyRes.on('data', (chunk: Buffer) => {
+      attempt.timer?.refresh();
       if (res.write(chunk)) return;
       proxyRes.pause();
       res.once('drain', () => proxyRes.resume());

@@ -327,6 +327,40 @@ describe('failures never crash the process and map to 502/503/504', () => {
     expect(posts).toBe(1);
   });
 
+  it('cuts a response whose body stalls longer than the idle timeout, but not one that trickles steadily', async () => {
+    const [b] = await backends(1);
+    b!.handle((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      let sent = 0;
+      // /trickle: a chunk every 100 ms for 800 ms, longer in all than the idle timeout but never idle that long.
+      const timer = setInterval(() => {
+        if (req.url === '/stall' && sent === 1) return;
+        res.write(`chunk${sent}\n`);
+        sent += 1;
+        if (sent === 8) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    const gw = await gateway(poolYaml([b!], '    timeouts: { connect: 1s, response: 1s, idle: 400ms }\n'));
+    const trickled = await request(`${gw.url}/trickle`);
+    expect(trickled.status).toBe(200);
+    expect(trickled.body.split('\n').filter(Boolean)).toHaveLength(8);
+    const stalled = await new Promise<string>((resolve) => {
+      http.get(`${gw.url}/stall`, { agent: false }, (res) => {
+        res.on('data', () => undefined);
+        res.on('end', () => resolve('ended'));
+        res.on('error', () => resolve('cut'));
+        res.on('aborted', () => resolve('cut'));
+      }).on('error', () => resolve('cut'));
+    });
+    expect(stalled).toBe('cut');
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/balancer_upstream_errors_total\{[^}]*reason="idle_timeout"[^}]*\} 1/);
+  });
+
   it('cuts the client off when the backend resets mid-response, and keeps serving', async () => {
     const [b] = await backends(1);
     b!.handle((req, res) => {
