@@ -357,9 +357,8 @@ export class Forwarder {
   /** Writes the backend's response to the client: headers in one go, then the body with backpressure. */
   private relayResponse(attempt: Attempt, proxyRes: IncomingMessage): void {
     const res = attempt.exchange.res;
-    // The client connection's fate is ours to decide, not the backend's.
     try {
-      res.writeHead(attempt.status, proxyRes.statusMessage, responseHeaderList(proxyRes.rawHeaders, attempt.exchange.connection));
+      res.writeHead(attempt.status, proxyRes.statusMessage, responseHeaderList(proxyRes.rawHeaders, attempt.exchange.connection === 'close'));
     } catch (error) {
       // Node's parser and writer accept the same bytes today; a field one day written back refused must be a
       // 502 for this request, not an exception thrown out of an event handler.

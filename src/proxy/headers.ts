@@ -110,10 +110,12 @@ const HOP_BY_HOP_LENGTHS = new Set([...HOP_BY_HOP].map((name) => name.length));
 
 /**
  * The backend's response headers as the client gets them: a flat [name, value, ...] list in the backend's order
- * and case (repeated fields such as Set-Cookie stay separate), without hop-by-hop fields, ending with our own
- * Connection header. Written with one `writeHead`, it spares Node a `setHeader` call per field.
+ * and case (repeated fields such as Set-Cookie stay separate), without hop-by-hop fields. Written with one
+ * `writeHead`, it spares Node a `setHeader` call per field. The client connection is ours, not the backend's:
+ * `close` adds `Connection: close`; otherwise Node writes Connection (and Keep-Alive) from the client's request
+ * and the response's framing, e.g. close for an HTTP/1.0 client when the body has no length.
  */
-export function responseHeaderList(rawHeaders: readonly string[], connection: 'close' | 'keep-alive'): string[] {
+export function responseHeaderList(rawHeaders: readonly string[], close: boolean): string[] {
   let named: string[] | null = null;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toLowerCase() === 'connection') (named ??= []).push(...connectionTokens(rawHeaders[i + 1]));
@@ -127,6 +129,6 @@ export function responseHeaderList(rawHeaders: readonly string[], connection: 'c
     }
     list.push(name, rawHeaders[i + 1]!);
   }
-  list.push('connection', connection);
+  if (close) list.push('connection', 'close');
   return list;
 }

@@ -163,6 +163,29 @@ describe('forwarding', () => {
     expect(body).toBe('ok');
   });
 
+  it('says how the client connection continues: keep-alive for HTTP/1.1, close for HTTP/1.0 when the body has no length', async () => {
+    const [b] = await backends(1);
+    b!.handle((_req, res) => {
+      // No Content-Length: HTTP/1.1 gets it chunked, HTTP/1.0 can only have it delimited by the close.
+      res.writeHead(200, { connection: 'close' });
+      res.write('part1,');
+      setImmediate(() => res.end('part2'));
+    });
+    const gw = await gateway(poolYaml([b!]));
+    const old = await rawExchange(gw.port, 'GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+    const [oldHead, oldBody] = old.split('\r\n\r\n');
+    expect(oldHead).toMatch(/\r\nconnection: close/i);
+    expect(oldHead).not.toMatch(/transfer-encoding/i);
+    expect(oldBody).toBe('part1,part2');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    cleanups.push(async () => agent.destroy());
+    const first = await request(`${gw.url}/`, { agent });
+    // The backend's own "close" is hop-by-hop: the client keeps its connection.
+    expect(first.headers.connection).toBe('keep-alive');
+    expect(first.headers['keep-alive']).toMatch(/^timeout=\d+/);
+    expect(first.body).toBe('part1,part2');
+  });
+
   it('extends X-Forwarded-For from a trusted proxy', async () => {
     const [b] = await backends(1);
     const gw = await gateway(`trustedProxies: [127.0.0.0/8]\n${poolYaml([b!])}`);
