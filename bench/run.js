@@ -1,6 +1,6 @@
 // `npm run bench`: the side-by-side benchmark of issue 7. Starts three local backends and every target, measures them
 // alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
-// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster] [--no-save]
+// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster] [--no-instructions] [--no-save]
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureClusterBench } from './cluster.js';
+import { measureInstructions, valgrindAvailable } from './lib/callgrind.js';
 import { renderMarkdown } from './lib/format.js';
 import {
   firstJsonLine,
@@ -35,6 +36,7 @@ const { values: flags } = parseArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     'no-save': { type: 'boolean', default: false },
+    'no-instructions': { type: 'boolean', default: false },
   },
 });
 
@@ -46,14 +48,18 @@ const PLAN = flags.quick
       websocket: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 50, window: 4, size: 64 },
       fixedRate: { rate: 2000, seconds: 3, warmupSeconds: 1, runs: 1 },
       idle: { count: 10_000 },
+      instructions: { warmup: 2_000, requests: 1_000 },
       cluster: { commits: 10, failoverRounds: 1 },
     }
   : {
-      http: { seconds: 5, warmupSeconds: 2, runs: 3, connections: 64, threads: 1 },
+      // Seven alternating runs: on this shared machine one target's req/s moves by a third between runs.
+      http: { seconds: 5, warmupSeconds: 2, runs: 7, connections: 64, threads: 1 },
       post: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 8, threads: 1 },
       websocket: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 50, window: 4, size: 64 },
-      fixedRate: { rate: 2000, seconds: 8, warmupSeconds: 2, runs: 3 },
+      fixedRate: { rate: 2000, seconds: 8, warmupSeconds: 2, runs: 5 },
       idle: { count: 10_000 },
+      // Enough warm-up for V8 to finish optimising: with 1,500 the background compiler still added ~50% to the count.
+      instructions: { warmup: 10_000, requests: 3_000 },
       cluster: { commits: 30, failoverRounds: 3 },
     };
 
@@ -63,6 +69,7 @@ const PHASE_TARGETS = {
   websocket: ['balancer', 'naive', 'haproxy'],
   fixedRate: ['balancer', 'naive', 'haproxy'],
   idle: ['balancer', 'naive', 'haproxy'],
+  instructions: ['balancer', 'naive', 'haproxy'],
 };
 
 function log(message) {
@@ -380,6 +387,29 @@ async function measureIdle(running, selected, skipped) {
   return { settings, order: targets.map((t) => t.id), summary, skipped: phaseSkips('idle', selected, skipped) };
 }
 
+/** Instructions per request under callgrind, one target at a time, on instances of their own (the load phases' ones sit idle meanwhile). */
+async function measureInstructionPhase(selected, backends) {
+  if (flags['no-instructions']) return null;
+  const targets = TARGETS.filter((t) => PHASE_TARGETS.instructions.includes(t.id) && selected.has(t.id));
+  if (targets.length === 0) return null;
+  if (!valgrindAvailable() && ensurePackages(['valgrind'], log).missing.length > 0) return { settings: PLAN.instructions, summary: {}, skipped: { all: 'valgrind is not installed' } };
+  const summary = {};
+  const skipped = {};
+  for (const target of targets) {
+    try {
+      summary[target.id] = await measureInstructions({ target, backends, workDir, log, ...PLAN.instructions });
+    } catch (error) {
+      skipped[target.id] = `failed: ${error.message.split('\n')[0]}`;
+      log(`instructions: ${target.id} ${skipped[target.id]}`);
+    }
+  }
+  for (const entry of Object.values(summary)) {
+    entry.vsNaive = ratio(entry.instructionsPerRequest, summary.naive?.instructionsPerRequest);
+    entry.vsHaproxy = ratio(entry.instructionsPerRequest, summary.haproxy?.instructionsPerRequest);
+  }
+  return { settings: PLAN.instructions, order: targets.map((t) => t.id), labels: Object.fromEntries(targets.map((t) => [t.id, t.label])), summary, skipped };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cluster numbers hook: config-change commit latency (until applied on every node) and failover
 // time, measured on three real balancer processes by bench/cluster.js.
@@ -462,6 +492,7 @@ async function main() {
   results.websocket = await measureWebSocket(running, selected, skipped);
   results.fixedRate = await measureFixedRate(running, selected, skipped);
   results.idleConnections = await measureIdle(running, selected, skipped);
+  results.instructions = await measureInstructionPhase(selected, backends);
   results.cluster = await measureCluster(selected);
   results.skipped = skipped;
   results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));

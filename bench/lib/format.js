@@ -135,6 +135,26 @@ export function renderMarkdown(results) {
     out.push(...skippedLines(idle));
     out.push('');
   }
+  const instructions = results.instructions;
+  if (instructions) {
+    out.push(
+      `**Instructions per GET** (valgrind callgrind, user space, every thread; ${num(instructions.settings.requests)} keep-alive GETs over 8 connections ` +
+        `after ${num(instructions.settings.warmup)} of warm-up). Repeatable to about 1% whatever the machine is doing, unlike the CPU times above; ` +
+        'kernel work (the same socket syscalls for every proxy) is not in it.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['target', 'instructions/request', 'of which main thread', 'vs naive', 'vs HAProxy'],
+        (instructions.order ?? []).filter((id) => instructions.summary[id]).map((id) => {
+          const s = instructions.summary[id];
+          return [instructions.labels?.[id] ?? id, num(s.instructionsPerRequest), num(s.mainThreadPerRequest), times(s.vsNaive), times(s.vsHaproxy)];
+        }),
+      ),
+    );
+    out.push(...skippedLines(instructions));
+    out.push('');
+  }
   if (results.cluster) {
     out.push(...renderClusterMarkdown(results.cluster));
     out.push('');

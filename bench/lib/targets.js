@@ -162,40 +162,42 @@ export function balancerBuilt() {
 
 /**
  * Starts one target; resolves with { url, pid, child, configFile } once GET / answers 200 through it.
- * 'direct' has no process of its own: it points at the first backend.
+ * 'direct' has no process of its own: it points at the first backend. `wrapper` runs the target under another
+ * program (valgrind for the instruction counts) that keeps its pid.
  */
-export async function startTarget(target, backends, workDir) {
+export async function startTarget(target, backends, workDir, { wrapper = [], readyTimeoutMs = READY_TIMEOUT_MS } = {}) {
   if (target.kind === 'direct') {
     return { url: `${backends[0].url}/`, pid: backends[0].child.pid, child: null, note: 'wrk against one of the three backends' };
   }
   const port = await freePort();
-  let child;
+  let command;
+  let args;
+  let options = {};
   let configFile = null;
   if (target.kind === 'balancer') {
     const adminPort = await freePort();
     configFile = join(workDir, `${target.id}.yaml`);
     writeFileSync(configFile, balancerYaml({ port, adminPort, workers: target.workers, backends }));
-    child = spawnOwned(process.execPath, [join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir });
+    [command, args, options] = [process.execPath, [join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
   } else if (target.kind === 'naive') {
-    child = spawnOwned(process.execPath, [join(REPO, 'bench/naive-proxy.js'), ...backends.map((b) => b.url)], {
-      env: { ...process.env, PORT: String(port) },
-    });
+    [command, args, options] = [process.execPath, [join(REPO, 'bench/naive-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
   } else if (target.kind === 'haproxy') {
     configFile = join(workDir, 'haproxy.cfg');
     writeFileSync(configFile, haproxyCfg({ port, backends }));
-    child = spawnOwned('haproxy', ['-db', '-f', configFile]);
+    [command, args] = ['haproxy', ['-db', '-f', configFile]];
   } else if (target.kind === 'nginx') {
     configFile = join(workDir, 'nginx.conf');
     writeFileSync(configFile, nginxConf({ port, backends, workDir }));
-    child = spawnOwned('nginx', ['-p', workDir, '-c', configFile, '-e', join(workDir, 'nginx-error.log')]);
+    [command, args] = ['nginx', ['-p', workDir, '-c', configFile, '-e', join(workDir, 'nginx-error.log')]];
   } else {
     throw new Error(`unknown target kind ${target.kind}`);
   }
+  const child = wrapper.length === 0 ? spawnOwned(command, args, options) : spawnOwned(wrapper[0], [...wrapper.slice(1), command, ...args], options);
   const url = `http://127.0.0.1:${port}/`;
   const exited = new Promise((_resolve, reject) => {
     child.once('exit', (code, signal) => reject(new Error(`${target.id} exited (${code ?? signal}) during start-up: ${child.stderrText.trim()}`)));
   });
   exited.catch(() => {});
-  await Promise.race([waitForHttp200(url, READY_TIMEOUT_MS), exited]);
+  await Promise.race([waitForHttp200(url, readyTimeoutMs), exited]);
   return { url, pid: child.pid, child, configFile };
 }
