@@ -139,8 +139,8 @@ export function renderMarkdown(results) {
   if (instructions) {
     out.push(
       `**Instructions per GET** (valgrind callgrind, user space, every thread; ${num(instructions.settings.requests)} keep-alive GETs over 8 connections ` +
-        `after ${num(instructions.settings.warmup)} of warm-up). Repeatable to about 1% whatever the machine is doing, unlike the CPU times above; ` +
-        'kernel work (the same socket syscalls for every proxy) is not in it.',
+        `after ${num(instructions.settings.warmup)} of warm-up). The main thread's count repeats to about 0.3% whatever the machine is doing, ` +
+        "unlike the CPU times above; V8's helper threads (background compiler, GC) move by up to 10%. Kernel work (the same socket syscalls for every proxy) is not in it.",
     );
     out.push('');
     out.push(
