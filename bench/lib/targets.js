@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { FD_LIMIT, firstJsonLine, freePort, spawnOwned, waitForHttp200 } from './proc.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
+/** The V8 flags `npm start` and bin/balancer.js run balancer with (see the README's Design section), so the bench measures the same. */
+export const BALANCER_NODE_FLAGS = ['--initial-old-space-size=64'];
 const READY_TIMEOUT_MS = 20_000;
 /** Longer than any idle-connection phase, so measurement never races the client keep-alive timeout. */
 const CLIENT_KEEPALIVE_S = 120;
@@ -178,7 +180,7 @@ export async function startTarget(target, backends, workDir, { wrapper = [], rea
     const adminPort = await freePort();
     configFile = join(workDir, `${target.id}.yaml`);
     writeFileSync(configFile, balancerYaml({ port, adminPort, workers: target.workers, backends }));
-    [command, args, options] = [process.execPath, [join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
+    [command, args, options] = [process.execPath, [...BALANCER_NODE_FLAGS, join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
   } else if (target.kind === 'naive') {
     [command, args, options] = [process.execPath, [join(REPO, 'bench/naive-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
   } else if (target.kind === 'haproxy') {

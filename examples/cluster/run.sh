@@ -22,7 +22,7 @@ for n in backends n1 n2 n3; do
   fi
   extra=""
   if [ "$n" = backends ]; then extra="--demo-backends"; fi
-  nohup node bin/balancer.js start -c "$here/$n.yaml" $extra >"$data/$n.log" 2>&1 &
+  nohup ./bin/balancer.js start -c "$here/$n.yaml" $extra >"$data/$n.log" 2>&1 &
   echo $! >"$pidfile"
   echo "started $n (pid $!), log: examples/cluster/data/$n.log"
 done
