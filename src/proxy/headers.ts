@@ -1,6 +1,6 @@
 // Header rewriting between client and backend: hop-by-hop stripping and the X-Forwarded-* family.
 
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 
 /** RFC 9110 section 7.6.1 hop-by-hop headers, plus the de-facto ones proxies also strip. */
@@ -28,17 +28,16 @@ function connectionTokens(value: string | string[] | undefined): string[] {
 }
 
 /**
- * Removes hop-by-hop headers and any header the Connection header names, in place.
- * `keep` lets the request path preserve framing (transfer-encoding) and the upgrade handshake.
+ * Removes hop-by-hop request headers and any header the Connection header names, in place, except those in
+ * `keep`: framing (transfer-encoding) always, and the upgrade handshake for upgrades.
  */
-export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders, keep?: ReadonlySet<string>): void {
-  const named = connectionTokens(headers['connection'] as string | string[] | undefined);
-  for (const token of named) {
-    if (keep === undefined || !keep.has(token)) delete headers[token];
+function stripHopByHop(headers: IncomingHttpHeaders, keep: ReadonlySet<string>): void {
+  for (const token of connectionTokens(headers['connection'])) {
+    if (!keep.has(token)) delete headers[token];
   }
   for (const name of HOP_BY_HOP) {
     // Deleting an absent key still costs; most requests carry none of these.
-    if (headers[name] !== undefined && (keep === undefined || !keep.has(name))) delete headers[name];
+    if (headers[name] !== undefined && !keep.has(name)) delete headers[name];
   }
 }
 
