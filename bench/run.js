@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureClusterBench } from './cluster.js';
-import { measureInstructions, valgrindAvailable } from './lib/callgrind.js';
+import { measureInstructions } from './lib/callgrind.js';
 import { renderMarkdown } from './lib/format.js';
 import {
   firstJsonLine,
@@ -392,7 +392,7 @@ async function measureInstructionPhase(selected, backends) {
   if (flags['no-instructions']) return null;
   const targets = TARGETS.filter((t) => PHASE_TARGETS.instructions.includes(t.id) && selected.has(t.id));
   if (targets.length === 0) return null;
-  if (!valgrindAvailable() && ensurePackages(['valgrind'], log).missing.length > 0) return { settings: PLAN.instructions, summary: {}, skipped: { all: 'valgrind is not installed' } };
+  if (ensurePackages(['valgrind'], log).missing.length > 0) return { settings: PLAN.instructions, summary: {}, skipped: { all: 'valgrind is not installed' } };
   const summary = {};
   const skipped = {};
   for (const target of targets) {

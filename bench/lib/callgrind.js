@@ -63,15 +63,6 @@ function readDump(dir, prefix, dump) {
   return { main, all };
 }
 
-export function valgrindAvailable() {
-  try {
-    execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Measures one target on an instance of its own and returns { requests, instructionsPerRequest, mainThreadPerRequest }.
  * Run targets one after another, never together, so none shares the machine's second core with another.
