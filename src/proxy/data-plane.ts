@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../balancer/pool.js';
 import { compileRoutes, lookupRoute, type CompiledRoute } from './router.js';
-import type { PoolEntry } from './forward.js';
+import type { PoolEntry } from './forward-types.js';
 import { UpstreamRegistry } from './upstream.js';
 
 export interface DataPlanePool extends PoolEntry {

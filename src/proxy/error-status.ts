@@ -1,17 +1,108 @@
-// The one place where an upstream or data-plane failure becomes a client status code, error code and metric reason.
+// Every status the data plane answers on its own (400/404/405/408/413/431/502/503/504): stable code, message, and the two writers.
+//
+// Nothing else in src/proxy builds an error answer: the listener, the request guards, the retry loop and the
+// upstream exchange ask this module for an ErrorReply and hand it to writeErrorResponse (a ServerResponse) or
+// writeRawError (a bare socket: parse errors, CONNECT, upgrades).
 
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { UpstreamErrorReason } from '../metrics/types.js';
 
-export interface FailureKind {
+/** One answer of the data plane: what the client gets, and why. */
+export interface ErrorReply {
   readonly status: number;
   readonly code: ErrorCode;
+  readonly message: string;
+  /** Seconds for Retry-After, on 503s. */
+  readonly retryAfterSeconds?: number;
+}
+
+const REASON_PHRASES: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+// ---------------------------------------------------------------- the client's request (4xx)
+
+function badRequest(message: string): ErrorReply {
+  return { status: 400, code: 'BAD_REQUEST', message };
+}
+
+/** Request framing that a backend could read differently from us (smuggling), by what is wrong with it. */
+export const framing = {
+  bothLengthAndEncoding: badRequest('request carries both Content-Length and Transfer-Encoding'),
+  repeatedLength: badRequest('request carries more than one Content-Length header'),
+  invalidLength: (value: string): ErrorReply => badRequest(`invalid Content-Length ${JSON.stringify(value)}`),
+  unsupportedEncoding: (value: string): ErrorReply => badRequest(`unsupported Transfer-Encoding ${JSON.stringify(value)}; only "chunked" is accepted`),
+  lengthOverLimit: (length: string, limit: number): ErrorReply => requestTooLarge(`request body of ${length} bytes exceeds the limit of ${limit}`),
+} as const;
+
+/** Request targets balancer does not serve: unparsable, or absolute-form for another authority (it is never a forward proxy). */
+export const target = {
+  invalid: badRequest('request target is neither origin-form nor a valid absolute URL'),
+  foreignScheme: (protocol: string): ErrorReply => ({ status: 400, code: 'FORWARD_PROXY_REFUSED', message: `absolute-form target with scheme ${protocol} refused` }),
+  foreignAuthority: (authority: string, host: string): ErrorReply => ({
+    status: 400,
+    code: 'FORWARD_PROXY_REFUSED',
+    message: `absolute-form target for ${authority} does not match Host ${JSON.stringify(host)}: balancer is not a forward proxy`,
+  }),
+} as const;
+
+export function noRoute(host: string | undefined, path: string | undefined): ErrorReply {
+  return { status: 404, code: 'NO_ROUTE', message: `no route matches host ${JSON.stringify(host ?? '')} and path ${JSON.stringify(path ?? '')}` };
+}
+
+export const CONNECT_REFUSED: ErrorReply = { status: 405, code: 'METHOD_NOT_ALLOWED', message: 'CONNECT is not supported: balancer is not a forward proxy' };
+
+function requestTooLarge(message: string): ErrorReply {
+  return { status: 413, code: 'REQUEST_TOO_LARGE', message };
+}
+
+export function bodyOverLimit(limit: number): ErrorReply {
+  return requestTooLarge(`request body exceeds the limit of ${limit} bytes`);
+}
+
+const HEADERS_TOO_LARGE: ErrorReply = { status: 431, code: 'HEADERS_TOO_LARGE', message: 'request headers exceed the size limit' };
+const REQUEST_TIMEOUT: ErrorReply = { status: 408, code: 'REQUEST_TIMEOUT', message: 'request not received in time' };
+
+/** What a request Node's HTTP parser refused gets, by the parser's error code. */
+export function parseErrorReply(parserCode: string | undefined): ErrorReply {
+  if (parserCode === 'HPE_HEADER_OVERFLOW') return HEADERS_TOO_LARGE;
+  if (parserCode === 'ERR_HTTP_REQUEST_TIMEOUT') return REQUEST_TIMEOUT;
+  return badRequest(`malformed request (${parserCode ?? 'parse error'})`);
+}
+
+// ---------------------------------------------------------------- no backend to ask (503)
+
+export function noAvailableBackend(pool: string, retryAfterSeconds: number): ErrorReply {
+  return { status: 503, code: 'NO_AVAILABLE_BACKEND', message: `no available backend in pool "${pool}"`, retryAfterSeconds };
+}
+
+export function circuitQueueFull(pool: string): ErrorReply {
+  return { status: 503, code: 'CIRCUIT_OPEN', message: `every backend of pool "${pool}" is at its concurrency limit and the wait queue is full`, retryAfterSeconds: 1 };
+}
+
+export function circuitWaitExpired(pool: string, waitMs: number): ErrorReply {
+  return { status: 503, code: 'CIRCUIT_OPEN', message: `no backend of pool "${pool}" freed a slot within ${waitMs} ms`, retryAfterSeconds: 1 };
+}
+
+// ---------------------------------------------------------------- a backend failed (502/504)
+
+/** An upstream failure, classified: the client's answer plus what the retry loop and the health signals need. */
+export interface FailureKind extends ErrorReply {
   readonly reason: UpstreamErrorReason;
   /** A failure where the backend never saw the request: safe to retry for any method. */
   readonly beforeRequestSent: boolean;
   /** Counts towards passive outlier detection (connect failures, resets, timeouts). */
   readonly gatewayFailure: boolean;
-  readonly message: string;
 }
 
 export type ProxyPhase = 'connect' | 'response' | 'idle';
@@ -37,8 +128,8 @@ const TLS_CODES = new Set([
 ]);
 
 /**
- * Classifies an error from http-proxy or our timers. `requestSent` says whether any byte of the request
- * reached the socket, which decides whether a reset is safe to retry on another backend.
+ * Classifies an error from the upstream exchange or our timers. `requestSent` says whether any byte of the
+ * request reached the socket, which decides whether a reset is safe to retry on another backend.
  */
 export function classifyUpstreamError(error: unknown, requestSent: boolean): FailureKind {
   if (error instanceof UpstreamTimeout) {
@@ -82,6 +173,8 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
   }
 }
 
+// ---------------------------------------------------------------- the writers
+
 export interface ErrorBody {
   readonly error: { readonly code: ErrorCode; readonly message: string; readonly details?: readonly unknown[] };
 }
@@ -89,4 +182,38 @@ export interface ErrorBody {
 export function errorBody(code: ErrorCode, message: string): string {
   const body: ErrorBody = { error: { code, message } };
   return JSON.stringify(body);
+}
+
+/**
+ * Answers through a ServerResponse. `close` ends the client connection after the answer (a rejected request whose
+ * body was never read, a draining listener). A response already under way can only be cut.
+ */
+export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close: boolean): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(reply.code, reply.message);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  };
+  if (reply.retryAfterSeconds !== undefined) headers['retry-after'] = String(reply.retryAfterSeconds);
+  if (close) headers['connection'] = 'close';
+  res.writeHead(reply.status, headers);
+  res.end(body);
+}
+
+/** Answers on a bare socket (parse errors, CONNECT, upgrade requests have no ServerResponse) and closes it. */
+export function writeRawError(socket: Duplex, reply: ErrorReply): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = errorBody(reply.code, reply.message);
+  const retryAfter = reply.retryAfterSeconds === undefined ? '' : `retry-after: ${reply.retryAfterSeconds}\r\n`;
+  socket.end(
+    `HTTP/1.1 ${reply.status} ${REASON_PHRASES[reply.status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retryAfter}connection: close\r\n\r\n${body}`,
+  );
 }

@@ -1,52 +1,32 @@
-// Forwards one client request or WebSocket upgrade to a backend with http-proxy: retries, timeouts, streaming, failure mapping.
+// The attempt/retry loop: forwards one client request to a backend, retrying failures the backend never saw on another one.
 //
-// http-proxy is unmaintained and has traps, each guarded here:
-// - an unhandled `error` event kills the process: every call passes a callback, a catch-all listener logs,
-//   and the response streams it never guards (proxyRes, the upgrade socket) get their own error handlers;
-// - its `deleteLength` pass rewrites DELETE/OPTIONS framing (a CL.TE smuggling path) and its `XHeaders` and
-//   `timeout` passes duplicate what we do better: all three are removed, so framing reaches the backend as parsed;
-// - it has no keep-alive of its own: every backend gets a keep-alive agent (upstream.ts).
+// The exchange itself still goes through http-proxy's web() with its traps guarded (see websocket-tunnel.ts:
+// createGuardedProxy); every backend gets a keep-alive agent (upstream.ts).
 
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
-import type { PoolConfig } from '../config/schema.js';
+import type httpProxy from 'http-proxy';
 import type { Logger } from '../log.js';
-import { statusClass, type BackendMetrics, type PoolMetrics } from '../metrics/types.js';
-import { classifyUpstreamError, errorBody, UpstreamTimeout, type FailureKind, type ProxyPhase } from './error-status.js';
+import { statusClass } from '../metrics/types.js';
+import { CircuitBreaker, type CancelWait } from './circuit-breaker.js';
+import {
+  bodyOverLimit,
+  circuitQueueFull,
+  circuitWaitExpired,
+  classifyUpstreamError,
+  noAvailableBackend,
+  UpstreamTimeout,
+  writeErrorResponse,
+  type ErrorReply,
+  type FailureKind,
+  type ProxyPhase,
+} from './error-status.js';
+import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.js';
 import { prepareRequestHeaders, responseHeaderList, type TrustedProxies } from './headers.js';
 import type { Upstream } from './upstream.js';
+import { createGuardedProxy, WebSocketTunnel } from './websocket-tunnel.js';
 import type { ErrorCode } from '../errors.js';
-
-export type RequestOutcome = 'success' | 'http-5xx' | 'gateway-failure' | 'aborted';
-
-/** What the forwarder needs of a backend; the pool runtime's backends provide it. */
-export interface ForwardBackend {
-  readonly id: string;
-  /** Requests in flight to this backend, across config versions. */
-  readonly inflight: number;
-  readonly metrics: BackendMetrics;
-  requestStarted(): void;
-  requestFinished(outcome: RequestOutcome): void;
-}
-
-/** What the forwarder needs of a pool; the pool runtime provides it. */
-export interface ForwardPool {
-  readonly name: string;
-  readonly config: PoolConfig;
-  pick(excluded?: ReadonlySet<string>): ForwardBackend | undefined;
-  tryStartRetry(): boolean;
-  finishRetry(): void;
-  retryAfterSeconds(): number;
-}
-
-/** One pool as the data plane serves it: its runtime, its upstreams by backend id, its metric children. */
-export interface PoolEntry {
-  readonly pool: ForwardPool;
-  readonly upstreams: ReadonlyMap<string, Upstream>;
-  readonly metrics: PoolMetrics;
-}
 
 export interface ForwarderOptions {
   readonly logger: Logger;
@@ -59,13 +39,6 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /** Pipes the request body into the upstream request only once its connection is up, so a refused connection consumes nothing and the request can be retried. */
 interface BodySource {
   pipe(destination: ClientRequest): ClientRequest;
-}
-
-/** A request waiting for a backend under its circuit-breaker cap to free a slot. */
-interface Waiter {
-  readonly exchange: Exchange;
-  readonly lastFailure: FailureKind | null;
-  readonly timer: NodeJS.Timeout;
 }
 
 /** State of one client request across its attempts. */
@@ -83,6 +56,8 @@ interface Exchange {
   current: Attempt | null;
   lastBackend: string;
   finalCode: ErrorCode | null;
+  /** Set while the request waits in the circuit breaker's queue. */
+  cancelWait: CancelWait | null;
   /** Whether the client connection closes after this response: the client asked (read before hop-by-hop headers are stripped), or the listener is draining. */
   readonly connection: 'close' | 'keep-alive';
 }
@@ -119,32 +94,19 @@ function clientFacts(req: IncomingMessage, trusted: TrustedProxies) {
   return { remoteAddress, encrypted: (socket as { encrypted?: boolean }).encrypted === true, trusted: trusted.has(remoteAddress) };
 }
 
-export function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string, extraHeaders?: Record<string, string>): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = errorBody(code, message);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    ...extraHeaders,
-  });
-  res.end(body);
-}
-
 /** An error answer within an exchange; a draining listener's answers close the connection. */
-function replyError(exchange: Exchange, status: number, code: ErrorCode, message: string, extraHeaders?: Record<string, string>): void {
-  sendError(exchange.res, status, code, message, exchange.connection === 'close' ? { ...extraHeaders, connection: 'close' } : extraHeaders);
+function replyError(exchange: Exchange, reply: ErrorReply, close = false): void {
+  exchange.finalCode = reply.code;
+  writeErrorResponse(exchange.res, reply, close || exchange.connection === 'close');
 }
 
 export class Forwarder {
   private readonly proxy: httpProxy;
+  private readonly tunnel: WebSocketTunnel;
+  private readonly breaker = new CircuitBreaker();
   private readonly logger: Logger;
   private readonly trustedProxies: TrustedProxies;
   private readonly accessLog: boolean;
-  private readonly waiting = new Map<ForwardPool, Waiter[]>();
 
   constructor(options: ForwarderOptions) {
     this.logger = options.logger;
@@ -153,19 +115,8 @@ export class Forwarder {
     // selfHandleResponse: the response is written here (one writeHead from the raw header list, then the body),
     // instead of by http-proxy's per-header setHeader passes and a pipe.
     // toProxy + ignorePath: its url.parse and path join are skipped; the path is then set verbatim (see attempt()).
-    this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, prependPath: false, selfHandleResponse: true, toProxy: true, ignorePath: true });
-    const internals = this.proxy as unknown as { webPasses: Array<{ name: string }>; wsPasses: Array<{ name: string }> };
-    const removed = new Set(['deleteLength', 'timeout', 'XHeaders']);
-    internals.webPasses = internals.webPasses.filter((pass) => !removed.has(pass.name));
-    internals.wsPasses = internals.wsPasses.filter((pass) => pass.name !== 'XHeaders');
-    if (internals.webPasses.length !== 1 || internals.wsPasses.length !== 2) {
-      // A different http-proxy version would silently bring the smuggling pass back: refuse to run.
-      throw new Error('unexpected http-proxy internals: pin http-proxy to 1.18.x');
-    }
-    // Every call passes its own callback; this only catches what escapes one, so it can never crash us.
-    this.proxy.on('error', (error: Error) => {
-      this.logger.warn('http-proxy error outside a request', { err: error });
-    });
+    this.proxy = createGuardedProxy(options.logger, { selfHandleResponse: true, toProxy: true, ignorePath: true });
+    this.tunnel = new WebSocketTunnel(options.logger);
   }
 
   /** `draining`: the listener is shutting down, so the client connection closes after this response. */
@@ -188,6 +139,7 @@ export class Forwarder {
       current: null,
       lastBackend: '',
       finalCode: null,
+      cancelWait: null,
       connection,
     };
     // 'close' fires once per response: `on` spares the wrapper `once` builds.
@@ -202,7 +154,7 @@ export class Forwarder {
       return;
     }
     const { entry } = exchange;
-    const picked = this.pickUnderCap(entry, exchange.excluded);
+    const picked = this.breaker.pick(entry.pool, exchange.excluded);
     if (picked === 'all-full') {
       this.waitForSlot(exchange, lastFailure);
       return;
@@ -211,8 +163,7 @@ export class Forwarder {
     if (backend === undefined) {
       if (lastFailure !== null) {
         entry.pool.finishRetry();
-        exchange.finalCode = lastFailure.code;
-        replyError(exchange, lastFailure.status, lastFailure.code, lastFailure.message);
+        replyError(exchange, lastFailure);
       } else {
         this.answerWithoutBackend(exchange);
       }
@@ -264,68 +215,35 @@ export class Forwarder {
     );
   }
 
-  /**
-   * Envoy-style circuit breaking: a backend at `maxRequestsPerBackend` is skipped; when every available
-   * backend is at its cap the request waits in a bounded queue, or gets 503 at once when that is full too.
-   */
-  private pickUnderCap(entry: PoolEntry, excluded: Set<string> | null): ForwardBackend | undefined | 'all-full' {
-    const cap = entry.pool.config.circuitBreaker.maxRequestsPerBackend;
-    const first = entry.pool.pick(excluded ?? undefined);
-    if (cap === 0 || first === undefined || first.inflight < cap) return first;
-    const skipped = new Set(excluded);
-    let candidate: ForwardBackend | undefined = first;
-    while (candidate !== undefined && candidate.inflight >= cap) {
-      skipped.add(candidate.id);
-      candidate = entry.pool.pick(skipped);
-    }
-    return candidate ?? 'all-full';
-  }
-
   private waitForSlot(exchange: Exchange, lastFailure: FailureKind | null): void {
     const pool = exchange.entry.pool;
-    const breaker = pool.config.circuitBreaker;
-    const queue = this.waiting.get(pool) ?? [];
-    const capacity = breaker.maxPendingPerBackend * pool.config.backends.length;
-    if (queue.length >= capacity) {
+    // A retry waiting here still holds its slot in the retry budget until it is sent or given up.
+    const releaseRetry = (): void => {
       if (lastFailure !== null) pool.finishRetry();
-      exchange.finalCode = 'CIRCUIT_OPEN';
+    };
+    const answerCircuitOpen = (reply: ErrorReply): void => {
+      releaseRetry();
       exchange.entry.metrics.requestWithoutBackend('5xx');
-      replyError(exchange, 503, 'CIRCUIT_OPEN', `every backend of pool "${pool.name}" is at its concurrency limit and the wait queue is full`, { 'retry-after': '1' });
+      replyError(exchange, reply);
+    };
+    const cancel = this.breaker.wait(pool, {
+      onSlotFreed: () => {
+        exchange.cancelWait = null;
+        this.attempt(exchange, lastFailure);
+      },
+      onWaitExpired: (waitMs) => {
+        exchange.cancelWait = null;
+        answerCircuitOpen(circuitWaitExpired(pool.name, waitMs));
+      },
+    });
+    if (cancel === null) {
+      answerCircuitOpen(circuitQueueFull(pool.name));
       return;
     }
-    const waitMs = pool.config.timeouts.connectMs;
-    const waiter: Waiter = {
-      exchange,
-      lastFailure,
-      timer: setTimeout(() => {
-        this.removeWaiter(pool, waiter);
-        if (lastFailure !== null) pool.finishRetry();
-        if (exchange.clientGone) return;
-        exchange.finalCode = 'CIRCUIT_OPEN';
-        exchange.entry.metrics.requestWithoutBackend('5xx');
-        replyError(exchange, 503, 'CIRCUIT_OPEN', `no backend of pool "${pool.name}" freed a slot within ${waitMs} ms`, { 'retry-after': '1' });
-      }, waitMs),
+    exchange.cancelWait = () => {
+      cancel();
+      releaseRetry();
     };
-    queue.push(waiter);
-    this.waiting.set(pool, queue);
-  }
-
-  private removeWaiter(pool: ForwardPool, waiter: Waiter): void {
-    const queue = this.waiting.get(pool);
-    if (queue === undefined) return;
-    const index = queue.indexOf(waiter);
-    if (index !== -1) queue.splice(index, 1);
-    if (queue.length === 0) this.waiting.delete(pool);
-  }
-
-  /** A slot freed in this pool: the oldest waiter tries again. */
-  private wakeWaiter(pool: ForwardPool): void {
-    const queue = this.waiting.get(pool);
-    const waiter = queue?.shift();
-    if (waiter === undefined) return;
-    if (queue!.length === 0) this.waiting.delete(pool);
-    clearTimeout(waiter.timer);
-    this.attempt(waiter.exchange, waiter.lastFailure);
   }
 
   private timeouts(exchange: Exchange) {
@@ -399,8 +317,7 @@ export class Forwarder {
       if (received <= exchange.maxBodySize) return;
       exchange.req.off('data', onData);
       this.abandonAttempt(attempt, 'aborted');
-      exchange.finalCode = 'REQUEST_TOO_LARGE';
-      replyError(exchange, 413, 'REQUEST_TOO_LARGE', `request body exceeds the limit of ${exchange.maxBodySize} bytes`, { connection: 'close' });
+      replyError(exchange, bodyOverLimit(exchange.maxBodySize), true);
       exchange.req.unpipe();
       exchange.req.resume();
     };
@@ -426,8 +343,7 @@ export class Forwarder {
   }
 
   private slotFreed(attempt: Attempt): void {
-    const pool = attempt.exchange.entry.pool;
-    if (pool.config.circuitBreaker.maxRequestsPerBackend > 0 && this.waiting.has(pool)) this.wakeWaiter(pool);
+    this.breaker.slotFreed(attempt.exchange.entry.pool);
   }
 
   private complete(attempt: Attempt): void {
@@ -469,8 +385,7 @@ export class Forwarder {
       this.attempt(exchange, kind);
       return;
     }
-    exchange.finalCode = kind.code;
-    replyError(exchange, kind.status, kind.code, kind.message);
+    replyError(exchange, kind);
   }
 
   private mayRetry(exchange: Exchange, kind: FailureKind): boolean {
@@ -486,16 +401,15 @@ export class Forwarder {
 
   private answerWithoutBackend(exchange: Exchange): void {
     const pool = exchange.entry.pool;
-    exchange.finalCode = 'NO_AVAILABLE_BACKEND';
     exchange.entry.metrics.requestWithoutBackend('5xx');
-    replyError(exchange, 503, 'NO_AVAILABLE_BACKEND', `no available backend in pool "${pool.name}"`, {
-      'retry-after': String(pool.retryAfterSeconds()),
-    });
+    replyError(exchange, noAvailableBackend(pool.name, pool.retryAfterSeconds()));
   }
 
   private onClientClose(exchange: Exchange): void {
     if (!exchange.res.writableFinished) {
       exchange.clientGone = true;
+      exchange.cancelWait?.();
+      exchange.cancelWait = null;
       const attempt = exchange.current;
       if (attempt !== null && !attempt.done) {
         this.abandonAttempt(attempt, 'aborted');
@@ -521,107 +435,9 @@ export class Forwarder {
     });
   }
 
-  /** Proxies a WebSocket upgrade; a connect failure is retried on another backend like any bodiless request. */
+  /** Proxies a WebSocket (or other Upgrade) request through the tunnel, with the same header rewriting as any request. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry): void {
-    // Until http-proxy adopts the socket it has no error listener: a client reset here must not crash us.
-    socket.on('error', () => socket.destroy());
     prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), true);
-    this.upgradeAttempt(req, socket, head, entry, new Set(), 0);
+    this.tunnel.open(req, socket, head, entry);
   }
-
-  private upgradeAttempt(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, excluded: Set<string>, retries: number): void {
-    if (socket.destroyed) return;
-    const backend = entry.pool.pick(excluded);
-    const upstream = backend === undefined ? undefined : entry.upstreams.get(backend.id);
-    if (backend === undefined || upstream === undefined) {
-      writeRawError(socket, 503, 'NO_AVAILABLE_BACKEND', `no available backend in pool "${entry.pool.name}"`);
-      return;
-    }
-    backend.requestStarted();
-    let settled = false;
-    let upgraded = false;
-    const timeouts = entry.pool.config.timeouts;
-    const finish = (outcome: RequestOutcome): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      backend.requestFinished(outcome);
-    };
-    let proxyReq: ClientRequest | null = null;
-    const timer = setTimeout(() => {
-      proxyReq?.destroy(new UpstreamTimeout('response', timeouts.connectMs + timeouts.responseMs));
-    }, timeouts.connectMs + timeouts.responseMs);
-    const onProxyReq = (created: ClientRequest, incoming: IncomingMessage): void => {
-      if (incoming !== req) return;
-      this.proxy.off('proxyReqWs', onProxyReq);
-      proxyReq = created;
-      created.once('response', (response: IncomingMessage) => {
-        // The backend refused the upgrade; http-proxy relays its answer but never guards the stream.
-        response.on('error', () => socket.destroy());
-        finish(response.statusCode !== undefined && response.statusCode >= 500 ? 'http-5xx' : 'success');
-      });
-      created.once('upgrade', (_res: IncomingMessage, upstreamSocket: Socket) => {
-        upgraded = true;
-        finish('success');
-        upstreamSocket.setTimeout(timeouts.idleMs, () => upstreamSocket.destroy());
-        tieTunnel(socket, upstreamSocket);
-      });
-    };
-    this.proxy.on('proxyReqWs', onProxyReq);
-    this.proxy.ws(req, socket, head, { target: upstream.target, agent: false } as httpProxy.ServerOptions, (error: Error) => {
-      this.proxy.off('proxyReqWs', onProxyReq);
-      if (upgraded) {
-        socket.destroy();
-        return;
-      }
-      const kind = classifyUpstreamError(error, true);
-      finish('gateway-failure');
-      backend.metrics.upstreamError(kind.reason);
-      if (kind.reason === 'connect_refused' && retries < entry.pool.config.retries && !socket.destroyed) {
-        excluded.add(backend.id);
-        entry.metrics.retry();
-        // head was already pushed back into the client socket by the first attempt.
-        this.upgradeAttempt(req, socket, Buffer.alloc(0), entry, excluded, retries + 1);
-        return;
-      }
-      writeRawError(socket, kind.status, kind.code, kind.message);
-    });
-  }
-}
-
-/** How long a tunnel may stay half-closed after one side finished (HAProxy's `timeout client-fin`). */
-const TUNNEL_FIN_TIMEOUT_MS = 1_000;
-
-/**
- * Both sockets of a tunnel live and die together. Node's HTTP sockets allow half-open connections, so without
- * this a side that finishes would leave the other open until its idle timeout.
- */
-function tieTunnel(client: Duplex, upstream: Socket): void {
-  let finTimer: NodeJS.Timeout | null = null;
-  const destroyBoth = (): void => {
-    if (finTimer !== null) clearTimeout(finTimer);
-    client.destroy();
-    upstream.destroy();
-  };
-  const onEnd = (): void => {
-    finTimer ??= setTimeout(destroyBoth, TUNNEL_FIN_TIMEOUT_MS).unref();
-  };
-  client.once('end', onEnd);
-  upstream.once('end', onEnd);
-  client.once('close', destroyBoth);
-  upstream.once('close', destroyBoth);
-}
-
-const REASONS: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
-
-/** Answers on a raw socket (upgrade requests have no ServerResponse). */
-export function writeRawError(socket: Duplex, status: number, code: ErrorCode, message: string): void {
-  if (socket.destroyed || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = errorBody(code, message);
-  socket.end(
-    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
 }

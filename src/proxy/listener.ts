@@ -7,11 +7,12 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { LimitsConfig, TlsListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { errorMessage, type ErrorCode } from '../errors.js';
-import { errorBody } from './error-status.js';
-import { checkFraming, checkTarget, type GuardRejection } from './request-guard.js';
+import { errorMessage } from '../errors.js';
+import { CONNECT_REFUSED, noRoute, parseErrorReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
+import { checkFraming, checkTarget } from './request-guard.js';
 import { hostWithoutPort } from './router.js';
-import { sendError, writeRawError, type Forwarder, type PoolEntry } from './forward.js';
+import type { Forwarder } from './forward.js';
+import type { PoolEntry } from './forward-types.js';
 import { parseHostPort } from '../net-address.js';
 
 export interface RouteDecision {
@@ -32,11 +33,6 @@ export interface ListenerOptions {
   readonly forwarder: Forwarder;
   readonly logger: Logger;
 }
-
-const CLIENT_ERRORS: Record<string, { status: number; reason: string; code: string; message: string }> = {
-  HPE_HEADER_OVERFLOW: { status: 431, reason: 'Request Header Fields Too Large', code: 'HEADERS_TOO_LARGE', message: 'request headers exceed the size limit' },
-  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'Request Timeout', code: 'REQUEST_TIMEOUT', message: 'request not received in time' },
-};
 
 export class ProxyListener {
   private readonly server: http.Server;
@@ -64,7 +60,7 @@ export class ProxyListener {
     // Without a listener Node drops CONNECT silently; say why instead.
     this.server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
       socket.on('error', () => socket.destroy());
-      writeRawError(socket, 405, 'METHOD_NOT_ALLOWED', 'CONNECT is not supported: balancer is not a forward proxy');
+      writeRawError(socket, CONNECT_REFUSED);
     });
     this.server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => this.onClientError(error, socket));
     this.server.on('connection', (socket: Socket) => {
@@ -117,29 +113,25 @@ export class ProxyListener {
    * What every request and upgrade goes through: target normalised, route found, framing checked once against
    * the body limit that applies (the route's when it sets one, else the listener's).
    */
-  private admit(req: http.IncomingMessage): { rejection: GuardRejection } | { decision: RouteDecision; maxBodySize: number } | { noRoute: string } {
+  private admit(req: http.IncomingMessage): { rejection: ErrorReply } | { decision: RouteDecision; maxBodySize: number } {
     const target = checkTarget(req);
     if (target !== null) return { rejection: target };
     const decision = this.options.routes.route(hostWithoutPort(req.headers.host), req.url ?? '/');
     const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.options.limits.maxBodySize;
     const framing = checkFraming(req, maxBodySize);
     if (framing !== null) return { rejection: framing };
-    if (decision === undefined) {
-      return { noRoute: `no route matches host ${JSON.stringify(req.headers.host ?? '')} and path ${JSON.stringify(req.url ?? '')}` };
-    }
+    if (decision === undefined) return { rejection: noRoute(req.headers.host, req.url) };
     return { decision, maxBodySize };
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const admission = this.admit(req);
     if ('rejection' in admission) {
-      // The body of a rejected request is never read, so the connection cannot be reused safely.
-      req.resume();
-      sendError(res, admission.rejection.status, admission.rejection.code, admission.rejection.message, { connection: 'close' });
-      return;
-    }
-    if ('noRoute' in admission) {
-      sendError(res, 404, 'NO_ROUTE', admission.noRoute, this.draining ? { connection: 'close' } : undefined);
+      // The body of a request refused by its framing or target is never read, so the connection cannot be reused
+      // safely; an unrouted request's was checked like any other, and its connection stays unless we are draining.
+      const unrouted = admission.rejection.code === 'NO_ROUTE';
+      if (!unrouted) req.resume();
+      writeErrorResponse(res, admission.rejection, !unrouted || this.draining);
       return;
     }
     this.options.forwarder.forward(req, res, admission.decision.entry, admission.maxBodySize, this.draining);
@@ -149,31 +141,18 @@ export class ProxyListener {
     socket.on('error', () => socket.destroy());
     const admission = this.admit(req);
     if ('rejection' in admission) {
-      writeRawError(socket, admission.rejection.status, admission.rejection.code, admission.rejection.message);
-      return;
-    }
-    if ('noRoute' in admission) {
-      writeRawError(socket, 404, 'NO_ROUTE', admission.noRoute);
+      writeRawError(socket, admission.rejection);
       return;
     }
     this.options.forwarder.upgrade(req, socket, head, admission.decision.entry);
   }
 
   private onClientError(error: Error & { code?: string }, socket: Duplex): void {
-    const known = (error.code !== undefined ? CLIENT_ERRORS[error.code] : undefined) ?? {
-      status: 400,
-      reason: 'Bad Request',
-      code: 'BAD_REQUEST',
-      message: `malformed request (${error.code ?? 'parse error'})`,
-    };
     if (error.code === 'ECONNRESET' || !socket.writable || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
       socket.destroy();
       return;
     }
-    const body = errorBody(known.code as ErrorCode, known.message);
-    socket.end(
-      `HTTP/1.1 ${known.status} ${known.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    writeRawError(socket, parseErrorReply(error.code));
   }
 
   get address(): AddressInfo | null {

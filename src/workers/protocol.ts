@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { LimitsConfig, ReplicatedConfig, TlsListenerConfig } from '../config/schema.js';
 import type { LogLevelName } from '../config/schema.js';
-import type { RequestOutcome } from '../proxy/forward.js';
+import type { RequestOutcome } from '../proxy/forward-types.js';
 
 /** The node-local settings a worker needs to serve; it never reads the config file itself. */
 export interface WorkerSettings {

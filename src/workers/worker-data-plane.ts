@@ -6,7 +6,7 @@ import { retryBudgetAllows } from '../balancer/retry-budget.js';
 import type { Random } from '../clock.js';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import type { Metrics, BackendMetrics } from '../metrics/types.js';
-import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../proxy/forward.js';
+import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../proxy/forward-types.js';
 import { compileRoutes, lookupRoute, type CompiledRoute } from '../proxy/router.js';
 import type { RouteDecision, RouteSource } from '../proxy/listener.js';
 import { UpstreamRegistry } from '../proxy/upstream.js';

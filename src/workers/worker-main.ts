@@ -3,7 +3,8 @@
 import { systemRandom } from '../clock.js';
 import { createLogger, type Logger } from '../log.js';
 import { createMetrics } from '../metrics/metrics.js';
-import { Forwarder, type RequestOutcome } from '../proxy/forward.js';
+import { Forwarder } from '../proxy/forward.js';
+import type { RequestOutcome } from '../proxy/forward-types.js';
 import { TrustedProxies } from '../proxy/headers.js';
 import { ProxyListener } from '../proxy/listener.js';
 import { WorkerDataPlane } from './worker-data-plane.js';

@@ -1,0 +1,35 @@
+// What the forwarder needs of pools and backends, and what it tells them; the pool runtime and the worker's data plane provide these.
+
+import type { PoolConfig } from '../config/schema.js';
+import type { BackendMetrics, PoolMetrics } from '../metrics/types.js';
+import type { Upstream } from './upstream.js';
+
+export type { RequestOutcome } from '../health/backend-health.js';
+import type { RequestOutcome } from '../health/backend-health.js';
+
+/** What the forwarder needs of a backend; the pool runtime's backends provide it. */
+export interface ForwardBackend {
+  readonly id: string;
+  /** Requests in flight to this backend, across config versions. */
+  readonly inflight: number;
+  readonly metrics: BackendMetrics;
+  requestStarted(): void;
+  requestFinished(outcome: RequestOutcome): void;
+}
+
+/** What the forwarder needs of a pool; the pool runtime provides it. */
+export interface ForwardPool {
+  readonly name: string;
+  readonly config: PoolConfig;
+  pick(excluded?: ReadonlySet<string>): ForwardBackend | undefined;
+  tryStartRetry(): boolean;
+  finishRetry(): void;
+  retryAfterSeconds(): number;
+}
+
+/** One pool as the data plane serves it: its runtime, its upstreams by backend id, its metric children. */
+export interface PoolEntry {
+  readonly pool: ForwardPool;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly metrics: PoolMetrics;
+}

@@ -1,0 +1,136 @@
+// WebSocket and other Upgrade requests: the handshake through http-proxy, then a byte tunnel whose two sockets live and die together.
+//
+// http-proxy is unmaintained and has traps, each guarded here:
+// - an unhandled `error` event kills the process: every call passes a callback, a catch-all listener logs,
+//   and the streams it never guards (a refused upgrade's response, the client socket before it adopts it) get
+//   their own error handlers;
+// - its `XHeaders` pass duplicates what headers.ts does (trust-aware): removed, with a start-up check that the
+//   passes are the ones this code was written against;
+// - its web passes (among them `deleteLength`, which rewrites DELETE/OPTIONS framing: a CL.TE smuggling path)
+//   are never run: ordinary requests do not go through http-proxy at all.
+
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import type { Logger } from '../log.js';
+import { classifyUpstreamError, noAvailableBackend, UpstreamTimeout, writeRawError } from './error-status.js';
+import type { PoolEntry, RequestOutcome } from './forward-types.js';
+
+/** How long a tunnel may stay half-closed after one side finished (HAProxy's `timeout client-fin`). */
+const TUNNEL_FIN_TIMEOUT_MS = 1_000;
+
+/** An http-proxy server with the passes we do not want removed; throws on a version whose passes differ. */
+export function createGuardedProxy(logger: Logger, options: httpProxy.ServerOptions): httpProxy {
+  const proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, prependPath: false, ...options });
+  const internals = proxy as unknown as { webPasses: Array<{ name: string }>; wsPasses: Array<{ name: string }> };
+  const removed = new Set(['deleteLength', 'timeout', 'XHeaders']);
+  internals.webPasses = internals.webPasses.filter((pass) => !removed.has(pass.name));
+  internals.wsPasses = internals.wsPasses.filter((pass) => pass.name !== 'XHeaders');
+  if (internals.webPasses.length !== 1 || internals.wsPasses.length !== 2) {
+    // A different http-proxy version would silently bring the smuggling pass back: refuse to run.
+    throw new Error('unexpected http-proxy internals: pin http-proxy to 1.18.x');
+  }
+  // Every call passes its own callback; this only catches what escapes one, so it can never crash us.
+  proxy.on('error', (error: Error) => {
+    logger.warn('http-proxy error outside a request', { err: error });
+  });
+  return proxy;
+}
+
+export class WebSocketTunnel {
+  private readonly proxy: httpProxy;
+
+  constructor(logger: Logger) {
+    this.proxy = createGuardedProxy(logger, {});
+  }
+
+  /**
+   * Proxies an upgrade whose headers are already prepared; a refused connection is retried on another backend like
+   * any bodiless request.
+   */
+  open(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry): void {
+    // Until http-proxy adopts the socket it has no error listener: a client reset here must not crash us.
+    socket.on('error', () => socket.destroy());
+    this.attempt(req, socket, head, entry, new Set(), 0);
+  }
+
+  private attempt(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, excluded: Set<string>, retries: number): void {
+    if (socket.destroyed) return;
+    const backend = entry.pool.pick(excluded);
+    const upstream = backend === undefined ? undefined : entry.upstreams.get(backend.id);
+    if (backend === undefined || upstream === undefined) {
+      writeRawError(socket, noAvailableBackend(entry.pool.name, entry.pool.retryAfterSeconds()));
+      return;
+    }
+    backend.requestStarted();
+    let settled = false;
+    let upgraded = false;
+    const timeouts = entry.pool.config.timeouts;
+    const finish = (outcome: RequestOutcome): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      backend.requestFinished(outcome);
+    };
+    let proxyReq: ClientRequest | null = null;
+    const timer = setTimeout(() => {
+      proxyReq?.destroy(new UpstreamTimeout('response', timeouts.connectMs + timeouts.responseMs));
+    }, timeouts.connectMs + timeouts.responseMs);
+    const onProxyReq = (created: ClientRequest, incoming: IncomingMessage): void => {
+      if (incoming !== req) return;
+      this.proxy.off('proxyReqWs', onProxyReq);
+      proxyReq = created;
+      created.once('response', (response: IncomingMessage) => {
+        // The backend refused the upgrade; http-proxy relays its answer but never guards the stream.
+        response.on('error', () => socket.destroy());
+        finish(response.statusCode !== undefined && response.statusCode >= 500 ? 'http-5xx' : 'success');
+      });
+      created.once('upgrade', (_res: IncomingMessage, upstreamSocket: Socket) => {
+        upgraded = true;
+        finish('success');
+        upstreamSocket.setTimeout(timeouts.idleMs, () => upstreamSocket.destroy());
+        tieTunnel(socket, upstreamSocket);
+      });
+    };
+    this.proxy.on('proxyReqWs', onProxyReq);
+    this.proxy.ws(req, socket, head, { target: upstream.target, agent: false } as httpProxy.ServerOptions, (error: Error) => {
+      this.proxy.off('proxyReqWs', onProxyReq);
+      if (upgraded) {
+        socket.destroy();
+        return;
+      }
+      const kind = classifyUpstreamError(error, true);
+      finish('gateway-failure');
+      backend.metrics.upstreamError(kind.reason);
+      if (kind.reason === 'connect_refused' && retries < entry.pool.config.retries && !socket.destroyed) {
+        excluded.add(backend.id);
+        entry.metrics.retry();
+        // head was already pushed back into the client socket by the first attempt.
+        this.attempt(req, socket, Buffer.alloc(0), entry, excluded, retries + 1);
+        return;
+      }
+      writeRawError(socket, kind);
+    });
+  }
+}
+
+/**
+ * Both sockets of a tunnel live and die together. Node's HTTP sockets allow half-open connections, so without
+ * this a side that finishes would leave the other open until its idle timeout.
+ */
+function tieTunnel(client: Duplex, upstream: Socket): void {
+  let finTimer: NodeJS.Timeout | null = null;
+  const destroyBoth = (): void => {
+    if (finTimer !== null) clearTimeout(finTimer);
+    client.destroy();
+    upstream.destroy();
+  };
+  const onEnd = (): void => {
+    finTimer ??= setTimeout(destroyBoth, TUNNEL_FIN_TIMEOUT_MS).unref();
+  };
+  client.once('end', onEnd);
+  upstream.once('end', onEnd);
+  client.once('close', destroyBoth);
+  upstream.once('close', destroyBoth);
+}
