@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'CONFIG_IO'
   | 'VERSION_MISMATCH'
+  | 'UNSAFE_CHANGE'
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'UNAUTHORIZED'

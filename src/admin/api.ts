@@ -137,6 +137,18 @@ export function parseIfMatch(header: string | undefined): number | undefined {
   return Number(match[1]);
 }
 
+/** `?force=true` (or `1`, or a bare `?force`) lets a write through the check that refuses changes taking traffic down. */
+export function parseForce(url: string | undefined): boolean {
+  const query = new URLSearchParams((url ?? '').split('?')[1] ?? '');
+  const values = query.getAll('force');
+  if (values.length === 0) return false;
+  if (values.length > 1) throw badRequest('give force at most once');
+  const value = values[0]!.toLowerCase();
+  if (value === '' || value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw badRequest(`force must be true or false, got ${JSON.stringify(values[0])}`);
+}
+
 function etag(version: number): string {
   return `"${version}"`;
 }
@@ -174,6 +186,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
       },
       PUT: async ({ req, res, body }) => {
         const ifMatch = parseIfMatch(req.headers['if-match']);
+        const force = parseForce(req.url);
         const { value, text } = await body(CONFIG_MEDIA_TYPES);
         if (typeof value !== 'object' || value === null || Array.isArray(value)) {
           throw badRequest('config body must be a mapping with routes and pools');
@@ -183,8 +196,9 @@ export function createAdminServer(options: AdminServerOptions): Server {
         const result = await control.putConfig(replicated, {
           ...(ifMatch === undefined ? {} : { ifMatch }),
           sourceText: text,
+          force,
         });
-        logger.info('config replaced through the admin API', { version: result.version });
+        logger.info('config replaced through the admin API', { version: result.version, ...(force ? { forced: true } : {}) });
         sendJson(res, 200, { version: result.version }, { ETag: etag(result.version) });
       },
     }),
@@ -216,11 +230,12 @@ export function createAdminServer(options: AdminServerOptions): Server {
         logger.info('backend updated through the admin API', { pool, backend: id, ...patch, version: result.version });
         sendJson(res, 200, result);
       },
-      DELETE: async ({ res, params }) => {
+      DELETE: async ({ req, res, params }) => {
         const pool = params['pool']!;
         const id = params['id']!;
-        const result = await control.removeBackend(pool, id);
-        logger.info('backend removed through the admin API', { pool, backend: id, version: result.version });
+        const force = parseForce(req.url);
+        const result = await control.removeBackend(pool, id, { force });
+        logger.info('backend removed through the admin API', { pool, backend: id, version: result.version, ...(force ? { forced: true } : {}) });
         sendJson(res, 200, result);
       },
     }),

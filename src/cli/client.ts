@@ -256,8 +256,9 @@ export async function backendsAddCommand(
   return EXIT_CODES.ok;
 }
 
-export async function backendsRemoveCommand(opts: ClientOptions, pool: string, id: string): Promise<ExitCode> {
-  const result = await call(opts, 'DELETE', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}`);
+/** `force`: remove it even when it is the last backend of a pool that routes send traffic to. */
+export async function backendsRemoveCommand(opts: ClientOptions, pool: string, id: string, force = false): Promise<ExitCode> {
+  const result = await call(opts, 'DELETE', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}${force ? '?force=true' : ''}`);
   if (!result.ok) return result.code;
   if (opts.json) printJson(opts, result.body);
   else opts.out.write(`removed backend ${id} from pool ${pool}; config version ${(result.body as { version: number }).version}\n`);
@@ -423,9 +424,9 @@ export function registerClientCommands(
         }),
       ),
     );
-  connection(backends.command('remove').argument('<pool>').argument('<id>').description('remove a backend')).action(
-    run((opts, pool: string, id: string) => backendsRemoveCommand(opts, pool, id)),
-  );
+  connection(backends.command('remove').argument('<pool>').argument('<id>').description('remove a backend'))
+    .option('--force', 'remove it even if it is the last backend of a routed pool (its requests then get 503)')
+    .action(run((opts, pool: string, id: string, flags: { force?: boolean }) => backendsRemoveCommand(opts, pool, id, flags.force === true)));
   connection(backends.command('drain').argument('<pool>').argument('<id>').description('stop sending new requests to a backend'))
     .option('--undo', 'put a drained backend back into rotation')
     .action(run((opts, pool: string, id: string, flags: { undo?: boolean }) => backendsDrainCommand(opts, pool, id, flags.undo !== true)));

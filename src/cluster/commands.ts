@@ -3,6 +3,7 @@
 import type { ReplicatedConfig } from '../config/schema.js';
 import { validateReplicated, type Problem } from '../config/validate.js';
 import { toPlainReplicated } from '../config/plain.js';
+import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import type { BackendInput, BackendPatch, PlainReplicated } from '../control/types.js';
 import type { ErrorCode } from '../errors.js';
 
@@ -12,11 +13,20 @@ export interface ConfigState {
   readonly config: ReplicatedConfig;
 }
 
+/**
+ * `refuseUnsafe: true` refuses the command when it would take traffic down (see config/safety.ts); every proposer sets
+ * it unless the caller forces the change. Log entries written before the field existed carry none and apply as they
+ * always did, so replaying an old log and restoring an old snapshot still agree.
+ */
+interface Guarded {
+  readonly refuseUnsafe?: boolean;
+}
+
 export type ConfigCommand =
-  | { readonly type: 'set-config'; readonly config: PlainReplicated; readonly expectedVersion?: number }
-  | { readonly type: 'add-backend'; readonly pool: string; readonly backend: BackendInput }
-  | { readonly type: 'update-backend'; readonly pool: string; readonly id: string; readonly patch: BackendPatch }
-  | { readonly type: 'remove-backend'; readonly pool: string; readonly id: string };
+  | ({ readonly type: 'set-config'; readonly config: PlainReplicated; readonly expectedVersion?: number } & Guarded)
+  | ({ readonly type: 'add-backend'; readonly pool: string; readonly backend: BackendInput } & Guarded)
+  | ({ readonly type: 'update-backend'; readonly pool: string; readonly id: string; readonly patch: BackendPatch } & Guarded)
+  | ({ readonly type: 'remove-backend'; readonly pool: string; readonly id: string } & Guarded);
 
 export interface CommandFailure {
   readonly code: ErrorCode;
@@ -62,6 +72,18 @@ export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolea
 
 /** Applies one command; `version` is what the new state will carry (the log index in a cluster). Never throws. */
 export function applyCommand(state: ConfigState, command: ConfigCommand, version: number): CommandResult {
+  const result = reduce(state, command, version);
+  if (!result.ok || command.refuseUnsafe !== true) return result;
+  const reasons = unsafeChanges(state.version === 0 ? null : state.config, result.state.config);
+  if (reasons.length === 0) return result;
+  return failure(
+    'UNSAFE_CHANGE',
+    unsafeChangeMessage(reasons, FORCE_HINT.api),
+    reasons.map((message) => ({ path: '', message })),
+  );
+}
+
+function reduce(state: ConfigState, command: ConfigCommand, version: number): CommandResult {
   switch (command.type) {
     case 'set-config': {
       if (command.expectedVersion !== undefined && command.expectedVersion !== state.version) {

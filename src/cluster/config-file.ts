@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { sameReplicated } from './commands.js';
+import { hasReplicatedSections } from '../config/safety.js';
 import { validateConfigText } from '../config/validate.js';
 import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
 import { errorMessage } from '../errors.js';
@@ -56,6 +57,8 @@ export class ConfigFileSync {
   private queue: Promise<unknown> = Promise.resolve();
   /** While an edit made when the node was down is being proposed, the file must keep it: no write-back. */
   private held = false;
+  /** The version a write-back last skipped because the file was empty, so that is said once per version. */
+  private skippedEmpty = 0;
   private readonly options: ConfigFileSyncOptions;
 
   private constructor(options: ConfigFileSyncOptions) {
@@ -124,6 +127,19 @@ export class ConfigFileSync {
       if (current.ok && sameReplicated(current.config, config)) {
         await this.record(version, text);
         return true;
+      }
+      if (!hasReplicatedSections(text)) {
+        // Emptied or cut short: writing routes and pools into it would make a file without this node's own
+        // sections (cluster, admin, listen), which would start a different node. The operator restores it.
+        if (this.skippedEmpty !== version) {
+          logger.warn('not rewriting the config file: it is empty or has neither routes nor pools; this node serves the cluster config all the same', {
+            file,
+            version,
+            hint: 'restore the file; its routes and pools are rewritten at the next change once it has them',
+          });
+        }
+        this.skippedEmpty = version;
+        return false;
       }
       if (this.state.version === 0 && this.state.localCopy === null && !this.isLastSynced(text)) {
         const copy = `${file}.local-${fileStamp(this.now())}`;

@@ -22,6 +22,7 @@ import { toPlainReplicated } from '../config/plain.js';
 import type { ClusterConfig, ReplicatedConfig } from '../config/schema.js';
 import { formatProblem, validateConfigText, validateReplicated, validateReplicatedText } from '../config/validate.js';
 import { NODE_ID_PATTERN } from '../config/file-spec.js';
+import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage } from '../config/safety.js';
 import { poolStatusViews } from '../control/status.js';
 import type {
   BackendInput,
@@ -32,6 +33,7 @@ import type {
   ControlPlane,
   NodeStatus,
   PlainReplicated,
+  WriteOptions,
 } from '../control/types.js';
 import { BalancerError, errorMessage, isBalancerError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -71,7 +73,12 @@ export interface ClusterStoreOptions {
   readonly listen?: string;
 }
 
-export type FileEditResult = 'applied' | 'unchanged' | 'invalid' | 'rejected' | 'superseded' | 'failed';
+/**
+ * `ignored`: the file is empty or has neither routes nor pools (being written, or damaged), so it is no edit;
+ * `rejected`: it lost a race with another change; `unsafe`: it would take traffic down. Both of those are saved
+ * beside the file as .rejected-<time> and the file is rewritten to the cluster's config.
+ */
+export type FileEditResult = 'applied' | 'unchanged' | 'ignored' | 'invalid' | 'rejected' | 'unsafe' | 'superseded' | 'failed';
 
 interface Waiter {
   readonly check: () => boolean;
@@ -236,7 +243,7 @@ export class ClusterStore implements ControlPlane {
     throw this.timeoutError('read the config');
   }
 
-  async putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string }): Promise<{ version: number }> {
+  async putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<{ version: number }> {
     if (options.sourceText !== undefined) {
       const fromText = validateReplicatedText(options.sourceText, 'request body');
       if (!fromText.ok) throw invalid(fromText.problems);
@@ -248,21 +255,22 @@ export class ClusterStore implements ControlPlane {
       type: 'set-config',
       config: toPlainReplicated(checked.config) as PlainReplicated,
       ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
+      ...guard(options),
     });
     return { version: outcome.version };
   }
 
   async addBackend(pool: string, input: BackendInput): Promise<{ version: number; backend: { id: string; url: string; weight: number } }> {
-    const outcome = await this.submit({ type: 'add-backend', pool, backend: input });
+    const outcome = await this.submit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true });
     return { version: outcome.version, backend: outcome.backend! };
   }
 
   async updateBackend(pool: string, id: string, patch: BackendPatch): Promise<{ version: number }> {
-    return { version: (await this.submit({ type: 'update-backend', pool, id, patch })).version };
+    return { version: (await this.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true })).version };
   }
 
-  async removeBackend(pool: string, id: string): Promise<{ version: number }> {
-    return { version: (await this.submit({ type: 'remove-backend', pool, id })).version };
+  async removeBackend(pool: string, id: string, options: WriteOptions = {}): Promise<{ version: number }> {
+    return { version: (await this.submit({ type: 'remove-backend', pool, id, ...guard(options) })).version };
   }
 
   /** Adds a voter or learner; adding an existing learner as a voter promotes it. */
@@ -319,14 +327,28 @@ export class ClusterStore implements ControlPlane {
       logger.error('config edit rejected: the file is invalid; nothing was proposed', { file, problems: validated.problems.length });
       return 'invalid';
     }
+    if (!hasReplicatedSections(text)) {
+      logger.warn('config file ignored: it is empty or has neither routes nor pools, so it is no edit of them; nothing was proposed', {
+        file,
+        servingVersion: this.machine.version,
+        hint: 'this node keeps serving the cluster config; restore the file (GET /api/v1/config shows routes and pools)',
+      });
+      return 'ignored';
+    }
     const edited: ReplicatedConfig = { routes: validated.config.routes, pools: validated.config.pools };
     if (sameReplicated(edited, this.machine.state.config) && this.machine.version > 0) {
       await this.fileSync.noteShown(this.machine.version, text);
       return 'unchanged';
     }
-    if (this.fileSync.isLastSynced(text)) return 'unchanged';
+    if (this.fileSync.isLastSynced(text)) {
+      // The file shows the text it had when it last matched the cluster (put back after it was emptied, say):
+      // no edit, but it may be behind the cluster if write-backs were skipped meanwhile.
+      if (this.machine.version > this.fileSync.version) await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
+      return 'unchanged';
+    }
     const expectedVersion = this.fileSync.version;
-    const command: ConfigCommand = { type: 'set-config', config: toPlainReplicated(edited) as PlainReplicated, expectedVersion };
+    // A file edit cannot be forced: whoever really means to empty a routed pool says so through the API or the CLI.
+    const command: ConfigCommand = { type: 'set-config', config: toPlainReplicated(edited) as PlainReplicated, expectedVersion, refuseUnsafe: true };
     const requestId = randomUUID();
     logger.info('config edit proposed from the file', { file, expectedVersion });
     let backoff = this.options.editRetryInitialMs ?? CLUSTER_STORE_DEFAULTS.editRetryInitialMs;
@@ -349,6 +371,14 @@ export class ClusterStore implements ControlPlane {
           });
           await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
           return 'rejected';
+        }
+        if (isBalancerError(error, 'UNSAFE_CHANGE')) {
+          metrics.configReload('failure');
+          const saved = await this.fileSync.saveRejected(text);
+          const reasons = error.details.map((detail) => detail.message);
+          logger.error(`config edit refused: ${unsafeChangeMessage(reasons, FORCE_HINT.file)}`, { file, saved, reasons, currentVersion: this.machine.version });
+          await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
+          return 'unsafe';
         }
         if (!isBalancerError(error, 'NO_LEADER') && !isBalancerError(error, 'PROPOSAL_TIMEOUT')) {
           metrics.configReload('failure');
@@ -579,6 +609,11 @@ export class ClusterStore implements ControlPlane {
       waiter.resolve(true);
     }
   }
+}
+
+/** The command field that makes the state machine refuse a change that would take traffic down, unless forced. */
+function guard(options: WriteOptions): { refuseUnsafe?: true } {
+  return options.force === true ? {} : { refuseUnsafe: true };
 }
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NO_LEADER', 'NOT_LEADER', 'PROPOSAL_DROPPED']);

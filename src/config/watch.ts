@@ -1,4 +1,4 @@
-// Notices edits of the config file (in place or by rename, as editors save), once per distinct content, never for our own writes.
+// Notices edits of the config file (in place or by rename, as editors save), once per distinct content that has settled, never for our own writes.
 
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
@@ -7,6 +7,11 @@ import { basename, dirname, resolve } from 'node:path';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 
 export const DEFAULT_WATCH_DEBOUNCE_MS = 100;
+/**
+ * New content is reported only once it has stayed the same this long: a file caught half-written (truncated by
+ * `>` before the rest arrives, or written in several chunks) is never taken for an edit of the whole fleet.
+ */
+export const DEFAULT_WATCH_SETTLE_MS = 500;
 
 export interface WatchOptions {
   /** Called with the new text after the file settles and its content differs from the last seen or written. */
@@ -16,6 +21,8 @@ export interface WatchOptions {
   readonly clock?: Clock;
   /** Editors write in several steps; wait this long after the last event before reading. */
   readonly debounceMs?: number;
+  /** Report content only after it has been read unchanged this long after it was first read. */
+  readonly settleMs?: number;
 }
 
 export interface ConfigWatcher {
@@ -37,7 +44,10 @@ export function watchConfigFile(path: string, options: WatchOptions): ConfigWatc
   const name = basename(file);
   const clock = options.clock ?? systemClock;
   const debounceMs = options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS;
+  const settleMs = options.settleMs ?? DEFAULT_WATCH_SETTLE_MS;
   let lastHash: string | null = null;
+  /** Content read but not reported yet, and since when it has been there unchanged. */
+  let pending: { hash: string; since: number } | null = null;
   try {
     lastHash = hashOf(readFileSync(file, 'utf8'));
   } catch {
@@ -55,23 +65,42 @@ export function watchConfigFile(path: string, options: WatchOptions): ConfigWatc
     } catch (error) {
       // Between an editor's unlink and rename the file is briefly missing; the rename brings another event.
       if ((error as { code?: unknown }).code !== 'ENOENT') options.onError?.(error);
+      pending = null;
       return;
     }
     if (closed) return;
     const hash = hashOf(text);
-    if (hash === lastHash) return;
+    if (hash === lastHash) {
+      pending = null;
+      return;
+    }
+    const now = clock.now();
+    if (pending === null || pending.hash !== hash) {
+      pending = { hash, since: now };
+      if (settleMs > 0) {
+        arm(settleMs);
+        return;
+      }
+    } else if (now - pending.since < settleMs) {
+      // Read again early (another event): the content must still stay put for the rest of the settle time.
+      arm(settleMs - (now - pending.since));
+      return;
+    }
+    pending = null;
     lastHash = hash;
     options.onChange(text);
   };
 
-  const schedule = (): void => {
+  const arm = (ms: number): void => {
     if (closed) return;
     if (timer !== null) clock.clearTimeout(timer);
     timer = clock.setTimeout(() => {
       timer = null;
       reading = reading.then(check, check);
-    }, debounceMs);
+    }, ms);
   };
+
+  const schedule = (): void => arm(debounceMs);
 
   let watcher: FSWatcher | null = null;
   try {
@@ -87,6 +116,7 @@ export function watchConfigFile(path: string, options: WatchOptions): ConfigWatc
   return {
     noteOwnWrite(text: string): void {
       lastHash = hashOf(text);
+      pending = null;
     },
     close(): void {
       closed = true;

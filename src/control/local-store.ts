@@ -1,7 +1,7 @@
 // The single-node control plane: applies config commands in memory and writes them back to balancer.yaml, serialised.
 
 import { readFile } from 'node:fs/promises';
-import { BalancerError } from '../errors.js';
+import { BalancerError, errorMessage } from '../errors.js';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { resolveReplicatedPaths } from '../config/load.js';
 import { toPlainReplicated } from '../config/plain.js';
@@ -11,7 +11,9 @@ import { applyCommand, sameReplicated, type ConfigCommand, type ConfigState } fr
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
-import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, PlainReplicated } from './types.js';
+import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, PlainReplicated, WriteOptions } from './types.js';
+import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
+import { fileStamp } from '../cluster/config-file.js';
 import { poolStatusViews } from './status.js';
 
 export interface LocalStoreOptions {
@@ -64,7 +66,7 @@ export class LocalStore implements ControlPlane {
     return { version: this.state.version, config: toPlainReplicated(this.state.config) as PlainReplicated };
   }
 
-  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string }): Promise<{ version: number }> {
+  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<{ version: number }> {
     return this.serialised(async () => {
       // Text bodies are validated from their text first, so problems carry the line and column the caller sent.
       if (options.sourceText !== undefined) {
@@ -75,6 +77,7 @@ export class LocalStore implements ControlPlane {
         type: 'set-config',
         config: body as PlainReplicated,
         ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
+        ...(options.force === true ? {} : { refuseUnsafe: true }),
       };
       return { version: (await this.commit(command)).version };
     });
@@ -82,17 +85,18 @@ export class LocalStore implements ControlPlane {
 
   addBackend(pool: string, input: BackendInput) {
     return this.serialised(async () => {
-      const result = await this.commit({ type: 'add-backend', pool, backend: input });
+      const result = await this.commit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true });
       return { version: result.version, backend: result.backend! };
     });
   }
 
   updateBackend(pool: string, id: string, patch: BackendPatch) {
-    return this.serialised(async () => ({ version: (await this.commit({ type: 'update-backend', pool, id, patch })).version }));
+    return this.serialised(async () => ({ version: (await this.commit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true })).version }));
   }
 
-  removeBackend(pool: string, id: string) {
-    return this.serialised(async () => ({ version: (await this.commit({ type: 'remove-backend', pool, id })).version }));
+  removeBackend(pool: string, id: string, options: WriteOptions = {}) {
+    const guard = options.force === true ? {} : { refuseUnsafe: true };
+    return this.serialised(async () => ({ version: (await this.commit({ type: 'remove-backend', pool, id, ...guard })).version }));
   }
 
   async addMember(): Promise<ClusterStatus> {
@@ -109,19 +113,46 @@ export class LocalStore implements ControlPlane {
 
   /**
    * The file watcher and SIGHUP land here: a valid edit replaces the config (no write-back: the file is the source),
-   * an invalid one is logged with every problem and the running config keeps serving.
+   * an invalid one is logged with every problem and the running config keeps serving. An empty file, or one without
+   * routes and pools, is no edit (ignored); one that would take traffic down is refused, saved beside the file as
+   * .rejected-<time>, and the file is rewritten to what serves, so that a restart loads what serves.
    */
-  reloadFromText(text: string): Promise<'applied' | 'unchanged' | 'invalid'> {
+  reloadFromText(text: string): Promise<'applied' | 'unchanged' | 'ignored' | 'invalid' | 'unsafe'> {
     return this.serialised(async () => {
+      const { file, logger, metrics } = this.options;
       // The whole file is validated, local sections too, but only routes and pools change without a restart.
-      const result = validateConfigText(text, this.options.file);
+      const result = validateConfigText(text, file);
       if (!result.ok) {
-        this.options.metrics.configReload('failure');
-        this.options.logger.error('config edit rejected; the previous config keeps serving', { file: this.options.file, problems: result.problems });
+        metrics.configReload('failure');
+        logger.error('config edit rejected; the previous config keeps serving', { file, problems: result.problems });
         return 'invalid';
+      }
+      if (!hasReplicatedSections(text)) {
+        logger.warn('config file ignored: it is empty or has neither routes nor pools, so it is no edit of them; the previous config keeps serving', {
+          file,
+          servingVersion: this.state.version,
+          hint: 'restore the file (GET /api/v1/config shows routes and pools)',
+        });
+        return 'ignored';
       }
       const config: ReplicatedConfig = { routes: result.config.routes, pools: result.config.pools };
       if (sameReplicated(config, this.state.config)) return 'unchanged';
+      const reasons = unsafeChanges(this.state.config, config);
+      if (reasons.length > 0) {
+        metrics.configReload('failure');
+        const message = `config edit refused: ${unsafeChangeMessage(reasons, FORCE_HINT.file)}`;
+        const saved = `${file}.rejected-${fileStamp(new Date())}`;
+        try {
+          await writeFileAtomic(saved, text);
+        } catch (error) {
+          // Without a copy, the file itself is the only record of the edit: leave it as the operator wrote it.
+          logger.error(message, { file, reasons, servingVersion: this.state.version, saveError: errorMessage(error) });
+          return 'unsafe';
+        }
+        logger.error(message, { file, saved, reasons, servingVersion: this.state.version });
+        await this.writeServing(text);
+        return 'unsafe';
+      }
       this.swap({ version: this.state.version + 1, config });
       this.options.metrics.configReload('success');
       this.options.logger.info('config reloaded from file', { file: this.options.file, version: this.state.version });
@@ -149,6 +180,19 @@ export class LocalStore implements ControlPlane {
     this.swap(result.state);
     this.options.logger.info('config changed through the admin API', { command: command.type, version: result.state.version });
     return { version: result.state.version, ...(result.backend === undefined ? {} : { backend: result.backend }) };
+  }
+
+  /** Puts the serving routes and pools back into `text` (the file as it is now) and writes it; failures are logged. */
+  private async writeServing(text: string): Promise<void> {
+    const { file, logger } = this.options;
+    try {
+      const rewritten = rewriteReplicatedSections(text, this.state.config);
+      this.options.noteOwnWrite(rewritten);
+      await writeFileAtomic(file, rewritten);
+      logger.info('config file rewritten', { file, version: this.state.version });
+    } catch (error) {
+      logger.error('cannot rewrite the config file; it keeps the refused edit', { file, error: errorMessage(error) });
+    }
   }
 
   private swap(state: ConfigState): void {

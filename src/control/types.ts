@@ -70,6 +70,11 @@ export interface BackendInput {
   readonly id?: string;
 }
 
+/** `force` makes a change the safety check would refuse (a routed pool left empty, every route or pool removed). */
+export interface WriteOptions {
+  readonly force?: boolean;
+}
+
 export interface BackendPatch {
   readonly weight?: number;
   readonly drain?: boolean;
@@ -78,7 +83,8 @@ export interface BackendPatch {
 /**
  * Every write resolves once committed (cluster) or applied and written to the file (single node),
  * or rejects with a BalancerError: CONFIG_INVALID (details = every problem), VERSION_MISMATCH, NOT_FOUND,
- * CONFLICT, NO_LEADER, PROPOSAL_TIMEOUT, MEMBERSHIP_CHANGE_PENDING.
+ * CONFLICT, UNSAFE_CHANGE (details = every reason; pass force to make it anyway), NO_LEADER, PROPOSAL_TIMEOUT,
+ * MEMBERSHIP_CHANGE_PENDING.
  */
 export interface ControlPlane {
   status(): NodeStatus;
@@ -87,10 +93,10 @@ export interface ControlPlane {
   /** Linearizable in a cluster (ReadIndex). */
   getConfig(): Promise<{ version: number; config: PlainReplicated }>;
   /** `body` is the parsed JSON/YAML value; `sourceText` the raw text when positions are wanted in problems. */
-  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string }): Promise<{ version: number }>;
+  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<{ version: number }>;
   addBackend(pool: string, input: BackendInput): Promise<{ version: number; backend: { id: string; url: string; weight: number } }>;
   updateBackend(pool: string, id: string, patch: BackendPatch): Promise<{ version: number }>;
-  removeBackend(pool: string, id: string): Promise<{ version: number }>;
+  removeBackend(pool: string, id: string, options?: WriteOptions): Promise<{ version: number }>;
   cluster(): ClusterStatus;
   addMember(id: string, address: string, learner: boolean): Promise<ClusterStatus>;
   removeMember(id: string): Promise<ClusterStatus>;

@@ -207,7 +207,32 @@ describe('admin API request validation', () => {
     expect(res.status).toBe(200);
     const call = control.calls.find((c) => c.method === 'putConfig')!;
     expect(call.args[0]).toEqual({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001' }] } } });
-    expect(call.args[1]).toEqual({ sourceText: yamlText });
+    expect(call.args[1]).toEqual({ sourceText: yamlText, force: false });
+  });
+
+  it('passes ?force=true through to config replacement and backend removal, and refuses a malformed force', async () => {
+    const put = await fetch(`${base}/api/v1/config?force=true`, {
+      method: 'PUT',
+      headers: { ...auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ routes: [], pools: {} }),
+    });
+    expect(put.status).toBe(200);
+    expect(control.calls.find((c) => c.method === 'putConfig')!.args[1]).toMatchObject({ force: true });
+    const del = await fetch(`${base}/api/v1/pools/web/backends/web-1?force`, { method: 'DELETE', headers: auth });
+    expect(del.status).toBe(200);
+    expect(control.calls.find((c) => c.method === 'removeBackend')!.args[2]).toEqual({ force: true });
+    const bad = await fetch(`${base}/api/v1/pools/web/backends/web-1?force=yes-please`, { method: 'DELETE', headers: auth });
+    expect(bad.status).toBe(400);
+    expect((await errorOf(bad)).message).toContain('force must be true or false');
+  });
+
+  it('answers 409 UNSAFE_CHANGE with every reason when the store refuses a change that would take traffic down', async () => {
+    control.failWrites = new BalancerError('UNSAFE_CHANGE', 'refused: pool "web" would have no backends', { details: [{ path: '', message: 'pool "web" would have no backends' }] });
+    const res = await fetch(`${base}/api/v1/pools/web/backends/web-1`, { method: 'DELETE', headers: auth });
+    expect(res.status).toBe(409);
+    const error = await errorOf(res);
+    expect(error.code).toBe('UNSAFE_CHANGE');
+    expect(error.details).toHaveLength(1);
   });
 
   it('answers 400 with positions to YAML that does not parse', async () => {

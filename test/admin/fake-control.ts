@@ -11,6 +11,7 @@ import type {
   NodeStatus,
   PlainReplicated,
   PoolStatusView,
+  WriteOptions,
 } from '../../src/control/types.js';
 import { BalancerError } from '../../src/errors.js';
 
@@ -107,8 +108,8 @@ export function createFakeControl(): FakeControl {
       fake.version += 1;
       return { version: fake.version };
     },
-    async removeBackend(pool: string, id: string) {
-      fake.calls.push({ method: 'removeBackend', args: [pool, id] });
+    async removeBackend(pool: string, id: string, options?: WriteOptions) {
+      fake.calls.push({ method: 'removeBackend', args: [pool, id, options] });
       if (fake.failWrites !== null) throw fake.failWrites;
       const target = fake.pools.find((p) => p.name === pool)?.backends.find((b) => b.id === id);
       if (target === undefined) throw new BalancerError('NOT_FOUND', `no backend ${id} in pool ${pool}`);

@@ -48,6 +48,21 @@ describe('ConfigStateMachine', () => {
     expect(machine.version).toBe(0);
   });
 
+  it('refuses a guarded command that would take traffic down, at apply time; unguarded (older) entries apply as before', () => {
+    const machine = new ConfigStateMachine();
+    machine.applyEntry(entry(1, 'seed', { type: 'set-config', config: webConfig, refuseUnsafe: true }));
+    expect(machine.version).toBe(1);
+    const guarded = machine.applyEntry(entry(2, 'rm-a', { type: 'remove-backend', pool: 'web', id: 'a', refuseUnsafe: true }));
+    expect(guarded).toMatchObject({ kind: 'command', outcome: { ok: false, error: { code: 'UNSAFE_CHANGE' } } });
+    expect(machine.version).toBe(1);
+    const emptied = machine.applyEntry(entry(3, 'empty', { type: 'set-config', config: { routes: [], pools: {} }, refuseUnsafe: true }));
+    expect(emptied).toMatchObject({ outcome: { ok: false, error: { code: 'UNSAFE_CHANGE' } } });
+    // An entry from before the field existed (or a forced one) carries none: it applies, as it did when it was written.
+    const unguarded = machine.applyEntry(entry(4, 'rm-a-old', { type: 'remove-backend', pool: 'web', id: 'a' }));
+    expect(unguarded).toMatchObject({ outcome: { ok: true, version: 4 } });
+    expect(machine.state.config.pools['web']!.backends).toEqual([]);
+  });
+
   it('skips no-ops and reports malformed entries without throwing', () => {
     const machine = new ConfigStateMachine();
     expect(machine.applyEntry({ term: 2, index: 5, type: 'empty', data: '' })).toEqual({ kind: 'noop' });

@@ -36,11 +36,41 @@ function changeRecorder() {
 /** A FakeClock that says when a timer is armed, so a test waits for the watcher's event instead of sleeping. */
 class ArmingClock extends FakeClock {
   private armedWaiters: (() => void)[] = [];
+  private nextArmWaiters: (() => void)[] = [];
+
+  private readonly dues = new Map<number, number>();
 
   override setTimeout(fn: () => void, ms: number): TimerHandle {
-    const handle = super.setTimeout(fn, ms);
+    const handle = super.setTimeout(() => {
+      this.dues.delete(handle.id);
+      fn();
+    }, ms);
+    this.dues.set(handle.id, this.now() + ms);
     for (const waiter of this.armedWaiters.splice(0)) waiter();
+    for (const waiter of this.nextArmWaiters.splice(0)) waiter();
     return handle;
+  }
+
+  override clearTimeout(handle: TimerHandle): void {
+    this.dues.delete(handle.id);
+    super.clearTimeout(handle);
+  }
+
+  /** Moves the clock to the earliest pending timer and fires it. */
+  advanceToNextTimer(): void {
+    const next = Math.min(...this.dues.values());
+    if (Number.isFinite(next)) this.advance(Math.max(0, next - this.now()));
+  }
+
+  /** Resolves at the next timer the watcher arms (an event's debounce, or a read's settle wait). */
+  nextArm(timeoutMs = 5_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no timer armed')), timeoutMs);
+      this.nextArmWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   armed(timeoutMs = 5_000): Promise<void> {
@@ -114,7 +144,7 @@ describe('watchConfigFile', () => {
   test('a burst of writes is read once, after the debounce, with the final content', async () => {
     const clock = new ArmingClock();
     const changes = changeRecorder();
-    watcher = watchConfigFile(file, { onChange: changes.onChange, clock, debounceMs: 500 });
+    watcher = watchConfigFile(file, { onChange: changes.onChange, clock, debounceMs: 500, settleMs: 0 });
     await writeFile(file, 'listen: 127.0.0.1:8\n');
     await writeFile(file, 'listen: 127.0.0.1:9\n');
     await writeFile(file, 'listen: 127.0.0.1:10\n');
@@ -127,6 +157,48 @@ describe('watchConfigFile', () => {
     clock.advance(1);
     expect(await changes.next()).toBe('listen: 127.0.0.1:10\n');
     expect(changes.seen).toEqual(['listen: 127.0.0.1:10\n']);
+  });
+
+  test('reports content only once it stayed unchanged for the settle time: a half-written file is never reported', async () => {
+    const clock = new ArmingClock();
+    const changes = changeRecorder();
+    const reportedAt: number[] = [];
+    watcher = watchConfigFile(file, {
+      onChange: (text) => {
+        reportedAt.push(clock.now());
+        changes.onChange(text);
+      },
+      clock,
+      debounceMs: 10,
+      settleMs: 1_000,
+    });
+    // A first chunk, then `>` truncating the file, then the whole content: all within the settle time.
+    await writeFile(file, 'listen: 127.0.0.1:20\n# half of');
+    await clock.armed();
+    clock.advance(10);
+    await clock.nextArm();
+    clock.advance(300);
+    const truncated = clock.nextArm();
+    await writeFile(file, '');
+    await truncated;
+    clock.advance(10);
+    await clock.nextArm();
+    clock.advance(300);
+    const full = clock.nextArm();
+    await writeFile(file, 'listen: 127.0.0.1:21\n');
+    await full;
+    const lastWriteSeenAt = clock.now();
+    expect(changes.seen).toEqual([]);
+    // Step the clock through whatever the watcher arms next until it reports (each step waits for the watcher itself).
+    const reported = changes.next();
+    for (let step = 0; step < 10 && changes.seen.length === 0; step++) {
+      const armed = clock.nextArm().catch(() => undefined);
+      clock.advanceToNextTimer();
+      await Promise.race([armed, reported]);
+    }
+    await reported;
+    expect(changes.seen).toEqual(['listen: 127.0.0.1:21\n']);
+    expect(reportedAt[0]! - lastWriteSeenAt).toBeGreaterThanOrEqual(1_000);
   });
 
   test('close stops reporting', async () => {
