@@ -194,12 +194,14 @@ describe('backend and cluster commands', () => {
     expect(await backendsDrainCommand(opts(), 'web', 'web-3', false)).toBe(0);
     expect(await backendsWeightCommand(opts(), 'web', 'web-3', 7)).toBe(0);
     expect(await backendsRemoveCommand(opts(), 'web', 'web-3')).toBe(0);
+    expect(await backendsRemoveCommand(opts(), 'web', 'web-1', true)).toBe(0);
     expect(control.calls.map((c) => [c.method, ...c.args])).toEqual([
       ['addBackend', 'web', { url: 'http://127.0.0.1:9003', weight: 2, id: 'web-3' }],
       ['updateBackend', 'web', 'web-3', { drain: true }],
       ['updateBackend', 'web', 'web-3', { drain: false }],
       ['updateBackend', 'web', 'web-3', { weight: 7 }],
-      ['removeBackend', 'web', 'web-3'],
+      ['removeBackend', 'web', 'web-3', { force: false }],
+      ['removeBackend', 'web', 'web-1', { force: true }],
     ]);
     expect(out.text).toContain('removed backend web-3 from pool web; config version 8\n');
   });
