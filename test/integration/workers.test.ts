@@ -44,7 +44,9 @@ beforeAll(async () => {
       '  web:',
       '    retries: 0',
       '    outlierDetection: { enabled: false }',
-      '    healthCheck: { path: /healthz, interval: 100ms, timeout: 80ms, rise: 1, fall: 1, jitter: 0 }',
+      // Generous timeout and fall: 2, so the good backend never fails its checks on a loaded machine (both down
+      // would put the pool in panic mode and send traffic to the sick one).
+      '    healthCheck: { path: /healthz, interval: 500ms, timeout: 450ms, rise: 1, fall: 2, jitter: 0 }',
       '    backends:',
       `      - { url: ${good.url}, id: good }`,
       `      - { url: ${sick.url}, id: sick }`,
