@@ -1,4 +1,4 @@
-// Prints the README's benchmark section from bench/results/latest.json (or the results file given as the argument).
+// Prints the benchmark section of docs/benchmarks.md from bench/results/latest.json (or the results file given as the argument).
 // Usage: node bench/report.js [results.json]
 
 import { readFileSync } from 'node:fs';

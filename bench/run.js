@@ -509,7 +509,7 @@ async function main() {
     const file = join(RESULTS_DIR, `${stamp(started)}${flags.quick ? '-quick' : ''}${flags.only ? '-partial' : ''}.json`);
     const text = `${JSON.stringify(results, null, 2)}\n`;
     writeFileSync(file, text);
-    // latest.json feeds the README, so only a full run of every target replaces it; a full-mode run that measured
+    // latest.json feeds docs/benchmarks.md, so only a full run of every target replaces it; a full-mode run that measured
     // the cluster replaces just latest.json's cluster section (it carries its own date and machine).
     const latest = join(RESULTS_DIR, 'latest.json');
     let note = ' and bench/results/latest.json';

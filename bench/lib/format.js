@@ -1,4 +1,4 @@
-// Renders a results object as markdown: the stdout table of `npm run bench` and the README section of `bench/report.js`.
+// Renders a results object as markdown: the stdout table of `npm run bench` and the docs/benchmarks.md section of `bench/report.js`.
 
 import { renderClusterMarkdown } from '../cluster.js';
 

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { FD_LIMIT, firstJsonLine, freePort, spawnOwned, waitForHttp200 } from './proc.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-/** The V8 flags `npm start` and bin/balancer.js run balancer with (see the README's Design section), so the bench measures the same. */
+/** The V8 flags `npm start` and bin/balancer.js run balancer with (see docs/design.md), so the bench measures the same. */
 export const BALANCER_NODE_FLAGS = ['--initial-old-space-size=64'];
 const READY_TIMEOUT_MS = 20_000;
 /** Longer than any idle-connection phase, so measurement never races the client keep-alive timeout. */
