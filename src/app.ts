@@ -172,6 +172,8 @@ export class App {
   /** Graceful: stop accepting, let in-flight requests finish until the drain deadline, close everything. */
   async stop(drainMs = this.config.shutdownDrainMs): Promise<void> {
     this.logger.info('shutting down', { drainMs });
+    // First, so a load balancer in front stops sending before the listener stops accepting.
+    this.store.readiness.set('draining', 'shutting down: draining requests in flight');
     this.closeWatcher();
     await this.frontend.close(drainMs);
     if (this.store instanceof ClusterStore) await this.store.stop();

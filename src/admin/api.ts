@@ -173,10 +173,11 @@ export function createAdminServer(options: AdminServerOptions): Server {
     }),
     route('/healthz', { GET: ({ res }) => sendText(res, 200, 'ok\n', 'text/plain; charset=utf-8') }),
     route('/readyz', {
-      GET: ({ res }) =>
-        control.ready()
-          ? sendText(res, 200, 'ready\n', 'text/plain; charset=utf-8')
-          : sendText(res, 503, 'not ready\n', 'text/plain; charset=utf-8'),
+      GET: ({ res }) => {
+        const notReady = control.readiness.notReady();
+        if (notReady.length === 0) sendText(res, 200, 'ready\n', 'text/plain; charset=utf-8');
+        else sendText(res, 503, `not ready: ${notReady.map((item) => item.reason).join('; ')}\n`, 'text/plain; charset=utf-8');
+      },
     }),
     route('/api/v1/status', { GET: ({ res }) => sendJson(res, 200, control.status()) }),
     route('/api/v1/config', {

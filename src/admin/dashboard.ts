@@ -325,7 +325,7 @@ const SCRIPT = `
         lastOk = new Date();
         $('h-node').textContent = status.node;
         $('h-version').textContent = 'v' + status.version;
-        $('h-ready').textContent = status.ready ? 'ready' : 'not ready';
+        $('h-ready').textContent = status.ready ? 'ready' : 'not ready: ' + (status.notReady || []).map(function (n) { return n.reason; }).join('; ');
         renderPools(status, perBackend);
         renderCluster(status.cluster);
         announceChanges(status);

@@ -185,7 +185,8 @@ function membersTable(c: ClusterStatus, colour: boolean): string {
 
 export function formatStatus(status: NodeStatus, colour: boolean): string {
   const parts: string[] = [];
-  const ready = status.ready ? paint('ready', 'green', colour) : paint('not ready', 'red', colour);
+  const reasons = (status.notReady ?? []).map((item) => item.reason).join('; ');
+  const ready = status.ready ? paint('ready', 'green', colour) : paint(reasons === '' ? 'not ready' : `not ready: ${reasons}`, 'red', colour);
   parts.push(`${paint('node', 'dim', colour)} ${status.node}  ${paint('config', 'dim', colour)} v${status.version}  ${ready}\n`);
   for (const pool of status.pools) {
     const panic = pool.panic ? '  ' + paint('PANIC: too few healthy backends, spreading over all', 'red', colour) : '';

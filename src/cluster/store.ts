@@ -24,6 +24,7 @@ import { formatProblem, validateConfigText, validateReplicated, validateReplicat
 import { NODE_ID_PATTERN } from '../config/file-spec.js';
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage } from '../config/safety.js';
 import { poolStatusViews } from '../control/status.js';
+import { Readiness } from '../control/readiness.js';
 import type {
   BackendInput,
   BackendPatch,
@@ -91,6 +92,8 @@ export class ClusterStore implements ControlPlane {
   private readonly clock: Clock;
   private readonly writeTimeoutMs: number;
   private readonly machine = new ConfigStateMachine();
+  /** No leader is no reason here: a node keeps serving its last applied config through a lost quorum. */
+  readonly readiness = new Readiness();
   private node!: RaftNode;
   private fileSync!: ConfigFileSync;
   private readonly outcomes = new Map<string, CommandOutcome | null>();
@@ -106,6 +109,9 @@ export class ClusterStore implements ControlPlane {
     this.nodeId = options.cluster.nodeId;
     this.clock = options.clock ?? systemClock;
     this.writeTimeoutMs = options.writeTimeoutMs ?? CLUSTER_STORE_DEFAULTS.writeTimeoutMs;
+    this.readiness.add('config', () =>
+      this.machine.version > 0 && options.dataPlane.ready ? null : 'no config applied yet: waiting for the cluster to commit one',
+    );
   }
 
   /** Opens the data dir, replays the log into the state machine, joins the peers. */
@@ -176,15 +182,13 @@ export class ClusterStore implements ControlPlane {
     return this.fileSync.version;
   }
 
-  ready(): boolean {
-    return !this.stopped && this.node.leaderId !== null && this.machine.version > 0 && this.options.dataPlane.ready;
-  }
-
   status(): NodeStatus {
+    const notReady = this.readiness.notReady();
     return {
       node: this.nodeId,
       version: this.machine.version,
-      ready: this.ready(),
+      ready: notReady.length === 0,
+      notReady,
       pools: poolStatusViews(this.options.dataPlane),
       cluster: this.cluster(),
     };

@@ -15,6 +15,7 @@ import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatu
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import { fileStamp } from '../cluster/config-file.js';
 import { poolStatusViews } from './status.js';
+import { Readiness } from './readiness.js';
 
 export interface LocalStoreOptions {
   readonly nodeName: string;
@@ -30,6 +31,7 @@ export interface LocalStoreOptions {
 
 export class LocalStore implements ControlPlane {
   private state: ConfigState;
+  readonly readiness = new Readiness();
   private readonly options: LocalStoreOptions;
   /** Writes run one at a time: each reads the state the previous one left. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -37,6 +39,7 @@ export class LocalStore implements ControlPlane {
   constructor(options: LocalStoreOptions) {
     this.options = options;
     this.state = { version: 1, config: options.initial };
+    this.readiness.add('config', () => (options.dataPlane.ready ? null : 'no config applied yet'));
     options.dataPlane.apply(this.state.version, resolveReplicatedPaths(options.initial, options.baseDir));
   }
 
@@ -44,15 +47,13 @@ export class LocalStore implements ControlPlane {
     return this.state.version;
   }
 
-  ready(): boolean {
-    return this.options.dataPlane.ready;
-  }
-
   status(): NodeStatus {
+    const notReady = this.readiness.notReady();
     return {
       node: this.options.nodeName,
       version: this.state.version,
-      ready: this.ready(),
+      ready: notReady.length === 0,
+      notReady,
       pools: poolStatusViews(this.options.dataPlane),
       cluster: this.cluster(),
     };

@@ -1,6 +1,7 @@
 // The control-plane interface the admin API and dashboard talk to; single-node and Raft-backed stores both implement it.
 
 import type { StrategyName } from '../config/schema.js';
+import type { NotReady, Readiness } from './readiness.js';
 
 /** The replicated config in its file-shaped plain JSON form (what GET /api/v1/config returns and PUT accepts). */
 export interface PlainReplicated {
@@ -59,7 +60,10 @@ export interface ClusterStatus {
 export interface NodeStatus {
   readonly node: string;
   readonly version: number;
+  /** What /readyz answers: true when `notReady` is empty. */
   readonly ready: boolean;
+  /** Why the node should not get traffic now (empty when ready). */
+  readonly notReady: readonly NotReady[];
   readonly pools: readonly PoolStatusView[];
   readonly cluster: ClusterStatus;
 }
@@ -88,8 +92,8 @@ export interface BackendPatch {
  */
 export interface ControlPlane {
   status(): NodeStatus;
-  /** Ready: a config is applied and, in a cluster, a leader is known. */
-  ready(): boolean;
+  /** Whether the node should get traffic (a config is applied and it is neither draining nor out of the cluster), and why not. */
+  readonly readiness: Readiness;
   /** Linearizable in a cluster (ReadIndex). */
   getConfig(): Promise<{ version: number; config: PlainReplicated }>;
   /** `body` is the parsed JSON/YAML value; `sourceText` the raw text when positions are wanted in problems. */

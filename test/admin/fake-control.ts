@@ -14,6 +14,7 @@ import type {
   WriteOptions,
 } from '../../src/control/types.js';
 import { BalancerError } from '../../src/errors.js';
+import { Readiness } from '../../src/control/readiness.js';
 
 export interface FakeControl extends ControlPlane {
   pools: PoolStatusView[];
@@ -31,6 +32,8 @@ function backend(id: string, url: string, weight: number): BackendStatus {
 }
 
 export function createFakeControl(): FakeControl {
+  const readiness = new Readiness();
+  readiness.add('fake', () => (fake.isReady ? null : 'the test said so'));
   const fake: FakeControl = {
     version: 3,
     isReady: true,
@@ -64,9 +67,10 @@ export function createFakeControl(): FakeControl {
       );
     },
     status(): NodeStatus {
-      return { node: 'n1', version: fake.version, ready: fake.isReady, pools: fake.pools, cluster: fake.clusterState };
+      const notReady = fake.readiness.notReady();
+      return { node: 'n1', version: fake.version, ready: notReady.length === 0, notReady, pools: fake.pools, cluster: fake.clusterState };
     },
-    ready: () => fake.isReady,
+    readiness,
     async getConfig(): Promise<{ version: number; config: PlainReplicated }> {
       fake.calls.push({ method: 'getConfig', args: [] });
       const pools: Record<string, unknown> = {};

@@ -29,7 +29,7 @@ describe('cluster membership', () => {
     const joiner = await cluster.start('n4', { text: configText('n4', 'local-only', [9900]), join: true, announce: false });
     expect(joiner.lines.some((l) => l.msg === 'raft node opened' && l['start'] === 'join')).toBe(true);
     // Joined but not added: it knows no leader, serves nothing and never campaigns.
-    expect(joiner.store.ready()).toBe(false);
+    expect(joiner.store.readiness.ready).toBe(false);
 
     const follower = cluster.followers().find((n) => n.id !== 'n4')!;
     const added = await follower.store.addMember('n4', cluster.addresses['n4']!, true);
