@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { appendFile, copyFile, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -10,7 +10,7 @@ import { isBalancerError } from '../../src/errors.js';
 import { memoryLogger, silentLogger } from '../../src/log.js';
 import type { Entry, HardState, Snapshot } from '../../src/raft/core/types.js';
 import { DiskStorage, LOCK_FILE, PersistedLog } from '../../src/raft/runtime/storage.js';
-import { segmentFileName } from '../../src/raft/runtime/wal.js';
+import { RecordType, encodeRecord, segmentFileName } from '../../src/raft/runtime/wal.js';
 import { buildStorageForChild } from './child-build.js';
 
 function entry(index: number, term: number, data = `cmd-${index}-${term}`): Entry {
@@ -98,8 +98,8 @@ describe('DiskStorage', () => {
     const storage = await openStorage();
     await storage.save({ term: 1, vote: 'n1', commit: 8 }, range(1, 10, 1));
     await storage.saveSnapshot(snapshotAt(6, 1));
-    expect(await readdir(dir)).toEqual(expect.arrayContaining([segmentFileName(2), 'snapshot.snap']));
-    expect(await readdir(dir)).not.toContain(segmentFileName(1));
+    // The snapshot lives in the new segment's checkpoint; there is no separate snapshot file to keep in step.
+    expect((await readdir(dir)).filter((name) => !name.startsWith('LOCK')).sort()).toEqual(['meta.json', segmentFileName(2)]);
     await storage.save({ term: 2, vote: 'n2', commit: 10 }, [entry(11, 2)]);
     await storage.close();
 
@@ -134,40 +134,6 @@ describe('DiskStorage', () => {
     expect(storage.lastIndex()).toBe(3);
     await storage.close();
     expect((await openStorage()).initialState().entries).toEqual([]);
-  });
-
-  it('recovers the same state after a crash at each step of snapshot compaction', async () => {
-    const storage = await openStorage();
-    await storage.save({ term: 1, vote: 'n1', commit: 7 }, range(1, 9, 1));
-    await storage.close();
-    const oldSegment = join(dir, 'old-segment.bak');
-    await copyFile(segmentPath(1), oldSegment);
-
-    const snapshotting = await openStorage();
-    await snapshotting.saveSnapshot(snapshotAt(5, 1));
-    await snapshotting.close();
-    const expected = (await openStorage()).initialState();
-    await open.pop()!.close();
-    expect(expected.entries.map((e) => e.index)).toEqual([6, 7, 8, 9]);
-
-    // Crash after the snapshot rename, before the compacted segment was renamed into place.
-    const newSegment = join(dir, 'new-segment.bak');
-    await copyFile(segmentPath(2), newSegment);
-    await rm(segmentPath(2));
-    await copyFile(oldSegment, segmentPath(1));
-    await writeFile(segmentPath(2) + '.tmp', 'half written');
-    const afterStep1 = await openStorage();
-    expect(afterStep1.initialState()).toEqual(expected);
-    await afterStep1.close();
-    expect((await readdir(dir)).some((name) => name.endsWith('.tmp'))).toBe(false);
-
-    // Crash after the compacted segment was renamed, before the old one was unlinked.
-    await rm(dir + '/' + segmentFileName(1), { force: true });
-    await copyFile(oldSegment, segmentPath(1));
-    await copyFile(newSegment, segmentPath(2));
-    const afterStep2 = await openStorage();
-    expect(afterStep2.initialState()).toEqual(expected);
-    expect(await readdir(dir)).not.toContain(segmentFileName(1));
   });
 
   it('drops a torn final record with a warning and keeps working after it', async () => {
@@ -219,15 +185,42 @@ describe('DiskStorage', () => {
     expect(await readdir(dir)).not.toContain(LOCK_FILE);
   });
 
-  it('refuses a damaged snapshot file', async () => {
+  it('refuses a damaged checkpoint, where the snapshot lives', async () => {
     const storage = await openStorage();
     await storage.save(undefined, range(1, 4, 1));
     await storage.saveSnapshot(snapshotAt(3, 1));
+    await storage.save({ term: 1, vote: null, commit: 4 }, [entry(5, 1)]);
     await storage.close();
-    const image = await readFile(join(dir, 'snapshot.snap'));
-    image[image.length - 3] = image[image.length - 3]! ^ 1;
-    await writeFile(join(dir, 'snapshot.snap'), image);
+    const image = await readFile(segmentPath(2));
+    const at = image.indexOf('state@3');
+    image[at] = image[at]! ^ 1;
+    await writeFile(segmentPath(2), image);
     await expectCode(DiskStorage.open(dir, 'n1', silentLogger), 'STORAGE_CORRUPT');
+  });
+
+  it('refuses a damaged snapshot file in a data dir of the previous format', async () => {
+    await writeFile(join(dir, 'meta.json'), JSON.stringify({ format: 1, nodeId: 'n1' }));
+    const checkpoint = encodeRecord(RecordType.checkpoint, { format: 1, snapshotIndex: 3, snapshotTerm: 1, hardState: { term: 1, vote: null, commit: 3 }, entries: [entry(4, 1)] });
+    await writeFile(segmentPath(2), checkpoint);
+    const snapshot = encodeRecord(RecordType.snapshot, snapshotAt(3, 1));
+    await writeFile(join(dir, 'snapshot.snap'), snapshot);
+    const intact = await openStorage();
+    expect(intact.initialState()).toEqual({ hardState: { term: 1, vote: null, commit: 3 }, snapshot: snapshotAt(3, 1), entries: [entry(4, 1)] });
+    await open.pop()!.close();
+
+    snapshot[snapshot.length - 3] = snapshot[snapshot.length - 3]! ^ 1;
+    await writeFile(join(dir, 'snapshot.snap'), snapshot);
+    await expectCode(DiskStorage.open(dir, 'n1', silentLogger), 'STORAGE_CORRUPT');
+  });
+
+  it('gives a new data dir an incarnation id and keeps it across reopens', async () => {
+    const first = await openStorage();
+    const { incarnation } = first.identity;
+    expect(incarnation).toMatch(/^[0-9a-f]{32}$/);
+    await first.close();
+    expect((await openStorage()).identity).toEqual({ nodeId: 'n1', incarnation });
+    await rm(dir, { recursive: true, force: true });
+    expect((await openStorage()).identity.incarnation).not.toBe(incarnation);
   });
 
   it('records the node id and refuses a different one', async () => {

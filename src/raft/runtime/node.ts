@@ -20,7 +20,7 @@ import type { RaftMetrics } from '../../metrics/types.js';
 import { decodeConfChange, encodeConfChange, RawNode, type BasicStatus, type RaftStatus } from '../core/index.js';
 import { MemoryStorage } from '../core/storage.js';
 import type { ConfChange, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from '../core/types.js';
-import { DiskStorage } from './storage.js';
+import { DiskStorage, type DiskStorageOptions, type PersistedState } from './storage.js';
 import { PeerTransport, type PeerStats } from './transport.js';
 
 export const RAFT_NODE_DEFAULTS = Object.freeze({
@@ -68,6 +68,17 @@ export interface RaftNodeOptions {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly clusterId?: string;
+  /** The disk under the data dir and lock details; tests put a fault-injecting file system here. */
+  readonly storage?: DiskStorageOptions;
+}
+
+/** The core's in-memory log loaded with what the data dir holds (the snapshot, the entries after it, the hard state). */
+export function memoryStorageFrom(initial: PersistedState): MemoryStorage {
+  const memory = new MemoryStorage();
+  if (initial.snapshot !== null) memory.applySnapshot(initial.snapshot);
+  memory.append(initial.entries);
+  memory.setHardState(initial.hardState);
+  return memory;
 }
 
 export class RaftNode {
@@ -120,18 +131,15 @@ export class RaftNode {
 
   private async open(): Promise<void> {
     const options = this.options;
-    this.disk = await DiskStorage.open(options.dataDir, options.nodeId, this.logger);
+    this.disk = await DiskStorage.open(options.dataDir, options.nodeId, this.logger, options.storage);
     try {
       const initial = this.disk.initialState();
-      this.memory = new MemoryStorage();
+      this.memory = memoryStorageFrom(initial);
       if (initial.snapshot !== null) {
-        this.memory.applySnapshot(initial.snapshot);
         options.applier.restoreSnapshot(initial.snapshot);
         this.appliedIndex = initial.snapshot.metadata.index;
         this.snapshotIndex = this.appliedIndex;
       }
-      this.memory.append(initial.entries);
-      this.memory.setHardState(initial.hardState);
       const fresh = initial.snapshot === null && initial.entries.length === 0 && initial.hardState.term === 0;
       const bootstrap = fresh && options.join !== true;
       const electionTick = Math.max(2, Math.round(options.electionTimeoutMs / options.heartbeatIntervalMs));
@@ -355,10 +363,12 @@ export class RaftNode {
   private async handleReady(ready: Ready): Promise<void> {
     // 1. persist: nothing below may depend on state that is not on disk.
     if (ready.snapshot !== undefined) {
-      await this.disk.saveSnapshot(ready.snapshot);
+      // One atomic step: a crash leaves either the old log or the snapshot with its hard state, never a mix.
+      await this.disk.saveSnapshot(ready.snapshot, ready.hardState, ready.entries);
       this.memory.applySnapshot(ready.snapshot);
+    } else {
+      await this.disk.save(ready.hardState, ready.entries);
     }
-    await this.disk.save(ready.hardState, ready.entries);
     if (ready.hardState !== undefined) this.memory.setHardState(ready.hardState);
     this.memory.append(ready.entries);
     if (this.stopped) return;

@@ -1,16 +1,18 @@
-// Durable Raft storage in the node's data dir: the write-ahead log, the snapshot file, the lock and the node-id record.
+// Durable Raft storage in the node's data dir: the write-ahead log with its snapshot, the lock and the data dir's identity record.
 
 /*
  * Layout of the data dir:
  *   LOCK                    pid of the process that owns the dir (created atomically with link(2))
- *   meta.json               {"format":1,"nodeId":"n1"}, written once; a different node id refuses to start
- *   snapshot.snap           the latest snapshot, one CRC-checked record; replaced tmp + fsync + rename + dir fsync
+ *   meta.json               {"format":2,"nodeId":"n1","incarnation":"<random>"}, written when the dir is created;
+ *                           a different node id refuses to start; the incarnation names this copy of the
+ *                           node's state (a wiped dir gets a new one, which peers can tell apart)
  *   wal-<seq>.log           the write-ahead log segment; only the highest sequence is live
+ *   snapshot.snap           only in data dirs written before snapshots moved into the segment (format 1)
  *
- * Every WAL segment starts with a checkpoint record (snapshot index/term it builds on, hard state,
- * every entry after the snapshot) and continues with batch records, one per `save()` (= one Ready):
- * one write(2) and one fdatasync before the promise resolves, so nothing the driver sends afterwards
- * can depend on state that is not on disk.
+ * Every WAL segment starts with a checkpoint record (the snapshot the log builds on, in full, the hard
+ * state, every entry after the snapshot) and continues with batch records, one per `save()` (= one
+ * Ready): one write(2) and one fdatasync before the promise resolves, so nothing the driver sends
+ * afterwards can depend on state that is not on disk.
  *
  * Hard state lives in the WAL, not in a separate tmp+rename file: a batch record carries the hard
  * state next to the entries it goes with and is fsynced with them, so the two can never disagree
@@ -21,12 +23,14 @@
  * as in memory (PersistedLog.append), so replay reproduces what the core persisted without separate
  * truncate records.
  *
- * saveSnapshot(): (1) snapshot.snap.tmp written + fsynced, renamed, dir fsynced; (2) the next segment
- * written as .tmp holding a checkpoint of the compacted log, fsynced, renamed, dir fsynced; (3) older
- * segments unlinked. A crash before (1) completes leaves the old snapshot and segment; between (1)
- * and (2) the new snapshot is applied on replay to the old segment with the same rule used live
- * (PersistedLog.applySnapshot); after (2) the highest segment wins and older ones are deleted on open.
- * Leftover .tmp files are never read and are removed on open.
+ * saveSnapshot() (a leader's snapshot installed, or a local compaction) is one atomic durable step:
+ * the next segment is written as .tmp holding the snapshot, the hard state and the entries after it,
+ * fsynced, renamed into place, and the dir fsynced; then older segments are unlinked. A crash before
+ * the rename leaves the old segment (the snapshot was never acknowledged); after it the highest
+ * segment wins and older ones are deleted on open. Leftover .tmp files are never read and are
+ * removed on open. (Format 1 wrote snapshot.snap and the segment as two steps, and a crash between
+ * them left a commit index below the snapshot; replay of such a dir raises commit to the snapshot
+ * index, which is safe because a snapshot holds only committed entries.)
  *
  * Recovery: a damaged record with no intact record after it is a torn final write (the fsync that
  * would have acknowledged it never returned) and is cut off with a warning. A damaged record followed
@@ -35,20 +39,23 @@
  * torn, which only loses state that the rest of the cluster also holds if it was ever acknowledged.
  */
 
-import { link, mkdir, open, readFile, readdir, rename, truncate } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import { BalancerError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
-import { fsyncDir, unlinkIfExists, writeFileAtomic } from './fs-util.js';
+import { fsyncDir, unlinkIfExists, writeFileAtomic, writeFully } from './fs-util.js';
+import { isFsError, nodeRaftFs, type RaftFile, type RaftFs } from './raft-fs.js';
 import { RecordType, encodeRecord, parseSegmentFileName, scanRecords, segmentFileName } from './wal.js';
 import type { RawRecord } from './wal.js';
 
 export const LOCK_FILE = 'LOCK';
 export const META_FILE = 'meta.json';
-export const SNAPSHOT_FILE = 'snapshot.snap';
-const FORMAT_VERSION = 1;
+/** Where format-1 data dirs keep their snapshot; format 2 keeps it in the segment's checkpoint. */
+export const LEGACY_SNAPSHOT_FILE = 'snapshot.snap';
+/** 2: the snapshot lives in the checkpoint record; 1: in snapshot.snap. Both are read; 2 is written. */
+const CHECKPOINT_FORMAT = 2;
+const META_FORMAT = 2;
 
 export const EMPTY_HARD_STATE: HardState = Object.freeze({ term: 0, vote: null, commit: 0 });
 
@@ -62,7 +69,7 @@ export interface PersistedState {
 
 /**
  * The log as persisted: a snapshot position plus the contiguous entries after it. The live path and
- * replay both go through these two methods, which is what makes replay reproduce the live state.
+ * replay both go through these methods, which is what makes replay reproduce the live state.
  */
 export class PersistedLog {
   snapshotIndex = 0;
@@ -78,6 +85,15 @@ export class PersistedLog {
     if (index === this.snapshotIndex) return this.snapshotTerm;
     if (index < this.snapshotIndex || index > this.lastIndex()) return null;
     return this.entries[index - this.snapshotIndex - 1]?.term ?? null;
+  }
+
+  copy(): PersistedLog {
+    const out = new PersistedLog();
+    out.snapshotIndex = this.snapshotIndex;
+    out.snapshotTerm = this.snapshotTerm;
+    out.hardState = this.hardState;
+    out.entries = this.entries.slice();
+    return out;
   }
 
   /** Why `entries` cannot be appended, or null when they can. */
@@ -107,6 +123,7 @@ export class PersistedLog {
    * Entries after the snapshot survive only when the log agrees with the snapshot at its index
    * (a local compaction, or a leader snapshot of a prefix this log already has); otherwise the
    * snapshot replaces the whole log, which is what the core does when it restores from one.
+   * A snapshot holds only committed entries, so the commit index is at least its index.
    */
   applySnapshot(index: number, term: number): void {
     if (index <= this.snapshotIndex) return;
@@ -114,6 +131,7 @@ export class PersistedLog {
     this.snapshotIndex = index;
     this.snapshotTerm = term;
     this.entries = kept;
+    if (this.hardState.commit < index) this.hardState = { ...this.hardState, commit: index };
   }
 }
 
@@ -121,6 +139,8 @@ interface CheckpointPayload {
   readonly format: number;
   readonly snapshotIndex: number;
   readonly snapshotTerm: number;
+  /** Format 2: the snapshot at snapshotIndex, null before the first one. Format 1: absent (see snapshot.snap). */
+  readonly snapshot?: Snapshot | null;
   readonly hardState: HardState;
   readonly entries: readonly Entry[];
 }
@@ -131,15 +151,28 @@ interface BatchPayload {
 }
 
 export interface DiskStorageOptions {
+  /** The disk; tests put a fault-injecting one here. */
+  readonly fs?: RaftFs;
   /** Whether the pid named in an existing lock still runs; replaceable so tests need not find a dead pid. */
   readonly isProcessAlive?: (pid: number) => boolean;
+  /** The pid written into the lock (a simulated process in tests); defaults to this process. */
+  readonly pid?: number;
+  /** Makes the incarnation id of a new data dir; random by default. */
+  readonly newIncarnation?: () => string;
+}
+
+/** Who this data dir is: the node it belongs to and which copy of that node's state it holds. */
+export interface DataDirIdentity {
+  readonly nodeId: string;
+  /** Made when the data dir was created; a wiped or replaced dir has another one. */
+  readonly incarnation: string;
 }
 
 export class DiskStorage {
   private readonly log: PersistedLog;
   private snapshot: Snapshot | null = null;
   private segmentSequence = 0;
-  private segment: FileHandle | null = null;
+  private segment: RaftFile | null = null;
   /** Serialises writes: the driver awaits each call, but a stray concurrent call must not interleave records. */
   private queue: Promise<void> = Promise.resolve();
   /** Set when a write failed half way: the file no longer matches memory, so every later write must refuse. */
@@ -149,10 +182,11 @@ export class DiskStorage {
 
   private constructor(
     readonly dir: string,
-    readonly nodeId: string,
+    readonly identity: DataDirIdentity,
+    private readonly fs: RaftFs,
     private readonly logger: Logger,
-    private readonly lockPath: string,
-    loaded: { log: PersistedLog; snapshot: Snapshot | null; segmentSequence: number; segment: FileHandle },
+    private readonly lock: DataDirLock,
+    loaded: RecoveredLog,
   ) {
     this.log = loaded.log;
     this.snapshot = loaded.snapshot;
@@ -170,17 +204,22 @@ export class DiskStorage {
    * recovers the WAL. Throws BalancerError STORAGE_LOCKED, STORAGE_NODE_MISMATCH or STORAGE_CORRUPT.
    */
   static async open(dir: string, nodeId: string, logger: Logger, options: DiskStorageOptions = {}): Promise<DiskStorage> {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const lockPath = join(dir, LOCK_FILE);
-    await acquireLock(lockPath, logger, options.isProcessAlive ?? isProcessAlive);
+    const fs = options.fs ?? nodeRaftFs;
+    await fs.mkdir(dir);
+    const lock = new DataDirLock(fs, join(dir, LOCK_FILE), options.pid ?? process.pid);
+    await lock.acquire(logger, options.isProcessAlive ?? isProcessAlive);
     try {
-      await checkNodeId(dir, nodeId);
-      const loaded = await recover(dir, logger);
-      return new DiskStorage(dir, nodeId, logger, lockPath, loaded);
+      const identity = await loadIdentity(fs, dir, nodeId, options.newIncarnation ?? newIncarnationId);
+      const loaded = await recover(fs, dir, logger);
+      return new DiskStorage(dir, identity, fs, logger, lock, loaded);
     } catch (error) {
-      await releaseLock(lockPath);
+      await lock.release();
       throw error;
     }
+  }
+
+  get nodeId(): string {
+    return this.identity.nodeId;
   }
 
   /** The state found on disk at open(), to seed the core's in-memory storage. */
@@ -203,33 +242,30 @@ export class DiskStorage {
   /** Persists one Ready's hard state and entries with one write and one fsync; resolves once durable. */
   save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
     if (hardState === undefined && entries.length === 0) return this.enqueue(async () => {});
-    return this.enqueue(async () => {
-      const problem = this.log.appendProblem(entries);
-      if (problem !== null) {
-        throw new BalancerError('INTERNAL', `refusing to persist entries: ${problem}`);
-      }
-      const payload: BatchPayload = hardState === undefined ? { entries } : { hardState, entries };
-      await this.appendRecord(encodeRecord(RecordType.batch, payload));
-      this.log.append(entries);
-      if (hardState !== undefined) this.log.hardState = hardState;
-    });
+    return this.enqueue(() => this.appendBatch(hardState, entries));
   }
 
   /**
-   * Persists a snapshot (from a Ready, or a local one of the applied state) and compacts the WAL to
-   * the entries after it. A snapshot not newer than the current one is ignored.
+   * Persists a snapshot (from a Ready, with that Ready's hard state and entries, or a local one of the
+   * applied state) and compacts the WAL to the entries after it, as one atomic step: after a crash the
+   * disk holds either all of it or none of it. A snapshot not newer than the stored one is skipped (the
+   * hard state and entries are still saved).
    */
-  saveSnapshot(snapshot: Snapshot): Promise<void> {
+  saveSnapshot(snapshot: Snapshot, hardState?: HardState, entries: readonly Entry[] = []): Promise<void> {
     return this.enqueue(async () => {
       const { index, term } = snapshot.metadata;
       if (index <= this.log.snapshotIndex) {
         this.logger.debug('ignoring snapshot not newer than the stored one', { index, stored: this.log.snapshotIndex });
+        if (hardState !== undefined || entries.length > 0) await this.appendBatch(hardState, entries);
         return;
       }
-      await writeFileAtomic(join(this.dir, SNAPSHOT_FILE), encodeRecord(RecordType.snapshot, snapshot));
-      this.snapshot = snapshot;
-      this.log.applySnapshot(index, term);
-      await this.rotateSegment();
+      const next = this.log.copy();
+      next.applySnapshot(index, term);
+      const problem = next.appendProblem(entries);
+      if (problem !== null) throw new BalancerError('INTERNAL', `refusing to persist entries with a snapshot: ${problem}`);
+      next.append(entries);
+      if (hardState !== undefined) next.hardState = hardState.commit >= index ? hardState : { ...hardState, commit: index };
+      await this.rotateSegment(next, snapshot);
     });
   }
 
@@ -241,7 +277,7 @@ export class DiskStorage {
     const segment = this.segment;
     this.segment = null;
     if (segment !== null) await segment.close();
-    await releaseLock(this.lockPath);
+    await this.lock.release();
   }
 
   private enqueue(work: () => Promise<void>): Promise<void> {
@@ -263,43 +299,57 @@ export class DiskStorage {
     return result;
   }
 
-  private async appendRecord(record: Buffer): Promise<void> {
+  private async appendBatch(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
+    const problem = this.log.appendProblem(entries);
+    if (problem !== null) {
+      throw new BalancerError('INTERNAL', `refusing to persist entries: ${problem}`);
+    }
+    const payload: BatchPayload = hardState === undefined ? { entries } : { hardState, entries };
     const segment = this.segment;
     if (segment === null) throw new BalancerError('INTERNAL', 'raft storage is closed');
-    let written = 0;
-    // write(2) on a regular file may still return short; loop so a record is never half written by us.
-    for (let guard = 0; written < record.length; guard++) {
-      if (guard > 1000) throw new Error('WAL write made no progress');
-      const { bytesWritten } = await segment.write(record, written, record.length - written);
-      written += bytesWritten;
-    }
+    await writeFully(segment, encodeRecord(RecordType.batch, payload));
     await segment.datasync();
+    this.log.append(entries);
+    if (hardState !== undefined) this.log.hardState = hardState;
   }
 
-  /** Writes the next segment holding the whole current log, then retires the older one. */
-  private async rotateSegment(): Promise<void> {
+  /** Writes the next segment holding `next` (the whole log after `snapshot`), then retires the older ones. */
+  private async rotateSegment(next: PersistedLog, snapshot: Snapshot): Promise<void> {
+    const fs = this.fs;
     const nextSequence = this.segmentSequence + 1;
     const nextPath = join(this.dir, segmentFileName(nextSequence));
-    await writeFileAtomic(nextPath, encodeRecord(RecordType.checkpoint, checkpointOf(this.log)));
-    const next = await open(nextPath, 'a');
+    // The rename inside is the commit point of the whole snapshot install.
+    await writeFileAtomic(fs, nextPath, encodeRecord(RecordType.checkpoint, checkpointOf(next, snapshot)));
+    const opened = await fs.openAppend(nextPath);
     const previous = this.segment;
     const previousPath = join(this.dir, segmentFileName(this.segmentSequence));
-    this.segment = next;
+    this.segment = opened;
     this.segmentSequence = nextSequence;
+    this.log.snapshotIndex = next.snapshotIndex;
+    this.log.snapshotTerm = next.snapshotTerm;
+    this.log.hardState = next.hardState;
+    this.log.entries = next.entries;
+    this.snapshot = snapshot;
     if (previous !== null) await previous.close();
-    await unlinkIfExists(previousPath);
-    await fsyncDir(this.dir);
+    await unlinkIfExists(fs, previousPath);
+    await unlinkIfExists(fs, join(this.dir, LEGACY_SNAPSHOT_FILE));
+    await fsyncDir(fs, this.dir);
   }
 }
 
-function checkpointOf(log: PersistedLog): CheckpointPayload {
+function checkpointOf(log: PersistedLog, snapshot: Snapshot | null): CheckpointPayload {
   return {
-    format: FORMAT_VERSION,
+    format: CHECKPOINT_FORMAT,
     snapshotIndex: log.snapshotIndex,
     snapshotTerm: log.snapshotTerm,
+    snapshot,
     hardState: log.hardState,
     entries: log.entries,
   };
+}
+
+function newIncarnationId(): string {
+  return randomBytes(16).toString('hex');
 }
 
 export function isProcessAlive(pid: number): boolean {
@@ -308,18 +358,7 @@ export function isProcessAlive(pid: number): boolean {
     return true;
   } catch (error) {
     // EPERM: the process exists but belongs to someone else, so it is alive.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function readLockPid(path: string): Promise<number | null> {
-  try {
-    const text = (await readFile(path, 'utf8')).trim();
-    const pid = Number(text);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
+    return isFsError(error, 'EPERM');
   }
 }
 
@@ -331,84 +370,117 @@ function lockedError(path: string, pid: number | null): BalancerError {
   );
 }
 
-/**
- * link(2) creates the lock with its content in one atomic step, so no process ever sees an empty lock.
- * A lock whose pid is dead is moved aside (rename is atomic, so of two processes taking over the same
- * stale lock only one moves it) and then checked again: if what was moved is not the stale lock we
- * judged, it belongs to a live process and is put back.
- */
-async function acquireLock(path: string, logger: Logger, alive: (pid: number) => boolean): Promise<void> {
-  const mine = `${path}.${process.pid}.tmp`;
-  await writeFileAtomic(mine, `${process.pid}\n`);
-  try {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        await link(mine, path);
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      }
-      const holder = await readLockPid(path);
-      if (holder === null) continue; // released between our link and read
-      if (alive(holder)) throw lockedError(path, holder);
-      const aside = `${path}.stale.${process.pid}`;
-      try {
-        await rename(path, aside);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw error;
-      }
-      const moved = await readLockPid(aside);
-      if (moved !== holder) {
-        await link(aside, path).catch(() => {});
-        await unlinkIfExists(aside);
-        throw lockedError(path, moved);
-      }
-      await unlinkIfExists(aside);
-      logger.warn('took over a stale raft data dir lock', { lock: path, deadPid: holder });
+/** The data dir's LOCK file, holding the owner's pid. */
+class DataDirLock {
+  constructor(
+    private readonly fs: RaftFs,
+    private readonly path: string,
+    private readonly pid: number,
+  ) {}
+
+  private async readPid(path: string): Promise<number | null> {
+    try {
+      const text = (await this.fs.readFile(path)).toString('utf8').trim();
+      const pid = Number(text);
+      return Number.isInteger(pid) && pid > 0 ? pid : null;
+    } catch (error) {
+      if (isFsError(error, 'ENOENT')) return null;
+      throw error;
     }
-    throw lockedError(path, await readLockPid(path));
-  } finally {
-    await unlinkIfExists(mine);
+  }
+
+  /**
+   * link(2) creates the lock with its content in one atomic step, so no process ever sees an empty lock.
+   * A lock whose pid is dead is moved aside (rename is atomic, so of two processes taking over the same
+   * stale lock only one moves it) and then checked again: if what was moved is not the stale lock we
+   * judged, it belongs to a live process and is put back.
+   */
+  async acquire(logger: Logger, alive: (pid: number) => boolean): Promise<void> {
+    const { fs, path } = this;
+    const mine = `${path}.${this.pid}.tmp`;
+    await writeFileAtomic(fs, mine, `${this.pid}\n`);
+    try {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          await fs.link(mine, path);
+          return;
+        } catch (error) {
+          if (!isFsError(error, 'EEXIST')) throw error;
+        }
+        const holder = await this.readPid(path);
+        if (holder === null) continue; // released between our link and read
+        if (alive(holder)) throw lockedError(path, holder);
+        const aside = `${path}.stale.${this.pid}`;
+        try {
+          await fs.rename(path, aside);
+        } catch (error) {
+          if (isFsError(error, 'ENOENT')) continue;
+          throw error;
+        }
+        const moved = await this.readPid(aside);
+        if (moved !== holder) {
+          await fs.link(aside, path).catch(() => {});
+          await unlinkIfExists(fs, aside);
+          throw lockedError(path, moved);
+        }
+        await unlinkIfExists(fs, aside);
+        logger.warn('took over a stale raft data dir lock', { lock: path, deadPid: holder });
+      }
+      throw lockedError(path, await this.readPid(path));
+    } finally {
+      await unlinkIfExists(fs, mine);
+    }
+  }
+
+  async release(): Promise<void> {
+    if ((await this.readPid(this.path)) === this.pid) await unlinkIfExists(this.fs, this.path);
   }
 }
 
-async function releaseLock(path: string): Promise<void> {
-  if ((await readLockPid(path)) === process.pid) await unlinkIfExists(path);
-}
-
-async function checkNodeId(dir: string, nodeId: string): Promise<void> {
+/**
+ * Reads meta.json, or writes it for a new data dir (the moment this copy of the node's state is born,
+ * so it gets a fresh incarnation). A format-1 record (no incarnation) gets one now: no peer can have
+ * recorded one for it yet.
+ */
+async function loadIdentity(fs: RaftFs, dir: string, nodeId: string, newIncarnation: () => string): Promise<DataDirIdentity> {
   const path = join(dir, META_FILE);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await fs.readFile(path)).toString('utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    const names = await readdir(dir);
-    if (names.some((name) => name === SNAPSHOT_FILE || parseSegmentFileName(name) !== null)) {
+    if (!isFsError(error, 'ENOENT')) throw error;
+    const names = await fs.readdir(dir);
+    if (names.some((name) => name === LEGACY_SNAPSHOT_FILE || parseSegmentFileName(name) !== null)) {
       throw new BalancerError(
         'STORAGE_CORRUPT',
         `raft data dir ${dir} holds a log but no ${META_FILE}; refusing to guess which node it belongs to`,
       );
     }
-    await writeFileAtomic(path, JSON.stringify({ format: FORMAT_VERSION, nodeId }) + '\n');
-    return;
+    const identity: DataDirIdentity = { nodeId, incarnation: newIncarnation() };
+    await writeFileAtomic(fs, path, JSON.stringify({ format: META_FORMAT, ...identity }) + '\n');
+    // The dir itself may be new: make its entry in the parent durable too.
+    await fsyncDir(fs, dirname(dir));
+    return identity;
   }
-  let recorded: unknown;
+  let recorded: { nodeId?: unknown; incarnation?: unknown } | null;
   try {
-    recorded = (JSON.parse(text) as { nodeId?: unknown }).nodeId;
+    recorded = JSON.parse(text) as { nodeId?: unknown; incarnation?: unknown };
   } catch {
-    recorded = undefined;
+    recorded = null;
   }
-  if (typeof recorded !== 'string') {
-    throw new BalancerError('STORAGE_CORRUPT', `${path} is not valid; it should hold {"nodeId": "..."}`);
+  if (typeof recorded?.nodeId !== 'string' || (recorded.incarnation !== undefined && typeof recorded.incarnation !== 'string')) {
+    throw new BalancerError('STORAGE_CORRUPT', `${path} is not valid; it should hold {"nodeId": "...", "incarnation": "..."}`);
   }
-  if (recorded !== nodeId) {
+  if (recorded.nodeId !== nodeId) {
     throw new BalancerError(
       'STORAGE_NODE_MISMATCH',
-      `raft data dir ${dir} belongs to node "${recorded}", not "${nodeId}"; point cluster.dataDir at this node's own directory`,
+      `raft data dir ${dir} belongs to node "${recorded.nodeId}", not "${nodeId}"; point cluster.dataDir at this node's own directory`,
     );
   }
+  if (typeof recorded.incarnation === 'string') return { nodeId, incarnation: recorded.incarnation };
+  const identity: DataDirIdentity = { nodeId, incarnation: newIncarnation() };
+  await writeFileAtomic(fs, path, JSON.stringify({ format: META_FORMAT, ...identity }) + '\n');
+  return identity;
 }
 
 function corrupt(file: string, detail: string): BalancerError {
@@ -447,78 +519,102 @@ function isHardState(value: unknown): value is HardState {
   return Number.isInteger(hs.term) && Number.isInteger(hs.commit) && (hs.vote === null || typeof hs.vote === 'string');
 }
 
-async function loadSnapshot(dir: string): Promise<Snapshot | null> {
-  const path = join(dir, SNAPSHOT_FILE);
+function isSnapshot(value: unknown): value is Snapshot {
+  const meta = (value as { metadata?: Snapshot['metadata'] } | null)?.metadata;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Snapshot).data === 'string' &&
+    typeof meta === 'object' &&
+    meta !== null &&
+    Number.isInteger(meta.index) &&
+    Number.isInteger(meta.term)
+  );
+}
+
+/** The snapshot.snap of a format-1 data dir. */
+async function loadLegacySnapshot(fs: RaftFs, dir: string): Promise<Snapshot | null> {
+  const path = join(dir, LEGACY_SNAPSHOT_FILE);
   let image: Buffer;
   try {
-    image = await readFile(path);
+    image = await fs.readFile(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (isFsError(error, 'ENOENT')) return null;
     throw error;
   }
-  // The snapshot file is replaced atomically, so any damage in it is corruption, never a torn write.
+  // The snapshot file was replaced atomically, so any damage in it is corruption, never a torn write.
   const scan = scanRecords(image);
   const record = scan.records[0];
   if (scan.records.length !== 1 || scan.torn !== null || scan.corrupt !== null || record === undefined || record.type !== RecordType.snapshot) {
     const where = scan.corrupt ?? scan.torn;
     throw corrupt(path, where === null ? 'unexpected content' : `${where.reason} at byte offset ${where.offset}`);
   }
-  const snapshot = parsePayload(path, record) as Snapshot;
-  const meta = (snapshot as { metadata?: Snapshot['metadata'] }).metadata;
-  if (typeof snapshot.data !== 'string' || meta === undefined || !Number.isInteger(meta.index) || !Number.isInteger(meta.term)) {
-    throw corrupt(path, 'the snapshot record has an unexpected shape');
-  }
+  const snapshot = parsePayload(path, record);
+  if (!isSnapshot(snapshot)) throw corrupt(path, 'the snapshot record has an unexpected shape');
   return snapshot;
 }
 
-async function recover(
-  dir: string,
-  logger: Logger,
-): Promise<{ log: PersistedLog; snapshot: Snapshot | null; segmentSequence: number; segment: FileHandle }> {
-  const names = await readdir(dir);
+interface RecoveredLog {
+  readonly log: PersistedLog;
+  readonly snapshot: Snapshot | null;
+  readonly segmentSequence: number;
+  readonly segment: RaftFile;
+}
+
+async function recover(fs: RaftFs, dir: string, logger: Logger): Promise<RecoveredLog> {
+  const names = await fs.readdir(dir);
   for (const name of names) {
     // LOCK.<pid>.tmp files belong to other processes trying the lock right now; theirs to clean up.
-    if (name.endsWith('.tmp') && !name.startsWith(`${LOCK_FILE}.`)) await unlinkIfExists(join(dir, name));
+    if (name.endsWith('.tmp') && !name.startsWith(`${LOCK_FILE}.`)) await unlinkIfExists(fs, join(dir, name));
   }
-  const snapshot = await loadSnapshot(dir);
   const sequences = names
     .map(parseSegmentFileName)
     .filter((sequence): sequence is number => sequence !== null)
     .sort((a, b) => a - b);
   const newest = sequences.at(-1);
+  const legacySnapshotPath = join(dir, LEGACY_SNAPSHOT_FILE);
 
   if (newest === undefined) {
-    if (snapshot !== null) throw corrupt(join(dir, SNAPSHOT_FILE), 'a snapshot exists but no WAL segment does');
+    if (names.includes(LEGACY_SNAPSHOT_FILE)) throw corrupt(legacySnapshotPath, 'a snapshot exists but no WAL segment does');
     const log = new PersistedLog();
     const path = join(dir, segmentFileName(1));
-    await writeFileAtomic(path, encodeRecord(RecordType.checkpoint, checkpointOf(log)));
-    return { log, snapshot, segmentSequence: 1, segment: await open(path, 'a') };
+    await writeFileAtomic(fs, path, encodeRecord(RecordType.checkpoint, checkpointOf(log, null)));
+    return { log, snapshot: null, segmentSequence: 1, segment: await fs.openAppend(path) };
   }
 
   const path = join(dir, segmentFileName(newest));
-  const log = await replaySegment(path, logger);
-
-  if (snapshot !== null) {
-    const { index, term } = snapshot.metadata;
-    if (index < log.snapshotIndex || (index === log.snapshotIndex && term !== log.snapshotTerm)) {
-      throw corrupt(path, `the WAL builds on snapshot ${log.snapshotIndex}/${log.snapshotTerm} but ${SNAPSHOT_FILE} holds ${index}/${term}`);
+  const replayed = await replaySegment(fs, path, logger);
+  const { log } = replayed;
+  let snapshot: Snapshot | null;
+  if (replayed.format === CHECKPOINT_FORMAT) {
+    snapshot = replayed.snapshot;
+    // Left by a format-1 dir; the checkpoint was written after it with a newer snapshot.
+    if (names.includes(LEGACY_SNAPSHOT_FILE)) await unlinkIfExists(fs, legacySnapshotPath);
+  } else {
+    snapshot = await loadLegacySnapshot(fs, dir);
+    if (snapshot !== null) {
+      const { index, term } = snapshot.metadata;
+      if (index < log.snapshotIndex || (index === log.snapshotIndex && term !== log.snapshotTerm)) {
+        throw corrupt(path, `the WAL builds on snapshot ${log.snapshotIndex}/${log.snapshotTerm} but ${LEGACY_SNAPSHOT_FILE} holds ${index}/${term}`);
+      }
+      // A crash after the snapshot was renamed but before the compacted segment was: finish the job's effect
+      // (applySnapshot raises the commit index to the snapshot's, which the old segment's hard state may lack).
+      log.applySnapshot(index, term);
+    } else if (log.snapshotIndex !== 0) {
+      throw corrupt(path, `the WAL builds on snapshot index ${log.snapshotIndex} but ${LEGACY_SNAPSHOT_FILE} is missing`);
     }
-    // A crash after the snapshot was renamed but before the compacted segment was: finish the job's effect.
-    log.applySnapshot(index, term);
-  } else if (log.snapshotIndex !== 0) {
-    throw corrupt(path, `the WAL builds on snapshot index ${log.snapshotIndex} but ${SNAPSHOT_FILE} is missing`);
   }
 
   // Older segments are only left behind by a crash during compaction; the newest one supersedes them.
   const stale = sequences.filter((sequence) => sequence !== newest);
-  for (const sequence of stale) await unlinkIfExists(join(dir, segmentFileName(sequence)));
-  if (stale.length > 0) await fsyncDir(dir);
+  for (const sequence of stale) await unlinkIfExists(fs, join(dir, segmentFileName(sequence)));
+  if (stale.length > 0 || names.includes(LEGACY_SNAPSHOT_FILE)) await fsyncDir(fs, dir);
 
-  return { log, snapshot, segmentSequence: newest, segment: await open(path, 'a') };
+  return { log, snapshot, segmentSequence: newest, segment: await fs.openAppend(path) };
 }
 
-async function replaySegment(path: string, logger: Logger): Promise<PersistedLog> {
-  const image = await readFile(path);
+async function replaySegment(fs: RaftFs, path: string, logger: Logger): Promise<{ log: PersistedLog; format: number; snapshot: Snapshot | null }> {
+  const image = await fs.readFile(path);
   const scan = scanRecords(image);
   if (scan.corrupt !== null) {
     throw corrupt(
@@ -532,14 +628,24 @@ async function replaySegment(path: string, logger: Logger): Promise<PersistedLog
     throw corrupt(path, `the segment does not start with an intact checkpoint record${scan.torn === null ? '' : ` (${scan.torn.reason})`}`);
   }
   const checkpoint = parsePayload(path, first) as CheckpointPayload;
+  const snapshot = checkpoint.snapshot ?? null;
   if (
-    checkpoint.format !== FORMAT_VERSION ||
+    (checkpoint.format !== 1 && checkpoint.format !== CHECKPOINT_FORMAT) ||
     !Number.isInteger(checkpoint.snapshotIndex) ||
     !Number.isInteger(checkpoint.snapshotTerm) ||
     !isHardState(checkpoint.hardState) ||
-    !isEntryList(checkpoint.entries)
+    !isEntryList(checkpoint.entries) ||
+    (snapshot !== null && !isSnapshot(snapshot))
   ) {
     throw corrupt(path, 'the checkpoint record has an unexpected shape or format version');
+  }
+  if (
+    checkpoint.format === CHECKPOINT_FORMAT &&
+    (snapshot === null
+      ? checkpoint.snapshotIndex !== 0
+      : snapshot.metadata.index !== checkpoint.snapshotIndex || snapshot.metadata.term !== checkpoint.snapshotTerm)
+  ) {
+    throw corrupt(path, `the checkpoint builds on snapshot ${checkpoint.snapshotIndex}/${checkpoint.snapshotTerm} but holds another`);
   }
   const log = new PersistedLog();
   log.snapshotIndex = checkpoint.snapshotIndex;
@@ -567,13 +673,8 @@ async function replaySegment(path: string, logger: Logger): Promise<PersistedLog
       droppedBytes: image.length - scan.torn.offset,
     });
     // Cut it off now: a later append after the damage would make it look like corruption before the tail.
-    await truncate(path, scan.validEnd);
-    const handle = await open(path, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fs.truncate(path, scan.validEnd);
+    await fs.fsync(path);
   }
-  return log;
+  return { log, format: checkpoint.format, snapshot };
 }
