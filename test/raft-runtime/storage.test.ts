@@ -155,15 +155,67 @@ describe('DiskStorage', () => {
     expect((await openStorage()).initialState().entries).toEqual([...range(1, 3, 1), entry(4, 2)]);
   });
 
-  it('drops garbage appended after the last record', async () => {
-    const storage = await openStorage();
-    await storage.save({ term: 1, vote: null, commit: 1 }, range(1, 2, 1));
-    await storage.close();
-    await appendFile(segmentPath(1), Buffer.from('BWL1\x00\x00\x00\x10garbage-after-a-crash'));
-    const logger = memoryLogger('warn');
-    const reopened = await openStorage('n1', logger);
-    expect(reopened.initialState().entries).toEqual(range(1, 2, 1));
-    expect(logger.lines.filter((line) => line['level'] === 'warn')).toHaveLength(1);
+  describe('the last record: a torn write is dropped, damage to a complete record refuses to start', () => {
+    /** A segment holding two batches; `damage` edits the file image; returns what reopening says. */
+    async function reopenAfter(damage: (image: Buffer, lastRecordAt: number) => Buffer): Promise<{ entries: number[]; warned: string[] } | Error> {
+      const storage = await openStorage();
+      await storage.save({ term: 1, vote: 'n1', commit: 0 }, range(1, 3, 1));
+      const { size: before } = await stat(segmentPath(1));
+      // The vote this batch carries was acknowledged once its fsync returned: losing it silently would be unsafe.
+      await storage.save({ term: 2, vote: 'n2', commit: 3 }, range(4, 5, 2));
+      await storage.close();
+      await writeFile(segmentPath(1), damage(await readFile(segmentPath(1)), before));
+      const logger = memoryLogger('warn');
+      try {
+        const reopened = await openStorage('n1', logger);
+        return { entries: reopened.initialState().entries.map((e) => e.index), warned: logger.lines.map((line) => String(line['reason'])) };
+      } catch (error) {
+        return error as Error;
+      }
+    }
+
+    const flip = (image: Buffer, at: number): Buffer => {
+      image[at] = image[at]! ^ 0x04;
+      return image;
+    };
+
+    it.each([
+      ['cut short inside the body', (image: Buffer) => image.subarray(0, image.length - 7), 'short body'],
+      ['cut short inside the header', (image: Buffer, at: number) => image.subarray(0, at + 3), 'short header'],
+      ['zero-filled from inside the body', (image: Buffer) => Buffer.concat([image.subarray(0, image.length - 20), Buffer.alloc(20)]), 'zero-filled body'],
+      ['zero-filled from inside the header', (image: Buffer, at: number) => Buffer.concat([image.subarray(0, at + 5), Buffer.alloc(image.length - at - 5)]), 'zero-filled header'],
+      ['all zeros where the record should be', (image: Buffer, at: number) => Buffer.concat([image.subarray(0, at), Buffer.alloc(image.length - at)]), 'zero-filled record'],
+    ])('drops a final record %s, with a warning', async (_name, damage, reason) => {
+      const result = await reopenAfter(damage);
+      expect(result).not.toBeInstanceOf(Error);
+      expect(result).toEqual({ entries: [1, 2, 3], warned: [reason] });
+    });
+
+    it('drops zeros after the last intact record (the file grew, nothing was written)', async () => {
+      const result = await reopenAfter((image) => Buffer.concat([image, Buffer.alloc(4096)]));
+      expect(result).toEqual({ entries: [1, 2, 3, 4, 5], warned: ['zero-filled record'] });
+    });
+
+    it.each([
+      ['a flipped bit in its payload', (image: Buffer) => flip(image, image.length - 10), /CRC mismatch in the last complete record at byte offset (\d+)/],
+      ['a flipped bit in its checksum', (image: Buffer, at: number) => flip(image, at + 9), /CRC mismatch in the last complete record at byte offset (\d+)/],
+      ['a flipped bit in its length (the record looks longer)', (image: Buffer, at: number) => flip(image, at + 6), /damaged length field in the last record at byte offset (\d+)/],
+      ['a flipped bit in its length (the record looks shorter)', (image: Buffer, at: number) => flip(image, at + 7), /at byte offset (\d+)/],
+      ['a flipped bit in its magic', (image: Buffer, at: number) => flip(image, at + 1), /bad magic in the last record at byte offset (\d+)/],
+      ['garbage written after it', (image: Buffer) => Buffer.concat([image, Buffer.from('BWL1\x00\x00\x00\x10garbage-after-a-crash')]), /at byte offset (\d+)/],
+    ])('refuses a complete last record with %s, naming the file and offset', async (_name, damage, message) => {
+      let recordAt = -1;
+      const result = await reopenAfter((image, at) => {
+        recordAt = at;
+        return damage(image, at);
+      });
+      expect(isBalancerError(result, 'STORAGE_CORRUPT'), String(result)).toBe(true);
+      const error = result as Error;
+      expect(error.message).toContain(segmentPath(1));
+      const offset = Number(message.exec(error.message)?.[1]);
+      expect(offset === recordAt || offset > recordAt, error.message).toBe(true);
+      expect(await readdir(dir)).not.toContain(LOCK_FILE);
+    });
   });
 
   it('refuses to start when a record before the tail is damaged, naming the file and offset', async () => {

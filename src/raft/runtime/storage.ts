@@ -32,11 +32,11 @@
  * them left a commit index below the snapshot; replay of such a dir raises commit to the snapshot
  * index, which is safe because a snapshot holds only committed entries.)
  *
- * Recovery: a damaged record with no intact record after it is a torn final write (the fsync that
- * would have acknowledged it never returned) and is cut off with a warning. A damaged record followed
- * by intact ones means acknowledged data was lost, and open() refuses with STORAGE_CORRUPT. A CRC
- * cannot tell a torn final write from a bit flip in the final acknowledged record; we treat both as
- * torn, which only loses state that the rest of the cluster also holds if it was ever acknowledged.
+ * Recovery: a torn final write (the fsync that would have acknowledged it never returned) leaves a
+ * short or zero-filled last record; it is cut off with a warning. Anything else is damage to data
+ * that was written and may have been acknowledged (a vote, an appended entry), and open() refuses with
+ * STORAGE_CORRUPT naming the file and offset: a damaged record followed by intact ones, and also a
+ * complete last record with a bad checksum (see wal.ts classifyTail).
  */
 
 import { randomBytes } from 'node:crypto';
@@ -617,9 +617,12 @@ async function replaySegment(fs: RaftFs, path: string, logger: Logger): Promise<
   const image = await fs.readFile(path);
   const scan = scanRecords(image);
   if (scan.corrupt !== null) {
+    const { reason, offset, nextValidOffset } = scan.corrupt;
     throw corrupt(
       path,
-      `${scan.corrupt.reason} in the record at byte offset ${scan.corrupt.offset}, with intact records after it (from offset ${scan.corrupt.nextValidOffset})`,
+      nextValidOffset === null
+        ? `${reason} at byte offset ${offset}: the record is complete, so this is damage to a written (possibly acknowledged) record, not a torn write`
+        : `${reason} in the record at byte offset ${offset}, with intact records after it (from offset ${nextValidOffset})`,
     );
   }
   const [first, ...rest] = scan.records;

@@ -7,8 +7,9 @@ import * as zlib from 'node:zlib';
  *   magic u32 | bodyLength u32 | crc32 u32 (over the 4 length bytes, then the body) | body
  *   body = type u8 | JSON payload (UTF-8)
  * The magic lets the scanner find where a later record would start, so a damaged record can be
- * classified: nothing valid after it means a torn final write; a valid record after it means
- * corruption before the tail. The CRC covers the length, so a damaged length cannot pass as valid.
+ * classified: a valid record after it means corruption before the tail; with nothing valid after it,
+ * a short or zero-filled record is a torn final write and a complete one with a bad CRC is corruption
+ * (see classifyTail). The CRC covers the length, so a damaged length cannot pass as valid.
  */
 export const RECORD_MAGIC = 0x42_57_4c_31; // "BWL1"
 export const RECORD_HEADER_BYTES = 12;
@@ -90,10 +91,53 @@ export interface ScanResult {
   readonly records: readonly RawRecord[];
   /** Where the intact prefix ends: the file should be truncated here when `torn` is set. */
   readonly validEnd: number;
-  /** A damaged region reaching to the end of the file with no intact record after it. */
+  /** The final write never completed: a short or zero-filled record at the end of the file, never acknowledged. */
   readonly torn: { readonly offset: number; readonly reason: string } | null;
-  /** A damaged record followed by an intact one: data that was once durable has been damaged. */
-  readonly corrupt: { readonly offset: number; readonly reason: string; readonly nextValidOffset: number } | null;
+  /**
+   * Data that was once durable has been damaged: a damaged record followed by an intact one
+   * (`nextValidOffset`), or a final record that is complete but fails its checksum (`nextValidOffset` null).
+   */
+  readonly corrupt: { readonly offset: number; readonly reason: string; readonly nextValidOffset: number | null } | null;
+}
+
+/**
+ * Classifies a damaged region that runs to the end of the file with no intact record after it.
+ *
+ * A crash during the final write(2) leaves a prefix of that record, possibly followed by zeros (the file
+ * grew but the blocks behind the new size were never written). Our records never end in a zero byte
+ * (the payload is a JSON object), so trailing zeros are never part of a real record: what precedes them
+ * is what was written. The tail is torn when that written part stops inside the record the header
+ * announces; a record that is all there but fails its CRC was damaged after it was written (and, since
+ * nothing follows it, possibly after it was acknowledged), which is corruption, not a torn write.
+ */
+function classifyTail(buf: Buffer, offset: number, probeReason: string): { torn: boolean; reason: string } {
+  let written = buf.length;
+  while (written > offset && buf[written - 1] === 0) written--;
+  const writtenBytes = written - offset;
+  if (writtenBytes === 0) return { torn: true, reason: 'zero-filled record' };
+  if (writtenBytes < RECORD_HEADER_BYTES) {
+    const magicPart = buf.subarray(offset, offset + Math.min(4, writtenBytes));
+    return MAGIC_BYTES.subarray(0, magicPart.length).equals(magicPart)
+      ? { torn: true, reason: written < buf.length ? 'zero-filled header' : 'short header' }
+      : { torn: false, reason: 'bad magic in the last record' };
+  }
+  if (buf.readUInt32BE(offset) !== RECORD_MAGIC) return { torn: false, reason: 'bad magic in the last record' };
+  const bodyLength = buf.readUInt32BE(offset + 4);
+  if (bodyLength < 1 || bodyLength > MAX_RECORD_BYTES) return { torn: false, reason: 'bad length in the last record' };
+  const end = offset + RECORD_HEADER_BYTES + bodyLength;
+  if (written < end) {
+    // A damaged length field can also make a complete record look short: the CRC over the length the
+    // bytes actually have tells that apart from a write that stopped early.
+    const actual = writtenBytes - RECORD_HEADER_BYTES;
+    const lengthBytes = Buffer.alloc(4);
+    lengthBytes.writeUInt32BE(actual);
+    const crcIfComplete = crc32(buf.subarray(offset + RECORD_HEADER_BYTES, written), crc32(lengthBytes));
+    if (actual > 0 && crcIfComplete === buf.readUInt32BE(offset + 8)) {
+      return { torn: false, reason: 'damaged length field in the last record' };
+    }
+    return { torn: true, reason: written < buf.length ? 'zero-filled body' : 'short body' };
+  }
+  return { torn: false, reason: `${probeReason} in the last complete record` };
 }
 
 /** Reads every intact record of a file image and classifies the first damaged region, if any. */
@@ -113,7 +157,9 @@ export function scanRecords(buf: Buffer): ScanResult {
         return { records, validEnd: offset, torn: null, corrupt: { offset, reason: probe.reason, nextValidOffset: at } };
       }
     }
-    return { records, validEnd: offset, torn: { offset, reason: probe.reason }, corrupt: null };
+    const tail = classifyTail(buf, offset, probe.reason);
+    if (!tail.torn) return { records, validEnd: offset, torn: null, corrupt: { offset, reason: tail.reason, nextValidOffset: null } };
+    return { records, validEnd: offset, torn: { offset, reason: tail.reason }, corrupt: null };
   }
   return { records, validEnd: offset, torn: null, corrupt: null };
 }
