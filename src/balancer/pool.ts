@@ -14,6 +14,7 @@ import { HealthChecker } from '../health/checker.js';
 import { createProbe, type Probe, type ProbeResult } from '../health/probe.js';
 import type { Logger } from '../log.js';
 import type { BackendMetrics, Metrics } from '../metrics/types.js';
+import { LatencyEwma, type LatencyEwmaOptions } from './latency-ewma.js';
 import { retryBudgetAllows } from './retry-budget.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
 import type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
@@ -49,13 +50,15 @@ export interface PoolDeps {
 /** What outlives a pool rebuild for one backend (same id and URL). */
 class BackendLive {
   readonly health: BackendHealth;
+  readonly latency: LatencyEwma;
   inflight = 0;
   ejectionTimer: TimerHandle | undefined;
   /** The BackendRuntime of the newest started pool holding this backend; its pool handles transitions. */
   current!: BackendRuntime;
 
-  constructor(health: BackendHealth) {
+  constructor(health: BackendHealth, latency: LatencyEwma) {
     this.health = health;
+    this.latency = latency;
   }
 }
 
@@ -96,6 +99,10 @@ export class BackendRuntime implements Candidate {
     return this.config.weight * this.live.health.weightFactor();
   }
 
+  get latency(): LatencyEwma {
+    return this.live.latency;
+  }
+
   /** The forwarder calls this when it sends a request (or retry) to this backend. */
   requestStarted(): void {
     this.live.inflight++;
@@ -104,15 +111,18 @@ export class BackendRuntime implements Candidate {
   /**
    * Exactly once per requestStarted(), when the exchange ends. 'gateway-failure' is a connect failure,
    * connect/response timeout or reset; 'http-5xx' a 5xx answer; 'aborted' a client that went away.
-   * Request metrics (status class, duration) stay with the forwarder; this feeds in-flight counts and
-   * outlier detection.
+   * `latencyMs` is how long the attempt took (a success without it, e.g. a WebSocket, is not a latency sample).
+   * Request metrics (status class, duration) stay with the forwarder; this feeds in-flight counts, the
+   * latency estimate and outlier detection.
    */
-  requestFinished(outcome: RequestOutcome): void {
+  requestFinished(outcome: RequestOutcome, latencyMs?: number): void {
     const live = this.live;
     if (live.inflight > 0) live.inflight--;
     if (outcome === 'aborted') return;
-    const owner = live.current.pool;
-    owner.recordOutcome(live.current, outcome);
+    live.latency.record(outcome, latencyMs);
+    const current = live.current;
+    current.metrics.latencyEstimate?.(live.latency.estimateMs() / 1000);
+    current.pool.recordOutcome(current, outcome);
   }
 }
 
@@ -137,6 +147,7 @@ export class PoolRuntime {
   /** Backends kept from the previous pool, taken over in start(). */
   private readonly carried: ReadonlyArray<{ runtime: BackendRuntime; before: BackendState }>;
   private readonly healthOptions: BackendHealthOptions;
+  private readonly latencyOptions: LatencyEwmaOptions;
 
   /**
    * Builds the runtime for `config`. Backends of `previous` with the same id and URL share its health,
@@ -160,6 +171,7 @@ export class PoolRuntime {
 
     const options = healthOptions(config);
     this.healthOptions = options;
+    this.latencyOptions = latencyOptions(config);
     const backends: BackendRuntime[] = [];
     const carried: Array<{ runtime: BackendRuntime; before: BackendState }> = [];
     for (const backendConfig of config.backends) {
@@ -171,7 +183,7 @@ export class PoolRuntime {
         live = old.live;
       } else {
         // Joining a pool that already serves traffic warrants slow start; the first pool of the process does not.
-        live = new BackendLive(new BackendHealth(deps.clock, options, { slowStart: previous !== undefined }));
+        live = new BackendLive(new BackendHealth(deps.clock, options, { slowStart: previous !== undefined }), new LatencyEwma(deps.clock, this.latencyOptions));
       }
       const runtime = new BackendRuntime(this, backendConfig, url, deps.metrics.backend(config.name, backendConfig.id), live);
       if (kept) carried.push({ runtime, before: old.state });
@@ -291,6 +303,7 @@ export class PoolRuntime {
     for (const { runtime, before } of this.carried) {
       const live = runtime.live;
       live.current = runtime;
+      live.latency.reconfigure(this.latencyOptions);
       // The previous pool may have been stopped first and cancelled the timer: an ejection must still end.
       if (live.health.state === 'ejected' && live.ejectionTimer === undefined) this.scheduleEjectionEnd(live);
       const reconfigured = live.health.reconfigure(this.healthOptions);
@@ -301,7 +314,10 @@ export class PoolRuntime {
         this.announce(runtime, before, runtime.state, reason);
       }
     }
-    for (const runtime of this.backends) publishState(runtime);
+    for (const runtime of this.backends) {
+      publishState(runtime);
+      runtime.metrics.latencyEstimate?.(runtime.latency.estimateMs() / 1000);
+    }
     this.updatePanic();
   }
 
@@ -328,6 +344,8 @@ export class PoolRuntime {
           effectiveWeight: backend.effectiveWeight,
           state: backend.state,
           inflight: backend.inflight,
+          latencyEwmaMs: backend.latency.estimateMs(),
+          latencyMeasured: backend.latency.samples > 0,
           consecutiveFailures: health.consecutiveFailures,
           ejections: health.ejections,
           ...(ejectedUntil !== null ? { ejectedUntil } : {}),
@@ -451,6 +469,11 @@ function healthOptions(config: PoolConfig): BackendHealthOptions {
     outlier: config.outlierDetection,
     slowStartMs: config.slowStartMs,
   };
+}
+
+/** A failed attempt counts as a request that ran into the response timeout: the worst a success could have been. */
+export function latencyOptions(config: PoolConfig): LatencyEwmaOptions {
+  return { decayMs: config.ewma.decayMs, initialMs: config.ewma.initialMs, penaltyMs: config.timeouts.responseMs };
 }
 
 /** The pool's tls.ca PEM (null: system CAs); an unreadable file is a CONFIG_IO error naming the pool. */

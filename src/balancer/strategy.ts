@@ -1,8 +1,9 @@
-// The load-balancing strategy interface, the candidate shape strategies see, and the factory for all four.
+// The load-balancing strategy interface, the candidate shape strategies see, and the factory for all five.
 
 import type { Random } from '../clock.js';
 import type { StrategyName } from '../config/schema.js';
 import { LeastRequestStrategy } from './least-request.js';
+import { PeakEwmaStrategy } from './peak-ewma.js';
 import { RandomStrategy } from './random.js';
 import { RoundRobinStrategy } from './round-robin.js';
 import { WeightedStrategy } from './weighted.js';
@@ -17,6 +18,16 @@ export interface Candidate {
   /** Configured weight scaled by slow start; may be fractional, always > 0. */
   readonly effectiveWeight: number;
   readonly inflight: number;
+  /** The backend's latency as measured so far (LatencyEwma); peak-ewma picks by it, the others ignore it. */
+  readonly latency: LatencyView;
+}
+
+/** What a strategy may read of a backend's latency estimate. */
+export interface LatencyView {
+  /** Peak-EWMA latency in milliseconds (the configured initial value before any measurement). */
+  estimateMs(): number;
+  /** The estimate is too old to describe the backend: it should be measured again. */
+  dueForProbe(): boolean;
 }
 
 export interface Strategy {
@@ -39,5 +50,7 @@ export function createStrategy(name: StrategyName, random: Random): Strategy {
       return new WeightedStrategy();
     case 'least-request':
       return new LeastRequestStrategy(random);
+    case 'peak-ewma':
+      return new PeakEwmaStrategy(random);
   }
 }

@@ -211,6 +211,17 @@ const timeoutsSpec = object(
   { description: 'Upstream timeouts.' },
 );
 
+const ewmaSpec = object(
+  {
+    decay: withDefault(
+      duration({ min: 1, description: 'Time constant of the latency average; a backend not measured for this long is probed with one request.' }),
+      DEFAULTS.ewma.decayMs as number,
+    ),
+    initial: withDefault(duration({ description: 'Latency assumed for a backend with no measurement yet.' }), DEFAULTS.ewma.initialMs as number),
+  },
+  { description: 'The per-backend peak-EWMA latency (kept for every pool, shown in status and metrics; peak-ewma picks by it).' },
+);
+
 const retryBudgetSpec = object(
   {
     percent: withDefault(number({ min: 0, max: 100, integer: false, description: 'Retries may add at most this percent to active requests.' }), DEFAULTS.retryBudgetPercent as number),
@@ -239,7 +250,7 @@ const backendSpec = object(
   {
     url: required(string({ parse: parseBackendUrl, description: 'Origin of the backend: http(s)://host[:port], no path.' })),
     weight: withDefault(
-      integer(1, MAX_WEIGHT, 'Relative share of traffic for weighted and least-request.', 'must be a positive integer up to 10000'),
+      integer(1, MAX_WEIGHT, 'Relative share of traffic for weighted, least-request and peak-ewma.', 'must be a positive integer up to 10000'),
       DEFAULTS.weight as number,
     ),
     id: optional(
@@ -290,6 +301,7 @@ export const poolSpec = object(
       DEFAULTS.panicThresholdPercent as number,
     ),
     slowStart: withDefault(duration({ description: 'A backend that comes up ramps its share of traffic over this time.' }), DEFAULTS.slowStartMs as number),
+    ewma: optional(ewmaSpec),
     circuitBreaker: optional(circuitBreakerSpec),
     tls: optional(upstreamTlsSpec),
   },

@@ -79,6 +79,10 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   nonEmpty(out, 'retryBudget', budget);
   setUnlessDefault(out, 'panicThreshold', pool.panicThresholdPercent, DEFAULTS.panicThresholdPercent);
   durationUnlessDefault(out, 'slowStart', pool.slowStartMs, DEFAULTS.slowStartMs);
+  const ewma: PlainObject = {};
+  durationUnlessDefault(ewma, 'decay', pool.ewma.decayMs, DEFAULTS.ewma.decayMs);
+  durationUnlessDefault(ewma, 'initial', pool.ewma.initialMs, DEFAULTS.ewma.initialMs);
+  nonEmpty(out, 'ewma', ewma);
 
   const breaker: PlainObject = {};
   setUnlessDefault(breaker, 'maxRequestsPerBackend', pool.circuitBreaker.maxRequestsPerBackend, DEFAULTS.circuitBreaker.maxRequestsPerBackend);

@@ -1,7 +1,7 @@
 // The typed, validated configuration and every default, named. validate.ts is the only producer of these objects.
 
-export type StrategyName = 'random' | 'round-robin' | 'weighted' | 'least-request';
-export const STRATEGY_NAMES: readonly StrategyName[] = ['random', 'round-robin', 'weighted', 'least-request'];
+export type StrategyName = 'random' | 'round-robin' | 'weighted' | 'least-request' | 'peak-ewma';
+export const STRATEGY_NAMES: readonly StrategyName[] = ['random', 'round-robin', 'weighted', 'least-request', 'peak-ewma'];
 
 /** All durations below are milliseconds. */
 export const DEFAULTS = {
@@ -16,6 +16,8 @@ export const DEFAULTS = {
   /** Envoy's default: below 50% healthy, spread over all backends rather than crush the survivors. */
   panicThresholdPercent: 50,
   slowStartMs: 0,
+  /** Linkerd's defaults: latency measured over about ten seconds; an unmeasured backend is taken to answer in 10 ms. */
+  ewma: { decayMs: 10_000, initialMs: 10 },
   timeouts: { connectMs: 5_000, responseMs: 60_000, idleMs: 60_000 },
   healthCheck: {
     intervalMs: 2_000,
@@ -124,6 +126,14 @@ export interface UpstreamTlsConfig {
   readonly serverName: string | null;
 }
 
+/** The per-backend latency estimate every pool keeps and the peak-ewma strategy picks by. */
+export interface EwmaConfig {
+  /** Time constant of the moving average, and how long a measurement stays current. */
+  readonly decayMs: number;
+  /** What a backend not yet measured is taken to answer in. */
+  readonly initialMs: number;
+}
+
 export interface PoolConfig {
   readonly name: string;
   readonly strategy: StrategyName;
@@ -135,6 +145,7 @@ export interface PoolConfig {
   readonly retryBudget: RetryBudgetConfig;
   readonly panicThresholdPercent: number;
   readonly slowStartMs: number;
+  readonly ewma: EwmaConfig;
   readonly circuitBreaker: CircuitBreakerConfig;
   readonly tls: UpstreamTlsConfig;
 }

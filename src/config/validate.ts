@@ -234,6 +234,7 @@ const OUTLIER_DEFAULTS = decodeDefaults(POOL_FIELDS.outlierDetection.spec);
 const TIMEOUT_DEFAULTS = decodeDefaults(POOL_FIELDS.timeouts.spec);
 const RETRY_BUDGET_DEFAULTS = decodeDefaults(POOL_FIELDS.retryBudget.spec);
 const CIRCUIT_BREAKER_DEFAULTS = decodeDefaults(POOL_FIELDS.circuitBreaker.spec);
+const EWMA_DEFAULTS = decodeDefaults(POOL_FIELDS.ewma.spec);
 const FILE_FIELDS = fileSpec.fields;
 const ADMIN_DEFAULTS = decodeDefaults(FILE_FIELDS.admin.spec);
 const LIMITS_DEFAULTS = decodeDefaults(FILE_FIELDS.limits.spec);
@@ -259,6 +260,7 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
   const timeouts = shape.timeouts ?? TIMEOUT_DEFAULTS;
   const budget = shape.retryBudget ?? RETRY_BUDGET_DEFAULTS;
   const breaker = shape.circuitBreaker ?? CIRCUIT_BREAKER_DEFAULTS;
+  const ewma = shape.ewma ?? EWMA_DEFAULTS;
   const backends: BackendConfig[] = shape.backends.map((backend) => ({
     id: backend.id ?? defaultBackendId(backend.url),
     url: backend.url,
@@ -283,6 +285,7 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
     retryBudget: { percent: budget.percent, minConcurrent: budget.minConcurrent },
     panicThresholdPercent: shape.panicThreshold,
     slowStartMs: shape.slowStart,
+    ewma: { decayMs: ewma.decay, initialMs: ewma.initial },
     circuitBreaker: { maxRequestsPerBackend: breaker.maxRequestsPerBackend, maxPendingPerBackend: breaker.maxPendingPerBackend },
     tls: { ca: shape.tls?.ca ?? null, serverName: shape.tls?.serverName ?? null },
   };

@@ -19,6 +19,10 @@ export interface BackendStatus {
   readonly effectiveWeight: number;
   readonly state: BackendStateName;
   readonly inflight: number;
+  /** The backend's peak-EWMA latency (the pool's ewma.initial until measured); peak-ewma pools pick by it. */
+  readonly latencyEwmaMs: number;
+  /** False while latencyEwmaMs is still the initial value. */
+  readonly latencyMeasured: boolean;
   readonly consecutiveFailures: number;
   readonly ejections: number;
   /** Clock time (ms) at which the current ejection ends. */

@@ -121,6 +121,8 @@ class BackendChildren implements BackendMetrics {
   durationSum = 0;
   durationCount = 0;
   active = 0;
+  /** Seconds; NaN until the owner of the estimate sets it (never in a worker process, whose primary exports it). */
+  latencyEwma = Number.NaN;
   private readonly up: GaugeChild;
   private readonly draining: GaugeChild;
   private readonly ejections: CounterChild;
@@ -185,6 +187,10 @@ class BackendChildren implements BackendMetrics {
 
   setDraining(draining: boolean): void {
     this.draining.set(draining ? 1 : 0);
+  }
+
+  latencyEstimate(seconds: number): void {
+    this.latencyEwma = seconds;
   }
 
   /** Removes the prom-client series of this backend; the snapshot families stop listing it once it leaves the map. */
@@ -364,6 +370,22 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
       eachBackend((b) => values.push({ labels: { pool: b.pool, backend: b.backendId }, value: b.active }));
       return values;
     }),
+  );
+
+  registerSnapshot(
+    registry,
+    new SnapshotFamily(
+      `${p}backend_latency_ewma_seconds`,
+      "The backend's peak-EWMA latency (the pool's ewma.initial until measured); peak-ewma pools pick by it.",
+      'gauge',
+      () => {
+        const values: Sample[] = [];
+        eachBackend((b) => {
+          if (!Number.isNaN(b.latencyEwma)) values.push({ labels: { pool: b.pool, backend: b.backendId }, value: b.latencyEwma });
+        });
+        return values;
+      },
+    ),
   );
 
   const families: Families = {

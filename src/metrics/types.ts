@@ -26,6 +26,8 @@ export interface BackendMetrics {
   ejected(): void;
   /** Drained by an operator: exported so alerts can tell an intentional drain from a failure. */
   setDraining?(draining: boolean): void;
+  /** The backend's current peak-EWMA latency; set by whoever owns the estimate (the pool, not a worker's forwarder). */
+  latencyEstimate?(seconds: number): void;
 }
 
 export interface PoolMetrics {

@@ -14,7 +14,8 @@ export interface ForwardBackend {
   readonly inflight: number;
   readonly metrics: BackendMetrics;
   requestStarted(): void;
-  requestFinished(outcome: RequestOutcome): void;
+  /** `latencyMs`: how long the attempt took, from pick to the end of the response (the latency estimate's sample). */
+  requestFinished(outcome: RequestOutcome, latencyMs?: number): void;
 }
 
 /** What the forwarder needs of a pool; the pool runtime provides it. */

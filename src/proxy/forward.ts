@@ -351,8 +351,9 @@ export class Forwarder {
     const exchange = attempt.exchange;
     attempt.done = true;
     this.clearTimer(attempt);
-    attempt.backend.requestFinished(attempt.status >= 500 ? 'http-5xx' : 'success');
-    attempt.backend.metrics.requestFinished(statusClass(attempt.status), (performance.now() - attempt.startedAt) / 1000);
+    const elapsedMs = performance.now() - attempt.startedAt;
+    attempt.backend.requestFinished(attempt.status >= 500 ? 'http-5xx' : 'success', elapsedMs);
+    attempt.backend.metrics.requestFinished(statusClass(attempt.status), elapsedMs / 1000);
     if (attempt.isRetry) exchange.entry.pool.finishRetry();
     this.slotFreed(attempt);
   }

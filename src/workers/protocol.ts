@@ -26,8 +26,14 @@ export interface PoolHealthView {
   readonly backends: Readonly<Record<string, BackendHealthView>>;
 }
 
-/** Outcomes in the order they happened, run-length encoded: [outcome, count][]. */
-export type OutcomeRuns = Array<[RequestOutcome, number]>;
+/**
+ * Consecutive outcomes of one kind: [outcome, count], or for successes with a measured duration
+ * [outcome, count, sum of their durations in ms, the longest in ms] (what the primary's latency estimate needs).
+ */
+export type OutcomeRun = [RequestOutcome, number] | [RequestOutcome, number, number, number];
+
+/** Outcomes in the order they happened, run-length encoded. */
+export type OutcomeRuns = OutcomeRun[];
 
 export type ToWorker =
   | { readonly type: 'init'; readonly settings: WorkerSettings }

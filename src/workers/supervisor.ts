@@ -7,7 +7,7 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } fro
 import type { Logger } from '../log.js';
 import type { PrometheusMetrics } from '../metrics/metrics.js';
 import type { DataPlane } from '../proxy/data-plane.js';
-import type { FromWorker, PoolHealthView, ToWorker, WorkerSettings } from './protocol.js';
+import type { FromWorker, OutcomeRuns, PoolHealthView, ToWorker, WorkerSettings } from './protocol.js';
 
 export interface SupervisorOptions {
   readonly count: number;
@@ -129,8 +129,13 @@ export class WorkerSupervisor {
     }
   }
 
-  /** Passive signals from the workers drive the primary's outlier detection, in the order each worker saw them. */
-  private replayOutcomes(outcomes: Readonly<Record<string, Readonly<Record<string, Array<[string, number]>>>>>): void {
+  /**
+   * Passive signals from the workers drive the primary's outlier detection and latency estimates, in the order
+   * each worker saw them. A run of timed successes is replayed within microseconds, so only its first sample
+   * moves the average (by the time since the previous report) and the others can only raise it as a peak: the
+   * first ones carry the run's mean and the last its longest, which gives "moved towards the mean, or up to the peak".
+   */
+  private replayOutcomes(outcomes: Readonly<Record<string, Readonly<Record<string, OutcomeRuns>>>>): void {
     const pools = this.options.dataPlane.table.pools;
     for (const [poolName, byBackend] of Object.entries(outcomes)) {
       const pool = pools.get(poolName)?.pool;
@@ -138,10 +143,12 @@ export class WorkerSupervisor {
       for (const [id, runs] of Object.entries(byBackend)) {
         const backend = pool.get(id);
         if (backend === undefined) continue;
-        for (const [outcome, count] of runs) {
+        for (const run of runs) {
+          const [outcome, count] = run;
+          const mean = run.length === 4 ? run[2] / count : undefined;
           for (let i = 0; i < count; i++) {
             backend.requestStarted();
-            backend.requestFinished(outcome as Parameters<typeof backend.requestFinished>[0]);
+            backend.requestFinished(outcome, run.length === 4 && i === count - 1 && count > 1 ? run[3] : mean);
           }
         }
       }

@@ -1,9 +1,10 @@
 // A worker's data plane: routes and pools built from the primary's config, availability and weights from its health snapshots.
 
-import { readCa } from '../balancer/pool.js';
+import { LatencyEwma } from '../balancer/latency-ewma.js';
+import { latencyOptions, readCa } from '../balancer/pool.js';
 import { createStrategy, type Strategy } from '../balancer/strategy.js';
 import { retryBudgetAllows } from '../balancer/retry-budget.js';
-import type { Random } from '../clock.js';
+import type { Clock, Random } from '../clock.js';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import type { Metrics, BackendMetrics } from '../metrics/types.js';
 import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../proxy/forward-types.js';
@@ -12,11 +13,16 @@ import type { RouteDecision, RouteSource } from '../proxy/listener.js';
 import { UpstreamRegistry } from '../proxy/upstream.js';
 import type { PoolHealthView } from './protocol.js';
 
-export type OutcomeSink = (pool: string, backend: string, outcome: RequestOutcome) => void;
+export type OutcomeSink = (pool: string, backend: string, outcome: RequestOutcome, latencyMs: number | undefined) => void;
 
-/** In-flight counts outlive config versions, like the primary's, so a swap never loses a running request. */
+/**
+ * In-flight counts and the latency estimate outlive config versions, like the primary's, so a swap never loses a
+ * running request or what was measured. The estimate is this worker's own: its strategy picks by what its own
+ * requests measured, at once; the primary's (status, metrics) is fed the same samples through the outcome reports.
+ */
 interface BackendCounters {
   inflight: number;
+  readonly latency: LatencyEwma;
 }
 
 class RemoteBackend implements ForwardBackend {
@@ -42,13 +48,18 @@ class RemoteBackend implements ForwardBackend {
     return this.counters.inflight;
   }
 
+  get latency(): LatencyEwma {
+    return this.counters.latency;
+  }
+
   requestStarted(): void {
     this.counters.inflight++;
   }
 
-  requestFinished(outcome: RequestOutcome): void {
+  requestFinished(outcome: RequestOutcome, latencyMs?: number): void {
     if (this.counters.inflight > 0) this.counters.inflight--;
-    this.sink(this.pool, this.id, outcome);
+    if (outcome !== 'aborted') this.counters.latency.record(outcome, latencyMs);
+    this.sink(this.pool, this.id, outcome, latencyMs);
   }
 }
 
@@ -116,6 +127,7 @@ export class WorkerDataPlane implements RouteSource {
 
   constructor(
     private readonly metrics: Metrics,
+    private readonly clock: Clock,
     private readonly random: Random,
     private readonly sink: OutcomeSink,
   ) {}
@@ -128,14 +140,15 @@ export class WorkerDataPlane implements RouteSource {
     const pools = new Map<string, PoolEntry & { pool: RemotePool }>();
     const liveKeys = new Set<string>();
     for (const [name, poolConfig] of Object.entries(config.pools)) {
+      const latency = latencyOptions(poolConfig);
       const backends = poolConfig.backends.map((backend) => {
         const key = `${name}\u0000${backend.id}\u0000${backend.url}`;
         liveKeys.add(key);
         let counters = this.counters.get(key);
         if (counters === undefined) {
-          counters = { inflight: 0 };
+          counters = { inflight: 0, latency: new LatencyEwma(this.clock, latency) };
           this.counters.set(key, counters);
-        }
+        } else counters.latency.reconfigure(latency);
         return new RemoteBackend(backend.id, backend.url, this.metrics.backend(name, backend.id), name, counters, this.sink, backend.drain, backend.weight);
       });
       const pool = new RemotePool(poolConfig, backends, this.random);

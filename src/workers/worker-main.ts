@@ -1,6 +1,6 @@
 // Entry point of a data-plane worker process: serves proxy traffic from the config and health the primary sends.
 
-import { systemRandom } from '../clock.js';
+import { systemClock, systemRandom } from '../clock.js';
 import { createLogger, type Logger } from '../log.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { Forwarder } from '../proxy/forward.js';
@@ -26,12 +26,19 @@ class OutcomeReporter {
     setInterval(() => this.flush(), REPORT_INTERVAL_MS).unref();
   }
 
-  record(pool: string, backend: string, outcome: RequestOutcome): void {
+  record(pool: string, backend: string, outcome: RequestOutcome, latencyMs: number | undefined): void {
     const byBackend = (this.outcomes[pool] ??= {});
     const runs = (byBackend[backend] ??= []);
     const last = runs[runs.length - 1];
-    if (last !== undefined && last[0] === outcome) last[1] += 1;
-    else runs.push([outcome, 1]);
+    // Successes with a duration and outcomes without one never share a run, so every count matches its sum.
+    const sampled = outcome === 'success' && latencyMs !== undefined;
+    if (last !== undefined && last[0] === outcome && (last.length === 4) === sampled) {
+      last[1] += 1;
+      if (last.length === 4) {
+        last[2] += latencyMs!;
+        last[3] = Math.max(last[3], latencyMs!);
+      }
+    } else runs.push(sampled ? [outcome, 1, latencyMs!, latencyMs!] : [outcome, 1]);
     this.dirty = true;
     if (outcome !== 'success' && outcome !== 'aborted' && !this.urgent) {
       this.urgent = true;
@@ -56,7 +63,9 @@ function runWorker(): void {
   let settings: WorkerSettings | null = null;
   const metrics = createMetrics();
   let reporter: OutcomeReporter | null = null;
-  const dataPlane = new WorkerDataPlane(metrics, systemRandom, (pool, backend, outcome) => reporter?.record(pool, backend, outcome));
+  const dataPlane = new WorkerDataPlane(metrics, systemClock, systemRandom, (pool, backend, outcome, latencyMs) =>
+    reporter?.record(pool, backend, outcome, latencyMs),
+  );
   reporter = new OutcomeReporter(() => dataPlane.inflight());
 
   const startListening = (): void => {

@@ -1,4 +1,4 @@
-// The contract every strategy meets, run against all four.
+// The contract every strategy meets, run against all five.
 
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/clock.js';
@@ -14,6 +14,8 @@ const EXPECTED_SHARES: Record<StrategyName, Record<string, readonly [number, num
   // P2C draws its pair uniformly, so one backend of n can win at most 2/n of picks (here 2/3): weights shift
   // traffic towards a (well above its unweighted 1/3) but cannot reach 3:1:1 exactly. Envoy's P2C shares this.
   'least-request': { a: [0.5, 2 / 3], b: [1 / 6, 0.25], c: [1 / 6, 0.25] },
+  // Alike backends (same latency estimate) leave peak-ewma with least-request's choice: weight over load.
+  'peak-ewma': { a: [0.5, 2 / 3], b: [1 / 6, 0.25], c: [1 / 6, 0.25] },
 };
 
 function around(share: number): readonly [number, number] {

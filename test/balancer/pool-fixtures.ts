@@ -42,6 +42,7 @@ export function poolConfig(overrides: Partial<PoolConfig> = {}): PoolConfig {
     retryBudget: { percent: 20, minConcurrent: 3 },
     panicThresholdPercent: 0,
     slowStartMs: 0,
+    ewma: DEFAULTS.ewma,
     circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
     tls: { ca: null, serverName: null },
     ...overrides,
@@ -52,6 +53,8 @@ export interface BackendRecord {
   up: boolean[];
   checks: HealthCheckResult[];
   ejections: number;
+  /** Every value of the latency gauge, in seconds. */
+  latency: number[];
 }
 
 /** Metrics that keep what they are told; `onCheck` sees each health-check result as it is recorded. */
@@ -66,7 +69,7 @@ export function recordingMetrics(
       const key = `${pool}/${id}`;
       let record = records.get(key);
       if (record === undefined) {
-        record = { up: [], checks: [], ejections: 0 };
+        record = { up: [], checks: [], ejections: 0, latency: [] };
         records.set(key, record);
       }
       const r = record;
@@ -80,6 +83,7 @@ export function recordingMetrics(
         },
         setUp: (up) => r.up.push(up),
         ejected: () => r.ejections++,
+        latencyEstimate: (seconds) => r.latency.push(seconds),
       };
     },
   };

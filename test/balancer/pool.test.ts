@@ -412,3 +412,56 @@ describe('active checks through the pool', () => {
     pool.stop();
   });
 });
+
+describe('latency estimates through the pool', () => {
+  it('feeds each finished attempt into the backend latency estimate, its status and its gauge', () => {
+    const { pool, clock, metrics } = setup(poolConfig({ strategy: 'peak-ewma', ewma: { decayMs: 10_000, initialMs: 20 } }));
+    expect(metrics.records.get('web/a')?.latency).toEqual([0.02]);
+    expect(pool.status().backends[0]).toMatchObject({ id: 'a', latencyEwmaMs: 20, latencyMeasured: false });
+    const a = pool.get('a')!;
+    a.requestStarted();
+    a.requestFinished('success', 4);
+    clock.advance(1_000);
+    a.requestStarted();
+    a.requestFinished('aborted', 1);
+    a.requestStarted();
+    a.requestFinished('success', 2);
+    expect(a.latency.estimateMs()).toBeCloseTo(3.8, 10);
+    expect(pool.status().backends[0]).toMatchObject({ latencyEwmaMs: a.latency.estimateMs(), latencyMeasured: true });
+    expect(metrics.records.get('web/a')?.latency.slice(-2)).toEqual([0.004, a.latency.estimateMs() / 1000]);
+    // A failure counts as the response timeout (default 60 s), weighted by the 1 s since the previous sample.
+    clock.advance(1_000);
+    a.requestStarted();
+    a.requestFinished('http-5xx');
+    expect(a.latency.estimateMs()).toBeCloseTo(3.8 + (60_000 - 3.8) * 0.1, 6);
+  });
+
+  it('keeps what it measured across a config change and applies the new ewma settings', () => {
+    const first = setup(poolConfig({ strategy: 'peak-ewma' }));
+    first.pool.get('a')!.requestStarted();
+    first.pool.get('a')!.requestFinished('success', 7);
+    const next = PoolRuntime.create(poolConfig({ strategy: 'peak-ewma', ewma: { decayMs: 500, initialMs: 3 } }), first.pool, first.deps);
+    next.start();
+    first.pool.stop();
+    expect(next.get('a')!.latency.estimateMs()).toBe(7);
+    expect(next.get('b')!.latency.estimateMs()).toBe(3);
+    first.clock.advance(500);
+    expect(next.get('a')!.latency.dueForProbe()).toBe(true);
+  });
+
+  it('steers a peak-ewma pool away from the backend that answers slowly', () => {
+    const { pool, clock } = setup(poolConfig({ strategy: 'peak-ewma' }));
+    const answer = { a: 1, b: 5, c: 50 } as const;
+    const counts: Record<string, number> = { a: 0, b: 0, c: 0 };
+    for (let i = 0; i < 3_000; i++) {
+      clock.advance(1);
+      const picked = pool.pick()!;
+      counts[picked.id]!++;
+      picked.requestStarted();
+      picked.requestFinished('success', answer[picked.id as keyof typeof answer]);
+    }
+    // c is measured once (its first pick), then only probed each 10 s: none in 3 s.
+    expect(counts['c']).toBeLessThanOrEqual(2);
+    expect(counts['a']!).toBeGreaterThan(counts['b']!);
+  });
+});

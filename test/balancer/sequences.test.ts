@@ -1,8 +1,9 @@
 // Exact pick sequences per strategy: the table-driven proof that each algorithm is the one documented.
 
 import { describe, expect, it } from 'vitest';
-import { randomInt, seededRandom } from '../../src/clock.js';
+import { FakeClock, randomInt, seededRandom } from '../../src/clock.js';
 import { leastRequestScore } from '../../src/balancer/least-request.js';
+import { peakEwmaCost } from '../../src/balancer/peak-ewma.js';
 import { createStrategy } from '../../src/balancer/strategy.js';
 import { candidates, sequence } from './candidates.js';
 
@@ -160,5 +161,112 @@ describe('least-request (P2C)', () => {
     pool[1]!.inflight = 50;
     const picks = sequence(() => strategy.pick(pool), 300);
     expect(picks.filter((id) => id === 'slow')).toHaveLength(0);
+  });
+});
+
+describe('peak-ewma (P2C by latency x (in-flight + 1) / weight)', () => {
+  const scripted = (...draws: number[]) => ({ next: () => draws.shift() ?? 0 });
+
+  /** Candidates a, b, c measured at the given latencies at time 0 of a fresh fake clock. */
+  function measured(latencies: Record<string, number>, weights?: Record<string, number>) {
+    const clock = new FakeClock();
+    const pool = candidates(weights ?? Object.fromEntries(Object.keys(latencies).map((id) => [id, 1])), clock);
+    for (const candidate of pool) candidate.latency.observe(latencies[candidate.id]!);
+    return { clock, pool };
+  }
+
+  it('with nothing measured, picks exactly as least-request does', () => {
+    const pool = candidates({ a: 3, b: 1, c: 1 });
+    pool[0]!.inflight = 2;
+    pool[2]!.inflight = 1;
+    const ewma = createStrategy('peak-ewma', seededRandom(11));
+    const least = createStrategy('least-request', seededRandom(11));
+    expect(sequence(() => ewma.pick(pool), 40)).toEqual(sequence(() => least.pick(pool), 40));
+  });
+
+  it('picks the faster of the two drawn, and never one it did not draw', () => {
+    const { pool } = measured({ a: 1, b: 5, c: 50 });
+    expect(createStrategy('peak-ewma', scripted(0, 0.9)).pick(pool)?.id).toBe('a'); // a vs c
+    expect(createStrategy('peak-ewma', scripted(0.9, 0.9)).pick(pool)?.id).toBe('b'); // c vs b
+    expect(createStrategy('peak-ewma', scripted(0.5, 0)).pick(pool)?.id).toBe('a'); // b vs a
+  });
+
+  it('gives the 1/5/50 ms pool the exact sequence of "better of each seeded pair": the slow one never', () => {
+    const { pool } = measured({ a: 1, b: 5, c: 50 });
+    const strategy = createStrategy('peak-ewma', seededRandom(3));
+    const picks = sequence(() => strategy.pick(pool), 24);
+    expect(picks.join(' ')).toBe('a a a a a a a b a a b a a b b a a a b b b a b a');
+    const reference = seededRandom(3);
+    const expected = picks.map(() => {
+      const first = randomInt(reference, 3);
+      let second = randomInt(reference, 2);
+      if (second >= first) second++;
+      return ['a', 'b', 'c'][Math.min(first, second)];
+    });
+    expect(picks).toEqual(expected);
+  });
+
+  it('weighs latency by the queue it would join: latency x (in-flight + 1)', () => {
+    const { pool } = measured({ a: 1, b: 5 });
+    pool[0]!.inflight = 4; // 1 x 5 = 5 vs 5 x 1 = 5: a tie goes to the first draw
+    expect(createStrategy('peak-ewma', scripted(0.9, 0)).pick(pool)?.id).toBe('b');
+    expect(createStrategy('peak-ewma', scripted(0, 0)).pick(pool)?.id).toBe('a');
+    pool[0]!.inflight = 5; // 6 vs 5
+    expect(createStrategy('peak-ewma', scripted(0, 0)).pick(pool)?.id).toBe('b');
+    expect(peakEwmaCost(pool[0]!)).toBe(6);
+  });
+
+  it('divides the cost by the effective weight, so weights and the slow-start ramp act as in least-request', () => {
+    const { pool } = measured({ a: 10, b: 5 }, { a: 4, b: 1 });
+    expect(peakEwmaCost(pool[0]!)).toBe(2.5);
+    expect(createStrategy('peak-ewma', scripted(0.9, 0)).pick(pool)?.id).toBe('a');
+    pool[0]!.effectiveWeight = 0.4 * 4 * 0.25; // ramping up at 10% of its weight
+    expect(createStrategy('peak-ewma', scripted(0, 0)).pick(pool)?.id).toBe('b');
+  });
+
+  it('sends a backend it stopped using one probe once its estimate is decay old, and takes it back when it recovered', () => {
+    const { clock, pool } = measured({ a: 1, b: 5, c: 50 });
+    const strategy = createStrategy('peak-ewma', seededRandom(9));
+    // a and b answer every 100 ms; c, at 50 ms, loses every pair it is drawn in.
+    const serve = (steps: number) => {
+      const picks: string[] = [];
+      for (let i = 0; i < steps; i++) {
+        clock.advance(100);
+        const picked = strategy.pick(pool) as (typeof pool)[number];
+        picks.push(picked.id);
+        // c has recovered: it now answers in 1 ms like a.
+        picked.latency.observe(picked.id === 'b' ? 5 : 1);
+      }
+      return picks;
+    };
+    const before = serve(99); // up to 9.9 s after c's last answer
+    expect(before).not.toContain('c');
+    const around = serve(6); // c's estimate turns 10 s old at the 100th step
+    expect(around.join(' ')).toBe('c a c c a c');
+    expect(pool[2]!.latency.estimateMs()).toBe(1);
+    const after = serve(300);
+    // Back in the pool alongside a (the two 1 ms backends share what b does not get).
+    expect(after.filter((id) => id === 'c').length).toBeGreaterThan(100);
+  });
+
+  it('probes only a backend with nothing in flight, so a slow probe is not followed by a burst', () => {
+    const { clock, pool } = measured({ a: 1, c: 50 });
+    clock.advance(10_000);
+    pool[0]!.latency.observe(1);
+    pool[1]!.inflight = 1; // the probe is on its way
+    const strategy = createStrategy('peak-ewma', seededRandom(1));
+    expect(sequence(() => strategy.pick(pool), 10).join(' ')).toBe('a a a a a a a a a a');
+    pool[1]!.inflight = 0;
+    expect(createStrategy('peak-ewma', scripted(0, 0)).pick(pool)?.id).toBe('c');
+  });
+
+  it('keeps an erroring fast backend from attracting traffic: one failure 20 ms into its stream puts it behind a 5 ms peer', () => {
+    const { clock, pool } = measured({ fast: 0.2, ok: 5 });
+    const strategy = createStrategy('peak-ewma', scripted(0, 0, 0, 0, 0, 0));
+    clock.advance(20);
+    expect(strategy.pick(pool)?.id).toBe('fast');
+    pool[0]!.latency.penalize(); // 0.2 + 59,999.8 x 0.002 = 120 ms
+    expect(pool[0]!.latency.estimateMs()).toBeCloseTo(120.2, 3);
+    expect(sequence(() => strategy.pick(pool), 3).join(' ')).toBe('ok ok ok');
   });
 });

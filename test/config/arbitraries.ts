@@ -46,7 +46,7 @@ const healthCheckArb = fc.record(
 
 const poolArb = fc.record(
   {
-    strategy: fc.constantFrom('random', 'round-robin', 'weighted', 'least-request'),
+    strategy: fc.constantFrom('random', 'round-robin', 'weighted', 'least-request', 'peak-ewma'),
     backends: fc.uniqueArray(backendArb, { maxLength: 5, selector: (b) => (b.id ?? b.url).toLowerCase().replace(/\/$/, '') }),
     healthCheck: healthCheckArb,
     outlierDetection: fc.record(
@@ -65,6 +65,7 @@ const poolArb = fc.record(
     retryBudget: fc.record({ percent: fc.constantFrom(0, 20, 12.5), minConcurrent: fc.integer({ min: 0, max: 50 }) }, { requiredKeys: [] }),
     panicThreshold: fc.constantFrom(0, 50, 99.5),
     slowStart: durationArb(0, 60_000),
+    ewma: fc.record({ decay: durationArb(1, 60_000), initial: durationArb(0, 1_000) }, { requiredKeys: [] }),
     circuitBreaker: fc.record({ maxRequestsPerBackend: fc.integer({ min: 0, max: 100 }), maxPendingPerBackend: fc.integer({ min: 0, max: 100 }) }, { requiredKeys: [] }),
     tls: fc.record({ ca: fc.constantFrom('./ca.pem', '/etc/ssl/ca.pem'), serverName: fc.constantFrom('api.internal') }, { requiredKeys: [] }),
   },

@@ -265,7 +265,7 @@ describe('problems, each as FILE:LINE:COL: message', () => {
       name: 'bad strategy with a suggestion',
       text: 'pools:\n  web:\n    strategy: roundrobin\n',
       expected:
-        'balancer.yaml:3:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, got string "roundrobin" (did you mean "round-robin"?)',
+        'balancer.yaml:3:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, peak-ewma, got string "roundrobin" (did you mean "round-robin"?)',
     },
     {
       name: 'health check timeout not below interval',
@@ -409,7 +409,7 @@ describe('problems, each as FILE:LINE:COL: message', () => {
       'balancer.yaml:1:9: listen: must be host:port, [ipv6]:port or :port, got string "nowhere"',
       'balancer.yaml:3:3: admin.listne: unknown key (did you mean "listen"?)',
       'balancer.yaml:5:11: routes[0].pool: no pool named "missing" (pools: web)',
-      'balancer.yaml:8:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, got string "fastest"',
+      'balancer.yaml:8:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, peak-ewma, got string "fastest"',
       'balancer.yaml:10:38: pools.web.backends[0].weight: must be a positive integer up to 10000, got -1',
       'balancer.yaml:11:26: pools.web.timeouts.connect: must be a duration like 250ms, 2s, 1.5m or 1h, got string "soon"',
       'balancer.yaml:12:16: log.access: expected true or false, got string "maybe"',
@@ -426,6 +426,17 @@ describe('problems, each as FILE:LINE:COL: message', () => {
       column: 14,
       message: 'pools.web.retries: must be an integer from 0 to 10, got -1',
     });
+  });
+
+  test('peak-ewma and its ewma settings, with defaults and bad values', () => {
+    const config = valid('pools:\n  p:\n    strategy: peak-ewma\n    ewma: { decay: 30s, initial: 2ms }\n  q: {}\nroutes:\n  - { pool: p }\n');
+    expect(config.pools['p']!.strategy).toBe('peak-ewma');
+    expect(config.pools['p']!.ewma).toEqual({ decayMs: 30_000, initialMs: 2 });
+    expect(config.pools['q']!.ewma).toEqual({ decayMs: 10_000, initialMs: 10 });
+    expect(problemLines('pools:\n  p:\n    ewma: { decay: 0, inital: 5ms }\n')).toEqual([
+      'balancer.yaml:3:20: pools.p.ewma.decay: must be at least 1ms, got number 0',
+      'balancer.yaml:3:23: pools.p.ewma.inital: unknown key (did you mean "initial"?)',
+    ]);
   });
 
   test('formatProblem without a position', () => {

@@ -1,0 +1,104 @@
+// peak-ewma with real sockets and processes: the forwarder's latency samples reach the strategy, status and
+// /metrics, in one process and through worker processes (where each worker picks by its own samples and the
+// primary's estimate is fed by the outcome reports).
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCli, type RunningNode } from '../helpers/process.js';
+import { eventually, request, startBackend, type TestBackend } from '../helpers/backend.js';
+
+const SLOW_MS = 80;
+const REQUESTS = 60;
+
+let dir: string;
+let fast: TestBackend;
+let slow: TestBackend;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'balancer-peak-ewma-'));
+  fast = await startBackend('fast');
+  slow = await startBackend('slow');
+  slow.handle((_req, res) => {
+    setTimeout(() => res.writeHead(200, { 'x-backend': 'slow' }).end('slow'), SLOW_MS);
+  });
+});
+
+afterAll(async () => {
+  await fast.close();
+  await slow.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface BackendStatus {
+  id: string;
+  latencyEwmaMs: number;
+  latencyMeasured: boolean;
+}
+
+async function backendsOf(admin: string): Promise<BackendStatus[]> {
+  const res = await fetch(`${admin}/api/v1/status`, { headers: { authorization: 'Bearer t' } });
+  const status = (await res.json()) as { pools: Array<{ name: string; backends: BackendStatus[] }> };
+  return status.pools.find((p) => p.name === 'web')!.backends;
+}
+
+describe.each([[0], [2]])('peak-ewma with workers: %i', (workers) => {
+  let node: RunningNode;
+  let proxy: string;
+  let admin: string;
+
+  beforeAll(async () => {
+    const file = join(dir, `workers-${workers}.yaml`);
+    await writeFile(
+      file,
+      [
+        'listen: 127.0.0.1:0',
+        'admin: { listen: 127.0.0.1:0, token: t }',
+        `workers: ${workers}`,
+        'pools:',
+        '  web:',
+        '    strategy: peak-ewma',
+        // No probe of the slow backend within the test: what it gets, it gets by its estimate.
+        '    ewma: { decay: 5m, initial: 10ms }',
+        '    backends:',
+        `      - { url: ${fast.url}, id: fast }`,
+        `      - { url: ${slow.url}, id: slow }`,
+        '',
+      ].join('\n'),
+    );
+    node = startCli(['start', '-c', file]);
+    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', 30_000);
+    proxy = `http://${String(started['proxy'])}`;
+    admin = `http://${String(started['admin'])}`;
+  });
+
+  afterAll(() => {
+    node?.child.kill('SIGKILL');
+  });
+
+  it('sends the slow backend only what it takes to measure it, and shows both estimates in status and /metrics', async () => {
+    let slowAnswers = 0;
+    for (let i = 0; i < REQUESTS; i++) {
+      const res = await request(`${proxy}/`);
+      expect(res.status).toBe(200);
+      if (res.headers['x-backend'] === 'slow') slowAnswers++;
+    }
+    // Round-robin would send it 30. Each process that picks measures it at most once before avoiding it.
+    expect(slowAnswers).toBeLessThanOrEqual(Math.max(1, workers));
+    // The primary's estimates come from the same samples (through the workers' reports in worker mode).
+    await eventually(async () => (await backendsOf(admin)).every((b) => b.latencyMeasured || b.id === 'slow'), 'fast measured');
+    const backends = await backendsOf(admin);
+    const fastStatus = backends.find((b) => b.id === 'fast')!;
+    expect(fastStatus.latencyEwmaMs).toBeLessThan(SLOW_MS);
+    const slowStatus = backends.find((b) => b.id === 'slow')!;
+    if (slowAnswers > 0) {
+      expect(slowStatus.latencyMeasured).toBe(true);
+      expect(slowStatus.latencyEwmaMs).toBeGreaterThanOrEqual(SLOW_MS);
+    }
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    const gauge = (id: string) => Number(new RegExp(`^balancer_backend_latency_ewma_seconds\\{pool="web",backend="${id}"\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    expect(gauge('fast')).toBeCloseTo(fastStatus.latencyEwmaMs / 1000, 6);
+    expect(gauge('slow')).toBeCloseTo(slowStatus.latencyEwmaMs / 1000, 6);
+  });
+});
