@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { startCli, type RunningNode } from '../helpers/process.js';
 import { eventually, request, startBackend, type TestBackend } from '../helpers/backend.js';
 
-const SLOW_MS = 80;
-const REQUESTS = 60;
+/** Far above any scheduling hiccup of the fast path on a loaded machine, so the order of the two estimates is certain. */
+const SLOW_MS = 1_000;
+const REQUESTS = 40;
 
 let dir: string;
 let fast: TestBackend;
@@ -84,14 +85,14 @@ describe.each([[0], [2]])('peak-ewma with workers: %i', (workers) => {
       expect(res.status).toBe(200);
       if (res.headers['x-backend'] === 'slow') slowAnswers++;
     }
-    // Round-robin would send it 30. Each process that picks measures it at most once before avoiding it.
+    // Round-robin would send it 20. Each process that picks measures it at most once before avoiding it.
     expect(slowAnswers).toBeLessThanOrEqual(Math.max(1, workers));
     // The primary's estimates come from the same samples (through the workers' reports in worker mode).
     await eventually(async () => (await backendsOf(admin)).every((b) => b.latencyMeasured || b.id === 'slow'), 'fast measured');
     const backends = await backendsOf(admin);
     const fastStatus = backends.find((b) => b.id === 'fast')!;
-    expect(fastStatus.latencyEwmaMs).toBeLessThan(SLOW_MS);
     const slowStatus = backends.find((b) => b.id === 'slow')!;
+    expect(fastStatus.latencyEwmaMs).toBeLessThan(slowStatus.latencyMeasured ? slowStatus.latencyEwmaMs : SLOW_MS);
     if (slowAnswers > 0) {
       expect(slowStatus.latencyMeasured).toBe(true);
       expect(slowStatus.latencyEwmaMs).toBeGreaterThanOrEqual(SLOW_MS);
