@@ -130,7 +130,13 @@ export class App {
       frontend = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, routes: dataPlane, forwarder, logger });
     }
     const token = config.admin.token ?? options.envToken ?? null;
-    const adminServer = createAdminServer({ control: store, metrics: { render: renderMetrics, contentType: metrics.contentType }, token, logger });
+    const adminServer = createAdminServer({
+      control: store,
+      metrics: { render: renderMetrics, contentType: metrics.contentType },
+      token,
+      logger,
+      headersTimeoutMs: config.limits.headersTimeoutMs,
+    });
     let proxyAddress: AddressInfo;
     let adminAddress: AddressInfo;
     try {

@@ -1,16 +1,23 @@
 // The admin HTTP server: /metrics, /healthz, /readyz, the dashboard page and the token-guarded /api/v1 control API.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { LineCounter, parseDocument } from 'yaml';
 import type { ControlPlane } from '../control/types.js';
 import { BalancerError, errorMessage, type ProblemDetail } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createTokenChecker, TOKEN_HOWTO } from './auth.js';
 import { DASHBOARD_HTML, DASHBOARD_SECURITY_HEADERS } from './dashboard.js';
-import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText } from './http-util.js';
+import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText, type ErrorBody } from './http-util.js';
+import { canAnswerClientError, endConnection, isClosing } from '../connection-close.js';
+import { parseErrorReply } from '../proxy/error-status.js';
 
 /** 1 MiB: a config with thousands of backends fits; anything bigger is a mistake or an attack. */
 export const DEFAULT_ADMIN_BODY_LIMIT = 1024 * 1024;
+
+/** Time an admin client has to send a request head, unless the node's `limits.headersTimeout` says otherwise. */
+export const DEFAULT_ADMIN_HEADERS_TIMEOUT_MS = 10_000;
+/** Time an admin client has to send a whole request (a config of up to the body limit). */
+const ADMIN_REQUEST_TIMEOUT_MS = 30_000;
 
 const CONFIG_MEDIA_TYPES: readonly string[] = ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml'];
 const JSON_MEDIA_TYPES: readonly string[] = ['application/json'];
@@ -22,6 +29,7 @@ export interface AdminServerOptions {
   token: string | null;
   logger: Logger;
   bodyLimit?: number;
+  headersTimeoutMs?: number;
 }
 
 type Params = Readonly<Record<string, string>>;
@@ -339,11 +347,36 @@ export function createAdminServer(options: AdminServerOptions): Server {
     }
   };
 
-  const server = createServer((req, res) => {
-    void handle(req, res);
+  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_ADMIN_HEADERS_TIMEOUT_MS;
+  const server = createServer(
+    {
+      // Bounded so that slow or stuck clients cannot pin admin sockets; Node checks on this period (30 s by default).
+      headersTimeout,
+      requestTimeout: Math.max(ADMIN_REQUEST_TIMEOUT_MS, headersTimeout),
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+    },
+    (req, res) => {
+      // The rest of a request head that timed out, completed while its connection lingers: never served.
+      if (isClosing(req.socket)) {
+        req.socket.destroy();
+        return;
+      }
+      void handle(req, res);
+    },
+  );
+  // Node's own answer destroys at once, which can reset the connection before the client read it.
+  server.on('clientError', (error: Error & { code?: string }, socket) => {
+    if (!canAnswerClientError(error.code, socket)) {
+      socket.destroy();
+      return;
+    }
+    const reply = parseErrorReply(error.code);
+    const body: ErrorBody = { error: { code: reply.code, message: reply.message, details: [] } };
+    const text = JSON.stringify(body) + '\n';
+    endConnection(
+      socket,
+      `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+    );
   });
-  // Bounded so that slow or stuck clients cannot pin admin sockets forever.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
   return server;
 }

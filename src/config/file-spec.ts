@@ -380,7 +380,7 @@ const limitsSpec = object(
   {
     maxConnections: withDefault(integer(1, 10_000_000, 'Concurrent client connections.'), DEFAULTS.limits.maxConnections as number),
     maxHeaderSize: withDefault(size({ min: 1024, description: 'Largest request head; larger gets 431.' }), DEFAULTS.limits.maxHeaderSize as number),
-    headersTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the request head.' }), DEFAULTS.limits.headersTimeoutMs as number),
+    headersTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the request head (proxy and admin listeners).' }), DEFAULTS.limits.headersTimeoutMs as number),
     requestTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the whole request.' }), DEFAULTS.limits.requestTimeoutMs as number),
     keepAliveTimeout: withDefault(duration({ min: 1, description: 'Idle client keep-alive connections close after this.' }), DEFAULTS.limits.keepAliveTimeoutMs as number),
     maxBodySize: withDefault(size({ description: 'Largest request body; 0 means unlimited.' }), DEFAULTS.limits.maxBodySize as number),

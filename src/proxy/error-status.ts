@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { UpstreamErrorReason } from '../metrics/types.js';
+import { endConnection } from '../connection-close.js';
 
 /** One answer of the data plane: what the client gets, and why. */
 export interface ErrorReply {
@@ -205,15 +206,12 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
   res.end(body);
 }
 
-/** Answers on a bare socket (parse errors, CONNECT, upgrade requests have no ServerResponse) and closes it. */
+/** Answers on a bare socket (parse errors, CONNECT, upgrade requests have no ServerResponse); destroyed soon after. */
 export function writeRawError(socket: Duplex, reply: ErrorReply): void {
-  if (socket.destroyed || !socket.writable) {
-    socket.destroy();
-    return;
-  }
   const body = errorBody(reply.code, reply.message);
   const retryAfter = reply.retryAfterSeconds === undefined ? '' : `retry-after: ${reply.retryAfterSeconds}\r\n`;
-  socket.end(
+  endConnection(
+    socket,
     `HTTP/1.1 ${reply.status} ${REASON_PHRASES[reply.status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retryAfter}connection: close\r\n\r\n${body}`,
   );
 }

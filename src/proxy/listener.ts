@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { CONNECT_REFUSED, noRoute, parseErrorReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
+import { canAnswerClientError, isClosing } from '../connection-close.js';
 import { hostWithoutPort } from './router.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
@@ -125,6 +126,11 @@ export class ProxyListener {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // The rest of a request head that timed out, completed while its connection lingers: never served.
+    if (isClosing(req.socket)) {
+      req.socket.destroy();
+      return;
+    }
     const admission = this.admit(req);
     if ('rejection' in admission) {
       // The body of a request refused by its framing or target is never read, so the connection cannot be reused
@@ -138,6 +144,10 @@ export class ProxyListener {
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (isClosing(socket)) {
+      socket.destroy();
+      return;
+    }
     socket.on('error', () => socket.destroy());
     const admission = this.admit(req);
     if ('rejection' in admission) {
@@ -148,7 +158,7 @@ export class ProxyListener {
   }
 
   private onClientError(error: Error & { code?: string }, socket: Duplex): void {
-    if (error.code === 'ECONNRESET' || !socket.writable || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+    if (!canAnswerClientError(error.code, socket)) {
       socket.destroy();
       return;
     }

@@ -16,6 +16,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from '../log.js';
 import { classifyUpstreamError, noAvailableBackend, UpstreamTimeout, writeRawError } from './error-status.js';
 import type { PoolEntry, RequestOutcome } from './forward-types.js';
+import { destroyAfterLinger } from '../connection-close.js';
 
 /** How long a tunnel may stay half-closed after one side finished (HAProxy's `timeout client-fin`). */
 const TUNNEL_FIN_TIMEOUT_MS = 1_000;
@@ -82,8 +83,10 @@ export class WebSocketTunnel {
       this.proxy.off('proxyReqWs', onProxyReq);
       proxyReq = created;
       created.once('response', (response: IncomingMessage) => {
-        // The backend refused the upgrade; http-proxy relays its answer but never guards the stream.
+        // The backend refused the upgrade; http-proxy relays its answer but never guards the stream,
+        // and its end only half-closes the client socket.
         response.on('error', () => socket.destroy());
+        socket.once('finish', () => destroyAfterLinger(socket));
         finish(response.statusCode !== undefined && response.statusCode >= 500 ? 'http-5xx' : 'success');
       });
       created.once('upgrade', (_res: IncomingMessage, upstreamSocket: Socket) => {

@@ -504,6 +504,30 @@ describe('request guards on raw sockets', () => {
     clearInterval(dripper);
     expect(closedAfter === '' || closedAfter.startsWith('HTTP/1.1 408')).toBe(true);
   });
+
+  it('never forwards a request whose head is completed after its 408', async () => {
+    const { gw, b } = await guarded();
+    const socket = net.connect(gw.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.on('connect', () => resolve()));
+    let data = '';
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const answered = new Promise<void>((resolve) =>
+      socket.on('data', (chunk: Buffer) => {
+        data += chunk.toString();
+        if (data.includes('\r\n\r\n')) resolve();
+      }),
+    );
+    socket.write('GET /late HTTP/1.1\r\nHost: x\r\n');
+    await answered;
+    expect(data).toMatch(/^HTTP\/1\.1 408 /);
+    // The connection lingers for the client to read the answer; the rest of the head must not become a request.
+    socket.write('X-Late: 1\r\n\r\n');
+    await closed;
+    // A request sent after it, on a fresh connection, reaches the backend after the late one would have.
+    expect((await request(`${gw.url}/after`)).status).toBe(200);
+    expect(b.seen.map((seen) => seen.url)).toEqual(['/after']);
+  });
 });
 
 describe('hot reload', () => {
