@@ -186,8 +186,10 @@ const SCRIPT = `
     status.pools.forEach(function (pool) {
       var title = el('h2', { id: 'pool-' + pool.name }, [pool.name, ' ', el('small', { text: pool.strategy })]);
       if (pool.panic) title.appendChild(el('span', { className: 'tag', text: 'panic mode' }));
-      var head = el('tr', null, ['Backend', 'URL', 'State', 'Weight', 'Effective', 'In-flight', 'Req/s', '5xx', 'p50', 'p99', 'Detail'].map(function (h, i) {
-        return el('th', { scope: 'col', className: i >= 3 && i <= 9 ? 'num' : '', text: h });
+      var head = el('tr', null, ['Backend', 'URL', 'State', 'Weight', 'Effective', 'In-flight', 'Req/s', '5xx', 'p50', 'p99', 'EWMA', 'Detail'].map(function (h, i) {
+        var th = el('th', { scope: 'col', className: i >= 3 && i <= 10 ? 'num' : '', text: h });
+        if (h === 'EWMA') th.title = 'Peak-EWMA latency: what peak-ewma picks by (kept for every pool)';
+        return th;
       }));
       var body = el('tbody');
       pool.backends.forEach(function (b) {
@@ -210,6 +212,9 @@ const SCRIPT = `
           errCell,
           el('td', { className: 'num', text: fmtMs(r.p50) }),
           el('td', { className: 'num', text: fmtMs(r.p99) }),
+          // Until a backend is measured the strategy assumes ewma.initial: shown muted, so nobody mistakes it for a measurement.
+          el('td', { className: 'num' + (b.latencyMeasured ? '' : ' muted'), 'data-ewma': b.latencyMeasured ? 'measured' : 'initial',
+            title: b.latencyMeasured ? 'peak-EWMA latency' : 'not measured yet: the pool\u2019s ewma.initial', text: fmtMs(b.latencyEwmaMs / 1000) }),
           el('td', { className: 'reason', title: detail, text: detail })
         ]));
       });

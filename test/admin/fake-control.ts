@@ -28,7 +28,7 @@ export interface FakeControl extends ControlPlane {
 }
 
 function backend(id: string, url: string, weight: number): BackendStatus {
-  return { id, url, weight, effectiveWeight: weight, state: 'up', inflight: 0, consecutiveFailures: 0, ejections: 0, reason: '' };
+  return { id, url, weight, effectiveWeight: weight, state: 'up', inflight: 0, latencyEwmaMs: 10, latencyMeasured: false, consecutiveFailures: 0, ejections: 0, reason: '' };
 }
 
 export function createFakeControl(): FakeControl {

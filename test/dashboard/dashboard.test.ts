@@ -60,6 +60,11 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       expect(await page.locator('#cluster-meta').textContent()).toContain('commit 42');
       expect(await page.locator('tr[data-member="n3"] td').last().textContent()).toBe('no');
       expect(await page.locator('table th[scope="col"]').count()).toBeGreaterThan(10);
+      // The latency estimate: the initial value, muted, until the backend is measured.
+      expect(await page.locator(`${row('web-1')} td[data-ewma="initial"]`).textContent()).toBe('10 ms');
+      control.setBackend('web', 'web-1', { latencyEwmaMs: 42.4, latencyMeasured: true });
+      await page.waitForSelector(`${row('web-1')} td[data-ewma="measured"]`, { timeout: 6_000 });
+      expect(await page.locator(`${row('web-1')} td[data-ewma="measured"]`).textContent()).toBe('42 ms');
 
       control.setBackend('web', 'web-2', { state: 'down', reason: 'health check failed 3 times: connection refused' });
       await page.waitForSelector(`${row('web-2')} [data-state="down"]`, { timeout: 6_000 });
