@@ -4,6 +4,7 @@ export type ErrorCode =
   // data plane
   | 'NO_ROUTE'
   | 'NO_AVAILABLE_BACKEND'
+  | 'NOT_SERVING'
   | 'UPSTREAM_CONNECT_FAILED'
   | 'UPSTREAM_CONNECT_TIMEOUT'
   | 'UPSTREAM_RESET'

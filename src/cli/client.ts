@@ -165,7 +165,13 @@ function backendDetail(b: BackendStatus): string {
 
 function clusterSummary(c: ClusterStatus): string {
   if (c.role === 'standalone') return 'standalone (single node, no Raft)';
-  return `role ${c.role} · term ${c.term} · leader ${c.leader ?? 'none'} · commit ${c.commitIndex} · applied ${c.appliedIndex}`;
+  const standing =
+    c.membership === 'removed'
+      ? 'REMOVED from the cluster (serves its last config, takes no part) · '
+      : c.membership === 'waiting-to-join'
+        ? 'waiting to be added to the cluster (balancer cluster add) · '
+        : '';
+  return `${standing}role ${c.role} · term ${c.term} · leader ${c.leader ?? 'none'} · commit ${c.commitIndex} · applied ${c.appliedIndex}`;
 }
 
 function membersTable(c: ClusterStatus, colour: boolean): string {

@@ -32,6 +32,7 @@ import type {
   ClusterRole,
   ClusterStatus,
   ControlPlane,
+  Membership,
   NodeStatus,
   PlainReplicated,
   WriteOptions,
@@ -103,15 +104,41 @@ export class ClusterStore implements ControlPlane {
   private seeding = false;
   private editGeneration = 0;
   private stopped = false;
+  /** The log index of the applied entry that removed this node (null: not removed, or re-added since). */
+  private removedAt: number | null = null;
 
   private constructor(options: ClusterStoreOptions) {
     this.options = options;
     this.nodeId = options.cluster.nodeId;
     this.clock = options.clock ?? systemClock;
     this.writeTimeoutMs = options.writeTimeoutMs ?? CLUSTER_STORE_DEFAULTS.writeTimeoutMs;
+    this.readiness.add('membership', () => this.standingProblem());
     this.readiness.add('config', () =>
       this.machine.version > 0 && options.dataPlane.ready ? null : 'no config applied yet: waiting for the cluster to commit one',
     );
+    // Before the first config the proxy answers 503 with where the node stands, never 404 NO_ROUTE.
+    options.dataPlane.describeWaiting(() => this.standingProblem() ?? 'no config applied yet: waiting for the cluster to commit one');
+  }
+
+  /** Member, removed, or waiting to be added: from the applied membership, and what this node applied about itself. */
+  private membership(): Membership {
+    if (this.node === undefined) return this.options.cluster.join === true ? 'waiting-to-join' : 'member';
+    const { voters, learners } = this.node.status().confState;
+    if (voters.includes(this.nodeId) || learners.includes(this.nodeId)) return 'member';
+    // A node that applied its own removal, or one that bootstrapped (so it was a member once), was removed.
+    return this.removedAt !== null || this.options.cluster.join !== true ? 'removed' : 'waiting-to-join';
+  }
+
+  /** Why this node's place in the cluster keeps it out of rotation, or null when it is a member. */
+  private standingProblem(): string | null {
+    switch (this.membership()) {
+      case 'removed':
+        return `removed from the cluster${this.removedAt === null ? '' : ` (at log index ${this.removedAt})`}: this node serves its last config but takes no part in the cluster; to bring it back, wipe its data dir, start it with cluster.join: true and add it again`;
+      case 'waiting-to-join':
+        return `waiting to be added to the cluster (started with cluster.join: true): run \`balancer cluster add ${this.nodeId} ADDRESS\` against a member`;
+      default:
+        return null;
+    }
   }
 
   /** Opens the data dir, replays the log into the state machine, joins the peers. */
@@ -210,6 +237,7 @@ export class ClusterStore implements ControlPlane {
     return {
       nodeId: this.nodeId,
       role,
+      membership: this.membership(),
       term: status.term,
       leader: status.leader,
       commitIndex: status.commit,
@@ -418,6 +446,8 @@ export class ClusterStore implements ControlPlane {
     return {
       restoreSnapshot: (snapshot: Snapshot) => {
         this.machine.restore(snapshot.data);
+        const { voters, learners } = snapshot.metadata.confState;
+        if (voters.includes(this.nodeId) || learners.includes(this.nodeId)) this.removedAt = null;
       },
       applyEntry: (entry: Entry) => {
         const effect = this.machine.applyEntry(entry);
@@ -427,8 +457,19 @@ export class ClusterStore implements ControlPlane {
           this.outcomes.set(effect.requestId, effect.outcome);
         }
       },
-      applyConfChange: (_entry: Entry, change: ConfChange) => {
+      applyConfChange: (entry: Entry, change: ConfChange) => {
         this.machine.applyConfChange(change);
+        if (change.nodeId !== this.nodeId) return;
+        if (change.type === 'remove') {
+          this.removedAt = entry.index;
+          this.options.logger.warn('this node was removed from the cluster: it no longer votes or campaigns, and /readyz answers 503', {
+            node: this.nodeId,
+            index: entry.index,
+            hint: 'to bring it back, wipe its data dir, start it with cluster.join: true and run `balancer cluster add` against a member',
+          });
+        } else {
+          this.removedAt = null;
+        }
       },
       snapshotData: () => this.machine.snapshot(),
       memberAddress: (id: NodeId) => this.machine.member(id)?.address ?? null,

@@ -60,7 +60,7 @@ export class LocalStore implements ControlPlane {
   }
 
   cluster(): ClusterStatus {
-    return { nodeId: this.options.nodeName, role: 'standalone', term: 0, leader: null, commitIndex: this.state.version, appliedIndex: this.state.version, members: [] };
+    return { nodeId: this.options.nodeName, role: 'standalone', membership: 'standalone', term: 0, leader: null, commitIndex: this.state.version, appliedIndex: this.state.version, members: [] };
   }
 
   async getConfig(): Promise<{ version: number; config: PlainReplicated }> {

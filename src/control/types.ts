@@ -42,6 +42,12 @@ export interface PoolStatusView {
 
 export type ClusterRole = 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner' | 'standalone';
 
+/**
+ * Where this node stands: a member (voter or learner), removed from the cluster (it serves its last config but
+ * takes no part: no votes, no campaigns), waiting to be added (started with cluster.join), or no cluster at all.
+ */
+export type Membership = 'member' | 'removed' | 'waiting-to-join' | 'standalone';
+
 export interface ClusterMember {
   readonly id: string;
   readonly address: string;
@@ -54,6 +60,7 @@ export interface ClusterMember {
 export interface ClusterStatus {
   readonly nodeId: string;
   readonly role: ClusterRole;
+  readonly membership: Membership;
   readonly term: number;
   readonly leader: string | null;
   readonly commitIndex: number;

@@ -43,6 +43,7 @@ export class DataPlane {
   private readonly upstreams = new UpstreamRegistry();
   private readonly deps: PoolDeps;
   private applied = false;
+  private waitingReason: () => string = () => 'this node has no config applied yet';
   private readonly appliedListeners = new Set<(version: number, config: ReplicatedConfig) => void>();
 
   private readonly stateListeners = new Set<(change: BackendStateChange) => void>();
@@ -75,6 +76,15 @@ export class DataPlane {
 
   route(host: string, path: string): RouteDecision | undefined {
     return lookupRoute(this.current, host, path);
+  }
+
+  notServingReason(): string | null {
+    return this.applied ? null : this.waitingReason();
+  }
+
+  /** What requests are told before the first config (the cluster store knows whether it waits to be added or for a commit). */
+  describeWaiting(reason: () => string): void {
+    this.waitingReason = reason;
   }
 
   /** Builds the new table next to the old one, then swaps; the old pools stop their health checks. */

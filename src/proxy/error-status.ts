@@ -83,6 +83,11 @@ export function parseErrorReply(parserCode: string | undefined): ErrorReply {
 
 // ---------------------------------------------------------------- no backend to ask (503)
 
+/** Before this node has a config to route by (waiting for the cluster, or to be added to it): `reason` says which. */
+export function notServing(reason: string): ErrorReply {
+  return { status: 503, code: 'NOT_SERVING', message: reason, retryAfterSeconds: 1 };
+}
+
 export function noAvailableBackend(pool: string, retryAfterSeconds: number): ErrorReply {
   return { status: 503, code: 'NO_AVAILABLE_BACKEND', message: `no available backend in pool "${pool}"`, retryAfterSeconds };
 }

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { LimitsConfig, TlsListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
-import { CONNECT_REFUSED, noRoute, parseErrorReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
+import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, isClosing } from '../connection-close.js';
 import { hostWithoutPort } from './router.js';
@@ -24,6 +24,8 @@ export interface RouteDecision {
 /** Where the listener looks requests up: the in-process DataPlane, or a worker's copy of it. */
 export interface RouteSource {
   route(host: string, path: string): RouteDecision | undefined;
+  /** Null once a config is applied; before that, why there is none (an unrouted request then gets 503, not 404). */
+  notServingReason(): string | null;
 }
 
 export interface ListenerOptions {
@@ -121,7 +123,10 @@ export class ProxyListener {
     const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.options.limits.maxBodySize;
     const framing = checkFraming(req, maxBodySize);
     if (framing !== null) return { rejection: framing };
-    if (decision === undefined) return { rejection: noRoute(req.headers.host, req.url) };
+    if (decision === undefined) {
+      const waiting = this.options.routes.notServingReason();
+      return { rejection: waiting === null ? noRoute(req.headers.host, req.url) : notServing(waiting) };
+    }
     return { decision, maxBodySize };
   }
 
@@ -135,7 +140,7 @@ export class ProxyListener {
     if ('rejection' in admission) {
       // The body of a request refused by its framing or target is never read, so the connection cannot be reused
       // safely; an unrouted request's was checked like any other, and its connection stays unless we are draining.
-      const unrouted = admission.rejection.code === 'NO_ROUTE';
+      const unrouted = admission.rejection.code === 'NO_ROUTE' || admission.rejection.code === 'NOT_SERVING';
       if (!unrouted) req.resume();
       writeErrorResponse(res, admission.rejection, !unrouted || this.draining);
       return;

@@ -121,6 +121,7 @@ interface Table {
 
 export class WorkerDataPlane implements RouteSource {
   private table: Table = { routes: [], pools: new Map(), fallback: null };
+  private applied = false;
   private readonly counters = new Map<string, BackendCounters>();
   private readonly upstreams = new UpstreamRegistry();
   private lastHealth: Readonly<Record<string, PoolHealthView>> = {};
@@ -134,6 +135,10 @@ export class WorkerDataPlane implements RouteSource {
 
   route(host: string, path: string): RouteDecision | undefined {
     return lookupRoute(this.table, host, path);
+  }
+
+  notServingReason(): string | null {
+    return this.applied ? null : 'this node has no config applied yet';
   }
 
   apply(config: ReplicatedConfig): void {
@@ -159,6 +164,7 @@ export class WorkerDataPlane implements RouteSource {
     for (const key of this.counters.keys()) if (!liveKeys.has(key)) this.counters.delete(key);
     const only = pools.size === 1 ? [...pools.values()][0]! : null;
     this.table = { routes: compileRoutes(config.routes), pools, fallback: config.routes.length === 0 ? only : null };
+    this.applied = true;
     this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
     this.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })));
   }

@@ -51,6 +51,7 @@ export function createFakeControl(): FakeControl {
     clusterState: {
       nodeId: 'n1',
       role: 'leader',
+      membership: 'member',
       term: 5,
       leader: 'n1',
       commitIndex: 42,
