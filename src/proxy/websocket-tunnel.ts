@@ -82,6 +82,9 @@ export class WebSocketTunnel {
       if (incoming !== req) return;
       this.proxy.off('proxyReqWs', onProxyReq);
       proxyReq = created;
+      // http-proxy joins the path with the target's and collapses '//'; the backend gets the target exactly as the
+      // client sent it (checkTarget reduced it to origin-form). Node reads this when it writes the head, at end().
+      created.path = req.url ?? '/';
       created.once('response', (response: IncomingMessage) => {
         // The backend refused the upgrade; http-proxy relays its answer but never guards the stream,
         // and its end only half-closes the client socket.

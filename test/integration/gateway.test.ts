@@ -263,7 +263,9 @@ describe('forwarding', () => {
 
   it('proxies a WebSocket upgrade and relays bytes both ways', async () => {
     const [b] = await backends(1);
+    let upgradedPath = '';
     b!.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      upgradedPath = req.url ?? '';
       const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
       socket.on('data', (data) => socket.write(Buffer.concat([Buffer.from('echo:'), data])));
@@ -280,7 +282,7 @@ describe('forwarding', () => {
       let buffer = '';
       let upgraded = false;
       socket.on('connect', () =>
-        socket.write('GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
+        socket.write('GET /chat//room?a=1&b=%2F HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
       );
       socket.on('data', (data) => {
         buffer += data.toString('latin1');
@@ -297,6 +299,8 @@ describe('forwarding', () => {
       socket.on('error', reject);
     });
     expect(reply).toBe('echo:hello');
+    // The backend gets the target exactly as the client sent it.
+    expect(upgradedPath).toBe('/chat//room?a=1&b=%2F');
     // The client went away: the tunnel's upstream side is closed too, not left half-open.
     await ended;
   });
