@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseDocument } from 'yaml';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { sameReplicated } from './commands.js';
 import { hasReplicatedSections } from '../config/safety.js';
@@ -30,6 +31,8 @@ interface PersistedFileState {
   readonly version: number;
   /** sha256 of the text the file last had when it matched `version`. */
   readonly hash: string | null;
+  /** sha256 of that text's routes and pools as written (parsed, not validated): tells an edit of them from one of the local sections. */
+  readonly replicatedHash: string | null;
   readonly localCopy: string | null;
 }
 
@@ -51,8 +54,23 @@ function hashOf(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/** The routes and pools of a YAML text as parsed, valid or not; null when it does not parse. */
+function replicatedHashOf(text: string): string | null {
+  try {
+    const document = parseDocument(text, { prettyErrors: false });
+    if (document.errors.length > 0) return null;
+    const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
+    const root = typeof value === 'object' && value !== null ? value : {};
+    return hashOf(JSON.stringify({ routes: root['routes'] ?? null, pools: root['pools'] ?? null }));
+  } catch {
+    return null;
+  }
+}
+
 export class ConfigFileSync {
-  private state: PersistedFileState = { version: 0, hash: null, localCopy: null };
+  private state: PersistedFileState = { version: 0, hash: null, replicatedHash: null, localCopy: null };
+  /** The last text saved beside the file as .rejected-<time>, so a write-back right after does not save it twice. */
+  private setAsideHash: string | null = null;
   /** File operations one at a time: each reads what the previous one wrote. */
   private queue: Promise<unknown> = Promise.resolve();
   /** While an edit made when the node was down is being proposed, the file must keep it: no write-back. */
@@ -72,6 +90,7 @@ export class ConfigFileSync {
       sync.state = {
         version: Number.isSafeInteger(parsed.version) ? parsed.version! : 0,
         hash: typeof parsed.hash === 'string' ? parsed.hash : null,
+        replicatedHash: typeof parsed.replicatedHash === 'string' ? parsed.replicatedHash : null,
         localCopy: typeof parsed.localCopy === 'string' ? parsed.localCopy : null,
       };
     } catch {
@@ -146,6 +165,14 @@ export class ConfigFileSync {
         await writeFileAtomic(copy, text);
         this.state = { ...this.state, localCopy: copy };
         logger.warn('the cluster config differs from this node\'s file: kept a copy of the file before rewriting it', { file, copy, version });
+      } else if (this.holdsUnappliedEdit(text)) {
+        // An invalid edit, or one the watcher has not proposed yet: the rewrite would lose it.
+        const saved = await this.setAside(text);
+        logger.warn('this node\'s config file held an edit of routes or pools that was never applied (invalid, or not yet proposed): saved it beside the file before writing the cluster\'s config into it', {
+          file,
+          saved,
+          version,
+        });
       }
       let rewritten: string;
       try {
@@ -169,11 +196,25 @@ export class ConfigFileSync {
 
   /** Saves a refused edit beside the file; returns its path. */
   saveRejected(text: string): Promise<string> {
-    return this.serialised(async () => {
-      const path = `${this.options.file}.rejected-${fileStamp(this.now())}`;
-      await writeFileAtomic(path, text);
-      return path;
-    });
+    return this.serialised(() => this.setAside(text));
+  }
+
+  private async setAside(text: string): Promise<string> {
+    const path = `${this.options.file}.rejected-${fileStamp(this.now())}`;
+    await writeFileAtomic(path, text);
+    this.setAsideHash = hashOf(text);
+    return path;
+  }
+
+  /**
+   * Whether `text` carries a change of routes or pools that the file never showed as a cluster version: the
+   * operator's edit, not yet (or never to be) applied. An edit of only the local sections is not one: the rewrite keeps those.
+   */
+  private holdsUnappliedEdit(text: string): boolean {
+    if (this.state.version === 0 || this.isLastSynced(text) || this.setAsideHash === hashOf(text)) return false;
+    const replicated = replicatedHashOf(text);
+    // Unknown (an older data dir, or a text that does not parse): keep a copy rather than guess.
+    return replicated === null || this.state.replicatedHash === null || replicated !== this.state.replicatedHash;
   }
 
   /** Resolves once every file operation queued so far has finished (stop waits on it). */
@@ -188,7 +229,7 @@ export class ConfigFileSync {
   private async record(version: number, text: string): Promise<void> {
     const hash = hashOf(text);
     if (this.state.version === version && this.state.hash === hash) return;
-    this.state = { ...this.state, version, hash };
+    this.state = { ...this.state, version, hash, replicatedHash: replicatedHashOf(text) };
     try {
       await writeFileAtomic(join(this.options.dataDir, FILE_STATE_NAME), JSON.stringify(this.state) + '\n');
     } catch (error) {

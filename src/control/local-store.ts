@@ -142,9 +142,9 @@ export class LocalStore implements ControlPlane {
       if (reasons.length > 0) {
         metrics.configReload('failure');
         const message = `config edit refused: ${unsafeChangeMessage(reasons, FORCE_HINT.file)}`;
-        const saved = `${file}.rejected-${fileStamp(new Date())}`;
+        let saved: string;
         try {
-          await writeFileAtomic(saved, text);
+          saved = await this.setAside(text);
         } catch (error) {
           // Without a copy, the file itself is the only record of the edit: leave it as the operator wrote it.
           logger.error(message, { file, reasons, servingVersion: this.state.version, saveError: errorMessage(error) });
@@ -172,6 +172,20 @@ export class LocalStore implements ControlPlane {
       throw new BalancerError('CONFIG_IO', `cannot read ${this.options.file} to write the change back`, { cause: error });
     }
     const text = rewriteReplicatedSections(original, result.state.config);
+    const current = validateConfigText(original, this.options.file);
+    if (hasReplicatedSections(original) && (!current.ok || !sameReplicated(current.config, this.state.config))) {
+      // The file holds an edit of routes or pools that does not serve (invalid, or not yet read by the watcher): keep it.
+      let saved: string;
+      try {
+        saved = await this.setAside(original);
+      } catch (error) {
+        throw new BalancerError('CONFIG_IO', `cannot keep a copy of the unapplied edit in ${this.options.file}: the change was not applied`, { cause: error });
+      }
+      this.options.logger.warn('the config file held an edit that was never applied (invalid, or not yet read): saved it beside the file before writing the change into it', {
+        file: this.options.file,
+        saved,
+      });
+    }
     this.options.noteOwnWrite(text);
     try {
       await writeFileAtomic(this.options.file, text);
@@ -181,6 +195,13 @@ export class LocalStore implements ControlPlane {
     this.swap(result.state);
     this.options.logger.info('config changed through the admin API', { command: command.type, version: result.state.version });
     return { version: result.state.version, ...(result.backend === undefined ? {} : { backend: result.backend }) };
+  }
+
+  /** Saves `text` beside the file as .rejected-<time>; returns the path. */
+  private async setAside(text: string): Promise<string> {
+    const saved = `${this.options.file}.rejected-${fileStamp(new Date())}`;
+    await writeFileAtomic(saved, text);
+    return saved;
   }
 
   /** Puts the serving routes and pools back into `text` (the file as it is now) and writes it; failures are logged. */

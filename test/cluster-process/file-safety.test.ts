@@ -149,6 +149,25 @@ describe("a follower's balancer.yaml emptied, truncated or stripped of backends"
     await until(async () => ((await cluster.fileConfig(target)).pools['web']?.backends.length === 2 ? true : undefined), `${target}'s file to be restored`);
   });
 
+  it("an invalid edit left in a follower's file is saved as .rejected- before a change from another node rewrites the file", async () => {
+    const target = await follower();
+    const file = cluster.node(target).file;
+    const invalid = (await readFile(file, 'utf8')).replace('pool: web', 'pool: wbe');
+    const rejectedBefore = (await readdir(cluster.node(target).dir)).filter((name) => name.startsWith('balancer.yaml.rejected-'));
+    await writeFile(file, invalid);
+    await cluster.node(target).current.waitFor((line) => line['msg'] === 'config edit rejected: the file is invalid; nothing was proposed', 'the invalid edit to be logged', 20_000);
+    const other = ids.find((id) => id !== target)!;
+    const added = await cluster.api(other, 'POST', '/api/v1/pools/web/backends', { body: { url: a.url, id: 'a-web' } });
+    expect(added.status, added.body).toBe(201);
+    version = added.json<{ version: number }>().version;
+    await cluster.waitForVersion(ids, version);
+    const saved = await cluster.node(target).current.waitFor((line) => String(line['msg']).startsWith("this node's config file held an edit"), 'the saved edit to be logged', 20_000);
+    expect(await readFile(String(saved['saved']), 'utf8')).toBe(invalid);
+    const rejectedAfter = (await readdir(cluster.node(target).dir)).filter((name) => name.startsWith('balancer.yaml.rejected-'));
+    expect(rejectedAfter.length).toBe(rejectedBefore.length + 1);
+    await until(async () => ((await cluster.fileConfig(target)).pools['web']?.backends.some((b) => b.id === 'a-web') ? true : undefined), `${target}'s file to show the change`);
+  });
+
   it('the admin API and the CLI refuse the same changes unless forced', async () => {
     const leader = await cluster.waitForLeader(ids);
     const via = ids.find((id) => id !== leader)!;

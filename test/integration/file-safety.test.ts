@@ -98,6 +98,20 @@ describe('a standalone gateway whose file is damaged', () => {
     expect(gw.app.store.version).toBe(1);
   });
 
+  it('keeps an invalid edit as .rejected- when an admin API change rewrites the file', async () => {
+    const { gw, api } = await setup();
+    const invalid = (await readFile(gw.file, 'utf8')).replace('pool: web', 'pool: wbe');
+    await writeFile(gw.file, invalid);
+    await eventually(() => logged(gw, 'config edit rejected') !== undefined, 'the invalid edit to be logged');
+    const headers = { authorization: 'Bearer test-token', 'content-type': 'application/json' };
+    const added = await request(`${gw.adminUrl}/api/v1/pools/web/backends`, { method: 'POST', headers, body: JSON.stringify({ url: api.url, id: 'extra' }) });
+    expect(added.status, added.body).toBe(201);
+    const saved = logged(gw, 'the config file held an edit that was never applied')!;
+    expect(await readFile(String(saved['saved']), 'utf8')).toBe(invalid);
+    const rewritten = await readFile(gw.file, 'utf8');
+    expect(rewritten).toContain('id: extra');
+  });
+
   it('the admin API refuses removing the last backend of a routed pool or every pool, unless forced', async () => {
     const { gw } = await setup();
     const headers = { authorization: 'Bearer test-token', 'content-type': 'application/json' };
