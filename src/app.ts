@@ -175,12 +175,24 @@ export class App {
     }
   }
 
-  /** Graceful: stop accepting, let in-flight requests finish until the drain deadline, close everything. */
-  async stop(drainMs = this.config.shutdownDrainMs): Promise<void> {
-    this.logger.info('shutting down', { drainMs });
+  /**
+   * Graceful: /readyz turns 503 at once; the listener keeps accepting for the pre-stop delay (so whatever sends
+   * traffic here sees it and stops first), then stops accepting and lets in-flight requests finish until the drain
+   * deadline; then everything closes.
+   */
+  async stop(drainMs = this.config.shutdownDrainMs, preStopDelayMs = this.config.shutdownPreStopDelayMs): Promise<void> {
     // First, so a load balancer in front stops sending before the listener stops accepting.
-    this.store.readiness.set('draining', 'shutting down: draining requests in flight');
+    this.store.readiness.set(
+      'draining',
+      preStopDelayMs > 0 ? `shutting down: still accepting for the pre-stop delay (${preStopDelayMs} ms), then draining` : 'shutting down: draining requests in flight',
+    );
+    this.logger.info('shutting down', { drainMs, preStopDelayMs });
     this.closeWatcher();
+    if (preStopDelayMs > 0) {
+      await new Promise((resolve) => setTimeout(resolve, preStopDelayMs));
+      this.store.readiness.set('draining', 'shutting down: draining requests in flight');
+      this.logger.info('pre-stop delay over: the listener stops accepting and drains', { drainMs });
+    }
     await this.frontend.close(drainMs);
     if (this.store instanceof ClusterStore) await this.store.stop();
     this.dataPlane.stop();

@@ -437,7 +437,16 @@ export const fileSpec = object(
     workers: withDefault(workers, DEFAULTS.workers as number | 'auto'),
     shutdown: optional(
       object(
-        { drainTimeout: withDefault(duration({ description: 'How long in-flight requests may finish after SIGTERM.' }), DEFAULTS.shutdownDrainMs as number) },
+        {
+          drainTimeout: withDefault(duration({ description: 'How long in-flight requests may finish once the listener stops accepting.' }), DEFAULTS.shutdownDrainMs as number),
+          preStopDelay: withDefault(
+            duration({
+              description:
+                'After SIGTERM, how long the listener keeps accepting while /readyz answers 503, so a load balancer in front (kube-proxy, an L4 balancer) stops sending first; then the drain begins.',
+            }),
+            DEFAULTS.shutdownPreStopDelayMs as number,
+          ),
+        },
         { description: 'Graceful shutdown.' },
       ),
     ),

@@ -62,6 +62,8 @@ export const DEFAULTS = {
   /** Bounds `workers: N` so a typo cannot fork thousands of processes. */
   maxWorkers: 256,
   shutdownDrainMs: 10_000,
+  /** 0: the listener stops accepting as soon as SIGTERM arrives. */
+  shutdownPreStopDelayMs: 0,
   electionTimeoutMs: 1_000,
   heartbeatIntervalMs: 100,
 } as const;
@@ -225,6 +227,8 @@ export interface LocalConfig {
   /** Data-plane worker processes; 0 runs the data plane in the main process. */
   readonly workers: number;
   readonly shutdownDrainMs: number;
+  /** After SIGTERM, how long /readyz answers 503 while the listener still accepts, before the drain begins. */
+  readonly shutdownPreStopDelayMs: number;
 }
 
 export interface Config extends LocalConfig, ReplicatedConfig {}

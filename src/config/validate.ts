@@ -343,6 +343,7 @@ function buildConfig(shape: FileShape): Config {
     log: { level: log.level, access: log.access },
     workers: shape.workers === 'auto' ? availableParallelism() : shape.workers,
     shutdownDrainMs: (shape.shutdown ?? SHUTDOWN_DEFAULTS).drainTimeout,
+    shutdownPreStopDelayMs: (shape.shutdown ?? SHUTDOWN_DEFAULTS).preStopDelay,
     ...buildReplicated(shape),
   };
 }

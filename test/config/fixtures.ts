@@ -53,5 +53,5 @@ trustedProxies: [10.0.0.0/8, 192.168.1.1, "fd00::/8", "::1"]
 limits: { maxConnections: 500, maxHeaderSize: 32kb, headersTimeout: 5s, requestTimeout: 1m, keepAliveTimeout: 5s, maxBodySize: 1gb }
 log: { level: debug, access: true }
 workers: auto
-shutdown: { drainTimeout: 1.5s }
+shutdown: { drainTimeout: 1.5s, preStopDelay: 3s }
 `;

@@ -117,6 +117,7 @@ describe('a valid file', () => {
     expect(config.log).toEqual({ level: 'debug', access: true });
     expect(config.workers).toBe(availableParallelism());
     expect(config.shutdownDrainMs).toBe(1500);
+    expect(config.shutdownPreStopDelayMs).toBe(3000);
   });
 
   test('an empty file is all defaults and no pools', () => {
@@ -131,6 +132,7 @@ describe('a valid file', () => {
     expect(config.log).toEqual(DEFAULTS.log);
     expect(config.workers).toBe(0);
     expect(config.shutdownDrainMs).toBe(DEFAULTS.shutdownDrainMs);
+    expect(config.shutdownPreStopDelayMs).toBe(0);
   });
 
   test('one pool and no routes is fine; healthCheck {} means TCP checks with defaults', () => {
