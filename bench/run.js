@@ -1,6 +1,6 @@
 // `npm run bench`: the side-by-side benchmark of issue 7. Starts three local backends and every target, measures them
 // alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
-// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster] [--no-instructions] [--no-save]
+// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,strategies] [--no-instructions] [--no-save]
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureClusterBench } from './cluster.js';
+import { measureStrategiesBench } from './strategies.js';
 import { measureInstructions } from './lib/callgrind.js';
 import { renderMarkdown } from './lib/format.js';
 import {
@@ -50,6 +51,7 @@ const PLAN = flags.quick
       idle: { count: 10_000 },
       instructions: { warmup: 2_000, requests: 1_000 },
       cluster: { commits: 10, failoverRounds: 1 },
+      strategies: { rate: 200, seconds: 6, recoverySeconds: 26, warmupSeconds: 2, runs: 1 },
     }
   : {
       // Seven alternating runs: on this shared machine one target's req/s moves by a third between runs.
@@ -61,6 +63,8 @@ const PLAN = flags.quick
       // Enough warm-up for V8 to finish optimising: with 1,500 the background compiler still added ~50% to the count.
       instructions: { warmup: 10_000, requests: 3_000 },
       cluster: { commits: 30, failoverRounds: 3 },
+      // The recovery runs last long enough for decay (10 s) to pass after the switch half-way, with room to spare.
+      strategies: { rate: 200, seconds: 15, recoverySeconds: 30, warmupSeconds: 3, runs: 3 },
     };
 
 const PHASE_TARGETS = {
@@ -424,6 +428,14 @@ async function measureCluster(selected) {
   return measureClusterBench({ bin: join(REPO, 'bin/balancer.js'), workDir, log, ...PLAN.cluster });
 }
 
+// Strategy comparison: latency of each strategy over backends that answer in 1, 5 and 50 ms (bench/strategies.js).
+async function measureStrategies(selected) {
+  if (!selected.has('strategies')) return null;
+  if (!balancerBuilt()) return { status: 'not measured: dist/ is not built (run npm run build)' };
+  log(`strategies phase: ${PLAN.strategies.rate} req/s, ${PLAN.strategies.runs} round(s)`);
+  return measureStrategiesBench({ bin: join(REPO, 'bin/balancer.js'), workDir, log, plan: PLAN.strategies });
+}
+
 function evaluateTargets(results) {
   const http = results.http?.summary ?? {};
   const fixed = results.fixedRate?.summary ?? {};
@@ -457,8 +469,8 @@ function stamp(date) {
 
 async function main() {
   const started = new Date();
-  // 'cluster' selects the cluster phase, which runs its own balancer processes rather than a proxy target.
-  const known = new Set([...TARGETS.map((t) => t.id), 'cluster']);
+  // 'cluster' and 'strategies' select phases that run their own balancer processes rather than a proxy target.
+  const known = new Set([...TARGETS.map((t) => t.id), 'cluster', 'strategies']);
   const selected = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : known);
   for (const id of selected) if (!known.has(id)) throw new Error(`--only: unknown target ${id} (known: ${[...known].join(', ')})`);
   const proxyTargets = TARGETS.some((t) => selected.has(t.id));
@@ -494,6 +506,7 @@ async function main() {
   results.idleConnections = await measureIdle(running, selected, skipped);
   results.instructions = await measureInstructionPhase(selected, backends);
   results.cluster = await measureCluster(selected);
+  results.strategies = await measureStrategies(selected);
   results.skipped = skipped;
   results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));
   results.targets = proxyTargets ? evaluateTargets(results) : null;
@@ -510,15 +523,16 @@ async function main() {
     const text = `${JSON.stringify(results, null, 2)}\n`;
     writeFileSync(file, text);
     // latest.json feeds docs/benchmarks.md, so only a full run of every target replaces it; a full-mode run that measured
-    // the cluster replaces just latest.json's cluster section (it carries its own date and machine).
+    // the cluster or the strategies replaces just those sections of latest.json (each carries its own date and machine).
     const latest = join(RESULTS_DIR, 'latest.json');
     let note = ' and bench/results/latest.json';
+    const sections = ['cluster', 'strategies'].filter((name) => results[name]);
     if (!partial) writeFileSync(latest, text);
-    else if (!flags.quick && results.cluster && existsSync(latest)) {
+    else if (!flags.quick && sections.length > 0 && existsSync(latest)) {
       const merged = JSON.parse(readFileSync(latest, 'utf8'));
-      merged.cluster = { ...results.cluster, machine: results.machine, resultsFile: file.slice(RESULTS_DIR.length + 1) };
+      for (const name of sections) merged[name] = { ...results[name], date: results.date, machine: results.machine, resultsFile: file.slice(RESULTS_DIR.length + 1) };
       writeFileSync(latest, `${JSON.stringify(merged, null, 2)}\n`);
-      note = ' (partial run: only the cluster section of bench/results/latest.json replaced)';
+      note = ` (partial run: only the ${sections.join(' and ')} section(s) of bench/results/latest.json replaced)`;
     } else note = ' (quick/partial run: latest.json left as it was)';
     log(`results: ${file}${note}`);
   }

@@ -1,6 +1,7 @@
 // Renders a results object as markdown: the stdout table of `npm run bench` and the docs/benchmarks.md section of `bench/report.js`.
 
 import { renderClusterMarkdown } from '../cluster.js';
+import { renderStrategiesMarkdown } from '../strategies.js';
 
 function num(value, digits = 0) {
   if (value === null || value === undefined) return '—';
@@ -157,6 +158,14 @@ export function renderMarkdown(results) {
   }
   if (results.cluster) {
     out.push(...renderClusterMarkdown(results.cluster));
+    out.push('');
+  }
+  if (results.strategies?.summary) {
+    const s = results.strategies;
+    if (s.date && s.date !== results.date) {
+      out.push(`_Strategies measured ${s.date}; load average before/after ${s.machine.loadAverageBefore.join(' ')} / ${(s.machine.loadAverageAfter ?? []).join(' ')}._`, '');
+    }
+    out.push(...renderStrategiesMarkdown(s));
     out.push('');
   }
   if (results.targets) {

@@ -1,7 +1,7 @@
 // Open-loop load at a fixed offered rate, with latency measured from each request's scheduled send time
 // (so a stalled server is charged for the requests it kept waiting: no coordinated omission).
 // Usage: node bench/load/constant-rate.js --url http://127.0.0.1:PORT/ --rate 2000 --seconds 10 [--warmup 2] [--max-connections 256]
-// Prints one JSON line: { offered, sent, completed, errors, latencyUs: {p50,p90,p99,p999,max}, serviceUs: {...} }.
+// Prints one JSON line: { offered, sent, completed, errors, latencyUs: {p50,p90,p99,p999,max,mean}, serviceUs: {...} }.
 
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -129,7 +129,10 @@ function tick() {
 function percentiles(samples) {
   const sorted = Float64Array.from(samples).sort();
   const at = (q) => (sorted.length === 0 ? null : Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] * 1000));
-  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: at(1) };
+  let sum = 0;
+  for (const value of sorted) sum += value;
+  const mean = sorted.length === 0 ? null : Math.round((sum / sorted.length) * 1000);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: at(1), mean };
 }
 
 function finish() {

@@ -1,24 +1,26 @@
-// One backend's peak-EWMA latency estimate: jumps up at once on a slow answer, moves down with time, not request count.
+// One backend's peak-EWMA latency estimate: jumps up at once on a slow answer, decays with time, not request count.
 //
-// Pure apart from reading the injected Clock. The rules, in the order they apply to a sample taken at time t,
-// when the previous sample was taken at t0 (elapsed = t - t0) and the estimate is e:
+// Pure apart from reading the injected Clock. With e the estimate as of the newest sample, taken `age` ago:
 // - no sample yet: the estimate is `initial`, and the first sample replaces it;
-// - a latency above e replaces it at once (the "peak": a backend turning slow loses traffic on its first slow answer);
-// - anything else moves e towards the sample by min(1, elapsed / decay): at a steady stream of answers this is an
-//   exponential moving average with time constant `decay`, whatever the request rate, and a sample arriving
-//   `decay` or more after the previous one replaces the estimate (what was known that long ago is stale);
-// - a failure is a sample of `penalty` latency that moves e like a lower sample would (never as a peak, so one
-//   reset on a busy backend costs it a few milliseconds of estimate, while a backend failing every request climbs
-//   past its peers within a few requests) and never lowers the estimate.
-// Between samples the estimate does not change: a slow backend that gets no traffic keeps looking slow until a
-// probe (see `dueForProbe`) tells otherwise, and status pages show the last thing actually measured.
+// - the estimate decays towards zero with time constant `decay` (Finagle's rule): e x exp(-age / decay). A backend
+//   that lost its traffic to one slow answer, or to a stall of the whole proxy while it had a request in flight,
+//   looks cheaper as time passes instead of staying at its peak;
+// - a latency above the decayed estimate replaces it at once (the "peak": a backend turning slow loses traffic on
+//   its first slow answer); a faster one changes nothing, the decay brings the estimate down to it. So the estimate
+//   is the largest recent latency, discounted by e for every `decay` of its age, whatever the request rate;
+// - a sample arriving `decay` or more after the previous one replaces the estimate, faster or not: what was known
+//   that long ago is stale. The strategy probes a backend once its newest sample is that old (see `dueForProbe`),
+//   so a recovered backend is measured within `decay` and is back at its true latency at once;
+// - a failure moves the decayed estimate towards `penalty` by min(1, age / decay) and never lowers it: one reset
+//   on a busy backend costs it a few milliseconds, a backend failing every request climbs past its peers within a
+//   few requests, and a failure after a quiet spell counts in full.
 
 import type { Clock } from '../clock.js';
 import type { RequestOutcome } from '../health/backend-health.js';
 
 /** Milliseconds. */
 export interface LatencyEwmaOptions {
-  /** Time constant of the moving average; also how long a sample stays current. */
+  /** Time constant of the decay; also how long a sample stays current. */
   readonly decayMs: number;
   /** The estimate of a backend with no sample yet. */
   readonly initialMs: number;
@@ -29,6 +31,7 @@ export interface LatencyEwmaOptions {
 export class LatencyEwma {
   private readonly clock: Clock;
   private options: LatencyEwmaOptions;
+  /** As of `sampledAt`. */
   private estimate: number;
   /** Clock time of the newest sample; null before the first. */
   private sampledAt: number | null = null;
@@ -46,9 +49,12 @@ export class LatencyEwma {
     if (this.sampledAt === null) this.estimate = options.initialMs;
   }
 
-  /** The current estimate in milliseconds. */
+  /** The current estimate in milliseconds, decayed to now. */
   estimateMs(): number {
-    return this.estimate;
+    if (this.sampledAt === null) return this.estimate;
+    const age = this.clock.now() - this.sampledAt;
+    const decay = this.options.decayMs;
+    return age <= 0 || decay <= 0 ? this.estimate : this.estimate * Math.exp(-age / decay);
   }
 
   /** Samples taken so far (successes and failures). */
@@ -75,26 +81,28 @@ export class LatencyEwma {
   observe(latencyMs: number): void {
     // A clock bug upstream (NaN, negative) must not poison the estimate.
     const sample = latencyMs >= 0 && latencyMs < Infinity ? latencyMs : 0;
-    const weight = this.weightNow();
-    if (weight === 1 || sample > this.estimate) this.estimate = sample;
-    else this.estimate += (sample - this.estimate) * weight;
+    const current = this.estimateMs();
+    this.estimate = this.staleness() === 1 ? sample : Math.max(sample, current);
+    this.sampled();
   }
 
   /** A failed attempt (connect failure, reset, timeout, 5xx): counts as `penalty` latency. */
   penalize(): void {
-    const penalty = Math.max(this.options.penaltyMs, this.estimate);
-    const weight = this.weightNow();
-    this.estimate += (penalty - this.estimate) * weight;
+    const current = this.estimateMs();
+    const penalty = Math.max(this.options.penaltyMs, current);
+    this.estimate = current + (penalty - current) * this.staleness();
+    this.sampled();
   }
 
-  /** The weight of a sample taken now, and the bookkeeping of taking it. */
-  private weightNow(): number {
-    const now = this.clock.now();
-    const previous = this.sampledAt;
-    this.sampledAt = now;
-    this.count++;
-    if (previous === null) return 1;
+  /** How much of what is known is out of date: min(1, age / decay) of the newest sample; 1 before the first. */
+  private staleness(): number {
+    if (this.sampledAt === null) return 1;
     const decay = this.options.decayMs;
-    return decay <= 0 ? 1 : Math.min(1, Math.max(0, now - previous) / decay);
+    return decay <= 0 ? 1 : Math.min(1, Math.max(0, this.clock.now() - this.sampledAt) / decay);
+  }
+
+  private sampled(): void {
+    this.sampledAt = this.clock.now();
+    this.count++;
   }
 }

@@ -120,9 +120,7 @@ export class BackendRuntime implements Candidate {
     if (live.inflight > 0) live.inflight--;
     if (outcome === 'aborted') return;
     live.latency.record(outcome, latencyMs);
-    const current = live.current;
-    current.metrics.latencyEstimate?.(live.latency.estimateMs() / 1000);
-    current.pool.recordOutcome(current, outcome);
+    live.current.pool.recordOutcome(live.current, outcome);
   }
 }
 
@@ -316,7 +314,8 @@ export class PoolRuntime {
     }
     for (const runtime of this.backends) {
       publishState(runtime);
-      runtime.metrics.latencyEstimate?.(runtime.latency.estimateMs() / 1000);
+      const latency = runtime.live.latency;
+      runtime.metrics.latencyEstimate?.(() => latency.estimateMs() / 1000);
     }
     this.updatePanic();
   }

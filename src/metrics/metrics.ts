@@ -121,8 +121,8 @@ class BackendChildren implements BackendMetrics {
   durationSum = 0;
   durationCount = 0;
   active = 0;
-  /** Seconds; NaN until the owner of the estimate sets it (never in a worker process, whose primary exports it). */
-  latencyEwma = Number.NaN;
+  /** Reads the estimate in seconds; null until its owner says where (never in a worker process, whose primary exports it). */
+  latencyEwma: (() => number) | null = null;
   private readonly up: GaugeChild;
   private readonly draining: GaugeChild;
   private readonly ejections: CounterChild;
@@ -189,8 +189,8 @@ class BackendChildren implements BackendMetrics {
     this.draining.set(draining ? 1 : 0);
   }
 
-  latencyEstimate(seconds: number): void {
-    this.latencyEwma = seconds;
+  latencyEstimate(read: () => number): void {
+    this.latencyEwma = read;
   }
 
   /** Removes the prom-client series of this backend; the snapshot families stop listing it once it leaves the map. */
@@ -381,7 +381,7 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
       () => {
         const values: Sample[] = [];
         eachBackend((b) => {
-          if (!Number.isNaN(b.latencyEwma)) values.push({ labels: { pool: b.pool, backend: b.backendId }, value: b.latencyEwma });
+          if (b.latencyEwma !== null) values.push({ labels: { pool: b.pool, backend: b.backendId }, value: b.latencyEwma() });
         });
         return values;
       },

@@ -26,8 +26,11 @@ export interface BackendMetrics {
   ejected(): void;
   /** Drained by an operator: exported so alerts can tell an intentional drain from a failure. */
   setDraining?(draining: boolean): void;
-  /** The backend's current peak-EWMA latency; set by whoever owns the estimate (the pool, not a worker's forwarder). */
-  latencyEstimate?(seconds: number): void;
+  /**
+   * Where to read the backend's peak-EWMA latency in seconds when /metrics is scraped (it decays with time, so it
+   * is read then, not pushed); given by whoever owns the estimate (the pool, not a worker's forwarder).
+   */
+  latencyEstimate?(read: () => number): void;
 }
 
 export interface PoolMetrics {

@@ -30,18 +30,16 @@ describe('LatencyEwma', () => {
     expect(ewma.estimateMs()).toBe(80);
   });
 
-  it('moves towards a faster answer by the time since the previous sample over decay', () => {
+  it('decays towards zero with time constant decay between samples', () => {
     const { clock, ewma } = setup();
     ewma.observe(50);
-    clock.advance(1_000);
-    ewma.observe(10);
-    expect(ewma.estimateMs()).toBeCloseTo(50 + (10 - 50) * 0.1, 10);
-    clock.advance(2_500);
-    ewma.observe(10);
-    expect(ewma.estimateMs()).toBeCloseTo(46 + (10 - 46) * 0.25, 10);
+    clock.advance(5_000);
+    expect(ewma.estimateMs()).toBeCloseTo(50 * Math.exp(-0.5), 10);
+    clock.advance(5_000);
+    expect(ewma.estimateMs()).toBeCloseTo(50 * Math.exp(-1), 10);
   });
 
-  it('decays with time, not request count: 100 and 10,000 fast answers over the same 10 s end up alike', () => {
+  it('is not lowered by a faster answer: the decay brings it down, at the same pace however many answers come', () => {
     const sparse = setup();
     const dense = setup();
     sparse.ewma.observe(50);
@@ -54,18 +52,15 @@ describe('LatencyEwma', () => {
       dense.clock.advance(1);
       dense.ewma.observe(1);
     }
-    // Both are e^-1 of the way from 50 to 1: 1 + 49 x 0.366 and 1 + 49 x 0.368.
-    expect(sparse.ewma.estimateMs()).toBeCloseTo(18.93, 1);
-    expect(dense.ewma.estimateMs()).toBeCloseTo(19.02, 1);
-  });
-
-  it('is not moved by answers arriving at the same instant, however many', () => {
-    const { clock, ewma } = setup();
-    ewma.observe(50);
-    clock.advance(1_000);
-    ewma.observe(10);
-    for (let i = 0; i < 1_000; i++) ewma.observe(1);
-    expect(ewma.estimateMs()).toBeCloseTo(46, 10);
+    // 10 s later both are the 50 ms peak, discounted by e: what a backend that turned fast is charged.
+    expect(sparse.ewma.estimateMs()).toBeCloseTo(50 * Math.exp(-1), 6);
+    expect(dense.ewma.estimateMs()).toBeCloseTo(50 * Math.exp(-1), 6);
+    // Once the decayed peak is below the answers, the answers are the estimate.
+    for (let i = 0; i < 100; i++) {
+      dense.clock.advance(1_000);
+      dense.ewma.observe(1);
+    }
+    expect(dense.ewma.estimateMs()).toBe(1);
   });
 
   it('is due for a probe once its newest sample is decay old, and a sample then replaces the estimate', () => {
@@ -75,30 +70,29 @@ describe('LatencyEwma', () => {
     expect(ewma.dueForProbe()).toBe(false);
     clock.advance(1);
     expect(ewma.dueForProbe()).toBe(true);
-    expect(ewma.estimateMs()).toBe(50); // unchanged between samples
+    expect(ewma.estimateMs()).toBeCloseTo(50 * Math.exp(-1), 10);
     ewma.observe(1);
     expect(ewma.estimateMs()).toBe(1);
     expect(ewma.dueForProbe()).toBe(false);
   });
 
-  it('counts a failure as the penalty latency, weighted by time like a faster answer, never lowering the estimate', () => {
+  it('counts a failure as the penalty latency, weighted by the time since the previous sample, never lowering the estimate', () => {
     const { clock, ewma } = setup();
     ewma.observe(1);
     clock.advance(10);
     ewma.penalize();
-    // 10 ms after the previous sample: 0.001 of the way to 60 s.
-    expect(ewma.estimateMs()).toBeCloseTo(1 + (60_000 - 1) * 0.001, 10);
-    clock.advance(10);
-    ewma.penalize();
-    expect(ewma.estimateMs()).toBeCloseTo(60.999 + (60_000 - 60.999) * 0.001, 6);
+    // 10 ms after the previous sample: 0.001 of the way to 60 s from the (barely decayed) 1 ms.
+    const decayed = Math.exp(-10 / 10_000);
+    expect(ewma.estimateMs()).toBeCloseTo(decayed + (60_000 - decayed) * 0.001, 10);
     const first = setup();
     first.ewma.penalize();
     expect(first.ewma.estimateMs()).toBe(60_000);
     first.clock.advance(1);
     first.ewma.observe(200_000);
     first.clock.advance(1);
+    const peak = first.ewma.estimateMs();
     first.ewma.penalize();
-    expect(first.ewma.estimateMs()).toBe(200_000);
+    expect(first.ewma.estimateMs()).toBe(peak);
   });
 
   it('records outcomes: failures penalise, timed successes are samples, aborts and untimed successes say nothing', () => {

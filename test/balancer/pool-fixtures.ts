@@ -53,8 +53,8 @@ export interface BackendRecord {
   up: boolean[];
   checks: HealthCheckResult[];
   ejections: number;
-  /** Every value of the latency gauge, in seconds. */
-  latency: number[];
+  /** Reads the latency gauge, in seconds, once the pool said where from. */
+  latency: (() => number) | null;
 }
 
 /** Metrics that keep what they are told; `onCheck` sees each health-check result as it is recorded. */
@@ -69,7 +69,7 @@ export function recordingMetrics(
       const key = `${pool}/${id}`;
       let record = records.get(key);
       if (record === undefined) {
-        record = { up: [], checks: [], ejections: 0, latency: [] };
+        record = { up: [], checks: [], ejections: 0, latency: null };
         records.set(key, record);
       }
       const r = record;
@@ -83,7 +83,9 @@ export function recordingMetrics(
         },
         setUp: (up) => r.up.push(up),
         ejected: () => r.ejections++,
-        latencyEstimate: (seconds) => r.latency.push(seconds),
+        latencyEstimate: (read) => {
+          r.latency = read;
+        },
       };
     },
   };

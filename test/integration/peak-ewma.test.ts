@@ -94,10 +94,9 @@ describe.each([[0], [2]])('peak-ewma with workers: %i', (workers) => {
       backends = await backendsOf(admin);
       const metrics = await (await fetch(`${admin}/metrics`)).text();
       const gauge = (id: string) => Number(new RegExp(`^balancer_backend_latency_ewma_seconds\\{pool="web",backend="${id}"\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
-      const again = await backendsOf(admin);
+      // Read a few milliseconds apart, the two differ by the decay in between (time constant 5 min): well under 1%.
       return (
-        JSON.stringify(again) === JSON.stringify(backends) &&
-        backends.every((b) => Math.abs(gauge(b.id) - b.latencyEwmaMs / 1000) < 1e-9) &&
+        backends.every((b) => Math.abs(gauge(b.id) - b.latencyEwmaMs / 1000) <= 0.01 * (b.latencyEwmaMs / 1000)) &&
         backends.find((b) => b.id === 'fast')!.latencyMeasured
       );
     }, 'status and /metrics to show the same measured estimates');
@@ -106,7 +105,8 @@ describe.each([[0], [2]])('peak-ewma with workers: %i', (workers) => {
     expect(fastStatus.latencyEwmaMs).toBeLessThan(slowStatus.latencyMeasured ? slowStatus.latencyEwmaMs : SLOW_MS);
     if (slowAnswers > 0) {
       expect(slowStatus.latencyMeasured).toBe(true);
-      expect(slowStatus.latencyEwmaMs).toBeGreaterThanOrEqual(SLOW_MS);
+      // Its one answer took at least SLOW_MS; the estimate has decayed since by well under 1% (decay: 5m).
+      expect(slowStatus.latencyEwmaMs).toBeGreaterThanOrEqual(0.99 * SLOW_MS);
     }
   });
 });
