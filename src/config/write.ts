@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { isAlias, isMap, isScalar, isSeq, parseDocument, stringify, type Document, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
+import { Document, isAlias, isMap, isScalar, isSeq, parseDocument, stringify, visit, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
 import { BalancerError } from '../errors.js';
 import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
@@ -82,9 +82,24 @@ function renderInline(value: Json): string {
   return rendered.slice(1, -1).trim();
 }
 
-/** Block YAML whose first line continues where it is put and whose next lines start at `indent`. */
+/**
+ * Block YAML whose first line continues where it is put and whose next lines start at `indent`. Collections that
+ * hold only scalars (a backend, a route's match, a health check) go on one line, `{ url: ..., id: ... }`, as in the
+ * shipped files: one line per backend keeps diffs readable and `sed` recipes working, and nothing nests on one line.
+ */
 function renderBlock(value: Json, indent: number): string {
-  const lines = stringify(value, { indent: 2, lineWidth: 0 }).replace(/\n$/, '').split('\n');
+  const document = new Document(value);
+  visit(document, {
+    Map: (_key, node) => {
+      if (node.items.length > 0 && node.items.every((pair) => isScalar(pair.value))) node.flow = true;
+    },
+    Seq: (_key, node) => {
+      if (node.items.length > 0 && node.items.every((item) => isScalar(item))) node.flow = true;
+    },
+  });
+  // The root itself stays block: it is what this function was asked to write as a block.
+  if (isMap(document.contents) || isSeq(document.contents)) document.contents.flow = false;
+  const lines = document.toString({ indent: 2, lineWidth: 0 }).replace(/\n$/, '').split('\n');
   return lines.map((line, index) => (index === 0 ? line : ' '.repeat(indent) + line)).join('\n');
 }
 
@@ -147,9 +162,28 @@ class SectionRewriter {
     return expected.ok && actual.ok && isDeepStrictEqual(expected.config, actual.config);
   }
 
+  /**
+   * Whether `key` sits in block context (only indentation, or a sequence's `- `, before it on its line), so a
+   * value under it may be written as a block. Inside `{ ... }` or `[ ... ]` it may not.
+   */
+  private inBlockContext(key: Node | undefined): boolean {
+    const keyStart = rangeOf(key)?.[0];
+    if (keyStart === undefined) return false;
+    return /^[ \t]*(?:-[ \t]+)*$/.test(this.text.slice(lineStart(this.text, keyStart), keyStart));
+  }
+
   replace(node: Node, value: Json, key?: Node): void {
     const [start, end] = rangeOf(node)!;
     const block = (isMap(node) || isSeq(node)) && !node.flow;
+    const emptyFlow = (isMap(node) || isSeq(node)) && node.flow === true && node.items.length === 0;
+    if (emptyFlow && isBlockCollection(value) && this.inBlockContext(key)) {
+      // `pools: {}` or `backends: []` that gains entries in a block-style file becomes a block again, not one long line.
+      const keyEnd = rangeOf(key)![1];
+      const colon = this.text.indexOf(':', keyEnd);
+      const indent = column(this.text, rangeOf(key)![0]) + 2;
+      this.edits.push({ start: colon, end, text: `:\n${' '.repeat(indent)}${renderBlock(value, indent)}` });
+      return;
+    }
     if (block && isBlockCollection(value)) {
       const rendered = renderBlock(value, column(this.text, start));
       // A block collection's range ends after its newline; whatever replaces it must end the line too.
@@ -169,6 +203,9 @@ class SectionRewriter {
 
   /** `key` is the map key owning `node`, if any: a block collection that turns into a one-line value moves up beside it. */
   merge(node: unknown, value: Json, path: readonly Segment[], key?: Node): void {
+    if ((isMap(node) || isSeq(node)) && node.flow === true && node.items.length === 0 && isBlockCollection(value) && this.inBlockContext(key)) {
+      return this.replace(node, value, key);
+    }
     if (isMap(node) && isObject(value)) return this.mergeMap(node, value, path, key);
     if (isSeq(node) && Array.isArray(value)) return this.mergeSeq(node, value, path, key);
     const current = this.json(node);

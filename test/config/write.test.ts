@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { stringify } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, parseDocument, stringify } from 'yaml';
 import type { PoolConfig, ReplicatedConfig } from '../../src/config/schema.js';
 import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
 import { rewriteReplicatedSections, writeFileAtomic } from '../../src/config/write.js';
@@ -64,6 +64,25 @@ function changedLines(before: string, after: string): { removed: string[]; added
     endB--;
   }
   return { removed: a.slice(start, endA), added: b.slice(start, endB) };
+}
+
+/** Paths of collections under routes and pools written in flow style (`{ ... }`, `[ ... ]`) that hold collections: lines that grow without bound. */
+function nestedFlowCollections(text: string): string[] {
+  const found: string[] = [];
+  const isCollection = (node: unknown): boolean => isMap(node) || isSeq(node);
+  const visit = (node: unknown, path: string): void => {
+    if (isMap(node) || isSeq(node)) {
+      const items = node.items.map((item) => (isPair(item) ? item.value : item));
+      if (node.flow === true && items.some(isCollection)) found.push(path);
+      node.items.forEach((item, index) => {
+        if (isPair(item)) visit(item.value, `${path}.${String(isScalar(item.key) ? item.key.value : index)}`);
+        else visit(item, `${path}[${index}]`);
+      });
+    }
+  };
+  const root = parseDocument(text).contents;
+  if (isMap(root)) for (const pair of root.items) if (isScalar(pair.key) && (pair.key.value === 'routes' || pair.key.value === 'pools')) visit(pair.value, String(pair.key.value));
+  return found;
 }
 
 describe('rewriteReplicatedSections', () => {
@@ -201,6 +220,41 @@ describe('rewriteReplicatedSections', () => {
         expect(rewritten).toContain('log: { level: warn }   # keep too\n');
         // Writing the same config again changes nothing.
         expect(rewriteReplicatedSections(rewritten, target.config)).toBe(rewritten);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test('a block-style file stays block style when emptied sections gain entries again', () => {
+    const emptied = rewriteReplicatedSections(ORIGINAL, { routes: [], pools: {} });
+    expect(emptied).toContain('routes: []');
+    expect(emptied).toContain('pools: {}');
+    const regrown = rewriteReplicatedSections(emptied, original);
+    expect(replicatedOf(regrown)).toEqual(original);
+    expect(nestedFlowCollections(regrown)).toEqual([]);
+    expect(Math.max(...regrown.split('\n').map((line) => line.length))).toBeLessThan(100);
+    // A pool whose backends went to [] gets them back as a block list.
+    const noBackends = withPool(original, 'api', (pool) => ({ ...pool, backends: [] }));
+    const back = rewriteReplicatedSections(rewriteReplicatedSections(ORIGINAL, noBackends), original);
+    expect(back).toContain('  api:\n    backends:\n      - { url: http://127.0.0.1:9100 }\n');
+    // Inside a one-line map an empty list stays on that line.
+    const inFlow = 'pools: { web: { backends: [] } }\n';
+    const target = replicatedOf('pools:\n  web:\n    backends:\n      - url: http://127.0.0.1:1\n');
+    expect(rewriteReplicatedSections(inFlow, target)).toBe('pools: { web: { backends: [ { url: http://127.0.0.1:1 } ] } }\n');
+  });
+
+  test('property: a block-style file rewritten through any configs, emptied ones included, never nests collections on one line', () => {
+    const steps = fc.tuple(replicatedFileArb, fc.boolean(), replicatedFileArb);
+    fc.assert(
+      fc.property(steps, ([from, middle, to]) => {
+        const start = validateReplicated(from);
+        const target = validateReplicated(to);
+        if (!start.ok || !target.ok) return;
+        let text = `listen: 127.0.0.1:8080\n${stringify(from, { lineWidth: 0, collectionStyle: 'block' })}`;
+        if (middle) text = rewriteReplicatedSections(text, { routes: [], pools: {} });
+        const rewritten = rewriteReplicatedSections(text, target.config);
+        expect(replicatedOf(rewritten)).toEqual(target.config);
+        expect(nestedFlowCollections(rewritten)).toEqual([]);
       }),
       { numRuns: 100 },
     );
