@@ -61,7 +61,13 @@ describe.skipIf(!havePromtool)('promtool', () => {
     expect(result.status).toBe(0);
   });
 
-  it('the example scrape config and its rule file are valid', () => {
+  it('the recording rules and SLO burn-rate alerts pass their unit tests', () => {
+    const result = spawnSync(PROMTOOL, ['test', 'rules', join(EXAMPLES, 'rules.test.yml')], { encoding: 'utf8', timeout: 20_000 });
+    expect(result.stdout + result.stderr).toContain('SUCCESS');
+    expect(result.status).toBe(0);
+  });
+
+  it('the example scrape config and its rule files are valid', () => {
     const result = spawnSync(PROMTOOL, ['check', 'config', join(EXAMPLES, 'prometheus.yml')], { encoding: 'utf8', timeout: 20_000 });
     expect(result.status, result.stdout + result.stderr).toBe(0);
   });
