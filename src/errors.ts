@@ -41,7 +41,9 @@ export type ErrorCode =
   | 'MEMBERSHIP_CHANGE_PENDING'
   | 'STORAGE_CORRUPT'
   | 'STORAGE_LOCKED'
-  | 'STORAGE_NODE_MISMATCH';
+  | 'STORAGE_NODE_MISMATCH'
+  /** This node stopped taking part in Raft (fail-stop); another node can take the request. */
+  | 'RAFT_FAILED';
 
 export interface ProblemDetail {
   readonly path: string;

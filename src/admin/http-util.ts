@@ -24,6 +24,7 @@ export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   NOT_LEADER: 503,
   PROPOSAL_DROPPED: 503,
   PROPOSAL_TIMEOUT: 503,
+  RAFT_FAILED: 503,
 };
 
 /** Seconds a client should wait before retrying a 503: about one election timeout. */

@@ -171,7 +171,9 @@ function clusterSummary(c: ClusterStatus): string {
       : c.membership === 'waiting-to-join'
         ? 'waiting to be added to the cluster (balancer cluster add) · '
         : '';
-  return `${standing}role ${c.role} · term ${c.term} · leader ${c.leader ?? 'none'} · commit ${c.commitIndex} · applied ${c.appliedIndex}`;
+  const summary = `${standing}role ${c.role} · term ${c.term} · leader ${c.leader ?? 'none'} · commit ${c.commitIndex} · applied ${c.appliedIndex}`;
+  if (c.failure === undefined) return summary;
+  return `${summary}\nRAFT STOPPED (${c.failure.kind}): ${c.failure.message}\n${c.failure.advice}`;
 }
 
 function membersTable(c: ClusterStatus, colour: boolean): string {

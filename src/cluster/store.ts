@@ -116,6 +116,10 @@ export class ClusterStore implements ControlPlane {
     this.readiness.add('config', () =>
       this.machine.version > 0 && options.dataPlane.ready ? null : 'no config applied yet: waiting for the cluster to commit one',
     );
+    this.readiness.add('raft', () => {
+      const failed = this.node?.failed ?? null;
+      return failed === null ? null : `raft stopped on this node (${failed.kind}: ${failed.error.message}); ${failed.advice}`;
+    });
     // Before the first config the proxy answers 503 with where the node stands, never 404 NO_ROUTE.
     options.dataPlane.describeWaiting(() => this.standingProblem() ?? 'no config applied yet: waiting for the cluster to commit one');
   }
@@ -234,15 +238,17 @@ export class ClusterStore implements ControlPlane {
       matchIndex: status.progress?.[id]?.match ?? null,
       reachable: id === this.nodeId ? true : (stats[id]?.reachable ?? null),
     }));
+    const failed = this.node.failed;
     return {
       nodeId: this.nodeId,
       role,
       membership: this.membership(),
       term: status.term,
-      leader: status.leader,
+      leader: failed === null ? status.leader : null,
       commitIndex: status.commit,
       appliedIndex: this.node.applied,
       members,
+      ...(failed === null ? {} : { failure: { kind: failed.kind, message: failed.error.message, advice: failed.advice } }),
     };
   }
 
@@ -488,6 +494,11 @@ export class ClusterStore implements ControlPlane {
         if (event.leader === this.nodeId && this.machine.version === 0) void this.seedFromFile();
         break;
       case 'failed':
+        // Every waiting call wakes up and fails fast with RAFT_FAILED instead of waiting out its deadline.
+        for (const waiter of [...this.waiters]) {
+          this.waiters.delete(waiter);
+          waiter.resolve(false);
+        }
         break;
     }
     this.recheckWaiters();
@@ -608,6 +619,10 @@ export class ClusterStore implements ControlPlane {
   /** Resolves once a leader is known; throws NO_LEADER if none shows up within two election timeouts (or the deadline). */
   private async awaitLeader(deadline: number): Promise<void> {
     if (this.stopped) throw new BalancerError('NO_LEADER', `node ${this.nodeId} is stopping`);
+    const failed = this.node.failed;
+    if (failed !== null) {
+      throw new BalancerError('RAFT_FAILED', `node ${this.nodeId} stopped taking part in the cluster (${failed.error.message}); send the request to another node`);
+    }
     if (this.node.leaderId !== null) return;
     const patience = Math.min(Math.max(0, deadline - this.clock.now()), 2 * this.node.electionTimeoutMs);
     if (await this.waitFor(() => this.node.leaderId !== null, patience)) return;
@@ -630,7 +645,7 @@ export class ClusterStore implements ControlPlane {
 
   private waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
     if (check()) return Promise.resolve(true);
-    if (timeoutMs <= 0 || this.stopped) return Promise.resolve(false);
+    if (timeoutMs <= 0 || this.stopped || this.node.failed !== null) return Promise.resolve(false);
     return new Promise((resolve) => {
       const timer = this.clock.setTimeout(() => {
         this.waiters.delete(waiter);

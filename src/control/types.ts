@@ -66,6 +66,8 @@ export interface ClusterStatus {
   readonly commitIndex: number;
   readonly appliedIndex: number;
   readonly members: readonly ClusterMember[];
+  /** Set when this node stopped taking part in Raft (fail-stop): what happened and what to do. */
+  readonly failure?: { readonly kind: string; readonly message: string; readonly advice: string };
 }
 
 export interface NodeStatus {

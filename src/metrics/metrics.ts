@@ -281,6 +281,13 @@ function createRaftMetrics(registry: Registry, p: string): RaftMetrics {
     registers,
   });
 
+  const failed = new Gauge({
+    name: `${p}raft_failed`,
+    help: '1 when this node stopped taking part in Raft after a storage failure or a broken invariant (the log says what to do); the data plane keeps serving its last config.',
+    registers,
+  });
+  failed.set(0);
+
   const proposalResults: readonly ProposalResult[] = ['committed', 'rejected', 'dropped', 'timeout'];
   const proposalChildren = new Map<ProposalResult, CounterChild>();
   for (const result of proposalResults) {
@@ -306,6 +313,7 @@ function createRaftMetrics(registry: Registry, p: string): RaftMetrics {
       child.set(reachable ? 1 : 0);
     },
     peerMessageRejected: (reason) => rejected.inc({ reason }),
+    setFailed: (value) => failed.set(value ? 1 : 0),
   };
 }
 

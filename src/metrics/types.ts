@@ -52,6 +52,8 @@ export interface RaftMetrics {
   proposal(result: ProposalResult): void;
   setPeerReachable(peer: string, reachable: boolean): void;
   peerMessageRejected(reason: 'bad_mac' | 'wrong_cluster' | 'malformed' | 'unknown_peer'): void;
+  /** The node stopped taking part in Raft (fail-stop after a storage failure or a broken invariant). */
+  setFailed(failed: boolean): void;
 }
 
 export interface Metrics {
@@ -89,6 +91,7 @@ export const noopMetrics: Metrics = {
     proposal() {},
     setPeerReachable() {},
     peerMessageRejected() {},
+    setFailed() {},
   },
   retain() {},
 };

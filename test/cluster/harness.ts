@@ -71,6 +71,10 @@ class RecordingRaftMetrics implements RaftMetrics {
     this.reachable.set(peer, reachable);
   }
   peerMessageRejected(): void {}
+  failed = false;
+  setFailed(failed: boolean): void {
+    this.failed = failed;
+  }
 }
 
 export interface TestNode {

@@ -1,4 +1,4 @@
-// A node that lost entries it had acknowledged cannot be repaired by Raft: the driver must say so, with the way out.
+// A node that lost entries it had acknowledged cannot be repaired by Raft: the driver stops (fail-stop) and says so, with the way out.
 
 import { afterEach, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -22,7 +22,7 @@ const applier: RaftApplier = {
   memberAddress: () => null,
 };
 
-it('logs an error once when a leader heartbeat shows a commit index beyond this node\'s log', async () => {
+it('stops once a leader heartbeat of the current term shows a commit index beyond this node\'s log', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'balancer-lostlog-'));
   const logger = memoryLogger('info');
   // A joining node starts with an empty log: any heartbeat committing past index 0 means entries it should hold.
@@ -44,13 +44,19 @@ it('logs an error once when a leader heartbeat shows a commit index beyond this 
     await rm(dir, { recursive: true, force: true });
   });
   const deliver = (message: Message) => (node as unknown as { onPeerMessage(m: Message): void }).onPeerMessage(message);
-  const errors = () => logger.lines.filter((line) => line['level'] === 'error' && String(line['msg']).startsWith('raft log lost entries'));
+  const errors = () => logger.lines.filter((line) => line['level'] === 'error' && String(line['msg']).startsWith('raft node stopped'));
 
   deliver({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 3, commit: 0 });
   expect(errors()).toEqual([]);
+  // A stale leader's heartbeat (an older term) proves nothing about this node's log.
+  deliver({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 2, commit: 7 });
+  expect(errors()).toEqual([]);
+  expect(node.failed).toBeNull();
   deliver({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 3, commit: 7 });
   deliver({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 3, commit: 8 });
   expect(errors().length).toBe(1);
-  expect(errors()[0]).toMatchObject({ leader: 'n1', leaderCommit: 7, lastIndex: 0 });
-  expect(String(errors()[0]!['msg'])).toMatch(/cluster remove .*join: true/);
+  expect(node.failed?.kind).toBe('lost-log');
+  expect(node.failed?.error.message).toMatch(/up to 7 .* ends at 0/);
+  expect(String(errors()[0]!['msg'])).toMatch(/lost log entries it had acknowledged.*cluster remove n2.*join: true/);
+  expect(node.basicStatus().term).toBe(3);
 });

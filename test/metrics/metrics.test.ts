@@ -22,6 +22,7 @@ const CONTRACT_FAMILIES = [
   'balancer_raft_proposals_total',
   'balancer_raft_peer_reachable',
   'balancer_raft_peer_messages_rejected_total',
+  'balancer_raft_failed',
 ];
 
 function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
@@ -100,6 +101,7 @@ describe('createMetrics', () => {
     metrics.raft.proposal('committed');
     metrics.raft.setPeerReachable('n2', false);
     metrics.raft.peerMessageRejected('bad_mac');
+    metrics.raft.setFailed(true);
     const t = await metrics.render();
     const l = { pool: 'api', backend: '10.0.0.1:80' };
     expect(sample(t, 'balancer_backend_up', l)).toBe(1);
@@ -119,6 +121,7 @@ describe('createMetrics', () => {
     expect(sample(t, 'balancer_raft_proposals_total', { result: 'timeout' })).toBe(0);
     expect(sample(t, 'balancer_raft_peer_reachable', { peer: 'n2' })).toBe(0);
     expect(sample(t, 'balancer_raft_peer_messages_rejected_total', { reason: 'bad_mac' })).toBe(1);
+    expect(sample(t, 'balancer_raft_failed', {})).toBe(1);
   });
 
   it('returns the same cached children for a backend, and the hot path never resolves labels', () => {

@@ -44,6 +44,11 @@ export class RecordingMetrics extends Watched implements RaftMetrics {
     this.reachable.set(peer, reachable);
     this.changed();
   }
+  failed = false;
+  setFailed(failed: boolean): void {
+    this.failed = failed;
+    this.changed();
+  }
   peerMessageRejected(reason: RejectReason): void {
     this.rejected.push(reason);
     this.changed();

@@ -10,11 +10,19 @@
  *
  * Every `snapshotEvery` applied entries the state machine is serialised into a snapshot, saved, and the
  * log before it compacted, in memory and on disk. A follower too far behind then gets that snapshot.
+ *
+ * Fail-stop: any error that means the log or state is not what Raft requires (a LogInvariantError or
+ * any other throw from the core while it handles a peer message, a tick or a Ready; a heartbeat showing
+ * that this node lost entries it acknowledged) and any failure to persist stops the node for good: no
+ * more ticks, votes, acknowledgements or proposals; the peer transport is closed; a 'failed' event
+ * says why and what to do, and balancer_raft_failed is 1. A node that kept voting on a broken log could
+ * help elect a leader missing committed entries; a silent node only costs the cluster one member. The
+ * state machine keeps what it applied, so the data plane keeps serving its last config.
  */
 
 import type { Clock, Random, TimerHandle } from '../../clock.js';
 import { systemClock, systemRandom } from '../../clock.js';
-import { BalancerError, errorMessage } from '../../errors.js';
+import { BalancerError, errorMessage, isBalancerError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { RaftMetrics } from '../../metrics/types.js';
 import { decodeConfChange, encodeConfChange, RawNode, type BasicStatus, type RaftStatus } from '../core/index.js';
@@ -43,11 +51,58 @@ export interface RaftApplier {
   memberAddress(id: NodeId): string | null;
 }
 
+/**
+ * Why a node stopped taking part in Raft: `storage` (persisting failed), `invariant` (the core found its
+ * log or state broken), `lost-log` (a leader's heartbeat shows entries this node acknowledged are gone),
+ * `state-machine` (applying a committed entry or snapshot threw).
+ */
+export type RaftFailureKind = 'storage' | 'invariant' | 'lost-log' | 'state-machine';
+
+export interface RaftFailure {
+  readonly kind: RaftFailureKind;
+  readonly error: Error;
+  /** What the operator should do, in a sentence or two. */
+  readonly advice: string;
+}
+
 export type RaftNodeEvent =
   | { readonly type: 'leader'; readonly leader: NodeId | null; readonly role: RaftRole; readonly term: number }
   | { readonly type: 'read'; readonly context: string; readonly index: number }
   | { readonly type: 'applied'; readonly index: number }
-  | { readonly type: 'failed'; readonly error: Error };
+  | ({ readonly type: 'failed' } & RaftFailure);
+
+/** Errors the core throws at a caller for a request it cannot take now; anything else it throws means a broken invariant. */
+const REFUSALS: ReadonlySet<string> = new Set(['NO_LEADER', 'NOT_LEADER', 'PROPOSAL_DROPPED', 'MEMBERSHIP_CHANGE_PENDING']);
+
+/** An error thrown inside the Ready loop, tagged with the step it came from. */
+class FailStop extends Error {
+  constructor(
+    readonly kind: RaftFailureKind,
+    readonly error: Error,
+  ) {
+    super(error.message, { cause: error });
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+function adviceFor(kind: RaftFailureKind, nodeId: NodeId): string {
+  const rejoin =
+    `remove it from the cluster (balancer cluster remove ${nodeId}), move its data dir aside, start it with cluster.join: true ` +
+    `and add it again (balancer cluster add ${nodeId} ADDRESS); it then catches up from the leader`;
+  switch (kind) {
+    case 'storage':
+      return 'Persisting Raft state failed: check the disk under the data dir (space, permissions, I/O errors), then restart the node; it recovers from its write-ahead log.';
+    case 'lost-log':
+      return `This node lost log entries it had acknowledged (a wiped or restored data dir, or a disk that lost writes); Raft cannot repair that by itself: ${rejoin}.`;
+    case 'invariant':
+      return `Its Raft log or state is not what Raft requires (a damaged or replaced data dir, or a bug). Restart it once, keeping the data dir; if it stops again, ${rejoin}.`;
+    case 'state-machine':
+      return `Applying a committed entry or snapshot failed (a log written by another balancer version, or a bug). Restart it once; if it stops again, ${rejoin}.`;
+  }
+}
 
 export interface RaftNodeOptions {
   readonly nodeId: NodeId;
@@ -100,7 +155,7 @@ export class RaftNode {
   private loop: Promise<void> | null = null;
   private scheduled = false;
   private stopped = false;
-  private failure: Error | null = null;
+  private failure: RaftFailure | null = null;
   private appliedIndex = 0;
   private snapshotIndex = 0;
   private leader: NodeId | null = null;
@@ -210,6 +265,11 @@ export class RaftNode {
     return this.stopped;
   }
 
+  /** Set once the node failed and stopped taking part in Raft (see the module comment). */
+  get failed(): RaftFailure | null {
+    return this.failure;
+  }
+
   on(listener: (event: RaftNodeEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -238,9 +298,7 @@ export class RaftNode {
 
   /** Proposes a command; throws NO_LEADER / PROPOSAL_DROPPED at once when the core cannot take it. */
   propose(data: string, requestId: string): void {
-    this.checkUsable();
-    this.rawNode.propose(data, requestId);
-    this.kick();
+    this.request(() => this.rawNode.propose(data, requestId));
   }
 
   /**
@@ -252,8 +310,7 @@ export class RaftNode {
     this.checkUsable();
     const status = this.rawNode.basicStatus();
     if (status.role === 'leader') {
-      this.rawNode.proposeConfChange(change);
-      this.kick();
+      this.request(() => this.rawNode.proposeConfChange(change));
       return;
     }
     if (status.leader === null) throw new BalancerError('NO_LEADER', `node ${this.id} knows no leader`);
@@ -263,15 +320,11 @@ export class RaftNode {
 
   /** Asks for a linearizable read point; a 'read' event with this context follows (or nothing, if the leader is lost). */
   readIndex(context: string): void {
-    this.checkUsable();
-    this.rawNode.readIndex(context);
-    this.kick();
+    this.request(() => this.rawNode.readIndex(context));
   }
 
   transferLeader(to: NodeId): void {
-    this.checkUsable();
-    this.rawNode.transferLeader(to);
-    this.kick();
+    this.request(() => this.rawNode.transferLeader(to));
   }
 
   /** Stops ticking, closes the transport, lets the Ready in progress finish and releases the data dir. Idempotent. */
@@ -290,38 +343,60 @@ export class RaftNode {
   // ---- inputs ----
 
   private checkUsable(): void {
-    if (this.failure !== null) throw new BalancerError('INTERNAL', `raft node failed: ${this.failure.message}`, { cause: this.failure });
+    if (this.failure !== null) {
+      throw new BalancerError('RAFT_FAILED', `raft node ${this.id} stopped taking part in the cluster after a failure (${this.failure.error.message}); send the request to another node`, { cause: this.failure.error });
+    }
     if (this.stopped) throw new BalancerError('NO_LEADER', `raft node ${this.id} is stopped`);
   }
 
+  /** A local request to the core: its refusals go back to the caller; anything else it throws stops the node. */
+  private request(call: () => void): void {
+    this.checkUsable();
+    try {
+      call();
+    } catch (error) {
+      if (!(error instanceof BalancerError && REFUSALS.has(error.code))) this.fail('invariant', error);
+      throw error;
+    }
+    this.kick();
+  }
+
+  /** An input from time or the network: whatever the core throws here means its state is broken. */
   private input(step: () => void): void {
     if (this.stopped || this.failure !== null) return;
-    step();
+    try {
+      step();
+    } catch (error) {
+      this.fail('invariant', error);
+      return;
+    }
     this.kick();
   }
 
   private onPeerMessage(message: Message): void {
-    this.detectLostLog(message);
+    if (this.stopped || this.failure !== null) return;
+    if (this.lostLog(message)) return;
     this.input(() => this.rawNode.step(message));
   }
 
-  private lostLogReported = false;
-
   /**
    * A leader's heartbeat never carries a commit index above what this node acknowledged holding, so one above our
-   * last index means this node lost acknowledged entries (a wiped or restored data dir, or a torn tail that was
-   * acknowledged). Raft cannot repair that by itself (the leader never probes below an acknowledged match, as in
-   * etcd); say so loudly, with the way out, instead of serving reads that silently time out.
+   * last index (in a term not older than ours) means this node lost acknowledged entries: a wiped or restored data
+   * dir, or a disk that lost writes. Raft cannot repair that by itself (the leader never probes below an acknowledged
+   * match, as in etcd), and a node in that state must not vote: fail-stop, with the way out.
    */
-  private detectLostLog(message: Message): void {
-    if (message.type !== 'MsgHeartbeat' || this.lostLogReported) return;
-    const lastIndex = this.memory.lastIndex();
-    if ((message.commit ?? 0) <= lastIndex) return;
-    this.lostLogReported = true;
-    this.logger.error(
-      'raft log lost entries this node had acknowledged: it cannot catch up by itself. Remove it (balancer cluster remove ID), wipe its data dir, start it with cluster.join: true and add it again',
-      { node: this.id, leader: message.from, leaderCommit: message.commit, lastIndex },
+  private lostLog(message: Message): boolean {
+    if (message.type !== 'MsgHeartbeat') return false;
+    // The core's view, not the persisted one: entries still on their way to disk are not lost.
+    const { term, lastIndex } = this.rawNode.basicStatus();
+    if (message.term < term) return false;
+    const leaderCommit = message.commit ?? 0;
+    if (leaderCommit <= lastIndex) return false;
+    this.fail(
+      'lost-log',
+      new BalancerError('STORAGE_CORRUPT', `leader ${message.from} says entries up to ${leaderCommit} are committed here, but this node's log ends at ${lastIndex}`),
     );
+    return true;
   }
 
   private scheduleTick(): void {
@@ -356,52 +431,78 @@ export class RaftNode {
         await this.maybeSnapshot();
       }
     } catch (error) {
-      this.fail(error);
+      if (error instanceof FailStop) this.fail(error.kind, error.error);
+      else this.fail('invariant', error);
+    }
+  }
+
+  /** Runs one synchronous step of a Ready; a throw is tagged with what it means for the operator. */
+  private step<T>(kind: RaftFailureKind, work: () => T): T {
+    try {
+      return work();
+    } catch (error) {
+      throw new FailStop(kind, asError(error));
+    }
+  }
+
+  private async persist(work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      // Our own refusals to persist (a gap in the entries) mean the core handed us a broken log; the rest is the disk.
+      throw new FailStop(isBalancerError(error, 'INTERNAL') && error.message.startsWith('refusing') ? 'invariant' : 'storage', asError(error));
     }
   }
 
   private async handleReady(ready: Ready): Promise<void> {
     // 1. persist: nothing below may depend on state that is not on disk.
-    if (ready.snapshot !== undefined) {
-      // One atomic step: a crash leaves either the old log or the snapshot with its hard state, never a mix.
-      await this.disk.saveSnapshot(ready.snapshot, ready.hardState, ready.entries);
-      this.memory.applySnapshot(ready.snapshot);
-    } else {
-      await this.disk.save(ready.hardState, ready.entries);
-    }
-    if (ready.hardState !== undefined) this.memory.setHardState(ready.hardState);
-    this.memory.append(ready.entries);
+    await this.persist(() =>
+      ready.snapshot !== undefined
+        ? // One atomic step: a crash leaves either the old log or the snapshot with its hard state, never a mix.
+          this.disk.saveSnapshot(ready.snapshot, ready.hardState, ready.entries)
+        : this.disk.save(ready.hardState, ready.entries),
+    );
+    this.step('invariant', () => {
+      if (ready.snapshot !== undefined) this.memory.applySnapshot(ready.snapshot);
+      if (ready.hardState !== undefined) this.memory.setHardState(ready.hardState);
+      this.memory.append(ready.entries);
+    });
     if (this.stopped) return;
 
     // 2. send.
     if (ready.messages.length > 0) this.transport.send(ready.messages);
 
     // 3. apply.
+    const applier = this.options.applier;
     if (ready.snapshot !== undefined) {
-      this.options.applier.restoreSnapshot(ready.snapshot);
-      this.appliedIndex = ready.snapshot.metadata.index;
-      this.snapshotIndex = ready.snapshot.metadata.index;
-      this.logger.info('raft snapshot restored', { node: this.id, index: ready.snapshot.metadata.index });
+      const snapshot = ready.snapshot;
+      this.step('state-machine', () => applier.restoreSnapshot(snapshot));
+      this.appliedIndex = snapshot.metadata.index;
+      this.snapshotIndex = snapshot.metadata.index;
+      this.logger.info('raft snapshot restored', { node: this.id, index: snapshot.metadata.index });
       this.refreshPeers();
     }
     let membershipChanged = false;
     for (const entry of ready.committedEntries) {
       if (entry.index <= this.appliedIndex) continue;
       if (entry.type === 'conf-change') {
-        const change = decodeConfChange(entry.data);
-        this.rawNode.applyConfChange(change);
-        this.options.applier.applyConfChange(entry, change);
+        const change = this.step('invariant', () => {
+          const decoded = decodeConfChange(entry.data);
+          this.rawNode.applyConfChange(decoded);
+          return decoded;
+        });
+        this.step('state-machine', () => applier.applyConfChange(entry, change));
         membershipChanged = true;
         this.logger.info('raft membership changed', { node: this.id, change: change.type, member: change.nodeId, index: entry.index });
       } else {
-        this.options.applier.applyEntry(entry);
+        this.step('state-machine', () => applier.applyEntry(entry));
       }
       this.appliedIndex = entry.index;
     }
     if (membershipChanged) this.refreshPeers();
 
     // 4. advance.
-    this.rawNode.advance();
+    this.step('invariant', () => this.rawNode.advance());
 
     if (ready.softState !== undefined) this.noteSoftState(ready.softState.leader, ready.softState.role);
     const status = this.rawNode.basicStatus();
@@ -432,23 +533,30 @@ export class RaftNode {
   private async maybeSnapshot(): Promise<void> {
     if (this.appliedIndex - this.snapshotIndex < this.snapshotEvery) return;
     const index = this.appliedIndex;
-    const snapshot = this.memory.createSnapshot(index, this.rawNode.status().confState, this.options.applier.snapshotData());
-    await this.disk.saveSnapshot(snapshot);
-    this.memory.compact(index);
+    const data = this.step('state-machine', () => this.options.applier.snapshotData());
+    const snapshot = this.step('invariant', () => this.memory.createSnapshot(index, this.rawNode.status().confState, data));
+    await this.persist(() => this.disk.saveSnapshot(snapshot));
+    this.step('invariant', () => this.memory.compact(index));
     this.snapshotIndex = index;
     this.logger.info('raft snapshot taken', { node: this.id, index });
   }
 
-  private fail(error: unknown): void {
-    const failure = error instanceof Error ? error : new Error(String(error));
+  /** Fail-stop (see the module comment); the first failure wins. */
+  private fail(kind: RaftFailureKind, cause: unknown): void {
+    if (this.failure !== null || this.stopped) return;
+    const failure: RaftFailure = { kind, error: asError(cause), advice: adviceFor(kind, this.id) };
     this.failure = failure;
     if (this.tickTimer !== null) this.clock.clearTimeout(this.tickTimer);
     this.tickTimer = null;
+    this.leader = null;
     this.metrics.setIsLeader(false);
-    // A node that cannot persist must not vote or acknowledge anything again: it goes silent.
-    this.logger.error('raft node failed; it no longer takes part in the cluster', { node: this.id, error: failure });
-    void this.transport.stop();
-    this.emit({ type: 'failed', error: failure });
+    this.metrics.setFailed(true);
+    this.logger.error(
+      `raft node stopped: it no longer votes, acknowledges or proposes anything; the data plane keeps serving the last applied config. ${failure.advice}`,
+      { node: this.id, failure: kind, error: failure.error, appliedIndex: this.appliedIndex },
+    );
+    void this.transport?.stop();
+    this.emit({ type: 'failed', ...failure });
   }
 
   private emit(event: RaftNodeEvent): void {
