@@ -1,4 +1,4 @@
-// The replicated state machine of a balancer cluster: config commands, request-id dedupe and membership with addresses; pure, snapshotable.
+// The replicated state machine of a balancer cluster: config commands, request-id dedupe, membership with addresses and data dir identities; pure, snapshotable.
 
 /*
  * Every node applies every committed entry through here, in log order, so everything in this file must be
@@ -7,6 +7,12 @@
  * reducer (and so the same validator) as on a single node, with the entry's log index as the new version.
  * A request id seen before answers with the stored outcome and changes nothing, which is what lets a
  * client retry a proposal (same id, any node) without it taking effect twice.
+ *
+ * Identity: the cluster id and each member's data dir incarnation are recorded here by `record-identity`
+ * commands (the leader proposes one for what it has seen in authenticated handshakes). A recorded value
+ * is never overwritten: the cluster id is set once, and a member's incarnation goes only with the member
+ * (a `remove` conf change), so a member whose data dir was replaced stays refused until it is removed
+ * and added again. Recording does not change the config version.
  */
 
 import { RequestDedupe, type DedupeSnapshot } from '../raft/core/dedupe.js';
@@ -17,9 +23,18 @@ import type { PlainReplicated } from '../control/types.js';
 import { BalancerError } from '../errors.js';
 import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from './commands.js';
 
+/** Records what the cluster has not recorded yet: its id, and the incarnations of members that have none. */
+export interface RecordIdentityCommand {
+  readonly type: 'record-identity';
+  readonly clusterId?: string;
+  readonly incarnations: Readonly<Record<string, string>>;
+}
+
+export type ClusterCommand = ConfigCommand | RecordIdentityCommand;
+
 export interface ProposalEnvelope {
   readonly requestId: string;
-  readonly command: ConfigCommand;
+  readonly command: ClusterCommand;
 }
 
 /** What a command came to; stored in the dedupe table as JSON, so a retry gets the same answer. */
@@ -32,6 +47,8 @@ export interface ClusterMemberRecord {
   /** Where peers reach the member, as given to `cluster add`; null for members of the bootstrap peers list. */
   readonly address: string | null;
   readonly voter: boolean;
+  /** The member's data dir incarnation once recorded. */
+  readonly incarnation?: string;
 }
 
 export interface StateMachineSnapshot {
@@ -40,6 +57,8 @@ export interface StateMachineSnapshot {
   readonly config: PlainReplicated;
   readonly members: readonly ClusterMemberRecord[];
   readonly dedupe: DedupeSnapshot;
+  /** Absent in snapshots taken before identities were recorded. */
+  readonly clusterId?: string | null;
 }
 
 export type AppliedEffect =
@@ -72,6 +91,7 @@ function decodeEnvelope(data: string): ProposalEnvelope | string {
 export class ConfigStateMachine {
   private configState: ConfigState = EMPTY_CONFIG_STATE;
   private readonly memberMap = new Map<string, ClusterMemberRecord>();
+  private recordedClusterId: string | null = null;
   private dedupe: RequestDedupe;
 
   constructor(dedupeCapacity?: number) {
@@ -94,6 +114,11 @@ export class ConfigStateMachine {
     return this.memberMap.get(id);
   }
 
+  /** The cluster's id, once recorded. */
+  get clusterId(): string | null {
+    return this.recordedClusterId;
+  }
+
   /** Applies a committed normal or empty entry. Never throws: a bad entry is reported, and skipped alike on every node. */
   applyEntry(entry: Entry): AppliedEffect {
     if (entry.type === 'empty' || entry.data === '') return { kind: 'noop' };
@@ -104,6 +129,12 @@ export class ConfigStateMachine {
     const stored = this.dedupe.lookup(requestId);
     if (stored !== undefined) {
       return { kind: 'command', requestId, outcome: JSON.parse(stored) as CommandOutcome, duplicate: true };
+    }
+    if (envelope.command.type === 'record-identity') {
+      this.recordIdentity(envelope.command);
+      const outcome: CommandOutcome = { ok: true, version: this.configState.version };
+      this.dedupe.record(requestId, JSON.stringify(outcome));
+      return { kind: 'command', requestId, outcome, duplicate: false };
     }
     const result = applyCommand(this.configState, envelope.command, entry.index);
     let outcome: CommandOutcome;
@@ -128,7 +159,19 @@ export class ConfigStateMachine {
       id: cc.nodeId,
       address: cc.address ?? previous?.address ?? null,
       voter: cc.type === 'add-voter',
+      // Promoting a learner keeps what was recorded for it.
+      ...(previous?.incarnation === undefined ? {} : { incarnation: previous.incarnation }),
     });
+  }
+
+  private recordIdentity(command: RecordIdentityCommand): void {
+    if (this.recordedClusterId === null && typeof command.clusterId === 'string') this.recordedClusterId = command.clusterId;
+    const incarnations = typeof command.incarnations === 'object' && command.incarnations !== null ? command.incarnations : {};
+    for (const [id, incarnation] of Object.entries(incarnations)) {
+      const member = this.memberMap.get(id);
+      if (member === undefined || member.incarnation !== undefined || typeof incarnation !== 'string') continue;
+      this.memberMap.set(id, { ...member, incarnation });
+    }
   }
 
   snapshot(): string {
@@ -138,6 +181,7 @@ export class ConfigStateMachine {
       config: toPlainReplicated(this.configState.config) as PlainReplicated,
       members: this.members(),
       dedupe: this.dedupe.toJSON(),
+      clusterId: this.recordedClusterId,
     };
     return JSON.stringify(snapshot);
   }
@@ -164,7 +208,15 @@ export class ConfigStateMachine {
     }
     this.configState = state;
     this.memberMap.clear();
-    for (const member of parsed.members) this.memberMap.set(member.id, { id: member.id, address: member.address, voter: member.voter });
+    for (const member of parsed.members) {
+      this.memberMap.set(member.id, {
+        id: member.id,
+        address: member.address,
+        voter: member.voter,
+        ...(typeof member.incarnation === 'string' ? { incarnation: member.incarnation } : {}),
+      });
+    }
+    this.recordedClusterId = typeof parsed.clusterId === 'string' ? parsed.clusterId : null;
     this.dedupe = RequestDedupe.fromJSON(parsed.dedupe);
   }
 }

@@ -13,7 +13,7 @@
  * applied up to that index.
  */
 
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Clock, Random } from '../clock.js';
 import { systemClock } from '../clock.js';
@@ -46,7 +46,7 @@ import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
 import { sameReplicated, type ConfigCommand } from './commands.js';
 import { ConfigFileSync } from './config-file.js';
-import { ConfigStateMachine, encodeEnvelope, type CommandOutcome } from './state-machine.js';
+import { ConfigStateMachine, encodeEnvelope, type ClusterCommand, type CommandOutcome } from './state-machine.js';
 
 export const CLUSTER_STORE_DEFAULTS = Object.freeze({
   /** Longest any admin call waits for the cluster before answering 503. */
@@ -102,6 +102,7 @@ export class ClusterStore implements ControlPlane {
   private readonly waiters = new Set<Waiter>();
   private servedVersion = 0;
   private seeding = false;
+  private recordingIdentities = false;
   private editGeneration = 0;
   private stopped = false;
   /** The log index of the applied entry that removed this node (null: not removed, or re-added since). */
@@ -177,6 +178,8 @@ export class ClusterStore implements ControlPlane {
       ...(options.random === undefined ? {} : { random: options.random }),
     });
     store.node.on((event) => store.onNodeEvent(event));
+    // The node replayed its committed log before it started listening: serve what that applied.
+    store.serveAppliedConfig();
     if (offlineEdit !== null) void store.proposeOfflineEdit(offlineEdit);
     return store;
   }
@@ -237,6 +240,7 @@ export class ClusterStore implements ControlPlane {
       voter: voters.includes(id),
       matchIndex: status.progress?.[id]?.match ?? null,
       reachable: id === this.nodeId ? true : (stats[id]?.reachable ?? null),
+      incarnation: this.machine.member(id)?.incarnation ?? null,
     }));
     const failed = this.node.failed;
     return {
@@ -248,6 +252,7 @@ export class ClusterStore implements ControlPlane {
       commitIndex: status.commit,
       appliedIndex: this.node.applied,
       members,
+      clusterId: this.machine.clusterId,
       ...(failed === null ? {} : { failure: { kind: failed.kind, message: failed.error.message, advice: failed.advice } }),
     };
   }
@@ -479,6 +484,8 @@ export class ClusterStore implements ControlPlane {
       },
       snapshotData: () => this.machine.snapshot(),
       memberAddress: (id: NodeId) => this.machine.member(id)?.address ?? null,
+      memberIncarnation: (id: NodeId) => this.machine.member(id)?.incarnation ?? null,
+      clusterId: () => this.machine.clusterId,
     };
   }
 
@@ -486,12 +493,17 @@ export class ClusterStore implements ControlPlane {
     switch (event.type) {
       case 'applied':
         this.serveAppliedConfig();
+        this.recordIdentities();
+        break;
+      case 'peer':
+        this.recordIdentities();
         break;
       case 'read':
         if (this.reads.has(event.context)) this.reads.set(event.context, event.index);
         break;
       case 'leader':
         if (event.leader === this.nodeId && this.machine.version === 0) void this.seedFromFile();
+        this.recordIdentities();
         break;
       case 'failed':
         // Every waiting call wakes up and fails fast with RAFT_FAILED instead of waiting out its deadline.
@@ -514,6 +526,40 @@ export class ClusterStore implements ControlPlane {
     void this.fileSync.writeBack(version, config).catch((error: unknown) => {
       this.options.logger.error('config file write-back failed', { error: errorMessage(error) });
     });
+  }
+
+  /**
+   * The leader records what the cluster has not recorded yet: a cluster id (made here, once), and the data dir
+   * incarnation of each member it has heard in an authenticated handshake (its own from its data dir). Bootstrap
+   * members get theirs once the first leader hears them; a member added with `cluster add` once the leader
+   * reaches it. One proposal at a time; the next event tries again if something is still missing.
+   */
+  private recordIdentities(): void {
+    if (this.recordingIdentities || this.stopped || this.node.failed !== null || this.node.leaderId !== this.nodeId) return;
+    const { voters, learners } = this.node.status().confState;
+    const incarnations: Record<string, string> = {};
+    for (const id of [...voters, ...learners]) {
+      const member = this.machine.member(id);
+      if (member === undefined || member.incarnation !== undefined) continue;
+      const seen = id === this.nodeId ? this.node.identity.incarnation : this.node.peerIdentity(id)?.incarnation;
+      if (seen !== null && seen !== undefined) incarnations[id] = seen;
+    }
+    const needClusterId = this.machine.clusterId === null;
+    if (!needClusterId && Object.keys(incarnations).length === 0) return;
+    const command: ClusterCommand = {
+      type: 'record-identity',
+      ...(needClusterId ? { clusterId: randomBytes(16).toString('hex') } : {}),
+      incarnations,
+    };
+    this.recordingIdentities = true;
+    void this.submit(command)
+      .then(
+        () => this.options.logger.info('cluster identity recorded', { node: this.nodeId, clusterId: this.machine.clusterId, incarnations }),
+        (error: unknown) => this.options.logger.debug('recording cluster identities failed; the next leader event retries', { error: errorMessage(error) }),
+      )
+      .finally(() => {
+        this.recordingIdentities = false;
+      });
   }
 
   /** A fresh cluster's first leader proposes its own file's routes and pools; CAS on version 0 lets only one seed win. */
@@ -549,7 +595,7 @@ export class ClusterStore implements ControlPlane {
    * Proposes `command` and resolves with its outcome once this node applied it; a refused command
    * rejects with its code. Lost proposals are retried with the same request id until the deadline.
    */
-  private async submit(command: ConfigCommand, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true }> {
+  private async submit(command: ClusterCommand, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true }> {
     const metrics = this.options.metrics.raft;
     const data = encodeEnvelope({ requestId, command });
     const deadline = this.clock.now() + this.writeTimeoutMs;

@@ -55,6 +55,8 @@ export interface ClusterMember {
   /** Known only on the leader; null elsewhere. */
   readonly matchIndex: number | null;
   readonly reachable: boolean | null;
+  /** The data dir incarnation the cluster recorded for the member (null until recorded); a node presenting another is refused. */
+  readonly incarnation?: string | null;
 }
 
 export interface ClusterStatus {
@@ -66,6 +68,8 @@ export interface ClusterStatus {
   readonly commitIndex: number;
   readonly appliedIndex: number;
   readonly members: readonly ClusterMember[];
+  /** The cluster's recorded id (null until the first leader records it). */
+  readonly clusterId?: string | null;
   /** Set when this node stopped taking part in Raft (fail-stop): what happened and what to do. */
   readonly failure?: { readonly kind: string; readonly message: string; readonly advice: string };
 }

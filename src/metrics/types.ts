@@ -51,7 +51,7 @@ export interface RaftMetrics {
   leaderChanged(): void;
   proposal(result: ProposalResult): void;
   setPeerReachable(peer: string, reachable: boolean): void;
-  peerMessageRejected(reason: 'bad_mac' | 'wrong_cluster' | 'malformed' | 'unknown_peer'): void;
+  peerMessageRejected(reason: 'bad_mac' | 'wrong_cluster' | 'malformed' | 'unknown_peer' | 'unknown_incarnation'): void;
   /** The node stopped taking part in Raft (fail-stop after a storage failure or a broken invariant). */
   setFailed(failed: boolean): void;
 }

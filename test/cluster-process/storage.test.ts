@@ -1,10 +1,10 @@
-// Damaged data dirs with real processes: a torn WAL tail is dropped and the node catches up; a flipped byte before the tail refuses to start.
+// Damaged data dirs with real processes: a torn WAL tail is dropped and the node catches up; a flipped byte before the tail refuses to start; a wiped dir is refused under its old id.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestBackend } from '../helpers/backend.js';
-import { startSeededCluster, ProcessCluster } from '../helpers/cluster-harness.js';
+import { startSeededCluster, ProcessCluster, sumMetric, until } from '../helpers/cluster-harness.js';
 
 const ids = ['n1', 'n2', 'n3'];
 const MAGIC = Buffer.from('BWL1', 'latin1');
@@ -98,6 +98,43 @@ describe('damaged Raft data dirs', () => {
     await rm(cluster.node(victim).dataDir, { recursive: true, force: true });
     const version = await edit(leader);
     await cluster.start(victim, { join: true, freshFile: true });
+    const added = await cluster.api(leader, 'POST', '/api/v1/cluster/members', { body: { id: victim, address: `127.0.0.1:${cluster.node(victim).raftPort}` } });
+    expect(added.status, added.body).toBe(200);
+    const [view] = await cluster.waitForVersion([victim], version);
+    expect(view!.pools['web']!.backends[0]!.weight).toBe(weight);
+  });
+
+  it('refuses a member whose data dir was wiped and which restarted under its old id, until it is removed and added again', async () => {
+    const leader = await cluster.waitForLeader(ids);
+    // The leader records every member's data dir incarnation once it has heard them.
+    await until(async () => {
+      const info = (await cluster.clusterInfo(leader)) as unknown as { members: Array<{ incarnation?: string | null }> };
+      return info.members.length === 3 && info.members.every((m) => typeof m.incarnation === 'string') ? true : undefined;
+    }, 'incarnations recorded');
+    const victim = ids.find((id) => id !== leader)!;
+    const others = ids.filter((id) => id !== victim);
+    await cluster.kill(victim);
+    await rm(cluster.node(victim).dataDir, { recursive: true, force: true });
+    const refusals = async () => Promise.all(others.map(async (id) => sumMetric(await cluster.metrics(id), 'balancer_raft_peer_messages_rejected_total{reason="unknown_incarnation"}')));
+    expect(await refusals()).toEqual([0, 0]);
+
+    // Started again as if nothing happened: same id, same file, an empty data dir.
+    await cluster.start(victim);
+    await until(async () => ((await refusals()).every((count) => count > 0) ? true : undefined), 'both members to refuse the wiped node');
+    const run = cluster.node(victim).current;
+    await run.waitFor((line) => line['msg'] === 'a raft peer refuses this node', 'the refusal in the wiped node\'s log', 5_000);
+    const refusal = others.flatMap((id) => cluster.node(id).current.lines).find((line) => line['reason'] === 'unknown_incarnation');
+    expect(String(refusal?.['detail'])).toMatch(/balancer cluster remove .*balancer cluster add/);
+    // It has no say: the others commit without it, and it serves no config of the cluster's.
+    const version = await edit(leader);
+    await cluster.waitForVersion(others, version);
+    expect((await cluster.api(victim, 'GET', '/api/v1/config', { timeoutMs: 10_000 })).status).toBe(503);
+
+    const removed = await cluster.api(leader, 'DELETE', `/api/v1/cluster/members/${victim}`);
+    expect(removed.status, removed.body).toBe(200);
+    await cluster.kill(victim);
+    await rm(cluster.node(victim).dataDir, { recursive: true, force: true });
+    await cluster.start(victim, { join: true });
     const added = await cluster.api(leader, 'POST', '/api/v1/cluster/members', { body: { id: victim, address: `127.0.0.1:${cluster.node(victim).raftPort}` } });
     expect(added.status, added.body).toBe(200);
     const [view] = await cluster.waitForVersion([victim], version);

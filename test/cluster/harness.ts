@@ -70,7 +70,10 @@ class RecordingRaftMetrics implements RaftMetrics {
   setPeerReachable(peer: string, reachable: boolean): void {
     this.reachable.set(peer, reachable);
   }
-  peerMessageRejected(): void {}
+  readonly rejected: string[] = [];
+  peerMessageRejected(reason: string): void {
+    this.rejected.push(reason);
+  }
   failed = false;
   setFailed(failed: boolean): void {
     this.failed = failed;

@@ -1,13 +1,13 @@
 // The cluster state machine: commands by log index, request-id dedupe, CAS, membership with addresses, snapshot determinism.
 
 import { describe, expect, it } from 'vitest';
-import { ConfigStateMachine, encodeEnvelope } from '../../src/cluster/state-machine.js';
+import { ConfigStateMachine, encodeEnvelope, type ClusterCommand } from '../../src/cluster/state-machine.js';
 import type { ConfigCommand } from '../../src/cluster/commands.js';
 import type { Entry } from '../../src/raft/core/types.js';
 
 const webConfig = { routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001', id: 'a' }] } } };
 
-function entry(index: number, requestId: string, command: ConfigCommand): Entry {
+function entry(index: number, requestId: string, command: ClusterCommand): Entry {
   return { term: 1, index, type: 'normal', data: encodeEnvelope({ requestId, command }), requestId };
 }
 
@@ -81,6 +81,48 @@ describe('ConfigStateMachine', () => {
     expect(machine.member('n1')).toEqual({ id: 'n1', address: null, voter: true });
     machine.applyConfChange({ type: 'remove', nodeId: 'n4' });
     expect(machine.member('n4')).toBeUndefined();
+  });
+
+  it('records the cluster id once and each member\'s incarnation once; only remove and add again changes it', () => {
+    const machine = new ConfigStateMachine();
+    for (const id of ['n1', 'n2', 'n3']) machine.applyConfChange({ type: 'add-voter', nodeId: id });
+    machine.applyEntry(entry(1, 'seed', { type: 'set-config', config: webConfig }));
+    const first = machine.applyEntry(entry(2, 'id-1', { type: 'record-identity', clusterId: 'c1c1c1c1', incarnations: { n1: 'a1a1a1a1', n9: 'f9f9f9f9' } }));
+    expect(first).toMatchObject({ kind: 'command', outcome: { ok: true, version: 1 } });
+    // Recording is no config change.
+    expect(machine.version).toBe(1);
+    expect(machine.clusterId).toBe('c1c1c1c1');
+    expect(machine.member('n1')?.incarnation).toBe('a1a1a1a1');
+    expect(machine.member('n9')).toBeUndefined();
+
+    machine.applyEntry(entry(3, 'id-2', { type: 'record-identity', clusterId: 'c2c2c2c2', incarnations: { n1: 'b1b1b1b1', n2: 'a2a2a2a2' } }));
+    expect(machine.clusterId).toBe('c1c1c1c1');
+    expect(machine.member('n1')?.incarnation).toBe('a1a1a1a1');
+    expect(machine.member('n2')?.incarnation).toBe('a2a2a2a2');
+
+    machine.applyConfChange({ type: 'add-learner', nodeId: 'n4', address: '127.0.0.1:7004' });
+    machine.applyEntry(entry(4, 'id-3', { type: 'record-identity', incarnations: { n4: 'a4a4a4a4' } }));
+    machine.applyConfChange({ type: 'add-voter', nodeId: 'n4' });
+    expect(machine.member('n4')).toMatchObject({ voter: true, incarnation: 'a4a4a4a4', address: '127.0.0.1:7004' });
+
+    machine.applyConfChange({ type: 'remove', nodeId: 'n2' });
+    machine.applyConfChange({ type: 'add-voter', nodeId: 'n2', address: '127.0.0.1:7002' });
+    expect(machine.member('n2')?.incarnation).toBeUndefined();
+    machine.applyEntry(entry(5, 'id-4', { type: 'record-identity', incarnations: { n2: 'b2b2b2b2' } }));
+    expect(machine.member('n2')?.incarnation).toBe('b2b2b2b2');
+
+    const restored = new ConfigStateMachine();
+    restored.restore(machine.snapshot());
+    expect(restored.clusterId).toBe('c1c1c1c1');
+    expect(restored.members()).toEqual(machine.members());
+    // A snapshot from before identities were recorded restores with none.
+    const older = JSON.parse(machine.snapshot()) as Record<string, unknown>;
+    delete older['clusterId'];
+    older['members'] = (older['members'] as Array<Record<string, unknown>>).map(({ incarnation: _dropped, ...rest }) => rest);
+    const fromOlder = new ConfigStateMachine();
+    fromOlder.restore(JSON.stringify(older));
+    expect(fromOlder.clusterId).toBeNull();
+    expect(fromOlder.member('n1')?.incarnation).toBeUndefined();
   });
 
   it('restores from a snapshot to an identical state that keeps deduplicating', () => {

@@ -329,3 +329,107 @@ describe('PeerTransport', () => {
     expect(Object.keys(b!.transport.stats()).sort()).toEqual(['n3', 'n4']);
   });
 });
+
+describe('PeerTransport identities', () => {
+  const identity = (incarnation: string, clusterId: string | null = null) => () => ({ incarnation, clusterId });
+
+  it('tells each side who the other is, from authenticated handshakes only', async () => {
+    const seen = new Map<string, Array<{ peer: string; incarnation: string | null; clusterId: string | null }>>();
+    const observer = (self: string) => (peer: string, id: { incarnation: string | null; clusterId: string | null }) =>
+      seen.set(self, [...(seen.get(self) ?? []), { peer, ...id }]);
+    const a = await startNode('n1', { identity: identity('aaaaaaaa11111111', 'c0ffee00c0ffee00'), onPeerIdentity: observer('n1') });
+    const b = await startNode('n2', { identity: identity('bbbbbbbb22222222'), onPeerIdentity: observer('n2') });
+    a.transport.updatePeers({ n2: b.address });
+    b.transport.updatePeers({ n1: a.address });
+    a.transport.send([heartbeat('n1', 'n2')]);
+    b.transport.send([heartbeat('n2', 'n1')]);
+    await b.inbox.until(() => b.inbox.items.length === 1);
+    await a.inbox.until(() => a.inbox.items.length === 1);
+    expect(seen.get('n1')).toContainEqual({ peer: 'n2', incarnation: 'bbbbbbbb22222222', clusterId: null });
+    expect(seen.get('n2')).toContainEqual({ peer: 'n1', incarnation: 'aaaaaaaa11111111', clusterId: 'c0ffee00c0ffee00' });
+  });
+
+  it('refuses a member presenting another incarnation: counted, logged with the way back, and told to the refused node', async () => {
+    const serverLog = memoryLogger('warn');
+    const clientLog = memoryLogger('warn');
+    const detail = 'node "n1" presents data dir incarnation 99999999, but the cluster knows "n1" as incarnation 11111111: remove and add it again';
+    const server = await startNode('n2', {
+      logger: serverLog,
+      identity: identity('22222222'),
+      checkPeer: (peer, presented) => (peer === 'n1' && presented.incarnation !== '11111111' ? { reason: 'unknown_incarnation', detail } : null),
+    });
+    const wiped = await startNode('n1', { logger: clientLog, identity: identity('99999999') });
+    server.transport.updatePeers({ n1: '127.0.0.1:1' });
+    wiped.transport.updatePeers({ n2: server.address });
+    wiped.transport.send([heartbeat('n1', 'n2')]);
+    await server.metrics.until(() => server.metrics.count('unknown_incarnation') >= 2, 5000, 'repeated refusals');
+    expect(server.inbox.items).toEqual([]);
+    expect(serverLog.lines.find((line) => line['msg'] === 'rejected peer traffic')).toMatchObject({ reason: 'unknown_incarnation', detail, peer: 'n1' });
+    // The refused node hears why (once per interval), so its own log says what to do.
+    expect(clientLog.lines.filter((line) => line['msg'] === 'a raft peer refuses this node')).toEqual([expect.objectContaining({ peer: 'n2', detail })]);
+    expect(wiped.metrics.reachable.get('n2')).toBe(false);
+  });
+
+  it('refuses a server whose identity its own checks reject', async () => {
+    const server = await startNode('n2', { identity: identity('22222222', 'dddddddddddddddd') });
+    const client = await startNode('n1', {
+      identity: identity('11111111', 'eeeeeeeeeeeeeeee'),
+      checkPeer: (_peer, presented) =>
+        presented.clusterId !== null && presented.clusterId !== 'eeeeeeeeeeeeeeee' ? { reason: 'wrong_cluster', detail: 'another cluster' } : null,
+    });
+    server.transport.updatePeers({ n1: client.address });
+    client.transport.updatePeers({ n2: server.address });
+    client.transport.send([heartbeat('n1', 'n2')]);
+    await client.metrics.until(() => client.metrics.count('wrong_cluster') >= 1);
+    expect(server.inbox.items).toEqual([]);
+  });
+
+  it('drops what it queued for a peer when the peer comes back as another incarnation', async () => {
+    const sender = await startNode('n1', { identity: identity('11111111') });
+    const first = await startNode('n2', { identity: identity('22222222') });
+    sender.transport.updatePeers({ n2: first.address });
+    first.transport.updatePeers({ n1: sender.address });
+    sender.transport.send([heartbeat('n1', 'n2', 1)]);
+    await first.inbox.until(() => first.inbox.items.length === 1);
+
+    // n2 goes away; what is sent meanwhile queues for it.
+    await first.transport.stop();
+    await sender.metrics.until(() => sender.metrics.reachable.get('n2') === false);
+    sender.transport.send([heartbeat('n1', 'n2', 2), heartbeat('n1', 'n2', 3)]);
+    expect(sender.transport.stats()['n2']?.queued).toBe(2);
+
+    // It comes back on the same address with a new data dir: the queued messages were meant for the old one.
+    const second = await startNode('n2', { identity: identity('33333333'), listen: first.address });
+    second.transport.updatePeers({ n1: sender.address });
+    await sender.metrics.until(() => sender.metrics.reachable.get('n2') === true, 5000, 'reconnected');
+    sender.transport.send([heartbeat('n1', 'n2', 4)]);
+    await second.inbox.until(() => second.inbox.items.length >= 1);
+    expect(second.inbox.items.map((m) => m.commit)).toEqual([4]);
+  });
+
+  it('keeps what it queued when the same incarnation comes back (a restart)', async () => {
+    const sender = await startNode('n1', { identity: identity('11111111') });
+    const first = await startNode('n2', { identity: identity('22222222') });
+    sender.transport.updatePeers({ n2: first.address });
+    first.transport.updatePeers({ n1: sender.address });
+    sender.transport.send([heartbeat('n1', 'n2', 1)]);
+    await first.inbox.until(() => first.inbox.items.length === 1);
+    await first.transport.stop();
+    await sender.metrics.until(() => sender.metrics.reachable.get('n2') === false);
+    sender.transport.send([heartbeat('n1', 'n2', 2)]);
+    const again = await startNode('n2', { identity: identity('22222222'), listen: first.address });
+    again.transport.updatePeers({ n1: sender.address });
+    await again.inbox.until(() => again.inbox.items.length >= 1);
+    expect(again.inbox.items.map((m) => m.commit)).toEqual([2]);
+  });
+
+  it('rejects a hello whose identity fields are malformed', async () => {
+    const server = await startNode('n2');
+    const client = await startNode('n1', { identity: () => ({ incarnation: 'not hex!', clusterId: null }) });
+    server.transport.updatePeers({ n1: client.address });
+    client.transport.updatePeers({ n2: server.address });
+    client.transport.send([heartbeat('n1', 'n2')]);
+    await server.metrics.until(() => server.metrics.count('malformed') >= 1);
+    expect(server.inbox.items).toEqual([]);
+  });
+});

@@ -29,7 +29,7 @@ import { decodeConfChange, encodeConfChange, RawNode, type BasicStatus, type Raf
 import { MemoryStorage } from '../core/storage.js';
 import type { ConfChange, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from '../core/types.js';
 import { DiskStorage, type DiskStorageOptions, type PersistedState } from './storage.js';
-import { PeerTransport, type PeerStats } from './transport.js';
+import { PeerTransport, type PeerIdentity, type PeerRefusal, type PeerStats } from './transport.js';
 
 export const RAFT_NODE_DEFAULTS = Object.freeze({
   snapshotEvery: 1000,
@@ -49,6 +49,10 @@ export interface RaftApplier {
   snapshotData(): string;
   /** Where peers reach a member, when the replicated membership knows it. */
   memberAddress(id: NodeId): string | null;
+  /** The data dir incarnation the cluster recorded for a member; a peer presenting another is refused. */
+  memberIncarnation?(id: NodeId): string | null;
+  /** The cluster's recorded id; a peer presenting another is refused. */
+  clusterId?(): string | null;
 }
 
 /**
@@ -69,6 +73,8 @@ export type RaftNodeEvent =
   | { readonly type: 'leader'; readonly leader: NodeId | null; readonly role: RaftRole; readonly term: number }
   | { readonly type: 'read'; readonly context: string; readonly index: number }
   | { readonly type: 'applied'; readonly index: number }
+  /** A peer proved who it is in a handshake and presented this data dir identity. */
+  | { readonly type: 'peer'; readonly peer: NodeId; readonly identity: PeerIdentity }
   | ({ readonly type: 'failed' } & RaftFailure);
 
 /** Errors the core throws at a caller for a request it cannot take now; anything else it throws means a broken invariant. */
@@ -122,6 +128,7 @@ export interface RaftNodeOptions {
   readonly metrics: RaftMetrics;
   readonly clock?: Clock;
   readonly random?: Random;
+  /** The cluster name peer frames are authenticated under (not the recorded cluster id; see PeerIdentity). */
   readonly clusterId?: string;
   /** The disk under the data dir and lock details; tests put a fault-injecting file system here. */
   readonly storage?: DiskStorageOptions;
@@ -161,6 +168,7 @@ export class RaftNode {
   private leader: NodeId | null = null;
   private role: RaftRole = 'follower';
   private boundPort = 0;
+  private readonly peerIdentities = new Map<NodeId, PeerIdentity>();
 
   private constructor(options: RaftNodeOptions) {
     this.options = options;
@@ -230,8 +238,17 @@ export class RaftNode {
         onMessage: (message) => this.onPeerMessage(message),
         onUnreachable: (peer) => this.input(() => this.rawNode.reportUnreachable(peer)),
         onSnapshotStatus: (peer, status) => this.input(() => this.rawNode.reportSnapshot(peer, status === 'finish')),
+        identity: () => this.identity,
+        checkPeer: (peer, identity) => this.checkPeer(peer, identity),
+        onPeerIdentity: (peer, identity) => this.notePeerIdentity(peer, identity),
       });
       this.dialled = peersKey(this.peerAddresses());
+      // Apply what the disk says is committed before listening: peers are judged by the identities recorded there.
+      if (this.rawNode.hasReady()) await this.drain();
+      const failed = this.failure as RaftFailure | null;
+      if (failed !== null) {
+        throw new BalancerError('STORAGE_CORRUPT', `raft node ${options.nodeId} cannot replay its log: ${failed.error.message}. ${failed.advice}`, { cause: failed.error });
+      }
       try {
         this.boundPort = (await this.transport.start()).port;
       } catch (error) {
@@ -242,9 +259,8 @@ export class RaftNode {
       await this.disk.close();
       throw error;
     }
-    this.logger.info('raft listening', { node: options.nodeId, listen: options.listen, port: this.boundPort });
+    this.logger.info('raft listening', { node: options.nodeId, listen: options.listen, port: this.boundPort, incarnation: this.disk.identity.incarnation });
     this.scheduleTick();
-    // The first Ready replays what the disk says is committed, without waiting for a leader.
     this.kick();
   }
 
@@ -263,6 +279,16 @@ export class RaftNode {
 
   get isStopped(): boolean {
     return this.stopped;
+  }
+
+  /** This node's data dir identity as sent to peers. */
+  get identity(): PeerIdentity {
+    return { incarnation: this.disk.identity.incarnation, clusterId: this.options.applier.clusterId?.() ?? null };
+  }
+
+  /** The identity a peer presented in its last authenticated handshake, if any. */
+  peerIdentity(id: NodeId): PeerIdentity | null {
+    return this.peerIdentities.get(id) ?? null;
   }
 
   /** Set once the node failed and stopped taking part in Raft (see the module comment). */
@@ -570,6 +596,40 @@ export class RaftNode {
   }
 
   // ---- peers ----
+
+  /**
+   * A member whose data dir incarnation is not the one the cluster recorded lost or replaced its state: letting
+   * it vote could elect a leader missing committed entries, so it stays out until removed and added again.
+   */
+  private checkPeer(peer: NodeId, identity: PeerIdentity): PeerRefusal | null {
+    const applier = this.options.applier;
+    const ours = applier.clusterId?.() ?? null;
+    if (identity.clusterId !== null && ours !== null && identity.clusterId !== ours) {
+      return {
+        reason: 'wrong_cluster',
+        detail: `node "${peer}" belongs to cluster ${identity.clusterId}, not to this node's cluster ${ours}; check the peers addresses on both sides`,
+      };
+    }
+    const recorded = applier.memberIncarnation?.(peer) ?? null;
+    if (recorded !== null && identity.incarnation !== recorded) {
+      return {
+        reason: 'unknown_incarnation',
+        detail:
+          `node "${peer}" presents data dir incarnation ${identity.incarnation ?? '(none)'}, but the cluster knows "${peer}" as incarnation ${recorded}: ` +
+          `its data dir was wiped, replaced or copied from elsewhere, so it may lack entries it acknowledged and must not vote. ` +
+          `It stays out until an operator removes it (balancer cluster remove ${peer}), starts it with an empty data dir and cluster.join: true, ` +
+          `and adds it again (balancer cluster add ${peer} ADDRESS)`,
+      };
+    }
+    return null;
+  }
+
+  private notePeerIdentity(peer: NodeId, identity: PeerIdentity): void {
+    const known = this.peerIdentities.get(peer);
+    if (known?.incarnation === identity.incarnation && known.clusterId === identity.clusterId) return;
+    this.peerIdentities.set(peer, identity);
+    this.emit({ type: 'peer', peer, identity });
+  }
 
   private peerAddresses(): Record<NodeId, string> {
     const addresses: Record<NodeId, string> = {};

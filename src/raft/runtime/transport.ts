@@ -15,6 +15,15 @@
  * frames replayed from another connection (or within one) fail. Until the proof arrives nothing is
  * delivered and the connection is subject to the handshake timeout.
  *
+ * Identity: hello and welcome also carry the sender's data dir identity, {incarnation, clusterId} (the
+ * incarnation is made when the data dir is created; the cluster id once the cluster records it). Each
+ * side hands the other's to `checkPeer`: a node of another cluster, or a member whose incarnation is not
+ * the one the cluster recorded (its data dir was wiped or replaced), is refused, counted and logged. A
+ * server that refuses a hello says why in the welcome (`refused`) before closing, so the refused node can
+ * log it too. Identities reach `onPeerIdentity` only from authenticated sessions (after the proof on the
+ * server side, from the MACed welcome on the client side). A stream that reconnects to another
+ * incarnation of its peer drops the messages it had queued: they were meant for the old one.
+ *
  * Snapshots (MsgSnap) go on a connection of their own, one per snapshot: a multi-megabyte frame never
  * sits in front of heartbeats on the stream connection. The receiver answers with an ack frame once
  * the message was handed to onMessage, which is what onSnapshotStatus("finish") reports.
@@ -45,7 +54,19 @@ import {
 } from './frame.js';
 import type { Frame, FrameRejectReason, SessionKeys } from './frame.js';
 
-export type PeerRejectReason = FrameRejectReason | 'unknown_peer';
+export type PeerRejectReason = FrameRejectReason | 'unknown_peer' | 'unknown_incarnation';
+
+/** What a peer says about its data dir in the handshake; null fields were not sent (an older node, or not known yet). */
+export interface PeerIdentity {
+  readonly incarnation: string | null;
+  readonly clusterId: string | null;
+}
+
+/** Why a peer's identity is refused; `detail` is the whole sentence for logs (what happened and what to do). */
+export interface PeerRefusal {
+  readonly reason: 'wrong_cluster' | 'unknown_incarnation';
+  readonly detail: string;
+}
 export type SnapshotStatus = 'finish' | 'failure';
 type Purpose = 'stream' | 'snapshot';
 
@@ -78,6 +99,12 @@ export interface PeerTransportOptions {
   readonly onUnreachable?: (peerId: string) => void;
   /** A MsgSnap was delivered (acknowledged by the peer) or failed; the driver calls reportSnapshot. */
   readonly onSnapshotStatus?: (peerId: string, status: SnapshotStatus) => void;
+  /** This node's identity, sent in every handshake (read at each handshake: the cluster id is learned late). */
+  readonly identity?: () => PeerIdentity;
+  /** Judges a peer's identity; null accepts it. */
+  readonly checkPeer?: (peerId: string, identity: PeerIdentity) => PeerRefusal | null;
+  /** A peer proved who it is in an authenticated handshake and presented this identity. */
+  readonly onPeerIdentity?: (peerId: string, identity: PeerIdentity) => void;
   readonly clock?: Clock;
   readonly random?: Random;
   readonly maxFrameBytes?: number;
@@ -136,6 +163,7 @@ const METRIC_REASON: Record<PeerRejectReason, Parameters<RaftMetrics['peerMessag
   bad_mac: 'bad_mac',
   replay: 'bad_mac',
   unknown_peer: 'unknown_peer',
+  unknown_incarnation: 'unknown_incarnation',
 };
 
 // Local-only message types must never be accepted from the network: they would let a peer drive our node.
@@ -230,6 +258,25 @@ function parseJsonObject(payload: Buffer): Record<string, unknown> | null {
 
 const NONCE_PATTERN = /^[0-9a-f]{64}$/;
 const newNonce = (): string => randomBytes(32).toString('hex');
+const IDENTITY_PATTERN = /^[0-9a-f]{8,64}$/;
+
+/** The identity fields of a hello or welcome body; undefined when they are present but malformed. */
+function identityIn(body: Record<string, unknown>): PeerIdentity | undefined {
+  const incarnation = body['incarnation'];
+  const clusterId = body['clusterId'];
+  const valid = (value: unknown): boolean => value === undefined || (typeof value === 'string' && IDENTITY_PATTERN.test(value));
+  if (!valid(incarnation) || !valid(clusterId)) return undefined;
+  return { incarnation: (incarnation as string | undefined) ?? null, clusterId: (clusterId as string | undefined) ?? null };
+}
+
+function identityFields(identity: PeerIdentity): Record<string, string> {
+  return {
+    ...(identity.incarnation === null ? {} : { incarnation: identity.incarnation }),
+    ...(identity.clusterId === null ? {} : { clusterId: identity.clusterId }),
+  };
+}
+
+const NO_IDENTITY: PeerIdentity = Object.freeze({ incarnation: null, clusterId: null });
 
 /** What the connections need from their transport. */
 interface TransportCore {
@@ -242,6 +289,11 @@ interface TransportCore {
   readonly clock: Clock;
   readonly logger: Logger;
   rejected(reason: PeerRejectReason, detail: string, context: Record<string, unknown>): void;
+  /** A peer refused this node in its welcome. */
+  refusedBy(peerId: string, detail: string): void;
+  identity(): PeerIdentity;
+  checkPeer(peerId: string, identity: PeerIdentity): PeerRefusal | null;
+  peerIdentified(peerId: string, identity: PeerIdentity): void;
 }
 
 interface ClientHooks {
@@ -261,6 +313,8 @@ class ClientConnection {
   private sendSeq = 1;
   private receiveSeq = 1;
   private timer: TimerHandle | null;
+  /** What the server said about itself in the welcome. */
+  peerIdentity: PeerIdentity = NO_IDENTITY;
 
   constructor(
     private readonly core: TransportCore,
@@ -274,7 +328,14 @@ class ClientConnection {
     this.socket.once('connect', () => {
       this.socket.write(
         encodeFrame(
-          { kind: FrameKind.hello, seq: 0, clusterId: core.clusterId, from: core.nodeId, to: peerId, payload: Buffer.from(JSON.stringify({ nonce: this.nonce, purpose })) },
+          {
+            kind: FrameKind.hello,
+            seq: 0,
+            clusterId: core.clusterId,
+            from: core.nodeId,
+            to: peerId,
+            payload: Buffer.from(JSON.stringify({ nonce: this.nonce, purpose, ...identityFields(core.identity()) })),
+          },
           core.handshakeKey,
         ),
       );
@@ -352,10 +413,21 @@ class ClientConnection {
       return this.reject('unknown_peer', `answered by "${frame.from}" for "${frame.to}" instead of "${this.peerId}"`);
     }
     const body = parseJsonObject(frame.payload);
-    const serverNonce = body?.['serverNonce'];
-    if (body?.['clientNonce'] !== this.nonce || typeof serverNonce !== 'string' || !NONCE_PATTERN.test(serverNonce)) {
-      return this.reject('malformed', 'welcome does not answer our nonce');
+    if (body === null || body['clientNonce'] !== this.nonce) return this.reject('malformed', 'welcome does not answer our nonce');
+    const refused = body['refused'];
+    if (typeof refused === 'string') {
+      this.core.refusedBy(this.peerId, refused.slice(0, 1000));
+      return this.close(`refused by ${this.peerId}`);
     }
+    const serverNonce = body['serverNonce'];
+    const identity = identityIn(body);
+    if (typeof serverNonce !== 'string' || !NONCE_PATTERN.test(serverNonce) || identity === undefined) {
+      return this.reject('malformed', 'welcome without a valid nonce and identity');
+    }
+    const refusal = this.core.checkPeer(this.peerId, identity);
+    if (refusal !== null) return this.reject(refusal.reason, refusal.detail);
+    this.peerIdentity = identity;
+    this.core.peerIdentified(this.peerId, identity);
     this.keys = sessionKeys(this.core.secret, this.core.clusterId, this.core.nodeId, this.peerId, this.nonce, serverNonce);
     this.socket.write(
       encodeFrame(
@@ -384,6 +456,8 @@ class PeerLink {
   private failures = 0;
   private retryTimer: TimerHandle | null = null;
   private stopped = false;
+  /** The incarnation the last stream to this peer reached; queued messages were meant for it. */
+  private incarnation: string | null = null;
   reachable = false;
   dropped = 0;
 
@@ -467,8 +541,17 @@ class PeerLink {
       return;
     }
     this.connection = new ClientConnection(this.core, this.peerId, target, 'stream', {
-      onOpen: () => {
+      onOpen: (connection) => {
         this.failures = 0;
+        const reached = connection.peerIdentity.incarnation;
+        if (reached !== null && this.incarnation !== null && reached !== this.incarnation && this.queue.length > 0) {
+          this.core.logger.info('raft peer came back with another data dir; dropping the messages queued for the old one', {
+            peer: this.peerId,
+            dropped: this.queue.length,
+          });
+          this.queue.length = 0;
+        }
+        if (reached !== null) this.incarnation = reached;
         this.transport.setReachable(this, true);
         this.flush();
       },
@@ -505,6 +588,8 @@ class ServerConnection {
   private receiveSeq = 1;
   private closed = false;
   private timer: TimerHandle | null;
+  /** What the client said about itself in the hello; trusted once the proof arrives. */
+  private identity: PeerIdentity = NO_IDENTITY;
 
   constructor(
     private readonly transport: PeerTransport,
@@ -565,16 +650,30 @@ class ServerConnection {
     const body = parseJsonObject(frame.payload);
     const clientNonce = body?.['nonce'];
     const purpose = body?.['purpose'];
-    if (typeof clientNonce !== 'string' || !NONCE_PATTERN.test(clientNonce) || (purpose !== 'stream' && purpose !== 'snapshot')) {
-      return this.reject('malformed', 'hello without a nonce and purpose');
+    const identity = body === null ? undefined : identityIn(body);
+    if (typeof clientNonce !== 'string' || !NONCE_PATTERN.test(clientNonce) || (purpose !== 'stream' && purpose !== 'snapshot') || identity === undefined) {
+      return this.reject('malformed', 'hello without a nonce, purpose and valid identity');
     }
-    const serverNonce = newNonce();
-    this.socket.write(
+    const welcome = (answer: Record<string, unknown>): Buffer =>
       encodeFrame(
-        { kind: FrameKind.welcome, seq: 0, clusterId: core.clusterId, from: core.nodeId, to: frame.from, payload: Buffer.from(JSON.stringify({ clientNonce, serverNonce })) },
+        { kind: FrameKind.welcome, seq: 0, clusterId: core.clusterId, from: core.nodeId, to: frame.from, payload: Buffer.from(JSON.stringify({ clientNonce, ...answer })) },
         core.handshakeKey,
-      ),
-    );
+      );
+    const refusal = core.checkPeer(frame.from, identity);
+    if (refusal !== null) {
+      this.peerId = frame.from;
+      core.rejected(refusal.reason, refusal.detail, { peer: frame.from, remote: `${this.socket.remoteAddress}:${this.socket.remotePort}` });
+      // Say why before closing, so the refused node can tell its operator.
+      this.closed = true;
+      if (this.timer !== null) core.clock.clearTimeout(this.timer);
+      this.timer = null;
+      this.transport.forgetInbound(this);
+      this.socket.end(welcome({ refused: refusal.detail }));
+      return;
+    }
+    this.identity = identity;
+    const serverNonce = newNonce();
+    this.socket.write(welcome({ serverNonce, ...identityFields(core.identity()) }));
     this.peerId = frame.from;
     this.purpose = purpose;
     this.keys = sessionKeys(core.secret, core.clusterId, frame.from, core.nodeId, clientNonce, serverNonce);
@@ -594,6 +693,7 @@ class ServerConnection {
       if (this.timer !== null) core.clock.clearTimeout(this.timer);
       this.timer = null;
       this.reader.maxFrameBytes = core.maxFrameBytes;
+      core.peerIdentified(peerId, this.identity);
       this.transport.adoptInbound(this);
       return;
     }
@@ -622,7 +722,7 @@ class ServerConnection {
 
 /** Rate-limits rejection logs per reason so a flood of bad frames costs a line per interval, not per frame. */
 class RejectLog {
-  private readonly last = new Map<PeerRejectReason, { at: number; suppressed: number }>();
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
     private readonly logger: Logger,
@@ -631,14 +731,19 @@ class RejectLog {
   ) {}
 
   note(reason: PeerRejectReason, detail: string, context: Record<string, unknown>): void {
+    this.warn(reason, 'rejected peer traffic', { reason, detail, ...context });
+  }
+
+  /** Logs `msg` unless the same key was logged within the interval (then counts it for the next line). */
+  warn(key: string, msg: string, fields: Record<string, unknown>): void {
     const now = this.clock.now();
-    const previous = this.last.get(reason);
+    const previous = this.last.get(key);
     if (previous !== undefined && now - previous.at < this.intervalMs) {
       previous.suppressed++;
       return;
     }
-    this.last.set(reason, { at: now, suppressed: 0 });
-    this.logger.warn('rejected peer traffic', { reason, detail, ...context, suppressedSinceLast: previous?.suppressed ?? 0 });
+    this.last.set(key, { at: now, suppressed: 0 });
+    this.logger.warn(msg, { ...fields, suppressedSinceLast: previous?.suppressed ?? 0 });
   }
 }
 
@@ -689,6 +794,10 @@ export class PeerTransport {
         options.metrics.peerMessageRejected(METRIC_REASON[reason]);
         this.rejectLog.note(reason, detail, context);
       },
+      refusedBy: (peerId, detail) => this.rejectLog.warn(`refused-by:${peerId}`, 'a raft peer refuses this node', { peer: peerId, detail }),
+      identity: () => options.identity?.() ?? NO_IDENTITY,
+      checkPeer: (peerId, identity) => options.checkPeer?.(peerId, identity) ?? null,
+      peerIdentified: (peerId, identity) => options.onPeerIdentity?.(peerId, identity),
     };
     for (const [id, address] of Object.entries(options.peers)) {
       if (id !== options.nodeId) this.links.set(id, new PeerLink(this, this.core, id, address));
