@@ -12,6 +12,8 @@ import type { Writable } from 'node:stream';
 import { Command, type CommanderError } from 'commander';
 import type { BackendStatus, ClusterStatus, NodeStatus } from '../control/types.js';
 import { paint, stateCell, table, wantsColour, type Cell } from './format.js';
+import { parseDuration } from '../config/spec.js';
+import { topCommand } from './top.js';
 
 export const EXIT_CODES = {
   ok: 0,
@@ -89,7 +91,7 @@ function errorCause(error: unknown): string {
 }
 
 /** One admin API call; on failure it has already told the user why and returns the exit code. */
-async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<CallResult> {
+export async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<CallResult> {
   const base = adminBaseUrl(opts.admin);
   if (base === null) {
     opts.err.write(`invalid --admin ${JSON.stringify(opts.admin)}: expected a URL like http://127.0.0.1:9090 or host:port\n`);
@@ -417,6 +419,21 @@ export function registerClientCommands(
   connection(program.command('status').description('pools, backends with their health, and the cluster role/term/leader')).action(
     run((opts) => statusCommand(opts)),
   );
+
+  connection(program.command('top').description('pools and backends refreshed every second: rates, 5xx, p50/p99, state (plain lines when not a terminal)'))
+    .option('--interval <duration>', 'time between refreshes (250ms to 1m)', '1s')
+    .option('--count <n>', 'stop after this many refreshes')
+    .action(
+      run((opts, flags: { interval: string; count?: string }) => {
+        const interval = parseDuration(flags.interval);
+        if ('error' in interval || interval.value < 250 || interval.value > 60_000) {
+          throw new UsageError(`--interval must be a duration from 250ms to 1m, got ${JSON.stringify(flags.interval)}`);
+        }
+        const count = flags.count === undefined ? undefined : Number(flags.count);
+        if (count !== undefined && !(Number.isInteger(count) && count > 0)) throw new UsageError(`--count must be a positive integer, got ${JSON.stringify(flags.count)}`);
+        return topCommand(opts, { intervalMs: interval.value, ...(count === undefined ? {} : { count }) });
+      }),
+    );
 
   const backends = program
     .command('backends')

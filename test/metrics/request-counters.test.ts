@@ -1,0 +1,39 @@
+// Request counters read back from /metrics text, PromQL-style histogram quantiles, and rates between two reads.
+
+import { describe, expect, it } from 'vitest';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { histogramQuantile, parseRequestCounters, requestRates } from '../../src/metrics/request-counters.js';
+
+describe('request counters from /metrics', () => {
+  it('reads requests, 5xx and cumulative buckets per pool and backend, skipping other families', async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const b = metrics.backend('web', 'web-1');
+    for (let i = 0; i < 10; i++) b.requestFinished(i < 2 ? '5xx' : '2xx', i < 5 ? 0.002 : 0.02);
+    metrics.pool('web').requestWithoutBackend('5xx');
+    const counters = parseRequestCounters(await metrics.render());
+    const web1 = counters.get('web\u0000web-1')!;
+    expect(web1).toMatchObject({ pool: 'web', backend: 'web-1', requests: 10, errors: 2 });
+    expect(web1.buckets.find(([le]) => le === 0.0025)?.[1]).toBe(5);
+    expect(web1.buckets.at(-1)).toEqual([Infinity, 10]);
+    expect(counters.get('web\u0000')).toMatchObject({ requests: 1, errors: 1 });
+  });
+
+  it('interpolates quantiles inside a bucket as histogram_quantile does', () => {
+    const buckets: Array<[number, number]> = [[0.005, 50], [0.01, 100], [Infinity, 100]];
+    expect(histogramQuantile(0.5, buckets)).toBeCloseTo(0.005, 10);
+    expect(histogramQuantile(0.99, buckets)).toBeCloseTo(0.0099, 10);
+    expect(histogramQuantile(0.5, [[0.01, 0], [Infinity, 4]])).toBe(0.01);
+    expect(histogramQuantile(0.5, [])).toBeNull();
+  });
+
+  it('gives rates over an interval, and none across a counter reset', () => {
+    const before = { pool: 'p', backend: 'b', requests: 10, errors: 1, buckets: [[0.01, 10], [Infinity, 10]] as Array<[number, number]> };
+    const after = { pool: 'p', backend: 'b', requests: 30, errors: 3, buckets: [[0.01, 20], [Infinity, 30]] as Array<[number, number]> };
+    const rates = requestRates(before, after, 2)!;
+    expect(rates.requestsPerSecond).toBe(10);
+    expect(rates.errorRatio).toBeCloseTo(0.1, 10);
+    expect(rates.p99).toBe(0.01);
+    expect(requestRates(after, before, 2)).toBeNull();
+    expect(requestRates(before, before, 1)).toMatchObject({ requestsPerSecond: 0, errorRatio: null, p50: null });
+  });
+});
