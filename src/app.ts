@@ -14,6 +14,7 @@ import { DataPlane } from './proxy/data-plane.js';
 import { Forwarder } from './proxy/forward.js';
 import { TrustedProxies } from './proxy/headers.js';
 import { ProxyListener } from './proxy/listener.js';
+import { AccessLog } from './proxy/access-log.js';
 import { WorkerSupervisor } from './workers/supervisor.js';
 import { LocalStore } from './control/local-store.js';
 import { ClusterStore } from './cluster/store.js';
@@ -37,6 +38,8 @@ export interface AppOptions {
 interface Frontend {
   start(): Promise<AddressInfo>;
   close(drainMs: number): Promise<void>;
+  /** SIGUSR1: the access log file was moved away (logrotate); write to a new one at its path. */
+  reopenAccessLog(): void;
 }
 
 export interface AppAddresses {
@@ -117,6 +120,7 @@ export class App {
           trustedProxies: config.trustedProxies,
           logLevel: config.log.level,
           accessLog: config.log.access,
+          accessFile: config.log.accessFile,
         },
         dataPlane,
         metrics,
@@ -126,8 +130,9 @@ export class App {
       renderMetrics = () => supervisor.renderMetrics();
       frontend = supervisor;
     } else {
-      const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies), accessLog: config.log.access });
-      frontend = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, routes: dataPlane, forwarder, logger });
+      const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies) });
+      const accessLog = config.log.access ? AccessLog.open(config.log.accessFile) : null;
+      frontend = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, routes: dataPlane, forwarder, logger, accessLog });
     }
     const token = config.admin.token ?? options.envToken ?? null;
     const adminServer = createAdminServer({
@@ -164,6 +169,12 @@ export class App {
       proxy: proxyAddress,
       admin: adminAddress,
     });
+  }
+
+  /** SIGUSR1: reopen the access log file (after logrotate moved it). */
+  reopenLogs(): void {
+    this.frontend.reopenAccessLog();
+    if (this.config.log.accessFile !== null) this.logger.info('access log reopened', { file: this.config.log.accessFile });
   }
 
   /** SIGHUP: re-read the file now, as the watcher would on a change. */

@@ -50,6 +50,8 @@ async function startCommand(options: { config: string; demoBackends?: boolean })
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGHUP', () => void app.reload());
+  // logrotate's postrotate: kill -USR1 (as for nginx). Listening for it also keeps Node's debugger off this signal.
+  process.on('SIGUSR1', () => app.reopenLogs());
 }
 
 async function validateCommand(options: { config: string }): Promise<void> {

@@ -428,10 +428,23 @@ export const fileSpec = object(
     log: optional(
       object(
         {
-          level: withDefault(oneOf(LOG_LEVELS, 'Least severe level logged.'), DEFAULTS.log.level),
-          access: withDefault(boolean('One log line per request.'), DEFAULTS.log.access as boolean),
+          level: withDefault(oneOf(LOG_LEVELS, 'Least severe level logged (the access log is not affected).'), DEFAULTS.log.level),
+          access: withDefault(
+            boolean('The access log: one JSON line per request (rejected, unrouted and upgraded ones too), on standard output or in accessFile.'),
+            DEFAULTS.log.access as boolean,
+          ),
+          accessFile: optional(
+            nonEmptyString('File the access log is appended to instead of standard output, relative to the config file; reopened on SIGUSR1 (logrotate).'),
+          ),
         },
-        { description: 'Logging.' },
+        {
+          description: 'Logging.',
+          check(value, path, ctx) {
+            if (value.accessFile !== undefined && value.access !== true) {
+              ctx.report([...path, 'accessFile'], 'accessFile is set but access is not true: set log.access: true to write the access log');
+            }
+          },
+        },
       ),
     ),
     workers: withDefault(workers, DEFAULTS.workers as number | 'auto'),

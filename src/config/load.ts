@@ -77,6 +77,25 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
     return absolute;
   };
 
+  /** The file exists and is writable, or its directory lets us create it. */
+  const mustBeAppendable = async (at: Path, relative: string): Promise<string> => {
+    const absolute = resolveConfigPath(baseDir, relative);
+    try {
+      await access(absolute, constants.W_OK);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'ENOENT') {
+        report(at, `cannot write ${absolute}: ${describeIoError(error)}`);
+      } else {
+        try {
+          await access(dirname(absolute), constants.W_OK);
+        } catch (dirError) {
+          report(at, `cannot create ${absolute}: its directory ${dirname(absolute)}: ${describeIoError(dirError)}`);
+        }
+      }
+    }
+    return absolute;
+  };
+
   const readSecret = async (at: Path, relative: string): Promise<{ file: string; content: string | null }> => {
     const absolute = resolveConfigPath(baseDir, relative);
     try {
@@ -97,6 +116,9 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
     config.tls === null
       ? null
       : { cert: await mustBeReadable(['tls', 'cert'], config.tls.cert), key: await mustBeReadable(['tls', 'key'], config.tls.key) };
+
+  let log = config.log;
+  if (log.accessFile !== null) log = { ...log, accessFile: await mustBeAppendable(['log', 'accessFile'], log.accessFile) };
 
   let admin = config.admin;
   if (admin.tokenFile !== null) {
@@ -123,6 +145,6 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
   }
   const replicated: ReplicatedConfig = deepFreeze({ routes: config.routes, pools: config.pools });
   const resolvedPools = resolveReplicatedPaths(replicated, baseDir);
-  const resolved: Config = deepFreeze({ ...config, tls, admin, cluster, pools: resolvedPools.pools });
+  const resolved: Config = deepFreeze({ ...config, tls, log, admin, cluster, pools: resolvedPools.pools });
   return { ok: true, file, text, document, config: resolved, replicated, baseDir };
 }

@@ -56,7 +56,7 @@ export const DEFAULTS = {
   },
   /** 0 means unlimited concurrent requests per backend, and then nothing waits. */
   circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
-  log: { level: 'info' as LogLevelName, access: false },
+  log: { level: 'info' as LogLevelName, access: false, accessFile: null },
   /** 0 runs the data plane in the main process. */
   workers: 0,
   /** Bounds `workers: N` so a typo cannot fork thousands of processes. */
@@ -212,6 +212,8 @@ export type LogLevelName = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export interface LogConfig {
   readonly level: LogLevelName;
   readonly access: boolean;
+  /** Where the access log goes when `access` is on; null for standard output. Absolute once loaded. */
+  readonly accessFile: string | null;
 }
 
 /** Settings that belong to this node alone and are never replicated. */

@@ -340,7 +340,7 @@ function buildConfig(shape: FileShape): Config {
       keepAliveTimeoutMs: limits.keepAliveTimeout,
       maxBodySize: limits.maxBodySize,
     },
-    log: { level: log.level, access: log.access },
+    log: { level: log.level, access: log.access, accessFile: log.accessFile ?? null },
     workers: shape.workers === 'auto' ? availableParallelism() : shape.workers,
     shutdownDrainMs: (shape.shutdown ?? SHUTDOWN_DEFAULTS).drainTimeout,
     shutdownPreStopDelayMs: (shape.shutdown ?? SHUTDOWN_DEFAULTS).preStopDelay,

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { UpstreamErrorReason } from '../metrics/types.js';
 import { endConnection } from '../connection-close.js';
+import { noteRawAnswer } from './access-log.js';
 
 /** One answer of the data plane: what the client gets, and why. */
 export interface ErrorReply {
@@ -213,6 +214,7 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
 
 /** Answers on a bare socket (parse errors, CONNECT, upgrade requests have no ServerResponse); destroyed soon after. */
 export function writeRawError(socket: Duplex, reply: ErrorReply): void {
+  noteRawAnswer(socket, reply.status, reply.code);
   const body = errorBody(reply.code, reply.message);
   const retryAfter = reply.retryAfterSeconds === undefined ? '' : `retry-after: ${reply.retryAfterSeconds}\r\n`;
   endConnection(

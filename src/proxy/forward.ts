@@ -26,12 +26,12 @@ import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.
 import { prepareRequestHeaders, responseHeaderList, type TrustedProxies } from './headers.js';
 import type { Upstream } from './upstream.js';
 import { createGuardedProxy, WebSocketTunnel } from './websocket-tunnel.js';
+import { noteUpstream } from './access-log.js';
 import type { ErrorCode } from '../errors.js';
 
 export interface ForwarderOptions {
   readonly logger: Logger;
   readonly trustedProxies: TrustedProxies;
-  readonly accessLog: boolean;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -46,7 +46,6 @@ interface Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly entry: PoolEntry;
-  readonly startedAt: number;
   readonly hasBody: boolean;
   readonly maxBodySize: number;
   excluded: Set<string> | null;
@@ -54,7 +53,6 @@ interface Exchange {
   bodyConsumed: boolean;
   clientGone: boolean;
   current: Attempt | null;
-  lastBackend: string;
   finalCode: ErrorCode | null;
   /** Set while the request waits in the circuit breaker's queue. */
   cancelWait: CancelWait | null;
@@ -106,12 +104,10 @@ export class Forwarder {
   private readonly breaker = new CircuitBreaker();
   private readonly logger: Logger;
   private readonly trustedProxies: TrustedProxies;
-  private readonly accessLog: boolean;
 
   constructor(options: ForwarderOptions) {
     this.logger = options.logger;
     this.trustedProxies = options.trustedProxies;
-    this.accessLog = options.accessLog;
     // selfHandleResponse: the response is written here (one writeHead from the raw header list, then the body),
     // instead of by http-proxy's per-header setHeader passes and a pipe.
     // toProxy + ignorePath: its url.parse and path join are skipped; the path is then set verbatim (see attempt()).
@@ -129,7 +125,6 @@ export class Forwarder {
       req,
       res,
       entry,
-      startedAt: performance.now(),
       hasBody: hasRequestBody(req),
       maxBodySize,
       excluded: null,
@@ -137,7 +132,6 @@ export class Forwarder {
       bodyConsumed: false,
       clientGone: false,
       current: null,
-      lastBackend: '',
       finalCode: null,
       cancelWait: null,
       connection,
@@ -191,7 +185,6 @@ export class Forwarder {
       done: false,
     };
     exchange.current = attempt;
-    exchange.lastBackend = backend.id;
     backend.requestStarted();
     backend.metrics.requestStarted();
 
@@ -417,22 +410,13 @@ export class Forwarder {
         attempt.backend.metrics.requestFinished(statusClass(attempt.status || 499), (performance.now() - attempt.startedAt) / 1000);
       }
     }
-    if (this.accessLog) this.logAccess(exchange);
-  }
-
-  private logAccess(exchange: Exchange): void {
-    const { req, res } = exchange;
-    this.logger.info('access', {
-      method: req.method,
-      host: req.headers.host,
-      path: req.url,
-      status: exchange.clientGone ? 499 : res.statusCode,
+    const attempt = exchange.current;
+    noteUpstream(exchange.req, {
       pool: exchange.entry.pool.name,
-      backend: exchange.lastBackend,
-      retries: exchange.retries,
-      durationMs: Math.round((performance.now() - exchange.startedAt) * 1000) / 1000,
-      ...(exchange.finalCode === null ? {} : { code: exchange.finalCode }),
-      client: req.socket.remoteAddress,
+      backend: attempt === null ? null : attempt.backend.id,
+      attempts: attempt === null ? 0 : exchange.retries + 1,
+      upstreamMs: attempt === null ? null : performance.now() - attempt.startedAt,
+      code: exchange.finalCode,
     });
   }
 

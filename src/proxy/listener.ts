@@ -11,6 +11,7 @@ import { errorMessage } from '../errors.js';
 import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, isClosing } from '../connection-close.js';
+import { connectionAccepted, rawAnswerOf, type AccessLog } from './access-log.js';
 import { hostWithoutPort } from './router.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
@@ -35,6 +36,8 @@ export interface ListenerOptions {
   readonly routes: RouteSource;
   readonly forwarder: Forwarder;
   readonly logger: Logger;
+  /** null: no access log. */
+  readonly accessLog: AccessLog | null;
 }
 
 export class ProxyListener {
@@ -61,11 +64,14 @@ export class ProxyListener {
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     // Without a listener Node drops CONNECT silently; say why instead.
-    this.server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    this.server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+      this.logSocketRequest(req, socket);
       socket.on('error', () => socket.destroy());
       writeRawError(socket, CONNECT_REFUSED);
     });
     this.server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => this.onClientError(error, socket));
+    // A TLS server's requests arrive on the TLS socket 'secureConnection' gives, not on the TCP one.
+    if (options.accessLog !== null) this.server.on(options.tls === null ? 'connection' : 'secureConnection', (socket: Socket) => connectionAccepted(socket));
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
@@ -138,6 +144,7 @@ export class ProxyListener {
     }
     const admission = this.admit(req);
     if ('rejection' in admission) {
+      this.logRequest(req, res, admission.rejection.code);
       // The body of a request refused by its framing or target is never read, so the connection cannot be reused
       // safely; an unrouted request's was checked like any other, and its connection stays unless we are draining.
       const unrouted = admission.rejection.code === 'NO_ROUTE' || admission.rejection.code === 'NOT_SERVING';
@@ -145,7 +152,37 @@ export class ProxyListener {
       writeErrorResponse(res, admission.rejection, !unrouted || this.draining);
       return;
     }
+    const log = this.accessLine(req);
     this.options.forwarder.forward(req, res, admission.decision.entry, admission.maxBodySize, this.draining);
+    // Registered after forward(), whose own 'close' listener leaves the upstream facts on req first.
+    if (log !== null) res.once('close', () => log(res));
+  }
+
+  /** What the access line of a request needs from when it arrived; null without an access log. */
+  private accessLine(req: http.IncomingMessage, code: string | null = null): ((res: http.ServerResponse) => void) | null {
+    const accessLog = this.options.accessLog;
+    if (accessLog === null) return null;
+    const startedAt = performance.now();
+    const time = new Date().toISOString();
+    return (res) => {
+      // A request timeout answered on the bare socket while its response had not started: the client got that.
+      const raw = res.headersSent ? undefined : rawAnswerOf(req.socket);
+      accessLog.requestDone(req, res.headersSent ? res.statusCode : (raw?.status ?? 499), time, startedAt, code ?? raw?.code ?? null);
+    };
+  }
+
+  private logRequest(req: http.IncomingMessage, res: http.ServerResponse, code: string): void {
+    const log = this.accessLine(req, code);
+    if (log !== null) res.once('close', () => log(res));
+  }
+
+  /** Upgrade and CONNECT requests leave the HTTP server with their socket: their line is written when it closes. */
+  private logSocketRequest(req: http.IncomingMessage, socket: Duplex): void {
+    const accessLog = this.options.accessLog;
+    if (accessLog === null) return;
+    const startedAt = performance.now();
+    const time = new Date().toISOString();
+    socket.once('close', () => accessLog.socketRequestDone(req, socket, time, startedAt));
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -153,6 +190,7 @@ export class ProxyListener {
       socket.destroy();
       return;
     }
+    this.logSocketRequest(req, socket);
     socket.on('error', () => socket.destroy());
     const admission = this.admit(req);
     if ('rejection' in admission) {
@@ -167,7 +205,16 @@ export class ProxyListener {
       socket.destroy();
       return;
     }
+    const accessLog = this.options.accessLog;
+    // Once per connection (the parser may report again while it lingers), and only when no request of it is
+    // under way: that request's own line tells what the client got.
+    const pendingRequest = (socket as Duplex & { _httpMessage?: unknown })._httpMessage != null;
+    if (accessLog !== null && !isClosing(socket) && !pendingRequest) socket.once('close', () => accessLog.unparsedDone(socket));
     writeRawError(socket, parseErrorReply(error.code));
+  }
+
+  reopenAccessLog(): void {
+    this.options.accessLog?.reopen();
   }
 
   get address(): AddressInfo | null {
@@ -188,5 +235,8 @@ export class ProxyListener {
       for (const socket of this.sockets) socket.destroy();
       await closed;
     }
+    // The last connections' close events (and their access lines) run before the log closes.
+    await new Promise((resolve) => setImmediate(resolve));
+    await this.options.accessLog?.close();
   }
 }

@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { classifyUpstreamError, noAvailableBackend, UpstreamTimeout, writeRawError } from './error-status.js';
 import type { PoolEntry, RequestOutcome } from './forward-types.js';
 import { destroyAfterLinger } from '../connection-close.js';
+import { noteUpstream } from './access-log.js';
 
 /** How long a tunnel may stay half-closed after one side finished (HAProxy's `timeout client-fin`). */
 const TUNNEL_FIN_TIMEOUT_MS = 1_000;
@@ -61,9 +62,13 @@ export class WebSocketTunnel {
     const backend = entry.pool.pick(excluded);
     const upstream = backend === undefined ? undefined : entry.upstreams.get(backend.id);
     if (backend === undefined || upstream === undefined) {
+      noteUpstream(req, { pool: entry.pool.name, backend: null, attempts: retries, upstreamMs: null, code: null });
       writeRawError(socket, noAvailableBackend(entry.pool.name, entry.pool.retryAfterSeconds()));
       return;
     }
+    const startedAt = performance.now();
+    const facts = (status: number | undefined, code: string | null) =>
+      noteUpstream(req, { pool: entry.pool.name, backend: backend.id, attempts: retries + 1, upstreamMs: performance.now() - startedAt, code, ...(status === undefined ? {} : { status }) });
     backend.requestStarted();
     let settled = false;
     let upgraded = false;
@@ -90,11 +95,13 @@ export class WebSocketTunnel {
         // and its end only half-closes the client socket.
         response.on('error', () => socket.destroy());
         socket.once('finish', () => destroyAfterLinger(socket));
+        facts(response.statusCode, null);
         finish(response.statusCode !== undefined && response.statusCode >= 500 ? 'http-5xx' : 'success');
       });
       created.once('upgrade', (_res: IncomingMessage, upstreamSocket: Socket) => {
         upgraded = true;
         finish('success');
+        facts(101, null);
         upstreamSocket.setTimeout(timeouts.idleMs, () => upstreamSocket.destroy());
         tieTunnel(socket, upstreamSocket);
       });
@@ -116,6 +123,7 @@ export class WebSocketTunnel {
         this.attempt(req, socket, Buffer.alloc(0), entry, excluded, retries + 1);
         return;
       }
+      facts(undefined, kind.code);
       writeRawError(socket, kind);
     });
   }

@@ -14,6 +14,8 @@ export interface WorkerSettings {
   readonly trustedProxies: readonly string[];
   readonly logLevel: LogLevelName;
   readonly accessLog: boolean;
+  /** Absolute; null writes the access log to standard output. */
+  readonly accessFile: string | null;
 }
 
 export interface BackendHealthView {
@@ -41,6 +43,8 @@ export type ToWorker =
   | { readonly type: 'config'; readonly version: number; readonly config: ReplicatedConfig; readonly health: Readonly<Record<string, PoolHealthView>> }
   | { readonly type: 'health'; readonly pools: Readonly<Record<string, PoolHealthView>> }
   | { readonly type: 'metrics-request'; readonly id: number }
+  /** The access log file was moved away (logrotate): append to a new one at its path. */
+  | { readonly type: 'reopen-access-log' }
   | { readonly type: 'shutdown'; readonly drainMs: number };
 
 export type FromWorker =

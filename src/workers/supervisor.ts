@@ -222,6 +222,10 @@ export class WorkerSupervisor {
   }
 
   /** Workers stop accepting and drain; any still running at the deadline are killed. */
+  reopenAccessLog(): void {
+    this.broadcast({ type: 'reopen-access-log' });
+  }
+
   async close(drainMs: number): Promise<void> {
     this.stopping = true;
     if (this.healthTimer !== null) clearInterval(this.healthTimer);

@@ -7,6 +7,7 @@ import { Forwarder } from '../proxy/forward.js';
 import type { RequestOutcome } from '../proxy/forward-types.js';
 import { TrustedProxies } from '../proxy/headers.js';
 import { ProxyListener } from '../proxy/listener.js';
+import { AccessLog } from '../proxy/access-log.js';
 import { WorkerDataPlane } from './worker-data-plane.js';
 import type { FromWorker, OutcomeRuns, ToWorker, WorkerSettings } from './protocol.js';
 
@@ -70,8 +71,10 @@ function runWorker(): void {
 
   const startListening = (): void => {
     if (listening !== null || settings === null) return;
-    const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(settings.trustedProxies), accessLog: settings.accessLog });
-    const proxy = new ProxyListener({ listen: settings.listen, tls: settings.tls, limits: settings.limits, routes: dataPlane, forwarder, logger });
+    const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(settings.trustedProxies) });
+    // Every worker appends to the same file: O_APPEND keeps each line whole.
+    const accessLog = settings.accessLog ? AccessLog.open(settings.accessFile) : null;
+    const proxy = new ProxyListener({ listen: settings.listen, tls: settings.tls, limits: settings.limits, routes: dataPlane, forwarder, logger, accessLog });
     listener = proxy;
     listening = proxy.start().then(
       (address) => send({ type: 'listening', address }),
@@ -97,6 +100,9 @@ function runWorker(): void {
       case 'health':
         dataPlane.applyHealth(message.pools);
         return;
+      case 'reopen-access-log':
+        listener?.reopenAccessLog();
+        return;
       case 'metrics-request':
         void metrics.registry.getMetricsAsJSON().then((json) => send({ type: 'metrics', id: message.id, metrics: json }));
         return;
@@ -109,6 +115,9 @@ function runWorker(): void {
         return;
     }
   });
+  // `systemctl kill -s USR1` signals every process of the unit: a worker reopens its access log too (and Node's
+  // debugger does not start on it).
+  process.on('SIGUSR1', () => listener?.reopenAccessLog());
   send({ type: 'ready' });
   // The primary is gone: nobody feeds health or config any more, so stop serving rather than serve blind.
   process.on('disconnect', () => process.exit(0));

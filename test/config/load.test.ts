@@ -71,6 +71,21 @@ cluster:
     ]);
   });
 
+  test('log.accessFile is resolved against the file directory and must be writable or creatable', async () => {
+    const conf = join(dir, 'conf');
+    await writeFile(join(conf, 'ok.yaml'), 'log: { access: true, accessFile: logs/../access.log }\n');
+    const loaded = await loadConfigFile(join(conf, 'ok.yaml'));
+    if (!loaded.ok) throw new Error(loaded.problems.map((p) => formatProblem(loaded.file, p)).join('\n'));
+    expect(loaded.config.log.accessFile).toBe(join(conf, 'access.log'));
+    await writeFile(join(conf, 'bad.yaml'), 'log: { access: true, accessFile: no/such/dir/access.log }\n');
+    const bad = await loadConfigFile(join(conf, 'bad.yaml'));
+    expect(bad.ok).toBe(false);
+    if (bad.ok) return;
+    expect(bad.problems.map((p) => formatProblem('bad.yaml', p))).toEqual([
+      `bad.yaml:1:34: log.accessFile: cannot create ${join(conf, 'no/such/dir/access.log')}: its directory ${join(conf, 'no/such/dir')}: no such file`,
+    ]);
+  });
+
   test('a missing config file is one problem without a position', async () => {
     const loaded = await loadConfigFile(join(dir, 'nope.yaml'));
     expect(loaded).toEqual({ ok: false, file: join(dir, 'nope.yaml'), problems: [{ path: '', message: 'cannot read the config file: no such file' }] });

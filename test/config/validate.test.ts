@@ -114,7 +114,7 @@ describe('a valid file', () => {
       keepAliveTimeoutMs: 5000,
       maxBodySize: 1024 ** 3,
     });
-    expect(config.log).toEqual({ level: 'debug', access: true });
+    expect(config.log).toEqual({ level: 'debug', access: true, accessFile: null });
     expect(config.workers).toBe(availableParallelism());
     expect(config.shutdownDrainMs).toBe(1500);
     expect(config.shutdownPreStopDelayMs).toBe(3000);
@@ -438,6 +438,14 @@ describe('problems, each as FILE:LINE:COL: message', () => {
     expect(problemLines('pools:\n  p:\n    ewma: { decay: 0, inital: 5ms }\n')).toEqual([
       'balancer.yaml:3:20: pools.p.ewma.decay: must be at least 1ms, got number 0',
       'balancer.yaml:3:23: pools.p.ewma.inital: unknown key (did you mean "initial"?)',
+    ]);
+  });
+
+  test('log.accessFile needs log.access: true', () => {
+    expect(valid('log: { access: true, accessFile: /var/log/balancer/access.log }\n').log).toEqual({ level: 'info', access: true, accessFile: '/var/log/balancer/access.log' });
+    expect(valid('').log.accessFile).toBeNull();
+    expect(problemLines('log: { accessFile: access.log }')).toEqual([
+      'balancer.yaml:1:20: log.accessFile: accessFile is set but access is not true: set log.access: true to write the access log',
     ]);
   });
 
