@@ -7,6 +7,7 @@ import { BalancerError, errorMessage, type ProblemDetail } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createTokenChecker, TOKEN_HOWTO } from './auth.js';
 import { DASHBOARD_HTML, DASHBOARD_SECURITY_HEADERS } from './dashboard.js';
+import { MetricsHistory } from './history.js';
 import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText, type ErrorBody } from './http-util.js';
 import { canAnswerClientError, endConnection, isClosing } from '../connection-close.js';
 import { parseErrorReply } from '../proxy/error-status.js';
@@ -171,6 +172,8 @@ export function createAdminServer(options: AdminServerOptions): Server {
   const checkToken = createTokenChecker(options.token);
   const disabledMessage = `the admin API is disabled because no admin token is set: ${TOKEN_HOWTO}`;
   if (options.token === null) logger.warn(disabledMessage);
+  // The dashboard's charts: sampled each second while the admin listener is open.
+  const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status() });
 
   const routes: readonly Route[] = [
     route('/', {
@@ -188,6 +191,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
       },
     }),
     route('/api/v1/status', { GET: ({ res }) => sendJson(res, 200, control.status()) }),
+    route('/api/v1/history', { GET: ({ res }) => sendJson(res, 200, history.snapshot()) }),
     route('/api/v1/config', {
       GET: async ({ res }) => {
         const { version, config } = await control.getConfig();
@@ -378,5 +382,10 @@ export function createAdminServer(options: AdminServerOptions): Server {
       `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
     );
   });
+  server.on('listening', () => {
+    history.start();
+    void history.sample().catch((error: unknown) => logger.warn('dashboard history sample failed', { err: error }));
+  });
+  server.on('close', () => history.stop());
   return server;
 }

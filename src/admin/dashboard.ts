@@ -70,6 +70,21 @@ td.reason { color: var(--muted); max-width: 320px; overflow: hidden; text-overfl
 #token-dialog input { width: 100%; padding: 9px 10px; font: inherit; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); color: var(--text); }
 #token-dialog button { margin-top: 14px; padding: 9px 16px; font: inherit; font-weight: 600; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 8px 16px; padding: 12px 16px 4px; }
+.chart { width: 100%; height: auto; display: block; }
+.chart text { font-size: 10px; fill: var(--muted); font-variant-numeric: tabular-nums; }
+.chart .title { font-size: 11px; font-weight: 600; fill: var(--text); }
+.chart .grid { stroke: var(--line); stroke-width: 1; }
+.chart .line { fill: none; stroke-width: 1.5; }
+.chart .s0 { stroke: var(--accent); }
+.chart .s1 { stroke: var(--ejected); }
+.chart .err { stroke: var(--down); }
+.chart .marker { stroke: var(--draining); stroke-width: 1; stroke-dasharray: 3 2; }
+.strips { padding: 0 16px 10px; }
+.strip { width: 100%; height: auto; display: block; }
+.strip text { font-size: 10px; fill: var(--muted); }
+.strip .st-u { fill: var(--up); } .strip .st-d { fill: var(--down); } .strip .st-e { fill: var(--ejected); } .strip .st-r { fill: var(--draining); }
+.legend { font-size: 11px; color: var(--muted); padding: 0 16px 8px; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 0 0 24px; }
 `;
 
@@ -178,6 +193,94 @@ const SCRIPT = `
   }
 
   var STATE_TEXT = { up: 'up', down: 'down', ejected: 'ejected', draining: 'draining' };
+  var SVG_NS = 'http://www.w3.org/2000/svg';
+  var WINDOW_MS = 900000;
+  var history = null;
+
+  function svg(tag, attrs, children) {
+    var node = document.createElementNS(SVG_NS, tag);
+    for (var k in attrs) node.setAttribute(k, attrs[k]);
+    (children || []).forEach(function (c) { node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
+    return node;
+  }
+
+  // One line chart over the last 15 minutes: series of [values], config changes as dashed markers.
+  function lineChart(kind, title, at, series, fmt, markers) {
+    var W = 360, H = 130, L = 46, R = 8, T = 20, B = 16;
+    var now = at.length ? at[at.length - 1] : Date.now(), from = now - WINDOW_MS;
+    var max = 0;
+    series.forEach(function (s) { s.values.forEach(function (v) { if (v !== null && v > max) max = v; }); });
+    if (!(max > 0)) max = kind === 'errors' ? 0.01 : 1;
+    var x = function (t) { return L + ((t - from) / WINDOW_MS) * (W - L - R); };
+    var y = function (v) { return T + (1 - v / max) * (H - T - B); };
+    var nodes = [
+      svg('text', { x: 0, y: 12, 'class': 'title' }, [title]),
+      svg('line', { x1: L, x2: W - R, y1: T, y2: T, 'class': 'grid' }),
+      svg('line', { x1: L, x2: W - R, y1: H - B, y2: H - B, 'class': 'grid' }),
+      svg('text', { x: L - 4, y: T + 4, 'text-anchor': 'end' }, [fmt(max)]),
+      svg('text', { x: L - 4, y: H - B + 3, 'text-anchor': 'end' }, [fmt(0)]),
+      svg('text', { x: L, y: H - 2 }, ['-15 min']),
+      svg('text', { x: W - R, y: H - 2, 'text-anchor': 'end' }, ['now'])
+    ];
+    (markers || []).forEach(function (m) {
+      if (m.at < from) return;
+      nodes.push(svg('line', { x1: x(m.at), x2: x(m.at), y1: T, y2: H - B, 'class': 'marker', 'data-version': m.version },
+        [svg('title', {}, ['config v' + m.version + ' at ' + new Date(m.at).toLocaleTimeString()])]));
+    });
+    series.forEach(function (s, i) {
+      var d = '', pen = 'M';
+      for (var k = 0; k < at.length; k++) {
+        var v = s.values[k];
+        if (v === null || at[k] < from) { pen = 'M'; continue; }
+        d += pen + x(at[k]).toFixed(1) + ' ' + y(v).toFixed(1) + ' ';
+        pen = 'L';
+      }
+      nodes.push(svg('path', { d: d.trim(), 'class': 'line ' + (s.cls || 's' + i), 'data-series': s.name }, [svg('title', {}, [s.name])]));
+    });
+    return svg('svg', { viewBox: '0 0 ' + W + ' ' + H, 'class': 'chart', 'data-chart': kind, role: 'img', 'aria-label': title + ' over the last 15 minutes' }, nodes);
+  }
+
+  // Each backend's state over the same 15 minutes, one row each, runs of a state as one rectangle.
+  function stateStrips(at, backends) {
+    var W = 1000, ROW = 14, L = 120;
+    var now = at.length ? at[at.length - 1] : Date.now(), from = now - WINDOW_MS;
+    var x = function (t) { return L + ((t - from) / WINDOW_MS) * (W - L); };
+    var nodes = [];
+    backends.forEach(function (b, row) {
+      var top = row * ROW;
+      nodes.push(svg('text', { x: 0, y: top + 10 }, [b.id]));
+      var start = 0;
+      for (var k = 1; k <= b.states.length; k++) {
+        if (k < b.states.length && b.states.charAt(k) === b.states.charAt(start)) continue;
+        var code = b.states.charAt(start);
+        if (code !== '-' && at[start] !== undefined) {
+          var end = k < at.length ? at[k] : now + 1000;
+          nodes.push(svg('rect', { x: x(Math.max(at[start], from)).toFixed(1), y: top + 2, width: Math.max(1, x(end) - x(Math.max(at[start], from))).toFixed(1), height: ROW - 4,
+            'class': 'st-' + code, 'data-backend': b.id, 'data-state': STATE_NAMES[code] }, [svg('title', {}, [b.id + ': ' + STATE_NAMES[code] + ' from ' + new Date(at[start]).toLocaleTimeString()])]));
+        }
+        start = k;
+      }
+    });
+    return svg('svg', { viewBox: '0 0 ' + W + ' ' + Math.max(ROW, backends.length * ROW), 'class': 'strip', 'data-strips': 'states', role: 'img', 'aria-label': 'backend states over the last 15 minutes' }, nodes);
+  }
+  var STATE_NAMES = { u: 'up', d: 'down', e: 'ejected', r: 'draining' };
+
+  function poolCharts(name) {
+    if (!history) return null;
+    var h = null;
+    history.pools.forEach(function (p) { if (p.name === name) h = p; });
+    if (!h) return null;
+    var markers = history.configChanges;
+    return el('div', { 'data-charts': name }, [
+      el('div', { className: 'charts' }, [
+        lineChart('rps', 'Requests/s', history.at, [{ name: 'requests/s', values: h.requestsPerSecond }], fmtRate, markers),
+        lineChart('errors', '5xx ratio', history.at, [{ name: '5xx ratio', values: h.errorRatio, cls: 'err' }], fmtPct, markers),
+        lineChart('latency', 'Latency p50 / p99', history.at, [{ name: 'p50', values: h.p50 }, { name: 'p99', values: h.p99 }], fmtMs, markers)
+      ]),
+      el('div', { className: 'strips' }, [stateStrips(history.at, h.backends)]),
+      el('div', { className: 'legend', text: 'Last 15 minutes, one point per second. Strips: green up, red down, amber ejected, blue draining. Dashed lines: config changes (hover for the version).' })
+    ]);
+  }
 
   function renderPools(status, perBackend) {
     var container = $('pools');
@@ -219,7 +322,11 @@ const SCRIPT = `
         ]));
       });
       var table = el('table', { 'aria-labelledby': 'pool-' + pool.name }, [el('thead', null, [head]), body]);
-      fragment.appendChild(el('section', { className: 'panel', 'aria-label': 'pool ' + pool.name }, [title, el('div', { className: 'scroll' }, [table])]));
+      var parts = [title];
+      var charts = poolCharts(pool.name);
+      if (charts) parts.push(charts);
+      parts.push(el('div', { className: 'scroll' }, [table]));
+      fragment.appendChild(el('section', { className: 'panel', 'aria-label': 'pool ' + pool.name }, parts));
     });
     container.replaceChildren(fragment);
     $('sum-rps').textContent = previousSample ? fmtRate(totals.rps) : '\\u2013';
@@ -302,7 +409,10 @@ const SCRIPT = `
     var headers = token ? { Authorization: 'Bearer ' + token } : {};
     var statusReq = fetch('/api/v1/status', { headers: headers, cache: 'no-store' });
     var metricsReq = fetch('/metrics', { cache: 'no-store' }).then(function (r) { return r.ok ? r.text() : ''; }, function () { return ''; });
-    Promise.all([statusReq, metricsReq]).then(function (results) {
+    // The charts' history; without it (an older node) the page shows the tables alone.
+    var historyReq = fetch('/api/v1/history', { headers: headers, cache: 'no-store' }).then(function (r) { return r.ok ? r.json() : null; }, function () { return null; });
+    Promise.all([statusReq, metricsReq, historyReq]).then(function (results) {
+      if (results[2]) history = results[2];
       var res = results[0];
       if (res.status === 401 || res.status === 403) {
         return res.json().catch(function () { return {}; }).then(function (body) {
@@ -397,7 +507,7 @@ const BODY = `
     </section>
   </div>
 </main>
-<footer>Rates, error ratio and latency percentiles are computed in this page from /metrics deltas between polls.</footer>
+<footer>Table rates, error ratio and latency percentiles are computed in this page from /metrics deltas between polls; the charts come from the node's own per-second history (GET /api/v1/history).</footer>
 <div id="token-dialog" hidden>
   <form id="token-form" role="dialog" aria-modal="true" aria-labelledby="token-title">
     <h2 id="token-title">Admin token</h2>

@@ -3,7 +3,7 @@
 // On a terminal it redraws one screen (q or Ctrl-C quits); when stdout is not a terminal it prints plain lines,
 // one per backend per refresh, each starting with the time, for logs and scripts.
 
-import { parseRequestCounters, requestRates, type RequestCounters, type RequestRates } from '../metrics/request-counters.js';
+import { parseRequestCounters, requestRates, sumCounters, type RequestCounters, type RequestRates } from '../metrics/request-counters.js';
 import type { NodeStatus } from '../control/types.js';
 import { adminBaseUrl, call, EXIT_CODES, type ClientOptions, type ExitCode } from './client.js';
 import { paint, stateCell, table, wantsColour, type Cell } from './format.js';
@@ -36,20 +36,8 @@ function fmtSeconds(v: number | null | undefined): string {
 /** The pool's rates over all its rows (backends and requests answered without one), buckets merged. */
 function poolRates(rows: ReadonlyArray<{ before: RequestCounters; after: RequestCounters }>, seconds: number): RequestRates | null {
   if (rows.length === 0) return null;
-  const merge = (pick: (r: { before: RequestCounters; after: RequestCounters }) => RequestCounters, pool: string): RequestCounters => {
-    const buckets = new Map<number, number>();
-    let requests = 0;
-    let errors = 0;
-    for (const row of rows) {
-      const c = pick(row);
-      requests += c.requests;
-      errors += c.errors;
-      for (const [bound, count] of c.buckets) buckets.set(bound, (buckets.get(bound) ?? 0) + count);
-    }
-    return { pool, backend: '', requests, errors, buckets: [...buckets].sort((a, b) => a[0] - b[0]) };
-  };
   const pool = rows[0]!.after.pool;
-  return requestRates(merge((r) => r.before, pool), merge((r) => r.after, pool), seconds);
+  return requestRates(sumCounters(pool, rows.map((r) => r.before)), sumCounters(pool, rows.map((r) => r.after)), seconds);
 }
 
 export interface TopView {

@@ -88,3 +88,16 @@ export function requestRates(before: RequestCounters, after: RequestCounters, se
     p99: requests > 0 ? histogramQuantile(0.99, deltas) : null,
   };
 }
+
+/** One set of counters adding up several (a pool's backends and its requests answered without one); buckets by bound. */
+export function sumCounters(pool: string, parts: Iterable<RequestCounters>): RequestCounters {
+  const buckets = new Map<number, number>();
+  let requests = 0;
+  let errors = 0;
+  for (const part of parts) {
+    requests += part.requests;
+    errors += part.errors;
+    for (const [bound, count] of part.buckets) buckets.set(bound, (buckets.get(bound) ?? 0) + count);
+  }
+  return { pool, backend: '', requests, errors, buckets: [...buckets].sort((a, b) => a[0] - b[0]) };
+}

@@ -110,6 +110,39 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     }
   });
 
+  it('charts requests/s, 5xx ratio and p50/p99 per pool, backend states as strips and config changes as markers', async () => {
+    const { page, problems } = await openWithToken(TOKEN);
+    const b = metrics.backend('web', 'web-1');
+    const feed = setInterval(() => {
+      for (let i = 0; i < 20; i++) b.requestFinished(i < 2 ? '5xx' : '2xx', 0.004);
+    }, 100);
+    try {
+      const charts = '[data-charts="web"]';
+      await page.waitForSelector(`${charts} svg[data-chart="rps"]`, { timeout: 8_000 });
+      expect(await page.locator(`${charts} svg.chart`).count()).toBe(3);
+      // The node samples once a second: a line needs two samples with traffic between them.
+      const points = async (chart: string, series: string): Promise<number> =>
+        ((await page.locator(`${charts} svg[data-chart="${chart}"] path[data-series="${series}"]`).getAttribute('d')) ?? '').split('L').length;
+      await expect.poll(() => points('rps', 'requests/s'), { timeout: 10_000, interval: 200 }).toBeGreaterThan(2);
+      await expect.poll(() => points('errors', '5xx ratio'), { timeout: 10_000, interval: 200 }).toBeGreaterThan(2);
+      await expect.poll(() => points('latency', 'p99'), { timeout: 10_000, interval: 200 }).toBeGreaterThan(2);
+      // 10% of the fed requests are 5xx: the chart's top label is a percentage.
+      expect(await page.locator(`${charts} svg[data-chart="errors"] text`).allTextContents()).toContain('0.0%');
+
+      control.setBackend('web', 'web-2', { state: 'down', reason: 'health check failed' });
+      await page.waitForSelector(`${charts} rect[data-backend="web-2"][data-state="down"]`, { timeout: 8_000 });
+      expect(await page.locator(`${charts} rect[data-backend="web-2"][data-state="up"]`).count()).toBeGreaterThan(0);
+
+      control.version += 1;
+      await page.waitForSelector(`${charts} line.marker[data-version="${control.version}"]`, { timeout: 8_000, state: 'attached' });
+      expect(problems).toEqual([]);
+    } finally {
+      clearInterval(feed);
+      control.setBackend('web', 'web-2', { state: 'up', reason: '' });
+      await page.close();
+    }
+  });
+
   it('shows a single node without a cluster panel, and a drained backend as intentional', async () => {
     const clustered = control.clusterState;
     control.clusterState = { nodeId: 'standalone', role: 'standalone', term: 0, leader: null, commitIndex: 0, appliedIndex: 0, members: [] };
