@@ -12,6 +12,10 @@ if [ ! -f dist/cli/main.js ]; then
   npm run build >/dev/null
 fi
 mkdir -p "$data"
+# A copy without the secret (the npm package ships none) gets a fresh one: the example's nodes all read this file.
+if [ ! -f "$here/cluster.secret" ]; then
+  (umask 077 && head -c 32 /dev/urandom | base64 >"$here/cluster.secret")
+fi
 
 # "backends" is the demo backends web-1..web-3 on 127.0.0.1:9001-9003 (see backends.yaml), so curl has something to reach.
 for n in backends n1 n2 n3; do
