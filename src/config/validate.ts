@@ -10,6 +10,8 @@ import type {
   ReplicatedConfig,
   RouteConfig,
 } from './schema.js';
+import { REPLICATED_KEYS } from './schema.js';
+import { expandEnvironment } from './env.js';
 import {
   DecodeContext,
   INVALID,
@@ -53,8 +55,9 @@ export function formatProblem(file: string, problem: Problem): string {
 
 // ---------------------------------------------------------------- entry points
 
+/** A whole config file: ${NAME} references in its local settings are expanded from the environment first. */
 export function validateConfigText(text: string, file: string): ValidationResult<Config> {
-  return validateText(text, file, fileSpec, (shape) => buildConfig(shape as FileShape));
+  return validateText(text, file, fileSpec, (shape) => buildConfig(shape as FileShape), (document) => expandEnvironment(document, REPLICATED_KEYS));
 }
 
 /** Plain values (already parsed); problems carry no positions. */
@@ -77,7 +80,13 @@ export function validateReplicated(value: unknown, source = 'replicated config')
 
 // ---------------------------------------------------------------- text and positions
 
-function validateText<T>(text: string, source: string, spec: Spec<unknown>, build: (shape: unknown) => T): ValidationResult<T> {
+function validateText<T>(
+  text: string,
+  source: string,
+  spec: Spec<unknown>,
+  build: (shape: unknown) => T,
+  prepare?: (document: Document) => readonly RawProblem[],
+): ValidationResult<T> {
   void source;
   if (typeof text !== 'string') return failure([{ path: '', message: `expected text, got ${typeof text}` }]);
   const lineCounter = new LineCounter();
@@ -94,6 +103,9 @@ function validateText<T>(text: string, source: string, spec: Spec<unknown>, buil
         })),
       );
     }
+    const prepared = prepare?.(document) ?? [];
+    // Problems of the references themselves: the values they stand for cannot be checked until they are fixed.
+    if (prepared.length > 0) return failure(prepared.map((problem) => toProblem(problem, document, lineCounter)));
     value = document.toJS({ maxAliasCount: 1000 });
   } catch (error) {
     return failure([{ path: '', line: 1, column: 1, message: `invalid YAML: ${firstLine(errorText(error))}` }]);
