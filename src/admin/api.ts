@@ -2,7 +2,11 @@
 
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { LineCounter, parseDocument } from 'yaml';
-import type { ControlPlane } from '../control/types.js';
+import type { ChangeOrigin, ControlPlane } from '../control/types.js';
+import type { HistoryEntry } from '../control/history.js';
+import { unifiedDiff } from '../config/diff.js';
+import { renderReplicatedText } from '../config/write.js';
+import { CLI_USER_AGENT_PREFIX } from '../version.js';
 import { BalancerError, errorMessage, type ProblemDetail } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createTokenChecker, TOKEN_HOWTO } from './auth.js';
@@ -158,6 +162,36 @@ export function parseForce(url: string | undefined): boolean {
   throw badRequest(`force must be true or false, got ${JSON.stringify(values[0])}`);
 }
 
+/** An X-Request-Id a caller may send: printable, short; anything else is ignored rather than stored. */
+const CLIENT_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** Who is asking, for the config history: the CLI says so in its User-Agent; the caller's X-Request-Id is kept. */
+export function changeOrigin(req: IncomingMessage): ChangeOrigin {
+  const via = (req.headers['user-agent'] ?? '').startsWith(CLI_USER_AGENT_PREFIX) ? 'cli' : 'api';
+  const clientRequestId = req.headers['x-request-id'];
+  return typeof clientRequestId === 'string' && CLIENT_REQUEST_ID.test(clientRequestId) ? { via, clientRequestId } : { via };
+}
+
+/** `?name=N` as a config version: a positive whole number. */
+function versionParam(url: string | undefined, name: string): number {
+  const raw = new URLSearchParams((url ?? '').split('?')[1] ?? '').get(name);
+  if (raw === null) throw badRequest(`give ?${name}=VERSION`);
+  return parseVersion(raw, name);
+}
+
+function parseVersion(raw: string, name: string): number {
+  if (!/^\d{1,15}$/.test(raw) || Number(raw) < 1) throw badRequest(`${name} must be a config version (a whole number from 1), got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+function historyEntry(control: ControlPlane, version: number): HistoryEntry {
+  const entry = control.history().find((candidate) => candidate.version === version);
+  if (entry === undefined) {
+    throw new BalancerError('NOT_FOUND', `version ${version} is not in this node's config history; GET /api/v1/config/history lists the versions it keeps`);
+  }
+  return entry;
+}
+
 function etag(version: number): string {
   return `"${version}"`;
 }
@@ -210,26 +244,58 @@ export function createAdminServer(options: AdminServerOptions): Server {
           ...(ifMatch === undefined ? {} : { ifMatch }),
           sourceText: text,
           force,
+          origin: changeOrigin(req),
         });
-        logger.info('config replaced through the admin API', { version: result.version, ...(force ? { forced: true } : {}) });
-        sendJson(res, 200, { version: result.version }, { ETag: etag(result.version) });
+        logger.info('config replaced through the admin API', { version: result.version, requestId: result.requestId, ...(force ? { forced: true } : {}) });
+        sendJson(res, 200, { version: result.version }, { ETag: etag(result.version), 'X-Request-Id': result.requestId });
+      },
+    }),
+    route('/api/v1/config/history', {
+      GET: ({ res }) => {
+        const versions = control.history().map(({ config: _config, ...summary }) => summary);
+        sendJson(res, 200, { current: control.status().version, versions });
+      },
+    }),
+    route('/api/v1/config/history/:version', {
+      GET: ({ res, params }) => {
+        const { config, ...summary } = historyEntry(control, parseVersion(params['version']!, 'version'));
+        sendJson(res, 200, { ...summary, routes: config.routes, pools: config.pools }, { ETag: etag(summary.version) });
+      },
+    }),
+    route('/api/v1/config/diff', {
+      GET: ({ req, res }) => {
+        const from = historyEntry(control, versionParam(req.url, 'from'));
+        const to = historyEntry(control, versionParam(req.url, 'to'));
+        const diff = unifiedDiff(renderReplicatedText(from.config), renderReplicatedText(to.config), { from: `v${from.version}`, to: `v${to.version}` });
+        sendJson(res, 200, { from: from.version, to: to.version, diff });
+      },
+    }),
+    route('/api/v1/config/rollback', {
+      POST: async ({ req, res, body }) => {
+        const ifMatch = parseIfMatch(req.headers['if-match']);
+        const force = parseForce(req.url);
+        const input = fields<{ version: number }>((await body(JSON_MEDIA_TYPES)).value, { version: { type: 'number', required: true } });
+        if (!Number.isSafeInteger(input.version) || input.version < 1) throw badRequest('version must be a config version (a whole number from 1)');
+        const result = await control.rollback(input.version, { ...(ifMatch === undefined ? {} : { ifMatch }), force, origin: changeOrigin(req) });
+        logger.info('config rolled back through the admin API', { to: input.version, version: result.version, requestId: result.requestId, ...(force ? { forced: true } : {}) });
+        sendJson(res, 200, { version: result.version, rolledBackTo: input.version }, { ETag: etag(result.version), 'X-Request-Id': result.requestId });
       },
     }),
     route('/api/v1/pools/:pool/backends', {
-      POST: async ({ res, params, body }) => {
+      POST: async ({ req, res, params, body }) => {
         const pool = params['pool']!;
         const input = fields<{ url: string; weight?: number; id?: string }>((await body(JSON_MEDIA_TYPES)).value, {
           url: { type: 'string', required: true },
           weight: { type: 'number' },
           id: { type: 'string' },
         });
-        const result = await control.addBackend(pool, input);
-        logger.info('backend added through the admin API', { pool, backend: result.backend.id, version: result.version });
-        sendJson(res, 201, result, { Location: backendLocation(pool, result.backend.id) });
+        const result = await control.addBackend(pool, input, { origin: changeOrigin(req) });
+        logger.info('backend added through the admin API', { pool, backend: result.backend.id, version: result.version, requestId: result.requestId });
+        sendJson(res, 201, { version: result.version, backend: result.backend }, { Location: backendLocation(pool, result.backend.id), 'X-Request-Id': result.requestId });
       },
     }),
     route('/api/v1/pools/:pool/backends/:id', {
-      PATCH: async ({ res, params, body }) => {
+      PATCH: async ({ req, res, params, body }) => {
         const pool = params['pool']!;
         const id = params['id']!;
         const patch = fields<{ weight?: number; drain?: boolean }>((await body(JSON_MEDIA_TYPES)).value, {
@@ -239,17 +305,17 @@ export function createAdminServer(options: AdminServerOptions): Server {
         if (patch.weight === undefined && patch.drain === undefined) {
           throw badRequest('nothing to change: give weight and/or drain');
         }
-        const result = await control.updateBackend(pool, id, patch);
-        logger.info('backend updated through the admin API', { pool, backend: id, ...patch, version: result.version });
-        sendJson(res, 200, result);
+        const result = await control.updateBackend(pool, id, patch, { origin: changeOrigin(req) });
+        logger.info('backend updated through the admin API', { pool, backend: id, ...patch, version: result.version, requestId: result.requestId });
+        sendJson(res, 200, { version: result.version }, { 'X-Request-Id': result.requestId });
       },
       DELETE: async ({ req, res, params }) => {
         const pool = params['pool']!;
         const id = params['id']!;
         const force = parseForce(req.url);
-        const result = await control.removeBackend(pool, id, { force });
-        logger.info('backend removed through the admin API', { pool, backend: id, version: result.version, ...(force ? { forced: true } : {}) });
-        sendJson(res, 200, result);
+        const result = await control.removeBackend(pool, id, { force, origin: changeOrigin(req) });
+        logger.info('backend removed through the admin API', { pool, backend: id, version: result.version, requestId: result.requestId, ...(force ? { forced: true } : {}) });
+        sendJson(res, 200, { version: result.version }, { 'X-Request-Id': result.requestId });
       },
     }),
     route('/api/v1/cluster', { GET: ({ res }) => sendJson(res, 200, control.cluster()) }),

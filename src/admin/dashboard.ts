@@ -98,6 +98,7 @@ const SCRIPT = `
   var token = sessionStorage.getItem(TOKEN_KEY);
   var previousSample = null;
   var previousStates = null;
+  var historyShownFor = null;
   var lastOk = null;
   var waitingForToken = false;
   var timer = null;
@@ -367,6 +368,30 @@ const SCRIPT = `
     $('members').replaceChildren(rows);
   }
 
+  // The last config changes: fetched again only when the config version moves.
+  function renderHistory(version, headers) {
+    if (historyShownFor === version) return;
+    historyShownFor = version;
+    fetch('/api/v1/config/history', { headers: headers, cache: 'no-store' }).then(function (res) {
+      return res.ok ? res.json() : null;
+    }).then(function (body) {
+      if (!body) { historyShownFor = null; return; }
+      var rows = document.createDocumentFragment();
+      body.versions.slice(0, 10).forEach(function (v) {
+        var s = v.source || {};
+        var from = s.kind === 'rollback' ? 'rollback to v' + s.rollbackOf : s.kind === 'file' || s.kind === 'seed' ? s.kind + ' ' + (s.file || '') : s.kind;
+        rows.appendChild(el('tr', { 'data-version': String(v.version) }, [
+          el('th', { scope: 'row', text: 'v' + v.version + (v.version === body.current ? ' (current)' : '') }),
+          el('td', { text: v.at ? new Date(v.at).toLocaleString() : '\u2013' }),
+          el('td', { text: from + (s.node ? ' on ' + s.node : '') }),
+          el('td', { text: v.change }),
+          el('td', { className: 'url', text: v.requestId })
+        ]));
+      });
+      $('history').replaceChildren(rows);
+    }, function () { historyShownFor = null; });
+  }
+
   function announceChanges(status) {
     var states = {};
     var messages = [];
@@ -443,6 +468,7 @@ const SCRIPT = `
         $('h-ready').textContent = status.ready ? 'ready' : 'not ready: ' + (status.notReady || []).map(function (n) { return n.reason; }).join('; ');
         renderPools(status, perBackend);
         renderCluster(status.cluster);
+        renderHistory(status.version, headers);
         announceChanges(status);
         setConnection(true);
         schedule(POLL_MS);
@@ -502,6 +528,15 @@ const BODY = `
         <table aria-labelledby="cluster-title">
           <thead><tr><th scope="col">Member</th><th scope="col">Address</th><th scope="col">Role</th><th scope="col" class="num">Match index</th><th scope="col">Reachable</th></tr></thead>
           <tbody id="members"></tbody>
+        </table>
+      </div>
+    </section>
+    <section id="history-panel" class="panel" aria-labelledby="history-title">
+      <h2 id="history-title">Recent config changes</h2>
+      <div class="scroll">
+        <table aria-labelledby="history-title">
+          <thead><tr><th scope="col">Version</th><th scope="col">When</th><th scope="col">From</th><th scope="col">Change</th><th scope="col">Request id</th></tr></thead>
+          <tbody id="history"></tbody>
         </table>
       </div>
     </section>

@@ -14,6 +14,8 @@ import type { BackendStatus, ClusterStatus, NodeStatus } from '../control/types.
 import { paint, stateCell, table, wantsColour, type Cell } from './format.js';
 import { parseDuration } from '../config/spec.js';
 import { topCommand } from './top.js';
+import { describeSource, type HistorySummary } from '../control/history.js';
+import { CLI_USER_AGENT } from '../version.js';
 
 export const EXIT_CODES = {
   ok: 0,
@@ -97,7 +99,7 @@ export async function call(opts: ClientOptions, method: string, path: string, bo
     opts.err.write(`invalid --admin ${JSON.stringify(opts.admin)}: expected a URL like http://127.0.0.1:9090 or host:port\n`);
     return { ok: false, code: EXIT_CODES.usage };
   }
-  const headers: Record<string, string> = { Accept: 'application/json' };
+  const headers: Record<string, string> = { Accept: 'application/json', 'User-Agent': CLI_USER_AGENT };
   if (opts.token !== undefined && opts.token !== null && opts.token !== '') headers['Authorization'] = `Bearer ${opts.token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const timeoutMs = opts.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
@@ -303,6 +305,67 @@ export async function backendsWeightCommand(opts: ClientOptions, pool: string, i
   return EXIT_CODES.ok;
 }
 
+/** `2026-11-30T01:02:03.456Z` -> `2026-11-30 01:02:03Z`: the history's times, readable and still exact to the second. */
+function shortTime(iso: string | null): string {
+  return iso === null ? '-' : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+export function formatHistory(body: { current: number; versions: readonly HistorySummary[] }, colour: boolean): string {
+  if (body.versions.length === 0) return 'no config versions yet\n';
+  const rows: Cell[][] = body.versions.map((entry) => [
+    entry.version === body.current ? { text: `v${entry.version} *`, colour: 'bold' } : `v${entry.version}`,
+    shortTime(entry.at),
+    describeSource(entry.source),
+    entry.change,
+    entry.clientRequestId === undefined ? entry.requestId : `${entry.requestId} (${entry.clientRequestId})`,
+  ]);
+  return (
+    table([{ header: 'VERSION' }, { header: 'WHEN' }, { header: 'FROM' }, { header: 'CHANGE' }, { header: 'REQUEST ID' }], rows, colour) +
+    `${paint('* current', 'dim', colour)}\n`
+  );
+}
+
+export async function configHistoryCommand(opts: ClientOptions, limit?: number): Promise<ExitCode> {
+  const result = await call(opts, 'GET', '/api/v1/config/history');
+  if (!result.ok) return result.code;
+  const body = result.body as { current: number; versions: HistorySummary[] };
+  const shown = { ...body, versions: limit === undefined ? body.versions : body.versions.slice(0, limit) };
+  if (opts.json) printJson(opts, shown);
+  else opts.out.write(formatHistory(shown, wantsColour(opts.out)));
+  return EXIT_CODES.ok;
+}
+
+/** Colours a unified diff: removed lines red, added green, hunk headers dim. */
+function paintDiff(diff: string, colour: boolean): string {
+  return diff
+    .split('\n')
+    .map((line) => {
+      if (line.startsWith('---') || line.startsWith('+++')) return paint(line, 'bold', colour);
+      if (line.startsWith('@@')) return paint(line, 'dim', colour);
+      if (line.startsWith('-')) return paint(line, 'red', colour);
+      if (line.startsWith('+')) return paint(line, 'green', colour);
+      return line;
+    })
+    .join('\n');
+}
+
+export async function configDiffCommand(opts: ClientOptions, from: number, to: number): Promise<ExitCode> {
+  const result = await call(opts, 'GET', `/api/v1/config/diff?from=${from}&to=${to}`);
+  if (!result.ok) return result.code;
+  const body = result.body as { from: number; to: number; diff: string };
+  if (opts.json) printJson(opts, body);
+  else opts.out.write(body.diff === '' ? `v${from} and v${to} have the same routes and pools\n` : paintDiff(body.diff, wantsColour(opts.out)));
+  return EXIT_CODES.ok;
+}
+
+export async function configRollbackCommand(opts: ClientOptions, version: number, force = false): Promise<ExitCode> {
+  const result = await call(opts, 'POST', `/api/v1/config/rollback${force ? '?force=true' : ''}`, { version });
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else opts.out.write(`rolled back to the config of v${version}: it is now version ${(result.body as { version: number }).version}\n`);
+  return EXIT_CODES.ok;
+}
+
 export async function clusterStatusCommand(opts: ClientOptions): Promise<ExitCode> {
   const result = await call(opts, 'GET', '/api/v1/cluster');
   if (!result.ok) return result.code;
@@ -356,6 +419,20 @@ interface ConnectionFlags {
 }
 
 class UsageError extends Error {}
+
+function parseVersionArgument(text: string): number {
+  const version = Number(text.replace(/^v/, ''));
+  if (!/^v?\d+$/.test(text) || !Number.isSafeInteger(version) || version < 1) {
+    throw new UsageError(`a config version is a whole number from 1 (as \`balancer config history\` lists them), got ${JSON.stringify(text)}`);
+  }
+  return version;
+}
+
+function parseCount(text: string): number {
+  const count = Number(text);
+  if (!/^\d+$/.test(text) || count < 1) throw new UsageError(`--limit must be a whole number from 1, got ${JSON.stringify(text)}`);
+  return count;
+}
 
 function parseWeight(text: string): number {
   const weight = Number(text);
@@ -459,6 +536,17 @@ export function registerClientCommands(
   connection(backends.command('weight').argument('<pool>').argument('<id>').argument('<n>').description("set a backend's weight")).action(
     run((opts, pool: string, id: string, n: string) => backendsWeightCommand(opts, pool, id, parseWeight(n))),
   );
+
+  const config = program.command('config').description('the replicated config: history, diff, rollback').exitOverride(usageExit);
+  connection(config.command('history').description('the last config versions: when, from where, what changed, request id'))
+    .option('--limit <n>', 'show only the newest N')
+    .action(run((opts, flags: { limit?: string }) => configHistoryCommand(opts, flags.limit === undefined ? undefined : parseCount(flags.limit))));
+  connection(config.command('diff').argument('<v1>').argument('<v2>').description('what changed in routes and pools from version V1 to V2 (unified diff)')).action(
+    run((opts, v1: string, v2: string) => configDiffCommand(opts, parseVersionArgument(v1), parseVersionArgument(v2))),
+  );
+  connection(config.command('rollback').argument('<version>').description('make the config of VERSION current again (a new version; compare-and-set)'))
+    .option('--force', 'even if it would take traffic down (a routed pool without backends, every route or pool removed)')
+    .action(run((opts, version: string, flags: { force?: boolean }) => configRollbackCommand(opts, parseVersionArgument(version), flags.force === true)));
 
   const cluster = program.command('cluster').description('Raft membership and leadership').exitOverride(usageExit);
   connection(cluster.command('status').description('members, leader, term, commit and applied index')).action(

@@ -22,6 +22,11 @@ interface Guarded {
   readonly refuseUnsafe?: boolean;
 }
 
+/** The command field that makes the state machine refuse a change that would take traffic down, unless the caller forces it. */
+export function guard(options: { readonly force?: boolean }): { refuseUnsafe?: true } {
+  return options.force === true ? {} : { refuseUnsafe: true };
+}
+
 export type ConfigCommand =
   | ({ readonly type: 'set-config'; readonly config: PlainReplicated; readonly expectedVersion?: number } & Guarded)
   | ({ readonly type: 'add-backend'; readonly pool: string; readonly backend: BackendInput } & Guarded)

@@ -22,6 +22,7 @@ import { validateReplicated } from '../config/validate.js';
 import type { PlainReplicated } from '../control/types.js';
 import { BalancerError } from '../errors.js';
 import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from './commands.js';
+import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeKind, type ChangeMeta, type HistoryEntry } from '../control/history.js';
 
 /** Records what the cluster has not recorded yet: its id, and the incarnations of members that have none. */
 export interface RecordIdentityCommand {
@@ -35,6 +36,8 @@ export type ClusterCommand = ConfigCommand | RecordIdentityCommand;
 export interface ProposalEnvelope {
   readonly requestId: string;
   readonly command: ClusterCommand;
+  /** When and from where, stamped by the proposer so that every node records the same history (absent in older entries). */
+  readonly meta?: ChangeMeta;
 }
 
 /** What a command came to; stored in the dedupe table as JSON, so a retry gets the same answer. */
@@ -59,6 +62,8 @@ export interface StateMachineSnapshot {
   readonly dedupe: DedupeSnapshot;
   /** Absent in snapshots taken before identities were recorded. */
   readonly clusterId?: string | null;
+  /** Absent in snapshots written before the history existed. */
+  readonly history?: readonly HistoryEntry[];
 }
 
 export type AppliedEffect =
@@ -88,14 +93,47 @@ function decodeEnvelope(data: string): ProposalEnvelope | string {
   return record as ProposalEnvelope;
 }
 
+const CHANGE_KINDS: ReadonlySet<string> = new Set<ChangeKind>(['file', 'seed', 'api', 'cli', 'rollback', 'unknown']);
+
+/** The entry's meta as far as it makes sense; anything odd is left out rather than trusted. */
+function decodeMeta(raw: unknown): ChangeMeta {
+  const meta = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+  const source = (typeof meta['source'] === 'object' && meta['source'] !== null ? meta['source'] : {}) as Record<string, unknown>;
+  const kind = typeof source['kind'] === 'string' && CHANGE_KINDS.has(source['kind']) ? (source['kind'] as ChangeKind) : 'unknown';
+  const text = (value: unknown): string | undefined => (typeof value === 'string' && value.length <= 4096 ? value : undefined);
+  const node = text(source['node']);
+  const file = text(source['file']);
+  const via = source['via'] === 'api' || source['via'] === 'cli' ? source['via'] : undefined;
+  const rollbackOf = Number.isSafeInteger(source['rollbackOf']) ? (source['rollbackOf'] as number) : undefined;
+  const clientRequestId = text(meta['clientRequestId']);
+  return {
+    at: text(meta['at']) ?? null,
+    source: {
+      kind,
+      ...(node === undefined ? {} : { node }),
+      ...(file === undefined ? {} : { file }),
+      ...(via === undefined ? {} : { via }),
+      ...(rollbackOf === undefined ? {} : { rollbackOf }),
+    },
+    ...(clientRequestId === undefined ? {} : { clientRequestId }),
+  };
+}
+
 export class ConfigStateMachine {
   private configState: ConfigState = EMPTY_CONFIG_STATE;
   private readonly memberMap = new Map<string, ClusterMemberRecord>();
   private recordedClusterId: string | null = null;
   private dedupe: RequestDedupe;
+  private readonly changes: ConfigHistory;
 
-  constructor(dedupeCapacity?: number) {
+  constructor(dedupeCapacity?: number, historySize: number = DEFAULT_HISTORY_SIZE) {
     this.dedupe = new RequestDedupe(dedupeCapacity);
+    this.changes = new ConfigHistory(historySize);
+  }
+
+  /** The last versions, newest first (bounded by this node's cluster.historySize). */
+  history(): readonly HistoryEntry[] {
+    return this.changes.list();
   }
 
   get state(): ConfigState {
@@ -141,6 +179,13 @@ export class ConfigStateMachine {
     if (result.ok) {
       this.configState = result.state;
       outcome = { ok: true, version: result.state.version, ...(result.backend === undefined ? {} : { backend: result.backend }) };
+      this.changes.record({
+        version: result.state.version,
+        requestId,
+        change: describeCommand(envelope.command),
+        ...decodeMeta(envelope.meta),
+        config: toPlainReplicated(result.state.config) as PlainReplicated,
+      });
     } else {
       outcome = { ok: false, error: result.error };
     }
@@ -182,6 +227,7 @@ export class ConfigStateMachine {
       members: this.members(),
       dedupe: this.dedupe.toJSON(),
       clusterId: this.recordedClusterId,
+      history: this.changes.toJSON(),
     };
     return JSON.stringify(snapshot);
   }
@@ -218,5 +264,6 @@ export class ConfigStateMachine {
     }
     this.recordedClusterId = typeof parsed.clusterId === 'string' ? parsed.clusterId : null;
     this.dedupe = RequestDedupe.fromJSON(parsed.dedupe);
+    this.changes.restore(parsed.history);
   }
 }

@@ -36,7 +36,10 @@ import type {
   NodeStatus,
   PlainReplicated,
   WriteOptions,
+  WriteResult,
+  ChangeOrigin,
 } from '../control/types.js';
+import type { ChangeMeta, ChangeSource, HistoryEntry } from '../control/history.js';
 import { BalancerError, errorMessage, isBalancerError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
@@ -44,7 +47,7 @@ import { parseHostPort } from '../net-address.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/node.js';
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
-import { sameReplicated, type ConfigCommand } from './commands.js';
+import { guard, sameReplicated, type ConfigCommand } from './commands.js';
 import { ConfigFileSync } from './config-file.js';
 import { ConfigStateMachine, encodeEnvelope, type ClusterCommand, type CommandOutcome } from './state-machine.js';
 
@@ -92,7 +95,7 @@ export class ClusterStore implements ControlPlane {
   private readonly options: ClusterStoreOptions;
   private readonly clock: Clock;
   private readonly writeTimeoutMs: number;
-  private readonly machine = new ConfigStateMachine();
+  private readonly machine: ConfigStateMachine;
   /** No leader is no reason here: a node keeps serving its last applied config through a lost quorum. */
   readonly readiness = new Readiness();
   private node!: RaftNode;
@@ -113,6 +116,7 @@ export class ClusterStore implements ControlPlane {
     this.nodeId = options.cluster.nodeId;
     this.clock = options.clock ?? systemClock;
     this.writeTimeoutMs = options.writeTimeoutMs ?? CLUSTER_STORE_DEFAULTS.writeTimeoutMs;
+    this.machine = new ConfigStateMachine(undefined, options.cluster.historySize);
     this.readiness.add('membership', () => this.standingProblem());
     this.readiness.add('config', () =>
       this.machine.version > 0 && options.dataPlane.ready ? null : 'no config applied yet: waiting for the cluster to commit one',
@@ -286,7 +290,7 @@ export class ClusterStore implements ControlPlane {
     throw this.timeoutError('read the config');
   }
 
-  async putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<{ version: number }> {
+  async putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<WriteResult> {
     if (options.sourceText !== undefined) {
       const fromText = validateReplicatedText(options.sourceText, 'request body');
       if (!fromText.ok) throw invalid(fromText.problems);
@@ -294,26 +298,56 @@ export class ClusterStore implements ControlPlane {
     // Checked here too so an invalid body never costs a log entry; apply validates again on every node.
     const checked = validateReplicated(body);
     if (!checked.ok) throw invalid(checked.problems);
-    const outcome = await this.submit({
+    const command: ConfigCommand = {
       type: 'set-config',
       config: toPlainReplicated(checked.config) as PlainReplicated,
       ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
       ...guard(options),
-    });
-    return { version: outcome.version };
+    };
+    const outcome = await this.submit(command, this.changeMeta(options.origin));
+    return { version: outcome.version, requestId: outcome.requestId };
   }
 
-  async addBackend(pool: string, input: BackendInput): Promise<{ version: number; backend: { id: string; url: string; weight: number } }> {
-    const outcome = await this.submit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true });
-    return { version: outcome.version, backend: outcome.backend! };
+  async addBackend(pool: string, input: BackendInput, options: WriteOptions = {}): Promise<WriteResult & { backend: { id: string; url: string; weight: number } }> {
+    const outcome = await this.submit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true }, this.changeMeta(options.origin));
+    return { version: outcome.version, requestId: outcome.requestId, backend: outcome.backend! };
   }
 
-  async updateBackend(pool: string, id: string, patch: BackendPatch): Promise<{ version: number }> {
-    return { version: (await this.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true })).version };
+  async updateBackend(pool: string, id: string, patch: BackendPatch, options: WriteOptions = {}): Promise<WriteResult> {
+    const outcome = await this.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin));
+    return { version: outcome.version, requestId: outcome.requestId };
   }
 
-  async removeBackend(pool: string, id: string, options: WriteOptions = {}): Promise<{ version: number }> {
-    return { version: (await this.submit({ type: 'remove-backend', pool, id, ...guard(options) })).version };
+  async removeBackend(pool: string, id: string, options: WriteOptions = {}): Promise<WriteResult> {
+    const outcome = await this.submit({ type: 'remove-backend', pool, id, ...guard(options) }, this.changeMeta(options.origin));
+    return { version: outcome.version, requestId: outcome.requestId };
+  }
+
+  history(): readonly HistoryEntry[] {
+    return this.machine.history();
+  }
+
+  async rollback(version: number, options: { ifMatch?: number } & WriteOptions): Promise<WriteResult> {
+    const target = this.machine.history().find((entry) => entry.version === version);
+    if (target === undefined) throw notInHistory(version, this.options.cluster.historySize);
+    // Compare-and-set on what is current now (read through the leader), unless the caller names the version it saw.
+    const expectedVersion = options.ifMatch ?? (await this.getConfig()).version;
+    const source: ChangeSource = { kind: 'rollback', node: this.nodeId, via: options.origin?.via ?? 'api', rollbackOf: version };
+    const outcome = await this.submit(
+      { type: 'set-config', config: target.config, expectedVersion, ...guard(options) },
+      { ...this.changeMeta(options.origin), source },
+    );
+    this.options.logger.info('config rolled back', { node: this.nodeId, to: version, version: outcome.version, requestId: outcome.requestId });
+    return { version: outcome.version, requestId: outcome.requestId };
+  }
+
+  /** When and from where a change made through the admin API (or CLI) on this node comes. */
+  private changeMeta(origin: ChangeOrigin | undefined, source?: ChangeSource): ChangeMeta {
+    return {
+      at: new Date().toISOString(),
+      source: source ?? { kind: origin?.via ?? 'api', node: this.nodeId },
+      ...(origin?.clientRequestId === undefined ? {} : { clientRequestId: origin.clientRequestId }),
+    };
   }
 
   /** Adds a voter or learner; adding an existing learner as a voter promotes it. */
@@ -398,7 +432,7 @@ export class ClusterStore implements ControlPlane {
     for (let attempt = 1; attempt <= CLUSTER_STORE_DEFAULTS.editMaxAttempts; attempt++) {
       if (this.stopped) return 'superseded';
       try {
-        const outcome = await this.submit(command, requestId);
+        const outcome = await this.submit(command, this.changeMeta(undefined, { kind: 'file', node: this.nodeId, file }), requestId);
         metrics.configReload('success');
         logger.info('config edit committed', { file, version: outcome.version });
         return 'applied';
@@ -552,7 +586,7 @@ export class ClusterStore implements ControlPlane {
       incarnations,
     };
     this.recordingIdentities = true;
-    void this.submit(command)
+    void this.submit(command, undefined)
       .then(
         () => this.options.logger.info('cluster identity recorded', { node: this.nodeId, clusterId: this.machine.clusterId, incarnations }),
         (error: unknown) => this.options.logger.debug('recording cluster identities failed; the next leader event retries', { error: errorMessage(error) }),
@@ -575,7 +609,7 @@ export class ClusterStore implements ControlPlane {
         return;
       }
       const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools }) as PlainReplicated;
-      const outcome = await this.submit({ type: 'set-config', config, expectedVersion: 0 });
+      const outcome = await this.submit({ type: 'set-config', config, expectedVersion: 0 }, this.changeMeta(undefined, { kind: 'seed', node: this.nodeId, file }));
       await this.fileSync.noteShown(outcome.version, text);
       logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });
     } catch (error) {
@@ -595,9 +629,9 @@ export class ClusterStore implements ControlPlane {
    * Proposes `command` and resolves with its outcome once this node applied it; a refused command
    * rejects with its code. Lost proposals are retried with the same request id until the deadline.
    */
-  private async submit(command: ClusterCommand, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true }> {
+  private async submit(command: ClusterCommand, meta: ChangeMeta | undefined, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true; requestId: string }> {
     const metrics = this.options.metrics.raft;
-    const data = encodeEnvelope({ requestId, command });
+    const data = encodeEnvelope({ requestId, command, ...(meta === undefined ? {} : { meta }) });
     const deadline = this.clock.now() + this.writeTimeoutMs;
     this.outcomes.set(requestId, null);
     try {
@@ -622,7 +656,7 @@ export class ClusterStore implements ControlPlane {
         if (outcome !== null && outcome !== undefined) {
           if (outcome.ok) {
             metrics.proposal('committed');
-            return outcome;
+            return { ...outcome, requestId };
           }
           metrics.proposal('rejected');
           throw new BalancerError(outcome.error.code, outcome.error.message, { details: outcome.error.details });
@@ -717,15 +751,14 @@ export class ClusterStore implements ControlPlane {
   }
 }
 
-/** The command field that makes the state machine refuse a change that would take traffic down, unless forced. */
-function guard(options: WriteOptions): { refuseUnsafe?: true } {
-  return options.force === true ? {} : { refuseUnsafe: true };
-}
-
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NO_LEADER', 'NOT_LEADER', 'PROPOSAL_DROPPED']);
 
 function isRetryable(error: unknown): boolean {
   return error instanceof BalancerError && RETRYABLE.has(error.code);
+}
+
+function notInHistory(version: number, size: number): BalancerError {
+  return new BalancerError('NOT_FOUND', `version ${version} is not in this node's config history (it keeps the last ${size} versions: cluster.historySize); \`balancer config history\` lists them`);
 }
 
 function invalid(problems: readonly { path: string; message: string; line?: number; column?: number }[]): BalancerError {

@@ -358,6 +358,10 @@ const clusterSpec = object(
       ),
     ),
     snapshotEvery: optional(integer(1, 100_000_000, 'Applied entries between state-machine snapshots, after which the log is compacted (default 1000).')),
+    historySize: withDefault(
+      integer(1, 10_000, 'Replicated config versions this node keeps, with when, from where and the request id, for `balancer config history`, `diff` and `rollback`.'),
+      DEFAULTS.historySize,
+    ),
   },
   {
     description: 'Raft group that replicates routes and pools; absent means a single node.',

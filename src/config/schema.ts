@@ -66,6 +66,8 @@ export const DEFAULTS = {
   shutdownPreStopDelayMs: 0,
   electionTimeoutMs: 1_000,
   heartbeatIntervalMs: 100,
+  /** Replicated config versions kept for history, diff and rollback. */
+  historySize: 50,
 } as const;
 
 export interface BackendConfig {
@@ -196,6 +198,7 @@ export interface ClusterConfig {
   readonly join?: boolean;
   /** Present only when the file sets it; the Raft driver's default applies otherwise. */
   readonly snapshotEvery?: number;
+  readonly historySize: number;
 }
 
 export interface LimitsConfig {

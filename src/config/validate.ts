@@ -340,6 +340,7 @@ function buildConfig(shape: FileShape): Config {
             secretFile: cluster.secretFile ?? null,
             electionTimeoutMs: cluster.electionTimeout,
             heartbeatIntervalMs: cluster.heartbeatInterval,
+            historySize: cluster.historySize,
             ...(cluster.join === undefined ? {} : { join: cluster.join }),
             ...(cluster.snapshotEvery === undefined ? {} : { snapshotEvery: cluster.snapshotEvery }),
           },

@@ -103,6 +103,16 @@ function renderBlock(value: Json, indent: number): string {
   return lines.map((line, index) => (index === 0 ? line : ' '.repeat(indent) + line)).join('\n');
 }
 
+/** Routes and pools alone, in the style a rewrite writes them: what `balancer config diff` compares line by line. */
+export function renderReplicatedText(plain: { readonly routes: readonly unknown[]; readonly pools: Readonly<Record<string, unknown>> }): string {
+  return (['routes', 'pools'] as const)
+    .map((key) => {
+      const value = plain[key] as Json;
+      return isBlockCollection(value) ? `${key}:\n  ${renderBlock(value, 2)}\n` : `${key}: ${renderInline(value)}\n`;
+    })
+    .join('');
+}
+
 function isBlockCollection(value: Json): boolean {
   return (Array.isArray(value) && value.length > 0) || (isObject(value) && Object.keys(value).length > 0);
 }

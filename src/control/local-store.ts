@@ -1,5 +1,6 @@
 // The single-node control plane: applies config commands in memory and writes them back to balancer.yaml, serialised.
 
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { BalancerError, errorMessage } from '../errors.js';
 import type { ReplicatedConfig } from '../config/schema.js';
@@ -7,11 +8,12 @@ import { resolveReplicatedPaths } from '../config/load.js';
 import { toPlainReplicated } from '../config/plain.js';
 import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
 import { validateConfigText, validateReplicatedText } from '../config/validate.js';
-import { applyCommand, sameReplicated, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
+import { applyCommand, guard, sameReplicated, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
-import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, PlainReplicated, WriteOptions } from './types.js';
+import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, PlainReplicated, WriteOptions, WriteResult } from './types.js';
+import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeMeta, type ChangeSource, type HistoryEntry } from './history.js';
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import { fileStamp } from '../cluster/config-file.js';
 import { poolStatusViews } from './status.js';
@@ -32,6 +34,8 @@ export interface LocalStoreOptions {
 export class LocalStore implements ControlPlane {
   private state: ConfigState;
   readonly readiness = new Readiness();
+  /** Since this process started: versions start again at 1 on every start. */
+  private readonly changes = new ConfigHistory(DEFAULT_HISTORY_SIZE);
   private readonly options: LocalStoreOptions;
   /** Writes run one at a time: each reads the state the previous one left. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -39,6 +43,14 @@ export class LocalStore implements ControlPlane {
   constructor(options: LocalStoreOptions) {
     this.options = options;
     this.state = { version: 1, config: options.initial };
+    this.changes.record({
+      version: 1,
+      requestId: randomUUID(),
+      change: 'loaded at start',
+      at: new Date().toISOString(),
+      source: { kind: 'file', node: options.nodeName, file: options.file },
+      config: toPlainReplicated(options.initial) as PlainReplicated,
+    });
     this.readiness.add('config', () => (options.dataPlane.ready ? null : 'no config applied yet'));
     options.dataPlane.apply(this.state.version, resolveReplicatedPaths(options.initial, options.baseDir));
   }
@@ -67,7 +79,7 @@ export class LocalStore implements ControlPlane {
     return { version: this.state.version, config: toPlainReplicated(this.state.config) as PlainReplicated };
   }
 
-  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<{ version: number }> {
+  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<WriteResult> {
     return this.serialised(async () => {
       // Text bodies are validated from their text first, so problems carry the line and column the caller sent.
       if (options.sourceText !== undefined) {
@@ -78,26 +90,57 @@ export class LocalStore implements ControlPlane {
         type: 'set-config',
         config: body as PlainReplicated,
         ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
-        ...(options.force === true ? {} : { refuseUnsafe: true }),
+        ...guard(options),
       };
-      return { version: (await this.commit(command)).version };
+      const result = await this.commit(command, this.changeMeta(options.origin));
+      return { version: result.version, requestId: result.requestId };
     });
   }
 
-  addBackend(pool: string, input: BackendInput) {
+  addBackend(pool: string, input: BackendInput, options: WriteOptions = {}) {
     return this.serialised(async () => {
-      const result = await this.commit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true });
-      return { version: result.version, backend: result.backend! };
+      const result = await this.commit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true }, this.changeMeta(options.origin));
+      return { version: result.version, requestId: result.requestId, backend: result.backend! };
     });
   }
 
-  updateBackend(pool: string, id: string, patch: BackendPatch) {
-    return this.serialised(async () => ({ version: (await this.commit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true })).version }));
+  updateBackend(pool: string, id: string, patch: BackendPatch, options: WriteOptions = {}) {
+    return this.serialised(async () => {
+      const result = await this.commit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin));
+      return { version: result.version, requestId: result.requestId };
+    });
   }
 
   removeBackend(pool: string, id: string, options: WriteOptions = {}) {
-    const guard = options.force === true ? {} : { refuseUnsafe: true };
-    return this.serialised(async () => ({ version: (await this.commit({ type: 'remove-backend', pool, id, ...guard })).version }));
+    return this.serialised(async () => {
+      const result = await this.commit({ type: 'remove-backend', pool, id, ...guard(options) }, this.changeMeta(options.origin));
+      return { version: result.version, requestId: result.requestId };
+    });
+  }
+
+  history(): readonly HistoryEntry[] {
+    return this.changes.list();
+  }
+
+  rollback(version: number, options: { ifMatch?: number } & WriteOptions): Promise<WriteResult> {
+    return this.serialised(async () => {
+      const target = this.changes.at(version);
+      if (target === undefined) {
+        throw new BalancerError('NOT_FOUND', `version ${version} is not in the config history (it holds the versions since this node started, at most ${DEFAULT_HISTORY_SIZE})`);
+      }
+      const command: ConfigCommand = { type: 'set-config', config: target.config, expectedVersion: options.ifMatch ?? this.state.version, ...guard(options) };
+      const source: ChangeSource = { kind: 'rollback', node: this.options.nodeName, via: options.origin?.via ?? 'api', rollbackOf: version };
+      const result = await this.commit(command, { ...this.changeMeta(options.origin), source });
+      return { version: result.version, requestId: result.requestId };
+    });
+  }
+
+  private changeMeta(origin: WriteOptions['origin'], source?: ChangeSource): ChangeMeta {
+    return {
+      at: new Date().toISOString(),
+      source: source ?? { kind: origin?.via ?? 'api', node: this.options.nodeName },
+      ...(origin?.clientRequestId === undefined ? {} : { clientRequestId: origin.clientRequestId }),
+    };
   }
 
   async addMember(): Promise<ClusterStatus> {
@@ -138,6 +181,7 @@ export class LocalStore implements ControlPlane {
       }
       const config: ReplicatedConfig = { routes: result.config.routes, pools: result.config.pools };
       if (sameReplicated(config, this.state.config)) return 'unchanged';
+      const meta = this.changeMeta(undefined, { kind: 'file', node: this.options.nodeName, file });
       const reasons = unsafeChanges(this.state.config, config);
       if (reasons.length > 0) {
         metrics.configReload('failure');
@@ -155,13 +199,14 @@ export class LocalStore implements ControlPlane {
         return 'unsafe';
       }
       this.swap({ version: this.state.version + 1, config });
+      this.changes.record({ version: this.state.version, requestId: randomUUID(), change: 'file edit', ...meta, config: toPlainReplicated(config) as PlainReplicated });
       this.options.metrics.configReload('success');
       this.options.logger.info('config reloaded from file', { file: this.options.file, version: this.state.version });
       return 'applied';
     });
   }
 
-  private async commit(command: ConfigCommand): Promise<{ version: number; backend?: { id: string; url: string; weight: number } }> {
+  private async commit(command: ConfigCommand, meta: ChangeMeta): Promise<{ version: number; requestId: string; backend?: { id: string; url: string; weight: number } }> {
     const result = applyCommand(this.state, command, this.state.version + 1);
     if (!result.ok) throw new BalancerError(result.error.code, result.error.message, { details: result.error.details });
     // The file is written before the new config serves, so what serves is always what a restart would load.
@@ -193,8 +238,10 @@ export class LocalStore implements ControlPlane {
       throw new BalancerError('CONFIG_IO', `cannot write ${this.options.file}: the change was not applied`, { cause: error });
     }
     this.swap(result.state);
-    this.options.logger.info('config changed through the admin API', { command: command.type, version: result.state.version });
-    return { version: result.state.version, ...(result.backend === undefined ? {} : { backend: result.backend }) };
+    const requestId = randomUUID();
+    this.changes.record({ version: result.state.version, requestId, change: describeCommand(command), ...meta, config: toPlainReplicated(result.state.config) as PlainReplicated });
+    this.options.logger.info('config changed through the admin API', { command: command.type, version: result.state.version, requestId });
+    return { version: result.state.version, requestId, ...(result.backend === undefined ? {} : { backend: result.backend }) };
   }
 
   /** Saves `text` beside the file as .rejected-<time>; returns the path. */

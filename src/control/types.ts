@@ -2,6 +2,7 @@
 
 import type { StrategyName } from '../config/schema.js';
 import type { NotReady, Readiness } from './readiness.js';
+import type { HistoryEntry } from './history.js';
 
 /** The replicated config in its file-shaped plain JSON form (what GET /api/v1/config returns and PUT accepts). */
 export interface PlainReplicated {
@@ -91,9 +92,23 @@ export interface BackendInput {
   readonly id?: string;
 }
 
+/** Who asked for a change, as the admin API knows it; the store adds its node, the time and the request id. */
+export interface ChangeOrigin {
+  readonly via: 'api' | 'cli';
+  /** The caller's own X-Request-Id, kept in the history beside ours. */
+  readonly clientRequestId?: string;
+}
+
 /** `force` makes a change the safety check would refuse (a routed pool left empty, every route or pool removed). */
 export interface WriteOptions {
   readonly force?: boolean;
+  readonly origin?: ChangeOrigin;
+}
+
+/** A committed change: the version it made and the request id it carried (in logs, history and X-Request-Id). */
+export interface WriteResult {
+  readonly version: number;
+  readonly requestId: string;
 }
 
 export interface BackendPatch {
@@ -114,10 +129,17 @@ export interface ControlPlane {
   /** Linearizable in a cluster (ReadIndex). */
   getConfig(): Promise<{ version: number; config: PlainReplicated }>;
   /** `body` is the parsed JSON/YAML value; `sourceText` the raw text when positions are wanted in problems. */
-  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<{ version: number }>;
-  addBackend(pool: string, input: BackendInput): Promise<{ version: number; backend: { id: string; url: string; weight: number } }>;
-  updateBackend(pool: string, id: string, patch: BackendPatch): Promise<{ version: number }>;
-  removeBackend(pool: string, id: string, options?: WriteOptions): Promise<{ version: number }>;
+  putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<WriteResult>;
+  addBackend(pool: string, input: BackendInput, options?: WriteOptions): Promise<WriteResult & { backend: { id: string; url: string; weight: number } }>;
+  updateBackend(pool: string, id: string, patch: BackendPatch, options?: WriteOptions): Promise<WriteResult>;
+  removeBackend(pool: string, id: string, options?: WriteOptions): Promise<WriteResult>;
+  /** The last versions this node keeps, newest first. */
+  history(): readonly HistoryEntry[];
+  /**
+   * Makes the config of `version` (from the history) current again, as a compare-and-set on the current version
+   * (`ifMatch`, or the version read linearizably just before): NOT_FOUND when the history no longer holds it.
+   */
+  rollback(version: number, options: { ifMatch?: number } & WriteOptions): Promise<WriteResult>;
   cluster(): ClusterStatus;
   addMember(id: string, address: string, learner: boolean): Promise<ClusterStatus>;
   removeMember(id: string): Promise<ClusterStatus>;

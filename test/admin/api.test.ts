@@ -209,7 +209,7 @@ describe('admin API request validation', () => {
     expect(res.status).toBe(200);
     const call = control.calls.find((c) => c.method === 'putConfig')!;
     expect(call.args[0]).toEqual({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001' }] } } });
-    expect(call.args[1]).toEqual({ sourceText: yamlText, force: false });
+    expect(call.args[1]).toEqual({ sourceText: yamlText, force: false, origin: { via: 'api' } });
   });
 
   it('passes ?force=true through to config replacement and backend removal, and refuses a malformed force', async () => {
@@ -222,7 +222,7 @@ describe('admin API request validation', () => {
     expect(control.calls.find((c) => c.method === 'putConfig')!.args[1]).toMatchObject({ force: true });
     const del = await fetch(`${base}/api/v1/pools/web/backends/web-1?force`, { method: 'DELETE', headers: auth });
     expect(del.status).toBe(200);
-    expect(control.calls.find((c) => c.method === 'removeBackend')!.args[2]).toEqual({ force: true });
+    expect(control.calls.find((c) => c.method === 'removeBackend')!.args[2]).toEqual({ force: true, origin: { via: 'api' } });
     const bad = await fetch(`${base}/api/v1/pools/web/backends/web-1?force=yes-please`, { method: 'DELETE', headers: auth });
     expect(bad.status).toBe(400);
     expect((await errorOf(bad)).message).toContain('force must be true or false');
@@ -265,6 +265,58 @@ describe('admin API request validation', () => {
     expect(text).toContain('"INTERNAL"');
     expect(text).not.toContain('disk on fire');
     expect(logger.lines.some((l) => l['level'] === 'error' && JSON.stringify(l).includes('disk on fire'))).toBe(true);
+  });
+});
+
+describe('admin API config history', () => {
+  it('lists the history without configs, newest first, and returns one version with its routes and pools', async () => {
+    const list = await fetch(`${base}/api/v1/config/history`, { headers: auth });
+    expect(list.status).toBe(200);
+    const body = (await list.json()) as { current: number; versions: Record<string, unknown>[] };
+    expect(body.current).toBe(3);
+    expect(body.versions.map((v) => v['version'])).toEqual([3, 2]);
+    expect(body.versions[1]).toEqual({
+      version: 2,
+      requestId: 'req-2',
+      change: 'set config',
+      at: '2026-11-30T01:00:00.000Z',
+      source: { kind: 'file', node: 'n1', file: '/etc/balancer/balancer.yaml' },
+      clientRequestId: 'deploy-42',
+    });
+    const one = await fetch(`${base}/api/v1/config/history/2`, { headers: auth });
+    expect(one.headers.get('etag')).toBe('"2"');
+    expect(await one.json()).toMatchObject({ version: 2, routes: [], pools: { web: { backends: [{ id: 'web-1' }] } } });
+    expect((await fetch(`${base}/api/v1/config/history/9`, { headers: auth })).status).toBe(404);
+    expect((await fetch(`${base}/api/v1/config/history/two`, { headers: auth })).status).toBe(400);
+  });
+
+  it('diffs two versions', async () => {
+    const res = await fetch(`${base}/api/v1/config/diff?from=2&to=3`, { headers: auth });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { from: number; to: number; diff: string };
+    expect(body).toMatchObject({ from: 2, to: 3 });
+    expect(body.diff).toContain('+      - { url: http://10.0.0.2:80, id: web-2 }');
+    expect((await fetch(`${base}/api/v1/config/diff?from=2`, { headers: auth })).status).toBe(400);
+  });
+
+  it('rolls back with If-Match and force, answering the new version and the request id', async () => {
+    const res = await fetch(`${base}/api/v1/config/rollback?force=true`, {
+      method: 'POST',
+      headers: { ...auth, 'Content-Type': 'application/json', 'If-Match': '"3"', 'X-Request-Id': 'deploy-43', 'User-Agent': 'balancer-cli/9.9.9' },
+      body: JSON.stringify({ version: 2 }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ version: 4, rolledBackTo: 2 });
+    expect(res.headers.get('x-request-id')).toBe('rollback-4');
+    expect(control.calls.find((c) => c.method === 'rollback')!.args).toEqual([2, { ifMatch: 3, force: true, origin: { via: 'cli', clientRequestId: 'deploy-43' } }]);
+    const bad = await fetch(`${base}/api/v1/config/rollback`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ version: 0 }) });
+    expect(bad.status).toBe(400);
+  });
+
+  it('answers every write with the X-Request-Id of its proposal', async () => {
+    const res = await fetch(`${base}/api/v1/pools/web/backends/web-1`, { method: 'PATCH', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ weight: 2 }) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-request-id')).toBe('req-4');
   });
 });
 

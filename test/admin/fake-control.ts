@@ -15,6 +15,7 @@ import type {
 } from '../../src/control/types.js';
 import { BalancerError } from '../../src/errors.js';
 import { Readiness } from '../../src/control/readiness.js';
+import type { HistoryEntry } from '../../src/control/history.js';
 
 export interface FakeControl extends ControlPlane {
   pools: PoolStatusView[];
@@ -23,6 +24,7 @@ export interface FakeControl extends ControlPlane {
   isReady: boolean;
   /** When set, every write rejects with it. */
   failWrites: BalancerError | Error | null;
+  historyEntries: HistoryEntry[];
   calls: { method: string; args: unknown[] }[];
   setBackend(pool: string, id: string, change: Partial<BackendStatus>): void;
 }
@@ -38,6 +40,25 @@ export function createFakeControl(): FakeControl {
     version: 3,
     isReady: true,
     failWrites: null,
+    historyEntries: [
+      {
+        version: 3,
+        requestId: 'req-3',
+        change: 'add backend web/web-2',
+        at: '2026-11-30T01:02:03.000Z',
+        source: { kind: 'cli', node: 'n2' },
+        config: { routes: [], pools: { web: { backends: [{ url: 'http://10.0.0.1:80', id: 'web-1' }, { url: 'http://10.0.0.2:80', id: 'web-2' }] } } },
+      },
+      {
+        version: 2,
+        requestId: 'req-2',
+        change: 'set config',
+        at: '2026-11-30T01:00:00.000Z',
+        source: { kind: 'file', node: 'n1', file: '/etc/balancer/balancer.yaml' },
+        clientRequestId: 'deploy-42',
+        config: { routes: [], pools: { web: { backends: [{ url: 'http://10.0.0.1:80', id: 'web-1' }] } } },
+      },
+    ],
     calls: [],
     pools: [
       {
@@ -87,7 +108,7 @@ export function createFakeControl(): FakeControl {
         throw new BalancerError('VERSION_MISMATCH', `config version is ${fake.version}, not ${options.ifMatch}`);
       }
       fake.version += 1;
-      return { version: fake.version };
+      return { version: fake.version, requestId: `req-${fake.version}` };
     },
     async addBackend(pool: string, input: BackendInput) {
       fake.calls.push({ method: 'addBackend', args: [pool, input] });
@@ -99,7 +120,7 @@ export function createFakeControl(): FakeControl {
       const added = backend(id, input.url, input.weight ?? 1);
       fake.pools = fake.pools.map((p) => (p.name === pool ? { ...p, backends: [...p.backends, added] } : p));
       fake.version += 1;
-      return { version: fake.version, backend: { id, url: input.url, weight: added.weight } };
+      return { version: fake.version, requestId: `req-${fake.version}`, backend: { id, url: input.url, weight: added.weight } };
     },
     async updateBackend(pool: string, id: string, patch: BackendPatch) {
       fake.calls.push({ method: 'updateBackend', args: [pool, id, patch] });
@@ -111,7 +132,7 @@ export function createFakeControl(): FakeControl {
         ...(patch.drain === true ? { state: 'draining' as const } : {}),
       });
       fake.version += 1;
-      return { version: fake.version };
+      return { version: fake.version, requestId: `req-${fake.version}` };
     },
     async removeBackend(pool: string, id: string, options?: WriteOptions) {
       fake.calls.push({ method: 'removeBackend', args: [pool, id, options] });
@@ -120,7 +141,16 @@ export function createFakeControl(): FakeControl {
       if (target === undefined) throw new BalancerError('NOT_FOUND', `no backend ${id} in pool ${pool}`);
       fake.pools = fake.pools.map((p) => (p.name === pool ? { ...p, backends: p.backends.filter((b) => b.id !== id) } : p));
       fake.version += 1;
-      return { version: fake.version };
+      return { version: fake.version, requestId: `req-${fake.version}` };
+    },
+    history: () => fake.historyEntries,
+    async rollback(version: number, options) {
+      fake.calls.push({ method: 'rollback', args: [version, options] });
+      if (fake.failWrites !== null) throw fake.failWrites;
+      const target = fake.historyEntries.find((entry) => entry.version === version);
+      if (target === undefined) throw new BalancerError('NOT_FOUND', `version ${version} is not in the config history`);
+      fake.version += 1;
+      return { version: fake.version, requestId: `rollback-${fake.version}` };
     },
     cluster: () => fake.clusterState,
     async addMember(id: string, address: string, learner: boolean) {

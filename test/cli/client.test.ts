@@ -14,6 +14,9 @@ import {
   clusterRemoveCommand,
   clusterStatusCommand,
   clusterTransferCommand,
+  configDiffCommand,
+  configHistoryCommand,
+  configRollbackCommand,
   EXIT_CODES,
   registerClientCommands,
   statusCommand,
@@ -200,8 +203,8 @@ describe('backend and cluster commands', () => {
       ['updateBackend', 'web', 'web-3', { drain: true }],
       ['updateBackend', 'web', 'web-3', { drain: false }],
       ['updateBackend', 'web', 'web-3', { weight: 7 }],
-      ['removeBackend', 'web', 'web-3', { force: false }],
-      ['removeBackend', 'web', 'web-1', { force: true }],
+      ['removeBackend', 'web', 'web-3', { force: false, origin: { via: 'cli' } }],
+      ['removeBackend', 'web', 'web-1', { force: true, origin: { via: 'cli' } }],
     ]);
     expect(out.text).toContain('removed backend web-3 from pool web; config version 8\n');
   });
@@ -216,6 +219,42 @@ describe('backend and cluster commands', () => {
     out.text = '';
     expect(await clusterTransferCommand(opts({ json: true }), 'n2')).toBe(0);
     expect(JSON.parse(out.text)).toMatchObject({ leader: 'n2' });
+  });
+});
+
+describe('config commands', () => {
+  it('history lists versions newest first with when, from where, what and the request ids; the current one is marked', async () => {
+    control.version = 3;
+    expect(await configHistoryCommand(opts())).toBe(0);
+    const lines = out.text.split('\n');
+    expect(lines[0]).toMatch(/^VERSION\s+WHEN\s+FROM\s+CHANGE\s+REQUEST ID$/);
+    expect(lines[1]).toMatch(/^v3 \*\s+2026-11-30 01:02:03Z\s+CLI on n2\s+add backend web\/web-2\s+req-3$/);
+    expect(lines[2]).toMatch(/^v2\s+2026-11-30 01:00:00Z\s+file \/etc\/balancer\/balancer.yaml on n1\s+set config\s+req-2 \(deploy-42\)$/);
+    out.text = '';
+    expect(await configHistoryCommand(opts({ json: true }), 1)).toBe(0);
+    expect(JSON.parse(out.text).versions.map((v: { version: number }) => v.version)).toEqual([3]);
+  });
+
+  it('diff prints a unified diff of routes and pools between two versions', async () => {
+    expect(await configDiffCommand(opts(), 2, 3)).toBe(0);
+    expect(out.text).toContain('--- v2\n+++ v3\n');
+    expect(out.text).toContain('+      - { url: http://10.0.0.2:80, id: web-2 }\n');
+    out.text = '';
+    expect(await configDiffCommand(opts(), 3, 3)).toBe(0);
+    expect(out.text).toBe('v3 and v3 have the same routes and pools\n');
+    expect(await configDiffCommand(opts(), 2, 99)).toBe(EXIT_CODES.refused);
+    expect(err.text).toContain('version 99 is not in');
+  });
+
+  it('rollback asks the API for a compare-and-set rollback, identifying itself as the CLI', async () => {
+    expect(await configRollbackCommand(opts(), 2)).toBe(0);
+    expect(out.text).toBe('rolled back to the config of v2: it is now version 4\n');
+    expect(await configRollbackCommand(opts(), 2, true)).toBe(0);
+    expect(control.calls.filter((c) => c.method === 'rollback').map((c) => c.args)).toEqual([
+      [2, { force: false, origin: { via: 'cli' } }],
+      [2, { force: true, origin: { via: 'cli' } }],
+    ]);
+    expect(await configRollbackCommand(opts(), 42)).toBe(EXIT_CODES.refused);
   });
 });
 
@@ -267,5 +306,14 @@ describe('registerClientCommands', () => {
     } finally {
       exit.mockRestore();
     }
+  });
+
+  it('a config version that is not a whole number is a usage error', async () => {
+    await program({ admin: base, token: TOKEN }).parseAsync(['config', 'rollback', 'latest'], { from: 'user' });
+    expect(process.exitCode).toBe(EXIT_CODES.usage);
+    expect(err.text).toContain('a config version is a whole number');
+    await program({ admin: base, token: TOKEN }).parseAsync(['config', 'diff', 'v2', 'v3'], { from: 'user' });
+    expect(process.exitCode).toBe(0);
+    expect(control.calls.filter((c) => c.method === 'rollback')).toEqual([]);
   });
 });

@@ -63,6 +63,34 @@ describe('ConfigStateMachine', () => {
     expect(machine.state.config.pools['web']!.backends).toEqual([]);
   });
 
+  it('keeps the last N versions with the time, source and request id the proposer stamped, through a snapshot', () => {
+    const machine = new ConfigStateMachine(undefined, 3);
+    const meta = (n: number) => ({ at: `2026-11-30T00:00:0${n}.000Z`, source: { kind: 'cli' as const, node: `n${n}` } });
+    const envelope = (index: number, command: ConfigCommand, withMeta: boolean): Entry => ({
+      term: 1,
+      index,
+      type: 'normal',
+      data: encodeEnvelope({ requestId: `r${index}`, command, ...(withMeta ? { meta: meta(index) } : {}) }),
+      requestId: `r${index}`,
+    });
+    machine.applyEntry(envelope(1, { type: 'set-config', config: webConfig }, false));
+    for (let i = 2; i <= 5; i++) machine.applyEntry(envelope(i, { type: 'update-backend', pool: 'web', id: 'a', patch: { weight: i } }, true));
+    // A refused command makes no version.
+    machine.applyEntry(envelope(6, { type: 'remove-backend', pool: 'web', id: 'nope' }, true));
+    const history = machine.history();
+    expect(history.map((entry) => entry.version)).toEqual([5, 4, 3]);
+    expect(history[0]).toMatchObject({ requestId: 'r5', change: 'update backend web/a: weight 5', at: '2026-11-30T00:00:05.000Z', source: { kind: 'cli', node: 'n5' } });
+    expect((history[0]!.config.pools['web'] as { backends: { weight: number }[] }).backends[0]!.weight).toBe(5);
+
+    const restored = new ConfigStateMachine(undefined, 2);
+    restored.restore(machine.snapshot());
+    expect(restored.history().map((entry) => entry.version)).toEqual([5, 4]);
+    // An entry from before changes carried their source is recorded as such.
+    const older = new ConfigStateMachine();
+    older.applyEntry(envelope(1, { type: 'set-config', config: webConfig }, false));
+    expect(older.history()[0]).toMatchObject({ version: 1, at: null, source: { kind: 'unknown' } });
+  });
+
   it('skips no-ops and reports malformed entries without throwing', () => {
     const machine = new ConfigStateMachine();
     expect(machine.applyEntry({ term: 2, index: 5, type: 'empty', data: '' })).toEqual({ kind: 'noop' });

@@ -104,6 +104,7 @@ describe('a valid file', () => {
       secretFile: './cluster.secret',
       electionTimeoutMs: 1000,
       heartbeatIntervalMs: 100,
+      historySize: 50,
     });
     expect(config.trustedProxies).toEqual(['10.0.0.0/8', '192.168.1.1', 'fd00::/8', '::1']);
     expect(config.limits).toEqual({

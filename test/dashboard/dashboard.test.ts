@@ -77,6 +77,26 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     }
   });
 
+  it('shows the recent config changes, and fetches them again when the version moves', async () => {
+    const { page, problems } = await openWithToken(TOKEN);
+    try {
+      await page.waitForSelector('#history tr[data-version="3"]', { timeout: 5_000 });
+      const cells = async (version: number) => page.locator(`#history tr[data-version="${version}"] > *`).allTextContents();
+      expect(await cells(3)).toEqual(['v3 (current)', expect.any(String), 'cli on n2', 'add backend web/web-2', 'req-3']);
+      expect((await cells(2)).slice(2)).toEqual(['file /etc/balancer/balancer.yaml on n1', 'set config', 'req-2']);
+      control.historyEntries = [
+        { ...control.historyEntries[1]!, version: 4, requestId: 'req-4', change: 'set config', source: { kind: 'rollback', node: 'n3', via: 'cli', rollbackOf: 2 } },
+        ...control.historyEntries,
+      ];
+      control.version = 4;
+      await page.waitForSelector('#history tr[data-version="4"]', { timeout: 6_000 });
+      expect((await cells(4)).slice(0, 3)).toEqual(['v4 (current)', expect.any(String), 'rollback to v2 on n3']);
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('computes requests/s, error ratio and latency percentiles from /metrics deltas', async () => {
     const { page } = await openWithToken(TOKEN);
     try {
