@@ -238,10 +238,20 @@ const circuitBreakerSpec = object(
   { description: 'Per-backend concurrency limits.' },
 );
 
+const connectionsSpec = object(
+  {
+    max: withDefault(
+      integer(0, 1_000_000, 'Connections to each backend per process; 0 means no limit. Requests beyond it wait for a free connection, up to the connect timeout, and then get 503 without counting against the backend.'),
+      DEFAULTS.connectionsMax as number,
+    ),
+  },
+  { description: 'Connections balancer opens to each backend.' },
+);
+
 const upstreamTlsSpec = object(
   {
     ca: optional(nonEmptyString('PEM file of CAs to verify https backends against, relative to the config file (default: system CAs).')),
-    serverName: optional(string({ parse: parseHostname, description: 'SNI and certificate name to expect (default: the backend host).' })),
+    serverName: optional(string({ parse: parseHostname, description: 'SNI and certificate name to expect (default: the host of the backend URL, with no SNI for an IP; never the client Host).' })),
   },
   { description: 'How https backends are verified; never unverified.' },
 );
@@ -303,6 +313,7 @@ export const poolSpec = object(
     slowStart: withDefault(duration({ description: 'A backend that comes up ramps its share of traffic over this time.' }), DEFAULTS.slowStartMs as number),
     ewma: optional(ewmaSpec),
     circuitBreaker: optional(circuitBreakerSpec),
+    connections: optional(connectionsSpec),
     tls: optional(upstreamTlsSpec),
   },
   { description: 'A named group of backends.' },

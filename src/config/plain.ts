@@ -89,6 +89,10 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   setUnlessDefault(breaker, 'maxPendingPerBackend', pool.circuitBreaker.maxPendingPerBackend, DEFAULTS.circuitBreaker.maxPendingPerBackend);
   nonEmpty(out, 'circuitBreaker', breaker);
 
+  const connections: PlainObject = {};
+  setUnlessDefault(connections, 'max', pool.connections.max, DEFAULTS.connectionsMax);
+  nonEmpty(out, 'connections', connections);
+
   const tls: PlainObject = {};
   if (pool.tls.ca !== null) tls['ca'] = pool.tls.ca;
   if (pool.tls.serverName !== null) tls['serverName'] = pool.tls.serverName;

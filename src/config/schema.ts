@@ -39,12 +39,11 @@ export const DEFAULTS = {
     maxEjectionPercent: 10,
   },
   upstream: {
-    /** Sockets per backend agent (keep-alive pool size). */
-    maxSockets: 256,
-    maxFreeSockets: 64,
-    /** Below the common backend keep-alive (Node 5s, nginx 75s) so we close idle sockets before they do. */
+    /** Below the common backend keep-alive (Node 5s, nginx 75s) so we close idle connections before they do. */
     freeSocketTimeoutMs: 4_000,
   },
+  /** 0: no limit on connections per backend (HAProxy's default); each concurrent request may have its own. */
+  connectionsMax: 0,
   limits: {
     maxConnections: 10_000,
     maxHeaderSize: 16 * 1024,
@@ -124,6 +123,11 @@ export interface CircuitBreakerConfig {
   readonly maxPendingPerBackend: number;
 }
 
+export interface ConnectionsConfig {
+  /** Connections per backend per process; 0 means no limit. Requests beyond it wait for a free one (not a backend failure). */
+  readonly max: number;
+}
+
 export interface UpstreamTlsConfig {
   /** PEM file of CAs to verify https backends against, instead of the system CAs. */
   readonly ca: string | null;
@@ -151,6 +155,7 @@ export interface PoolConfig {
   readonly slowStartMs: number;
   readonly ewma: EwmaConfig;
   readonly circuitBreaker: CircuitBreakerConfig;
+  readonly connections: ConnectionsConfig;
   readonly tls: UpstreamTlsConfig;
 }
 

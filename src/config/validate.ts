@@ -247,6 +247,7 @@ const TIMEOUT_DEFAULTS = decodeDefaults(POOL_FIELDS.timeouts.spec);
 const RETRY_BUDGET_DEFAULTS = decodeDefaults(POOL_FIELDS.retryBudget.spec);
 const CIRCUIT_BREAKER_DEFAULTS = decodeDefaults(POOL_FIELDS.circuitBreaker.spec);
 const EWMA_DEFAULTS = decodeDefaults(POOL_FIELDS.ewma.spec);
+const CONNECTIONS_DEFAULTS = decodeDefaults(POOL_FIELDS.connections.spec);
 const FILE_FIELDS = fileSpec.fields;
 const ADMIN_DEFAULTS = decodeDefaults(FILE_FIELDS.admin.spec);
 const LIMITS_DEFAULTS = decodeDefaults(FILE_FIELDS.limits.spec);
@@ -299,6 +300,7 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
     slowStartMs: shape.slowStart,
     ewma: { decayMs: ewma.decay, initialMs: ewma.initial },
     circuitBreaker: { maxRequestsPerBackend: breaker.maxRequestsPerBackend, maxPendingPerBackend: breaker.maxPendingPerBackend },
+    connections: { max: (shape.connections ?? CONNECTIONS_DEFAULTS).max },
     tls: { ca: shape.tls?.ca ?? null, serverName: shape.tls?.serverName ?? null },
   };
 }

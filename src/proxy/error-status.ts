@@ -123,6 +123,22 @@ export class UpstreamTimeout extends Error {
   }
 }
 
+/** A wait for a free connection under connections.max that outlasted the connect timeout: a local limit, not the backend's fault. */
+export class ConnectionWaitExpired extends Error {
+  readonly waitMs: number;
+  constructor(waitMs: number) {
+    super(`no connection to the backend became free within ${waitMs} ms (connections.max)`);
+    this.waitMs = waitMs;
+  }
+}
+
+/** The client stopped reading the response for longer than the idle timeout: its connection is cut, the backend is not at fault. */
+export class ClientStalled extends Error {
+  constructor(idleMs: number) {
+    super(`client read nothing of the response for ${idleMs} ms`);
+  }
+}
+
 const TLS_CODES = new Set([
   'CERT_HAS_EXPIRED',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -148,9 +164,19 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
     }
     return { status: 504, code: 'UPSTREAM_IDLE_TIMEOUT', reason: 'idle_timeout', beforeRequestSent: false, gatewayFailure: true, message: error.message };
   }
+  if (error instanceof ConnectionWaitExpired) {
+    return { status: 503, code: 'CIRCUIT_OPEN', reason: 'circuit_open', beforeRequestSent: true, gatewayFailure: false, message: error.message, retryAfterSeconds: 1 };
+  }
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
   switch (code) {
+    // undici's own timeouts: connect (TCP and TLS), response head, body idle.
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return { status: 504, code: 'UPSTREAM_CONNECT_TIMEOUT', reason: 'connect_timeout', beforeRequestSent: true, gatewayFailure: true, message: `upstream connect timeout: ${message}` };
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return { status: 504, code: 'UPSTREAM_RESPONSE_TIMEOUT', reason: 'response_timeout', beforeRequestSent: false, gatewayFailure: true, message: 'upstream response timeout: no response head in time' };
+    case 'UND_ERR_BODY_TIMEOUT':
+      return { status: 504, code: 'UPSTREAM_IDLE_TIMEOUT', reason: 'idle_timeout', beforeRequestSent: false, gatewayFailure: true, message: 'upstream idle timeout: the response body stalled' };
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
@@ -161,18 +187,20 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
     case 'ECONNRESET':
     case 'EPIPE':
     case 'ECONNABORTED':
+    // undici: the backend closed the connection or it broke mid-exchange.
+    case 'UND_ERR_SOCKET':
       return { status: 502, code: 'UPSTREAM_RESET', reason: 'reset', beforeRequestSent: !requestSent, gatewayFailure: true, message: `backend closed the connection: ${message}` };
-    case 'HPE_INVALID_CONSTANT':
-    case 'HPE_INVALID_HEADER_TOKEN':
-    case 'HPE_INVALID_CHUNK_SIZE':
-    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
-    case 'HPE_INVALID_CONTENT_LENGTH':
-    case 'HPE_INVALID_TRANSFER_ENCODING':
-    case 'HPE_HEADER_OVERFLOW':
     case 'ERR_INVALID_CHAR':
     case 'ERR_INVALID_HTTP_TOKEN':
+    case 'UND_ERR_HEADERS_OVERFLOW':
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
       return { status: 502, code: 'UPSTREAM_PROTOCOL_ERROR', reason: 'protocol', beforeRequestSent: false, gatewayFailure: true, message: `backend sent an invalid HTTP response: ${message}` };
     default:
+      // llhttp's parse errors, from undici (the backend's response) or Node (a WebSocket handshake answer).
+      if (typeof code === 'string' && code.startsWith('HPE_')) {
+        return { status: 502, code: 'UPSTREAM_PROTOCOL_ERROR', reason: 'protocol', beforeRequestSent: false, gatewayFailure: true, message: `backend sent an invalid HTTP response: ${message}` };
+      }
       if (typeof code === 'string' && (TLS_CODES.has(code) || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS'))) {
         return { status: 502, code: 'UPSTREAM_TLS_FAILED', reason: 'tls', beforeRequestSent: true, gatewayFailure: true, message: `TLS to backend failed: ${message}` };
       }

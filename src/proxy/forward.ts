@@ -1,33 +1,30 @@
 // The attempt/retry loop: forwards one client request to a backend, retrying failures the backend never saw on another one.
 //
-// The exchange itself still goes through http-proxy's web() with its traps guarded (see websocket-tunnel.ts:
-// createGuardedProxy); every backend gets a keep-alive agent (upstream.ts).
+// Ordinary requests go to backends through undici (upstream-exchange.ts); WebSocket and other Upgrade requests
+// through http-proxy (websocket-tunnel.ts). The docs' design section says why, with the numbers.
 
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type httpProxy from 'http-proxy';
+import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { statusClass } from '../metrics/types.js';
-import { CircuitBreaker, type CancelWait } from './circuit-breaker.js';
+import { CircuitBreaker, type CancelWait, type SlotWaiter } from './circuit-breaker.js';
 import {
   bodyOverLimit,
+  ClientStalled,
   circuitQueueFull,
   circuitWaitExpired,
   classifyUpstreamError,
   noAvailableBackend,
-  UpstreamTimeout,
   writeErrorResponse,
   type ErrorReply,
   type FailureKind,
-  type ProxyPhase,
 } from './error-status.js';
 import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.js';
-import { prepareRequestHeaders, responseHeaderList, type TrustedProxies } from './headers.js';
-import type { Upstream } from './upstream.js';
-import { createGuardedProxy, WebSocketTunnel } from './websocket-tunnel.js';
+import { prepareRequestHeaders, type TrustedProxies } from './headers.js';
+import { UpstreamAttempt, type AttemptOwner } from './upstream-exchange.js';
+import { WebSocketTunnel } from './websocket-tunnel.js';
 import { noteUpstream } from './access-log.js';
-import type { ErrorCode } from '../errors.js';
 
 export interface ForwarderOptions {
   readonly logger: Logger;
@@ -36,42 +33,10 @@ export interface ForwarderOptions {
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** Pipes the request body into the upstream request only once its connection is up, so a refused connection consumes nothing and the request can be retried. */
-interface BodySource {
-  pipe(destination: ClientRequest): ClientRequest;
-}
-
-/** State of one client request across its attempts. */
-interface Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly entry: PoolEntry;
-  readonly hasBody: boolean;
-  readonly maxBodySize: number;
-  excluded: Set<string> | null;
-  retries: number;
-  bodyConsumed: boolean;
-  clientGone: boolean;
-  current: Attempt | null;
-  finalCode: ErrorCode | null;
-  /** Set while the request waits in the circuit breaker's queue. */
-  cancelWait: CancelWait | null;
-  /** Whether the client connection closes after this response: the client asked (read before hop-by-hop headers are stripped), or the listener is draining. */
-  readonly connection: 'close' | 'keep-alive';
-}
-
-interface Attempt {
-  readonly exchange: Exchange;
-  readonly backend: ForwardBackend;
-  readonly upstream: Upstream;
-  readonly startedAt: number;
-  readonly isRetry: boolean;
-  proxyReq: ClientRequest | null;
-  timer: NodeJS.Timeout | null;
-  phase: ProxyPhase;
-  requestSent: boolean;
-  status: number;
-  done: boolean;
+/** What every exchange of one Forwarder shares. */
+interface Shared {
+  readonly logger: Logger;
+  readonly breaker: CircuitBreaker;
 }
 
 function hasRequestBody(req: IncomingMessage): boolean {
@@ -92,332 +57,255 @@ function clientFacts(req: IncomingMessage, trusted: TrustedProxies) {
   return { remoteAddress, encrypted: (socket as { encrypted?: boolean }).encrypted === true, trusted: trusted.has(remoteAddress) };
 }
 
-/** An error answer within an exchange; a draining listener's answers close the connection. */
-function replyError(exchange: Exchange, reply: ErrorReply, close = false): void {
-  exchange.finalCode = reply.code;
-  writeErrorResponse(exchange.res, reply, close || exchange.connection === 'close');
+/** One client request across its attempts: picks, retries, answers, logs. */
+class ClientExchange implements AttemptOwner, SlotWaiter {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly hasBody: boolean;
+  readonly maxBodySize: number;
+  readonly closeAfterResponse: boolean;
+  private readonly shared: Shared;
+  private readonly entry: PoolEntry;
+  private excluded: Set<string> | null = null;
+  private retries = 0;
+  private bodyConsumed = false;
+  private clientGone = false;
+  private current: { attempt: UpstreamAttempt; backend: ForwardBackend; isRetry: boolean } | null = null;
+  /** The last backend tried and when its attempt started, for the access log. */
+  private lastBackend: string | null = null;
+  private lastStartedAt = 0;
+  private finalCode: ErrorCode | null = null;
+  /** The failure being retried while the request waits in the circuit breaker's queue. */
+  private pendingFailure: FailureKind | null = null;
+  private cancelWait: CancelWait | null = null;
+
+  constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: { hasBody: boolean; maxBodySize: number; close: boolean }) {
+    this.shared = shared;
+    this.req = req;
+    this.res = res;
+    this.entry = entry;
+    this.hasBody = limits.hasBody;
+    this.maxBodySize = limits.maxBodySize;
+    this.closeAfterResponse = limits.close;
+  }
+
+  start(): void {
+    // 'close' fires once per response: `on` spares the wrapper `once` builds.
+    this.res.on('close', () => this.onClientClose());
+    this.attempt(null);
+  }
+
+  /** `lastFailure` is the failure being retried: when no backend is left to retry on, the client gets it. */
+  private attempt(lastFailure: FailureKind | null): void {
+    const pool = this.entry.pool;
+    if (this.clientGone) {
+      if (lastFailure !== null) pool.finishRetry();
+      return;
+    }
+    const picked = this.shared.breaker.pick(pool, this.excluded);
+    if (picked === 'all-full') {
+      this.waitForSlot(lastFailure);
+      return;
+    }
+    if (picked === undefined) {
+      if (lastFailure !== null) {
+        pool.finishRetry();
+        this.reply(lastFailure);
+      } else {
+        this.answerWithoutBackend();
+      }
+      return;
+    }
+    const upstream = this.entry.upstreams.get(picked.id);
+    if (upstream === undefined) {
+      // The pool and its upstream map are built together; a miss means a bug, not bad input.
+      this.shared.logger.error('no upstream for backend', { pool: pool.name, backend: picked.id });
+      if (lastFailure !== null) pool.finishRetry();
+      this.answerWithoutBackend();
+      return;
+    }
+    const attempt = new UpstreamAttempt(this, upstream, pool.config.timeouts);
+    this.current = { attempt, backend: picked, isRetry: this.retries > 0 };
+    this.lastBackend = picked.id;
+    this.lastStartedAt = attempt.startedAt;
+    picked.requestStarted();
+    picked.metrics.requestStarted();
+    attempt.start();
+  }
+
+  private waitForSlot(lastFailure: FailureKind | null): void {
+    const cancel = this.shared.breaker.wait(this.entry.pool, this);
+    if (cancel === null) {
+      this.answerCircuitOpen(lastFailure, circuitQueueFull(this.entry.pool.name));
+      return;
+    }
+    this.pendingFailure = lastFailure;
+    this.cancelWait = cancel;
+  }
+
+  onSlotFreed(): void {
+    const lastFailure = this.pendingFailure;
+    this.cancelWait = null;
+    this.pendingFailure = null;
+    this.attempt(lastFailure);
+  }
+
+  onWaitExpired(waitMs: number): void {
+    const lastFailure = this.pendingFailure;
+    this.cancelWait = null;
+    this.pendingFailure = null;
+    this.answerCircuitOpen(lastFailure, circuitWaitExpired(this.entry.pool.name, waitMs));
+  }
+
+  private answerCircuitOpen(lastFailure: FailureKind | null, reply: ErrorReply): void {
+    // A retry waiting in the queue held its slot in the retry budget until now.
+    if (lastFailure !== null) this.entry.pool.finishRetry();
+    this.entry.metrics.requestWithoutBackend('5xx');
+    this.reply(reply);
+  }
+
+  bodyStarted(): void {
+    this.bodyConsumed = true;
+  }
+
+  bodyOverLimit(attempt: UpstreamAttempt, limit: number): void {
+    if (this.current?.attempt !== attempt) return;
+    this.finishAttempt('aborted');
+    attempt.abandon();
+    this.reply(bodyOverLimit(limit), true);
+    // Read and drop the rest, so the answer is not lost to a reset while the client is still sending.
+    this.req.resume();
+  }
+
+  attemptEnded(attempt: UpstreamAttempt, error: Error | undefined): void {
+    const current = this.current;
+    if (current?.attempt !== attempt) return;
+    if (error === undefined) {
+      const status = attempt.status;
+      const elapsedMs = performance.now() - attempt.startedAt;
+      this.finishAttempt(status >= 500 ? 'http-5xx' : 'success', elapsedMs);
+      current.backend.metrics.requestFinished(statusClass(status), elapsedMs / 1000);
+      return;
+    }
+    this.fail(current.backend, attempt, error);
+  }
+
+  /**
+   * Ends the current attempt's bookkeeping: the backend's in-flight count and outcome (with the attempt's duration when
+   * it completed: the latency sample), the retry budget, the breaker queue.
+   */
+  private finishAttempt(outcome: RequestOutcome, latencyMs?: number): void {
+    const current = this.current;
+    if (current === null) return;
+    this.current = null;
+    current.backend.requestFinished(outcome, latencyMs);
+    if (current.isRetry) this.entry.pool.finishRetry();
+    this.shared.breaker.slotFreed(this.entry.pool);
+  }
+
+  private fail(backend: ForwardBackend, attempt: UpstreamAttempt, error: Error): void {
+    if (this.clientGone || error instanceof ClientStalled) {
+      // Nothing the backend did: the client left, or stopped reading and is cut off.
+      this.finishAttempt('aborted');
+      backend.metrics.requestFinished(statusClass(attempt.status || 499), (performance.now() - attempt.startedAt) / 1000);
+      if (!this.clientGone) this.res.destroy();
+      return;
+    }
+    const kind = classifyUpstreamError(error, attempt.requestSent);
+    this.finishAttempt(kind.gatewayFailure ? 'gateway-failure' : 'aborted');
+    backend.metrics.upstreamError(kind.reason);
+    backend.metrics.requestFinished(statusClass(kind.status), (performance.now() - attempt.startedAt) / 1000);
+    if (this.res.headersSent) {
+      // Part of the response is out: the only honest signal left is to cut the client connection.
+      if (kind.gatewayFailure) this.shared.logger.warn('backend failed mid-response', { pool: this.entry.pool.name, backend: backend.id, err: error });
+      this.finalCode = kind.code;
+      this.res.destroy();
+      return;
+    }
+    if (this.mayRetry(kind)) {
+      this.retries += 1;
+      (this.excluded ??= new Set()).add(backend.id);
+      this.entry.metrics.retry();
+      if (this.shared.logger.enabled('debug')) {
+        this.shared.logger.debug('retrying on another backend', { pool: this.entry.pool.name, backend: backend.id, reason: kind.reason });
+      }
+      this.attempt(kind);
+      return;
+    }
+    this.reply(kind);
+  }
+
+  private mayRetry(kind: FailureKind): boolean {
+    const pool = this.entry.pool;
+    if (this.retries >= pool.config.retries) return false;
+    const method = this.req.method ?? 'GET';
+    const safe = kind.beforeRequestSent ? !this.bodyConsumed : IDEMPOTENT.has(method) && !this.hasBody;
+    if (!safe) return false;
+    if (pool.tryStartRetry()) return true;
+    this.entry.metrics.retryRefused();
+    if (this.shared.logger.enabled('debug')) this.shared.logger.debug('retry refused by the retry budget', { pool: pool.name });
+    return false;
+  }
+
+  private answerWithoutBackend(): void {
+    const pool = this.entry.pool;
+    this.entry.metrics.requestWithoutBackend('5xx');
+    this.reply(noAvailableBackend(pool.name, pool.retryAfterSeconds()));
+  }
+
+  /** An error answer; a draining listener's answers close the connection. */
+  private reply(reply: ErrorReply, close = false): void {
+    this.finalCode = reply.code;
+    writeErrorResponse(this.res, reply, close || this.closeAfterResponse);
+  }
+
+  private onClientClose(): void {
+    if (!this.res.writableFinished) {
+      this.clientGone = true;
+      if (this.cancelWait !== null) {
+        this.cancelWait();
+        this.cancelWait = null;
+        if (this.pendingFailure !== null) this.entry.pool.finishRetry();
+        this.pendingFailure = null;
+      }
+      const current = this.current;
+      if (current !== null) {
+        this.finishAttempt('aborted');
+        current.attempt.abandon();
+        current.backend.metrics.requestFinished(statusClass(current.attempt.status || 499), (performance.now() - current.attempt.startedAt) / 1000);
+      }
+    }
+    // The listener's access line, written after this (its 'close' listener was added after ours), reads these.
+    const tried = this.lastBackend !== null;
+    noteUpstream(this.req, {
+      pool: this.entry.pool.name,
+      backend: this.lastBackend,
+      attempts: tried ? this.retries + 1 : 0,
+      upstreamMs: tried ? performance.now() - this.lastStartedAt : null,
+      code: this.finalCode,
+    });
+  }
 }
 
 export class Forwarder {
-  private readonly proxy: httpProxy;
-  private readonly tunnel: WebSocketTunnel;
-  private readonly breaker = new CircuitBreaker();
-  private readonly logger: Logger;
+  private readonly shared: Shared;
   private readonly trustedProxies: TrustedProxies;
+  private readonly tunnel: WebSocketTunnel;
 
   constructor(options: ForwarderOptions) {
-    this.logger = options.logger;
+    this.shared = { logger: options.logger, breaker: new CircuitBreaker() };
     this.trustedProxies = options.trustedProxies;
-    // selfHandleResponse: the response is written here (one writeHead from the raw header list, then the body),
-    // instead of by http-proxy's per-header setHeader passes and a pipe.
-    // toProxy + ignorePath: its url.parse and path join are skipped; the path is then set verbatim (see attempt()).
-    this.proxy = createGuardedProxy(options.logger, { selfHandleResponse: true, toProxy: true, ignorePath: true });
     this.tunnel = new WebSocketTunnel(options.logger);
   }
 
   /** `draining`: the listener is shutting down, so the client connection closes after this response. */
   forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, maxBodySize: number, draining: boolean): void {
-    const connection = draining || wantsClose(req) ? 'close' : 'keep-alive';
+    // Read before the hop-by-hop headers (Connection, Transfer-Encoding) are stripped.
+    const limits = { hasBody: hasRequestBody(req), maxBodySize, close: draining || wantsClose(req) };
     prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), false);
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
     if (req.headers['expect'] !== undefined) delete req.headers['expect'];
-    const exchange: Exchange = {
-      req,
-      res,
-      entry,
-      hasBody: hasRequestBody(req),
-      maxBodySize,
-      excluded: null,
-      retries: 0,
-      bodyConsumed: false,
-      clientGone: false,
-      current: null,
-      finalCode: null,
-      cancelWait: null,
-      connection,
-    };
-    // 'close' fires once per response: `on` spares the wrapper `once` builds.
-    res.on('close', () => this.onClientClose(exchange));
-    this.attempt(exchange, null);
-  }
-
-  /** `lastFailure` is the failure being retried: when no backend is left to retry on, the client gets it. */
-  private attempt(exchange: Exchange, lastFailure: FailureKind | null): void {
-    if (exchange.clientGone) {
-      if (lastFailure !== null) exchange.entry.pool.finishRetry();
-      return;
-    }
-    const { entry } = exchange;
-    const picked = this.breaker.pick(entry.pool, exchange.excluded);
-    if (picked === 'all-full') {
-      this.waitForSlot(exchange, lastFailure);
-      return;
-    }
-    const backend = picked;
-    if (backend === undefined) {
-      if (lastFailure !== null) {
-        entry.pool.finishRetry();
-        replyError(exchange, lastFailure);
-      } else {
-        this.answerWithoutBackend(exchange);
-      }
-      return;
-    }
-    const upstream = entry.upstreams.get(backend.id);
-    if (upstream === undefined) {
-      // The pool and its upstream map are built together; a miss means a bug, not bad input.
-      this.logger.error('no upstream for backend', { pool: entry.pool.name, backend: backend.id });
-      if (lastFailure !== null) entry.pool.finishRetry();
-      this.answerWithoutBackend(exchange);
-      return;
-    }
-    const attempt: Attempt = {
-      exchange,
-      backend,
-      upstream,
-      startedAt: performance.now(),
-      isRetry: exchange.retries > 0,
-      proxyReq: null,
-      timer: null,
-      phase: 'connect',
-      requestSent: false,
-      status: 0,
-      done: false,
-    };
-    exchange.current = attempt;
-    backend.requestStarted();
-    backend.metrics.requestStarted();
-
-    const body: BodySource = {
-      pipe: (proxyReq: ClientRequest) => {
-        // http-proxy calls this synchronously right after creating the upstream request: the one hook
-        // that hands us the ClientRequest before anything is sent.
-        attempt.proxyReq = proxyReq;
-        // http-proxy's path join collapses '//' and rewrites the query; the backend gets the target exactly as
-        // the client sent it (checkTarget already reduced it to origin-form). Node reads this when it writes the head.
-        proxyReq.path = exchange.req.url ?? '/';
-        this.watchUpstream(attempt, proxyReq);
-        // Without a body the request is complete now; Node sends it as soon as the socket is ready.
-        if (!exchange.hasBody) proxyReq.end();
-        return proxyReq;
-      },
-    };
-    attempt.timer = setTimeout(() => this.fail(attempt, new UpstreamTimeout('connect', this.timeouts(exchange).connectMs)), this.timeouts(exchange).connectMs);
-    this.proxy.web(exchange.req, exchange.res, { target: upstream.target, agent: upstream.agent, buffer: body } as unknown as httpProxy.ServerOptions, (error: Error) =>
-      this.fail(attempt, error),
-    );
-  }
-
-  private waitForSlot(exchange: Exchange, lastFailure: FailureKind | null): void {
-    const pool = exchange.entry.pool;
-    // A retry waiting here still holds its slot in the retry budget until it is sent or given up.
-    const releaseRetry = (): void => {
-      if (lastFailure !== null) pool.finishRetry();
-    };
-    const answerCircuitOpen = (reply: ErrorReply): void => {
-      releaseRetry();
-      exchange.entry.metrics.requestWithoutBackend('5xx');
-      replyError(exchange, reply);
-    };
-    const cancel = this.breaker.wait(pool, {
-      onSlotFreed: () => {
-        exchange.cancelWait = null;
-        this.attempt(exchange, lastFailure);
-      },
-      onWaitExpired: (waitMs) => {
-        exchange.cancelWait = null;
-        answerCircuitOpen(circuitWaitExpired(pool.name, waitMs));
-      },
-    });
-    if (cancel === null) {
-      answerCircuitOpen(circuitQueueFull(pool.name));
-      return;
-    }
-    exchange.cancelWait = () => {
-      cancel();
-      releaseRetry();
-    };
-  }
-
-  private timeouts(exchange: Exchange) {
-    return exchange.entry.pool.config.timeouts;
-  }
-
-  private watchUpstream(attempt: Attempt, proxyReq: ClientRequest): void {
-    const exchange = attempt.exchange;
-    // A ClientRequest emits 'socket' and 'response' at most once each.
-    proxyReq.on('socket', (socket: Socket) => {
-      if (attempt.done) return;
-      if (socket.connecting) socket.once('connect', () => this.onConnected(attempt, proxyReq));
-      else this.onConnected(attempt, proxyReq);
-    });
-    proxyReq.on('response', (proxyRes: IncomingMessage) => {
-      if (attempt.done) return;
-      this.clearTimer(attempt);
-      attempt.status = proxyRes.statusCode ?? 502;
-      const idleMs = this.timeouts(exchange).idleMs;
-      attempt.phase = 'idle';
-      // The idle timer is refreshed by every body chunk (relayResponse): cheaper than a socket timeout, which
-      // Node re-creates per request and the agent again when the socket returns to its pool.
-      attempt.timer = setTimeout(() => this.fail(attempt, new UpstreamTimeout('idle', idleMs)), idleMs);
-      proxyRes.on('error', (error: Error) => this.fail(attempt, error));
-      this.relayResponse(attempt, proxyRes);
-    });
-  }
-
-  /** Writes the backend's response to the client: headers in one go, then the body with backpressure. */
-  private relayResponse(attempt: Attempt, proxyRes: IncomingMessage): void {
-    const res = attempt.exchange.res;
-    try {
-      res.writeHead(attempt.status, proxyRes.statusMessage, responseHeaderList(proxyRes.rawHeaders, attempt.exchange.connection === 'close'));
-    } catch (error) {
-      // Node's parser and writer accept the same bytes today; a field one day written back refused must be a
-      // 502 for this request, not an exception thrown out of an event handler.
-      this.fail(attempt, error);
-      return;
-    }
-    proxyRes.on('data', (chunk: Buffer) => {
-      attempt.timer?.refresh();
-      if (res.write(chunk)) return;
-      proxyRes.pause();
-      res.once('drain', () => proxyRes.resume());
-    });
-    proxyRes.on('end', () => {
-      res.end();
-      this.complete(attempt);
-    });
-  }
-
-  private onConnected(attempt: Attempt, proxyReq: ClientRequest): void {
-    if (attempt.done) return;
-    const exchange = attempt.exchange;
-    this.clearTimer(attempt);
-    const responseMs = this.timeouts(exchange).responseMs;
-    attempt.phase = 'response';
-    attempt.timer = setTimeout(() => this.fail(attempt, new UpstreamTimeout('response', responseMs)), responseMs);
-    attempt.requestSent = true;
-    if (!exchange.hasBody) return;
-    exchange.bodyConsumed = true;
-    if (exchange.maxBodySize > 0 && exchange.req.headers['content-length'] === undefined) this.limitChunkedBody(exchange, attempt);
-    exchange.req.pipe(proxyReq);
-  }
-
-  /** Content-Length bodies are checked before forwarding; chunked ones are counted as they stream. */
-  private limitChunkedBody(exchange: Exchange, attempt: Attempt): void {
-    let received = 0;
-    const onData = (chunk: Buffer): void => {
-      received += chunk.length;
-      if (received <= exchange.maxBodySize) return;
-      exchange.req.off('data', onData);
-      this.abandonAttempt(attempt, 'aborted');
-      replyError(exchange, bodyOverLimit(exchange.maxBodySize), true);
-      exchange.req.unpipe();
-      exchange.req.resume();
-    };
-    exchange.req.on('data', onData);
-  }
-
-  private clearTimer(attempt: Attempt): void {
-    if (attempt.timer !== null) {
-      clearTimeout(attempt.timer);
-      attempt.timer = null;
-    }
-  }
-
-  /** Ends an attempt's bookkeeping exactly once. */
-  private abandonAttempt(attempt: Attempt, outcome: RequestOutcome): void {
-    if (attempt.done) return;
-    attempt.done = true;
-    this.clearTimer(attempt);
-    attempt.proxyReq?.destroy();
-    attempt.backend.requestFinished(outcome);
-    if (attempt.isRetry) attempt.exchange.entry.pool.finishRetry();
-    this.slotFreed(attempt);
-  }
-
-  private slotFreed(attempt: Attempt): void {
-    this.breaker.slotFreed(attempt.exchange.entry.pool);
-  }
-
-  private complete(attempt: Attempt): void {
-    if (attempt.done) return;
-    const exchange = attempt.exchange;
-    attempt.done = true;
-    this.clearTimer(attempt);
-    const elapsedMs = performance.now() - attempt.startedAt;
-    attempt.backend.requestFinished(attempt.status >= 500 ? 'http-5xx' : 'success', elapsedMs);
-    attempt.backend.metrics.requestFinished(statusClass(attempt.status), elapsedMs / 1000);
-    if (attempt.isRetry) exchange.entry.pool.finishRetry();
-    this.slotFreed(attempt);
-  }
-
-  private fail(attempt: Attempt, error: unknown): void {
-    if (attempt.done) return;
-    const exchange = attempt.exchange;
-    if (exchange.clientGone) {
-      this.abandonAttempt(attempt, 'aborted');
-      return;
-    }
-    const kind = classifyUpstreamError(error, attempt.requestSent);
-    this.abandonAttempt(attempt, 'gateway-failure');
-    const backendMetrics = attempt.backend.metrics;
-    backendMetrics.upstreamError(kind.reason);
-    backendMetrics.requestFinished(statusClass(kind.status), (performance.now() - attempt.startedAt) / 1000);
-    if (exchange.res.headersSent) {
-      // Part of the response is out: the only honest signal left is to cut the client connection.
-      this.logger.warn('backend failed mid-response', { pool: exchange.entry.pool.name, backend: attempt.backend.id, err: error });
-      exchange.res.destroy();
-      return;
-    }
-    if (this.mayRetry(exchange, kind)) {
-      exchange.retries += 1;
-      (exchange.excluded ??= new Set()).add(attempt.backend.id);
-      exchange.entry.metrics.retry();
-      if (this.logger.enabled('debug')) {
-        this.logger.debug('retrying on another backend', { pool: exchange.entry.pool.name, backend: attempt.backend.id, reason: kind.reason });
-      }
-      this.attempt(exchange, kind);
-      return;
-    }
-    replyError(exchange, kind);
-  }
-
-  private mayRetry(exchange: Exchange, kind: FailureKind): boolean {
-    if (exchange.retries >= exchange.entry.pool.config.retries) return false;
-    const method = exchange.req.method ?? 'GET';
-    const safe = kind.beforeRequestSent ? !exchange.bodyConsumed : IDEMPOTENT.has(method) && !exchange.hasBody;
-    if (!safe) return false;
-    if (exchange.entry.pool.tryStartRetry()) return true;
-    exchange.entry.metrics.retryRefused();
-    if (this.logger.enabled('debug')) this.logger.debug('retry refused by the retry budget', { pool: exchange.entry.pool.name });
-    return false;
-  }
-
-  private answerWithoutBackend(exchange: Exchange): void {
-    const pool = exchange.entry.pool;
-    exchange.entry.metrics.requestWithoutBackend('5xx');
-    replyError(exchange, noAvailableBackend(pool.name, pool.retryAfterSeconds()));
-  }
-
-  private onClientClose(exchange: Exchange): void {
-    if (!exchange.res.writableFinished) {
-      exchange.clientGone = true;
-      exchange.cancelWait?.();
-      exchange.cancelWait = null;
-      const attempt = exchange.current;
-      if (attempt !== null && !attempt.done) {
-        this.abandonAttempt(attempt, 'aborted');
-        attempt.backend.metrics.requestFinished(statusClass(attempt.status || 499), (performance.now() - attempt.startedAt) / 1000);
-      }
-    }
-    const attempt = exchange.current;
-    noteUpstream(exchange.req, {
-      pool: exchange.entry.pool.name,
-      backend: attempt === null ? null : attempt.backend.id,
-      attempts: attempt === null ? 0 : exchange.retries + 1,
-      upstreamMs: attempt === null ? null : performance.now() - attempt.startedAt,
-      code: exchange.finalCode,
-    });
+    new ClientExchange(this.shared, req, res, entry, limits).start();
   }
 
   /** Proxies a WebSocket (or other Upgrade) request through the tunnel, with the same header rewriting as any request. */

@@ -41,8 +41,12 @@ function stripHopByHop(headers: IncomingHttpHeaders, keep: ReadonlySet<string>):
   }
 }
 
-/** Request framing must reach the backend exactly as Node parsed it, so transfer-encoding stays. */
-const KEEP_FOR_REQUEST = new Set(['transfer-encoding']);
+/**
+ * Ordinary requests keep nothing: undici frames the body it forwards itself, chunked when the client's was and with
+ * the client's Content-Length otherwise, so the backend reads exactly the body Node parsed. Upgrades go through
+ * http-proxy, which writes the head as given: their framing and handshake stay.
+ */
+const KEEP_FOR_REQUEST: ReadonlySet<string> = new Set();
 const KEEP_FOR_UPGRADE = new Set(['transfer-encoding', 'connection', 'upgrade']);
 
 /** Matches client addresses against the configured trustedProxies CIDRs. */
@@ -104,8 +108,19 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, client: Clie
   }
 }
 
-/** Lengths of the HOP_BY_HOP names: a raw header name of any other length cannot be one, so it is not lower-cased. */
-const HOP_BY_HOP_LENGTHS = new Set([...HOP_BY_HOP].map((name) => name.length));
+/**
+ * Hop-by-hop fields of a response. Trailer is not one (RFC 9110 section 6.6.2): it announces the trailer fields
+ * that are passed on after the body.
+ */
+const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP].filter((name) => name !== 'trailer'));
+
+/** Lengths of those names: a raw header name of any other length cannot be one, so it is not lower-cased. */
+const HOP_BY_HOP_LENGTHS = new Set([...RESPONSE_HOP_BY_HOP].map((name) => name.length));
+
+/** A raw header field as undici hands it over (bytes) or as Node parsed it (string), as a string. */
+function text(field: Buffer | string): string {
+  return typeof field === 'string' ? field : field.toString('latin1');
+}
 
 /**
  * The backend's response headers as the client gets them: a flat [name, value, ...] list in the backend's order
@@ -114,20 +129,41 @@ const HOP_BY_HOP_LENGTHS = new Set([...HOP_BY_HOP].map((name) => name.length));
  * `close` adds `Connection: close`; otherwise Node writes Connection (and Keep-Alive) from the client's request
  * and the response's framing, e.g. close for an HTTP/1.0 client when the body has no length.
  */
-export function responseHeaderList(rawHeaders: readonly string[], close: boolean): string[] {
-  let named: string[] | null = null;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toLowerCase() === 'connection') (named ??= []).push(...connectionTokens(rawHeaders[i + 1]));
-  }
+export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], close: boolean): string[] {
   const list: string[] = [];
+  let named: string[] | null = null;
+  let hopByHop = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!;
-    if (named !== null || HOP_BY_HOP_LENGTHS.has(name.length)) {
+    const name = text(rawHeaders[i]!);
+    const value = text(rawHeaders[i + 1]!);
+    if (HOP_BY_HOP_LENGTHS.has(name.length)) {
       const lower = name.toLowerCase();
-      if (HOP_BY_HOP.has(lower) || named?.includes(lower) === true) continue;
+      if (RESPONSE_HOP_BY_HOP.has(lower)) hopByHop = true;
+      if (lower === 'connection') (named ??= []).push(...connectionTokens(value));
     }
-    list.push(name, rawHeaders[i + 1]!);
+    list.push(name, value);
+  }
+  // Most responses carry no hop-by-hop field and no Connection header: the list is final.
+  if (hopByHop || named !== null) {
+    let kept = 0;
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!;
+      if (HOP_BY_HOP_LENGTHS.has(name.length) || named !== null) {
+        const lower = name.toLowerCase();
+        if (RESPONSE_HOP_BY_HOP.has(lower) || named?.includes(lower) === true) continue;
+      }
+      list[kept++] = name;
+      list[kept++] = list[i + 1]!;
+    }
+    list.length = kept;
   }
   if (close) list.push('connection', 'close');
+  return list;
+}
+
+/** Trailer fields as [name, value] pairs for `res.addTrailers`, in the backend's order and case. */
+export function trailerList(rawTrailers: readonly (Buffer | string)[]): Array<[string, string]> {
+  const list: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < rawTrailers.length; i += 2) list.push([text(rawTrailers[i]!), text(rawTrailers[i + 1]!)]);
   return list;
 }

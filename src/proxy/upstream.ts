@@ -1,10 +1,12 @@
-// Per-backend connection pools (keep-alive agents) and the pre-parsed targets http-proxy forwards to.
+// Per-backend connection pools (undici Pools for requests, targets for the WebSocket tunnel), shared across config versions.
 
-import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import { buildConnector, Pool } from 'undici';
 import { DEFAULTS, type PoolConfig } from '../config/schema.js';
 
-/** The shape http-proxy accepts as a pre-parsed target, so it never re-parses a URL per request. */
+/** The shape http-proxy accepts as a pre-parsed target (WebSocket tunnels), so it never re-parses a URL per request. */
 export interface ProxyTarget {
   readonly protocol: 'http:' | 'https:';
   readonly hostname: string;
@@ -15,8 +17,23 @@ export interface ProxyTarget {
 
 export interface Upstream {
   readonly key: string;
+  /** scheme://host:port of the backend, as undici wants it. */
+  readonly origin: string;
   readonly target: ProxyTarget;
-  readonly agent: http.Agent;
+  /** Keep-alive connections to this backend, shared by every pool and config version that names the same origin and settings. */
+  readonly dispatcher: Pool;
+  /**
+   * The name https backends are verified against (tls.serverName, else the URL's host), passed with every request:
+   * undici otherwise derives SNI from the request's Host header, and reconnects whenever that changes.
+   * Null for http backends.
+   */
+  readonly serverName: string | null;
+  /** For the WebSocket tunnel (http-proxy): an agent that verifies an https backend by the same name as `dispatcher`; false for http. */
+  readonly tunnelAgent: https.Agent | false;
+  /** Most connections this process opens to the backend; 0: no limit. Requests beyond it wait for a free one. */
+  readonly maxConnections: number;
+  /** Requests this process has handed to the dispatcher and not yet seen end: above maxConnections they wait locally. */
+  inflight: number;
 }
 
 function targetOf(url: URL): ProxyTarget {
@@ -27,28 +44,51 @@ function targetOf(url: URL): ProxyTarget {
   return { protocol, hostname, host: hostname, port, path: '' };
 }
 
-function agentFor(url: URL, pool: PoolConfig, ca: string | null): http.Agent {
-  const options = {
-    keepAlive: true,
-    maxSockets: DEFAULTS.upstream.maxSockets,
-    maxFreeSockets: DEFAULTS.upstream.maxFreeSockets,
-    // Closes pooled sockets idle longer than this, before a backend's own keep-alive timeout races us.
-    timeout: DEFAULTS.upstream.freeSocketTimeoutMs,
-    // LIFO keeps a few sockets hot and lets the rest idle out, instead of spreading load over all of them.
-    scheduling: 'lifo' as const,
-  };
-  if (url.protocol !== 'https:') return new http.Agent(options);
-  return new https.Agent({
-    ...options,
-    rejectUnauthorized: true,
-    ...(ca === null ? {} : { ca }),
-    ...(pool.tls.serverName === null ? {} : { servername: pool.tls.serverName }),
+/**
+ * Connects to one backend: TCP (and TLS, verified) within the pool's connect timeout. SNI and the certificate name
+ * are the backend's own (tls.serverName, else its URL's host), never the client's Host; an IP literal gets no SNI
+ * (RFC 6066) and its certificate is checked against the IP.
+ */
+function connectorFor(target: ProxyTarget, pool: PoolConfig, ca: string | null): buildConnector.connector {
+  const connect = buildConnector({ ...tlsOptions(ca), timeout: pool.timeouts.connectMs, keepAlive: true, keepAliveInitialDelay: 60_000 } as buildConnector.BuildOptions);
+  if (target.protocol !== 'https:') return connect;
+  const sni = sniFor(target, pool);
+  return (options, callback) => connect({ ...options, servername: sni } as typeof options, callback);
+}
+
+function tlsOptions(ca: string | null): ConnectionOptions {
+  return { rejectUnauthorized: true, ...(ca === null ? {} : { ca }) };
+}
+
+/** The SNI an https backend gets: tls.serverName, else its URL's host name; '' (none) for an IP literal. */
+function sniFor(target: ProxyTarget, pool: PoolConfig): string {
+  return pool.tls.serverName ?? (isIP(target.hostname) === 0 ? target.hostname : '');
+}
+
+/**
+ * Node's agents take SNI from the request's Host header unless the agent's own options name one ('' names none), and
+ * http-proxy passes no servername: this agent fixes it to the backend's own.
+ */
+function tunnelAgentFor(target: ProxyTarget, pool: PoolConfig, ca: string | null): https.Agent | false {
+  if (target.protocol !== 'https:') return false;
+  return new https.Agent({ ...tlsOptions(ca), servername: sniFor(target, pool) });
+}
+
+function poolFor(url: URL, target: ProxyTarget, pool: PoolConfig, ca: string | null): Pool {
+  return new Pool(url.origin, {
+    connect: connectorFor(target, pool, ca),
+    connections: pool.connections.max === 0 ? null : pool.connections.max,
+    // Closes pooled connections idle longer than this, before a backend's own keep-alive timeout races us; a shorter
+    // Keep-Alive: timeout= hint from the backend wins.
+    keepAliveTimeout: DEFAULTS.upstream.freeSocketTimeoutMs,
+    keepAliveMaxTimeout: DEFAULTS.upstream.freeSocketTimeoutMs,
+    // Every request passes its own response (headers) and idle (body) timeouts from its pool's config.
   });
 }
 
 /**
- * Agents are shared across config versions for the same origin and TLS settings, so a config swap keeps warm
- * connections; an agent no longer used by any pool has its idle sockets closed and its busy ones finish.
+ * Pools are shared across config versions for the same origin and connection settings, so a config swap keeps warm
+ * connections; a pool no longer used by any config closes once its in-flight requests are done.
  */
 export class UpstreamRegistry {
   private readonly byKey = new Map<string, Upstream>();
@@ -58,10 +98,20 @@ export class UpstreamRegistry {
     const result = new Map<string, Upstream>();
     for (const backend of pool.backends) {
       const url = new URL(backend.url);
-      const key = `${url.origin}|${pool.tls.ca ?? ''}|${pool.tls.serverName ?? ''}`;
+      const key = `${url.origin}|${pool.tls.ca ?? ''}|${pool.tls.serverName ?? ''}|${pool.timeouts.connectMs}|${pool.connections.max}`;
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
-        upstream = { key, target: targetOf(url), agent: agentFor(url, pool, ca) };
+        const target = targetOf(url);
+        upstream = {
+          key,
+          origin: url.origin,
+          target,
+          dispatcher: poolFor(url, target, pool, ca),
+          serverName: target.protocol === 'https:' ? (pool.tls.serverName ?? target.hostname) : null,
+          tunnelAgent: tunnelAgentFor(target, pool, ca),
+          maxConnections: pool.connections.max,
+          inflight: 0,
+        };
         this.byKey.set(key, upstream);
       }
       result.set(backend.id, upstream);
@@ -69,26 +119,23 @@ export class UpstreamRegistry {
     return result;
   }
 
-  /** Retires every agent not in `live`. */
+  /** Retires every pool not in `live`: requests already on it finish, then its connections close. */
   retain(live: Iterable<ReadonlyMap<string, Upstream>>): void {
     const keep = new Set<string>();
     for (const map of live) for (const upstream of map.values()) keep.add(upstream.key);
     for (const [key, upstream] of this.byKey) {
       if (keep.has(key)) continue;
       this.byKey.delete(key);
-      closeIdleSockets(upstream.agent);
+      // Its tunnel agent keeps no idle sockets (no keep-alive), and destroying it would cut WebSocket tunnels in use.
+      upstream.dispatcher.close().catch(() => undefined);
     }
   }
 
   closeAll(): void {
-    for (const upstream of this.byKey.values()) upstream.agent.destroy();
+    for (const upstream of this.byKey.values()) {
+      upstream.dispatcher.destroy().catch(() => undefined);
+      if (upstream.tunnelAgent !== false) upstream.tunnelAgent.destroy();
+    }
     this.byKey.clear();
   }
-}
-
-function closeIdleSockets(agent: http.Agent): void {
-  for (const sockets of Object.values(agent.freeSockets)) {
-    for (const socket of sockets ?? []) socket.destroy();
-  }
-  // Sockets still serving requests return to the free list afterwards and then idle out on the agent timeout.
 }

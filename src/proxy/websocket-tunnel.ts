@@ -107,7 +107,7 @@ export class WebSocketTunnel {
       });
     };
     this.proxy.on('proxyReqWs', onProxyReq);
-    this.proxy.ws(req, socket, head, { target: upstream.target, agent: false } as httpProxy.ServerOptions, (error: Error) => {
+    this.proxy.ws(req, socket, head, { target: upstream.target, agent: upstream.tunnelAgent } as httpProxy.ServerOptions, (error: Error) => {
       this.proxy.off('proxyReqWs', onProxyReq);
       if (upgraded) {
         socket.destroy();

@@ -44,6 +44,7 @@ export function poolConfig(overrides: Partial<PoolConfig> = {}): PoolConfig {
     slowStartMs: 0,
     ewma: DEFAULTS.ewma,
     circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
+    connections: { max: 0 },
     tls: { ca: null, serverName: null },
     ...overrides,
   };

@@ -40,6 +40,7 @@ pools:
     panicThreshold: 0
     slowStart: 30s
     circuitBreaker: { maxRequestsPerBackend: 100, maxPendingPerBackend: 10 }
+    connections: { max: 512 }
     tls: { ca: ./ca.pem, serverName: api.internal }
 cluster:
   nodeId: n1

@@ -93,6 +93,7 @@ describe('a valid file', () => {
     expect(api.panicThresholdPercent).toBe(0);
     expect(api.slowStartMs).toBe(30_000);
     expect(api.circuitBreaker).toEqual({ maxRequestsPerBackend: 100, maxPendingPerBackend: 10 });
+    expect(api.connections).toEqual({ max: 512 });
     expect(api.tls).toEqual({ ca: './ca.pem', serverName: 'api.internal' });
 
     expect(config.cluster).toEqual({

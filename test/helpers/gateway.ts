@@ -3,7 +3,9 @@
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import { App } from '../../src/app.js';
+import { startBackend, type TestBackend } from './backend.js';
 import { memoryLogger } from '../../src/log.js';
 
 export interface TestGateway {
@@ -39,6 +41,29 @@ export async function startGateway(yaml: string, options: { token?: string } = {
     stop: async () => {
       await app.stop(1_000);
       await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Backends and gateways that live for one test: call at the top of a test file; everything started through the
+ * returned functions is stopped after each test, newest first.
+ */
+export function perTestResources(): { backend(name?: string): Promise<TestBackend>; gateway(yaml: string): Promise<TestGateway> } {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    while (cleanups.length > 0) await cleanups.pop()!();
+  });
+  return {
+    async backend(name = 'b') {
+      const started = await startBackend(name);
+      cleanups.push(() => started.close());
+      return started;
+    },
+    async gateway(yaml) {
+      const started = await startGateway(yaml);
+      cleanups.push(() => started.stop());
+      return started;
     },
   };
 }

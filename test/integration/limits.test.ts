@@ -1,27 +1,12 @@
 // Resource limits: per-backend concurrency caps with a bounded queue, request body limits, client connection cap.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
-import { startBackend, request, rawExchange, eventually, type TestBackend } from '../helpers/backend.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { request, rawExchange, eventually, type TestBackend } from '../helpers/backend.js';
+import { perTestResources, type TestGateway } from '../helpers/gateway.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
-
-async function backend(name: string): Promise<TestBackend> {
-  const b = await startBackend(name);
-  cleanups.push(() => b.close());
-  return b;
-}
-
-async function gateway(yaml: string): Promise<TestGateway> {
-  const gw = await startGateway(yaml);
-  cleanups.push(() => gw.stop());
-  return gw;
-}
+const { backend, gateway } = perTestResources();
 
 describe('circuit breaking', () => {
   it('caps concurrent requests per backend, queues a bounded number, and answers 503 on overflow', async () => {

@@ -1,7 +1,9 @@
 // TLS on both sides: the listener terminates TLS (and reloads renewed certificates); https backends are verified.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type http from 'node:http';
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import { mkdtemp, rm, copyFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +11,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { startBackend, eventually, closeServer, type TestBackend } from '../helpers/backend.js';
+import { startBackend, eventually, closeServer, request, rawExchange, type TestBackend } from '../helpers/backend.js';
 import { startGateway } from '../helpers/gateway.js';
 
 let dir: string;
@@ -66,10 +68,29 @@ describe('TLS listener', () => {
 });
 
 describe('https backends', () => {
-  async function httpsBackend(certs: TestCerts): Promise<{ url: string; close(): Promise<void> }> {
-    const server = https.createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (_req, res) => res.end('secure'));
+  /** An https backend that answers 'secure' and records, per request, the SNI its connection came with and the Host. */
+  async function httpsBackend(certs: TestCerts): Promise<{ port: number; url: string; seen: Array<{ sni: string | false; host: string | undefined }>; connections: number; close(): Promise<void> }> {
+    const seen: Array<{ sni: string | false; host: string | undefined }> = [];
+    const server = https.createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (req, res) => {
+      seen.push({ sni: (req.socket as TLSSocket).servername, host: req.headers.host });
+      res.end('secure');
+    });
+    const backend = { port: 0, url: '', seen, connections: 0, close: () => closeServer(server) };
+    // A WebSocket handshake is answered with 101 and the SNI it came with, then the socket closes.
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex) => {
+      seen.push({ sni: (req.socket as TLSSocket).servername, host: req.headers.host });
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    });
+    server.on('secureConnection', () => (backend.connections += 1));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-    return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => closeServer(server) };
+    backend.port = (server.address() as AddressInfo).port;
+    backend.url = `https://127.0.0.1:${backend.port}`;
+    return backend;
+  }
+
+  async function get(gatewayUrl: string, host?: string): Promise<{ status: number; body: string }> {
+    const res = await request(`${gatewayUrl}/`, host === undefined ? {} : { headers: { host } });
+    return { status: res.status, body: res.body };
   }
 
   it('verifies the backend against the configured CA', async () => {
@@ -95,6 +116,63 @@ describe('https backends', () => {
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('UPSTREAM_TLS_FAILED');
     } finally {
       await gw.stop();
+      await secure.close();
+    }
+  });
+
+  it('checks a backend named by host against that name, whatever Host the client sends, on one connection', async () => {
+    const named = makeCerts(dir, 'named-localhost', ['DNS:localhost']);
+    const secure = await httpsBackend(named);
+    const gw = await startGateway(`pools:\n  web:\n    retries: 0\n    tls: { ca: ${named.ca} }\n    backends:\n      - { url: https://localhost:${secure.port} }\n`);
+    try {
+      for (const host of ['app.example.com', 'www.example.com', 'app.example.com']) expect(await get(gw.url, host)).toEqual({ status: 200, body: 'secure' });
+      expect(secure.seen).toEqual([
+        { sni: 'localhost', host: 'app.example.com' },
+        { sni: 'localhost', host: 'www.example.com' },
+        { sni: 'localhost', host: 'app.example.com' },
+      ]);
+      // The client's Host is not the connection's name: changing it does not cost a new TLS connection.
+      expect(secure.connections).toBe(1);
+      // WebSocket upgrades (through the tunnel) are verified by the same name.
+      const upgrade = await rawExchange(gw.port, 'GET /ws HTTP/1.1\r\nHost: chat.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      expect(upgrade).toMatch(/^HTTP\/1\.1 101 /);
+      expect(secure.seen.at(-1)).toEqual({ sni: 'localhost', host: 'chat.example.com' });
+    } finally {
+      await gw.stop();
+      await secure.close();
+    }
+  });
+
+  it('checks a backend named by IP against its IP, and sends no SNI (RFC 6066)', async () => {
+    const byIp = makeCerts(dir, 'ip-only', ['IP:127.0.0.1']);
+    const secure = await httpsBackend(byIp);
+    const gw = await startGateway(`pools:\n  web:\n    retries: 0\n    tls: { ca: ${byIp.ca} }\n    backends:\n      - { url: ${secure.url} }\n`);
+    try {
+      expect(await get(gw.url, 'app.example.com')).toEqual({ status: 200, body: 'secure' });
+      expect(secure.seen).toEqual([{ sni: false, host: 'app.example.com' }]);
+    } finally {
+      await gw.stop();
+      await secure.close();
+    }
+  });
+
+  it('uses tls.serverName for SNI and the name checked, and refuses the same certificate without it', async () => {
+    const internal = makeCerts(dir, 'internal', ['DNS:backend.internal']);
+    const secure = await httpsBackend(internal);
+    const pool = (serverName: string) => `pools:\n  web:\n    retries: 0\n    tls: { ca: ${internal.ca}${serverName} }\n    backends:\n      - { url: ${secure.url} }\n`;
+    const named = await startGateway(pool(', serverName: backend.internal'));
+    const unnamed = await startGateway(pool(''));
+    try {
+      expect(await get(named.url, 'app.example.com')).toEqual({ status: 200, body: 'secure' });
+      expect(secure.seen).toEqual([{ sni: 'backend.internal', host: 'app.example.com' }]);
+      // Without serverName the backend's own name is 127.0.0.1, which the certificate does not carry; nor does the
+      // client's Host rescue it when it happens to match.
+      const refused = await request(`${unnamed.url}/`, { headers: { host: 'backend.internal' } });
+      expect(refused.status).toBe(502);
+      expect(JSON.parse(refused.body).error.code).toBe('UPSTREAM_TLS_FAILED');
+    } finally {
+      await named.stop();
+      await unnamed.stop();
       await secure.close();
     }
   });

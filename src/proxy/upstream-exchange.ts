@@ -1,0 +1,206 @@
+// One attempt's exchange with one backend over undici: the request sent, the response head flushed at once, the body streamed with backpressure both ways, trailers passed on.
+//
+// The attempt is itself the undici dispatch handler (onRequestStart ... onResponseEnd/onResponseError), so an
+// ordinary request costs no closures. Timeouts are undici's where it has them: connect (the pool's connector),
+// response (headersTimeout: from the request fully sent to the response head) and idle (bodyTimeout: no body byte
+// from the backend). Two waits are ours, both started only when they happen: a local wait for a connection under
+// connections.max, and a client that stops reading.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { TimeoutsConfig } from '../config/schema.js';
+import { ClientStalled, ConnectionWaitExpired } from './error-status.js';
+import { responseHeaderList, trailerList } from './headers.js';
+import { RequestBody, type BodyEvents } from './request-body.js';
+import type { Upstream } from './upstream.js';
+
+/** The client side of an exchange, as an attempt sees it; the retry loop's per-request state provides it. */
+export interface AttemptOwner {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** Request body to forward (Content-Length > 0 or chunked). */
+  readonly hasBody: boolean;
+  /** Limit for a body without Content-Length, counted as it streams; 0: none. */
+  readonly maxBodySize: number;
+  /** Connection: close on the response (the client asked, or the listener is draining). */
+  readonly closeAfterResponse: boolean;
+  /** The first body byte was taken from the client: this body cannot be sent again. */
+  bodyStarted(): void;
+  bodyOverLimit(attempt: UpstreamAttempt, limit: number): void;
+  /** Exactly once per started attempt: `error` undefined when the response was relayed to its end. */
+  attemptEnded(attempt: UpstreamAttempt, error: Error | undefined): void;
+}
+
+/** Why an attempt was stopped from our side (client gone, body over limit, client not reading). */
+const ABORTED = new Error('attempt abandoned');
+
+export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
+  readonly upstream: Upstream;
+  readonly startedAt: number;
+  /** Status the backend answered; 0 until its head arrived. */
+  status = 0;
+  /** The request head is being written to a backend connection: from here the backend may have seen it. */
+  requestSent = false;
+  private readonly owner: AttemptOwner;
+  private readonly timeouts: TimeoutsConfig;
+  private controller: Dispatcher.DispatchController | null = null;
+  private ended = false;
+  private abortReason: Error | null = null;
+  /** Set once a body chunk went to the client: the head needs no separate flush. */
+  private bodyWritten = false;
+  private waitTimer: NodeJS.Timeout | null = null;
+  private onDrain: (() => void) | null = null;
+
+  constructor(owner: AttemptOwner, upstream: Upstream, timeouts: TimeoutsConfig) {
+    this.owner = owner;
+    this.upstream = upstream;
+    this.timeouts = timeouts;
+    this.startedAt = performance.now();
+  }
+
+  /** Hands the request to the backend's pool; everything after arrives through the handler methods. */
+  start(): void {
+    const { req } = this.owner;
+    const upstream = this.upstream;
+    if (upstream.maxConnections > 0 && upstream.inflight >= upstream.maxConnections) {
+      // Every connection is busy: the request queues in the pool. That wait is ours, so it is bounded here and,
+      // when it runs out, answered as a local limit rather than held against the backend.
+      const waitMs = this.timeouts.connectMs;
+      this.waitTimer = setTimeout(() => this.end(new ConnectionWaitExpired(waitMs)), waitMs);
+    }
+    upstream.inflight++;
+    const options = {
+      path: req.url ?? '/',
+      method: req.method as Dispatcher.HttpMethod,
+      headers: req.headers as Record<string, string | string[]>,
+      body: this.owner.hasBody ? new RequestBody(req, req.headers['content-length'] === undefined ? this.owner.maxBodySize : 0, this) : null,
+      headersTimeout: this.timeouts.responseMs,
+      bodyTimeout: this.timeouts.idleMs,
+      // The backend connection is ours and independent of the client's: keep it after HEAD too (undici closes it).
+      reset: false,
+      // A constant per upstream: undici would otherwise take SNI from the Host header and reconnect when it changes.
+      ...(upstream.serverName === null ? {} : { servername: upstream.serverName }),
+    } as Dispatcher.DispatchOptions;
+    upstream.dispatcher.dispatch(options, this);
+  }
+
+  /** Stops the attempt from our side; it reports nothing to its owner afterwards. */
+  abandon(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.release();
+    this.abortReason = ABORTED;
+    this.controller?.abort(ABORTED);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.abortReason !== null) {
+      // Abandoned (or given up on) while queued for a connection: nothing has been written yet.
+      controller.abort(this.abortReason);
+      return;
+    }
+    this.controller = controller;
+    this.requestSent = true;
+    this.clearWait();
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
+    // 1xx interim answers (103 Early Hints) are not relayed; the final answer follows on the same exchange.
+    if (this.ended || statusCode < 200) return;
+    this.status = statusCode;
+    const raw = (this.controller?.rawHeaders ?? []) as Buffer[];
+    try {
+      const headers = responseHeaderList(raw, this.owner.closeAfterResponse);
+      // Without a reason phrase from the backend, Node writes the standard one.
+      if (statusMessage) this.owner.res.writeHead(statusCode, statusMessage, headers);
+      else this.owner.res.writeHead(statusCode, headers);
+    } catch (error) {
+      // Node's parser and writer accept the same bytes today; a field one day written back refused must be a 502 for
+      // this request, not an exception thrown into undici.
+      this.fail(error as Error);
+      return;
+    }
+    // Server-Sent Events and long polls: a head whose body does not follow in the same read goes out at once.
+    process.nextTick(flushHeadIfWaiting, this);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.ended) return;
+    this.bodyWritten = true;
+    if (this.owner.res.write(chunk)) return;
+    // The client reads slower than the backend sends: stop reading the backend until it drains.
+    controller.pause();
+    const res = this.owner.res;
+    this.onDrain ??= () => {
+      this.clearWait();
+      this.controller?.resume();
+    };
+    res.once('drain', this.onDrain);
+    // undici's idle timer does not run while paused; a client that never reads again must not hold both sides.
+    const idleMs = this.timeouts.idleMs;
+    this.waitTimer ??= setTimeout(() => this.fail(new ClientStalled(idleMs)), idleMs);
+  }
+
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
+    if (this.ended) return;
+    const res = this.owner.res;
+    const trailers = controller.rawTrailers as Buffer[] | null | undefined;
+    if (trailers !== null && trailers !== undefined && trailers.length > 0) res.addTrailers(trailerList(trailers));
+    this.bodyWritten = true;
+    res.end();
+    this.end(undefined);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.abortReason === ABORTED) return;
+    this.end(error);
+  }
+
+  onBodyStarted(): void {
+    this.owner.bodyStarted();
+  }
+
+  onBodyOverLimit(limit: number): void {
+    this.owner.bodyOverLimit(this, limit);
+  }
+
+  /** @internal for the flush tick. */
+  flushHeadIfWaiting(): void {
+    if (!this.bodyWritten && !this.ended) this.owner.res.flushHeaders();
+  }
+
+  private fail(error: Error): void {
+    if (this.ended) return;
+    this.controller?.abort(error);
+    this.end(error);
+  }
+
+  private end(error: Error | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (error !== undefined) {
+      // A wait that expired before undici handed us the request: undici still holds it, so it is aborted when it
+      // gets its connection (before anything is written).
+      if (this.controller === null) this.abortReason = error;
+    }
+    this.release();
+    this.owner.attemptEnded(this, error);
+  }
+
+  private release(): void {
+    this.clearWait();
+    if (this.onDrain !== null) this.owner.res.off('drain', this.onDrain);
+    this.upstream.inflight--;
+  }
+
+  private clearWait(): void {
+    if (this.waitTimer !== null) {
+      clearTimeout(this.waitTimer);
+      this.waitTimer = null;
+    }
+  }
+}
+
+function flushHeadIfWaiting(attempt: UpstreamAttempt): void {
+  attempt.flushHeadIfWaiting();
+}
