@@ -93,6 +93,14 @@ export function noAvailableBackend(pool: string, retryAfterSeconds: number): Err
   return { status: 503, code: 'NO_AVAILABLE_BACKEND', message: `no available backend in pool "${pool}"`, retryAfterSeconds };
 }
 
+/**
+ * Every attempt failed before reaching a backend (refused, connect timeout): as HAProxy and Envoy do, that is
+ * "nothing available" (503), not a bad gateway; `lastFailure` says what the last attempt met.
+ */
+export function noBackendReachable(pool: string, retryAfterSeconds: number, lastFailure: ErrorReply): ErrorReply {
+  return { status: 503, code: 'NO_AVAILABLE_BACKEND', message: `no backend of pool "${pool}" could be reached (last: ${lastFailure.message})`, retryAfterSeconds };
+}
+
 export function circuitQueueFull(pool: string): ErrorReply {
   return { status: 503, code: 'CIRCUIT_OPEN', message: `every backend of pool "${pool}" is at its concurrency limit and the wait queue is full`, retryAfterSeconds: 1 };
 }
@@ -110,6 +118,11 @@ export interface FailureKind extends ErrorReply {
   readonly beforeRequestSent: boolean;
   /** Counts towards passive outlier detection (connect failures, resets, timeouts). */
   readonly gatewayFailure: boolean;
+}
+
+/** A failure that happened before the attempt reached a backend: nothing was listening, or the connect did not complete. */
+export function neverReachedBackend(kind: FailureKind): boolean {
+  return kind.reason === 'connect_refused' || kind.reason === 'connect_timeout';
 }
 
 export type ProxyPhase = 'connect' | 'response' | 'idle';

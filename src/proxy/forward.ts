@@ -15,7 +15,9 @@ import {
   circuitQueueFull,
   circuitWaitExpired,
   classifyUpstreamError,
+  neverReachedBackend,
   noAvailableBackend,
+  noBackendReachable,
   writeErrorResponse,
   type ErrorReply,
   type FailureKind,
@@ -68,6 +70,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   private readonly entry: PoolEntry;
   private excluded: Set<string> | null = null;
   private retries = 0;
+  /** Every attempt so far failed before reaching a backend: if none succeeds, the answer is 503, not 502/504. */
+  private onlyUnreached = true;
   private bodyConsumed = false;
   private clientGone = false;
   private current: { attempt: UpstreamAttempt; backend: ForwardBackend; isRetry: boolean } | null = null;
@@ -110,7 +114,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     if (picked === undefined) {
       if (lastFailure !== null) {
         pool.finishRetry();
-        this.reply(lastFailure);
+        this.replyFailure(lastFailure);
       } else {
         this.answerWithoutBackend();
       }
@@ -124,6 +128,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       this.answerWithoutBackend();
       return;
     }
+    // A retry is counted once it has a backend to go to, so a pool with nowhere else to send it counts none.
+    if (lastFailure !== null) this.entry.metrics.retry();
     const attempt = new UpstreamAttempt(this, upstream, pool.config.timeouts);
     this.current = { attempt, backend: picked, isRetry: this.retries > 0 };
     this.lastBackend = picked.id;
@@ -212,6 +218,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       return;
     }
     const kind = classifyUpstreamError(error, attempt.requestSent);
+    if (!neverReachedBackend(kind)) this.onlyUnreached = false;
     this.finishAttempt(kind.gatewayFailure ? 'gateway-failure' : 'aborted');
     backend.metrics.upstreamError(kind.reason);
     backend.metrics.requestFinished(statusClass(kind.status), (performance.now() - attempt.startedAt) / 1000);
@@ -225,14 +232,19 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     if (this.mayRetry(kind)) {
       this.retries += 1;
       (this.excluded ??= new Set()).add(backend.id);
-      this.entry.metrics.retry();
       if (this.shared.logger.enabled('debug')) {
         this.shared.logger.debug('retrying on another backend', { pool: this.entry.pool.name, backend: backend.id, reason: kind.reason });
       }
       this.attempt(kind);
       return;
     }
-    this.reply(kind);
+    this.replyFailure(kind);
+  }
+
+  /** The answer when attempts are over: the last failure, unless none of them reached a backend. */
+  private replyFailure(last: FailureKind): void {
+    const pool = this.entry.pool;
+    this.reply(this.onlyUnreached && neverReachedBackend(last) ? noBackendReachable(pool.name, pool.retryAfterSeconds(), last) : last);
   }
 
   private mayRetry(kind: FailureKind): boolean {

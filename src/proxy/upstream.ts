@@ -1,6 +1,5 @@
 // Per-backend connection pools (undici Pools for requests, targets for the WebSocket tunnel), shared across config versions.
 
-import https from 'node:https';
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { buildConnector, Pool } from 'undici';
@@ -28,8 +27,11 @@ export interface Upstream {
    * Null for http backends.
    */
   readonly serverName: string | null;
-  /** For the WebSocket tunnel (http-proxy): an agent that verifies an https backend by the same name as `dispatcher`; false for http. */
-  readonly tunnelAgent: https.Agent | false;
+  /**
+   * Opens one connection to the backend (TCP, and TLS verified by the backend's own name) within the connect timeout:
+   * the pool's own connector, which the WebSocket tunnel uses too.
+   */
+  readonly connect: buildConnector.connector;
   /** Most connections this process opens to the backend; 0: no limit. Requests beyond it wait for a free one. */
   readonly maxConnections: number;
   /** Requests this process has handed to the dispatcher and not yet seen end: above maxConnections they wait locally. */
@@ -65,18 +67,10 @@ function sniFor(target: ProxyTarget, pool: PoolConfig): string {
   return pool.tls.serverName ?? (isIP(target.hostname) === 0 ? target.hostname : '');
 }
 
-/**
- * Node's agents take SNI from the request's Host header unless the agent's own options name one ('' names none), and
- * http-proxy passes no servername: this agent fixes it to the backend's own.
- */
-function tunnelAgentFor(target: ProxyTarget, pool: PoolConfig, ca: string | null): https.Agent | false {
-  if (target.protocol !== 'https:') return false;
-  return new https.Agent({ ...tlsOptions(ca), servername: sniFor(target, pool) });
-}
 
-function poolFor(url: URL, target: ProxyTarget, pool: PoolConfig, ca: string | null): Pool {
+function poolFor(url: URL, connect: buildConnector.connector, pool: PoolConfig): Pool {
   return new Pool(url.origin, {
-    connect: connectorFor(target, pool, ca),
+    connect,
     connections: pool.connections.max === 0 ? null : pool.connections.max,
     // Closes pooled connections idle longer than this, before a backend's own keep-alive timeout races us; a shorter
     // Keep-Alive: timeout= hint from the backend wins.
@@ -102,13 +96,14 @@ export class UpstreamRegistry {
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
         const target = targetOf(url);
+        const connect = connectorFor(target, pool, ca);
         upstream = {
           key,
           origin: url.origin,
           target,
-          dispatcher: poolFor(url, target, pool, ca),
+          dispatcher: poolFor(url, connect, pool),
+          connect,
           serverName: target.protocol === 'https:' ? (pool.tls.serverName ?? target.hostname) : null,
-          tunnelAgent: tunnelAgentFor(target, pool, ca),
           maxConnections: pool.connections.max,
           inflight: 0,
         };
@@ -126,16 +121,12 @@ export class UpstreamRegistry {
     for (const [key, upstream] of this.byKey) {
       if (keep.has(key)) continue;
       this.byKey.delete(key);
-      // Its tunnel agent keeps no idle sockets (no keep-alive), and destroying it would cut WebSocket tunnels in use.
       upstream.dispatcher.close().catch(() => undefined);
     }
   }
 
   closeAll(): void {
-    for (const upstream of this.byKey.values()) {
-      upstream.dispatcher.destroy().catch(() => undefined);
-      if (upstream.tunnelAgent !== false) upstream.tunnelAgent.destroy();
-    }
+    for (const upstream of this.byKey.values()) upstream.dispatcher.destroy().catch(() => undefined);
     this.byKey.clear();
   }
 }

@@ -9,13 +9,15 @@
 // - its web passes (among them `deleteLength`, which rewrites DELETE/OPTIONS framing: a CL.TE smuggling path)
 //   are never run: ordinary requests do not go through http-proxy at all.
 
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Logger } from '../log.js';
-import { classifyUpstreamError, noAvailableBackend, UpstreamTimeout, writeRawError } from './error-status.js';
-import type { PoolEntry, RequestOutcome } from './forward-types.js';
+import { classifyUpstreamError, neverReachedBackend, noAvailableBackend, noBackendReachable, UpstreamTimeout, writeRawError, type FailureKind } from './error-status.js';
+import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.js';
+import type { ProxyTarget } from './upstream.js';
 import { destroyAfterLinger } from '../connection-close.js';
 import { noteUpstream } from './access-log.js';
 
@@ -40,6 +42,16 @@ export function createGuardedProxy(logger: Logger, options: httpProxy.ServerOpti
   return proxy;
 }
 
+/**
+ * Hands http-proxy the connection the tunnel opened itself: connect failures are then ours to retry before
+ * http-proxy is involved (its error path ends the client socket after the callback, so a retry from there is lost).
+ */
+function connectedAgent(protocol: 'http:' | 'https:', socket: Duplex): http.Agent {
+  const agent = protocol === 'https:' ? new https.Agent({ keepAlive: false }) : new http.Agent({ keepAlive: false });
+  (agent as unknown as { createConnection: () => Duplex }).createConnection = () => socket;
+  return agent;
+}
+
 export class WebSocketTunnel {
   private readonly proxy: httpProxy;
 
@@ -48,28 +60,68 @@ export class WebSocketTunnel {
   }
 
   /**
-   * Proxies an upgrade whose headers are already prepared; a refused connection is retried on another backend like
-   * any bodiless request.
+   * Proxies an upgrade whose headers are already prepared; a connection that cannot be opened is retried on another
+   * backend like any bodiless request.
    */
   open(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry): void {
     // Until http-proxy adopts the socket it has no error listener: a client reset here must not crash us.
     socket.on('error', () => socket.destroy());
-    this.attempt(req, socket, head, entry, new Set(), 0);
+    this.attempt(req, socket, head, entry, new Set(), null);
   }
 
-  private attempt(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, excluded: Set<string>, retries: number): void {
+  /** `lastFailure`: the failed connection being retried (only those are, so no earlier attempt reached a backend). */
+  private attempt(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, excluded: Set<string>, lastFailure: FailureKind | null): void {
     if (socket.destroyed) return;
-    const backend = entry.pool.pick(excluded);
+    const pool = entry.pool;
+    const backend = pool.pick(excluded);
     const upstream = backend === undefined ? undefined : entry.upstreams.get(backend.id);
     if (backend === undefined || upstream === undefined) {
-      noteUpstream(req, { pool: entry.pool.name, backend: null, attempts: retries, upstreamMs: null, code: null });
-      writeRawError(socket, noAvailableBackend(entry.pool.name, entry.pool.retryAfterSeconds()));
+      noteUpstream(req, { pool: pool.name, backend: null, attempts: excluded.size, upstreamMs: null, code: null });
+      writeRawError(socket, lastFailure === null ? noAvailableBackend(pool.name, pool.retryAfterSeconds()) : noBackendReachable(pool.name, pool.retryAfterSeconds(), lastFailure));
       return;
     }
-    const startedAt = performance.now();
-    const facts = (status: number | undefined, code: string | null) =>
-      noteUpstream(req, { pool: entry.pool.name, backend: backend.id, attempts: retries + 1, upstreamMs: performance.now() - startedAt, code, ...(status === undefined ? {} : { status }) });
+    if (lastFailure !== null) entry.metrics.retry();
     backend.requestStarted();
+    const startedAt = performance.now();
+    /** What the access line tells of this attempt: `status` when the client got the backend's answer to the upgrade. */
+    const facts = (status: number | undefined, code: string | null): void =>
+      noteUpstream(req, { pool: pool.name, backend: backend.id, attempts: excluded.size + 1, upstreamMs: performance.now() - startedAt, code, ...(status === undefined ? {} : { status }) });
+    const target = upstream.target;
+    upstream.connect({ hostname: target.hostname, host: `${target.hostname}:${target.port}`, protocol: target.protocol, port: String(target.port) }, (error, connection) => {
+      if (error !== null) {
+        const kind = classifyUpstreamError(error, false);
+        backend.requestFinished('gateway-failure');
+        backend.metrics.upstreamError(kind.reason);
+        if (neverReachedBackend(kind) && excluded.size < pool.config.retries && !socket.destroyed) {
+          excluded.add(backend.id);
+          this.attempt(req, socket, head, entry, excluded, kind);
+          return;
+        }
+        const reply = neverReachedBackend(kind) ? noBackendReachable(pool.name, pool.retryAfterSeconds(), kind) : kind;
+        facts(undefined, reply.code);
+        writeRawError(socket, reply);
+        return;
+      }
+      if (socket.destroyed) {
+        connection.destroy();
+        backend.requestFinished('aborted');
+        return;
+      }
+      this.handshake(req, socket, head, entry, backend, upstream.target, connection, facts);
+    });
+  }
+
+  /** The upgrade request and the backend's answer, through http-proxy, on a connection already open. */
+  private handshake(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    entry: PoolEntry,
+    backend: ForwardBackend,
+    target: ProxyTarget,
+    connection: Duplex,
+    facts: (status: number | undefined, code: string | null) => void,
+  ): void {
     let settled = false;
     let upgraded = false;
     const timeouts = entry.pool.config.timeouts;
@@ -77,16 +129,13 @@ export class WebSocketTunnel {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      // A tunnel's length says nothing about the backend's speed: no latency sample.
       backend.requestFinished(outcome);
     };
-    let proxyReq: ClientRequest | null = null;
-    const timer = setTimeout(() => {
-      proxyReq?.destroy(new UpstreamTimeout('response', timeouts.connectMs + timeouts.responseMs));
-    }, timeouts.connectMs + timeouts.responseMs);
+    const timer = setTimeout(() => connection.destroy(new UpstreamTimeout('response', timeouts.responseMs)), timeouts.responseMs);
     const onProxyReq = (created: ClientRequest, incoming: IncomingMessage): void => {
       if (incoming !== req) return;
       this.proxy.off('proxyReqWs', onProxyReq);
-      proxyReq = created;
       // http-proxy joins the path with the target's and collapses '//'; the backend gets the target exactly as the
       // client sent it (checkTarget reduced it to origin-form). Node reads this when it writes the head, at end().
       created.path = req.url ?? '/';
@@ -107,8 +156,9 @@ export class WebSocketTunnel {
       });
     };
     this.proxy.on('proxyReqWs', onProxyReq);
-    this.proxy.ws(req, socket, head, { target: upstream.target, agent: upstream.tunnelAgent } as httpProxy.ServerOptions, (error: Error) => {
+    this.proxy.ws(req, socket, head, { target, agent: connectedAgent(target.protocol, connection) } as httpProxy.ServerOptions, (error: Error) => {
       this.proxy.off('proxyReqWs', onProxyReq);
+      connection.destroy();
       if (upgraded) {
         socket.destroy();
         return;
@@ -116,13 +166,6 @@ export class WebSocketTunnel {
       const kind = classifyUpstreamError(error, true);
       finish('gateway-failure');
       backend.metrics.upstreamError(kind.reason);
-      if (kind.reason === 'connect_refused' && retries < entry.pool.config.retries && !socket.destroyed) {
-        excluded.add(backend.id);
-        entry.metrics.retry();
-        // head was already pushed back into the client socket by the first attempt.
-        this.attempt(req, socket, Buffer.alloc(0), entry, excluded, retries + 1);
-        return;
-      }
       facts(undefined, kind.code);
       writeRawError(socket, kind);
     });

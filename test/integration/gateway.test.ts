@@ -333,11 +333,11 @@ describe('failures never crash the process and map to 502/503/504', () => {
     for (const s of posted) expect(s.bodyBytes).toBe(7);
   });
 
-  it('answers 502 with a stable code when every backend refuses', async () => {
+  it('answers 503 with a stable code when every backend refuses', async () => {
     const gw = await gateway(`pools:\n  web:\n    backends:\n      - { url: http://127.0.0.1:${await unusedPort()} }\n`);
     const res = await request(`${gw.url}/`);
-    expect(res.status).toBe(502);
-    expect(JSON.parse(res.body).error.code).toBe('UPSTREAM_CONNECT_FAILED');
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body).error.code).toBe('NO_AVAILABLE_BACKEND');
   });
 
   it('answers 504 when the backend does not answer in time, and never retries a POST that was sent', async () => {
