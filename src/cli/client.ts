@@ -16,6 +16,7 @@ import { parseDuration } from '../config/spec.js';
 import { topCommand } from './top.js';
 import { describeSource, type HistorySummary } from '../control/history.js';
 import { CLI_USER_AGENT } from '../version.js';
+import { MAX_WEIGHT } from '../config/file-spec.js';
 
 export const EXIT_CODES = {
   ok: 0,
@@ -434,10 +435,11 @@ function parseCount(text: string): number {
   return count;
 }
 
+/** As the config file and the admin API take it: 1 to 10000 (to take a backend out of rotation, drain it). */
 function parseWeight(text: string): number {
   const weight = Number(text);
-  if (text.trim() === '' || !Number.isInteger(weight) || weight < 0) {
-    throw new UsageError(`weight must be a whole number of 0 or more, got ${JSON.stringify(text)}`);
+  if (text.trim() === '' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
+    throw new UsageError(`weight must be a whole number from 1 to ${MAX_WEIGHT} (to stop sending to a backend, drain it), got ${JSON.stringify(text)}`);
   }
   return weight;
 }

@@ -5,7 +5,8 @@ import { App } from '../app.js';
 import { isBalancerError, errorMessage } from '../errors.js';
 import { formatProblem } from '../config/validate.js';
 import { loadConfigFile } from '../config/load.js';
-import { registerClientCommands } from './client.js';
+import { EXIT_CODES, registerClientCommands } from './client.js';
+import { VERSION } from '../version.js';
 
 const DEFAULT_CONFIG = './balancer.yaml';
 
@@ -77,6 +78,9 @@ async function clientDefaults(configPath: string): Promise<{ admin: string; toke
 export async function main(argv: readonly string[]): Promise<void> {
   const program = new Command();
   program.name('balancer').description('Layer-7 HTTP load balancer with health checks and Raft-replicated pool config').showHelpAfterError();
+  program.version(VERSION, '-V, --version', 'print the version');
+  // Every usage error (an unknown command or option, a missing argument) exits 2, as the README says; help and --version exit 0.
+  program.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_CODES.usage));
   // Positional: `balancer -c FILE status` sets the client defaults, while `start -c` and `validate -c` keep their own.
   program.enablePositionalOptions();
   program.option('-c, --config <file>', 'config file the client commands read --admin and --token defaults from', DEFAULT_CONFIG);

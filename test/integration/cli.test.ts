@@ -86,3 +86,22 @@ describe('balancer start', () => {
     expect(result.stderr).toMatch(/invalid\.yaml:1:9: /);
   });
 });
+
+describe('usage errors and --version', () => {
+  it('every usage error exits 2, help and --version exit 0, and --version prints the package version', async () => {
+    const { version } = JSON.parse(await import('node:fs/promises').then((fs) => fs.readFile(join(REPO, 'package.json'), 'utf8'))) as { version: string };
+    const shown = await runCli(['--version']);
+    expect(shown).toMatchObject({ code: 0, stdout: `${version}\n` });
+    expect((await runCli(['--help'])).code).toBe(0);
+    const results = await Promise.all([
+      runCli(['frobnicate']),
+      runCli(['start', '--bogus']),
+      runCli(['backends', 'add', 'web']),
+      runCli(['backends', 'weight', 'web', 'web-1', '0', '--admin', '127.0.0.1:1']),
+      runCli(['config', 'rollback', 'latest', '--admin', '127.0.0.1:1']),
+    ]);
+    for (const result of results) expect(result.code, result.stderr).toBe(2);
+    expect(results[0]!.stderr).toContain("unknown command 'frobnicate'");
+    expect(results[3]!.stderr).toContain('weight must be a whole number from 1 to 10000');
+  });
+});
