@@ -45,8 +45,22 @@ export function destroyAfterLinger(socket: Duplex, lingerMs: number = CLOSE_LING
   socket.once('close', () => clearTimeout(timer));
 }
 
-/** Whether a `clientError` may still be answered: the client is there and no response of ours has started on the socket. */
+type HttpSocket = Duplex & { _httpMessage?: { headersSent?: boolean } | null; bytesWritten?: number };
+
+/**
+ * Whether a `clientError` may still be answered: the client is there and no response of ours has started on the
+ * socket. Bytes after a request that said `Connection: close` (HPE_CLOSED_CONNECTION) follow a request that gets,
+ * or already got, its own answer: a second one would reach a client that was told the connection ends.
+ */
 export function canAnswerClientError(errorCode: string | undefined, socket: Duplex): boolean {
   if (errorCode === 'ECONNRESET' || !socket.writable) return false;
-  return (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent !== true;
+  const http = socket as HttpSocket;
+  if (errorCode === 'HPE_CLOSED_CONNECTION' && (http._httpMessage != null || (http.bytesWritten ?? 0) > 0)) return false;
+  return http._httpMessage?.headersSent !== true;
+}
+
+/** Ends a connection whose `clientError` is not answered: at once, unless the answer to its last request may still be flushing. */
+export function dropAfterClientError(errorCode: string | undefined, socket: Duplex): void {
+  if (errorCode === 'HPE_CLOSED_CONNECTION' && socket.writable) destroyAfterLinger(socket);
+  else socket.destroy();
 }

@@ -13,7 +13,7 @@ import { createTokenChecker, TOKEN_HOWTO } from './auth.js';
 import { DASHBOARD_HTML, DASHBOARD_SECURITY_HEADERS } from './dashboard.js';
 import { MetricsHistory } from './history.js';
 import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText, type ErrorBody } from './http-util.js';
-import { canAnswerClientError, endConnection, isClosing } from '../connection-close.js';
+import { canAnswerClientError, dropAfterClientError, endConnection, isClosing } from '../connection-close.js';
 import { parseErrorReply } from '../proxy/error-status.js';
 
 /** 1 MiB: a config with thousands of backends fits; anything bigger is a mistake or an attack. */
@@ -437,7 +437,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
   // Node's own answer destroys at once, which can reset the connection before the client read it.
   server.on('clientError', (error: Error & { code?: string }, socket) => {
     if (!canAnswerClientError(error.code, socket)) {
-      socket.destroy();
+      dropAfterClientError(error.code, socket);
       return;
     }
     const reply = parseErrorReply(error.code);

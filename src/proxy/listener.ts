@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
-import { canAnswerClientError, isClosing } from '../connection-close.js';
+import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
 import { connectionAccepted, rawAnswerOf, type AccessLog } from './access-log.js';
 import { hostWithoutPort } from './router.js';
 import type { Forwarder } from './forward.js';
@@ -202,7 +202,7 @@ export class ProxyListener {
 
   private onClientError(error: Error & { code?: string }, socket: Duplex): void {
     if (!canAnswerClientError(error.code, socket)) {
-      socket.destroy();
+      dropAfterClientError(error.code, socket);
       return;
     }
     const accessLog = this.options.accessLog;
