@@ -6,7 +6,10 @@ import { systemClock, systemRandom } from './clock.js';
 import { BalancerError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { loadConfigFile } from './config/load.js';
-import type { Config } from './config/schema.js';
+import type { Config, LimitsConfig } from './config/schema.js';
+import { validateConfigText } from './config/validate.js';
+import { hasReplicatedSections } from './config/safety.js';
+import { localChanges, withLiveSettings } from './config/local-changes.js';
 import { watchConfigFile } from './config/watch.js';
 import { createMetrics, type PrometheusMetrics } from './metrics/metrics.js';
 import { createAdminServer } from './admin/api.js';
@@ -37,6 +40,8 @@ export interface AppOptions {
 /** What serves proxy traffic: a listener in this process, or a supervisor of worker processes. */
 interface Frontend {
   start(): Promise<AddressInfo>;
+  /** Limits and trusted proxies edited in the file; only the in-process listener takes them live. */
+  updateSettings?(settings: { limits: LimitsConfig; trustedProxies: readonly string[] }): void;
   close(drainMs: number): Promise<void>;
   /** SIGUSR1: the access log file was moved away (logrotate); write to a new one at its path. */
   reopenAccessLog(): void;
@@ -49,7 +54,8 @@ export interface AppAddresses {
 
 export class App {
   private constructor(
-    readonly config: Config,
+    private running: Config,
+    private readonly baseDir: string,
     readonly file: string,
     readonly logger: Logger,
     readonly metrics: PrometheusMetrics,
@@ -155,7 +161,10 @@ export class App {
       await demo?.close();
       throw new BalancerError('CONFIG_IO', `cannot listen: ${(error as Error).message}`, { cause: error });
     }
-    watcher = watchConfigFile(loaded.file, { onChange: (text) => void store.reloadFromText(text) });
+    let app: App | null = null;
+    watcher = watchConfigFile(loaded.file, {
+      onChange: (text) => void app?.onFileEdit(text).catch((error: unknown) => logger.error('config file edit could not be handled', { file: loaded.file, err: error })),
+    });
     logger.info('balancer started', {
       proxy: `${proxyAddress.address}:${proxyAddress.port}`,
       admin: `${adminAddress.address}:${adminAddress.port}`,
@@ -165,10 +174,57 @@ export class App {
       ...(store instanceof ClusterStore ? { cluster: store.nodeId, raftPort: store.raft.port } : {}),
     });
     const activeWatcher = watcher;
-    return new App(config, loaded.file, logger, metrics, dataPlane, store, frontend, adminServer, () => activeWatcher.close(), demo, {
+    app = new App(config, loaded.baseDir, loaded.file, logger, metrics, dataPlane, store, frontend, adminServer, () => activeWatcher.close(), demo, {
       proxy: proxyAddress,
       admin: adminAddress,
     });
+    return app;
+  }
+
+  /** Whether the file holds local settings that only a restart applies. */
+  private restartRequired = false;
+
+  /** The settings this node runs with: the file's at start, with the local settings edited since that apply live. */
+  get config(): Config {
+    return this.running;
+  }
+
+  /** An edit of the file (watcher or SIGHUP): routes and pools go to the store; local settings are applied or flagged here. */
+  private async onFileEdit(text: string): Promise<void> {
+    await this.store.reloadFromText(text);
+    this.applyLocalSettings(text);
+  }
+
+  /**
+   * Local settings of an edited file: those a running node can take are applied now, the others are named in a
+   * warning and flagged by balancer_config_restart_required until the file matches what runs again (or a restart).
+   * An invalid file was reported by the store; an empty or damaged one is no edit (the store ignores it too).
+   */
+  private applyLocalSettings(text: string): void {
+    if (!hasReplicatedSections(text)) return;
+    const validated = validateConfigText(text, this.file);
+    if (!validated.ok) return;
+    const edited = validated.config;
+    const changes = localChanges(this.running, edited, this.baseDir);
+    if (changes.live.length > 0) {
+      // Said before a new log level may silence it.
+      this.logger.info('local settings applied from the file', { file: this.file, settings: changes.live });
+      this.running = withLiveSettings(this.running, edited);
+      this.logger.setLevel(this.running.log.level);
+      this.frontend.updateSettings?.({ limits: this.running.limits, trustedProxies: this.running.trustedProxies });
+      this.adminServer.headersTimeout = this.running.limits.headersTimeoutMs;
+    }
+    const wasRequired = this.restartRequired;
+    this.restartRequired = changes.restart.length > 0;
+    this.metrics.setRestartRequired(this.restartRequired);
+    if (this.restartRequired) {
+      this.logger.warn('the file changes local settings that take effect only after a restart; until then the node keeps running with the old ones', {
+        file: this.file,
+        settings: changes.restart,
+      });
+    } else if (wasRequired) {
+      this.logger.info('no restart needed any more: the local settings of the file match what runs', { file: this.file });
+    }
   }
 
   /** SIGUSR1: reopen the access log file (after logrotate moved it). */
@@ -180,7 +236,7 @@ export class App {
   /** SIGHUP: re-read the file now, as the watcher would on a change. */
   async reload(): Promise<void> {
     try {
-      await this.store.reloadFromText(await readFile(this.file, 'utf8'));
+      await this.onFileEdit(await readFile(this.file, 'utf8'));
     } catch (error) {
       this.logger.error('config reload failed: cannot read the file', { file: this.file, err: error });
     }

@@ -15,6 +15,8 @@ export interface Logger {
   child(fields: LogFields): Logger;
   /** Cheap check for hot paths, so disabled levels cost no object allocation. */
   enabled(level: LogLevel): boolean;
+  /** Changes the threshold of this logger and of every logger made from it with child() (log.level edited live). */
+  setLevel(level: LogLevel): void;
 }
 
 export type LogSink = (line: string) => void;
@@ -35,12 +37,13 @@ function serialize(value: unknown): unknown {
 }
 
 export function createLogger(options: { level?: LogLevel; sink?: LogSink; fields?: LogFields } = {}): Logger {
-  const threshold = LEVEL_RANK[options.level ?? 'info'];
-  const sink = options.sink ?? stderrSink;
-  const base = options.fields ?? {};
+  return makeLogger({ rank: LEVEL_RANK[options.level ?? 'info'] }, options.sink ?? stderrSink, options.fields ?? {});
+}
 
+/** `threshold` is shared by a logger and its children, so setLevel on any of them changes them all. */
+function makeLogger(threshold: { rank: number }, sink: LogSink, base: LogFields): Logger {
   const write = (level: LogLevel, msg: string, fields?: LogFields): void => {
-    if (LEVEL_RANK[level] < threshold) return;
+    if (LEVEL_RANK[level] < threshold.rank) return;
     const record: Record<string, unknown> = { level, time: new Date().toISOString(), msg, ...base };
     if (fields !== undefined) {
       for (const key of Object.keys(fields)) record[key] = serialize(fields[key]);
@@ -53,8 +56,11 @@ export function createLogger(options: { level?: LogLevel; sink?: LogSink; fields
     info: (msg, fields) => write('info', msg, fields),
     warn: (msg, fields) => write('warn', msg, fields),
     error: (msg, fields) => write('error', msg, fields),
-    child: (fields) => createLogger({ level: options.level ?? 'info', sink, fields: { ...base, ...fields } }),
-    enabled: (level) => LEVEL_RANK[level] >= threshold,
+    child: (fields) => makeLogger(threshold, sink, { ...base, ...fields }),
+    enabled: (level) => LEVEL_RANK[level] >= threshold.rank,
+    setLevel: (level) => {
+      threshold.rank = LEVEL_RANK[level];
+    },
   };
 }
 

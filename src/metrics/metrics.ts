@@ -446,6 +446,11 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     help: 'Version of the pool config this node serves.',
     registers,
   });
+  const restartRequired = new Gauge({
+    name: `${p}config_restart_required`,
+    help: '1 while the config file holds local settings (listen, workers, cluster, ...) that only a restart applies; the log names them.',
+    registers,
+  });
   const configReloads = new Counter({
     name: `${p}config_reloads_total`,
     help: 'Config reloads (file, admin API or replicated), by result.',
@@ -489,6 +494,7 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     },
     setConfigVersion: (version) => configVersion.set(version),
     configReload: (result) => configReloads.inc({ result }),
+    setRestartRequired: (required) => restartRequired.set(required ? 1 : 0),
     raft,
     retain(live) {
       const wanted = new Map<string, Set<string>>();

@@ -61,6 +61,8 @@ export interface Metrics {
   pool(pool: string): PoolMetrics;
   setConfigVersion(version: number): void;
   configReload(result: 'success' | 'failure'): void;
+  /** 1 while the file holds local settings that only a restart applies. */
+  setRestartRequired(required: boolean): void;
   raft: RaftMetrics;
   /** Drops the children of pools/backends no longer in the config, so removed labels stop being exported. */
   retain(live: ReadonlyArray<{ pool: string; backends: readonly string[] }>): void;
@@ -82,6 +84,7 @@ export const noopMetrics: Metrics = {
   pool: () => noopPool,
   setConfigVersion() {},
   configReload() {},
+  setRestartRequired() {},
   raft: {
     setTerm() {},
     setCommitIndex() {},

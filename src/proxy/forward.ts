@@ -23,7 +23,7 @@ import {
   type FailureKind,
 } from './error-status.js';
 import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.js';
-import { prepareRequestHeaders, type TrustedProxies } from './headers.js';
+import { prepareRequestHeaders, TrustedProxies } from './headers.js';
 import { UpstreamAttempt, type AttemptOwner } from './upstream-exchange.js';
 import { WebSocketTunnel } from './websocket-tunnel.js';
 import { noteUpstream } from './access-log.js';
@@ -301,7 +301,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
 
 export class Forwarder {
   private readonly shared: Shared;
-  private readonly trustedProxies: TrustedProxies;
+  private trustedProxies: TrustedProxies;
   private readonly tunnel: WebSocketTunnel;
 
   constructor(options: ForwarderOptions) {
@@ -311,6 +311,11 @@ export class Forwarder {
   }
 
   /** `draining`: the listener is shutting down, so the client connection closes after this response. */
+  /** trustedProxies edited in the file: requests from now on are judged by the new list. */
+  setTrustedProxies(cidrs: readonly string[]): void {
+    this.trustedProxies = new TrustedProxies(cidrs);
+  }
+
   forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, maxBodySize: number, draining: boolean): void {
     // Read before the hop-by-hop headers (Connection, Transfer-Encoding) are stripped.
     const limits = { hasBody: hasRequestBody(req), maxBodySize, close: draining || wantsClose(req) };

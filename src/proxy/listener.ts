@@ -45,11 +45,14 @@ export class ProxyListener {
   private readonly options: ListenerOptions;
   private readonly sockets = new Set<Socket>();
   private draining = false;
+  /** The limits in force: the file's, updated live when it is edited. */
+  private limits: LimitsConfig;
   private tlsWatched: string[] = [];
 
   constructor(options: ListenerOptions) {
     this.options = options;
     const limits = options.limits;
+    this.limits = limits;
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderSize,
       headersTimeout: limits.headersTimeoutMs,
@@ -126,7 +129,7 @@ export class ProxyListener {
     const target = checkTarget(req);
     if (target !== null) return { rejection: target };
     const decision = this.options.routes.route(hostWithoutPort(req.headers.host), req.url ?? '/');
-    const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.options.limits.maxBodySize;
+    const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.limits.maxBodySize;
     const framing = checkFraming(req, maxBodySize);
     if (framing !== null) return { rejection: framing };
     if (decision === undefined) {
@@ -211,6 +214,22 @@ export class ProxyListener {
     const pendingRequest = (socket as Duplex & { _httpMessage?: unknown })._httpMessage != null;
     if (accessLog !== null && !isClosing(socket) && !pendingRequest) socket.once('close', () => accessLog.unparsedDone(socket));
     writeRawError(socket, parseErrorReply(error.code));
+  }
+
+  /**
+   * An edit of the file's limits or trusted proxies, applied without a restart: the timeouts at Node's next check,
+   * the header size and connection cap for new connections, the body limit and trusted proxies for new requests.
+   */
+  updateSettings(settings: { limits: LimitsConfig; trustedProxies: readonly string[] }): void {
+    const { limits } = settings;
+    this.limits = limits;
+    this.server.maxConnections = limits.maxConnections;
+    // Node reads it for each new connection's parser (not in its typings).
+    (this.server as http.Server & { maxHeaderSize?: number }).maxHeaderSize = limits.maxHeaderSize;
+    this.server.headersTimeout = limits.headersTimeoutMs;
+    this.server.requestTimeout = limits.requestTimeoutMs;
+    this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.options.forwarder.setTrustedProxies(settings.trustedProxies);
   }
 
   reopenAccessLog(): void {
