@@ -157,7 +157,7 @@ const healthCheckSpec = object(
     ),
     interval: withDefault(duration({ min: 1, description: 'Time between checks of a healthy backend.' }), DEFAULTS.healthCheck.intervalMs as number),
     unhealthyInterval: optional(duration({ min: 1, description: 'Time between checks of a backend that is down (default: interval).' })),
-    timeout: withDefault(duration({ min: 1, description: 'A check that takes longer fails; must be below interval.' }), DEFAULTS.healthCheck.timeoutMs as number),
+    timeout: optional(duration({ min: 1, description: 'A check that takes longer fails; must be below interval (default: 1s, or half the interval when that is shorter).' })),
     rise: withDefault(integer(1, 100, 'Passing checks in a row that bring a backend up.'), DEFAULTS.healthCheck.rise as number),
     fall: withDefault(integer(1, 100, 'Failing checks in a row that take a backend down.'), DEFAULTS.healthCheck.fall as number),
     expectedStatuses: withDefault(expectedStatusesSpec, DEFAULTS.healthCheck.expectedStatuses as StatusRanges),
@@ -170,7 +170,7 @@ const healthCheckSpec = object(
   {
     description: 'Active health checks; absent means none, {} means TCP connect checks with defaults.',
     check(value, path, ctx) {
-      if (value.timeout >= value.interval) {
+      if (value.timeout !== undefined && value.timeout >= value.interval) {
         ctx.report([...path, 'timeout'], `must be less than interval (${formatDuration(value.interval)}), got ${formatDuration(value.timeout)}`);
       }
     },

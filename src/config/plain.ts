@@ -1,6 +1,6 @@
 // The file-shaped JSON form of routes and pools (defaults left out): what GET /api/v1/config returns and Raft commands carry.
 
-import { DEFAULTS, type BackendConfig, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
+import { DEFAULTS, defaultHealthCheckTimeoutMs, type BackendConfig, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
 import { defaultBackendId, expectedStatusesSpec } from './file-spec.js';
 import { formatDuration, formatSize, type JsonValue } from './spec.js';
 
@@ -35,7 +35,7 @@ function plainHealthCheck(check: HealthCheckConfig): PlainObject {
   if (check.path !== null) out['path'] = check.path;
   durationUnlessDefault(out, 'interval', check.intervalMs, DEFAULTS.healthCheck.intervalMs);
   durationUnlessDefault(out, 'unhealthyInterval', check.unhealthyIntervalMs, check.intervalMs);
-  durationUnlessDefault(out, 'timeout', check.timeoutMs, DEFAULTS.healthCheck.timeoutMs);
+  durationUnlessDefault(out, 'timeout', check.timeoutMs, defaultHealthCheckTimeoutMs(check.intervalMs));
   setUnlessDefault(out, 'rise', check.rise, DEFAULTS.healthCheck.rise);
   setUnlessDefault(out, 'fall', check.fall, DEFAULTS.healthCheck.fall);
   const statuses = expectedStatusesSpec.encode(check.expectedStatuses);

@@ -69,6 +69,11 @@ export const DEFAULTS = {
   historySize: 50,
 } as const;
 
+/** A check's timeout when the file names none: the usual 1 s, but always below the interval (`interval: 1s` alone is valid). */
+export function defaultHealthCheckTimeoutMs(intervalMs: number): number {
+  return Math.min(DEFAULTS.healthCheck.timeoutMs, Math.max(1, Math.floor(intervalMs / 2)));
+}
+
 export interface BackendConfig {
   readonly id: string;
   readonly url: string;

@@ -10,7 +10,7 @@ import type {
   ReplicatedConfig,
   RouteConfig,
 } from './schema.js';
-import { REPLICATED_KEYS } from './schema.js';
+import { REPLICATED_KEYS, defaultHealthCheckTimeoutMs } from './schema.js';
 import { expandEnvironment } from './env.js';
 import {
   DecodeContext,
@@ -259,7 +259,7 @@ function buildHealthCheck(shape: NonNullable<PoolShape['healthCheck']>): HealthC
     path: shape.path ?? null,
     intervalMs: shape.interval,
     unhealthyIntervalMs: shape.unhealthyInterval ?? shape.interval,
-    timeoutMs: shape.timeout,
+    timeoutMs: shape.timeout ?? defaultHealthCheckTimeoutMs(shape.interval),
     rise: shape.rise,
     fall: shape.fall,
     expectedStatuses: shape.expectedStatuses.map(([low, high]) => [low, high] as const),

@@ -165,6 +165,20 @@ describe('a valid file', () => {
   });
 });
 
+describe('health check timeout defaults', () => {
+  test.each([
+    ['1s', 500],
+    ['500ms', 250],
+    ['2s', 1000],
+    ['30s', 1000],
+    ['1ms', 1],
+  ])('interval %s alone is valid, with a default timeout of %i ms below it', (interval, timeoutMs) => {
+    const result = validateConfigText(`pools:\n  web:\n    healthCheck: { interval: ${interval} }\n`, 'balancer.yaml');
+    expect(result.ok, JSON.stringify(!result.ok && result.problems)).toBe(true);
+    if (result.ok) expect(result.config.pools['web']!.healthCheck!.timeoutMs).toBe(timeoutMs);
+  });
+});
+
 describe('problems, each as FILE:LINE:COL: message', () => {
   const cases: readonly { name: string; text: string; expected: string }[] = [
     {
