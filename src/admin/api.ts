@@ -150,6 +150,19 @@ export function parseIfMatch(header: string | undefined): number | undefined {
   return Number(match[1]);
 }
 
+/**
+ * The Idempotency-Key header, which becomes the write's request id: sent again with the same key, a write is
+ * applied at most once (in a cluster; a single node answers every write definitely, so it needs none).
+ */
+export function idempotencyKey(req: IncomingMessage): { requestId?: string } {
+  const header = req.headers['idempotency-key'];
+  if (header === undefined) return {};
+  if (Array.isArray(header) || !/^[A-Za-z0-9._:-]{1,128}$/.test(header)) {
+    throw badRequest('Idempotency-Key must be one value of 1 to 128 letters, digits and . _ : -');
+  }
+  return { requestId: header };
+}
+
 /** `?force=true` (or `1`, or a bare `?force`) lets a write through the check that refuses changes taking traffic down. */
 export function parseForce(url: string | undefined): boolean {
   const query = new URLSearchParams((url ?? '').split('?')[1] ?? '');
@@ -245,6 +258,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
           sourceText: text,
           force,
           origin: changeOrigin(req),
+          ...idempotencyKey(req),
         });
         logger.info('config replaced through the admin API', { version: result.version, requestId: result.requestId, ...(force ? { forced: true } : {}) });
         sendJson(res, 200, { version: result.version }, { ETag: etag(result.version), 'X-Request-Id': result.requestId });
@@ -276,7 +290,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
         const force = parseForce(req.url);
         const input = fields<{ version: number }>((await body(JSON_MEDIA_TYPES)).value, { version: { type: 'number', required: true } });
         if (!Number.isSafeInteger(input.version) || input.version < 1) throw badRequest('version must be a config version (a whole number from 1)');
-        const result = await control.rollback(input.version, { ...(ifMatch === undefined ? {} : { ifMatch }), force, origin: changeOrigin(req) });
+        const result = await control.rollback(input.version, { ...(ifMatch === undefined ? {} : { ifMatch }), force, origin: changeOrigin(req), ...idempotencyKey(req) });
         logger.info('config rolled back through the admin API', { to: input.version, version: result.version, requestId: result.requestId, ...(force ? { forced: true } : {}) });
         sendJson(res, 200, { version: result.version, rolledBackTo: input.version }, { ETag: etag(result.version), 'X-Request-Id': result.requestId });
       },
@@ -289,7 +303,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
           weight: { type: 'number' },
           id: { type: 'string' },
         });
-        const result = await control.addBackend(pool, input, { origin: changeOrigin(req) });
+        const result = await control.addBackend(pool, input, { origin: changeOrigin(req), ...idempotencyKey(req) });
         logger.info('backend added through the admin API', { pool, backend: result.backend.id, version: result.version, requestId: result.requestId });
         sendJson(res, 201, { version: result.version, backend: result.backend }, { Location: backendLocation(pool, result.backend.id), 'X-Request-Id': result.requestId });
       },
@@ -305,7 +319,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
         if (patch.weight === undefined && patch.drain === undefined) {
           throw badRequest('nothing to change: give weight and/or drain');
         }
-        const result = await control.updateBackend(pool, id, patch, { origin: changeOrigin(req) });
+        const result = await control.updateBackend(pool, id, patch, { origin: changeOrigin(req), ...idempotencyKey(req) });
         logger.info('backend updated through the admin API', { pool, backend: id, ...patch, version: result.version, requestId: result.requestId });
         sendJson(res, 200, { version: result.version }, { 'X-Request-Id': result.requestId });
       },
@@ -313,7 +327,7 @@ export function createAdminServer(options: AdminServerOptions): Server {
         const pool = params['pool']!;
         const id = params['id']!;
         const force = parseForce(req.url);
-        const result = await control.removeBackend(pool, id, { force, origin: changeOrigin(req) });
+        const result = await control.removeBackend(pool, id, { force, origin: changeOrigin(req), ...idempotencyKey(req) });
         logger.info('backend removed through the admin API', { pool, backend: id, version: result.version, requestId: result.requestId, ...(force ? { forced: true } : {}) });
         sendJson(res, 200, { version: result.version }, { 'X-Request-Id': result.requestId });
       },

@@ -101,6 +101,9 @@ export class ClusterStore implements ControlPlane {
   private node!: RaftNode;
   private fileSync!: ConfigFileSync;
   private readonly outcomes = new Map<string, CommandOutcome | null>();
+  /** Request ids the node reported dropped since they were last proposed. */
+  private readonly droppedProposals = new Set<string>();
+  private readonly submissions = new Map<string, Promise<CommandOutcome & { ok: true; requestId: string }>>();
   private readonly reads = new Map<string, number | null>();
   private readonly waiters = new Set<Waiter>();
   private servedVersion = 0;
@@ -304,22 +307,22 @@ export class ClusterStore implements ControlPlane {
       ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
       ...guard(options),
     };
-    const outcome = await this.submit(command, this.changeMeta(options.origin));
+    const outcome = await this.submit(command, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId };
   }
 
   async addBackend(pool: string, input: BackendInput, options: WriteOptions = {}): Promise<WriteResult & { backend: { id: string; url: string; weight: number } }> {
-    const outcome = await this.submit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true }, this.changeMeta(options.origin));
+    const outcome = await this.submit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true }, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId, backend: outcome.backend! };
   }
 
   async updateBackend(pool: string, id: string, patch: BackendPatch, options: WriteOptions = {}): Promise<WriteResult> {
-    const outcome = await this.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin));
+    const outcome = await this.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId };
   }
 
   async removeBackend(pool: string, id: string, options: WriteOptions = {}): Promise<WriteResult> {
-    const outcome = await this.submit({ type: 'remove-backend', pool, id, ...guard(options) }, this.changeMeta(options.origin));
+    const outcome = await this.submit({ type: 'remove-backend', pool, id, ...guard(options) }, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId };
   }
 
@@ -336,6 +339,7 @@ export class ClusterStore implements ControlPlane {
     const outcome = await this.submit(
       { type: 'set-config', config: target.config, expectedVersion, ...guard(options) },
       { ...this.changeMeta(options.origin), source },
+      options.requestId,
     );
     this.options.logger.info('config rolled back', { node: this.nodeId, to: version, version: outcome.version, requestId: outcome.requestId });
     return { version: outcome.version, requestId: outcome.requestId };
@@ -532,6 +536,9 @@ export class ClusterStore implements ControlPlane {
       case 'peer':
         this.recordIdentities();
         break;
+      case 'dropped':
+        if (this.outcomes.has(event.requestId)) this.droppedProposals.add(event.requestId);
+        break;
       case 'read':
         if (this.reads.has(event.context)) this.reads.set(event.context, event.index);
         break;
@@ -629,10 +636,26 @@ export class ClusterStore implements ControlPlane {
    * Proposes `command` and resolves with its outcome once this node applied it; a refused command
    * rejects with its code. Lost proposals are retried with the same request id until the deadline.
    */
-  private async submit(command: ClusterCommand, meta: ChangeMeta | undefined, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true; requestId: string }> {
+  private submit(command: ClusterCommand, meta: ChangeMeta | undefined, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true; requestId: string }> {
+    // The same request id again while the first is in flight (a client retrying early) waits for the same outcome.
+    const inFlight = this.submissions.get(requestId);
+    if (inFlight !== undefined) return inFlight;
+    const submission = this.runSubmission(command, meta, requestId).finally(() => this.submissions.delete(requestId));
+    this.submissions.set(requestId, submission);
+    return submission;
+  }
+
+  /**
+   * Proposes `command` and resolves with its outcome once this node applied it; a refused command rejects with
+   * its code. A proposal the node reports dropped (overwritten, or lost with a leader) is proposed again at once
+   * with the same request id; one that simply gets no answer, after an election timeout. No call outlives the
+   * write timeout; a write that was proposed and then timed out says it may still commit, with its request id.
+   */
+  private async runSubmission(command: ClusterCommand, meta: ChangeMeta | undefined, requestId: string): Promise<CommandOutcome & { ok: true; requestId: string }> {
     const metrics = this.options.metrics.raft;
     const data = encodeEnvelope({ requestId, command, ...(meta === undefined ? {} : { meta }) });
     const deadline = this.clock.now() + this.writeTimeoutMs;
+    let proposed = false;
     this.outcomes.set(requestId, null);
     try {
       for (let attempt = 0; attempt < 1000; attempt++) {
@@ -641,17 +664,20 @@ export class ClusterStore implements ControlPlane {
           await this.awaitLeader(deadline);
         } catch (error) {
           metrics.proposal('dropped');
+          if (proposed && isBalancerError(error, 'NO_LEADER')) throw this.writeTimeoutError(requestId, true);
           throw error;
         }
+        this.droppedProposals.delete(requestId);
         try {
           this.node.propose(data, requestId);
+          proposed = true;
         } catch (error) {
           if (!isRetryable(error)) throw error;
           // The leader is being replaced or transferring: give it a moment, then try again.
           await this.waitFor(() => this.outcomes.get(requestId) !== null, Math.min(100, Math.max(0, deadline - this.clock.now())));
           if (this.outcomes.get(requestId) === null) continue;
         }
-        await this.waitFor(() => this.outcomes.get(requestId) !== null || this.stopped, this.attemptMs(deadline));
+        await this.waitFor(() => this.outcomes.get(requestId) !== null || this.droppedProposals.has(requestId) || this.stopped, this.attemptMs(deadline));
         const outcome = this.outcomes.get(requestId);
         if (outcome !== null && outcome !== undefined) {
           if (outcome.ok) {
@@ -664,10 +690,23 @@ export class ClusterStore implements ControlPlane {
         if (this.stopped || this.clock.now() >= deadline) break;
       }
       metrics.proposal('timeout');
-      throw this.timeoutError('commit the change');
+      throw this.writeTimeoutError(requestId, proposed);
     } finally {
       this.outcomes.delete(requestId);
+      this.droppedProposals.delete(requestId);
+      this.node.forgetProposal(requestId);
     }
+  }
+
+  /** A write that got no answer in time; once proposed, it may still commit, and its request id makes a retry safe. */
+  private writeTimeoutError(requestId: string, proposed: boolean): BalancerError {
+    const base = this.timeoutError('confirm the change');
+    if (!proposed) return base;
+    return new BalancerError(
+      base.code,
+      `${base.message}. The change was proposed and may still commit: sending the same request again with the header ` +
+        `Idempotency-Key: ${requestId} applies it at most once (or read the config to see whether it did)`,
+    );
   }
 
   private async changeMembership(change: ConfChange, done: () => boolean): Promise<ClusterStatus> {

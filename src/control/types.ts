@@ -103,6 +103,11 @@ export interface ChangeOrigin {
 export interface WriteOptions {
   readonly force?: boolean;
   readonly origin?: ChangeOrigin;
+  /**
+   * The client's id for this write (the Idempotency-Key header) instead of a fresh one: in a cluster, a write
+   * sent again with the same id takes effect at most once, so a write that timed out can be retried safely.
+   */
+  readonly requestId?: string;
 }
 
 /** A committed change: the version it made and the request id it carried (in logs, history and X-Request-Id). */

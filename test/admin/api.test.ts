@@ -228,6 +228,28 @@ describe('admin API request validation', () => {
     expect((await errorOf(bad)).message).toContain('force must be true or false');
   });
 
+  it('passes an Idempotency-Key through as the write\'s request id, and refuses a malformed one', async () => {
+    const key = { ...auth, 'Idempotency-Key': 'deploy-42:add.web-9' };
+    const put = await fetch(`${base}/api/v1/config`, { method: 'PUT', headers: { ...key, 'Content-Type': 'application/json' }, body: JSON.stringify({ routes: [], pools: {} }) });
+    expect(put.status).toBe(200);
+    expect(control.calls.find((c) => c.method === 'putConfig')!.args[1]).toMatchObject({ requestId: 'deploy-42:add.web-9' });
+    const post = await fetch(`${base}/api/v1/pools/web/backends`, { method: 'POST', headers: { ...key, 'Content-Type': 'application/json' }, body: JSON.stringify({ url: 'http://127.0.0.1:9009' }) });
+    expect(post.status).toBe(201);
+    expect(control.backendWriteOptions.at(-1)).toMatchObject({ requestId: 'deploy-42:add.web-9' });
+    const patch = await fetch(`${base}/api/v1/pools/web/backends/web-1`, { method: 'PATCH', headers: { ...key, 'Content-Type': 'application/json' }, body: JSON.stringify({ weight: 2 }) });
+    expect(patch.status).toBe(200);
+    expect(control.backendWriteOptions.at(-1)).toMatchObject({ requestId: 'deploy-42:add.web-9' });
+    const del = await fetch(`${base}/api/v1/pools/web/backends/web-1`, { method: 'DELETE', headers: key });
+    expect(del.status).toBe(200);
+    expect(control.calls.find((c) => c.method === 'removeBackend')!.args[2]).toMatchObject({ force: false, requestId: 'deploy-42:add.web-9' });
+    // Without the header the store makes its own id.
+    await fetch(`${base}/api/v1/pools/web/backends/web-1`, { method: 'PATCH', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ weight: 3 }) });
+    expect(control.backendWriteOptions.at(-1)).not.toHaveProperty('requestId');
+    const bad = await fetch(`${base}/api/v1/pools/web/backends/web-1`, { method: 'PATCH', headers: { ...auth, 'Idempotency-Key': 'has spaces', 'Content-Type': 'application/json' }, body: JSON.stringify({ weight: 2 }) });
+    expect(bad.status).toBe(400);
+    expect((await errorOf(bad)).message).toContain('Idempotency-Key');
+  });
+
   it('answers 409 UNSAFE_CHANGE with every reason when the store refuses a change that would take traffic down', async () => {
     control.failWrites = new BalancerError('UNSAFE_CHANGE', 'refused: pool "web" would have no backends', { details: [{ path: '', message: 'pool "web" would have no backends' }] });
     const res = await fetch(`${base}/api/v1/pools/web/backends/web-1`, { method: 'DELETE', headers: auth });

@@ -26,6 +26,8 @@ export interface FakeControl extends ControlPlane {
   failWrites: BalancerError | Error | null;
   historyEntries: HistoryEntry[];
   calls: { method: string; args: unknown[] }[];
+  /** The options of every addBackend and updateBackend call, in order. */
+  backendWriteOptions: (WriteOptions | undefined)[];
   setBackend(pool: string, id: string, change: Partial<BackendStatus>): void;
 }
 
@@ -60,6 +62,7 @@ export function createFakeControl(): FakeControl {
       },
     ],
     calls: [],
+    backendWriteOptions: [],
     pools: [
       {
         name: 'web',
@@ -110,8 +113,9 @@ export function createFakeControl(): FakeControl {
       fake.version += 1;
       return { version: fake.version, requestId: `req-${fake.version}` };
     },
-    async addBackend(pool: string, input: BackendInput) {
+    async addBackend(pool: string, input: BackendInput, options?: WriteOptions) {
       fake.calls.push({ method: 'addBackend', args: [pool, input] });
+      fake.backendWriteOptions.push(options);
       if (fake.failWrites !== null) throw fake.failWrites;
       const target = fake.pools.find((p) => p.name === pool);
       if (target === undefined) throw new BalancerError('NOT_FOUND', `no pool named ${pool}`);
@@ -122,8 +126,9 @@ export function createFakeControl(): FakeControl {
       fake.version += 1;
       return { version: fake.version, requestId: `req-${fake.version}`, backend: { id, url: input.url, weight: added.weight } };
     },
-    async updateBackend(pool: string, id: string, patch: BackendPatch) {
+    async updateBackend(pool: string, id: string, patch: BackendPatch, options?: WriteOptions) {
       fake.calls.push({ method: 'updateBackend', args: [pool, id, patch] });
+      fake.backendWriteOptions.push(options);
       if (fake.failWrites !== null) throw fake.failWrites;
       const target = fake.pools.find((p) => p.name === pool)?.backends.find((b) => b.id === id);
       if (target === undefined) throw new BalancerError('NOT_FOUND', `no backend ${id} in pool ${pool}`);

@@ -1,7 +1,7 @@
 // Damaged data dirs with real processes: a torn WAL tail is dropped and the node catches up; a flipped byte before the tail refuses to start; a wiped dir is refused under its old id.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestBackend } from '../helpers/backend.js';
 import { startSeededCluster, ProcessCluster, sumMetric, until } from '../helpers/cluster-harness.js';
@@ -60,8 +60,12 @@ describe('damaged Raft data dirs', () => {
 
   it('drops a torn last record after kill -9, starts, and catches up', async () => {
     const { leader, victim, segment } = await killFollowerAfterEdits();
-    const size = (await stat(segment)).size;
-    await truncate(segment, size - 5);
+    // A crash in the middle of writing the next record: its first bytes reached the file, its fsync never
+    // returned, so nobody heard of it. (Cutting into a record the node had acknowledged would be lost state,
+    // which a node must not paper over: see the lost-log fail-stop.)
+    const image = await readFile(segment);
+    const last = recordOffsets(image).at(-1)!;
+    await appendFile(segment, image.subarray(last, image.length - 5));
     // The cluster moves on while the victim is down.
     const version = await edit(leader);
 

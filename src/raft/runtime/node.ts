@@ -18,6 +18,12 @@
  * says why and what to do, and balancer_raft_failed is 1. A node that kept voting on a broken log could
  * help elect a leader missing committed entries; a silent node only costs the cluster one member. The
  * state machine keeps what it applied, so the data plane keeps serving its last config.
+ *
+ * Proposals made here are followed until applied, so one that can no longer commit answers at once with a
+ * 'dropped' event (the caller proposes again with the same request id, which the state machine applies at
+ * most once) instead of leaving its caller to time out: its entry was overwritten by a new leader's log (or
+ * cut off with the suffix it was in), or it never reached this node's log before the leader or term
+ * changed (a forwarder, the old leader, dropped it), or a snapshot replaced the log around it.
  */
 
 import type { Clock, Random, TimerHandle } from '../../clock.js';
@@ -35,6 +41,8 @@ export const RAFT_NODE_DEFAULTS = Object.freeze({
   snapshotEvery: 1000,
   /** Ready batches handled back to back before the loop yields to I/O callbacks. */
   readyBatchLimit: 256,
+  /** Bound on proposals followed for a 'dropped' event at once. */
+  maxTrackedProposals: 10_000,
 });
 
 /** The state machine the driver applies to. Calls come from the Ready loop only, one at a time, in log order. */
@@ -75,6 +83,8 @@ export type RaftNodeEvent =
   | { readonly type: 'applied'; readonly index: number }
   /** A peer proved who it is in a handshake and presented this data dir identity. */
   | { readonly type: 'peer'; readonly peer: NodeId; readonly identity: PeerIdentity }
+  /** A proposal made on this node can no longer commit as proposed; proposing it again with the same request id is safe. */
+  | { readonly type: 'dropped'; readonly requestId: string; readonly reason: string }
   | ({ readonly type: 'failed' } & RaftFailure);
 
 /** Errors the core throws at a caller for a request it cannot take now; anything else it throws means a broken invariant. */
@@ -169,6 +179,11 @@ export class RaftNode {
   private role: RaftRole = 'follower';
   private boundPort = 0;
   private readonly peerIdentities = new Map<NodeId, PeerIdentity>();
+  /**
+   * Proposals made here and not applied yet, by request id: where their entry sits in this node's log, once
+   * seen there, and the leader and term they were proposed under.
+   */
+  private readonly proposals = new Map<string, { index: number | null; readonly leader: NodeId | null; readonly term: number }>();
 
   private constructor(options: RaftNodeOptions) {
     this.options = options;
@@ -236,7 +251,11 @@ export class RaftNode {
         metrics: this.metrics,
         clock: this.clock,
         onMessage: (message) => this.onPeerMessage(message),
-        onUnreachable: (peer) => this.input(() => this.rawNode.reportUnreachable(peer)),
+        onUnreachable: (peer) => {
+          // The identity we knew belonged to the process on the connection that just went; the next handshake tells us again.
+          this.peerIdentities.delete(peer);
+          this.input(() => this.rawNode.reportUnreachable(peer));
+        },
         onSnapshotStatus: (peer, status) => this.input(() => this.rawNode.reportSnapshot(peer, status === 'finish')),
         identity: () => this.identity,
         checkPeer: (peer, identity) => this.checkPeer(peer, identity),
@@ -322,9 +341,22 @@ export class RaftNode {
     this.refreshPeers();
   }
 
-  /** Proposes a command; throws NO_LEADER / PROPOSAL_DROPPED at once when the core cannot take it. */
+  /**
+   * Proposes a command; throws NO_LEADER / PROPOSAL_DROPPED at once when the core cannot take it. Later, a
+   * 'dropped' event says when it can no longer commit (see the module comment).
+   */
   propose(data: string, requestId: string): void {
     this.request(() => this.rawNode.propose(data, requestId));
+    const { leader, term } = this.rawNode.basicStatus();
+    this.proposals.delete(requestId);
+    this.proposals.set(requestId, { index: null, leader, term });
+    // Callers forget what they gave up on (forgetProposal); this only bounds what a careless one leaves.
+    if (this.proposals.size > RAFT_NODE_DEFAULTS.maxTrackedProposals) this.proposals.delete(this.proposals.keys().next().value!);
+  }
+
+  /** Stops following a proposal whose caller no longer waits for it. */
+  forgetProposal(requestId: string): void {
+    this.proposals.delete(requestId);
   }
 
   /**
@@ -493,6 +525,7 @@ export class RaftNode {
       if (ready.hardState !== undefined) this.memory.setHardState(ready.hardState);
       this.memory.append(ready.entries);
     });
+    if (this.proposals.size > 0) this.followProposals(ready);
     if (this.stopped) return;
 
     // 2. send.
@@ -531,12 +564,56 @@ export class RaftNode {
     this.step('invariant', () => this.rawNode.advance());
 
     if (ready.softState !== undefined) this.noteSoftState(ready.softState.leader, ready.softState.role);
+    if (this.proposals.size > 0) this.dropOrphanedProposals();
     const status = this.rawNode.basicStatus();
     this.metrics.setTerm(status.term);
     this.metrics.setCommitIndex(status.commit);
     this.metrics.setAppliedIndex(this.appliedIndex);
     for (const read of ready.readStates) this.emit({ type: 'read', context: read.requestCtx, index: read.index });
     if (ready.committedEntries.length > 0 || ready.snapshot !== undefined) this.emit({ type: 'applied', index: this.appliedIndex });
+  }
+
+  /** Where this Ready puts or takes away the entries of pending proposals (see the module comment). */
+  private followProposals(ready: Ready): void {
+    const first = ready.entries[0];
+    const last = ready.entries.at(-1);
+    for (const [requestId, pending] of this.proposals) {
+      const at = pending.index;
+      if (at === null || first === undefined || last === undefined || at < first.index) continue;
+      // Entries written at `first` replace everything from there on, ours included.
+      const replacement = at <= last.index ? ready.entries[at - first.index] : undefined;
+      if (replacement?.requestId === requestId) continue;
+      this.dropProposal(requestId, `its entry at index ${at} was ${replacement === undefined ? 'cut off' : 'overwritten'} by the log of the leader of term ${last.term}`);
+    }
+    for (const entry of ready.entries) {
+      const pending = entry.requestId === undefined ? undefined : this.proposals.get(entry.requestId);
+      if (pending !== undefined) pending.index = entry.index;
+    }
+    const snapshot = ready.snapshot?.metadata.index;
+    if (snapshot !== undefined) {
+      for (const [requestId, pending] of this.proposals) {
+        if (pending.index === null || pending.index <= snapshot) {
+          this.dropProposal(requestId, `a snapshot up to index ${snapshot} replaced this node's log; it may be in it`);
+        }
+      }
+    }
+    for (const entry of ready.committedEntries) if (entry.requestId !== undefined) this.proposals.delete(entry.requestId);
+  }
+
+  /** Proposals not yet seen in this node's log when the leader or term changed were lost on the way. */
+  private dropOrphanedProposals(): void {
+    const { leader, term } = this.rawNode.basicStatus();
+    for (const [requestId, pending] of this.proposals) {
+      if (pending.index === null && (pending.leader !== leader || pending.term !== term)) {
+        this.dropProposal(requestId, `the leader changed (now ${leader ?? 'none'}, term ${term}) before it reached this node's log`);
+      }
+    }
+  }
+
+  private dropProposal(requestId: string, reason: string): void {
+    this.proposals.delete(requestId);
+    this.logger.debug('raft proposal dropped', { node: this.id, requestId, reason });
+    this.emit({ type: 'dropped', requestId, reason });
   }
 
   private noteSoftState(leader: NodeId | null, role: RaftRole): void {
