@@ -216,7 +216,8 @@ export async function waitForHttp200(url, timeoutMs) {
   let last = 'no answer';
   while (Date.now() < deadline) {
     const status = await new Promise((resolve) => {
-      const req = http.get(url, { agent: false, timeout: 1000 }, (res) => {
+      // Under valgrind one request can take seconds (undici compiles its llhttp WebAssembly on the first one).
+      const req = http.get(url, { agent: false, timeout: Math.min(10_000, timeoutMs) }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode));
       });

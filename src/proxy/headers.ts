@@ -139,7 +139,7 @@ export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], clo
     if (HOP_BY_HOP_LENGTHS.has(name.length)) {
       const lower = name.toLowerCase();
       if (RESPONSE_HOP_BY_HOP.has(lower)) hopByHop = true;
-      if (lower === 'connection') (named ??= []).push(...connectionTokens(value));
+      if (lower === 'connection') named = fieldsNamedBy(value, named);
     }
     list.push(name, value);
   }
@@ -159,6 +159,19 @@ export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], clo
   }
   if (close) list.push('connection', 'close');
   return list;
+}
+
+/**
+ * Adds the field names a response's Connection header lists to `named`. The common values (keep-alive, close)
+ * name no field beyond the hop-by-hop ones already removed, and cost no token list.
+ */
+function fieldsNamedBy(connection: string, named: string[] | null): string[] | null {
+  const lower = connection.toLowerCase();
+  if (lower === 'keep-alive' || lower === 'close') return named;
+  for (const token of connectionTokens(lower)) {
+    if (token !== 'close' && !RESPONSE_HOP_BY_HOP.has(token)) (named ??= []).push(token);
+  }
+  return named;
 }
 
 /** Trailer fields as [name, value] pairs for `res.addTrailers`, in the backend's order and case. */

@@ -120,8 +120,9 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
       this.fail(error as Error);
       return;
     }
-    // Server-Sent Events and long polls: a head whose body does not follow in the same read goes out at once.
-    process.nextTick(flushHeadIfWaiting, this);
+    // Server-Sent Events and long polls: a head whose body does not follow in the same read goes out at once. The
+    // microtask runs once undici has parsed the rest of that read (body chunks, the end).
+    queueMicrotask(() => this.flushHeadIfWaiting());
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -164,8 +165,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
     this.owner.bodyOverLimit(this, limit);
   }
 
-  /** @internal for the flush tick. */
-  flushHeadIfWaiting(): void {
+  private flushHeadIfWaiting(): void {
     if (!this.bodyWritten && !this.ended) this.owner.res.flushHeaders();
   }
 
@@ -201,6 +201,3 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
   }
 }
 
-function flushHeadIfWaiting(attempt: UpstreamAttempt): void {
-  attempt.flushHeadIfWaiting();
-}
