@@ -1,4 +1,4 @@
-// `npm run bench`: the side-by-side benchmark of issue 7. Starts three local backends and every target, measures them
+// `npm run bench`: the side-by-side benchmark. Starts three local backends and every target, measures them
 // alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
 // Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,strategies] [--no-instructions] [--no-save]
 

@@ -169,7 +169,7 @@ export function renderMarkdown(results) {
     out.push('');
   }
   if (results.targets) {
-    out.push('**Targets** (issue 7, one process each):');
+    out.push('**Targets** (one process each):');
     out.push('');
     out.push(
       table(
