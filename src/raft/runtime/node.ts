@@ -34,8 +34,8 @@ import type { RaftMetrics } from '../../metrics/types.js';
 import { decodeConfChange, encodeConfChange, RawNode, type BasicStatus, type RaftStatus } from '../core/index.js';
 import { MemoryStorage } from '../core/storage.js';
 import type { ConfChange, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from '../core/types.js';
-import { DiskStorage, type DiskStorageOptions, type PersistedState } from './storage.js';
-import { PeerTransport, type PeerIdentity, type PeerRefusal, type PeerStats } from './transport.js';
+import { DiskStorage, type DiskStorageOptions, type PersistedState, type RaftStorage } from './storage.js';
+import { PeerTransport, type PeerIdentity, type PeerRefusal, type PeerStats, type PeerTransportOptions, type RaftTransport } from './transport.js';
 
 export const RAFT_NODE_DEFAULTS = Object.freeze({
   snapshotEvery: 1000,
@@ -142,6 +142,12 @@ export interface RaftNodeOptions {
   readonly clusterId?: string;
   /** The disk under the data dir and lock details; tests put a fault-injecting file system here. */
   readonly storage?: DiskStorageOptions;
+  /** Opens the durable storage (DiskStorage.open); the storage crash simulator wraps it to inject bugs. */
+  readonly openStorage?: (dir: string, nodeId: NodeId, logger: Logger, options: DiskStorageOptions) => Promise<RaftStorage>;
+  /** Makes the peer transport (a PeerTransport); the storage crash simulator passes an in-memory network. */
+  readonly transport?: (options: PeerTransportOptions) => RaftTransport;
+  /** Runs the Ready loop soon (setImmediate); the simulator queues it to run it deterministically. */
+  readonly defer?: (run: () => void) => void;
 }
 
 /** The core's in-memory log loaded with what the data dir holds (the snapshot, the entries after it, the hard state). */
@@ -164,8 +170,8 @@ export class RaftNode {
   private readonly listeners = new Set<(event: RaftNodeEvent) => void>();
   private rawNode!: RawNode;
   private memory!: MemoryStorage;
-  private disk!: DiskStorage;
-  private transport!: PeerTransport;
+  private disk!: RaftStorage;
+  private transport!: RaftTransport;
   private configuredPeers: Record<NodeId, string>;
   private dialled = '';
   private tickTimer: TimerHandle | null = null;
@@ -209,7 +215,8 @@ export class RaftNode {
 
   private async open(): Promise<void> {
     const options = this.options;
-    this.disk = await DiskStorage.open(options.dataDir, options.nodeId, this.logger, options.storage);
+    const openStorage = options.openStorage ?? ((dir, nodeId, logger, storageOptions) => DiskStorage.open(dir, nodeId, logger, storageOptions));
+    this.disk = await openStorage(options.dataDir, options.nodeId, this.logger, options.storage ?? {});
     try {
       const initial = this.disk.initialState();
       this.memory = memoryStorageFrom(initial);
@@ -241,7 +248,8 @@ export class RaftNode {
         snapshotIndex: this.snapshotIndex,
         term: initial.hardState.term,
       });
-      this.transport = new PeerTransport({
+      const makeTransport = options.transport ?? ((transportOptions: PeerTransportOptions) => new PeerTransport(transportOptions));
+      this.transport = makeTransport({
         nodeId: options.nodeId,
         listen: options.listen,
         peers: this.peerAddresses(),
@@ -471,7 +479,7 @@ export class RaftNode {
   private kick(): void {
     if (this.scheduled || this.loop !== null || this.stopped || this.failure !== null) return;
     this.scheduled = true;
-    setImmediate(() => {
+    (this.options.defer ?? setImmediate)(() => {
       this.scheduled = false;
       if (this.loop !== null || this.stopped) return;
       this.loop = this.drain().finally(() => {

@@ -168,7 +168,16 @@ export interface DataDirIdentity {
   readonly incarnation: string;
 }
 
-export class DiskStorage {
+/** What the Raft driver needs of its durable storage; DiskStorage is the one implementation (crash tests wrap it). */
+export interface RaftStorage {
+  readonly identity: DataDirIdentity;
+  initialState(): PersistedState;
+  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void>;
+  saveSnapshot(snapshot: Snapshot, hardState?: HardState, entries?: readonly Entry[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class DiskStorage implements RaftStorage {
   private readonly log: PersistedLog;
   private snapshot: Snapshot | null = null;
   private segmentSequence = 0;

@@ -747,7 +747,16 @@ class RejectLog {
   }
 }
 
-export class PeerTransport {
+/** What the Raft driver needs of its peer transport; PeerTransport is the real one (the storage crash simulator has its own). */
+export interface RaftTransport {
+  start(): Promise<{ port: number }>;
+  send(messages: readonly Message[]): void;
+  updatePeers(peers: Readonly<Record<string, string>>): void;
+  stop(): Promise<void>;
+  stats(): Record<string, PeerStats>;
+}
+
+export class PeerTransport implements RaftTransport {
   readonly nodeId: string;
   readonly backoffInitialMs: number;
   readonly backoffMaxMs: number;

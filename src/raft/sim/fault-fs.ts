@@ -60,9 +60,9 @@ export interface FaultFsOptions {
   readonly shortWriteRate?: number;
   /**
    * A deliberately broken disk driver, to prove the crash tests catch a storage layer that skips an
-   * fsync: file fsync/fdatasync return without making anything durable.
+   * fsync: fsync/fdatasync of the files it names (all, with true) return without making anything durable.
    */
-  readonly ignoreFileSync?: boolean;
+  readonly ignoreFileSync?: boolean | ((path: string) => boolean);
 }
 
 interface Inode {
@@ -280,7 +280,7 @@ export class FaultFs implements RaftFs {
         dir.pending = [];
         return;
       }
-      this.syncInode(this.inodeAt(path, 'open'));
+      this.syncInode(this.inodeAt(path, 'open'), path);
     });
   }
 
@@ -309,8 +309,9 @@ export class FaultFs implements RaftFs {
   }
 
   /** @internal */
-  syncInode(inode: Inode): void {
-    if (this.options.ignoreFileSync === true) return;
+  syncInode(inode: Inode, path: string): void {
+    const ignore = this.options.ignoreFileSync;
+    if (ignore === true || (typeof ignore === 'function' && ignore(path))) return;
     inode.durable = Buffer.from(inode.data);
   }
 
@@ -410,14 +411,14 @@ class FaultFile implements RaftFile {
   datasync(): Promise<void> {
     return this.fs.operation('datasync', this.path, () => {
       this.checkOpen();
-      this.fs.syncInode(this.inode);
+      this.fs.syncInode(this.inode, this.path);
     });
   }
 
   sync(): Promise<void> {
     return this.fs.operation('sync', this.path, () => {
       this.checkOpen();
-      this.fs.syncInode(this.inode);
+      this.fs.syncInode(this.inode, this.path);
     });
   }
 
