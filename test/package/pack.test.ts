@@ -1,5 +1,6 @@
 // The npm package as a new user meets it: packed, installed offline into an empty project (and globally), then validate and start.
 
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -76,6 +77,9 @@ describe('the tarball installed offline', () => {
 
     const child = spawn('npx', ['--no', 'balancer', 'start', '-c', 'balancer.yaml'], { cwd: project, env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    // npx may exit on the signal before balancer (same process group, same pipes) has written its last lines:
+    // the pipes close only once every process holding them has exited.
+    const outputClosed = Promise.all([once(child.stdout, 'close'), once(child.stderr, 'close')]);
     let output = '';
     try {
       const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -96,7 +100,7 @@ describe('the tarball installed offline', () => {
       expect(backend.seen.some((seen) => seen.url === '/from-the-package')).toBe(true);
       // SIGTERM to the group, as a terminal's Ctrl-C or systemd's stop sends it: balancer drains and stops.
       process.kill(-child.pid!, 'SIGTERM');
-      await exited;
+      await Promise.all([exited, outputClosed]);
       expect(output).toContain('"msg":"stopped"');
     } finally {
       if (child.exitCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
