@@ -166,6 +166,7 @@ export class App {
       onChange: (text) => void app?.onFileEdit(text).catch((error: unknown) => logger.error('config file edit could not be handled', { file: loaded.file, err: error })),
     });
     logger.info('balancer started', {
+      pid: process.pid,
       proxy: `${proxyAddress.address}:${proxyAddress.port}`,
       admin: `${adminAddress.address}:${adminAddress.port}`,
       config: loaded.file,

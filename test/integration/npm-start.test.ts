@@ -1,0 +1,126 @@
+// `npm start` as a newcomer runs it: the script execs node, so npm's only child is the balancer and a signal to npm reaches it.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { REPO } from '../helpers/process.js';
+
+let dir: string;
+let backend: TestBackend;
+const pidsToKill: number[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'balancer-npm-start-'));
+  backend = await startBackend('b');
+});
+
+afterAll(async () => {
+  for (const pid of pidsToKill) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await backend.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pids whose parent is `pid` (from ps, so it works for any process; ps exits 1 when there is none). */
+function childrenOf(pid: number): number[] {
+  let out: string;
+  try {
+    out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).trim();
+  } catch {
+    return [];
+  }
+  return out === '' ? [] : out.split(/\s+/).map(Number);
+}
+
+describe('npm start', () => {
+  it('runs the balancer as npm\'s only child process, and SIGTERM to npm drains it and exits 0', async () => {
+    const file = join(dir, 'balancer.yaml');
+    await writeFile(
+      file,
+      `listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0, token: t }\nshutdown: { drainTimeout: 10s }\n` +
+        `pools:\n  web:\n    backends:\n      - { url: ${backend.url} }\n`,
+    );
+    const npm = spawn('npm', ['start', '--silent', '--', '-c', file], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    pidsToKill.push(npm.pid!);
+    let output = '';
+    npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    npm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
+    const closed = new Promise<void>((resolve) => npm.on('close', () => resolve()));
+    const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`balancer did not start: ${output}`)), 30_000);
+      const check = (): void => {
+        for (const line of output.split('\n')) {
+          if (!line.includes('"balancer started"')) continue;
+          clearTimeout(timer);
+          resolve(JSON.parse(line) as Record<string, unknown>);
+          return;
+        }
+      };
+      npm.stdout.on('data', check);
+      npm.stderr.on('data', check);
+    });
+
+    // The process tree is npm -> node (no shell in between that would keep signals from the balancer).
+    const children = childrenOf(npm.pid!);
+    // Whatever runs under npm is killed after the test, even when an assertion below fails.
+    for (const child of children) pidsToKill.push(child, ...childrenOf(child));
+    expect(children).toHaveLength(1);
+    const balancerPid = children[0]!;
+    expect(started['pid']).toBe(balancerPid);
+    const cmdline = (await readFile(`/proc/${balancerPid}/cmdline`, 'utf8')).split('\0');
+    expect(cmdline[0]).toMatch(/node$/);
+    expect(cmdline).toContain('bin/balancer.js');
+
+    // A request in flight when the signal arrives is answered: the balancer drains rather than dying.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let arrived!: () => void;
+    const requestArrived = new Promise<void>((resolve) => (arrived = resolve));
+    backend.handle((_req, res) => {
+      arrived();
+      void held.then(() => res.writeHead(200).end('late answer'));
+    });
+    const inFlight = request(`http://${String(started['proxy'])}/`);
+    await requestArrived;
+
+    npm.kill('SIGTERM');
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "shutting down" after SIGTERM to npm: ${output}`)), 15_000);
+      const check = (): void => {
+        if (!output.includes('"shutting down"')) return;
+        clearTimeout(timer);
+        resolve();
+      };
+      check();
+      npm.stdout.on('data', check);
+      npm.stderr.on('data', check);
+    });
+    release();
+    const answer = await inFlight;
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBe('late answer');
+
+    expect(await exited).toBe(0);
+    await closed;
+    expect(output).toContain('"msg":"stopped"');
+    expect(isAlive(balancerPid)).toBe(false);
+  });
+});
