@@ -292,7 +292,11 @@ describe('chaos under load on a three-node cluster', () => {
     for (const id of ids) {
       for (const run of cluster.node(id).runs) {
         const ended = run.child.exitCode !== null || run.child.signalCode !== null;
-        if (ended && !killedRuns.has(run)) crashed.push(`${id} (exit ${String(run.child.exitCode)}, signal ${String(run.child.signalCode)})`);
+        if (ended && !killedRuns.has(run)) {
+          crashed.push(`${id} (exit ${String(run.child.exitCode)}, signal ${String(run.child.signalCode)})`);
+          // The post-mortem: what the process said last.
+          console.log(`[chaos] ${id} ended unasked; its last lines:\n${run.lines.slice(-25).map((l) => JSON.stringify(l)).join('\n')}`);
+        }
       }
       if (!cluster.node(id).serving) crashed.push(`${id} is not serving at the end`);
     }
@@ -323,7 +327,7 @@ describe('chaos under load on a three-node cluster', () => {
         `[chaos] leader kills: ${leadersKilled.length} (${leadersKilled.join(', ')}), down ${nodeKills.map((w) => `${w.name} ${w.to - w.from} ms`).join(', ')}`,
         `[chaos] edits: ${edits.length} (${acked.length} acknowledged, ${edits.filter((e) => e.outcome === 'unknown').length} unknown, ${edits.filter((e) => e.outcome === 'refused').length} refused); final version ${views[0]?.version} on every node, >= max acknowledged ${maxAcked}`,
         `[chaos] edit problems: ${editProblems.length === 0 ? 'none' : editProblems.join('; ')}`,
-        `[chaos] crashed processes: ${crashed.length === 0 ? 'none' : crashed.join(', ')}`,
+        `[chaos] crashed processes: ${crashed.length === 0 ? 'none' : crashed.join(', ')}; starts retried on a taken Raft port: ${ids.map((id) => cluster.node(id).portClashes.length).reduce((a, b) => a + b, 0)}`,
         `[chaos] RSS: ${rss.join('; ')}`,
       ].join('\n'),
     );

@@ -77,6 +77,8 @@ export interface ConfigView {
 export class NodeProcess {
   /** One entry per start; `current` is the last. */
   readonly runs: RunningNode[] = [];
+  /** Starts that failed because another process held the Raft port (the harness moved the node and retried). */
+  readonly portClashes: RunningNode[] = [];
   addresses: NodeAddresses | null = null;
   raftPort = 0;
   /** The process exists (from spawn until exit). */
@@ -124,16 +126,30 @@ process.once('exit', () => {
   for (const run of liveChildren) run.child.kill('SIGKILL');
 });
 
-/** A port that was free a moment ago (bound on 0, then released). */
+/**
+ * A port that was free a moment ago, for the Raft listeners (which cannot listen on 0: peers name each other's
+ * port). It is drawn below the kernel's ephemeral range, so the outgoing connections of the test and of the
+ * nodes (which take their local ports from that range) cannot sit on it when a killed node comes back.
+ */
 export async function reservePort(): Promise<number> {
+  const ephemeralLow = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').then(
+    (text) => Number(text.trim().split(/\s+/)[0]),
+    () => 32_768,
+  );
+  const high = Number.isInteger(ephemeralLow) && ephemeralLow > 12_000 ? ephemeralLow : 32_768;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
+    if (await portIsFree(port)) return port;
+  }
+  throw new Error(`no free port found between 10000 and ${high} in 50 tries`);
+}
+
+function portIsFree(port: number): Promise<boolean> {
   const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** One HTTP call with a deadline; never hangs. Rejects on connection errors and timeouts (error.code says which). */
@@ -356,6 +372,9 @@ export class ProcessCluster {
       node.alive = false;
       const output = run.lines.map((l) => String(l['msg'])).join('\n');
       if (/EADDRINUSE/.test(output) && attempt < 5) {
+        // Not a run of the node: a start the harness retries. Kept apart so crash checks over `runs` stay exact.
+        node.runs.pop();
+        node.portClashes.push(run);
         // Someone took the reserved port: move this node (its relays follow) and try again.
         node.raftPort = await reservePort();
         await this.rewriteListen(node);
