@@ -340,7 +340,8 @@ describe('chaos under load on a three-node cluster', () => {
     expect(backendDown.length).toBeGreaterThan(0);
     expect(leadersKilled.length).toBeGreaterThan(0);
     expect(acked.length).toBeGreaterThan(0);
-    expect(ok).toBeGreaterThan(1_000);
+    // Load reached every proxy. Not a throughput floor: CI machines are shared and the rate is only reported.
+    for (const id of ids) expect(records.filter((r) => r.node === id && r.status === 200).length, `GETs answered 200 through ${id}`).toBeGreaterThan(50);
   });
 });
 
