@@ -154,7 +154,6 @@ describe('header attacks', () => {
   });
 
   it('slowloris is cut off by the headers timeout', async () => {
-    const started = Date.now();
     const socket = net.connect(gw.port, '127.0.0.1');
     socket.on('error', () => undefined);
     let answer = '';
@@ -164,8 +163,7 @@ describe('header attacks', () => {
     const drip = setInterval(() => socket.write('X-A: b\r\n'), 200);
     await new Promise<void>((resolve) => socket.on('close', () => resolve()));
     clearInterval(drip);
-    // headersTimeout 1s, checked every second by Node: closed well before a client could hold it for long.
-    expect(Date.now() - started).toBeLessThan(5_000);
+    // The drip never ends the head: only the 1 s headersTimeout closes the socket, and says so with a 408.
     expect(statusOf(answer)).toBe(408);
   });
 });

@@ -135,10 +135,8 @@ describe('probe (real sockets)', () => {
     const port = await listen(server);
     const started = performance.now();
     const result = await probe(target(`http://127.0.0.1:${port}`, { timeoutMs: 150 }));
-    const elapsed = performance.now() - started;
     expect(result).toEqual({ result: 'timeout', detail: 'no answer within 150ms' });
-    expect(elapsed).toBeGreaterThanOrEqual(140);
-    expect(elapsed).toBeLessThan(5_000);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
   });
 
   it('reports a refused connection for HTTP and TCP checks', async () => {

@@ -30,6 +30,8 @@ beforeAll(async () => {
       'listen: 127.0.0.1:0',
       'admin: { listen: 127.0.0.1:0, token: t }',
       'workers: 2',
+      // Far beyond the test's timeout: a shutdown that waited for the drain deadline fails the test by itself.
+      'shutdown: { drainTimeout: 60s }',
       'routes:',
       '  - { match: { pathPrefix: /outlier }, pool: outlier }',
       '  - { match: { pathPrefix: / }, pool: web }',
@@ -123,9 +125,8 @@ describe('workers: auto|N', () => {
     await eventually(() => node.lines.filter((line) => line['msg'] === 'data-plane worker died; restarting it').length === 2, 'second worker restart', 10_000, 20);
     node.child.kill('SIGTERM');
     expect(await node.exited).toBe(0);
-    const stopping = node.lines.find((line) => line['msg'] === 'shutting down')!;
-    const stopped = node.lines.find((line) => line['msg'] === 'stopped')!;
-    // Nothing waited for the drain deadline (10 s by default): the starting worker was stopped, not waited for.
-    expect(Date.parse(String(stopped['time'])) - Date.parse(String(stopping['time']))).toBeLessThan(8_000);
+    // It exited well before the 60 s drain deadline (within this test's timeout): the starting worker was stopped,
+    // not waited for.
+    expect(node.lines.some((line) => line['msg'] === 'stopped')).toBe(true);
   });
 });

@@ -56,9 +56,7 @@ describe('linearizability checker', () => {
     // 8 clients, each writing its own value concurrently, then reads that agree on the last one.
     for (let c = 0; c < 8; c++) history.push(write(c, `v${c}`, 0, 100, 'ok'));
     for (let c = 0; c < 8; c++) history.push(read(c, 'v3', 101 + c, 102 + c));
-    const started = performance.now();
-    const result = checkLinearizable(history);
-    expect(result.ok).toBe(true);
-    expect(performance.now() - started).toBeLessThan(2000);
+    // Without memoization this search is 16! orderings: it would run into the test timeout rather than pass.
+    expect(checkLinearizable(history).ok).toBe(true);
   });
 });
