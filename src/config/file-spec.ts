@@ -191,6 +191,12 @@ const outlierDetectionSpec = object(
       number({ min: 0, max: 100, integer: false, description: 'Most of the pool (percent) ejected at once; one backend may always be.' }),
       DEFAULTS.outlierDetection.maxEjectionPercent as number,
     ),
+    activeCheckUnejects: withDefault(
+      boolean(
+        'A passing active health check ends an ejection early (Envoy\'s default). Set false when the health check can pass while live requests fail (a /healthz that does not touch what requests need): the backend then stays out for the whole ejection time.',
+      ),
+      DEFAULTS.outlierDetection.activeCheckUnejects as boolean,
+    ),
   },
   {
     description: 'Passive health: eject backends that fail live requests.',

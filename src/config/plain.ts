@@ -64,6 +64,7 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   durationUnlessDefault(outlier, 'baseEjectionTime', od.baseEjectionTimeMs, odDefaults.baseEjectionTimeMs);
   durationUnlessDefault(outlier, 'maxEjectionTime', od.maxEjectionTimeMs, odDefaults.maxEjectionTimeMs);
   setUnlessDefault(outlier, 'maxEjectionPercent', od.maxEjectionPercent, odDefaults.maxEjectionPercent);
+  setUnlessDefault(outlier, 'activeCheckUnejects', od.activeCheckUnejects, odDefaults.activeCheckUnejects);
   nonEmpty(out, 'outlierDetection', outlier);
 
   const timeouts: PlainObject = {};

@@ -37,6 +37,8 @@ export const DEFAULTS = {
     maxEjectionTimeMs: 300_000,
     /** Envoy's default; at least one backend may always be ejected, as in Envoy. */
     maxEjectionPercent: 10,
+    /** Envoy's successful_active_health_check_uneject_host default: a passing active check ends an ejection. */
+    activeCheckUnejects: true,
   },
   upstream: {
     /** Below the common backend keep-alive (Node 5s, nginx 75s) so we close idle connections before they do. */
@@ -106,6 +108,8 @@ export interface OutlierDetectionConfig {
   readonly baseEjectionTimeMs: number;
   readonly maxEjectionTimeMs: number;
   readonly maxEjectionPercent: number;
+  /** A passing active check ends an ejection early; false keeps an ejected backend out for the whole ejection time. */
+  readonly activeCheckUnejects: boolean;
 }
 
 export interface TimeoutsConfig {

@@ -292,6 +292,7 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
       baseEjectionTimeMs: outlier.baseEjectionTime,
       maxEjectionTimeMs: outlier.maxEjectionTime,
       maxEjectionPercent: outlier.maxEjectionPercent,
+      activeCheckUnejects: outlier.activeCheckUnejects,
     },
     timeouts: { connectMs: timeouts.connect, responseMs: timeouts.response, idleMs: timeouts.idle },
     retries: shape.retries,

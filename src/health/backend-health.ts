@@ -72,6 +72,11 @@ export class BackendHealth {
   private multiplierSince = 0;
   private totalEjections = 0;
   private ejectedUntilMs: number | null = null;
+  /** When the current ejection began and why (the detector's words), for the reason shown when it ends. */
+  private ejectionStartedAt = 0;
+  private ejectionCause = '';
+  /** How long the last ejection lasted when a passing active check ended it; null when it ran its time (or none yet). */
+  private lastEjectionEndedByCheckAfterMs: number | null = null;
   /** Start of the current slow-start ramp, null when at full weight. */
   private rampStart: number | null = null;
   private last: CheckRecord | undefined;
@@ -150,8 +155,12 @@ export class BackendHealth {
         }
         return undefined;
       }
-      // Envoy's default: an active check that passes ends a passive ejection early.
-      if (this.current === 'ejected') return this.returnFromEjection(`active check passed: ${detail}`);
+      // Envoy's default: an active check that passes ends a passive ejection early (activeCheckUnejects).
+      if (this.current === 'ejected' && this.activeCheckEndsEjection()) {
+        const afterMs = Math.round(now - this.ejectionStartedAt);
+        this.lastEjectionEndedByCheckAfterMs = afterMs;
+        return this.returnFromEjection(`active check passed: ${detail}; ended after ${afterMs}ms an ejection for ${this.ejectionCause}`);
+      }
       // Status shows why a backend is up; "until the first check" stops being true once it ran.
       if (first && this.current === 'up') this.lastReason = 'first check passed';
       return undefined;
@@ -205,11 +214,18 @@ export class BackendHealth {
   /** Called by the owner's timer; a no-op when the ejection was already ended (or extended) meanwhile. */
   endEjectionIfDue(): HealthTransition | undefined {
     if (this.current !== 'ejected' || this.ejectedUntilMs === null) return undefined;
-    if (this.clock.now() < this.ejectedUntilMs) return undefined;
-    return this.returnFromEjection('ejection time elapsed, back on trial');
+    const now = this.clock.now();
+    if (now < this.ejectedUntilMs) return undefined;
+    this.lastEjectionEndedByCheckAfterMs = null;
+    return this.returnFromEjection(`ejection time (${Math.round(now - this.ejectionStartedAt)}ms) elapsed, back on trial; it was ejected for ${this.ejectionCause}`);
   }
 
-  private eject(reason: string): HealthTransition {
+  /** Whether a passing active check brings this backend back before its ejection time is up. */
+  private activeCheckEndsEjection(): boolean {
+    return this.options.activeChecks && this.options.outlier.activeCheckUnejects;
+  }
+
+  private eject(cause: string): HealthTransition {
     const now = this.clock.now();
     this.decay();
     this.multiplier++;
@@ -217,9 +233,21 @@ export class BackendHealth {
     this.totalEjections++;
     const duration = ejectionDurationMs(this.multiplier, this.options.outlier);
     this.ejectedUntilMs = now + duration;
+    this.ejectionStartedAt = now;
+    this.ejectionCause = cause;
     this.gatewayFailures = 0;
     this.consecutive5xx = 0;
-    return this.move('ejected', `${reason}; ejected for ${duration}ms (ejection #${this.totalEjections})`);
+    // Say how the ejection will really end: with activeCheckUnejects the next passing check usually ends it long before the time.
+    let reason = this.activeCheckEndsEjection()
+      ? `${cause}; ejected until the next passing active check, at most ${duration}ms (ejection #${this.totalEjections})`
+      : `${cause}; ejected for ${duration}ms (ejection #${this.totalEjections})`;
+    const endedByCheckAfter = this.lastEjectionEndedByCheckAfterMs;
+    if (endedByCheckAfter !== null && this.activeCheckEndsEjection()) {
+      reason +=
+        `; a passing active check ended the previous ejection after ${endedByCheckAfter}ms while live requests kept failing:` +
+        ' set outlierDetection.activeCheckUnejects: false to keep it out for the whole ejection time';
+    }
+    return this.move('ejected', reason);
   }
 
   /**

@@ -36,6 +36,7 @@ export function poolConfig(overrides: Partial<PoolConfig> = {}): PoolConfig {
       baseEjectionTimeMs: 10_000,
       maxEjectionTimeMs: 60_000,
       maxEjectionPercent: 100,
+      activeCheckUnejects: true,
     },
     timeouts: DEFAULTS.timeouts,
     retries: 2,

@@ -96,7 +96,7 @@ describe('outlier ejection in the pool', () => {
     expect(pool.get('b')?.state).toBe('ejected');
     clock.advance(1);
     expect(pool.get('b')?.state).toBe('up');
-    expect(changes[1]).toMatchObject({ from: 'ejected', to: 'up', reason: 'ejection time elapsed, back on trial' });
+    expect(changes[1]).toMatchObject({ from: 'ejected', to: 'up', reason: 'ejection time (10000ms) elapsed, back on trial; it was ejected for 3 consecutive gateway failures' });
     expect(logger.lines.at(-1)).toMatchObject({ level: 'info', to: 'up' });
     expect(metrics.records.get('web/b')?.up.at(-1)).toBe(true);
   });
@@ -395,7 +395,7 @@ describe('active checks through the pool', () => {
     clock.advance(1_000);
     await flush();
     expect(pool.get('a')!.state).toBe('up');
-    expect(pool.get('a')!.live.health.reason).toBe('active check passed: HTTP 200');
+    expect(pool.get('a')!.live.health.reason).toBe('active check passed: HTTP 200; ended after 1000ms an ejection for 3 consecutive gateway failures');
     pool.stop();
   });
 

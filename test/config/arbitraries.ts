@@ -57,6 +57,7 @@ const poolArb = fc.record(
         baseEjectionTime: durationArb(1, 30_000),
         maxEjectionTime: durationArb(30_000, 600_000),
         maxEjectionPercent: fc.constantFrom(0, 10, 33.5, 100),
+        activeCheckUnejects: fc.boolean(),
       },
       { requiredKeys: [] },
     ),

@@ -61,6 +61,7 @@ describe('a valid file', () => {
       baseEjectionTimeMs: 30_000,
       maxEjectionTimeMs: 300_000,
       maxEjectionPercent: 10,
+      activeCheckUnejects: true,
     });
     expect(web.timeouts).toEqual(DEFAULTS.timeouts);
     expect(web.retries).toBe(DEFAULTS.retries);
@@ -86,6 +87,7 @@ describe('a valid file', () => {
       baseEjectionTimeMs: 10_000,
       maxEjectionTimeMs: 60_000,
       maxEjectionPercent: 50,
+      activeCheckUnejects: true,
     });
     expect(api.timeouts).toEqual({ connectMs: 1000, responseMs: 30_000, idleMs: 120_000 });
     expect(api.retries).toBe(0);

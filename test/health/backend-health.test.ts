@@ -18,6 +18,7 @@ const outlier: OutlierDetectionConfig = {
   baseEjectionTimeMs: 10_000,
   maxEjectionTimeMs: 35_000,
   maxEjectionPercent: DEFAULTS.outlierDetection.maxEjectionPercent,
+  activeCheckUnejects: true,
 };
 
 function options(overrides: Partial<BackendHealthOptions> = {}): BackendHealthOptions {
@@ -192,9 +193,66 @@ describe('outlier ejection', () => {
     for (let i = 0; i < 3; i++) health.recordRequest('gateway-failure', always);
     clock.advance(2_000);
     const transition = health.recordCheck(true, 'HTTP 200');
-    expect(transition).toMatchObject({ from: 'ejected', to: 'up', reason: 'active check passed: HTTP 200' });
+    expect(transition).toMatchObject({
+      from: 'ejected',
+      to: 'up',
+      reason: 'active check passed: HTTP 200; ended after 2000ms an ejection for 3 consecutive gateway failures',
+    });
     expect(health.ejectedUntil).toBeNull();
     expect(health.endEjectionIfDue()).toBeUndefined();
+  });
+
+  it('says an ejection lasts until the next passing check when one will end it, and points at activeCheckUnejects when it flaps', () => {
+    const clock = new FakeClock();
+    const health = new BackendHealth(clock, options());
+    health.recordCheck(true, 'HTTP 200');
+    let ejected: ReturnType<BackendHealth['recordRequest']>;
+    for (let i = 0; i < 4; i++) ejected = health.recordRequest('http-5xx', always);
+    expect(ejected!.reason).toBe('4 consecutive 5xx responses; ejected until the next passing active check, at most 10000ms (ejection #1)');
+    clock.advance(800);
+    expect(health.recordCheck(true, 'HTTP 200')?.to).toBe('up');
+    // Live requests still fail: ejected again, and this time the reason says what the operator can do about it.
+    for (let i = 0; i < 4; i++) ejected = health.recordRequest('http-5xx', always);
+    expect(ejected!.reason).toBe(
+      '4 consecutive 5xx responses; ejected until the next passing active check, at most 20000ms (ejection #2); ' +
+        'a passing active check ended the previous ejection after 800ms while live requests kept failing: ' +
+        'set outlierDetection.activeCheckUnejects: false to keep it out for the whole ejection time',
+    );
+    expect(health.reason).toBe(ejected!.reason);
+  });
+
+  it('with activeCheckUnejects false, passing checks leave an ejected backend out until its ejection time is up', () => {
+    const clock = new FakeClock();
+    const health = new BackendHealth(clock, options({ outlier: { ...outlier, activeCheckUnejects: false } }));
+    health.recordCheck(true, 'HTTP 200');
+    let ejected: ReturnType<BackendHealth['recordRequest']>;
+    for (let i = 0; i < 4; i++) ejected = health.recordRequest('http-5xx', always);
+    expect(ejected!.reason).toBe('4 consecutive 5xx responses; ejected for 10000ms (ejection #1)');
+    for (let second = 1; second < 10; second++) {
+      clock.advance(1_000);
+      expect(health.recordCheck(true, 'HTTP 200')).toBeUndefined();
+      expect(health.state).toBe('ejected');
+      expect(health.reason).toBe(ejected!.reason);
+    }
+    clock.advance(999);
+    expect(health.endEjectionIfDue()).toBeUndefined();
+    clock.advance(1);
+    expect(health.endEjectionIfDue()).toMatchObject({
+      from: 'ejected',
+      to: 'up',
+      reason: 'ejection time (10000ms) elapsed, back on trial; it was ejected for 4 consecutive 5xx responses',
+    });
+    // Failing checks still take it down while ejected: down is the stronger verdict.
+    for (let i = 0; i < 4; i++) health.recordRequest('http-5xx', always);
+    for (let i = 0; i < 3; i++) health.recordCheck(false, 'HTTP 500');
+    expect(health.state).toBe('down');
+  });
+
+  it('says "ejected for" when the pool has no active checks, whatever activeCheckUnejects says', () => {
+    const health = new BackendHealth(new FakeClock(), options({ activeChecks: false }));
+    let ejected: ReturnType<BackendHealth['recordRequest']>;
+    for (let i = 0; i < 3; i++) ejected = health.recordRequest('gateway-failure', always);
+    expect(ejected!.reason).toBe('3 consecutive gateway failures; ejected for 10000ms (ejection #1)');
   });
 
   it('failing checks take an ejected backend down, which supersedes the ejection', () => {

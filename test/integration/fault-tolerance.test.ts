@@ -10,11 +10,12 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
 
-/** A backend whose health endpoint and traffic answers can be switched, counting traffic (not checks). */
+/** A backend whose health endpoint and traffic answers can be switched, counting traffic and checks apart. */
 interface ControlledBackend extends TestBackend {
   healthy: boolean;
   trafficStatus: number;
   traffic: number;
+  checks: number;
 }
 
 async function controlled(name: string): Promise<ControlledBackend> {
@@ -22,8 +23,10 @@ async function controlled(name: string): Promise<ControlledBackend> {
   base.healthy = true;
   base.trafficStatus = 200;
   base.traffic = 0;
+  base.checks = 0;
   base.handle((req, res) => {
     if (req.url === '/healthz') {
+      base.checks += 1;
       res.writeHead(base.healthy ? 200 : 500).end();
       return;
     }
@@ -145,6 +148,60 @@ describe('fault tolerance through the gateway', () => {
     expect(durations.slice(0, 3)).toEqual([400, 800, 1200]);
     const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/balancer_outlier_ejections_total\{pool="web",backend="b"\} [3-9]/);
+  });
+
+  describe('a backend answering 500 to every request while its health check passes', () => {
+    const failingButChecked = async (outlierExtra: string) => {
+      const list = [await controlled('a'), await controlled('b')];
+      list[1]!.trafficStatus = 500;
+      const gw = await gateway(
+        checked(list, `    outlierDetection: { consecutive5xx: 3, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50${outlierExtra} }\n`),
+      );
+      const changesOfB = () => gw.logs.filter((l) => l['msg'] === 'backend state changed' && l['backend'] === 'b');
+      // Round robin: b gets every other request; sequential requests until it is ejected (bounded).
+      for (let i = 0; i < 200 && stateOf(gw, 'b') !== 'ejected'; i++) await request(`${gw.url}/`);
+      expect(stateOf(gw, 'b')).toBe('ejected');
+      return { list, gw, changesOfB };
+    };
+    const statusOf = async (gw: TestGateway, id: string) => {
+      const res = await fetch(`${gw.adminUrl}/api/v1/status`, { headers: { authorization: 'Bearer test-token' } });
+      const body = (await res.json()) as { pools: Array<{ name: string; backends: Array<{ id: string; state: string; reason: string; ejectedUntil?: number; lastCheck?: { at: number } }> }> };
+      return body.pools.find((p) => p.name === 'web')!.backends.find((b) => b.id === id)!;
+    };
+
+    it('with activeCheckUnejects: false stays ejected for its whole ejection time while checks keep passing, and says so', async () => {
+      const { list, gw, changesOfB } = await failingButChecked(', activeCheckUnejects: false');
+      const ejectedLine = changesOfB().at(-1)!;
+      expect(ejectedLine).toMatchObject({ from: 'up', to: 'ejected', reason: '3 consecutive 5xx responses; ejected for 30000ms (ejection #1)' });
+      // Five more passing checks (interval 500ms): before the option, the first of them brought b back.
+      const checksAtEjection = list[1]!.checks;
+      await eventually(() => list[1]!.checks >= checksAtEjection + 5, 'five more checks of b', 15_000);
+      expect(stateOf(gw, 'b')).toBe('ejected');
+      expect(changesOfB()).toHaveLength(1);
+      const trafficOfB = list[1]!.traffic;
+      for (let i = 0; i < 20; i++) expect((await request(`${gw.url}/`)).headers['x-backend']).toBe('a');
+      expect(list[1]!.traffic).toBe(trafficOfB);
+      const status = await statusOf(gw, 'b');
+      expect(status).toMatchObject({ state: 'ejected', reason: ejectedLine['reason'] });
+      // Both on the gateway's clock: the ejection still has most of its 30 s to run after five passing checks.
+      expect(status.ejectedUntil! - status.lastCheck!.at).toBeGreaterThan(20_000);
+    });
+
+    it('by default is brought back by the next passing check, and the log says so rather than "ejected for 30000ms"', async () => {
+      const { gw, changesOfB } = await failingButChecked('');
+      expect(changesOfB().at(-1)).toMatchObject({
+        to: 'ejected',
+        reason: '3 consecutive 5xx responses; ejected until the next passing active check, at most 30000ms (ejection #1)',
+      });
+      await eventually(() => stateOf(gw, 'b') === 'up', 'b to be brought back by a passing check', 10_000);
+      expect(String(changesOfB().at(-1)!['reason'])).toMatch(/^active check passed: HTTP 200.*; ended after \d+ms an ejection for 3 consecutive 5xx responses$/);
+      // It fails live requests again: the second ejection's reason tells the operator about activeCheckUnejects.
+      for (let i = 0; i < 200 && stateOf(gw, 'b') !== 'ejected'; i++) await request(`${gw.url}/`);
+      const second = changesOfB().at(-1)!;
+      expect(second['to']).toBe('ejected');
+      expect(String(second['reason'])).toMatch(/at most 60000ms \(ejection #2\); a passing active check ended the previous ejection after \d+ms .*activeCheckUnejects: false/);
+      expect((await statusOf(gw, 'b')).reason).toBe(second['reason']);
+    });
   });
 
   it('answers 503 with Retry-After when every backend is down and panic mode is off', async () => {
