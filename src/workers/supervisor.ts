@@ -3,9 +3,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '../log.js';
 import type { PrometheusMetrics } from '../metrics/metrics.js';
+import { RetiredWorkerCounts, mergeWorkerMetrics, renderMerged, type MetricFamilySnapshot } from '../metrics/worker-metrics.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import type { FromWorker, OutcomeRuns, PoolHealthView, ToWorker, WorkerSettings } from './protocol.js';
 
@@ -23,6 +23,11 @@ const RESTART_BACKOFF_MS = { initial: 100, max: 5_000 };
 /** A worker that lived this long resets the restart backoff. */
 const STABLE_AFTER_MS = 10_000;
 const METRICS_TIMEOUT_MS = 2_000;
+/**
+ * Each worker's metrics are fetched this often besides scrapes, so a worker killed between two scrapes loses
+ * at most this much of its counts (its last snapshot is what stays folded in after it dies).
+ */
+const METRICS_SNAPSHOT_MS = 2_000;
 
 interface WorkerState {
   readonly worker: Worker;
@@ -30,6 +35,8 @@ interface WorkerState {
   /** Its message handler is up; messages sent before that are lost. */
   ready: boolean;
   inflight: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Its latest metrics snapshot, folded into the retired counts when it dies. */
+  metrics: MetricFamilySnapshot[] | null;
 }
 
 export class WorkerSupervisor {
@@ -39,8 +46,12 @@ export class WorkerSupervisor {
   private backoffMs = RESTART_BACKOFF_MS.initial;
   private healthTimer: NodeJS.Timeout | null = null;
   private healthQueued = false;
+  private metricsTimer: NodeJS.Timeout | null = null;
   private metricsRequestId = 0;
-  private readonly pendingMetrics = new Map<number, (metrics: MetricObjectWithValues<MetricValue<string>>[]) => void>();
+  /** Metrics requests awaiting an answer, by request id: the worker asked, and what to do with the answer (null: none came). */
+  private readonly pendingMetrics = new Map<number, { readonly workerId: number; readonly settle: (metrics: MetricFamilySnapshot[] | null) => void }>();
+  /** Counts of workers that died, so summed counters never go down when a worker is replaced. */
+  private readonly retired = new RetiredWorkerCounts();
   private readonly unsubscribe: Array<() => void> = [];
   private address: AddressInfo | null = null;
 
@@ -57,6 +68,8 @@ export class WorkerSupervisor {
     );
     this.healthTimer = setInterval(() => this.sendHealth(), HEALTH_REFRESH_MS);
     this.healthTimer.unref();
+    this.metricsTimer = setInterval(() => void this.refreshWorkerMetrics(), METRICS_SNAPSHOT_MS);
+    this.metricsTimer.unref();
     const listening = Array.from({ length: this.options.count }, () => this.fork());
     const addresses = await Promise.all(listening);
     this.address = addresses[0]!;
@@ -66,7 +79,7 @@ export class WorkerSupervisor {
 
   private fork(): Promise<AddressInfo> {
     const worker = cluster.fork();
-    const state: WorkerState = { worker, startedAt: Date.now(), ready: false, inflight: {} };
+    const state: WorkerState = { worker, startedAt: Date.now(), ready: false, inflight: {}, metrics: null };
     this.workers.set(worker.id, state);
     return new Promise((resolve, reject) => {
       let listening = false;
@@ -92,6 +105,8 @@ export class WorkerSupervisor {
       worker.on('error', (error) => this.options.logger.warn('worker IPC error', { worker: worker.id, err: error }));
       worker.on('exit', (code, signal) => {
         this.workers.delete(worker.id);
+        if (state.metrics !== null) this.retired.fold(state.metrics);
+        for (const [id, pending] of this.pendingMetrics) if (pending.workerId === worker.id) pending.settle(null);
         if (!listening) reject(new Error(`worker ${worker.id} exited before listening (code ${code}, signal ${signal})`));
         this.onExit(state, code, signal);
       });
@@ -118,7 +133,7 @@ export class WorkerSupervisor {
         this.replayOutcomes(message.outcomes);
         return;
       case 'metrics':
-        this.pendingMetrics.get(message.id)?.(message.metrics);
+        this.pendingMetrics.get(message.id)?.settle(message.metrics);
         return;
       case 'fatal':
         this.options.logger.error('data-plane worker reported a fatal error', { worker: state.worker.id, message: message.message });
@@ -197,26 +212,40 @@ export class WorkerSupervisor {
     });
   }
 
-  /** The primary's own families plus every worker's, summed (prom-client's cluster aggregation). */
+  /**
+   * The primary's own families merged with every live worker's latest snapshot and the counts of workers that
+   * died: counters and histograms summed (so they never go down when a worker is replaced), gauges combined by
+   * their meaning (worker-metrics.ts). A worker that does not answer in time counts with its previous snapshot.
+   */
   async renderMetrics(): Promise<string> {
-    const own = await this.options.metrics.registry.getMetricsAsJSON();
-    const fromWorkers = await Promise.all([...this.workers.values()].map((state) => this.workerMetrics(state.worker)));
-    const all = [own, ...fromWorkers.filter((m): m is MetricObjectWithValues<MetricValue<string>>[] => m !== null)];
-    return AggregatorRegistry.aggregate(all).metrics();
+    await this.refreshWorkerMetrics();
+    const own = (await this.options.metrics.registry.getMetricsAsJSON()) as MetricFamilySnapshot[];
+    this.retired.prune(own);
+    const live = [...this.workers.values()].flatMap((state) => (state.metrics === null ? [] : [state.metrics]));
+    return renderMerged(mergeWorkerMetrics(own, live, this.retired.snapshot()));
   }
 
-  private workerMetrics(worker: Worker): Promise<MetricObjectWithValues<MetricValue<string>>[] | null> {
+  /** Asks every live worker for its metrics and keeps each answer as that worker's latest snapshot. */
+  private async refreshWorkerMetrics(): Promise<void> {
+    await Promise.all(
+      [...this.workers.values()].map(async (state) => {
+        const metrics = await this.workerMetrics(state.worker);
+        // Answers come back in the order asked (one IPC channel), so a later answer is never older.
+        if (metrics !== null && this.workers.get(state.worker.id) === state) state.metrics = metrics;
+      }),
+    );
+  }
+
+  private workerMetrics(worker: Worker): Promise<MetricFamilySnapshot[] | null> {
     const id = ++this.metricsRequestId;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pendingMetrics.delete(id);
-        resolve(null);
-      }, METRICS_TIMEOUT_MS);
-      this.pendingMetrics.set(id, (metrics) => {
+      const timer = setTimeout(() => settle(null), METRICS_TIMEOUT_MS);
+      const settle = (metrics: MetricFamilySnapshot[] | null): void => {
         clearTimeout(timer);
         this.pendingMetrics.delete(id);
         resolve(metrics);
-      });
+      };
+      this.pendingMetrics.set(id, { workerId: worker.id, settle });
       this.send(worker, { type: 'metrics-request', id });
     });
   }
@@ -229,6 +258,7 @@ export class WorkerSupervisor {
   async close(drainMs: number): Promise<void> {
     this.stopping = true;
     if (this.healthTimer !== null) clearInterval(this.healthTimer);
+    if (this.metricsTimer !== null) clearInterval(this.metricsTimer);
     for (const off of this.unsubscribe) off();
     const exits = [...this.workers.values()].map((state) => new Promise<void>((resolve) => state.worker.once('exit', () => resolve())));
     for (const state of this.workers.values()) {
