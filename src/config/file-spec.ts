@@ -1,6 +1,8 @@
 // What balancer.yaml may contain, section by section: the one description the validator, the JSON Schema and write-back share.
 
-import { DEFAULTS, STRATEGY_NAMES, type LogLevelName } from './schema.js';
+import { DEFAULTS, STRATEGY_NAMES, type HeaderMatch, type LogLevelName } from './schema.js';
+import { unsafeRegexReason } from './route-regex.js';
+import { normalizePath } from '../proxy/normalize-path.js';
 import {
   INVALID,
   boolean,
@@ -325,24 +327,155 @@ export const poolSpec = object(
   { description: 'A named group of backends.' },
 );
 
+// ---------------------------------------------------------------- routes
+
+export const ROUTE_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
+const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const METHOD_PATTERN = /^[A-Z][A-Z_-]*$/;
+
+function parseRouteRegex(value: string): { value: string } | { error: string } {
+  const reason = unsafeRegexReason(value);
+  return reason === null ? { value } : { error: reason };
+}
+
+/** A path a route compares against: requests are normalised first, so a path that is not normalised never matches. */
+function parseRoutePath(value: string): { value: string } | { error: string } {
+  const normalized = normalizePath(value, true);
+  if ('error' in normalized) return { error: `must not contain ${normalized.detail}: request paths with an escaped slash are refused before routes match` };
+  if (normalized.path !== value) {
+    return { error: `would never match: request paths are normalised before routes see them (dot segments, doubled slashes, escapes), so write ${JSON.stringify(normalized.path)}` };
+  }
+  return { value };
+}
+
+function routePath(description: string): LeafSpec<string> {
+  return string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', parse: parseRoutePath, description });
+}
+
+const headerName = string({ pattern: HEADER_NAME_PATTERN, patternHint: 'must be an HTTP header name', parse: (value) => ({ value: value.toLowerCase() }) });
+
+const headerConditionSpec = object(
+  {
+    name: required(headerName),
+    value: optional(string({ minLength: 0, description: 'Exact value.' })),
+    regex: optional(string({ parse: parseRouteRegex, description: 'Pattern the whole value must match (RE2-style subset, anchored).' })),
+    present: optional(boolean('true: the header is present with any value; false: it is absent.')),
+  },
+  {
+    description: 'One header condition: exactly one of value, regex and present.',
+    check(value, path, ctx) {
+      const given = [value.value, value.regex, value.present].filter((item) => item !== undefined).length;
+      if (given !== 1) ctx.report(path, `set exactly one of value, regex and present (got ${given === 0 ? 'none' : 'more than one'})`);
+    },
+  },
+);
+const headerConditionList = list(headerConditionSpec);
+const headerValueMap = record(string({ minLength: 0 }), { keyPattern: HEADER_NAME_PATTERN, keyHint: 'must be an HTTP header name' });
+
+export const headerMatchSpec: LeafSpec<readonly HeaderMatch[]> = leaf({
+  description: 'Header conditions: {name: value} for exact values, or a list of {name, value | regex | present}.',
+  decode(value, path, ctx) {
+    if (Array.isArray(value)) {
+      const decoded = headerConditionList.decode(value, path, ctx);
+      if (decoded === INVALID) return INVALID;
+      return decoded.map((item) => ({ name: item.name, value: item.value ?? null, regex: item.regex ?? null, present: item.present ?? null }));
+    }
+    const decoded = headerValueMap.decode(value, path, ctx);
+    if (decoded === INVALID) return INVALID;
+    return Object.entries(decoded).map(([name, exact]) => ({ name: name.toLowerCase(), value: exact, regex: null, present: null }));
+  },
+  encode(conditions) {
+    if (conditions.every((item) => item.value !== null)) return Object.fromEntries(conditions.map((item) => [item.name, item.value!]));
+    return conditions.map((item) => {
+      const out: Record<string, JsonValue> = { name: item.name };
+      if (item.value !== null) out['value'] = item.value;
+      if (item.regex !== null) out['regex'] = item.regex;
+      if (item.present !== null) out['present'] = item.present;
+      return out;
+    });
+  },
+  schema: () => ({
+    description: 'Header conditions: {name: value} for exact values, or a list of {name, value | regex | present}.',
+    anyOf: [headerValueMap.schema(), headerConditionList.schema()],
+  }),
+});
+
+const matchSpec = object(
+  {
+    host: optional(string({ parse: parseHostPattern, description: 'Exact host, or *.example.com for any subdomain (default: any host).' })),
+    path: optional(routePath('The exact request path (after normalisation).')),
+    pathPrefix: optional(routePath('Request paths starting with this (default /: every path).')),
+    pathPrefixSegments: withDefault(boolean('true: pathPrefix matches whole segments only (/api takes /api and /api/x, never /apiary).'), false),
+    pathRegex: optional(
+      string({
+        parse: parseRouteRegex,
+        description: 'Pattern the whole path must match, anchored; an RE2-style subset without backreferences, lookaround or nested repetition, so no request can make it backtrack for long.',
+      }),
+    ),
+    methods: optional(
+      list(string({ pattern: METHOD_PATTERN, patternHint: 'must be an upper-case HTTP method like GET' }), {
+        description: 'Request methods this route takes (default: any).',
+        check(entries, path, ctx) {
+          // An empty list, not one whose every entry was refused (those are reported already).
+          const itemProblems = ctx.problems.some((problem) => problem.path.length > path.length && formatPath(problem.path).startsWith(formatPath(path)));
+          if (entries.length === 0 && !itemProblems) ctx.report(path, 'must list at least one method (leave methods out to take any)');
+          const seen = new Set<string>();
+          for (const { index, value } of entries) {
+            if (seen.has(value)) ctx.report([...path, index], `duplicate method ${value}`);
+            seen.add(value);
+          }
+        },
+      }),
+    ),
+    headers: optional(headerMatchSpec),
+    query: optional(
+      record(string({ minLength: 0 }), {
+        description: 'Query parameters that must be present with exactly these (decoded) values.',
+        keyPattern: /^[^&=#]+$/,
+        keyHint: 'must be a query parameter name',
+      }),
+    ),
+  },
+  {
+    description: 'What requests this route takes; every condition given must hold (default: all requests).',
+    check(value, path, ctx) {
+      if (value.pathPrefixSegments && value.pathPrefix === undefined) {
+        ctx.report([...path, 'pathPrefixSegments'], 'applies to pathPrefix, which is not set');
+      }
+    },
+  },
+);
+
 const routeSpec = object(
   {
-    match: optional(
-      object(
-        {
-          host: optional(string({ parse: parseHostPattern, description: 'Exact host, or *.example.com for any subdomain (default: any host).' })),
-          pathPrefix: withDefault(string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', description: 'Request paths starting with this.' }), '/'),
-        },
-        { description: 'What requests this route takes (default: all).' },
-      ),
+    name: optional(
+      string({
+        pattern: ROUTE_NAME_PATTERN,
+        patternHint: 'must contain only letters, digits and _ . -',
+        maxLength: 64,
+        description: 'Names the route in metrics (the route label), `balancer routes list` and logs (default: its index).',
+      }),
     ),
+    match: optional(matchSpec),
     pool: required(string({ pattern: POOL_NAME_PATTERN, patternHint: 'must be a pool name', description: 'The pool that serves matching requests.' })),
     maxBodySize: withDefault(size({ description: 'Largest request body for this route; 0 means the listener limit.' }), 0),
   },
   { description: 'Requests that match go to the pool; the first matching route wins.' },
 );
 
-export const routesSpec = list(routeSpec, { description: 'First match in file order wins.', maxItems: 10_000 });
+export const routesSpec = list(routeSpec, {
+  description: 'First match in file order wins.',
+  maxItems: 10_000,
+  check(entries, path, ctx) {
+    const names = new Map<string, number>();
+    for (const { index, value } of entries) {
+      if (value.name === undefined) continue;
+      const taken = names.get(value.name);
+      if (taken !== undefined) ctx.report([...path, index, 'name'], `duplicate route name "${value.name}" (also ${formatPath([...path, taken])})`);
+      else names.set(value.name, index);
+    }
+  },
+});
 export const poolsSpec = record(poolSpec, {
   description: 'Named pools of backends.',
   keyPattern: POOL_NAME_PATTERN,
@@ -405,6 +538,10 @@ const limitsSpec = object(
     requestTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the whole request.' }), DEFAULTS.limits.requestTimeoutMs as number),
     keepAliveTimeout: withDefault(duration({ min: 1, description: 'Idle client keep-alive connections close after this.' }), DEFAULTS.limits.keepAliveTimeoutMs as number),
     maxBodySize: withDefault(size({ description: 'Largest request body; 0 means unlimited.' }), DEFAULTS.limits.maxBodySize as number),
+    rejectEncodedSlash: withDefault(
+      boolean('400 for %2F or %5C in a request path, which some backends read as separators that routes never saw; false keeps them escaped (routes see them escaped too).'),
+      DEFAULTS.limits.rejectEncodedSlash as boolean,
+    ),
   },
   { description: 'Listener limits.' },
 );

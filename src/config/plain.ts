@@ -1,7 +1,7 @@
 // The file-shaped JSON form of routes and pools (defaults left out): what GET /api/v1/config returns and Raft commands carry.
 
 import { DEFAULTS, defaultHealthCheckTimeoutMs, type BackendConfig, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
-import { defaultBackendId, expectedStatusesSpec } from './file-spec.js';
+import { defaultBackendId, expectedStatusesSpec, headerMatchSpec } from './file-spec.js';
 import { formatDuration, formatSize, type JsonValue } from './spec.js';
 
 export type PlainObject = { [key: string]: JsonValue };
@@ -104,8 +104,17 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
 export function toPlainRoute(route: RouteConfig): PlainObject {
   const match: PlainObject = {};
   if (route.match.host !== null) match['host'] = route.match.host;
-  setUnlessDefault(match, 'pathPrefix', route.match.pathPrefix, '/');
+  const given = route.match;
+  if (given.path !== null) match['path'] = given.path;
+  // pathPrefixSegments refuses to stand without a pathPrefix, even the default one.
+  if (given.pathPrefix !== '/' || given.pathPrefixSegments) match['pathPrefix'] = given.pathPrefix;
+  setUnlessDefault(match, 'pathPrefixSegments', given.pathPrefixSegments, false);
+  if (given.pathRegex !== null) match['pathRegex'] = given.pathRegex;
+  if (given.methods !== null) match['methods'] = [...given.methods];
+  if (given.headers.length > 0) match['headers'] = headerMatchSpec.encode(given.headers);
+  if (Object.keys(given.query).length > 0) match['query'] = { ...given.query };
   const out: PlainObject = {};
+  if (route.name !== null) out['name'] = route.name;
   nonEmpty(out, 'match', match);
   out['pool'] = route.pool;
   if (route.maxBodySize !== 0) out['maxBodySize'] = formatSize(route.maxBodySize);

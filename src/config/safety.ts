@@ -17,9 +17,14 @@ import type { ReplicatedConfig, RouteConfig } from './schema.js';
 
 /** How a route is named in messages: its position and what it matches. */
 function describeRoute(route: RouteConfig, index: number): string {
-  const parts = [route.match.host === null ? null : `host ${route.match.host}`, `pathPrefix ${route.match.pathPrefix}`].filter(
-    (part): part is string => part !== null,
-  );
+  const match = route.match;
+  const parts = [
+    route.name === null ? null : `name ${route.name}`,
+    match.host === null ? null : `host ${match.host}`,
+    match.path === null ? null : `path ${match.path}`,
+    match.path !== null && match.pathPrefix === '/' ? null : `pathPrefix ${match.pathPrefix}`,
+    match.pathRegex === null ? null : `pathRegex ${match.pathRegex}`,
+  ].filter((part): part is string => part !== null);
   return `routes[${index}] (${parts.join(', ')})`;
 }
 

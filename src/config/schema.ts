@@ -54,6 +54,8 @@ export const DEFAULTS = {
     keepAliveTimeoutMs: 5_000,
     /** 0 means unlimited. */
     maxBodySize: 0,
+    /** %2F and %5C in a path are answered 400: a backend may read them as separators that routes never saw. */
+    rejectEncodedSlash: true,
   },
   /** 0 means unlimited concurrent requests per backend, and then nothing waits. */
   circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
@@ -168,13 +170,37 @@ export interface PoolConfig {
   readonly tls: UpstreamTlsConfig;
 }
 
+/** One header condition of a route: exactly one of an exact value, a pattern, or presence (true) or absence (false). */
+export interface HeaderMatch {
+  /** Lower case. */
+  readonly name: string;
+  readonly value: string | null;
+  /** Anchored, from the safe subset route-regex.ts accepts. */
+  readonly regex: string | null;
+  readonly present: boolean | null;
+}
+
+/** Every condition given must hold; paths are compared after normalisation. */
 export interface RouteMatch {
   /** Exact host, or `*.example.com` for any subdomain; null matches any host. */
   readonly host: string | null;
+  /** Exact path; null: any. */
+  readonly path: string | null;
   readonly pathPrefix: string;
+  /** The prefix matches whole segments only: `/api` takes `/api` and `/api/x`, never `/apiary`. */
+  readonly pathPrefixSegments: boolean;
+  /** Anchored pattern over the whole path; null: any. */
+  readonly pathRegex: string | null;
+  /** Upper case; null: any method. */
+  readonly methods: readonly string[] | null;
+  readonly headers: readonly HeaderMatch[];
+  /** Query parameter -> exact (decoded) value. */
+  readonly query: Readonly<Record<string, string>>;
 }
 
 export interface RouteConfig {
+  /** Shown in metrics (the `route` label), `balancer routes list` and logs; null: the route's index stands in. */
+  readonly name: string | null;
   readonly match: RouteMatch;
   readonly pool: string;
   /** Maximum request body in bytes for this route; 0 means the listener's limit. */
@@ -222,6 +248,8 @@ export interface LimitsConfig {
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly maxBodySize: number;
+  /** 400 for %2F or %5C in a request path; false keeps them escaped, and routes see them escaped. */
+  readonly rejectEncodedSlash: boolean;
 }
 
 export type LogLevelName = 'debug' | 'info' | 'warn' | 'error' | 'silent';

@@ -307,8 +307,19 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
 }
 
 function buildRoute(shape: RouteShape): RouteConfig {
+  const match = shape.match;
   return {
-    match: { host: shape.match?.host ?? null, pathPrefix: shape.match?.pathPrefix ?? '/' },
+    name: shape.name ?? null,
+    match: {
+      host: match?.host ?? null,
+      path: match?.path ?? null,
+      pathPrefix: match?.pathPrefix ?? '/',
+      pathPrefixSegments: match?.pathPrefixSegments ?? false,
+      pathRegex: match?.pathRegex ?? null,
+      methods: match?.methods === undefined ? null : [...match.methods],
+      headers: match?.headers ?? [],
+      query: { ...match?.query },
+    },
     pool: shape.pool,
     maxBodySize: shape.maxBodySize,
   };
@@ -355,6 +366,7 @@ function buildConfig(shape: FileShape): Config {
       requestTimeoutMs: limits.requestTimeout,
       keepAliveTimeoutMs: limits.keepAliveTimeout,
       maxBodySize: limits.maxBodySize,
+      rejectEncodedSlash: limits.rejectEncodedSlash,
     },
     log: { level: log.level, access: log.access, accessFile: log.accessFile ?? null },
     workers: shape.workers === 'auto' ? availableParallelism() : shape.workers,

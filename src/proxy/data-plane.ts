@@ -5,7 +5,7 @@ import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../balancer/pool.js';
-import { compileRoutes, lookupRoute, type CompiledRoute } from './router.js';
+import { compileRoutes, lookupRoute, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
 import type { PoolEntry } from './forward-types.js';
 import { UpstreamRegistry } from './upstream.js';
 
@@ -24,10 +24,7 @@ export interface RoutingTable {
   readonly fallback: DataPlanePool | null;
 }
 
-export interface RouteDecision {
-  readonly entry: DataPlanePool;
-  readonly maxBodySize: number;
-}
+export type RouteDecision = RouteLookup<DataPlanePool>;
 
 export interface DataPlaneDeps {
   readonly clock: Clock;
@@ -74,8 +71,8 @@ export class DataPlane {
     return this.applied;
   }
 
-  route(host: string, path: string): RouteDecision | undefined {
-    return lookupRoute(this.current, host, path);
+  route(request: RouteRequest): RouteDecision | undefined {
+    return lookupRoute(this.current, request);
   }
 
   notServingReason(): string | null {

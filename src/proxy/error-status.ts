@@ -56,6 +56,9 @@ export const target = {
     code: 'FORWARD_PROXY_REFUSED',
     message: `absolute-form target for ${authority} does not match Host ${JSON.stringify(host)}: balancer is not a forward proxy`,
   }),
+  encodedSlash: (escape: string): ErrorReply =>
+    badRequest(`request path contains ${escape}, an escaped slash or backslash: refused because a backend could read it as a separator that routes never saw (limits.rejectEncodedSlash)`),
+  badEscape: (text: string): ErrorReply => badRequest(`request path contains an invalid percent-escape ${JSON.stringify(text)}`),
 } as const;
 
 export function noRoute(host: string | undefined, path: string | undefined): ErrorReply {

@@ -8,23 +8,21 @@ import type { Duplex } from 'node:stream';
 import type { LimitsConfig, TlsListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
-import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
+import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
 import { connectionAccepted, rawAnswerOf, type AccessLog } from './access-log.js';
-import { hostWithoutPort } from './router.js';
+import { hostWithoutPort, type RouteLookup, type RouteRequest } from './router.js';
+import { normalizePath, splitTarget } from './normalize-path.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
 import { parseHostPort } from '../net-address.js';
 
-export interface RouteDecision {
-  readonly entry: PoolEntry;
-  readonly maxBodySize: number;
-}
+export type RouteDecision = RouteLookup<PoolEntry>;
 
 /** Where the listener looks requests up: the in-process DataPlane, or a worker's copy of it. */
 export interface RouteSource {
-  route(host: string, path: string): RouteDecision | undefined;
+  route(request: RouteRequest): RouteDecision | undefined;
   /** Null once a config is applied; before that, why there is none (an unrouted request then gets 503, not 404). */
   notServingReason(): string | null;
 }
@@ -128,7 +126,20 @@ export class ProxyListener {
   private admit(req: http.IncomingMessage): { rejection: ErrorReply } | { decision: RouteDecision; maxBodySize: number } {
     const target = checkTarget(req);
     if (target !== null) return { rejection: target };
-    const decision = this.options.routes.route(hostWithoutPort(req.headers.host), req.url ?? '/');
+    const { path, query } = splitTarget(req.url ?? '/');
+    const normalized = normalizePath(path, this.limits.rejectEncodedSlash);
+    if ('error' in normalized) {
+      return { rejection: normalized.error === 'encoded-slash' ? targetReply.encodedSlash(normalized.detail) : targetReply.badEscape(normalized.detail) };
+    }
+    // The backend receives the path the routes judged.
+    if (normalized.path !== path) req.url = `${normalized.path}${query}`;
+    const decision = this.options.routes.route({
+      host: hostWithoutPort(req.headers.host),
+      path: normalized.path,
+      query,
+      method: req.method ?? 'GET',
+      headers: req.headers,
+    });
     const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.limits.maxBodySize;
     const framing = checkFraming(req, maxBodySize);
     if (framing !== null) return { rejection: framing };

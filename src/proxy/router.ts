@@ -1,31 +1,87 @@
-// Compiles routes into a matcher: first route in file order whose host and path prefix match wins.
+// Compiles routes into matchers once per config version: the first route in file order whose every condition holds wins.
 
-import type { RouteConfig } from '../config/schema.js';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderMatch, RouteConfig } from '../config/schema.js';
+import { compileRouteRegex } from '../config/route-regex.js';
+
+/** What a route is matched against; `path` is already normalised and has no query. */
+export interface RouteRequest {
+  /** Host without port, lower case. */
+  readonly host: string;
+  readonly path: string;
+  /** The query with its leading `?`, or empty. */
+  readonly query: string;
+  readonly method: string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+interface CompiledHeaderMatch {
+  readonly name: string;
+  readonly test: (value: string | undefined) => boolean;
+}
 
 export interface CompiledRoute {
   readonly index: number;
+  /** The route's name, else its index: the `route` label of request metrics. */
+  readonly label: string;
+  readonly config: RouteConfig;
   readonly pool: string;
   readonly maxBodySize: number;
   /** Exact host (lower case) or null. */
   readonly exactHost: string | null;
   /** For `*.example.com`: `.example.com`. */
   readonly hostSuffix: string | null;
+  readonly path: string | null;
   readonly pathPrefix: string;
+  /** pathPrefixSegments: the prefix without a trailing slash; a path must equal it or continue with `/`. */
+  readonly segmentPrefix: string | null;
+  readonly pathRegex: RegExp | null;
+  readonly methods: ReadonlySet<string> | null;
+  readonly headers: readonly CompiledHeaderMatch[];
+  readonly query: readonly (readonly [string, string])[];
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+function compileHeaderMatch(match: HeaderMatch): CompiledHeaderMatch {
+  if (match.value !== null) {
+    const expected = match.value;
+    return { name: match.name, test: (value) => value === expected };
+  }
+  if (match.regex !== null) {
+    const pattern = compileRouteRegex(match.regex);
+    return { name: match.name, test: (value) => value !== undefined && pattern.test(value) };
+  }
+  const present = match.present !== false;
+  return { name: match.name, test: (value) => (value !== undefined) === present };
+}
+
+export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
+  const match = route.match;
+  const host = match.host;
+  const wildcard = host !== null && host.startsWith('*.');
+  return {
+    index,
+    label: route.name ?? String(index),
+    config: route,
+    pool: route.pool,
+    maxBodySize: route.maxBodySize,
+    exactHost: host !== null && !wildcard ? host.toLowerCase() : null,
+    hostSuffix: wildcard ? host.slice(1).toLowerCase() : null,
+    path: match.path,
+    pathPrefix: match.pathPrefix,
+    segmentPrefix: match.pathPrefixSegments ? match.pathPrefix.replace(/\/+$/, '') : null,
+    pathRegex: match.pathRegex === null ? null : compileRouteRegex(match.pathRegex),
+    methods: match.methods === null ? null : new Set(match.methods),
+    headers: match.headers.map(compileHeaderMatch),
+    query: Object.entries(match.query),
+  };
 }
 
 export function compileRoutes(routes: readonly RouteConfig[]): CompiledRoute[] {
-  return routes.map((route, index) => {
-    const host = route.match.host;
-    const wildcard = host !== null && host.startsWith('*.');
-    return {
-      index,
-      pool: route.pool,
-      maxBodySize: route.maxBodySize,
-      exactHost: host !== null && !wildcard ? host.toLowerCase() : null,
-      hostSuffix: wildcard ? host.slice(1).toLowerCase() : null,
-      pathPrefix: route.match.pathPrefix,
-    };
-  });
+  return routes.map(compileRoute);
 }
 
 /** The Host header without its port, lower-cased; IPv6 literals keep their brackets. */
@@ -42,25 +98,64 @@ export function hostWithoutPort(hostHeader: string | undefined): string {
   return host.toLowerCase();
 }
 
-export function matchRoute(routes: readonly CompiledRoute[], host: string, path: string): CompiledRoute | undefined {
+function pathMatches(route: CompiledRoute, path: string): boolean {
+  if (route.path !== null && path !== route.path) return false;
+  if (route.segmentPrefix !== null) {
+    const prefix = route.segmentPrefix;
+    if (prefix !== '' && !(path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47))) return false;
+  } else if (!path.startsWith(route.pathPrefix)) return false;
+  return route.pathRegex === null || route.pathRegex.test(path);
+}
+
+/** Decoded query parameters, parsed at most once per request and only when a route asks. */
+class QueryView {
+  private params: URLSearchParams | null = null;
+  constructor(private readonly query: string) {}
+  get(name: string): string | null {
+    this.params ??= new URLSearchParams(this.query);
+    return this.params.get(name);
+  }
+}
+
+function matches(route: CompiledRoute, request: RouteRequest, query: QueryView | null): boolean {
+  if (route.exactHost !== null && route.exactHost !== request.host) return false;
+  if (route.hostSuffix !== null && !(request.host.length > route.hostSuffix.length && request.host.endsWith(route.hostSuffix))) return false;
+  if (!pathMatches(route, request.path)) return false;
+  if (route.methods !== null && !route.methods.has(request.method)) return false;
+  for (const header of route.headers) {
+    if (!header.test(headerText(request.headers[header.name]))) return false;
+  }
+  if (route.query.length > 0) {
+    const view = query ?? new QueryView(request.query);
+    for (const [name, value] of route.query) if (view.get(name) !== value) return false;
+  }
+  return true;
+}
+
+export function matchRoute(routes: readonly CompiledRoute[], request: RouteRequest): CompiledRoute | undefined {
+  let query: QueryView | null = null;
   for (const route of routes) {
-    if (route.exactHost !== null && route.exactHost !== host) continue;
-    if (route.hostSuffix !== null && !(host.length > route.hostSuffix.length && host.endsWith(route.hostSuffix))) continue;
-    if (!path.startsWith(route.pathPrefix)) continue;
-    return route;
+    if (route.query.length > 0) query ??= new QueryView(request.query);
+    if (matches(route, request, query)) return route;
   }
   return undefined;
+}
+
+/** A routing table's answer: the entry that serves the request and the route that chose it (null for the lone pool). */
+export interface RouteLookup<E> {
+  readonly entry: E;
+  readonly maxBodySize: number;
+  readonly route: CompiledRoute | null;
 }
 
 /** A routing table's lookup: the single pool when there are no routes, else the first matching route's pool. */
 export function lookupRoute<E>(
   table: { readonly routes: readonly CompiledRoute[]; readonly pools: ReadonlyMap<string, E>; readonly fallback: E | null },
-  host: string,
-  path: string,
-): { entry: E; maxBodySize: number } | undefined {
-  if (table.fallback !== null) return { entry: table.fallback, maxBodySize: 0 };
-  const route = matchRoute(table.routes, host, path);
+  request: RouteRequest,
+): RouteLookup<E> | undefined {
+  if (table.fallback !== null) return { entry: table.fallback, maxBodySize: 0, route: null };
+  const route = matchRoute(table.routes, request);
   if (route === undefined) return undefined;
   const entry = table.pools.get(route.pool);
-  return entry === undefined ? undefined : { entry, maxBodySize: route.maxBodySize };
+  return entry === undefined ? undefined : { entry, maxBodySize: route.maxBodySize, route };
 }

@@ -8,7 +8,7 @@ import type { Clock, Random } from '../clock.js';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import type { Metrics, BackendMetrics } from '../metrics/types.js';
 import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../proxy/forward-types.js';
-import { compileRoutes, lookupRoute, type CompiledRoute } from '../proxy/router.js';
+import { compileRoutes, lookupRoute, type CompiledRoute, type RouteRequest } from '../proxy/router.js';
 import type { RouteDecision, RouteSource } from '../proxy/listener.js';
 import { UpstreamRegistry } from '../proxy/upstream.js';
 import type { PoolHealthView } from './protocol.js';
@@ -133,8 +133,8 @@ export class WorkerDataPlane implements RouteSource {
     private readonly sink: OutcomeSink,
   ) {}
 
-  route(host: string, path: string): RouteDecision | undefined {
-    return lookupRoute(this.table, host, path);
+  route(request: RouteRequest): RouteDecision | undefined {
+    return lookupRoute(this.table, request);
   }
 
   notServingReason(): string | null {

@@ -31,10 +31,11 @@ describe('a valid file', () => {
     expect(config.listen).toBe('127.0.0.1:8080');
     expect(config.tls).toEqual({ cert: './cert.pem', key: './key.pem' });
     expect(config.admin).toEqual({ listen: '127.0.0.1:9090', token: 'change-me', tokenFile: null });
+    const anyRequest = { host: null, path: null, pathPrefix: '/', pathPrefixSegments: false, pathRegex: null, methods: null, headers: [], query: {} };
     expect(config.routes).toEqual([
-      { match: { host: 'api.example.com', pathPrefix: '/v1' }, pool: 'api', maxBodySize: 10 * 1024 * 1024 },
-      { match: { host: '*.example.com', pathPrefix: '/' }, pool: 'web', maxBodySize: 0 },
-      { match: { host: null, pathPrefix: '/' }, pool: 'web', maxBodySize: 0 },
+      { name: null, match: { ...anyRequest, host: 'api.example.com', pathPrefix: '/v1' }, pool: 'api', maxBodySize: 10 * 1024 * 1024 },
+      { name: null, match: { ...anyRequest, host: '*.example.com' }, pool: 'web', maxBodySize: 0 },
+      { name: null, match: anyRequest, pool: 'web', maxBodySize: 0 },
     ]);
     const web = config.pools['web']!;
     expect(web.strategy).toBe('weighted');
@@ -117,6 +118,7 @@ describe('a valid file', () => {
       requestTimeoutMs: 60_000,
       keepAliveTimeoutMs: 5000,
       maxBodySize: 1024 ** 3,
+      rejectEncodedSlash: true,
     });
     expect(config.log).toEqual({ level: 'debug', access: true, accessFile: null });
     expect(config.workers).toBe(availableParallelism());

@@ -1,0 +1,137 @@
+// Routes end to end: real backends that record exactly what reached them, matching of every kind, normalised paths and bypass attempts.
+
+import { describe, expect, it } from 'vitest';
+import http from 'node:http';
+import { perTestResources } from '../helpers/gateway.js';
+import { rawExchange, type TestBackend } from '../helpers/backend.js';
+
+const { backend, gateway } = perTestResources();
+
+/** A request whose target is sent exactly as written (URL parsing would normalise it first). */
+function send(port: number, path: string, options: { method?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function pools(list: Record<string, TestBackend>): string {
+  return `pools:\n${Object.entries(list)
+    .map(([name, b]) => `  ${name}: { backends: [ { url: ${b.url}, id: ${b.name} } ] }`)
+    .join('\n')}\n`;
+}
+
+function seenUrls(b: TestBackend): string[] {
+  return b.seen.map((seen) => `${seen.method} ${seen.url}`);
+}
+
+describe('route matching through the proxy', () => {
+  it('every kind of match picks its pool, first match wins, and the backend receives the request as sent', async () => {
+    const [exact, segments, regex, canary, posts, beta, rest] = await Promise.all(['exact', 'segments', 'regex', 'canary', 'posts', 'beta', 'rest'].map((name) => backend(name)));
+    const gw = await gateway(`routes:
+  - name: health
+    match: { path: /health }
+    pool: exact
+  - name: canary
+    match: { pathPrefix: /, headers: { X-Canary: always } }
+    pool: canary
+  - name: api
+    match: { pathPrefix: /api, pathPrefixSegments: true, methods: [GET, HEAD] }
+    pool: segments
+  - name: users
+    match: { pathRegex: "/users/[0-9]+(/.*)?" }
+    pool: regex
+  - name: writes
+    match: { methods: [POST] }
+    pool: posts
+  - name: beta
+    match: { query: { beta: "1" } }
+    pool: beta
+  - name: rest
+    pool: rest
+${pools({ exact: exact!, segments: segments!, regex: regex!, canary: canary!, posts: posts!, beta: beta!, rest: rest! })}`);
+    const cases: Array<[string, string, http.OutgoingHttpHeaders, string]> = [
+      ['GET', '/health', {}, 'exact'],
+      ['GET', '/health/x', {}, 'rest'],
+      ['GET', '/api', {}, 'segments'],
+      ['GET', '/api/v1/items?limit=5&x=%2F', {}, 'segments'],
+      ['GET', '/apiary', {}, 'rest'],
+      ['POST', '/api/v1/items', {}, 'posts'],
+      ['GET', '/users/42/orders', {}, 'regex'],
+      ['GET', '/users/abc', {}, 'rest'],
+      ['GET', '/anything?beta=1', {}, 'beta'],
+      ['GET', '/api/x', { 'x-canary': 'always' }, 'canary'],
+    ];
+    for (const [method, path, headers, expected] of cases) {
+      const res = await send(gw.port, path, { method, headers });
+      expect(`${method} ${path} -> ${String(res.headers['x-backend'])}`).toBe(`${method} ${path} -> ${expected}`);
+    }
+    expect(seenUrls(segments!)).toEqual(['GET /api', 'GET /api/v1/items?limit=5&x=%2F']);
+    expect(seenUrls(regex!)).toEqual(['GET /users/42/orders']);
+    expect(seenUrls(rest!)).toEqual(['GET /health/x', 'GET /apiary', 'GET /users/abc']);
+  });
+});
+
+describe('path normalisation before routing', () => {
+  async function protectedSetup(extra = '') {
+    const [admin, pub] = await Promise.all([backend('admin'), backend('pub')]);
+    const gw = await gateway(`${extra}routes:
+  - match: { pathPrefix: /admin, pathPrefixSegments: true }
+    pool: admin
+  - match: { pathPrefix: / }
+    pool: pub
+${pools({ admin: admin!, pub: pub! })}`);
+    return { admin: admin!, pub: pub!, gw };
+  }
+
+  it('dot segments, doubled slashes and escaped letters cannot reach /admin through another route; the backend gets the normalised path', async () => {
+    const { admin, pub, gw } = await protectedSetup();
+    for (const path of ['/pub/../admin/users', '/pub/%2e%2e/admin/users', '//admin//users', '/%61dmin/users', '/./admin/./users', '/../../admin/users?q=/../x']) {
+      const res = await send(gw.port, path);
+      expect([path, res.status, res.headers['x-backend']]).toEqual([path, 200, 'admin']);
+    }
+    expect(seenUrls(admin)).toEqual([
+      'GET /admin/users',
+      'GET /admin/users',
+      'GET /admin/users',
+      'GET /admin/users',
+      'GET /admin/users',
+      'GET /admin/users?q=/../x',
+    ]);
+    expect(pub.seen).toEqual([]);
+  });
+
+  it('%2F and %5C are refused with 400 before any backend sees them', async () => {
+    const { admin, pub, gw } = await protectedSetup();
+    for (const path of ['/pub/..%2Fadmin', '/pub/..%5cadmin', '/admin%2fusers']) {
+      const res = await send(gw.port, path);
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.body)).toEqual({ error: { code: 'BAD_REQUEST', message: expect.stringContaining('escaped slash') } });
+    }
+    const broken = await send(gw.port, '/a%zz');
+    expect(broken.status).toBe(400);
+    expect(broken.body).toContain('invalid percent-escape');
+    expect(admin.seen).toEqual([]);
+    expect(pub.seen).toEqual([]);
+  });
+
+  it('with limits.rejectEncodedSlash false, %2F stays escaped for routes and backend alike', async () => {
+    const { admin, pub, gw } = await protectedSetup('limits: { rejectEncodedSlash: false }\n');
+    const res = await send(gw.port, '/pub/..%2fadmin');
+    expect(res.headers['x-backend']).toBe('pub');
+    expect(seenUrls(pub)).toEqual(['GET /pub/..%2Fadmin']);
+    expect(admin.seen).toEqual([]);
+  });
+
+  it('a raw request line with dot segments is normalised the same way', async () => {
+    const { admin, gw } = await protectedSetup();
+    const answer = await rawExchange(gw.port, 'GET /x/../admin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(seenUrls(admin)).toEqual(['GET /admin']);
+  });
+});
