@@ -6,7 +6,7 @@ import { systemClock, systemRandom } from './clock.js';
 import { BalancerError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { loadConfigFile } from './config/load.js';
-import type { Config, LimitsConfig } from './config/schema.js';
+import type { Config } from './config/schema.js';
 import { validateConfigText } from './config/validate.js';
 import { hasReplicatedSections } from './config/safety.js';
 import { localChanges, withLiveSettings } from './config/local-changes.js';
@@ -19,6 +19,9 @@ import { TrustedProxies } from './proxy/headers.js';
 import { ProxyListener } from './proxy/listener.js';
 import { AccessLog } from './proxy/access-log.js';
 import { WorkerSupervisor } from './workers/supervisor.js';
+import type { LiveListenerSettings } from './workers/protocol.js';
+import { readListenerTls, sameTlsFiles } from './proxy/listener-tls.js';
+import { errorMessage } from './errors.js';
 import { LocalStore } from './control/local-store.js';
 import { ClusterStore } from './cluster/store.js';
 import { parseHostPort } from './net-address.js';
@@ -40,8 +43,8 @@ export interface AppOptions {
 /** What serves proxy traffic: a listener in this process, or a supervisor of worker processes. */
 interface Frontend {
   start(): Promise<AddressInfo>;
-  /** Limits and trusted proxies edited in the file; only the in-process listener takes them live. */
-  updateSettings?(settings: { limits: LimitsConfig; trustedProxies: readonly string[] }): void;
+  /** Limits, trusted proxies, log level and TLS files edited in the file, for new connections and requests. */
+  updateSettings(settings: LiveListenerSettings): void;
   close(drainMs: number): Promise<void>;
   /** SIGUSR1: the access log file was moved away (logrotate); write to a new one at its path. */
   reopenAccessLog(): void;
@@ -207,23 +210,41 @@ export class App {
     if (!validated.ok) return;
     const edited = validated.config;
     const changes = localChanges(this.running, edited, this.baseDir);
-    if (changes.live.length > 0) {
+    let next = withLiveSettings(this.running, edited, this.baseDir);
+    const live = [...changes.live];
+    /** Live settings that could not be applied: the file still differs from what runs. */
+    const failed: string[] = [];
+    if (!sameTlsFiles(next.tls, this.running.tls) && next.tls !== null) {
+      // Checked here, once, so a bad pair is one clear error and no process (this one or a worker) swaps to it.
+      try {
+        readListenerTls(next.tls);
+      } catch (error) {
+        this.logger.error('the TLS files named in the config file cannot be used; still serving the previous certificate (fix the files, then send SIGHUP)', {
+          file: this.file,
+          err: errorMessage(error),
+        });
+        next = { ...next, tls: this.running.tls };
+        live.splice(live.indexOf('tls'), 1);
+        failed.push('tls');
+      }
+    }
+    if (live.length > 0) {
       // Said before a new log level may silence it.
-      this.logger.info('local settings applied from the file', { file: this.file, settings: changes.live });
-      this.running = withLiveSettings(this.running, edited);
-      this.logger.setLevel(this.running.log.level);
-      this.frontend.updateSettings?.({ limits: this.running.limits, trustedProxies: this.running.trustedProxies });
-      this.adminServer.headersTimeout = this.running.limits.headersTimeoutMs;
+      this.logger.info('local settings applied from the file', { file: this.file, settings: live });
+      this.running = next;
+      this.logger.setLevel(next.log.level);
+      this.frontend.updateSettings({ limits: next.limits, trustedProxies: next.trustedProxies, logLevel: next.log.level, tls: next.tls });
+      this.adminServer.headersTimeout = next.limits.headersTimeoutMs;
     }
     const wasRequired = this.restartRequired;
-    this.restartRequired = changes.restart.length > 0;
+    this.restartRequired = changes.restart.length > 0 || failed.length > 0;
     this.metrics.setRestartRequired(this.restartRequired);
-    if (this.restartRequired) {
+    if (changes.restart.length > 0) {
       this.logger.warn('the file changes local settings that take effect only after a restart; until then the node keeps running with the old ones', {
         file: this.file,
         settings: changes.restart,
       });
-    } else if (wasRequired) {
+    } else if (wasRequired && !this.restartRequired) {
       this.logger.info('no restart needed any more: the local settings of the file match what runs', { file: this.file });
     }
   }

@@ -5,7 +5,8 @@ import { access, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Document } from 'yaml';
 import type { Config, PoolConfig, ReplicatedConfig } from './schema.js';
-import { errorText, type Path } from './spec.js';
+import type { Path } from './spec.js';
+import { describeIoError } from '../errors.js';
 import { deepFreeze, problemAt, validateConfigText, type Problem } from './validate.js';
 
 export type LoadResult =
@@ -41,13 +42,6 @@ export function resolveReplicatedPaths(replicated: ReplicatedConfig, baseDir: st
   return deepFreeze({ routes: replicated.routes, pools });
 }
 
-function describeIoError(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'EISDIR') return 'is a directory';
-  return errorText(error);
-}
 
 export async function loadConfigFile(path: string): Promise<LoadResult> {
   const file = resolve(path);

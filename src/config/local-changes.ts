@@ -5,7 +5,7 @@ import { resolveConfigPath } from './load.js';
 import type { Config, LocalConfig } from './schema.js';
 
 export interface LocalChanges {
-  /** Settings a running node applies at once (single-process mode): log level, trusted proxies, limits, shutdown. */
+  /** Settings a running node applies at once: log level, trusted proxies, limits, shutdown, TLS file paths. */
   readonly live: readonly string[];
   /** Settings that take effect only after a restart, by the names the file uses. */
   readonly restart: readonly string[];
@@ -41,11 +41,11 @@ function comparable(config: LocalConfig, baseDir: string): Record<string, unknow
   };
 }
 
-/** Live in the main process; with workers, the listener's settings live in other processes and need a restart. */
-function appliesLive(setting: string, workers: boolean): boolean {
-  if (setting.startsWith('shutdown.')) return true;
-  if (workers) return false;
-  return setting === 'log.level' || setting === 'trustedProxies' || setting.startsWith('limits.');
+/** With workers, the primary sends these to every worker (and to each one started later). */
+function appliesLive(setting: string, running: Config, edited: Config): boolean {
+  // Other certificate files, yes; turning TLS on or off needs another kind of server.
+  if (setting === 'tls') return running.tls !== null && edited.tls !== null;
+  return setting === 'log.level' || setting === 'trustedProxies' || setting.startsWith('limits.') || setting.startsWith('shutdown.');
 }
 
 export function localChanges(running: Config, edited: Config, baseDir: string): LocalChanges {
@@ -55,18 +55,25 @@ export function localChanges(running: Config, edited: Config, baseDir: string): 
   const restart: string[] = [];
   for (const setting of Object.keys(before)) {
     if (isDeepStrictEqual(before[setting], after[setting])) continue;
-    (appliesLive(setting, running.workers > 0) ? live : restart).push(setting);
+    (appliesLive(setting, running, edited) ? live : restart).push(setting);
   }
   return { live, restart };
 }
 
-/** `running` with the live settings of `edited` applied; restart-only settings keep what runs. */
-export function withLiveSettings(running: Config, edited: Config): Config {
-  const workers = running.workers > 0;
+/**
+ * `running` with the live settings of `edited` applied (its paths resolved against `baseDir`, as a loaded config's
+ * are); restart-only settings keep what runs.
+ */
+export function withLiveSettings(running: Config, edited: Config, baseDir: string): Config {
+  const tls =
+    running.tls !== null && edited.tls !== null ? { cert: resolveConfigPath(baseDir, edited.tls.cert), key: resolveConfigPath(baseDir, edited.tls.key) } : running.tls;
   return {
     ...running,
     shutdownDrainMs: edited.shutdownDrainMs,
     shutdownPreStopDelayMs: edited.shutdownPreStopDelayMs,
-    ...(workers ? {} : { log: { ...running.log, level: edited.log.level }, trustedProxies: edited.trustedProxies, limits: edited.limits }),
+    log: { ...running.log, level: edited.log.level },
+    trustedProxies: edited.trustedProxies,
+    limits: edited.limits,
+    tls,
   };
 }

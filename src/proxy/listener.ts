@@ -2,7 +2,7 @@
 
 import http from 'node:http';
 import https from 'node:https';
-import { readFileSync, watchFile, unwatchFile } from 'node:fs';
+import { watchFile, unwatchFile } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { LimitsConfig, TlsListenerConfig } from '../config/schema.js';
@@ -17,6 +17,7 @@ import { normalizePath, splitTarget } from './normalize-path.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
 import { parseHostPort } from '../net-address.js';
+import { readListenerTls, sameTlsFiles } from './listener-tls.js';
 
 export type RouteDecision = RouteLookup<PoolEntry>;
 
@@ -45,12 +46,15 @@ export class ProxyListener {
   private draining = false;
   /** The limits in force: the file's, updated live when it is edited. */
   private limits: LimitsConfig;
+  /** The certificate and key files served from (they may change when the file is edited); null: plain HTTP. */
+  private tls: TlsListenerConfig | null;
   private tlsWatched: string[] = [];
 
   constructor(options: ListenerOptions) {
     this.options = options;
     const limits = options.limits;
     this.limits = limits;
+    this.tls = options.tls;
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderSize,
       headersTimeout: limits.headersTimeoutMs,
@@ -60,7 +64,7 @@ export class ProxyListener {
       connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
       requireHostHeader: true,
     };
-    this.server = options.tls === null ? http.createServer(serverOptions) : https.createServer({ ...serverOptions, ...this.readTls(options.tls) });
+    this.server = options.tls === null ? http.createServer(serverOptions) : https.createServer({ ...serverOptions, ...readListenerTls(options.tls) });
     this.server.maxConnections = limits.maxConnections;
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -82,10 +86,6 @@ export class ProxyListener {
     });
   }
 
-  private readTls(tls: TlsListenerConfig): { cert: Buffer; key: Buffer } {
-    return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
-  }
-
   async start(): Promise<AddressInfo> {
     const { host, port } = parseHostPort(this.options.listen);
     await new Promise<void>((resolve, reject) => {
@@ -97,7 +97,7 @@ export class ProxyListener {
       });
     });
     this.server.on('error', (error: Error) => this.options.logger.error('listener error', { err: error }));
-    if (this.options.tls !== null) this.watchTls(this.options.tls);
+    if (this.tls !== null) this.watchTls(this.tls);
     return this.server.address() as AddressInfo;
   }
 
@@ -105,10 +105,10 @@ export class ProxyListener {
   private watchTls(tls: TlsListenerConfig): void {
     const reload = (): void => {
       try {
-        (this.server as https.Server).setSecureContext(this.readTls(tls));
+        (this.server as https.Server).setSecureContext(readListenerTls(tls));
         this.options.logger.info('TLS certificate reloaded', { cert: tls.cert });
       } catch (error) {
-        this.options.logger.error('TLS certificate reload failed; keeping the previous one', { cert: tls.cert, err: errorMessage(error) });
+        this.options.logger.error('TLS certificate reload failed; keeping the previous one', { cert: tls.cert, key: tls.key, err: errorMessage(error) });
       }
     };
     for (const file of [tls.cert, tls.key]) {
@@ -117,6 +117,39 @@ export class ProxyListener {
       });
     }
     this.tlsWatched = [tls.cert, tls.key];
+  }
+
+  private unwatchTls(): void {
+    for (const file of this.tlsWatched) unwatchFile(file);
+    this.tlsWatched = [];
+  }
+
+  /**
+   * Serves new connections with the certificate and key of other files (the file's tls paths were edited), and
+   * watches those from now on. A pair that cannot be used keeps the current certificate (and its watch), is logged
+   * naming the file, and returns false. Switching between HTTP and HTTPS needs a new server: not done here.
+   */
+  useTlsFiles(tls: TlsListenerConfig): boolean {
+    if (this.tls === null) throw new Error('the listener serves plain HTTP: TLS can only be turned on by a restart');
+    if (sameTlsFiles(this.tls, tls)) return true;
+    try {
+      (this.server as https.Server).setSecureContext(readListenerTls(tls));
+    } catch (error) {
+      this.options.logger.error('cannot switch to the new TLS certificate files; still serving the previous certificate', {
+        cert: tls.cert,
+        key: tls.key,
+        serving: this.tls.cert,
+        err: errorMessage(error),
+      });
+      return false;
+    }
+    this.options.logger.info('TLS certificate files changed: new connections get the new certificate', { cert: tls.cert, key: tls.key, previous: this.tls.cert });
+    this.tls = tls;
+    if (this.tlsWatched.length > 0) {
+      this.unwatchTls();
+      this.watchTls(tls);
+    }
+    return true;
   }
 
   /**
@@ -228,11 +261,13 @@ export class ProxyListener {
   }
 
   /**
-   * An edit of the file's limits or trusted proxies, applied without a restart: the timeouts at Node's next check,
-   * the header size and connection cap for new connections, the body limit and trusted proxies for new requests.
+   * An edit of the file's limits, trusted proxies or TLS files, applied without a restart: the timeouts at Node's
+   * next check, the header size, connection cap and certificate for new connections, the body limit and trusted
+   * proxies for new requests.
    */
-  updateSettings(settings: { limits: LimitsConfig; trustedProxies: readonly string[] }): void {
+  updateSettings(settings: { limits: LimitsConfig; trustedProxies: readonly string[]; tls: TlsListenerConfig | null }): void {
     const { limits } = settings;
+    if (settings.tls !== null && this.tls !== null) this.useTlsFiles(settings.tls);
     this.limits = limits;
     this.server.maxConnections = limits.maxConnections;
     // Node reads it for each new connection's parser (not in its typings).
@@ -254,7 +289,7 @@ export class ProxyListener {
   /** Stops accepting, lets in-flight requests finish until the deadline, then cuts what is left. */
   async close(drainMs: number): Promise<void> {
     this.draining = true;
-    for (const file of this.tlsWatched) unwatchFile(file);
+    this.unwatchTls();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainMs).unref());

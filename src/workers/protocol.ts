@@ -6,13 +6,18 @@ import type { LimitsConfig, ReplicatedConfig, TlsListenerConfig } from '../confi
 import type { LogLevelName } from '../config/schema.js';
 import type { RequestOutcome } from '../proxy/forward-types.js';
 
-/** The node-local settings a worker needs to serve; it never reads the config file itself. */
-export interface WorkerSettings {
-  readonly listen: string;
+/** The listener settings an edit of the config file changes in a running node, in every process that serves. */
+export interface LiveListenerSettings {
+  /** Only other files: a listener never switches between HTTP and HTTPS while it runs. */
   readonly tls: TlsListenerConfig | null;
   readonly limits: LimitsConfig;
   readonly trustedProxies: readonly string[];
   readonly logLevel: LogLevelName;
+}
+
+/** The node-local settings a worker needs to serve; it never reads the config file itself. */
+export interface WorkerSettings extends LiveListenerSettings {
+  readonly listen: string;
   readonly accessLog: boolean;
   /** Absolute; null writes the access log to standard output. */
   readonly accessFile: string | null;
@@ -39,6 +44,8 @@ export type OutcomeRuns = OutcomeRun[];
 
 export type ToWorker =
   | { readonly type: 'init'; readonly settings: WorkerSettings }
+  /** The file's live settings were edited: applied for new connections and requests. */
+  | { readonly type: 'settings'; readonly settings: LiveListenerSettings }
   /** Carries the health of the pools it builds, so a worker never serves a config without knowing who is up. */
   | { readonly type: 'config'; readonly version: number; readonly config: ReplicatedConfig; readonly health: Readonly<Record<string, PoolHealthView>> }
   | { readonly type: 'health'; readonly pools: Readonly<Record<string, PoolHealthView>> }

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { PrometheusMetrics } from '../metrics/metrics.js';
 import { RetiredWorkerCounts, mergeWorkerMetrics, renderMerged, type MetricFamilySnapshot } from '../metrics/worker-metrics.js';
 import type { DataPlane } from '../proxy/data-plane.js';
-import type { FromWorker, OutcomeRuns, PoolHealthView, ToWorker, WorkerSettings } from './protocol.js';
+import type { FromWorker, LiveListenerSettings, OutcomeRuns, PoolHealthView, ToWorker, WorkerSettings } from './protocol.js';
 
 export interface SupervisorOptions {
   readonly count: number;
@@ -54,9 +54,18 @@ export class WorkerSupervisor {
   private readonly retired = new RetiredWorkerCounts();
   private readonly unsubscribe: Array<() => void> = [];
   private address: AddressInfo | null = null;
+  /** The file's at start, with live edits since: what a worker started now gets. */
+  private settings: WorkerSettings;
 
   constructor(options: SupervisorOptions) {
     this.options = options;
+    this.settings = options.settings;
+  }
+
+  /** Live settings edited in the file, for the running workers now and any started later. */
+  updateSettings(settings: LiveListenerSettings): void {
+    this.settings = { ...this.settings, ...settings };
+    this.broadcast({ type: 'settings', settings });
   }
 
   /** Forks the workers and resolves with the address they share once every one listens. */
@@ -90,7 +99,7 @@ export class WorkerSupervisor {
             this.send(worker, { type: 'shutdown', drainMs: 0 });
             return;
           }
-          this.send(worker, { type: 'init', settings: this.options.settings });
+          this.send(worker, { type: 'init', settings: this.settings });
           const table = this.options.dataPlane.table;
           if (this.options.dataPlane.ready) this.send(worker, { type: 'config', version: table.version, config: table.config, health: this.healthSnapshot() });
           return;
@@ -122,7 +131,10 @@ export class WorkerSupervisor {
     this.backoffMs = Math.min(this.backoffMs * 2, RESTART_BACKOFF_MS.max);
     setTimeout(() => {
       if (this.stopping) return;
-      this.fork().catch((error: unknown) => this.options.logger.error('worker restart failed', { err: error }));
+      this.fork().then(
+        () => this.options.logger.info('data-plane worker restarted', { previous: state.worker.id }),
+        (error: unknown) => this.options.logger.error('worker restart failed', { err: error }),
+      );
     }, delay).unref();
   }
 

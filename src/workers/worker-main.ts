@@ -91,6 +91,11 @@ function runWorker(): void {
         settings = message.settings;
         logger = createLogger({ level: settings.logLevel, fields: { worker: process.pid } });
         return;
+      case 'settings':
+        if (settings !== null) settings = { ...settings, ...message.settings };
+        logger.setLevel(message.settings.logLevel);
+        listener?.updateSettings(message.settings);
+        return;
       case 'config':
         dataPlane.applyHealth(message.health);
         dataPlane.apply(message.config);

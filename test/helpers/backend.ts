@@ -1,9 +1,12 @@
 // Test backends: real HTTP servers on 127.0.0.1 port 0 that record what reached them.
 
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 export interface SeenRequest {
   readonly method: string;
@@ -114,6 +117,25 @@ export function request(
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** One request over its own TLS connection, trusting only the CA of the PEM file `caFile`; says which certificate the server presented. */
+export function httpsRequest(
+  url: string,
+  caFile: string,
+  options: { method?: string; headers?: http.OutgoingHttpHeaders; body?: string | Buffer } = {},
+): Promise<SimpleResponse & { readonly fingerprint: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, ca: readFileSync(caFile), agent: false }, (res) => {
+      const fingerprint = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), fingerprint }));
       res.on('error', reject);
     });
     req.on('error', reject);

@@ -1,9 +1,14 @@
 // Local settings edited in a running node's file: applied live where they can be, named in a warning and flagged by a gauge where only a restart applies them.
 
-import { afterEach, describe, expect, it } from 'vitest';
-import { writeFile } from 'node:fs/promises';
-import { eventually, rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually, httpsRequest, rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { makeCerts, type TestCerts } from '../helpers/certs.js';
+import { startCli } from '../helpers/process.js';
+import { execFileSync } from 'node:child_process';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -66,5 +71,148 @@ describe('local settings edited in the file of a running node', () => {
     await write('limits: { maxBodySize: 1mb }\n');
     await eventually(() => gw.logs.some((line) => line['msg'] === 'no restart needed any more: the local settings of the file match what runs'), 'the all-clear');
     expect(await restartGauge(gw)).toBe(0);
+  });
+});
+
+describe('TLS certificate files named anew in the file of a running node', () => {
+  let dir: string;
+  let first: TestCerts;
+  let second: TestCerts;
+  let third: TestCerts;
+
+  beforeAll(() => {
+    return (async () => {
+      dir = await mkdtemp(join(tmpdir(), 'balancer-tls-paths-'));
+      first = makeCerts(dir, 'first');
+      second = makeCerts(dir, 'second');
+      third = makeCerts(dir, 'third');
+    })();
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('serves new connections from the new files, follows renewals there, and keeps the certificate when the new files cannot be used', async () => {
+    const backend = await startBackend('b');
+    cleanups.push(() => backend.close());
+    const pools = `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: b }\n`;
+    // The second pair is copied, so the test can renew it in place; the first stays where it was made.
+    const renewable = { cert: join(dir, 'renewable-cert.pem'), key: join(dir, 'renewable-key.pem') };
+    await copyFile(second.cert, renewable.cert);
+    await copyFile(second.key, renewable.key);
+    const gw = await startGateway(`tls: { cert: ${first.cert}, key: ${first.key} }\n${pools}`);
+    cleanups.push(() => gw.stop());
+    const header = `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: test-token\n`;
+    const write = (tls: string): Promise<void> => writeFile(gw.file, `${header}tls: ${tls}\n${pools}`);
+    const url = `https://127.0.0.1:${gw.port}/`;
+    const served = async (ca: string): Promise<string | null> => (await httpsRequest(url, ca).catch(() => null))?.fingerprint ?? null;
+    const logged = (msg: string): Record<string, unknown>[] => gw.logs.filter((line) => line['msg'] === msg);
+    const before = await served(first.ca);
+    expect(before).not.toBeNull();
+
+    // A certificate path that does not exist: one error naming it, the first certificate still served, the gauge up.
+    const missing = join(dir, 'missing-cert.pem');
+    await write(`{ cert: ${missing}, key: ${renewable.key} }`);
+    const unusable = 'the TLS files named in the config file cannot be used; still serving the previous certificate (fix the files, then send SIGHUP)';
+    await eventually(() => logged(unusable).length === 1, 'the error about the missing certificate');
+    expect(logged(unusable)[0]!['level']).toBe('error');
+    expect(String(logged(unusable)[0]!['err'])).toBe(`cannot read the TLS certificate ${missing}: no such file`);
+    expect(await served(first.ca)).toBe(before);
+    expect(await restartGauge(gw)).toBe(1);
+
+    // A key that is not the certificate's: the same, naming both files.
+    await write(`{ cert: ${renewable.cert}, key: ${third.key} }`);
+    await eventually(() => logged(unusable).length === 2, 'the error about the mismatched key');
+    expect(String(logged(unusable)[1]!['err'])).toMatch(new RegExp(`^cannot use the TLS certificate ${renewable.cert} with the key ${third.key}: .*key values mismatch`));
+    expect(await served(first.ca)).toBe(before);
+    expect(await restartGauge(gw)).toBe(1);
+
+    // A good pair: new connections get it at once, and nothing waits for a restart.
+    await write(`{ cert: ${renewable.cert}, key: ${renewable.key} }`);
+    await eventually(() => logged('local settings applied from the file').length === 1, 'the new TLS files to apply');
+    expect(logged('local settings applied from the file')[0]!['settings']).toEqual(['tls']);
+    const switched = await served(second.ca);
+    expect(switched).not.toBeNull();
+    expect(switched).not.toBe(before);
+    expect(await served(first.ca)).toBeNull();
+    expect(await restartGauge(gw)).toBe(0);
+    expect(logged('no restart needed any more: the local settings of the file match what runs')).toHaveLength(1);
+
+    // The watch follows the new files: renewing them in place is served too.
+    await copyFile(third.key, renewable.key);
+    await copyFile(third.cert, renewable.cert);
+    await eventually(async () => (await served(third.ca)) !== null, 'the renewed certificate at the new path', 10_000, 200);
+    expect(await served(third.ca)).not.toBe(switched);
+    // And a request still goes through.
+    expect((await httpsRequest(url, third.ca)).status).toBe(200);
+  });
+
+  it('with workers: 2, applies limits, trusted proxies, log level and TLS files in every worker, and in a worker started later', async () => {
+    const backend = await startBackend('b');
+    cleanups.push(() => backend.close());
+    const file = join(dir, 'workers.yaml');
+    const local = 'listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0, token: t }\nworkers: 2\n';
+    const pools = `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: b }\n`;
+    await writeFile(file, `${local}limits: { maxBodySize: 1mb }\ntls: { cert: ${first.cert}, key: ${first.key} }\n${pools}`);
+    const node = startCli(['start', '-c', file]);
+    cleanups.push(async () => {
+      node.child.kill('SIGKILL');
+      await node.exited;
+    });
+    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'the node to start', 30_000);
+    const proxy = `https://${String(started['proxy'])}`;
+    const admin = `http://${String(started['admin'])}`;
+    const gauge = async (): Promise<number> => Number(/^balancer_config_restart_required (\d+)$/m.exec((await request(`${admin}/metrics`)).body)?.[1]);
+    const post = (ca: string) => httpsRequest(`${proxy}/upload`, ca, { method: 'POST', body: 'x'.repeat(2048) });
+    // Every request below has its own connection: the primary hands connections to the workers in turn.
+    for (let i = 0; i < 4; i++) expect((await post(first.ca)).status).toBe(200);
+
+    await writeFile(file, `${local}limits: { maxBodySize: 1kb }\ntrustedProxies: [127.0.0.1]\nlog: { level: debug }\ntls: { cert: ${second.cert}, key: ${second.key} }\n${pools}`);
+    const applied = await node.waitFor((line) => line['msg'] === 'local settings applied from the file', 'the live settings to apply');
+    expect(applied['settings']).toEqual(['tls', 'trustedProxies', 'limits.maxBodySize', 'log.level']);
+    const switchedWorkers = (): Set<unknown> =>
+      new Set(node.lines.filter((line) => line['msg'] === 'TLS certificate files changed: new connections get the new certificate').map((line) => line['worker']));
+    await eventually(() => switchedWorkers().size === 2, 'both workers to switch certificates');
+
+    const secondServed = (await httpsRequest(`${proxy}/`, second.ca)).fingerprint;
+    const checkWorkers = async (round: string): Promise<void> => {
+      for (let i = 0; i < 6; i++) {
+        const res = await post(second.ca);
+        expect(res.status, `${round}: POST ${i}`).toBe(413);
+        expect(res.fingerprint).toBe(secondServed);
+        await httpsRequest(`${proxy}/xff-${round}-${i}`, second.ca, { headers: { 'x-forwarded-for': '203.0.113.9' } });
+        expect(backend.seen.find((seen) => seen.url === `/xff-${round}-${i}`)!.headers['x-forwarded-for']).toBe('203.0.113.9, 127.0.0.1');
+      }
+    };
+    await checkWorkers('edited');
+    // log.level debug reached the workers: a failed handshake is logged by the worker that had it.
+    await rawExchange(Number(String(started['proxy']).split(':')[1]), 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await node.waitFor((line) => line['msg'] === 'TLS handshake failed' && line['worker'] !== undefined, 'a worker to log at debug');
+    expect(await gauge()).toBe(0);
+
+    // A worker started now gets the settings in force, not those the node started with.
+    const workers = execFileSync('pgrep', ['-P', String(node.child.pid)]).toString().trim().split('\n').map(Number);
+    expect(workers).toHaveLength(2);
+    process.kill(workers[0]!, 'SIGKILL');
+    await node.waitFor((line) => line['msg'] === 'data-plane worker restarted', 'the replacement worker', 20_000);
+    await checkWorkers('replaced');
+
+    // TLS files that cannot be used: the primary says which, no worker switches, the gauge tells.
+    const missing = join(dir, 'missing-key.pem');
+    await writeFile(file, `${local}limits: { maxBodySize: 1kb }\ntrustedProxies: [127.0.0.1]\nlog: { level: debug }\ntls: { cert: ${third.cert}, key: ${missing} }\n${pools}`);
+    const refused = await node.waitFor((line) => String(line['msg']).startsWith('the TLS files named in the config file cannot be used'), 'the TLS error');
+    expect(refused['err']).toBe(`cannot read the TLS key ${missing}: no such file`);
+    expect(await gauge()).toBe(1);
+    for (let i = 0; i < 4; i++) expect((await httpsRequest(`${proxy}/`, second.ca)).fingerprint).toBe(secondServed);
+
+    node.child.kill('SIGTERM');
+    expect(await node.exited).toBe(0);
+  });
+
+  it('needs a restart to turn TLS on or off', async () => {
+    const { gw, write } = await setup();
+    await write(`limits: { maxBodySize: 1mb }\ntls: { cert: ${first.cert}, key: ${first.key} }\n`);
+    await eventually(() => gw.logs.some((line) => String(line['msg']).startsWith('the file changes local settings that take effect only after a restart')), 'the restart warning');
+    expect(gw.logs.find((line) => String(line['msg']).startsWith('the file changes local settings'))!['settings']).toEqual(['tls']);
+    expect(await restartGauge(gw)).toBe(1);
+    expect((await request(`${gw.url}/`)).status).toBe(200);
   });
 });
