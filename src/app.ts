@@ -5,14 +5,14 @@ import type { Server } from 'node:http';
 import { systemClock, systemRandom } from './clock.js';
 import { BalancerError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
-import { loadConfigFile } from './config/load.js';
+import { loadConfigFile, readSecretFile, resolveConfigPath } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { validateConfigText } from './config/validate.js';
 import { hasReplicatedSections } from './config/safety.js';
 import { localChanges, withLiveSettings } from './config/local-changes.js';
 import { watchConfigFile } from './config/watch.js';
 import { createMetrics, type PrometheusMetrics } from './metrics/metrics.js';
-import { createAdminServer } from './admin/api.js';
+import { createAdminServer, type AdminServer } from './admin/api.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { Forwarder } from './proxy/forward.js';
 import { TrustedProxies } from './proxy/headers.js';
@@ -66,10 +66,12 @@ export class App {
     /** LocalStore without a cluster section; ClusterStore (Raft) with one. */
     readonly store: LocalStore | ClusterStore,
     private readonly frontend: Frontend,
-    private readonly adminServer: Server,
+    private readonly adminServer: AdminServer,
     private readonly closeWatcher: () => void,
     private readonly demo: DemoBackends | null,
     readonly addresses: AppAddresses,
+    /** BALANCER_ADMIN_TOKEN: the token when the file names none. */
+    private readonly envToken: string | null,
   ) {}
 
   static async start(options: AppOptions): Promise<App> {
@@ -178,10 +180,21 @@ export class App {
       ...(store instanceof ClusterStore ? { cluster: store.nodeId, raftPort: store.raft.port } : {}),
     });
     const activeWatcher = watcher;
-    app = new App(config, loaded.baseDir, loaded.file, logger, metrics, dataPlane, store, frontend, adminServer, () => activeWatcher.close(), demo, {
-      proxy: proxyAddress,
-      admin: adminAddress,
-    });
+    app = new App(
+      config,
+      loaded.baseDir,
+      loaded.file,
+      logger,
+      metrics,
+      dataPlane,
+      store,
+      frontend,
+      adminServer,
+      () => activeWatcher.close(),
+      demo,
+      { proxy: proxyAddress, admin: adminAddress },
+      options.envToken ?? null,
+    );
     return app;
   }
 
@@ -196,7 +209,7 @@ export class App {
   /** An edit of the file (watcher or SIGHUP): routes and pools go to the store; local settings are applied or flagged here. */
   private async onFileEdit(text: string): Promise<void> {
     await this.store.reloadFromText(text);
-    this.applyLocalSettings(text);
+    await this.applyLocalSettings(text);
   }
 
   /**
@@ -204,7 +217,7 @@ export class App {
    * warning and flagged by balancer_config_restart_required until the file matches what runs again (or a restart).
    * An invalid file was reported by the store; an empty or damaged one is no edit (the store ignores it too).
    */
-  private applyLocalSettings(text: string): void {
+  private async applyLocalSettings(text: string): Promise<void> {
     if (!hasReplicatedSections(text)) return;
     const validated = validateConfigText(text, this.file);
     if (!validated.ok) return;
@@ -228,13 +241,25 @@ export class App {
         failed.push('tls');
       }
     }
+    // The token file is read again on every edit, so rewriting it (and saving the config, or SIGHUP) rotates the token.
+    const token = await this.editedAdminToken(edited);
+    if ('problem' in token) {
+      this.logger.error('the admin token file named in the config file cannot be used; the token in force stays', { file: this.file, err: token.problem });
+      if (live.includes('admin.token')) live.splice(live.indexOf('admin.token'), 1);
+      failed.push('admin.token');
+    } else if (token.token !== this.running.admin.token || token.tokenFile !== this.running.admin.tokenFile) {
+      next = { ...next, admin: { ...next.admin, token: token.token, tokenFile: token.tokenFile } };
+      if (!live.includes('admin.token')) live.push('admin.token');
+    }
     if (live.length > 0) {
       // Said before a new log level may silence it.
       this.logger.info('local settings applied from the file', { file: this.file, settings: live });
+      const previous = this.running;
       this.running = next;
       this.logger.setLevel(next.log.level);
       this.frontend.updateSettings({ limits: next.limits, trustedProxies: next.trustedProxies, logLevel: next.log.level, tls: next.tls });
       this.adminServer.headersTimeout = next.limits.headersTimeoutMs;
+      if (next.admin.token !== previous.admin.token) this.adminServer.setToken(next.admin.token ?? this.envToken);
     }
     const wasRequired = this.restartRequired;
     this.restartRequired = changes.restart.length > 0 || failed.length > 0;
@@ -247,6 +272,14 @@ export class App {
     } else if (wasRequired && !this.restartRequired) {
       this.logger.info('no restart needed any more: the local settings of the file match what runs', { file: this.file });
     }
+  }
+
+  /** The admin token an edited file names: inline, or its tokenFile's content read now (path resolved). */
+  private async editedAdminToken(edited: Config): Promise<{ token: string | null; tokenFile: string | null } | { problem: string }> {
+    if (edited.admin.tokenFile === null) return { token: edited.admin.token, tokenFile: null };
+    const tokenFile = resolveConfigPath(this.baseDir, edited.admin.tokenFile);
+    const read = await readSecretFile(tokenFile);
+    return 'problem' in read ? read : { token: read.content, tokenFile };
   }
 
   /** SIGUSR1: reopen the access log file (after logrotate moved it). */

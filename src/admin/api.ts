@@ -213,10 +213,16 @@ function backendLocation(pool: string, id: string): string {
   return `/api/v1/pools/${encodeURIComponent(pool)}/backends/${encodeURIComponent(id)}`;
 }
 
-export function createAdminServer(options: AdminServerOptions): Server {
+/** The admin listener; its token can change while it runs (the file was edited). */
+export interface AdminServer extends Server {
+  /** From the next request on, only `token` is accepted (null: the API is disabled, as at start without one). */
+  setToken(token: string | null): void;
+}
+
+export function createAdminServer(options: AdminServerOptions): AdminServer {
   const { control, metrics, logger } = options;
   const bodyLimit = options.bodyLimit ?? DEFAULT_ADMIN_BODY_LIMIT;
-  const checkToken = createTokenChecker(options.token);
+  let checkToken = createTokenChecker(options.token);
   const disabledMessage = `the admin API is disabled because no admin token is set: ${TOKEN_HOWTO}`;
   if (options.token === null) logger.warn(disabledMessage);
   // The dashboard's charts: sampled each second while the admin listener is open.
@@ -467,5 +473,10 @@ export function createAdminServer(options: AdminServerOptions): Server {
     void history.sample().catch((error: unknown) => logger.warn('dashboard history sample failed', { err: error }));
   });
   server.on('close', () => history.stop());
-  return server;
+  return Object.assign(server, {
+    setToken(token: string | null): void {
+      checkToken = createTokenChecker(token);
+      if (token === null) logger.warn(disabledMessage);
+    },
+  });
 }

@@ -6,7 +6,7 @@ export type AuthOutcome = 'ok' | 'missing' | 'wrong' | 'disabled';
 
 /** How operators set a token; quoted in the log at start and in every refusal while none is set. */
 export const TOKEN_HOWTO =
-  'set admin.token or admin.tokenFile in balancer.yaml, or the BALANCER_ADMIN_TOKEN environment variable, and restart';
+  'set admin.token or admin.tokenFile in balancer.yaml (taken when the file is saved), or the BALANCER_ADMIN_TOKEN environment variable and restart';
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();

@@ -43,6 +43,17 @@ export function resolveReplicatedPaths(replicated: ReplicatedConfig, baseDir: st
 }
 
 
+/** A secret held in a file (tokenFile, secretFile): its content, or what is wrong with it in a sentence naming the file. */
+export async function readSecretFile(absolute: string): Promise<{ content: string } | { problem: string }> {
+  try {
+    // Editors and `echo` add a trailing newline that is never part of the secret.
+    const content = (await readFile(absolute, 'utf8')).trim();
+    return content === '' ? { problem: `${absolute} is empty` } : { content };
+  } catch (error) {
+    return { problem: `cannot read ${absolute}: ${describeIoError(error)}` };
+  }
+}
+
 export async function loadConfigFile(path: string): Promise<LoadResult> {
   const file = resolve(path);
   let text: string;
@@ -92,18 +103,12 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
 
   const readSecret = async (at: Path, relative: string): Promise<{ file: string; content: string | null }> => {
     const absolute = resolveConfigPath(baseDir, relative);
-    try {
-      // Editors and `echo` add a trailing newline that is never part of the secret.
-      const content = (await readFile(absolute, 'utf8')).trim();
-      if (content === '') {
-        report(at, `${absolute} is empty`);
-        return { file: absolute, content: null };
-      }
-      return { file: absolute, content };
-    } catch (error) {
-      report(at, `cannot read ${absolute}: ${describeIoError(error)}`);
+    const read = await readSecretFile(absolute);
+    if ('problem' in read) {
+      report(at, read.problem);
       return { file: absolute, content: null };
     }
+    return { file: absolute, content: read.content };
   };
 
   const tls =

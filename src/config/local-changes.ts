@@ -5,7 +5,7 @@ import { resolveConfigPath } from './load.js';
 import type { Config, LocalConfig } from './schema.js';
 
 export interface LocalChanges {
-  /** Settings a running node applies at once: log level, trusted proxies, limits, shutdown, TLS file paths. */
+  /** Settings a running node applies at once: log level, trusted proxies, limits, shutdown, TLS file paths, admin token. */
   readonly live: readonly string[];
   /** Settings that take effect only after a restart, by the names the file uses. */
   readonly restart: readonly string[];
@@ -19,7 +19,7 @@ function comparable(config: LocalConfig, baseDir: string): Record<string, unknow
     listen: config.listen,
     tls: config.tls === null ? null : { cert: path(config.tls.cert), key: path(config.tls.key) },
     'admin.listen': config.admin.listen,
-    // A token read from tokenFile is compared by the file's path: its content is re-read only at start.
+    // A token read from tokenFile is compared by the file's path here; the node re-reads its content on each edit.
     'admin.token': config.admin.tokenFile === null ? { token: config.admin.token } : { tokenFile: path(config.admin.tokenFile) },
     cluster:
       cluster === null
@@ -45,7 +45,7 @@ function comparable(config: LocalConfig, baseDir: string): Record<string, unknow
 function appliesLive(setting: string, running: Config, edited: Config): boolean {
   // Other certificate files, yes; turning TLS on or off needs another kind of server.
   if (setting === 'tls') return running.tls !== null && edited.tls !== null;
-  return setting === 'log.level' || setting === 'trustedProxies' || setting.startsWith('limits.') || setting.startsWith('shutdown.');
+  return setting === 'log.level' || setting === 'trustedProxies' || setting.startsWith('limits.') || setting.startsWith('shutdown.') || setting === 'admin.token';
 }
 
 export function localChanges(running: Config, edited: Config, baseDir: string): LocalChanges {
@@ -62,7 +62,7 @@ export function localChanges(running: Config, edited: Config, baseDir: string): 
 
 /**
  * `running` with the live settings of `edited` applied (its paths resolved against `baseDir`, as a loaded config's
- * are); restart-only settings keep what runs.
+ * are); restart-only settings keep what runs, and so does the admin token (its file is read by the caller).
  */
 export function withLiveSettings(running: Config, edited: Config, baseDir: string): Config {
   const tls =

@@ -74,6 +74,49 @@ describe('local settings edited in the file of a running node', () => {
   });
 });
 
+describe('the admin token edited in the file of a running node', () => {
+  it('accepts the new token and refuses the old one at once, re-reads a token file on each edit, and keeps the token when the file cannot be read', async () => {
+    const backend = await startBackend('b');
+    cleanups.push(() => backend.close());
+    const pools = `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: b }\n`;
+    const gw = await startGateway(pools);
+    cleanups.push(() => gw.stop());
+    const write = (admin: string): Promise<void> => writeFile(gw.file, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n${admin}${pools}`);
+    const status = async (token: string): Promise<number> => (await request(`${gw.adminUrl}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } })).status;
+    const applied = (): Record<string, unknown>[] => gw.logs.filter((line) => line['msg'] === 'local settings applied from the file');
+    expect(await status('test-token')).toBe(200);
+
+    await write('  token: rotated-token\n');
+    await eventually(() => applied().length === 1, 'the new token to apply');
+    expect(applied()[0]!['settings']).toEqual(['admin.token']);
+    expect(await status('rotated-token')).toBe(200);
+    expect(await status('test-token')).toBe(403);
+    // The token itself is never logged.
+    expect(JSON.stringify(gw.logs).includes('rotated-token')).toBe(false);
+
+    // A token file, named relative to the config file; rewriting it and saving the config again rotates it.
+    await writeFile(join(gw.dir, 'admin.token'), 'from-a-file\n');
+    await write('  tokenFile: admin.token\n');
+    await eventually(() => applied().length === 2, 'the token file to apply');
+    expect(await status('from-a-file')).toBe(200);
+    expect(await status('rotated-token')).toBe(403);
+    await writeFile(join(gw.dir, 'admin.token'), 'rewritten\n');
+    await gw.app.reload();
+    expect(applied()).toHaveLength(3);
+    expect(await status('rewritten')).toBe(200);
+    expect(await status('from-a-file')).toBe(403);
+    expect(await restartGauge(gw)).toBe(0);
+
+    // A token file that cannot be read: an error naming it, the token in force stays, the gauge tells.
+    await write('  tokenFile: missing.token\n');
+    await eventually(() => gw.logs.some((line) => String(line['msg']).startsWith('the admin token file named in the config file cannot be used')), 'the token file error');
+    const error = gw.logs.find((line) => String(line['msg']).startsWith('the admin token file named in the config file cannot be used'))!;
+    expect(error['err']).toBe(`cannot read ${join(gw.dir, 'missing.token')}: no such file`);
+    expect(await status('rewritten')).toBe(200);
+    expect(await restartGauge(gw)).toBe(1);
+  });
+});
+
 describe('TLS certificate files named anew in the file of a running node', () => {
   let dir: string;
   let first: TestCerts;
