@@ -226,7 +226,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   const disabledMessage = `the admin API is disabled because no admin token is set: ${TOKEN_HOWTO}`;
   if (options.token === null) logger.warn(disabledMessage);
   // The dashboard's charts: sampled each second while the admin listener is open.
-  const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status() });
+  const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status(), changes: () => control.history() });
 
   const routes: readonly Route[] = [
     route('/', {

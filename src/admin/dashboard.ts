@@ -80,6 +80,7 @@ td.reason { color: var(--muted); max-width: 320px; overflow: hidden; text-overfl
 .chart .s1 { stroke: var(--ejected); }
 .chart .err { stroke: var(--down); }
 .chart .marker { stroke: var(--draining); stroke-width: 1; stroke-dasharray: 3 2; }
+.chart .marker-label { font-size: 9px; fill: var(--draining); }
 .strips { padding: 0 16px 10px; }
 .strip { width: 100%; height: auto; display: block; }
 .strip text { font-size: 10px; fill: var(--muted); }
@@ -223,10 +224,21 @@ const SCRIPT = `
       svg('text', { x: L, y: H - 2 }, ['-15 min']),
       svg('text', { x: W - R, y: H - 2, 'text-anchor': 'end' }, ['now'])
     ];
-    (markers || []).forEach(function (m) {
+    // Each marker labelled with the version and where it came from; newest first, so when two are too close to
+    // read, the older one's label is left out (its line still says it all on hover).
+    var labelledAt = Infinity;
+    (markers || []).slice().reverse().forEach(function (m) {
       if (m.at < from) return;
-      nodes.push(svg('line', { x1: x(m.at), x2: x(m.at), y1: T, y2: H - B, 'class': 'marker', 'data-version': m.version },
-        [svg('title', {}, ['config v' + m.version + ' at ' + new Date(m.at).toLocaleTimeString()])]));
+      var source = m.source ? sourceText(m.source) : 'source no longer in the config history';
+      var what = 'config v' + m.version + ' at ' + new Date(m.at).toLocaleTimeString() + ': ' + source + (m.change ? ' (' + m.change + ')' : '');
+      nodes.push(svg('line', { x1: x(m.at), x2: x(m.at), y1: T, y2: H - B, 'class': 'marker', 'data-version': m.version, 'data-source': m.source ? m.source.kind : '' },
+        [svg('title', {}, [what])]));
+      if (labelledAt - x(m.at) >= 44) {
+        labelledAt = x(m.at);
+        var left = x(m.at) - L < 48;
+        nodes.push(svg('text', { x: x(m.at) + (left ? 2 : -2), y: T + 9, 'text-anchor': left ? 'start' : 'end', 'class': 'marker-label', 'data-version': m.version },
+          ['v' + m.version + (m.source ? ' ' + (SOURCE_SHORT[m.source.kind] || m.source.kind) : '')]));
+      }
     });
     series.forEach(function (s, i) {
       var d = '', pen = 'M';
@@ -266,6 +278,13 @@ const SCRIPT = `
   }
   var STATE_NAMES = { u: 'up', d: 'down', e: 'ejected', r: 'draining' };
 
+  // Where a config change came from, as the history table and the chart markers say it.
+  function sourceText(s) {
+    var from = s.kind === 'rollback' ? 'rollback to v' + s.rollbackOf : s.kind === 'file' || s.kind === 'seed' ? s.kind + ' ' + (s.file || '') : s.kind;
+    return from + (s.node ? ' on ' + s.node : '');
+  }
+  var SOURCE_SHORT = { file: 'file', seed: 'seed', api: 'API', cli: 'CLI', rollback: 'rollback', unknown: '?' };
+
   function poolCharts(name) {
     if (!history) return null;
     var h = null;
@@ -279,7 +298,7 @@ const SCRIPT = `
         lineChart('latency', 'Latency p50 / p99', history.at, [{ name: 'p50', values: h.p50 }, { name: 'p99', values: h.p99 }], fmtMs, markers)
       ]),
       el('div', { className: 'strips' }, [stateStrips(history.at, h.backends)]),
-      el('div', { className: 'legend', text: 'Last 15 minutes, one point per second. Strips: green up, red down, amber ejected, blue draining. Dashed lines: config changes (hover for the version).' })
+      el('div', { className: 'legend', text: 'Last 15 minutes, one point per second. Strips: green up, red down, amber ejected, blue draining. Dashed lines: config changes, labelled with the version and where each came from (hover for what it changed).' })
     ]);
   }
 
@@ -378,12 +397,10 @@ const SCRIPT = `
       if (!body) { historyShownFor = null; return; }
       var rows = document.createDocumentFragment();
       body.versions.slice(0, 10).forEach(function (v) {
-        var s = v.source || {};
-        var from = s.kind === 'rollback' ? 'rollback to v' + s.rollbackOf : s.kind === 'file' || s.kind === 'seed' ? s.kind + ' ' + (s.file || '') : s.kind;
         rows.appendChild(el('tr', { 'data-version': String(v.version) }, [
           el('th', { scope: 'row', text: 'v' + v.version + (v.version === body.current ? ' (current)' : '') }),
           el('td', { text: v.at ? new Date(v.at).toLocaleString() : '\u2013' }),
-          el('td', { text: from + (s.node ? ' on ' + s.node : '') }),
+          el('td', { text: sourceText(v.source || {}) }),
           el('td', { text: v.change }),
           el('td', { className: 'url', text: v.requestId })
         ]));

@@ -1,6 +1,7 @@
 // The last 15 minutes of each pool, one sample per second, for the dashboard's charts: requests/s, 5xx ratio,
-// p50/p99 latency, each backend's state, and config version changes. Fixed-size rings: memory does not grow.
+// p50/p99 latency, each backend's state, and config changes with their source. Fixed-size rings: memory does not grow.
 
+import type { ChangeSource, HistoryEntry } from '../control/history.js';
 import type { NodeStatus } from '../control/types.js';
 import { parseRequestCounters, requestRates, sumCounters, type RequestCounters } from '../metrics/request-counters.js';
 
@@ -15,6 +16,19 @@ export interface HistorySources {
   /** The /metrics text (across worker processes when there are any). */
   render(): Promise<string>;
   status(): NodeStatus;
+  /** The config history, newest first: where each marker's source and change come from. */
+  changes(): readonly HistoryEntry[];
+}
+
+/** A config version that started serving between two samples, drawn as a marker on the charts. */
+export interface ConfigMarker {
+  /** The sample that first saw it. */
+  readonly at: number;
+  readonly version: number;
+  /** Where the change came from; null when the config history no longer holds the version. */
+  readonly source: ChangeSource | null;
+  /** What it did ("add backend web/web-4"); null like source. */
+  readonly change: string | null;
 }
 
 /** What GET /api/v1/history returns: parallel arrays, oldest first; null where there was nothing to measure. */
@@ -32,7 +46,7 @@ export interface HistorySnapshot {
     /** One letter per sample: u up, d down, e ejected, r draining, - not in the config then. */
     readonly backends: ReadonlyArray<{ readonly id: string; readonly states: string }>;
   }>;
-  readonly configChanges: ReadonlyArray<{ readonly at: number; readonly version: number }>;
+  readonly configChanges: readonly ConfigMarker[];
 }
 
 class Ring {
@@ -56,7 +70,7 @@ export class MetricsHistory {
   /** Samples taken; the ring slot of sample n is n % size. */
   private taken = 0;
   private readonly pools = new Map<string, PoolSeries>();
-  private readonly markers: Array<{ at: number; version: number }> = [];
+  private readonly markers: ConfigMarker[] = [];
   private previous: { at: number; counters: Map<string, RequestCounters> } | null = null;
   private lastVersion: number | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -99,10 +113,7 @@ export class MetricsHistory {
     const slot = this.taken % this.size;
     this.taken++;
     this.at[slot] = now;
-    if (this.lastVersion !== null && status.version !== this.lastVersion) {
-      this.markers.push({ at: now, version: status.version });
-      if (this.markers.length > MAX_MARKERS) this.markers.shift();
-    }
+    if (this.lastVersion !== null && status.version !== this.lastVersion) this.addMarkers(now, this.lastVersion, status.version);
     this.lastVersion = status.version;
     const seconds = this.previous === null ? 0 : (now - this.previous.at) / 1000;
     const live = new Set<string>();
@@ -140,6 +151,17 @@ export class MetricsHistory {
       if (series.rps.values.every(Number.isNaN) && [...series.states.values()].every((s) => s.every((c) => c === 0x2d))) this.pools.delete(name);
     }
     this.previous = { at: now, counters };
+  }
+
+  /** One marker per version made since the last sample (a burst of API calls is several), each with its source. */
+  private addMarkers(now: number, previous: number, current: number): void {
+    const entries = this.sources.changes().filter((entry) => entry.version > previous && entry.version <= current);
+    const versions = new Set([...entries.map((entry) => entry.version), current]);
+    for (const version of [...versions].sort((a, b) => a - b)) {
+      const entry = entries.find((candidate) => candidate.version === version);
+      this.markers.push({ at: now, version, source: entry?.source ?? null, change: entry?.change ?? null });
+    }
+    if (this.markers.length > MAX_MARKERS) this.markers.splice(0, this.markers.length - MAX_MARKERS);
   }
 
   private series(name: string): PoolSeries {

@@ -9,14 +9,17 @@ describe('MetricsHistory', () => {
   it('keeps per-second rates, 5xx ratio, p50/p99, states and config changes, and no more than its window', async () => {
     const control = createFakeControl();
     const metrics = createMetrics({ collectDefault: false });
-    const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status() }, 5);
+    const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status(), changes: () => control.historyEntries }, 5);
     const b = metrics.backend('web', 'web-1');
     let now = 1_000_000;
     await history.sample(now);
     for (let second = 1; second <= 12; second++) {
       for (let i = 0; i < 10; i++) b.requestFinished(i === 0 ? '5xx' : '2xx', 0.004);
       if (second === 8) control.setBackend('web', 'web-2', { state: 'down' });
-      if (second === 10) control.version += 1;
+      if (second === 10) {
+        control.version += 1;
+        control.historyEntries = [{ ...control.historyEntries[0]!, version: control.version, change: 'remove backend web/web-2', source: { kind: 'api', node: 'n1' } }, ...control.historyEntries];
+      }
       now += 1_000;
       await history.sample(now);
     }
@@ -30,6 +33,29 @@ describe('MetricsHistory', () => {
     expect(web.backends.find((x) => x.id === 'web-1')?.states).toBe('uuuuu');
     // A pool without traffic has samples, with nothing to measure.
     expect(snapshot.pools.find((p) => p.name === 'api')!.p99).toEqual([null, null, null, null, null]);
-    expect(snapshot.configChanges).toEqual([{ at: 1_010_000, version: control.version }]);
+    expect(snapshot.configChanges).toEqual([{ at: 1_010_000, version: control.version, source: { kind: 'api', node: 'n1' }, change: 'remove backend web/web-2' }]);
+  });
+
+  it('marks every version made between two samples with its own source, and a version the history no longer holds without one', async () => {
+    const control = createFakeControl();
+    const metrics = createMetrics({ collectDefault: false });
+    const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status(), changes: () => control.historyEntries }, 5);
+    await history.sample(1_000);
+    const entry = control.historyEntries[0]!;
+    control.historyEntries = [
+      { ...entry, version: 5, change: 'set config', source: { kind: 'rollback', node: 'n2', via: 'cli', rollbackOf: 3 } },
+      { ...entry, version: 4, change: 'file edit', source: { kind: 'file', node: 'n1', file: '/etc/balancer/balancer.yaml' } },
+      ...control.historyEntries,
+    ];
+    control.version = 5;
+    await history.sample(2_000);
+    // Version 7 with a history that stops at 5 (bounded, or not replicated here yet): marked, with no source.
+    control.version = 7;
+    await history.sample(3_000);
+    expect(history.snapshot().configChanges).toEqual([
+      { at: 2_000, version: 4, source: { kind: 'file', node: 'n1', file: '/etc/balancer/balancer.yaml' }, change: 'file edit' },
+      { at: 2_000, version: 5, source: { kind: 'rollback', node: 'n2', via: 'cli', rollbackOf: 3 }, change: 'set config' },
+      { at: 3_000, version: 7, source: null, change: null },
+    ]);
   });
 });

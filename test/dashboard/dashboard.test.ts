@@ -153,8 +153,17 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       await page.waitForSelector(`${charts} rect[data-backend="web-2"][data-state="down"]`, { timeout: 8_000 });
       expect(await page.locator(`${charts} rect[data-backend="web-2"][data-state="up"]`).count()).toBeGreaterThan(0);
 
+      // A config change made through the admin API: its marker says so, on the line and in its label.
       control.version += 1;
-      await page.waitForSelector(`${charts} line.marker[data-version="${control.version}"]`, { timeout: 8_000, state: 'attached' });
+      control.historyEntries = [
+        { ...control.historyEntries[0]!, version: control.version, change: 'update backend web/web-1: weight 3', source: { kind: 'api', node: 'n2' } },
+        ...control.historyEntries,
+      ];
+      const marker = `${charts} svg[data-chart="rps"] line.marker[data-version="${control.version}"]`;
+      await page.waitForSelector(marker, { timeout: 8_000, state: 'attached' });
+      expect(await page.locator(marker).getAttribute('data-source')).toBe('api');
+      expect(await page.locator(`${marker} title`).textContent()).toMatch(new RegExp(`^config v${control.version} at .+: api on n2 \\(update backend web/web-1: weight 3\\)$`));
+      expect(await page.locator(`${charts} svg[data-chart="rps"] text.marker-label[data-version="${control.version}"]`).textContent()).toBe(`v${control.version} API`);
       expect(problems).toEqual([]);
     } finally {
       clearInterval(feed);
