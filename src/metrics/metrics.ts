@@ -270,7 +270,7 @@ function createRaftMetrics(registry: Registry, p: string): RaftMetrics {
   });
   const peerReachable = new Gauge({
     name: `${p}raft_peer_reachable`,
-    help: '1 when the peer answered recently, else 0 (peers come from the cluster config).',
+    help: '1 while this node has a connection up to the peer, else 0: every member for a voter, the voters for a learner.',
     labelNames: ['peer'] as const,
     registers,
   });
@@ -311,6 +311,9 @@ function createRaftMetrics(registry: Registry, p: string): RaftMetrics {
         peerChildren.set(peer, child);
       }
       child.set(reachable ? 1 : 0);
+    },
+    forgetPeer: (peer) => {
+      if (peerChildren.delete(peer)) peerReachable.remove({ peer });
     },
     peerMessageRejected: (reason) => rejected.inc({ reason }),
     setFailed: (value) => failed.set(value ? 1 : 0),

@@ -51,6 +51,8 @@ export interface RaftMetrics {
   leaderChanged(): void;
   proposal(result: ProposalResult): void;
   setPeerReachable(peer: string, reachable: boolean): void;
+  /** This node no longer links to the peer (removed, or a learner peer of a learner): its series goes. */
+  forgetPeer(peer: string): void;
   peerMessageRejected(reason: 'bad_mac' | 'wrong_cluster' | 'malformed' | 'unknown_peer' | 'unknown_incarnation'): void;
   /** The node stopped taking part in Raft (fail-stop after a storage failure or a broken invariant). */
   setFailed(failed: boolean): void;
@@ -93,6 +95,7 @@ export const noopMetrics: Metrics = {
     leaderChanged() {},
     proposal() {},
     setPeerReachable() {},
+    forgetPeer() {},
     peerMessageRejected() {},
     setFailed() {},
   },

@@ -70,6 +70,9 @@ class RecordingRaftMetrics implements RaftMetrics {
   setPeerReachable(peer: string, reachable: boolean): void {
     this.reachable.set(peer, reachable);
   }
+  forgetPeer(peer: string): void {
+    this.reachable.delete(peer);
+  }
   readonly rejected: string[] = [];
   peerMessageRejected(reason: string): void {
     this.rejected.push(reason);

@@ -44,6 +44,10 @@ export class RecordingMetrics extends Watched implements RaftMetrics {
     this.reachable.set(peer, reachable);
     this.changed();
   }
+  forgetPeer(peer: string): void {
+    this.reachable.delete(peer);
+    this.changed();
+  }
   failed = false;
   setFailed(failed: boolean): void {
     this.failed = failed;

@@ -328,6 +328,46 @@ describe('PeerTransport', () => {
     expect(b!.inbox.items.some((m) => m.commit === 9)).toBe(false);
     expect(Object.keys(b!.transport.stats()).sort()).toEqual(['n3', 'n4']);
   });
+
+  it('links only to the peers it dials, and still accepts the others inbound', async () => {
+    // n1 a voter; n2 and n3 learners: a learner dials the voters, never another learner.
+    const [voter, learner, other] = await startCluster(['n1', 'n2', 'n3']);
+    const peers = { n1: voter!.address, n2: learner!.address, n3: other!.address };
+    learner!.transport.updatePeers(peers, new Set(['n1']));
+    other!.transport.updatePeers(peers, new Set(['n1']));
+    expect(Object.keys(learner!.transport.stats())).toEqual(['n1']);
+    expect(learner!.metrics.reachable.has('n3')).toBe(false);
+
+    // The voter still reaches both learners, and each learner answers it.
+    voter!.transport.send([heartbeat('n1', 'n2', 1), heartbeat('n1', 'n3', 1)]);
+    await learner!.inbox.until(() => learner!.inbox.items.length === 1);
+    await other!.inbox.until(() => other!.inbox.items.length === 1);
+    learner!.transport.send([heartbeat('n2', 'n1', 2)]);
+    await voter!.inbox.until(() => voter!.inbox.items.some((m) => m.from === 'n2' && m.commit === 2));
+
+    // Nothing goes from one learner to the other (dropped, as to an unknown peer) ...
+    learner!.transport.send([heartbeat('n2', 'n3', 3)]);
+    // ... yet n3 accepts a stream from n2 once n2 dials it again (promoted to voter).
+    learner!.transport.updatePeers(peers);
+    learner!.transport.send([heartbeat('n2', 'n3', 4)]);
+    await other!.inbox.until(() => other!.inbox.items.some((m) => m.from === 'n2'));
+    expect(other!.inbox.items.filter((m) => m.from === 'n2').map((m) => m.commit)).toEqual([4]);
+    expect(other!.metrics.count('unknown_peer')).toBe(0);
+  });
+
+  it('redials at once, without waiting out its back-off, when the peer dials it first', async () => {
+    const port = await freePort();
+    // A back-off far longer than the test: only the early redial can bring the link up in time.
+    const early = await startNode('n1', { backoffInitialMs: 120_000, backoffMaxMs: 120_000 });
+    early.transport.updatePeers({ n2: `127.0.0.1:${port}` });
+    await early.unreachable.until(() => early.unreachable.items.includes('n2'));
+    early.transport.send([heartbeat('n1', 'n2', 7)]);
+
+    const late = await startNode('n2', { listen: `127.0.0.1:${port}` });
+    late.transport.updatePeers({ n1: early.address });
+    await late.inbox.until(() => late.inbox.items.some((m) => m.commit === 7), 10_000);
+    expect(early.transport.stats()['n2']).toMatchObject({ reachable: true, queued: 0 });
+  });
 });
 
 describe('PeerTransport identities', () => {

@@ -727,14 +727,22 @@ export class RaftNode {
     return addresses;
   }
 
+  /** A learner sends only to the leader, a voter: it dials every member but the other learners. Others dial all. */
+  private peersToDial(addresses: Readonly<Record<NodeId, string>>): Set<NodeId> | undefined {
+    const members = this.rawNode === undefined ? null : this.rawNode.status().confState;
+    if (members === null || !members.learners.includes(this.id)) return undefined;
+    return new Set(Object.keys(addresses).filter((id) => !members.learners.includes(id)));
+  }
+
   private refreshPeers(): void {
     if (this.transport === undefined) return;
     const addresses = this.peerAddresses();
-    const key = peersKey(addresses);
+    const dial = this.peersToDial(addresses);
+    const key = `${peersKey(addresses)} ${dial === undefined ? '*' : [...dial].sort().join(',')}`;
     if (key === this.dialled) return;
     this.dialled = key;
-    this.transport.updatePeers(addresses);
-    this.logger.info('raft peers updated', { node: this.id, peers: addresses });
+    this.transport.updatePeers(addresses, dial);
+    this.logger.info('raft peers updated', { node: this.id, peers: addresses, ...(dial === undefined ? {} : { dialled: [...dial].sort() }) });
   }
 }
 

@@ -1,9 +1,13 @@
 // Raft peer traffic over TCP: authenticated sessions, a persistent outbound stream and bounded queue per peer, snapshot connections.
 
 /*
- * Each node dials every peer and sends only on its own outbound connections; inbound connections carry
- * the peer's messages to us. That keeps each connection one-way (plus handshake and snapshot acks),
- * so the two directions never contend and a reconnect on one side needs no coordination.
+ * Each node dials the peers it sends to and sends only on its own outbound connections; inbound connections
+ * carry the peer's messages to us. That keeps each connection one-way (plus handshake and snapshot acks),
+ * so the two directions never contend and a reconnect on one side needs no coordination. A learner sends
+ * only answers to the leader, which is a voter, so a learner dials the voters and never another learner:
+ * with V voters and L learners that is V(V-1) + 2VL connections instead of (V+L)(V+L-1). Every member is
+ * still accepted inbound. An authenticated stream arriving from a peer whose link waits out a redial
+ * back-off redials it at once: the peer is up now (a learner the leader just added hears from it first).
  *
  * Handshake (frames MACed with a key derived from the cluster secret, see frame.ts):
  *   client -> hello   {nonce: Nc, purpose: "stream" | "snapshot"}
@@ -476,6 +480,15 @@ class PeerLink {
     this.dial();
   }
 
+  /** The peer just proved it is up (it dialled us): a link waiting out its back-off dials now. */
+  redialNow(): void {
+    if (this.stopped || this.retryTimer === null) return;
+    this.core.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.failures = 0;
+    this.dial();
+  }
+
   enqueue(message: Message, limit: number): void {
     if (this.queue.length >= limit) {
       this.queue.shift();
@@ -751,7 +764,11 @@ class RejectLog {
 export interface RaftTransport {
   start(): Promise<{ port: number }>;
   send(messages: readonly Message[]): void;
-  updatePeers(peers: Readonly<Record<string, string>>): void;
+  /**
+   * The members to accept and their addresses; `dial` names the ones this node sends to (default: all).
+   * A learner passes the voters: it never sends to another learner.
+   */
+  updatePeers(peers: Readonly<Record<string, string>>, dial?: ReadonlySet<string>): void;
   stop(): Promise<void>;
   stats(): Record<string, PeerStats>;
 }
@@ -764,6 +781,8 @@ export class PeerTransport implements RaftTransport {
   private readonly core: TransportCore;
   private readonly options: PeerTransportOptions;
   private readonly links = new Map<string, PeerLink>();
+  /** Every member this node accepts inbound streams from (a superset of `links`). */
+  private readonly known = new Set<string>();
   private readonly inbound = new Set<ServerConnection>();
   private readonly inboundStreams = new Map<string, ServerConnection>();
   private readonly snapshotConnections = new Set<ClientConnection>();
@@ -809,7 +828,9 @@ export class PeerTransport implements RaftTransport {
       peerIdentified: (peerId, identity) => options.onPeerIdentity?.(peerId, identity),
     };
     for (const [id, address] of Object.entries(options.peers)) {
-      if (id !== options.nodeId) this.links.set(id, new PeerLink(this, this.core, id, address));
+      if (id === options.nodeId) continue;
+      this.known.add(id);
+      this.links.set(id, new PeerLink(this, this.core, id, address));
     }
   }
 
@@ -855,18 +876,28 @@ export class PeerTransport implements RaftTransport {
     }
   }
 
-  /** Applies a membership change: dials new peers, re-dials moved ones, drops removed ones and their connections. */
-  updatePeers(peers: Readonly<Record<string, string>>): void {
+  /**
+   * Applies a membership change: dials new peers, re-dials moved ones, drops removed ones and their connections.
+   * A member left out of `dial` keeps being accepted inbound; only our outbound link to it goes.
+   */
+  updatePeers(peers: Readonly<Record<string, string>>, dial?: ReadonlySet<string>): void {
     checkPeers(peers, this.nodeId);
-    for (const [id, link] of this.links) {
+    for (const id of [...this.known]) {
       if (peers[id] !== undefined && id !== this.nodeId) continue;
-      link.stop();
-      this.links.delete(id);
+      this.known.delete(id);
       this.inboundStreams.get(id)?.close();
       for (const connection of this.inbound) if (connection.peer === id) connection.close();
     }
+    for (const [id, link] of this.links) {
+      if (peers[id] !== undefined && id !== this.nodeId && (dial === undefined || dial.has(id))) continue;
+      link.stop();
+      this.links.delete(id);
+      this.options.metrics.forgetPeer(id);
+    }
     for (const [id, address] of Object.entries(peers)) {
       if (id === this.nodeId) continue;
+      this.known.add(id);
+      if (dial !== undefined && !dial.has(id)) continue;
       const existing = this.links.get(id);
       if (existing !== undefined) {
         existing.setAddress(address);
@@ -902,7 +933,7 @@ export class PeerTransport implements RaftTransport {
 
   /** @internal */
   knowsPeer(id: string): boolean {
-    return this.links.has(id);
+    return this.known.has(id);
   }
 
   /** @internal A newer stream from a peer replaces its older one, which is most likely half-open. */
@@ -912,6 +943,7 @@ export class PeerTransport implements RaftTransport {
     const previous = this.inboundStreams.get(peer);
     this.inboundStreams.set(peer, connection);
     if (previous !== undefined && previous !== connection) previous.close();
+    this.links.get(peer)?.redialNow();
   }
 
   /** @internal */
