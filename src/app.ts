@@ -119,6 +119,7 @@ export class App {
       }
     }
 
+    metrics.countConfigChanges(() => ({ version: dataPlane.table.version, changes: store.history() }));
     let frontend: Frontend;
     let renderMetrics = metrics.render;
     if (config.workers > 0) {

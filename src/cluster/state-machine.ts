@@ -22,7 +22,7 @@ import { validateReplicated } from '../config/validate.js';
 import type { PlainReplicated } from '../control/types.js';
 import { BalancerError } from '../errors.js';
 import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from './commands.js';
-import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeKind, type ChangeMeta, type HistoryEntry } from '../control/history.js';
+import { CHANGE_KINDS as KNOWN_CHANGE_KINDS, ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeKind, type ChangeMeta, type HistoryEntry } from '../control/history.js';
 
 /** Records what the cluster has not recorded yet: its id, and the incarnations of members that have none. */
 export interface RecordIdentityCommand {
@@ -93,7 +93,7 @@ function decodeEnvelope(data: string): ProposalEnvelope | string {
   return record as ProposalEnvelope;
 }
 
-const CHANGE_KINDS: ReadonlySet<string> = new Set<ChangeKind>(['file', 'seed', 'api', 'cli', 'rollback', 'unknown']);
+const CHANGE_KINDS: ReadonlySet<string> = new Set<string>(KNOWN_CHANGE_KINDS);
 
 /** The entry's meta as far as it makes sense; anything odd is left out rather than trusted. */
 function decodeMeta(raw: unknown): ChangeMeta {

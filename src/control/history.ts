@@ -15,6 +15,7 @@ export const DEFAULT_HISTORY_SIZE: number = DEFAULTS.historySize;
 
 /** Where a change came from: a node's file (an edit, or the seed of a fresh cluster), the admin API, the CLI, or a rollback. */
 export type ChangeKind = 'file' | 'seed' | 'api' | 'cli' | 'rollback' | 'unknown';
+export const CHANGE_KINDS: readonly ChangeKind[] = ['file', 'seed', 'api', 'cli', 'rollback', 'unknown'];
 
 export interface ChangeSource {
   readonly kind: ChangeKind;

@@ -11,6 +11,7 @@ import type {
   StatusClass,
   UpstreamErrorReason,
 } from './types.js';
+import { CHANGE_KINDS, type HistoryEntry } from '../control/history.js';
 
 /**
  * Requests answered without reaching any backend (no backend available, circuit open, no route to a
@@ -49,6 +50,11 @@ export interface CreateMetricsOptions {
 
 export type PrometheusMetrics = Metrics & {
   readonly registry: Registry;
+  /**
+   * Where balancer_config_changes_total is counted from, at each scrape: the version served and the config history
+   * (newest first). Versions served before this call are not counted.
+   */
+  countConfigChanges(source: () => { version: number; changes: readonly HistoryEntry[] }): void;
   /** The text exposition of every family, for GET /metrics. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -463,6 +469,32 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
   configReloads.inc({ result: 'success' }, 0);
   configReloads.inc({ result: 'failure' }, 0);
 
+  // Counted when scraped, from the config history: a change is recorded after it serves (locally) or inside the
+  // replicated log (in a cluster), so there is no one place that sees each change with its source as it happens.
+  let changesSource: (() => { version: number; changes: readonly HistoryEntry[] }) | null = null;
+  /** The last version counted; 0 until the node serves a first config (which is where counting starts). */
+  let countedUpTo = 0;
+  const countNewChanges = (): void => {
+    if (changesSource === null) return;
+    const { version, changes } = changesSource();
+    if (countedUpTo === 0 || version <= countedUpTo) {
+      if (countedUpTo === 0) countedUpTo = version;
+      return;
+    }
+    const kinds = new Map(changes.map((entry) => [entry.version, entry.source.kind]));
+    for (let counted = countedUpTo + 1; counted <= version; counted++) configChanges.inc({ source: kinds.get(counted) ?? 'unknown' });
+    countedUpTo = version;
+  };
+  const configChanges = new Counter({
+    name: `${p}config_changes_total`,
+    help: 'Config versions this node started serving, by where the change came from: file, seed, api, cli, rollback, or unknown (no longer in the config history).',
+    labelNames: ['source'] as const,
+    registers,
+    collect: countNewChanges,
+  });
+  // Every source from zero, so the first change of a kind is an increase Prometheus sees.
+  for (const kind of CHANGE_KINDS) configChanges.inc({ source: kind }, 0);
+
   const raft = createRaftMetrics(registry, p);
 
   if (options.collectDefault !== false) {
@@ -498,6 +530,10 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     setConfigVersion: (version) => configVersion.set(version),
     configReload: (result) => configReloads.inc({ result }),
     setRestartRequired: (required) => restartRequired.set(required ? 1 : 0),
+    countConfigChanges(source) {
+      changesSource = source;
+      countedUpTo = source().version;
+    },
     raft,
     retain(live) {
       const wanted = new Map<string, Set<string>>();

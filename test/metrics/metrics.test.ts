@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { createMetrics, NO_BACKEND_LABEL, REQUEST_DURATION_BUCKETS } from '../../src/metrics/metrics.js';
+import type { ChangeKind, HistoryEntry } from '../../src/control/history.js';
 
 const CONTRACT_FAMILIES = [
   'balancer_requests_total',
@@ -122,6 +123,26 @@ describe('createMetrics', () => {
     expect(sample(t, 'balancer_raft_peer_reachable', { peer: 'n2' })).toBe(0);
     expect(sample(t, 'balancer_raft_peer_messages_rejected_total', { reason: 'bad_mac' })).toBe(1);
     expect(sample(t, 'balancer_raft_failed', {})).toBe(1);
+  });
+
+  it('counts config changes by source from the config history, from the first version served on', async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const entry = (version: number, kind: ChangeKind): HistoryEntry => ({ version, requestId: `r${version}`, change: 'set config', at: null, source: { kind }, config: { routes: [], pools: {} } });
+    // A cluster node before its first commit: the version it first serves is where counting starts.
+    let served = { version: 0, changes: [] as HistoryEntry[] };
+    metrics.countConfigChanges(() => served);
+    const counts = async (): Promise<Record<string, number>> => {
+      const family = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'balancer_config_changes_total')!;
+      return Object.fromEntries(family.values.map((value) => [String(value.labels['source']), value.value]));
+    };
+    expect(await counts()).toEqual({ file: 0, seed: 0, api: 0, cli: 0, rollback: 0, unknown: 0 });
+    served = { version: 7, changes: [entry(7, 'seed')] };
+    expect((await counts())['seed']).toBe(0);
+    served = { version: 9, changes: [entry(9, 'cli'), entry(8, 'api'), entry(7, 'seed')] };
+    expect(await counts()).toEqual({ file: 0, seed: 0, api: 1, cli: 1, rollback: 0, unknown: 0 });
+    // Versions the bounded history no longer holds still count, as unknown.
+    served = { version: 12, changes: [entry(12, 'rollback')] };
+    expect(await counts()).toEqual({ file: 0, seed: 0, api: 1, cli: 1, rollback: 1, unknown: 2 });
   });
 
   it('returns the same cached children for a backend, and the hot path never resolves labels', () => {

@@ -220,5 +220,9 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
     }
     expect(queries.length).toBeGreaterThan(25);
     await untilAllHaveData(queries, 60_000);
+    // The config-change annotation says where the change came from: the PATCH above went through the admin API.
+    const changes = dashboard.annotations.list.find((annotation) => annotation.name === 'Config changes')!;
+    const annotated = await api<{ result: Array<{ metric: Record<string, string> }> }>(`/api/v1/query?query=${encodeURIComponent(substitute(changes.expr))}`);
+    expect(annotated.result.map((row) => row.metric['source'])).toEqual(['api']);
   }, 90_000);
 });
