@@ -54,6 +54,15 @@ export interface ClusterMemberRecord {
   readonly incarnation?: string;
 }
 
+/** A member the cluster removed: peers refuse it, and tell it so, when it comes back with the same data dir. */
+export interface RemovedMemberRecord {
+  readonly id: string;
+  /** The log index of the removal. */
+  readonly index: number;
+  /** Its data dir incarnation when removed (null if none was recorded): a node presenting it is that removed node. */
+  readonly incarnation: string | null;
+}
+
 export interface StateMachineSnapshot {
   readonly format: 1;
   readonly version: number;
@@ -64,6 +73,8 @@ export interface StateMachineSnapshot {
   readonly clusterId?: string | null;
   /** Absent in snapshots written before the history existed. */
   readonly history?: readonly HistoryEntry[];
+  /** Absent in snapshots written before removals were recorded. */
+  readonly removed?: readonly RemovedMemberRecord[];
 }
 
 export type AppliedEffect =
@@ -122,6 +133,7 @@ function decodeMeta(raw: unknown): ChangeMeta {
 export class ConfigStateMachine {
   private configState: ConfigState = EMPTY_CONFIG_STATE;
   private readonly memberMap = new Map<string, ClusterMemberRecord>();
+  private readonly removedMap = new Map<string, RemovedMemberRecord>();
   private recordedClusterId: string | null = null;
   private dedupe: RequestDedupe;
   private readonly changes: ConfigHistory;
@@ -150,6 +162,11 @@ export class ConfigStateMachine {
 
   member(id: string): ClusterMemberRecord | undefined {
     return this.memberMap.get(id);
+  }
+
+  /** The removal of a node that is not a member now (null when it never was removed, or was added again since). */
+  removedMember(id: string): RemovedMemberRecord | null {
+    return this.removedMap.get(id) ?? null;
   }
 
   /** The cluster's id, once recorded. */
@@ -193,12 +210,15 @@ export class ConfigStateMachine {
     return { kind: 'command', requestId, outcome, duplicate: false };
   }
 
-  /** Applies a committed membership change; the address, when the change carries one, is what new peers dial. */
-  applyConfChange(cc: ConfChange): void {
+  /** Applies a committed membership change (at log `index`); the address, when the change carries one, is what new peers dial. */
+  applyConfChange(cc: ConfChange, index = 0): void {
     if (cc.type === 'remove') {
+      const removed = this.memberMap.get(cc.nodeId);
       this.memberMap.delete(cc.nodeId);
+      this.removedMap.set(cc.nodeId, { id: cc.nodeId, index, incarnation: removed?.incarnation ?? null });
       return;
     }
+    this.removedMap.delete(cc.nodeId);
     const previous = this.memberMap.get(cc.nodeId);
     this.memberMap.set(cc.nodeId, {
       id: cc.nodeId,
@@ -228,6 +248,7 @@ export class ConfigStateMachine {
       dedupe: this.dedupe.toJSON(),
       clusterId: this.recordedClusterId,
       history: this.changes.toJSON(),
+      removed: [...this.removedMap.values()],
     };
     return JSON.stringify(snapshot);
   }
@@ -261,6 +282,11 @@ export class ConfigStateMachine {
         voter: member.voter,
         ...(typeof member.incarnation === 'string' ? { incarnation: member.incarnation } : {}),
       });
+    }
+    this.removedMap.clear();
+    for (const removed of Array.isArray(parsed.removed) ? parsed.removed : []) {
+      if (typeof removed?.id !== 'string' || !Number.isSafeInteger(removed.index)) continue;
+      this.removedMap.set(removed.id, { id: removed.id, index: removed.index, incarnation: typeof removed.incarnation === 'string' ? removed.incarnation : null });
     }
     this.recordedClusterId = typeof parsed.clusterId === 'string' ? parsed.clusterId : null;
     this.dedupe = RequestDedupe.fromJSON(parsed.dedupe);

@@ -113,6 +113,11 @@ export class ClusterStore implements ControlPlane {
   private stopped = false;
   /** The log index of the applied entry that removed this node (null: not removed, or re-added since). */
   private removedAt: number | null = null;
+  /**
+   * A peer's word that the cluster removed this node while it was down (its own log still lists it as a member,
+   * so it cannot know otherwise); cleared when a leader talks to it, which only happens if it was added again.
+   */
+  private removedByPeer: { readonly peer: string; readonly detail: string } | null = null;
 
   private constructor(options: ClusterStoreOptions) {
     this.options = options;
@@ -135,6 +140,7 @@ export class ClusterStore implements ControlPlane {
   /** Member, removed, or waiting to be added: from the applied membership, and what this node applied about itself. */
   private membership(): Membership {
     if (this.node === undefined) return this.options.cluster.join === true ? 'waiting-to-join' : 'member';
+    if (this.removedByPeer !== null) return 'removed';
     const { voters, learners } = this.node.status().confState;
     if (voters.includes(this.nodeId) || learners.includes(this.nodeId)) return 'member';
     // A node that applied its own removal, or one that bootstrapped (so it was a member once), was removed.
@@ -145,6 +151,7 @@ export class ClusterStore implements ControlPlane {
   private standingProblem(): string | null {
     switch (this.membership()) {
       case 'removed':
+        if (this.removedByPeer !== null) return `removed from the cluster while this node was down (peer ${this.removedByPeer.peer} says: ${this.removedByPeer.detail})`;
         return `removed from the cluster${this.removedAt === null ? '' : ` (at log index ${this.removedAt})`}: this node serves its last config but takes no part in the cluster; to bring it back, wipe its data dir, start it with cluster.join: true and add it again`;
       case 'waiting-to-join':
         return `waiting to be added to the cluster (started with cluster.join: true): run \`balancer cluster add ${this.nodeId} ADDRESS\` against a member`;
@@ -507,7 +514,7 @@ export class ClusterStore implements ControlPlane {
         }
       },
       applyConfChange: (entry: Entry, change: ConfChange) => {
-        this.machine.applyConfChange(change);
+        this.machine.applyConfChange(change, entry.index);
         if (change.nodeId !== this.nodeId) return;
         if (change.type === 'remove') {
           this.removedAt = entry.index;
@@ -523,6 +530,7 @@ export class ClusterStore implements ControlPlane {
       snapshotData: () => this.machine.snapshot(),
       memberAddress: (id: NodeId) => this.machine.member(id)?.address ?? null,
       memberIncarnation: (id: NodeId) => this.machine.member(id)?.incarnation ?? null,
+      removedMember: (id: NodeId) => this.machine.removedMember(id),
       clusterId: () => this.machine.clusterId,
     };
   }
@@ -542,7 +550,22 @@ export class ClusterStore implements ControlPlane {
       case 'read':
         if (this.reads.has(event.context)) this.reads.set(event.context, event.index);
         break;
+      case 'removed-by-peer':
+        // Its own log already says so (removed while up): that was logged when applied.
+        if (this.membership() === 'removed') break;
+        this.removedByPeer = { peer: event.peer, detail: event.detail };
+        // The same message as for a removal this node applied itself: operators grep for one line.
+        this.options.logger.warn('this node was removed from the cluster: it no longer votes or campaigns, and /readyz answers 503', {
+          node: this.nodeId,
+          while: 'down',
+          peer: event.peer,
+          detail: event.detail,
+          hint: 'to bring it back, wipe its data dir, start it with cluster.join: true and run `balancer cluster add` against a member',
+        });
+        break;
       case 'leader':
+        // A leader talks to this node: it is a member again, whatever a peer said before.
+        if (event.leader !== null && event.leader !== this.nodeId) this.removedByPeer = null;
         if (event.leader === this.nodeId && this.machine.version === 0) void this.seedFromFile();
         this.recordIdentities();
         break;

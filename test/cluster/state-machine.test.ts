@@ -153,6 +153,29 @@ describe('ConfigStateMachine', () => {
     expect(fromOlder.member('n1')?.incarnation).toBeUndefined();
   });
 
+  it('records a removed member with its incarnation and the removal index until it is added again; snapshots carry it', () => {
+    const machine = new ConfigStateMachine();
+    for (const id of ['n1', 'n2', 'n3']) machine.applyConfChange({ type: 'add-voter', nodeId: id }, 1);
+    machine.applyEntry(entry(4, 'id-1', { type: 'record-identity', clusterId: 'c1c1c1c1', incarnations: { n1: 'a1a1a1a1', n2: 'a2a2a2a2', n3: 'a3a3a3a3' } }));
+    expect(machine.removedMember('n3')).toBeNull();
+    machine.applyConfChange({ type: 'remove', nodeId: 'n3' }, 9);
+    expect(machine.removedMember('n3')).toEqual({ id: 'n3', index: 9, incarnation: 'a3a3a3a3' });
+
+    const restored = new ConfigStateMachine();
+    restored.restore(machine.snapshot());
+    expect(restored.removedMember('n3')).toEqual({ id: 'n3', index: 9, incarnation: 'a3a3a3a3' });
+    // A snapshot from before removals were recorded restores with none.
+    const older = JSON.parse(machine.snapshot()) as Record<string, unknown>;
+    delete older['removed'];
+    const fromOlder = new ConfigStateMachine();
+    fromOlder.restore(JSON.stringify(older));
+    expect(fromOlder.removedMember('n3')).toBeNull();
+
+    // Added again (with a new data dir): no longer a removed member.
+    machine.applyConfChange({ type: 'add-learner', nodeId: 'n3', address: '127.0.0.1:7003' }, 12);
+    expect(machine.removedMember('n3')).toBeNull();
+  });
+
   it('restores from a snapshot to an identical state that keeps deduplicating', () => {
     const machine = new ConfigStateMachine();
     machine.applyConfChange({ type: 'add-voter', nodeId: 'n1' });

@@ -61,6 +61,8 @@ export interface RaftApplier {
   memberIncarnation?(id: NodeId): string | null;
   /** The cluster's recorded id; a peer presenting another is refused. */
   clusterId?(): string | null;
+  /** The removal of a node that is no member now, with its incarnation then (null: never removed, or added again). */
+  removedMember?(id: NodeId): { readonly index: number; readonly incarnation: string | null } | null;
 }
 
 /**
@@ -85,6 +87,8 @@ export type RaftNodeEvent =
   | { readonly type: 'peer'; readonly peer: NodeId; readonly identity: PeerIdentity }
   /** A proposal made on this node can no longer commit as proposed; proposing it again with the same request id is safe. */
   | { readonly type: 'dropped'; readonly requestId: string; readonly reason: string }
+  /** A peer refused this node because the cluster removed it (while this node was down, or it would have applied it). */
+  | { readonly type: 'removed-by-peer'; readonly peer: NodeId; readonly detail: string }
   | ({ readonly type: 'failed' } & RaftFailure);
 
 /** Errors the core throws at a caller for a request it cannot take now; anything else it throws means a broken invariant. */
@@ -179,6 +183,8 @@ export class RaftNode {
   private scheduled = false;
   private stopped = false;
   private failure: RaftFailure | null = null;
+  /** A peer refused this node as removed from the cluster, and no leader has talked to it since. */
+  private removedByPeer = false;
   private appliedIndex = 0;
   private snapshotIndex = 0;
   private leader: NodeId | null = null;
@@ -268,6 +274,7 @@ export class RaftNode {
         identity: () => this.identity,
         checkPeer: (peer, identity) => this.checkPeer(peer, identity),
         onPeerIdentity: (peer, identity) => this.notePeerIdentity(peer, identity),
+        onRemovedByPeer: (peer, detail) => this.onRemovedByPeer(peer, detail),
       });
       this.dialled = peersKey(this.peerAddresses());
       // Apply what the disk says is committed before listening: peers are judged by the identities recorded there.
@@ -442,6 +449,8 @@ export class RaftNode {
   private onPeerMessage(message: Message): void {
     if (this.stopped || this.failure !== null) return;
     if (this.lostLog(message)) return;
+    // A leader replicating to this node: it is a member (added again), whatever a peer said before.
+    if (this.removedByPeer && (message.type === 'MsgApp' || message.type === 'MsgHeartbeat' || message.type === 'MsgSnap')) this.removedByPeer = false;
     this.input(() => this.rawNode.step(message));
   }
 
@@ -469,7 +478,7 @@ export class RaftNode {
     if (this.stopped) return;
     this.tickTimer = this.clock.setTimeout(() => {
       this.tickTimer = null;
-      this.input(() => this.rawNode.tick());
+      if (!this.removedByPeer) this.input(() => this.rawNode.tick());
       this.scheduleTick();
     }, this.options.heartbeatIntervalMs);
   }
@@ -695,6 +704,16 @@ export class RaftNode {
         detail: `node "${peer}" belongs to cluster ${identity.clusterId}, not to this node's cluster ${ours}; check the peers addresses on both sides`,
       };
     }
+    const removed = applier.removedMember?.(peer) ?? null;
+    // Only the data dir the cluster removed: a node added again under the same id comes with a new incarnation.
+    if (removed !== null && removed.incarnation !== null && identity.incarnation === removed.incarnation && !this.isMember(peer)) {
+      return {
+        reason: 'removed',
+        detail:
+          `node "${peer}" was removed from the cluster at log index ${removed.index}: it serves its last config but takes no part in the cluster; ` +
+          `to bring it back, wipe its data dir, start it with cluster.join: true and add it again (balancer cluster add ${peer} ADDRESS)`,
+      };
+    }
     const recorded = applier.memberIncarnation?.(peer) ?? null;
     if (recorded !== null && identity.incarnation !== recorded) {
       return {
@@ -707,6 +726,24 @@ export class RaftNode {
       };
     }
     return null;
+  }
+
+  private isMember(id: NodeId): boolean {
+    if (this.rawNode === undefined) return false;
+    const { voters, learners } = this.rawNode.status().confState;
+    return voters.includes(id) || learners.includes(id);
+  }
+
+  /**
+   * A peer says the cluster removed this node. Its own log cannot say so (it was down when the removal
+   * committed), so it stops campaigning (its election ticks stop: nobody would answer them) until a leader
+   * talks to it again, which only happens if it was added back.
+   */
+  private onRemovedByPeer(peer: NodeId, detail: string): void {
+    if (this.stopped || this.failure !== null) return;
+    const first = !this.removedByPeer;
+    this.removedByPeer = true;
+    if (first) this.emit({ type: 'removed-by-peer', peer, detail });
   }
 
   private notePeerIdentity(peer: NodeId, identity: PeerIdentity): void {

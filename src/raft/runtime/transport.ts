@@ -58,7 +58,7 @@ import {
 } from './frame.js';
 import type { Frame, FrameRejectReason, SessionKeys } from './frame.js';
 
-export type PeerRejectReason = FrameRejectReason | 'unknown_peer' | 'unknown_incarnation';
+export type PeerRejectReason = FrameRejectReason | 'unknown_peer' | 'unknown_incarnation' | 'removed';
 
 /** What a peer says about its data dir in the handshake; null fields were not sent (an older node, or not known yet). */
 export interface PeerIdentity {
@@ -68,7 +68,7 @@ export interface PeerIdentity {
 
 /** Why a peer's identity is refused; `detail` is the whole sentence for logs (what happened and what to do). */
 export interface PeerRefusal {
-  readonly reason: 'wrong_cluster' | 'unknown_incarnation';
+  readonly reason: 'wrong_cluster' | 'unknown_incarnation' | 'removed';
   readonly detail: string;
 }
 export type SnapshotStatus = 'finish' | 'failure';
@@ -109,6 +109,8 @@ export interface PeerTransportOptions {
   readonly checkPeer?: (peerId: string, identity: PeerIdentity) => PeerRefusal | null;
   /** A peer proved who it is in an authenticated handshake and presented this identity. */
   readonly onPeerIdentity?: (peerId: string, identity: PeerIdentity) => void;
+  /** A peer refused this node because the cluster removed it (it was down when that happened, so it could not apply it). */
+  readonly onRemovedByPeer?: (peerId: string, detail: string) => void;
   readonly clock?: Clock;
   readonly random?: Random;
   readonly maxFrameBytes?: number;
@@ -168,6 +170,8 @@ const METRIC_REASON: Record<PeerRejectReason, Parameters<RaftMetrics['peerMessag
   replay: 'bad_mac',
   unknown_peer: 'unknown_peer',
   unknown_incarnation: 'unknown_incarnation',
+  // A member the cluster removed: no longer one of its peers.
+  removed: 'unknown_peer',
 };
 
 // Local-only message types must never be accepted from the network: they would let a peer drive our node.
@@ -293,8 +297,8 @@ interface TransportCore {
   readonly clock: Clock;
   readonly logger: Logger;
   rejected(reason: PeerRejectReason, detail: string, context: Record<string, unknown>): void;
-  /** A peer refused this node in its welcome. */
-  refusedBy(peerId: string, detail: string): void;
+  /** A peer refused this node in its welcome; `removed` when it says the cluster removed this node. */
+  refusedBy(peerId: string, detail: string, removed: boolean): void;
   identity(): PeerIdentity;
   checkPeer(peerId: string, identity: PeerIdentity): PeerRefusal | null;
   peerIdentified(peerId: string, identity: PeerIdentity): void;
@@ -420,7 +424,7 @@ class ClientConnection {
     if (body === null || body['clientNonce'] !== this.nonce) return this.reject('malformed', 'welcome does not answer our nonce');
     const refused = body['refused'];
     if (typeof refused === 'string') {
-      this.core.refusedBy(this.peerId, refused.slice(0, 1000));
+      this.core.refusedBy(this.peerId, refused.slice(0, 1000), body['removed'] === true);
       return this.close(`refused by ${this.peerId}`);
     }
     const serverNonce = body['serverNonce'];
@@ -657,14 +661,15 @@ class ServerConnection {
     if (!decoded.ok) return this.reject(decoded.reason, decoded.detail);
     const { frame } = decoded;
     if (frame.kind !== FrameKind.hello) return this.reject('malformed', 'expected a hello frame');
-    if (frame.to !== core.nodeId || frame.from === core.nodeId || !this.transport.knowsPeer(frame.from)) {
-      return this.reject('unknown_peer', `hello from "${frame.from}" to "${frame.to}"`);
-    }
+    const unknownPeer = (): void => this.reject('unknown_peer', `hello from "${frame.from}" to "${frame.to}"`);
+    if (frame.to !== core.nodeId || frame.from === core.nodeId) return unknownPeer();
+    const known = this.transport.knowsPeer(frame.from);
     const body = parseJsonObject(frame.payload);
     const clientNonce = body?.['nonce'];
     const purpose = body?.['purpose'];
     const identity = body === null ? undefined : identityIn(body);
     if (typeof clientNonce !== 'string' || !NONCE_PATTERN.test(clientNonce) || (purpose !== 'stream' && purpose !== 'snapshot') || identity === undefined) {
+      if (!known) return unknownPeer();
       return this.reject('malformed', 'hello without a nonce, purpose and valid identity');
     }
     const welcome = (answer: Record<string, unknown>): Buffer =>
@@ -673,6 +678,9 @@ class ServerConnection {
         core.handshakeKey,
       );
     const refusal = core.checkPeer(frame.from, identity);
+    // A stranger is refused without an answer, unless it is a member the cluster removed: that one is told, so it
+    // can say so (it was down when the removal committed, and no leader replicates to it any more).
+    if (!known && refusal?.reason !== 'removed') return unknownPeer();
     if (refusal !== null) {
       this.peerId = frame.from;
       core.rejected(refusal.reason, refusal.detail, { peer: frame.from, remote: `${this.socket.remoteAddress}:${this.socket.remotePort}` });
@@ -681,7 +689,7 @@ class ServerConnection {
       if (this.timer !== null) core.clock.clearTimeout(this.timer);
       this.timer = null;
       this.transport.forgetInbound(this);
-      this.socket.end(welcome({ refused: refusal.detail }));
+      this.socket.end(welcome({ refused: refusal.detail, ...(refusal.reason === 'removed' ? { removed: true } : {}) }));
       return;
     }
     this.identity = identity;
@@ -822,7 +830,10 @@ export class PeerTransport implements RaftTransport {
         options.metrics.peerMessageRejected(METRIC_REASON[reason]);
         this.rejectLog.note(reason, detail, context);
       },
-      refusedBy: (peerId, detail) => this.rejectLog.warn(`refused-by:${peerId}`, 'a raft peer refuses this node', { peer: peerId, detail }),
+      refusedBy: (peerId, detail, removed) => {
+        this.rejectLog.warn(`refused-by:${peerId}`, 'a raft peer refuses this node', { peer: peerId, detail });
+        if (removed) options.onRemovedByPeer?.(peerId, detail);
+      },
       identity: () => options.identity?.() ?? NO_IDENTITY,
       checkPeer: (peerId, identity) => options.checkPeer?.(peerId, identity) ?? null,
       peerIdentified: (peerId, identity) => options.onPeerIdentity?.(peerId, identity),
