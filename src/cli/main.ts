@@ -50,9 +50,29 @@ async function startCommand(options: { config: string; demoBackends?: boolean })
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  watchNpmParent(() => shutdown('npm start exited'));
   process.on('SIGHUP', () => void app.reload());
   // logrotate's postrotate: kill -USR1 (as for nginx). Listening for it also keeps Node's debugger off this signal.
   process.on('SIGUSR1', () => app.reopenLogs());
+}
+
+/** How often a balancer run by `npm start` checks that npm is still its parent. */
+const PARENT_CHECK_MS = 1_000;
+
+/**
+ * Under `npm start` npm is the parent, and it passes on only SIGTERM and SIGINT: killed otherwise (kill -9,
+ * SIGHUP when its terminal goes), it would leave the gateway running orphaned. Seeing itself re-parented, the
+ * balancer stops as on SIGTERM. Not under a supervisor (systemd, a container runtime, a shell): they signal it.
+ */
+function watchNpmParent(onGone: () => void): void {
+  if (process.env['npm_lifecycle_event'] !== 'start') return;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onGone();
+  }, PARENT_CHECK_MS);
+  timer.unref();
 }
 
 async function validateCommand(options: { config: string }): Promise<void> {

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
@@ -29,10 +30,15 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Running (a zombie left for a parent that does not reap it has exited). */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
@@ -122,5 +128,33 @@ describe('npm start', () => {
     await closed;
     expect(output).toContain('"msg":"stopped"');
     expect(isAlive(balancerPid)).toBe(false);
+  });
+
+  it('stops the balancer when npm itself is killed with a signal it cannot pass on (SIGKILL)', async () => {
+    const file = join(dir, 'balancer-kill.yaml');
+    await writeFile(file, `listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0, token: t }\npools:\n  web:\n    backends:\n      - { url: ${backend.url} }\n`);
+    const npm = spawn('npm', ['start', '--silent', '--', '-c', file], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    pidsToKill.push(npm.pid!);
+    let output = '';
+    const started = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`balancer did not start: ${output}`)), 30_000);
+      const onData = (chunk: Buffer): void => {
+        output += chunk.toString();
+        if (!output.includes('"balancer started"')) return;
+        clearTimeout(timer);
+        resolve();
+      };
+      npm.stdout.on('data', onData);
+      npm.stderr.on('data', onData);
+    });
+    await started;
+    const [balancerPid] = childrenOf(npm.pid!);
+    pidsToKill.push(balancerPid!);
+    npm.kill('SIGKILL');
+    // Orphaned, it notices within about a second that npm is gone and stops as on SIGTERM (bounded wait).
+    for (let i = 0; i < 300 && isAlive(balancerPid!); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(isAlive(balancerPid!)).toBe(false);
+    expect(output).toContain('"signal":"npm start exited"');
+    expect(output).toContain('"msg":"stopped"');
   });
 });
