@@ -425,7 +425,7 @@ export class ClusterStore implements ControlPlane {
     }
     const edited: ReplicatedConfig = { routes: validated.config.routes, pools: validated.config.pools };
     if (sameReplicated(edited, this.machine.state.config) && this.machine.version > 0) {
-      await this.fileSync.noteShown(this.machine.version, text);
+      await this.fileSync.noteShown(this.machine.version, text, edited);
       return 'unchanged';
     }
     if (this.fileSync.isLastSynced(text)) {
@@ -640,7 +640,7 @@ export class ClusterStore implements ControlPlane {
       }
       const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools }) as PlainReplicated;
       const outcome = await this.submit({ type: 'set-config', config, expectedVersion: 0 }, this.changeMeta(undefined, { kind: 'seed', node: this.nodeId, file }));
-      await this.fileSync.noteShown(outcome.version, text);
+      await this.fileSync.noteShown(outcome.version, text, validated.config);
       logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });
     } catch (error) {
       if (isBalancerError(error, 'VERSION_MISMATCH')) {

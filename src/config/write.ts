@@ -393,13 +393,14 @@ function applyEdits(text: string, edits: readonly Edit[]): string {
   return out;
 }
 
-function replicatedOf(text: string): ReplicatedConfig | null {
+/** A text's routes and pools: as written (parsed, not validated) and validated; null when either fails. */
+function replicatedOf(text: string): { written: RoutesAndPoolsAsWritten; config: ReplicatedConfig } | null {
   try {
     const document = parseDocument(text, { uniqueKeys: true });
     if (document.errors.length > 0) return null;
     const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
     const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
-    return result.ok ? result.config : null;
+    return result.ok ? { written: { routes: value?.['routes'] ?? null, pools: value?.['pools'] ?? null }, config: result.config } : null;
   } catch {
     // An edit removed an anchor something else still refers to: not a usable result.
     return null;
@@ -412,11 +413,22 @@ function rootPair(document: Document, key: string): Pair | undefined {
   return (root.items as Pair[]).find((pair) => keyOf(pair) === key);
 }
 
+/** The routes and pools of a YAML text as parsed (before validation and defaults); null where a section is absent. */
+export interface RoutesAndPoolsAsWritten {
+  readonly routes: unknown;
+  readonly pools: unknown;
+}
+
 /**
  * `originalText` with `routes` and `pools` changed to `replicated`, touching only what differs: a weight change
  * rewrites one number; comments, blank lines and every local section stay byte for byte.
  */
 export function rewriteReplicatedSections(originalText: string, replicated: ReplicatedConfig): string {
+  return rewriteReplicatedSectionsRead(originalText, replicated).text;
+}
+
+/** rewriteReplicatedSections, also handing back the new text's sections as parsed by its own check (no second parse). */
+export function rewriteReplicatedSectionsRead(originalText: string, replicated: ReplicatedConfig): { text: string; written: RoutesAndPoolsAsWritten } {
   const plain = toPlainReplicated(replicated);
   const target = { routes: plain.routes as Json, pools: plain.pools as Json };
   const document = parseDocument(originalText, { uniqueKeys: true });
@@ -459,8 +471,8 @@ export function rewriteReplicatedSections(originalText: string, replicated: Repl
     } catch {
       continue;
     }
-    const written = replicatedOf(text);
-    if (written !== null && isDeepStrictEqual(written, expected.config)) return text;
+    const read = replicatedOf(text);
+    if (read !== null && isDeepStrictEqual(read.config, expected.config)) return { text, written: read.written };
   }
   throw new BalancerError('INTERNAL', 'could not rewrite routes and pools in the config text');
 }
