@@ -1,7 +1,7 @@
 // What balancer.yaml may contain, section by section: the one description the validator, the JSON Schema and write-back share.
 
-import { DEFAULTS, STRATEGY_NAMES, type HeaderMatch, type LogLevelName } from './schema.js';
-import { unsafeRegexReason } from './route-regex.js';
+import { DEFAULTS, STRATEGY_NAMES, type HeaderMatch, type LogLevelName, type RedirectStatus } from './schema.js';
+import { captureGroupCount, unsafeRegexReason } from './route-regex.js';
 import { normalizePath } from '../proxy/normalize-path.js';
 import {
   INVALID,
@@ -20,6 +20,7 @@ import {
   optional,
   parseCidr,
   parseHostname,
+  parseHostPort,
   record,
   required,
   size,
@@ -348,6 +349,13 @@ function parseRoutePath(value: string): { value: string } | { error: string } {
   return { value };
 }
 
+/** A Host header value: a host name or IP, with an optional port. */
+function parseHostHeader(value: string): { value: string } | { error: string } {
+  const bad = { error: `must be a host name, optionally with a port (api.internal, api.internal:8080, [::1]:8080), got ${describeValue(value)}` };
+  if (value.startsWith('[') || /:\d+$/.test(value)) return 'error' in parseHostPort(value, false) ? bad : { value: value.toLowerCase() };
+  return 'error' in parseHostname(value) ? bad : { value: value.toLowerCase() };
+}
+
 function routePath(description: string): LeafSpec<string> {
   return string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', parse: parseRoutePath, description });
 }
@@ -446,6 +454,97 @@ const matchSpec = object(
   },
 );
 
+const rewriteSpec = object(
+  {
+    stripPrefix: optional(routePath('Removed from the start of the path (/api/x becomes /x).')),
+    replacePrefix: optional(
+      object(
+        {
+          from: required(routePath('The prefix to replace.')),
+          to: required(string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', description: 'What replaces it.' })),
+        },
+        { description: 'Replaces a path prefix: {from: /v1, to: /v2} turns /v1/x into /v2/x.' },
+      ),
+    ),
+    pathRegex: optional(
+      object(
+        {
+          pattern: required(string({ parse: parseRouteRegex, description: 'Anchored pattern over the whole path (the same subset as match.pathRegex).' })),
+          replacement: required(string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', description: 'The new path; $1 and $<name> insert groups.' })),
+        },
+        {
+          description: 'Replaces the whole path when it matches the pattern.',
+          check(value, path, ctx) {
+            const groups = captureGroupCount(value.pattern);
+            for (const reference of value.replacement.matchAll(/\$(\d+)/g)) {
+              if (Number(reference[1]) > groups) {
+                ctx.report([...path, 'replacement'], `refers to $${reference[1]} but the pattern has ${groups} capture group${groups === 1 ? '' : 's'}`);
+              }
+            }
+          },
+        },
+      ),
+    ),
+    host: optional(string({ parse: parseHostHeader, description: 'Host header (host or host:port) sent to the backend instead of the client\'s.' })),
+    hostFromBackend: withDefault(boolean('true: the Host header becomes the picked backend\'s host:port.'), false),
+  },
+  {
+    description: 'How the forwarded request changes (the query string is kept); X-Forwarded-Host keeps the client\'s Host.',
+    check(value, path, ctx) {
+      const pathRules = (['stripPrefix', 'replacePrefix', 'pathRegex'] as const).filter((key) => value[key] !== undefined);
+      if (pathRules.length > 1) ctx.report(path, `set at most one of stripPrefix, replacePrefix and pathRegex (got ${pathRules.join(', ')})`);
+      if (value.host !== undefined && value.hostFromBackend) ctx.report([...path, 'hostFromBackend'], 'set host or hostFromBackend, not both');
+    },
+  },
+);
+
+const REDIRECT_STATUSES: readonly RedirectStatus[] = [301, 302, 303, 307, 308];
+
+const redirectSpec = object(
+  {
+    scheme: optional(oneOf(['http', 'https'] as const, 'Scheme of the Location (default: the request\'s).')),
+    host: optional(string({ parse: parseHostname, description: 'Host of the Location (default: the request\'s).' })),
+    port: optional(integer(1, 65535, 'Port of the Location (default: the request\'s while scheme and host stay, else the scheme\'s default).')),
+    path: optional(string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', description: 'Path of the Location (default: the request\'s, normalised).' })),
+    stripQuery: withDefault(boolean('true: the Location has no query string.'), false),
+    status: withDefault(
+      leaf<RedirectStatus>({
+        description: 'Redirect status: 301, 302, 303, 307 or 308.',
+        decode(value, path, ctx) {
+          if ((REDIRECT_STATUSES as readonly unknown[]).includes(value)) return value as RedirectStatus;
+          ctx.report(path, `must be one of ${REDIRECT_STATUSES.join(', ')}, got ${describeValue(value)}`);
+          return INVALID;
+        },
+        encode: (value) => value,
+        schema: () => ({ description: 'Redirect status: 301, 302, 303, 307 or 308.', enum: [...REDIRECT_STATUSES] }),
+      }),
+      DEFAULTS.redirectStatus,
+    ),
+  },
+  {
+    description: 'Answer with a redirect instead of forwarding.',
+    check(value, path, ctx) {
+      if (value.scheme === undefined && value.host === undefined && value.port === undefined && value.path === undefined) {
+        ctx.report(path, 'must change at least one of scheme, host, port and path (otherwise it redirects to itself)');
+      }
+    },
+  },
+);
+
+const respondSpec = object(
+  {
+    status: required(integer(200, 599, 'Status of the answer.')),
+    body: withDefault(string({ minLength: 0, description: 'Body of the answer (UTF-8).' }), ''),
+    contentType: optional(string({ description: 'Content-Type of the answer (default: text/plain; charset=utf-8 when there is a body).' })),
+  },
+  {
+    description: 'Answer with a fixed response instead of forwarding.',
+    check(value, path, ctx) {
+      if ((value.status === 204 || value.status === 304) && value.body !== '') ctx.report([...path, 'body'], `a ${value.status} answer has no body`);
+    },
+  },
+);
+
 const routeSpec = object(
   {
     name: optional(
@@ -457,10 +556,23 @@ const routeSpec = object(
       }),
     ),
     match: optional(matchSpec),
-    pool: required(string({ pattern: POOL_NAME_PATTERN, patternHint: 'must be a pool name', description: 'The pool that serves matching requests.' })),
+    pool: optional(string({ pattern: POOL_NAME_PATTERN, patternHint: 'must be a pool name', description: 'The pool that serves matching requests (or redirect, or respond).' })),
+    redirect: optional(redirectSpec),
+    respond: optional(respondSpec),
+    rewrite: optional(rewriteSpec),
     maxBodySize: withDefault(size({ description: 'Largest request body for this route; 0 means the listener limit.' }), 0),
   },
-  { description: 'Requests that match go to the pool; the first matching route wins.' },
+  {
+    description: 'Requests that match go to the pool, or get the redirect or the fixed answer; the first matching route wins.',
+    check(value, path, ctx) {
+      const targets = (['pool', 'redirect', 'respond'] as const).filter((key) => value[key] !== undefined);
+      if (targets.length !== 1) {
+        ctx.report(path, `set exactly one of pool, redirect and respond (got ${targets.length === 0 ? 'none' : targets.join(', ')})`);
+      } else if (value.rewrite !== undefined && value.pool === undefined) {
+        ctx.report([...path, 'rewrite'], `applies to requests forwarded to a pool; a route with ${targets[0]} forwards nothing`);
+      }
+    },
+  },
 );
 
 export const routesSpec = list(routeSpec, {

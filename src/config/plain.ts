@@ -116,7 +116,36 @@ export function toPlainRoute(route: RouteConfig): PlainObject {
   const out: PlainObject = {};
   if (route.name !== null) out['name'] = route.name;
   nonEmpty(out, 'match', match);
-  out['pool'] = route.pool;
+  if (route.pool !== null) out['pool'] = route.pool;
+  if (route.redirect !== null) {
+    const { scheme, host, port, path, stripQuery, status } = route.redirect;
+    const redirect: PlainObject = {};
+    if (scheme !== null) redirect['scheme'] = scheme;
+    if (host !== null) redirect['host'] = host;
+    if (port !== null) redirect['port'] = port;
+    if (path !== null) redirect['path'] = path;
+    setUnlessDefault(redirect, 'stripQuery', stripQuery, false);
+    setUnlessDefault(redirect, 'status', status, DEFAULTS.redirectStatus);
+    out['redirect'] = redirect;
+  }
+  if (route.respond !== null) {
+    const { status, body, contentType } = route.respond;
+    const respond: PlainObject = { status };
+    if (body !== '') respond['body'] = body;
+    // The default type is the one a body gets when none is named.
+    if (contentType !== null && !(body !== '' && contentType === 'text/plain; charset=utf-8')) respond['contentType'] = contentType;
+    out['respond'] = respond;
+  }
+  if (route.rewrite !== null) {
+    const { stripPrefix, replacePrefix, pathRegex, host, hostFromBackend } = route.rewrite;
+    const rewrite: PlainObject = {};
+    if (stripPrefix !== null) rewrite['stripPrefix'] = stripPrefix;
+    if (replacePrefix !== null) rewrite['replacePrefix'] = { ...replacePrefix };
+    if (pathRegex !== null) rewrite['pathRegex'] = { ...pathRegex };
+    if (host !== null) rewrite['host'] = host;
+    setUnlessDefault(rewrite, 'hostFromBackend', hostFromBackend, false);
+    out['rewrite'] = rewrite;
+  }
   if (route.maxBodySize !== 0) out['maxBodySize'] = formatSize(route.maxBodySize);
   return out;
 }

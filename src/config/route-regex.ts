@@ -155,3 +155,9 @@ class Refused extends Error {}
 export function compileRouteRegex(pattern: string): RegExp {
   return new RegExp(`^(?:${pattern})$`);
 }
+
+/** How many capture groups a pattern has: what `$n` in a replacement may refer to. */
+export function captureGroupCount(pattern: string): number {
+  // An empty alternative always matches, and the match array has one slot per group.
+  return new RegExp(`${pattern}|`).exec('')!.length - 1;
+}

@@ -66,7 +66,7 @@ export function unsafeChanges(before: ReplicatedConfig | null, after: Replicated
     const only = afterPools.length === 1 ? afterPools[0]! : null;
     const allWentThere = only !== null && before.routes.every((route) => route.pool === only);
     if (!allWentThere) {
-      const targets = [...new Set(before.routes.map((route) => route.pool))].join(', ');
+      const targets = [...new Set(before.routes.map((route) => route.pool ?? (route.redirect !== null ? 'a redirect' : 'a fixed answer')))].join(', ');
       reasons.push(`every route would be removed (${before.routes.length}, to ${targets}): all traffic would go to pool "${afterPools[0]!}" instead`);
     }
   }

@@ -71,6 +71,8 @@ export const DEFAULTS = {
   heartbeatIntervalMs: 100,
   /** Replicated config versions kept for history, diff and rollback. */
   historySize: 50,
+  /** A redirect that names no status is temporary: a 301 is cached by browsers and hard to take back. */
+  redirectStatus: 302 as RedirectStatus,
 } as const;
 
 /** A check's timeout when the file names none: the usual 1 s, but always below the interval (`interval: 1s` alone is valid). */
@@ -198,11 +200,45 @@ export interface RouteMatch {
   readonly query: Readonly<Record<string, string>>;
 }
 
+/** How a route changes the request it forwards: at most one path rule, and the Host. */
+export interface RouteRewrite {
+  readonly stripPrefix: string | null;
+  readonly replacePrefix: { readonly from: string; readonly to: string } | null;
+  /** The whole path matched (anchored) and replaced; `$1` and `$<name>` refer to groups. */
+  readonly pathRegex: { readonly pattern: string; readonly replacement: string } | null;
+  /** Host header (host or host:port) sent instead of the client's. */
+  readonly host: string | null;
+  /** Host becomes the backend's host:port. */
+  readonly hostFromBackend: boolean;
+}
+
+export type RedirectStatus = 301 | 302 | 303 | 307 | 308;
+
+/** Each part given replaces the request's in the Location. */
+export interface RouteRedirect {
+  readonly scheme: 'http' | 'https' | null;
+  readonly host: string | null;
+  readonly port: number | null;
+  readonly path: string | null;
+  readonly stripQuery: boolean;
+  readonly status: RedirectStatus;
+}
+
+export interface RouteRespond {
+  readonly status: number;
+  readonly body: string;
+  readonly contentType: string | null;
+}
+
 export interface RouteConfig {
   /** Shown in metrics (the `route` label), `balancer routes list` and logs; null: the route's index stands in. */
   readonly name: string | null;
   readonly match: RouteMatch;
-  readonly pool: string;
+  /** Exactly one of pool, redirect and respond is set. */
+  readonly pool: string | null;
+  readonly redirect: RouteRedirect | null;
+  readonly respond: RouteRespond | null;
+  readonly rewrite: RouteRewrite | null;
   /** Maximum request body in bytes for this route; 0 means the listener's limit. */
   readonly maxBodySize: number;
 }

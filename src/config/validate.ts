@@ -320,7 +320,36 @@ function buildRoute(shape: RouteShape): RouteConfig {
       headers: match?.headers ?? [],
       query: { ...match?.query },
     },
-    pool: shape.pool,
+    pool: shape.pool ?? null,
+    redirect:
+      shape.redirect === undefined
+        ? null
+        : {
+            scheme: shape.redirect.scheme ?? null,
+            host: shape.redirect.host ?? null,
+            port: shape.redirect.port ?? null,
+            path: shape.redirect.path ?? null,
+            stripQuery: shape.redirect.stripQuery,
+            status: shape.redirect.status,
+          },
+    respond:
+      shape.respond === undefined
+        ? null
+        : {
+            status: shape.respond.status,
+            body: shape.respond.body,
+            contentType: shape.respond.contentType ?? (shape.respond.body === '' ? null : 'text/plain; charset=utf-8'),
+          },
+    rewrite:
+      shape.rewrite === undefined
+        ? null
+        : {
+            stripPrefix: shape.rewrite.stripPrefix ?? null,
+            replacePrefix: shape.rewrite.replacePrefix === undefined ? null : { ...shape.rewrite.replacePrefix },
+            pathRegex: shape.rewrite.pathRegex === undefined ? null : { ...shape.rewrite.pathRegex },
+            host: shape.rewrite.host ?? null,
+            hostFromBackend: shape.rewrite.hostFromBackend,
+          },
     maxBodySize: shape.maxBodySize,
   };
 }

@@ -48,9 +48,15 @@ export interface UpstreamFacts {
 }
 
 const UPSTREAM = Symbol('balancer.accessLog.upstream');
+const CLIENT_TARGET = Symbol('balancer.accessLog.clientTarget');
 const RAW_ANSWER = Symbol('balancer.accessLog.rawAnswer');
 
-type WithUpstream = IncomingMessage & { [UPSTREAM]?: UpstreamFacts };
+type WithUpstream = IncomingMessage & { [UPSTREAM]?: UpstreamFacts; [CLIENT_TARGET]?: string };
+
+/** Keeps the target the client asked for (normalised) before a route rewrites req.url for the backend: the line shows the client's. */
+export function keepClientTarget(req: IncomingMessage): void {
+  (req as WithUpstream)[CLIENT_TARGET] = req.url ?? '/';
+}
 type WithRawAnswer = Duplex & { [RAW_ANSWER]?: { status: number; code: string } };
 
 /** Leaves what the upstream side knows on the request, for the listener's access line. Cheap when nothing logs. */
@@ -121,7 +127,7 @@ function parsedRequestLine(req: IncomingMessage, socket: Duplex, time: string, s
     client: counted(req.socket).client,
     method: req.method ?? null,
     host: header(req, 'host'),
-    path: req.url ?? null,
+    path: (req as WithUpstream)[CLIENT_TARGET] ?? req.url ?? null,
     status,
     ...bytesSinceLastLine(socket),
     durationMs: roundMs(performance.now() - startedAt),

@@ -26,7 +26,10 @@ import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.
 import { prepareRequestHeaders, TrustedProxies } from './headers.js';
 import { UpstreamAttempt, type AttemptOwner } from './upstream-exchange.js';
 import { WebSocketTunnel } from './websocket-tunnel.js';
-import { noteUpstream } from './access-log.js';
+import { keepClientTarget, noteUpstream } from './access-log.js';
+import { splitTarget } from './normalize-path.js';
+import type { CompiledRewrite } from './rewrite.js';
+import type { CompiledRoute } from './router.js';
 
 export interface ForwarderOptions {
   readonly logger: Logger;
@@ -34,6 +37,19 @@ export interface ForwarderOptions {
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * The route's rewrite, after X-Forwarded-Host took the client's Host: the backend's path (query kept) and Host.
+ * The access log keeps the client's target.
+ */
+function applyRewrite(req: IncomingMessage, rewrite: CompiledRewrite): void {
+  if (rewrite.path !== null) {
+    keepClientTarget(req);
+    const { path, query } = splitTarget(req.url ?? '/');
+    req.url = `${rewrite.path(path)}${query}`;
+  }
+  if (rewrite.host !== null) req.headers.host = rewrite.host;
+}
 
 /** What every exchange of one Forwarder shares. */
 interface Shared {
@@ -66,6 +82,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   readonly hasBody: boolean;
   readonly maxBodySize: number;
   readonly closeAfterResponse: boolean;
+  readonly hostFromBackend: boolean;
   private readonly shared: Shared;
   private readonly entry: PoolEntry;
   private excluded: Set<string> | null = null;
@@ -83,7 +100,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   private pendingFailure: FailureKind | null = null;
   private cancelWait: CancelWait | null = null;
 
-  constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: { hasBody: boolean; maxBodySize: number; close: boolean }) {
+  constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: { hasBody: boolean; maxBodySize: number; close: boolean; hostFromBackend: boolean }) {
     this.shared = shared;
     this.req = req;
     this.res = res;
@@ -91,6 +108,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.hasBody = limits.hasBody;
     this.maxBodySize = limits.maxBodySize;
     this.closeAfterResponse = limits.close;
+    this.hostFromBackend = limits.hostFromBackend;
   }
 
   start(): void {
@@ -316,18 +334,20 @@ export class Forwarder {
     this.trustedProxies = new TrustedProxies(cidrs);
   }
 
-  forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, maxBodySize: number, draining: boolean): void {
+  forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, route: CompiledRoute | null, maxBodySize: number, draining: boolean): void {
     // Read before the hop-by-hop headers (Connection, Transfer-Encoding) are stripped.
-    const limits = { hasBody: hasRequestBody(req), maxBodySize, close: draining || wantsClose(req) };
+    const limits = { hasBody: hasRequestBody(req), maxBodySize, close: draining || wantsClose(req), hostFromBackend: route?.rewrite?.hostFromBackend === true };
     prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), false);
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
     if (req.headers['expect'] !== undefined) delete req.headers['expect'];
+    if (route?.rewrite != null) applyRewrite(req, route.rewrite);
     new ClientExchange(this.shared, req, res, entry, limits).start();
   }
 
   /** Proxies a WebSocket (or other Upgrade) request through the tunnel, with the same header rewriting as any request. */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry): void {
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, route: CompiledRoute | null): void {
     prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), true);
+    if (route?.rewrite != null) applyRewrite(req, route.rewrite);
     this.tunnel.open(req, socket, head, entry);
   }
 }

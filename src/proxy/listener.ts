@@ -11,8 +11,9 @@ import { errorMessage } from '../errors.js';
 import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
-import { connectionAccepted, rawAnswerOf, type AccessLog } from './access-log.js';
-import { hostWithoutPort, type RouteLookup, type RouteRequest } from './router.js';
+import { connectionAccepted, noteRawAnswer, rawAnswerOf, type AccessLog } from './access-log.js';
+import { hostWithoutPort, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
+import { routeAnswer, writeRawRouteAnswer, writeRouteAnswer, type RouteAnswer } from './route-answer.js';
 import { normalizePath, splitTarget } from './normalize-path.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
@@ -199,8 +200,17 @@ export class ProxyListener {
       writeErrorResponse(res, admission.rejection, !unrouted || this.draining);
       return;
     }
+    const { decision } = admission;
+    if (decision.entry === null) {
+      const answer = this.routeAnswer(req, decision.route);
+      this.logRequest(req, res, answer.code);
+      // The body is not wanted; read it so the connection can carry the next request.
+      req.resume();
+      writeRouteAnswer(res, answer.answer, this.draining);
+      return;
+    }
     const log = this.accessLine(req);
-    this.options.forwarder.forward(req, res, admission.decision.entry, admission.maxBodySize, this.draining);
+    this.options.forwarder.forward(req, res, decision.entry, decision.route, admission.maxBodySize, this.draining);
     // Registered after forward(), whose own 'close' listener leaves the upstream facts on req first.
     if (log !== null) res.once('close', () => log(res));
   }
@@ -244,7 +254,24 @@ export class ProxyListener {
       writeRawError(socket, admission.rejection);
       return;
     }
-    this.options.forwarder.upgrade(req, socket, head, admission.decision.entry);
+    const { decision } = admission;
+    if (decision.entry === null) {
+      const answer = this.routeAnswer(req, decision.route);
+      noteRawAnswer(socket, answer.answer.status, answer.code);
+      writeRawRouteAnswer(socket, answer.answer);
+      return;
+    }
+    this.options.forwarder.upgrade(req, socket, head, decision.entry, decision.route);
+  }
+
+  /** The redirect or fixed answer of a route that forwards nothing, with the code the access log tells it by. */
+  private routeAnswer(req: http.IncomingMessage, route: CompiledRoute | null): { answer: RouteAnswer; code: string } {
+    const { path, query } = splitTarget(req.url ?? '/');
+    const source = { encrypted: (req.socket as { encrypted?: boolean }).encrypted === true, hostHeader: req.headers.host ?? '', path, query };
+    const answer = route === null ? null : routeAnswer(route.config, source);
+    // lookupRoute gives no entry only for a route with redirect or respond.
+    if (answer === null) throw new Error('a route without a pool has neither redirect nor respond');
+    return { answer, code: route!.config.redirect !== null ? 'ROUTE_REDIRECT' : 'ROUTE_RESPOND' };
   }
 
   private onClientError(error: Error & { code?: string }, socket: Duplex): void {

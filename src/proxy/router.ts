@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMatch, RouteConfig } from '../config/schema.js';
 import { compileRouteRegex } from '../config/route-regex.js';
+import { compileRewrite, type CompiledRewrite } from './rewrite.js';
 
 /** What a route is matched against; `path` is already normalised and has no query. */
 export interface RouteRequest {
@@ -25,7 +26,9 @@ export interface CompiledRoute {
   /** The route's name, else its index: the `route` label of request metrics. */
   readonly label: string;
   readonly config: RouteConfig;
-  readonly pool: string;
+  /** Null for a route that answers itself (redirect or respond). */
+  readonly pool: string | null;
+  readonly rewrite: CompiledRewrite | null;
   readonly maxBodySize: number;
   /** Exact host (lower case) or null. */
   readonly exactHost: string | null;
@@ -67,6 +70,7 @@ export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
     label: route.name ?? String(index),
     config: route,
     pool: route.pool,
+    rewrite: compileRewrite(route.rewrite),
     maxBodySize: route.maxBodySize,
     exactHost: host !== null && !wildcard ? host.toLowerCase() : null,
     hostSuffix: wildcard ? host.slice(1).toLowerCase() : null,
@@ -141,9 +145,12 @@ export function matchRoute(routes: readonly CompiledRoute[], request: RouteReque
   return undefined;
 }
 
-/** A routing table's answer: the entry that serves the request and the route that chose it (null for the lone pool). */
+/**
+ * A routing table's answer: the entry that serves the request (null when the route answers itself: redirect or
+ * respond) and the route that chose it (null for the lone pool).
+ */
 export interface RouteLookup<E> {
-  readonly entry: E;
+  readonly entry: E | null;
   readonly maxBodySize: number;
   readonly route: CompiledRoute | null;
 }
@@ -156,6 +163,7 @@ export function lookupRoute<E>(
   if (table.fallback !== null) return { entry: table.fallback, maxBodySize: 0, route: null };
   const route = matchRoute(table.routes, request);
   if (route === undefined) return undefined;
+  if (route.pool === null) return { entry: null, maxBodySize: route.maxBodySize, route };
   const entry = table.pools.get(route.pool);
   return entry === undefined ? undefined : { entry, maxBodySize: route.maxBodySize, route };
 }

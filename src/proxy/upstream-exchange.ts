@@ -24,6 +24,8 @@ export interface AttemptOwner {
   readonly maxBodySize: number;
   /** Connection: close on the response (the client asked, or the listener is draining). */
   readonly closeAfterResponse: boolean;
+  /** The route sends each backend its own host:port as Host. */
+  readonly hostFromBackend: boolean;
   /** The first body byte was taken from the client: this body cannot be sent again. */
   bodyStarted(): void;
   bodyOverLimit(attempt: UpstreamAttempt, limit: number): void;
@@ -69,6 +71,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
       this.waitTimer = setTimeout(() => this.end(new ConnectionWaitExpired(waitMs)), waitMs);
     }
     upstream.inflight++;
+    if (this.owner.hostFromBackend) req.headers.host = upstream.authority;
     const options = {
       path: req.url ?? '/',
       method: req.method as Dispatcher.HttpMethod,

@@ -18,6 +18,8 @@ export interface Upstream {
   readonly key: string;
   /** scheme://host:port of the backend, as undici wants it. */
   readonly origin: string;
+  /** host[:port] of the backend as a Host header names it (the scheme's default port left out). */
+  readonly authority: string;
   readonly target: ProxyTarget;
   /** Keep-alive connections to this backend, shared by every pool and config version that names the same origin and settings. */
   readonly dispatcher: Pool;
@@ -100,6 +102,7 @@ export class UpstreamRegistry {
         upstream = {
           key,
           origin: url.origin,
+          authority: url.host,
           target,
           dispatcher: poolFor(url, connect, pool),
           connect,

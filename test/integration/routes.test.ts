@@ -135,3 +135,77 @@ ${pools({ admin: admin!, pub: pub! })}`);
     expect(seenUrls(admin)).toEqual(['GET /admin']);
   });
 });
+
+describe('rewriting, redirects and fixed answers through the proxy', () => {
+  it('the backend receives the rewritten path with the query kept, and the Host the route names', async () => {
+    const [api, legacy, users, named] = await Promise.all(['api', 'legacy', 'users', 'named'].map((name) => backend(name)));
+    const gw = await gateway(`routes:
+  - match: { pathPrefix: /api, pathPrefixSegments: true }
+    rewrite: { stripPrefix: /api }
+    pool: api
+  - match: { pathPrefix: /v1/ }
+    rewrite: { replacePrefix: { from: /v1/, to: /internal/v2/ }, host: legacy.internal }
+    pool: legacy
+  - match: { pathRegex: "/users/([0-9]+)/profile" }
+    rewrite: { pathRegex: { pattern: "/users/([0-9]+)/profile", replacement: "/profiles?id=$1" } }
+    pool: users
+  - match: { pathPrefix: /named }
+    rewrite: { hostFromBackend: true }
+    pool: named
+${pools({ api: api!, legacy: legacy!, users: users!, named: named! })}`);
+    await send(gw.port, '/api/items?limit=5', { headers: { host: 'shop.example.com' } });
+    await send(gw.port, '/api', { headers: { host: 'shop.example.com' } });
+    await send(gw.port, '/pub/../v1/orders/7?x=%2F', { headers: { host: 'shop.example.com' } });
+    await send(gw.port, '/users/42/profile', { headers: { host: 'shop.example.com' } });
+    await send(gw.port, '/named/x', { headers: { host: 'shop.example.com' } });
+    expect(seenUrls(api!)).toEqual(['GET /items?limit=5', 'GET /']);
+    expect(api!.seen[0]!.headers.host).toBe('shop.example.com');
+    expect(seenUrls(legacy!)).toEqual(['GET /internal/v2/orders/7?x=%2F']);
+    expect(legacy!.seen[0]!.headers.host).toBe('legacy.internal');
+    expect(legacy!.seen[0]!.headers['x-forwarded-host']).toBe('shop.example.com');
+    expect(seenUrls(users!)).toEqual(['GET /profiles?id=42']);
+    expect(named!.seen[0]!.headers.host).toBe(`127.0.0.1:${named!.port}`);
+  });
+
+  it('redirects and fixed answers come from the route, the request body is drained and the connection kept', async () => {
+    const [web] = await Promise.all([backend('web')]);
+    const gw = await gateway(`routes:
+  - match: { host: old.example.com }
+    redirect: { host: new.example.com, status: 301 }
+  - match: { pathPrefix: /secure }
+    redirect: { scheme: https, port: 8443 }
+  - match: { path: /robots.txt }
+    respond: { status: 200, body: "User-agent: *\\nDisallow: /\\n" }
+  - match: { pathPrefix: /internal, pathPrefixSegments: true }
+    respond: { status: 403, body: '{"error":"forbidden"}', contentType: application/json }
+  - pool: web
+${pools({ web: web! })}`);
+    const moved = await send(gw.port, '/a/./b?q=1', { headers: { host: 'old.example.com:8080' } });
+    expect([moved.status, moved.headers.location]).toEqual([301, 'http://new.example.com/a/b?q=1']);
+    const secure = await send(gw.port, '/secure/x', { headers: { host: 'shop.example.com' } });
+    expect([secure.status, secure.headers.location]).toEqual([302, 'https://shop.example.com:8443/secure/x']);
+    const robots = await send(gw.port, '/robots.txt');
+    expect([robots.status, robots.headers['content-type'], robots.body]).toEqual([200, 'text/plain; charset=utf-8', 'User-agent: *\nDisallow: /\n']);
+    // A body on a keep-alive connection, then a second request on it: the answer did not leave the body behind.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const first = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: gw.port, path: '/internal/x', method: 'POST', agent, headers: { 'content-length': '5' } }, (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end('hello');
+    });
+    expect(first).toEqual({ status: 403, body: '{"error":"forbidden"}' });
+    const second = await new Promise<number>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: gw.port, path: '/x', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    });
+    agent.destroy();
+    expect(second).toBe(200);
+    expect(seenUrls(web!)).toEqual(['GET /x']);
+  });
+});
