@@ -80,7 +80,7 @@ td.reason { color: var(--muted); max-width: 320px; overflow: hidden; text-overfl
 .chart .s1 { stroke: var(--ejected); }
 .chart .err { stroke: var(--down); }
 .chart .marker { stroke: var(--draining); stroke-width: 1; stroke-dasharray: 3 2; }
-.chart .marker-label { font-size: 9px; fill: var(--draining); }
+.chart .marker-label { font-size: 9px; fill: var(--draining); paint-order: stroke; stroke: var(--panel); stroke-width: 3px; stroke-linejoin: round; }
 .strips { padding: 0 16px 10px; }
 .strip { width: 100%; height: auto; display: block; }
 .strip text { font-size: 10px; fill: var(--muted); }
@@ -224,20 +224,23 @@ const SCRIPT = `
       svg('text', { x: L, y: H - 2 }, ['-15 min']),
       svg('text', { x: W - R, y: H - 2, 'text-anchor': 'end' }, ['now'])
     ];
-    // Each marker labelled with the version and where it came from; newest first, so when two are too close to
-    // read, the older one's label is left out (its line still says it all on hover).
-    var labelledAt = Infinity;
+    // Each marker labelled with the version and where it came from, newest first; labels too close to the next
+    // newer one go a row lower (up to four rows), and past that only the line and its hover text say it.
+    var rowsLabelledAt = [Infinity, Infinity, Infinity, Infinity];
+    var labels = [];
     (markers || []).slice().reverse().forEach(function (m) {
       if (m.at < from) return;
       var source = m.source ? sourceText(m.source) : 'source no longer in the config history';
       var what = 'config v' + m.version + ' at ' + new Date(m.at).toLocaleTimeString() + ': ' + source + (m.change ? ' (' + m.change + ')' : '');
       nodes.push(svg('line', { x1: x(m.at), x2: x(m.at), y1: T, y2: H - B, 'class': 'marker', 'data-version': m.version, 'data-source': m.source ? m.source.kind : '' },
         [svg('title', {}, [what])]));
-      if (labelledAt - x(m.at) >= 44) {
-        labelledAt = x(m.at);
+      for (var row = 0; row < rowsLabelledAt.length; row++) {
+        if (rowsLabelledAt[row] - x(m.at) < 44) continue;
+        rowsLabelledAt[row] = x(m.at);
         var left = x(m.at) - L < 48;
-        nodes.push(svg('text', { x: x(m.at) + (left ? 2 : -2), y: T + 9, 'text-anchor': left ? 'start' : 'end', 'class': 'marker-label', 'data-version': m.version },
+        labels.push(svg('text', { x: x(m.at) + (left ? 2 : -2), y: T + 9 + row * 10, 'text-anchor': left ? 'start' : 'end', 'class': 'marker-label', 'data-version': m.version },
           ['v' + m.version + (m.source ? ' ' + (SOURCE_SHORT[m.source.kind] || m.source.kind) : '')]));
+        break;
       }
     });
     series.forEach(function (s, i) {
@@ -250,6 +253,8 @@ const SCRIPT = `
       }
       nodes.push(svg('path', { d: d.trim(), 'class': 'line ' + (s.cls || 's' + i), 'data-series': s.name }, [svg('title', {}, [s.name])]));
     });
+    // Over the lines, so they stay readable.
+    nodes.push.apply(nodes, labels);
     return svg('svg', { viewBox: '0 0 ' + W + ' ' + H, 'class': 'chart', 'data-chart': kind, role: 'img', 'aria-label': title + ' over the last 15 minutes' }, nodes);
   }
 
