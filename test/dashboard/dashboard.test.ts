@@ -164,6 +164,20 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       expect(await page.locator(marker).getAttribute('data-source')).toBe('api');
       expect(await page.locator(`${marker} title`).textContent()).toMatch(new RegExp(`^config v${control.version} at .+: api on n2 \\(update backend web/web-1: weight 3\\)$`));
       expect(await page.locator(`${charts} svg[data-chart="rps"] text.marker-label[data-version="${control.version}"]`).textContent()).toBe(`v${control.version} API`);
+
+      // Two changes within one second: two markers on the same spot, their labels one above the other.
+      const [cliVersion, fileVersion] = [control.version + 1, control.version + 2];
+      control.historyEntries = [
+        { ...control.historyEntries[0]!, version: fileVersion, change: 'file edit', source: { kind: 'file', node: 'n1', file: '/etc/balancer/balancer.yaml' } },
+        { ...control.historyEntries[0]!, version: cliVersion, change: 'update backend web/web-2: drain', source: { kind: 'cli', node: 'n1' } },
+        ...control.historyEntries,
+      ];
+      control.version = fileVersion;
+      const label = (version: number) => page.locator(`${charts} svg[data-chart="rps"] text.marker-label[data-version="${version}"]`);
+      await page.waitForSelector(`${charts} svg[data-chart="rps"] text.marker-label[data-version="${fileVersion}"]`, { timeout: 8_000, state: 'attached' });
+      expect(await label(fileVersion).textContent()).toBe(`v${fileVersion} file`);
+      expect(await label(cliVersion).textContent()).toBe(`v${cliVersion} CLI`);
+      expect(Number(await label(cliVersion).getAttribute('y'))).toBeGreaterThan(Number(await label(fileVersion).getAttribute('y')));
       expect(problems).toEqual([]);
     } finally {
       clearInterval(feed);
