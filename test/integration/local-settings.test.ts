@@ -208,7 +208,11 @@ describe('TLS certificate files named anew in the file of a running node', () =>
     // Every request below has its own connection: the primary hands connections to the workers in turn.
     for (let i = 0; i < 4; i++) expect((await post(first.ca)).status).toBe(200);
 
-    await writeFile(file, `${local}limits: { maxBodySize: 1kb }\ntrustedProxies: [127.0.0.1]\nlog: { level: debug }\ntls: { cert: ${second.cert}, key: ${second.key} }\n${pools}`);
+    // Copies of the second pair, so the test can renew them in place at the end.
+    const workersTls = { cert: join(dir, 'workers-cert.pem'), key: join(dir, 'workers-key.pem') };
+    await copyFile(second.cert, workersTls.cert);
+    await copyFile(second.key, workersTls.key);
+    await writeFile(file, `${local}limits: { maxBodySize: 1kb }\ntrustedProxies: [127.0.0.1]\nlog: { level: debug }\ntls: { cert: ${workersTls.cert}, key: ${workersTls.key} }\n${pools}`);
     const applied = await node.waitFor((line) => line['msg'] === 'local settings applied from the file', 'the live settings to apply');
     expect(applied['settings']).toEqual(['tls', 'trustedProxies', 'limits.maxBodySize', 'log.level']);
     const switchedWorkers = (): Set<unknown> =>
@@ -245,6 +249,19 @@ describe('TLS certificate files named anew in the file of a running node', () =>
     expect(refused['err']).toBe(`cannot read the TLS key ${missing}: no such file`);
     expect(await gauge()).toBe(1);
     for (let i = 0; i < 4; i++) expect((await httpsRequest(`${proxy}/`, second.ca)).fingerprint).toBe(secondServed);
+
+    // Every worker watches the files it switched to (the replacement too): renewing them in place is served.
+    await copyFile(third.key, workersTls.key);
+    await copyFile(third.cert, workersTls.cert);
+    await eventually(
+      async () => {
+        for (let i = 0; i < 6; i++) if ((await httpsRequest(`${proxy}/`, third.ca).catch(() => null))?.status !== 200) return false;
+        return true;
+      },
+      'both workers to serve the renewed certificate',
+      15_000,
+      200,
+    );
 
     node.child.kill('SIGTERM');
     expect(await node.exited).toBe(0);
