@@ -644,7 +644,7 @@ const clusterSpec = object(
 
 const limitsSpec = object(
   {
-    maxConnections: withDefault(integer(1, 10_000_000, 'Concurrent client connections.'), DEFAULTS.limits.maxConnections as number),
+    maxConnections: withDefault(integer(1, 10_000_000, 'Concurrent client connections (with workers: N, in each worker process).'), DEFAULTS.limits.maxConnections as number),
     maxHeaderSize: withDefault(size({ min: 1024, description: 'Largest request head; larger gets 431.' }), DEFAULTS.limits.maxHeaderSize as number),
     headersTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the request head (proxy and admin listeners).' }), DEFAULTS.limits.headersTimeoutMs as number),
     requestTimeout: withDefault(duration({ min: 1, description: 'Time a client has to send the whole request.' }), DEFAULTS.limits.requestTimeoutMs as number),
