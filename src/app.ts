@@ -1,12 +1,13 @@
 // Wires one balancer node together: config -> control plane -> data plane -> listener, admin API, file watcher; start() and stop().
 
 import type { AddressInfo } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import type { Server } from 'node:http';
 import { systemClock, systemRandom } from './clock.js';
 import { BalancerError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { loadConfigFile, readSecretFile, resolveConfigPath } from './config/load.js';
-import type { Config } from './config/schema.js';
+import type { Config, ListenerConfig } from './config/schema.js';
 import { validateConfigText } from './config/validate.js';
 import { hasReplicatedSections } from './config/safety.js';
 import { localChanges, withLiveSettings } from './config/local-changes.js';
@@ -16,11 +17,11 @@ import { createAdminServer, type AdminServer } from './admin/api.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { Forwarder } from './proxy/forward.js';
 import { TrustedProxies } from './proxy/headers.js';
-import { ProxyListener } from './proxy/listener.js';
+import { ListenerSet } from './proxy/listener-set.js';
 import { AccessLog } from './proxy/access-log.js';
 import { WorkerSupervisor } from './workers/supervisor.js';
 import type { LiveListenerSettings } from './workers/protocol.js';
-import { readListenerTls, sameTlsFiles } from './proxy/listener-tls.js';
+import { checkTlsFiles } from './proxy/tls-certificates.js';
 import { errorMessage } from './errors.js';
 import { LocalStore } from './control/local-store.js';
 import { ClusterStore } from './cluster/store.js';
@@ -40,11 +41,14 @@ export interface AppOptions {
   readonly envToken?: string;
 }
 
-/** What serves proxy traffic: a listener in this process, or a supervisor of worker processes. */
+/** What serves proxy traffic: listeners in this process, or a supervisor of worker processes. */
 interface Frontend {
+  /** Resolves with the first listener's address. */
   start(): Promise<AddressInfo>;
-  /** Limits, trusted proxies, log level and TLS files edited in the file, for new connections and requests. */
-  updateSettings(settings: LiveListenerSettings): void;
+  /** Where each listener is bound, by name. */
+  readonly addresses: ReadonlyMap<string, AddressInfo>;
+  /** Listeners, limits, trusted proxies and log level edited in the file, for new connections and requests. */
+  updateSettings(settings: LiveListenerSettings): void | Promise<void>;
   close(drainMs: number): Promise<void>;
   /** SIGUSR1: the access log file was moved away (logrotate); write to a new one at its path. */
   reopenAccessLog(): void;
@@ -126,8 +130,8 @@ export class App {
       const supervisor = new WorkerSupervisor({
         count: config.workers,
         settings: {
-          listen: config.listen,
-          tls: config.tls,
+          listeners: config.listeners,
+          drainMs: config.shutdownDrainMs,
           limits: config.limits,
           trustedProxies: config.trustedProxies,
           logLevel: config.log.level,
@@ -144,7 +148,7 @@ export class App {
     } else {
       const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies) });
       const accessLog = config.log.access ? AccessLog.open(config.log.accessFile) : null;
-      frontend = new ProxyListener({ listen: config.listen, tls: config.tls, limits: config.limits, routes: dataPlane, forwarder, logger, accessLog });
+      frontend = new ListenerSet(config.listeners, { limits: config.limits, routes: dataPlane, forwarder, logger, accessLog });
     }
     const token = config.admin.token ?? options.envToken ?? null;
     const adminServer = createAdminServer({
@@ -174,6 +178,7 @@ export class App {
     logger.info('balancer started', {
       pid: process.pid,
       proxy: `${proxyAddress.address}:${proxyAddress.port}`,
+      listeners: Object.fromEntries([...frontend.addresses].map(([name, address]) => [name, `${address.address}:${address.port}`])),
       admin: `${adminAddress.address}:${adminAddress.port}`,
       config: loaded.file,
       pools: Object.keys(loaded.replicated.pools),
@@ -202,6 +207,11 @@ export class App {
   /** Whether the file holds local settings that only a restart applies. */
   private restartRequired = false;
 
+  /** Where each proxy listener is bound now, by name (listeners change with the file). */
+  get listenerAddresses(): ReadonlyMap<string, AddressInfo> {
+    return this.frontend.addresses;
+  }
+
   /** The settings this node runs with: the file's at start, with the local settings edited since that apply live. */
   get config(): Config {
     return this.running;
@@ -228,18 +238,14 @@ export class App {
     const live = [...changes.live];
     /** Live settings that could not be applied: the file still differs from what runs. */
     const failed: string[] = [];
-    if (!sameTlsFiles(next.tls, this.running.tls) && next.tls !== null) {
-      // Checked here, once, so a bad pair is one clear error and no process (this one or a worker) swaps to it.
-      try {
-        readListenerTls(next.tls);
-      } catch (error) {
-        this.logger.error('the TLS files named in the config file cannot be used; still serving the previous certificate (fix the files, then send SIGHUP)', {
-          file: this.file,
-          err: errorMessage(error),
-        });
-        next = { ...next, tls: this.running.tls };
-        live.splice(live.indexOf('tls'), 1);
-        failed.push('tls');
+    // TLS files checked here, once, so a bad set is one clear error and no process (this one or a worker) swaps to it.
+    const usable = this.usableListeners(next.listeners);
+    if (usable.failed) {
+      next = { ...next, listeners: usable.listeners };
+      const setting = live.find((name) => name === 'tls' || name === 'listeners');
+      if (setting !== undefined) {
+        failed.push(setting);
+        if (isDeepStrictEqual(usable.listeners, this.running.listeners)) live.splice(live.indexOf(setting), 1);
       }
     }
     // The token file is read again on every edit, so rewriting it (and saving the config, or SIGHUP) rotates the token.
@@ -258,7 +264,13 @@ export class App {
       const previous = this.running;
       this.running = next;
       this.logger.setLevel(next.log.level);
-      this.frontend.updateSettings({ limits: next.limits, trustedProxies: next.trustedProxies, logLevel: next.log.level, tls: next.tls });
+      await this.frontend.updateSettings({
+        listeners: next.listeners,
+        drainMs: next.shutdownDrainMs,
+        limits: next.limits,
+        trustedProxies: next.trustedProxies,
+        logLevel: next.log.level,
+      });
       this.adminServer.headersTimeout = next.limits.headersTimeoutMs;
       if (next.admin.token !== previous.admin.token) this.adminServer.setToken(next.admin.token ?? this.envToken);
     }
@@ -281,6 +293,36 @@ export class App {
     const tokenFile = resolveConfigPath(this.baseDir, edited.admin.tokenFile);
     const read = await readSecretFile(tokenFile);
     return 'problem' in read ? read : { token: read.content, tokenFile };
+  }
+
+  /**
+   * The edited listeners whose TLS files can be used; one whose files cannot keeps what it runs with (or, new, is left
+   * out), and the error names the file.
+   */
+  private usableListeners(edited: readonly ListenerConfig[]): { listeners: ListenerConfig[]; failed: boolean } {
+    const running = new Map(this.running.listeners.map((listener) => [listener.name, listener]));
+    let failed = false;
+    const listeners: ListenerConfig[] = [];
+    for (const listener of edited) {
+      const current = running.get(listener.name);
+      if (listener.tls === null || isDeepStrictEqual(listener.tls, current?.tls)) {
+        listeners.push(listener);
+        continue;
+      }
+      try {
+        checkTlsFiles(listener.tls);
+        listeners.push(listener);
+      } catch (error) {
+        failed = true;
+        this.logger.error('the TLS files named in the config file cannot be used; still serving the previous certificate (fix the files, then send SIGHUP)', {
+          file: this.file,
+          listener: listener.name,
+          err: errorMessage(error),
+        });
+        if (current !== undefined) listeners.push(current);
+      }
+    }
+    return { listeners, failed };
   }
 
   /** SIGUSR1: reopen the access log file (after logrotate moved it). */

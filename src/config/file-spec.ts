@@ -30,6 +30,7 @@ import {
   type JsonValue,
   type LeafSpec,
 } from './spec.js';
+import { parseHostPort as splitHostPort } from '../net-address.js';
 
 export const POOL_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const BACKEND_ID_PATTERN = /^[A-Za-z0-9_.:[\]-]+$/;
@@ -642,6 +643,114 @@ const clusterSpec = object(
   },
 );
 
+// ---------------------------------------------------------------- listeners
+
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export const CLIENT_AUTH_MODES = ['request', 'require'] as const;
+export const LISTENER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
+
+const certificateSpec = object(
+  {
+    cert: required(nonEmptyString('PEM certificate chain, relative to the config file; its DNS names (subjectAltName, else CN) choose it by SNI.')),
+    key: required(nonEmptyString('PEM private key, relative to the config file.')),
+  },
+  { description: 'One certificate and its key.' },
+);
+
+export const listenerTlsSpec = object(
+  {
+    cert: optional(nonEmptyString('PEM certificate chain, relative to the config file (the one-certificate form of certificates).')),
+    key: optional(nonEmptyString('PEM private key, relative to the config file.')),
+    certificates: optional(
+      list(certificateSpec, {
+        description: 'Certificates chosen by the SNI name a client asks for (exact and *.wildcard names); the first serves clients without SNI or with an unknown name.',
+        maxItems: 10_000,
+      }),
+    ),
+    minVersion: withDefault(oneOf(TLS_VERSIONS, 'Oldest TLS version accepted.'), 'TLSv1.2'),
+    ciphers: optional(nonEmptyString('OpenSSL cipher list for TLS 1.2 (default: Node\'s).')),
+    clientCa: optional(nonEmptyString('PEM file of CAs that client certificates must chain to, relative to the config file.')),
+    clientAuth: optional(
+      oneOf(CLIENT_AUTH_MODES, 'Client certificates: request (optional, but one sent must verify) or require (no certificate, no connection); needs clientCa.'),
+    ),
+    clientCertHeader: optional(
+      string({
+        pattern: HEADER_NAME_PATTERN,
+        patternHint: 'must be an HTTP header name',
+        description: 'Header that tells backends the verified client certificate subject; always removed from what clients send (default: none).',
+      }),
+    ),
+  },
+  {
+    description: 'Terminate TLS on the listener.',
+    check(value, path, ctx) {
+      const single = value.cert !== undefined || value.key !== undefined;
+      if (single && value.certificates !== undefined) ctx.report([...path, 'certificates'], 'set cert and key, or certificates, not both');
+      else if (value.cert !== undefined && value.key === undefined) ctx.report([...path, 'key'], 'is required with cert');
+      else if (value.key !== undefined && value.cert === undefined) ctx.report([...path, 'cert'], 'is required with key');
+      else if (!single && (value.certificates === undefined || value.certificates.length === 0)) {
+        ctx.report(path, 'needs a certificate: set cert and key, or certificates: [{cert, key}, ...]');
+      }
+      if (value.clientAuth !== undefined && value.clientCa === undefined) ctx.report([...path, 'clientCa'], `is required with clientAuth: ${value.clientAuth} (the CAs client certificates are verified against)`);
+      if (value.clientCa !== undefined && value.clientAuth === undefined) ctx.report([...path, 'clientAuth'], 'is required with clientCa: request or require');
+      if (value.clientCertHeader !== undefined && value.clientAuth === undefined) {
+        ctx.report([...path, 'clientCertHeader'], 'needs clientAuth (and clientCa): without client certificates there is no subject to pass on');
+      }
+    },
+  },
+);
+
+const listenerSpec = object(
+  {
+    name: required(
+      string({ pattern: LISTENER_NAME_PATTERN, patternHint: 'must contain only letters, digits and _ . -', maxLength: 64, description: 'Names the listener in routes (match.listener), logs and metrics.' }),
+    ),
+    listen: required(hostPort({ allowPortZero: true, description: 'host:port, [::1]:port or :port.' })),
+    tls: optional(listenerTlsSpec),
+    redirectToHttps: withDefault(
+      boolean('Answer every request with a redirect to the first TLS listener (308; 301 for GET and HEAD), except requests a route naming this listener takes.'),
+      false,
+    ),
+  },
+  {
+    description: 'One address balancer serves on.',
+    check(value, path, ctx) {
+      if (value.tls !== undefined && value.redirectToHttps) ctx.report([...path, 'redirectToHttps'], 'is for plain listeners; this one already speaks https');
+    },
+  },
+);
+
+/** Two listeners clash when they bind the same port on the same address, or one of them on every address. */
+function listenersClash(a: string, b: string): boolean {
+  const left = splitHostPort(a);
+  const right = splitHostPort(b);
+  if (left.port === 0 || right.port === 0 || left.port !== right.port) return false;
+  const any = (host: string): boolean => host === '0.0.0.0' || host === '::';
+  return left.host.toLowerCase() === right.host.toLowerCase() || any(left.host) || any(right.host);
+}
+
+export const listenersSpec = list(listenerSpec, {
+  description: 'The proxy listeners (instead of listen and tls); changed, added and removed without a restart.',
+  maxItems: 1_000,
+  check(entries, path, ctx) {
+    const names = new Map<string, number>();
+    entries.forEach(({ index, value }, position) => {
+      const taken = names.get(value.name);
+      if (taken !== undefined) ctx.report([...path, index, 'name'], `duplicate listener name "${value.name}" (also ${formatPath([...path, taken])})`);
+      else names.set(value.name, index);
+      for (const other of entries.slice(0, position)) {
+        if (listenersClash(value.listen, other.value.listen)) {
+          ctx.report([...path, index, 'listen'], `${value.listen} clashes with ${formatPath([...path, other.index])} (${other.value.listen}): two listeners cannot bind the same port`);
+          break;
+        }
+      }
+      if (value.redirectToHttps && !entries.some((entry) => entry.value.tls !== undefined)) {
+        ctx.report([...path, index, 'redirectToHttps'], 'needs a TLS listener to redirect to: add one with tls');
+      }
+    });
+  },
+});
+
 const limitsSpec = object(
   {
     maxConnections: withDefault(integer(1, 10_000_000, 'Concurrent client connections (with workers: N, in each worker process).'), DEFAULTS.limits.maxConnections as number),
@@ -660,16 +769,11 @@ const limitsSpec = object(
 
 export const fileSpec = object(
   {
-    listen: withDefault(hostPort({ allowPortZero: true, description: 'The proxy listener: host:port, [::1]:port or :port.' }), DEFAULTS.listen as string),
-    tls: optional(
-      object(
-        {
-          cert: required(nonEmptyString('PEM certificate chain, relative to the config file.')),
-          key: required(nonEmptyString('PEM private key, relative to the config file.')),
-        },
-        { description: 'Terminate TLS on the listener.' },
-      ),
+    listen: optional(
+      hostPort({ allowPortZero: true, description: 'The proxy listener: host:port, [::1]:port or :port (default 127.0.0.1:8080); the one-listener form of listeners.' }),
     ),
+    tls: optional(listenerTlsSpec),
+    listeners: optional(listenersSpec),
     admin: optional(
       object(
         {
@@ -734,7 +838,16 @@ export const fileSpec = object(
       ),
     ),
   },
-  { description: 'balancer configuration (balancer.yaml).' },
+  {
+    description: 'balancer configuration (balancer.yaml).',
+    check(value, path, ctx) {
+      if (value.listeners === undefined) return;
+      if (value.listeners.length === 0) ctx.report([...path, 'listeners'], 'must name at least one listener');
+      for (const key of ['listen', 'tls'] as const) {
+        if (value[key] !== undefined) ctx.report([...path, key], `set either listen/tls (one listener) or listeners, not both: move it into an entry of listeners`);
+      }
+    },
+  },
 );
 
 export const LOCAL_KEYS: readonly string[] = Object.keys(fileSpec.fields).filter((key) => key !== 'routes' && key !== 'pools');
@@ -749,6 +862,7 @@ export const replicatedSpec = object(
 );
 
 export type FileShape = Infer<typeof fileSpec>;
+export type ListenerTlsShape = Infer<typeof listenerTlsSpec>;
 export type PoolShape = Infer<typeof poolSpec>;
 export type RouteShape = Infer<typeof routeSpec>;
 export type ReplicatedShape = Infer<typeof replicatedSpec>;

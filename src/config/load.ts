@@ -4,7 +4,7 @@ import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Document } from 'yaml';
-import type { Config, PoolConfig, ReplicatedConfig } from './schema.js';
+import type { CertificateConfig, Config, ListenerConfig, PoolConfig, ReplicatedConfig, TlsListenerConfig } from './schema.js';
 import type { Path } from './spec.js';
 import { describeIoError } from '../errors.js';
 import { deepFreeze, problemAt, validateConfigText, type Problem } from './validate.js';
@@ -42,7 +42,6 @@ export function resolveReplicatedPaths(replicated: ReplicatedConfig, baseDir: st
   return deepFreeze({ routes: replicated.routes, pools });
 }
 
-
 /** A secret held in a file (tokenFile, secretFile): its content, or what is wrong with it in a sentence naming the file. */
 export async function readSecretFile(absolute: string): Promise<{ content: string } | { problem: string }> {
   try {
@@ -52,6 +51,15 @@ export async function readSecretFile(absolute: string): Promise<{ content: strin
   } catch (error) {
     return { problem: `cannot read ${absolute}: ${describeIoError(error)}` };
   }
+}
+
+/** A listener's TLS files, absolute. */
+export function resolveListenerTlsPaths(tls: TlsListenerConfig, baseDir: string): TlsListenerConfig {
+  return {
+    ...tls,
+    certificates: tls.certificates.map(({ cert, key }) => ({ cert: resolveConfigPath(baseDir, cert), key: resolveConfigPath(baseDir, key) })),
+    clientCa: tls.clientCa === null ? null : resolveConfigPath(baseDir, tls.clientCa),
+  };
 }
 
 export async function loadConfigFile(path: string): Promise<LoadResult> {
@@ -111,10 +119,24 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
     return { file: absolute, content: read.content };
   };
 
-  const tls =
-    config.tls === null
-      ? null
-      : { cert: await mustBeReadable(['tls', 'cert'], config.tls.cert), key: await mustBeReadable(['tls', 'key'], config.tls.key) };
+  // Paths point at where the file names each file: listeners[i].tls or the one-listener tls, cert/key or certificates[j].
+  const listenersInFile = document.has('listeners');
+  const listeners: ListenerConfig[] = [];
+  for (const [index, listener] of config.listeners.entries()) {
+    if (listener.tls === null) {
+      listeners.push(listener);
+      continue;
+    }
+    const tlsAt: Path = listenersInFile ? ['listeners', index, 'tls'] : ['tls'];
+    const listed = document.hasIn([...tlsAt, 'certificates']);
+    const certificates: CertificateConfig[] = [];
+    for (const [position, certificate] of listener.tls.certificates.entries()) {
+      const at: Path = listed ? [...tlsAt, 'certificates', position] : tlsAt;
+      certificates.push({ cert: await mustBeReadable([...at, 'cert'], certificate.cert), key: await mustBeReadable([...at, 'key'], certificate.key) });
+    }
+    const clientCa = listener.tls.clientCa === null ? null : await mustBeReadable([...tlsAt, 'clientCa'], listener.tls.clientCa);
+    listeners.push({ ...listener, tls: { ...listener.tls, certificates, clientCa } });
+  }
 
   let log = config.log;
   if (log.accessFile !== null) log = { ...log, accessFile: await mustBeAppendable(['log', 'accessFile'], log.accessFile) };
@@ -144,6 +166,6 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
   }
   const replicated: ReplicatedConfig = deepFreeze({ routes: config.routes, pools: config.pools });
   const resolvedPools = resolveReplicatedPaths(replicated, baseDir);
-  const resolved: Config = deepFreeze({ ...config, tls, log, admin, cluster, pools: resolvedPools.pools });
+  const resolved: Config = deepFreeze({ ...config, listeners, log, admin, cluster, pools: resolvedPools.pools });
   return { ok: true, file, text, document, config: resolved, replicated, baseDir };
 }

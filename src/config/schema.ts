@@ -6,6 +6,8 @@ export const STRATEGY_NAMES: readonly StrategyName[] = ['random', 'round-robin',
 /** All durations below are milliseconds. */
 export const DEFAULTS = {
   listen: '127.0.0.1:8080',
+  /** The listener that the one-listener form (listen + tls) makes. */
+  listenerName: 'default',
   adminListen: '127.0.0.1:9090',
   strategy: 'round-robin' as StrategyName,
   weight: 1,
@@ -249,9 +251,34 @@ export interface ReplicatedConfig {
   readonly pools: Readonly<Record<string, PoolConfig>>;
 }
 
-export interface TlsListenerConfig {
+export interface CertificateConfig {
   readonly cert: string;
   readonly key: string;
+}
+
+export type TlsVersionName = 'TLSv1.2' | 'TLSv1.3';
+
+export interface TlsListenerConfig {
+  /** In file order: each is chosen by the SNI names it carries; the first serves clients without SNI or with an unknown name. */
+  readonly certificates: readonly CertificateConfig[];
+  readonly minVersion: TlsVersionName;
+  /** OpenSSL cipher list; null keeps Node's default. */
+  readonly ciphers: string | null;
+  /** CAs client certificates are verified against; set exactly when clientAuth is not 'none'. */
+  readonly clientCa: string | null;
+  /** none: no client certificate asked for; request: optional, but one sent must verify; require: mandatory. */
+  readonly clientAuth: 'none' | 'request' | 'require';
+  /** Header (lower case) carrying the verified subject to backends, always removed from what clients send; null: none. */
+  readonly clientCertHeader: string | null;
+}
+
+/** One address the proxy serves on. */
+export interface ListenerConfig {
+  readonly name: string;
+  readonly listen: string;
+  readonly tls: TlsListenerConfig | null;
+  /** Answer with a redirect to the first TLS listener, except requests a route naming this listener takes. */
+  readonly redirectToHttps: boolean;
 }
 
 export interface AdminConfig {
@@ -299,8 +326,8 @@ export interface LogConfig {
 
 /** Settings that belong to this node alone and are never replicated. */
 export interface LocalConfig {
-  readonly listen: string;
-  readonly tls: TlsListenerConfig | null;
+  /** At least one; the file's listen + tls make the single listener named "default". */
+  readonly listeners: readonly ListenerConfig[];
   readonly admin: AdminConfig;
   readonly cluster: ClusterConfig | null;
   /** CIDRs whose X-Forwarded-* headers are trusted and extended rather than replaced. */

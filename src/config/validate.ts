@@ -6,11 +6,13 @@ import type {
   BackendConfig,
   Config,
   HealthCheckConfig,
+  ListenerConfig,
   PoolConfig,
   ReplicatedConfig,
   RouteConfig,
+  TlsListenerConfig,
 } from './schema.js';
-import { REPLICATED_KEYS, defaultHealthCheckTimeoutMs } from './schema.js';
+import { DEFAULTS, REPLICATED_KEYS, defaultHealthCheckTimeoutMs } from './schema.js';
 import { expandEnvironment } from './env.js';
 import {
   DecodeContext,
@@ -29,6 +31,7 @@ import {
   poolSpec,
   replicatedSpec,
   type FileShape,
+  type ListenerTlsShape,
   type PoolShape,
   type ReplicatedShape,
   type RouteShape,
@@ -362,14 +365,39 @@ function buildReplicated(shape: ReplicatedShape): ReplicatedConfig {
   return { routes: shape.routes.map(buildRoute), pools };
 }
 
+function buildListenerTls(shape: ListenerTlsShape): TlsListenerConfig {
+  const certificates = shape.certificates ?? [{ cert: shape.cert!, key: shape.key! }];
+  return {
+    certificates: certificates.map(({ cert, key }) => ({ cert, key })),
+    minVersion: shape.minVersion,
+    ciphers: shape.ciphers ?? null,
+    clientCa: shape.clientCa ?? null,
+    clientAuth: shape.clientAuth ?? 'none',
+    clientCertHeader: shape.clientCertHeader?.toLowerCase() ?? null,
+  };
+}
+
+/** The file's listeners, or the one listener that listen + tls describe. */
+function buildListeners(shape: FileShape): ListenerConfig[] {
+  if (shape.listeners === undefined) {
+    const tls = shape.tls === undefined ? null : buildListenerTls(shape.tls);
+    return [{ name: DEFAULTS.listenerName, listen: shape.listen ?? DEFAULTS.listen, tls, redirectToHttps: false }];
+  }
+  return shape.listeners.map((listener) => ({
+    name: listener.name,
+    listen: listener.listen,
+    tls: listener.tls === undefined ? null : buildListenerTls(listener.tls),
+    redirectToHttps: listener.redirectToHttps,
+  }));
+}
+
 function buildConfig(shape: FileShape): Config {
   const admin = shape.admin ?? ADMIN_DEFAULTS;
   const limits = shape.limits ?? LIMITS_DEFAULTS;
   const log = shape.log ?? LOG_DEFAULTS;
   const cluster = shape.cluster;
   return {
-    listen: shape.listen,
-    tls: shape.tls === undefined ? null : { cert: shape.tls.cert, key: shape.tls.key },
+    listeners: buildListeners(shape),
     admin: { listen: admin.listen, token: admin.token ?? null, tokenFile: admin.tokenFile ?? null },
     cluster:
       cluster === undefined

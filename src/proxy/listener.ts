@@ -1,13 +1,15 @@
-// The client-facing HTTP(S) server: connection limits, slow-client timeouts, request guards, routing, graceful drain.
+// One client-facing HTTP(S) listener: connection limits, slow-client timeouts, request guards, routing, graceful drain.
 
 import http from 'node:http';
 import https from 'node:https';
-import { watchFile, unwatchFile } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import type { Duplex } from 'node:stream';
-import type { LimitsConfig, TlsListenerConfig } from '../config/schema.js';
+import type { TLSSocket } from 'node:tls';
+import type { LimitsConfig, ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { errorMessage } from '../errors.js';
+import { TlsCertificates, presentedUnverifiedCertificate, verifiedClientSubject } from './tls-certificates.js';
+import { redirectToHttps } from './https-redirect.js';
 import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
@@ -18,7 +20,6 @@ import { normalizePath, splitTarget } from './normalize-path.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
 import { parseHostPort } from '../net-address.js';
-import { readListenerTls, sameTlsFiles } from './listener-tls.js';
 
 export type RouteDecision = RouteLookup<PoolEntry>;
 
@@ -30,9 +31,10 @@ export interface RouteSource {
 }
 
 export interface ListenerOptions {
-  readonly listen: string;
-  readonly tls: TlsListenerConfig | null;
+  readonly config: ListenerConfig;
   readonly limits: LimitsConfig;
+  /** The port of the TLS listener that redirectToHttps sends clients to; null when there is none. */
+  readonly httpsPort?: () => number | null;
   readonly routes: RouteSource;
   readonly forwarder: Forwarder;
   readonly logger: Logger;
@@ -47,15 +49,18 @@ export class ProxyListener {
   private draining = false;
   /** The limits in force: the file's, updated live when it is edited. */
   private limits: LimitsConfig;
-  /** The certificate and key files served from (they may change when the file is edited); null: plain HTTP. */
-  private tls: TlsListenerConfig | null;
-  private tlsWatched: string[] = [];
+  /** This listener's settings; what can change without a new server (see reconfigure) is updated here. */
+  private config: ListenerConfig;
+  private certificates: TlsCertificates | null;
 
+  /** Throws when a certificate cannot be read or does not fit its key. */
   constructor(options: ListenerOptions) {
     this.options = options;
+    this.config = options.config;
     const limits = options.limits;
     this.limits = limits;
-    this.tls = options.tls;
+    const tls = options.config.tls;
+    this.certificates = tls === null ? null : new TlsCertificates(tls, options.logger);
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderSize,
       headersTimeout: limits.headersTimeoutMs,
@@ -65,7 +70,15 @@ export class ProxyListener {
       connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
       requireHostHeader: true,
     };
-    this.server = options.tls === null ? http.createServer(serverOptions) : https.createServer({ ...serverOptions, ...readListenerTls(options.tls) });
+    this.server =
+      this.certificates === null
+        ? http.createServer(serverOptions)
+        : https.createServer({
+            ...serverOptions,
+            ...this.certificates.serverOptions(),
+            // Through `this`, so a live edit of the certificates applies to the next handshake.
+            SNICallback: (servername, callback) => callback(null, this.certificates?.contextFor(servername)),
+          });
     this.server.maxConnections = limits.maxConnections;
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -77,7 +90,16 @@ export class ProxyListener {
     });
     this.server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => this.onClientError(error, socket));
     // A TLS server's requests arrive on the TLS socket 'secureConnection' gives, not on the TCP one.
-    if (options.accessLog !== null) this.server.on(options.tls === null ? 'connection' : 'secureConnection', (socket: Socket) => connectionAccepted(socket));
+    if (options.accessLog !== null) this.server.on(tls === null ? 'connection' : 'secureConnection', (socket: Socket) => connectionAccepted(socket));
+    if (tls !== null) {
+      // clientAuth: request lets a client send no certificate, not one that fails to verify.
+      this.server.on('secureConnection', (socket: TLSSocket) => {
+        if (this.config.tls?.clientAuth === 'request' && presentedUnverifiedCertificate(socket)) {
+          if (options.logger.enabled('debug')) options.logger.debug('client certificate did not verify', { listener: this.name, err: socket.authorizationError });
+          socket.destroy();
+        }
+      });
+    }
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
@@ -87,8 +109,15 @@ export class ProxyListener {
     });
   }
 
-  async start(): Promise<AddressInfo> {
-    const { host, port } = parseHostPort(this.options.listen);
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** `boundPort`: for a listen address with port 0, the port to take (a replaced listener keeps the one it had). */
+  async start(boundPort?: number): Promise<AddressInfo> {
+    const parsed = parseHostPort(this.config.listen);
+    const host = parsed.host;
+    const port = parsed.port === 0 && boundPort !== undefined ? boundPort : parsed.port;
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error): void => reject(error);
       this.server.once('error', onError);
@@ -97,60 +126,37 @@ export class ProxyListener {
         resolve();
       });
     });
-    this.server.on('error', (error: Error) => this.options.logger.error('listener error', { err: error }));
-    if (this.tls !== null) this.watchTls(this.tls);
+    this.server.on('error', (error: Error) => this.options.logger.error('listener error', { listener: this.name, err: error }));
+    this.certificates?.watch(this.server as https.Server);
     return this.server.address() as AddressInfo;
   }
 
-  /** Certificates are re-read when either file changes, so renewals need no restart; a bad pair keeps the old one. */
-  private watchTls(tls: TlsListenerConfig): void {
-    const reload = (): void => {
-      try {
-        (this.server as https.Server).setSecureContext(readListenerTls(tls));
-        this.options.logger.info('TLS certificate reloaded', { cert: tls.cert });
-      } catch (error) {
-        this.options.logger.error('TLS certificate reload failed; keeping the previous one', { cert: tls.cert, key: tls.key, err: errorMessage(error) });
-      }
-    };
-    for (const file of [tls.cert, tls.key]) {
-      watchFile(file, { interval: 1_000, persistent: false }, (current, previous) => {
-        if (current.mtimeMs !== previous.mtimeMs || current.size !== previous.size) reload();
-      });
-    }
-    this.tlsWatched = [tls.cert, tls.key];
-  }
-
-  private unwatchTls(): void {
-    for (const file of this.tlsWatched) unwatchFile(file);
-    this.tlsWatched = [];
-  }
-
   /**
-   * Serves new connections with the certificate and key of other files (the file's tls paths were edited), and
-   * watches those from now on. A pair that cannot be used keeps the current certificate (and its watch), is logged
-   * naming the file, and returns false. Switching between HTTP and HTTPS needs a new server: not done here.
+   * Whether `config` can replace this listener's settings on the running server: the same address, protocols and
+   * client-certificate mode; certificates, versions, ciphers and the redirect may differ.
    */
-  useTlsFiles(tls: TlsListenerConfig): boolean {
-    if (this.tls === null) throw new Error('the listener serves plain HTTP: TLS can only be turned on by a restart');
-    if (sameTlsFiles(this.tls, tls)) return true;
-    try {
-      (this.server as https.Server).setSecureContext(readListenerTls(tls));
-    } catch (error) {
-      this.options.logger.error('cannot switch to the new TLS certificate files; still serving the previous certificate', {
-        cert: tls.cert,
-        key: tls.key,
-        serving: this.tls.cert,
-        err: errorMessage(error),
+  canReconfigure(config: ListenerConfig): boolean {
+    const before = this.config;
+    if (config.listen !== before.listen) return false;
+    if ((config.tls === null) !== (before.tls === null)) return false;
+    return config.tls === null || config.tls.clientAuth === before.tls!.clientAuth;
+  }
+
+  /** Applies a config canReconfigure accepted; throws (changing nothing) when new certificates cannot be read. */
+  reconfigure(config: ListenerConfig): void {
+    if (config.tls !== null && !isDeepStrictEqual(config.tls, this.config.tls)) {
+      const certificates = new TlsCertificates(config.tls, this.options.logger);
+      const server = this.server as https.Server;
+      certificates.install(server);
+      this.certificates?.unwatch();
+      this.certificates = certificates;
+      certificates.watch(server);
+      this.options.logger.info('TLS certificate files changed: new connections get the new certificate', {
+        listener: this.name,
+        certs: config.tls.certificates.map((pair) => pair.cert),
       });
-      return false;
     }
-    this.options.logger.info('TLS certificate files changed: new connections get the new certificate', { cert: tls.cert, key: tls.key, previous: this.tls.cert });
-    this.tls = tls;
-    if (this.tlsWatched.length > 0) {
-      this.unwatchTls();
-      this.watchTls(tls);
-    }
-    return true;
+    this.config = config;
   }
 
   /**
@@ -173,6 +179,7 @@ export class ProxyListener {
       query,
       method: req.method ?? 'GET',
       headers: req.headers,
+      listener: this.config.name,
     });
     const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.limits.maxBodySize;
     const framing = checkFraming(req, maxBodySize);
@@ -184,12 +191,23 @@ export class ProxyListener {
     return { decision, maxBodySize };
   }
 
+  /** The client certificate header: never what the client sent, only the verified subject of its TLS connection. */
+  private setClientCertHeader(req: http.IncomingMessage): void {
+    const header = this.config.tls?.clientCertHeader ?? null;
+    if (header === null) return;
+    delete req.headers[header];
+    const subject = verifiedClientSubject(req.socket as TLSSocket);
+    if (subject !== null) req.headers[header] = subject;
+  }
+
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     // The rest of a request head that timed out, completed while its connection lingers: never served.
     if (isClosing(req.socket)) {
       req.socket.destroy();
       return;
     }
+    if (this.config.redirectToHttps && this.redirect(req, res)) return;
+    this.setClientCertHeader(req);
     const admission = this.admit(req);
     if ('rejection' in admission) {
       this.logRequest(req, res, admission.rejection.code);
@@ -213,6 +231,17 @@ export class ProxyListener {
     this.options.forwarder.forward(req, res, decision.entry, decision.route, admission.maxBodySize, this.draining);
     // Registered after forward(), whose own 'close' listener leaves the upstream facts on req first.
     if (log !== null) res.once('close', () => log(res));
+  }
+
+  /** redirectToHttps: true when the request was answered with a redirect. */
+  private redirect(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const target = checkTarget(req);
+    const port = this.options.httpsPort?.() ?? null;
+    if (target !== null || port === null) return false;
+    const log = this.accessLine(req, 'REDIRECT_TO_HTTPS');
+    if (!redirectToHttps(req, res, port, this.draining)) return false;
+    if (log !== null) res.once('close', () => log(res));
+    return true;
   }
 
   /** What the access line of a request needs from when it arrived; null without an access log. */
@@ -249,6 +278,7 @@ export class ProxyListener {
     }
     this.logSocketRequest(req, socket);
     socket.on('error', () => socket.destroy());
+    this.setClientCertHeader(req);
     const admission = this.admit(req);
     if ('rejection' in admission) {
       writeRawError(socket, admission.rejection);
@@ -288,13 +318,11 @@ export class ProxyListener {
   }
 
   /**
-   * An edit of the file's limits, trusted proxies or TLS files, applied without a restart: the timeouts at Node's
-   * next check, the header size, connection cap and certificate for new connections, the body limit and trusted
-   * proxies for new requests.
+   * An edit of the file's limits or trusted proxies, applied without a restart: the timeouts at Node's next check,
+   * the header size and connection cap for new connections, the body limit and trusted proxies for new requests.
    */
-  updateSettings(settings: { limits: LimitsConfig; trustedProxies: readonly string[]; tls: TlsListenerConfig | null }): void {
+  updateSettings(settings: { limits: LimitsConfig; trustedProxies: readonly string[] }): void {
     const { limits } = settings;
-    if (settings.tls !== null && this.tls !== null) this.useTlsFiles(settings.tls);
     this.limits = limits;
     this.server.maxConnections = limits.maxConnections;
     // Node reads it for each new connection's parser (not in its typings).
@@ -313,22 +341,26 @@ export class ProxyListener {
     return this.server.address() as AddressInfo | null;
   }
 
-  /** Stops accepting, lets in-flight requests finish until the deadline, then cuts what is left. */
+  /** Open client connections (draining ones included). */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  /** Stops accepting, lets in-flight requests finish until the deadline, then cuts what is left; the access log stays open. */
   async close(drainMs: number): Promise<void> {
     this.draining = true;
-    this.unwatchTls();
+    this.certificates?.unwatch();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainMs).unref());
     const result = await Promise.race([closed.then(() => 'closed' as const), deadline]);
     if (result === 'timeout') {
-      this.options.logger.warn('drain deadline reached; closing remaining connections', { open: this.sockets.size });
+      this.options.logger.warn('drain deadline reached; closing remaining connections', { listener: this.name, open: this.sockets.size });
       this.server.closeAllConnections();
       for (const socket of this.sockets) socket.destroy();
       await closed;
     }
-    // The last connections' close events (and their access lines) run before the log closes.
+    // The last connections' close events (and their access lines) run before whoever owns the log closes it.
     await new Promise((resolve) => setImmediate(resolve));
-    await this.options.accessLog?.close();
   }
 }

@@ -14,6 +14,8 @@ export interface RouteRequest {
   readonly query: string;
   readonly method: string;
   readonly headers: IncomingHttpHeaders;
+  /** The name of the listener the request came in on. */
+  readonly listener: string;
 }
 
 interface CompiledHeaderMatch {

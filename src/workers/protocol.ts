@@ -2,14 +2,16 @@
 
 import type { AddressInfo } from 'node:net';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { LimitsConfig, ReplicatedConfig, TlsListenerConfig } from '../config/schema.js';
+import type { LimitsConfig, ListenerConfig, ReplicatedConfig } from '../config/schema.js';
 import type { LogLevelName } from '../config/schema.js';
 import type { RequestOutcome } from '../proxy/forward-types.js';
 
 /** The listener settings an edit of the config file changes in a running node, in every process that serves. */
 export interface LiveListenerSettings {
-  /** Only other files: a listener never switches between HTTP and HTTPS while it runs. */
-  readonly tls: TlsListenerConfig | null;
+  /** Added, removed and changed by name (see ListenerSet.apply). */
+  readonly listeners: readonly ListenerConfig[];
+  /** How long the connections of a removed or replaced listener may finish their requests. */
+  readonly drainMs: number;
   readonly limits: LimitsConfig;
   readonly trustedProxies: readonly string[];
   readonly logLevel: LogLevelName;
@@ -17,7 +19,6 @@ export interface LiveListenerSettings {
 
 /** The node-local settings a worker needs to serve; it never reads the config file itself. */
 export interface WorkerSettings extends LiveListenerSettings {
-  readonly listen: string;
   readonly accessLog: boolean;
   /** Absolute; null writes the access log to standard output. */
   readonly accessFile: string | null;
@@ -57,7 +58,8 @@ export type ToWorker =
 export type FromWorker =
   /** The worker's message handler is in place: anything sent before this would have been lost. */
   | { readonly type: 'ready' }
-  | { readonly type: 'listening'; readonly address: AddressInfo }
+  /** Every listener is bound (at start, and again after each listeners edit): name -> address, in config order. */
+  | { readonly type: 'listening'; readonly addresses: ReadonlyArray<readonly [string, AddressInfo]> }
   | {
       readonly type: 'report';
       /** pool -> backend -> outcomes since the last report. */

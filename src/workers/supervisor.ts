@@ -53,7 +53,7 @@ export class WorkerSupervisor {
   /** Counts of workers that died, so summed counters never go down when a worker is replaced. */
   private readonly retired = new RetiredWorkerCounts();
   private readonly unsubscribe: Array<() => void> = [];
-  private address: AddressInfo | null = null;
+  private bound: ReadonlyMap<string, AddressInfo> = new Map();
   /** The file's at start, with live edits since: what a worker started now gets. */
   private settings: WorkerSettings;
 
@@ -81,12 +81,17 @@ export class WorkerSupervisor {
     this.metricsTimer.unref();
     const listening = Array.from({ length: this.options.count }, () => this.fork());
     const addresses = await Promise.all(listening);
-    this.address = addresses[0]!;
+    this.bound = new Map(addresses[0]!);
     this.options.logger.info('data-plane workers started', { workers: this.options.count });
-    return this.address;
+    return [...this.bound.values()][0]!;
   }
 
-  private fork(): Promise<AddressInfo> {
+  /** Where each listener is bound, by name (every worker shares the same sockets). */
+  get addresses(): ReadonlyMap<string, AddressInfo> {
+    return this.bound;
+  }
+
+  private fork(): Promise<ReadonlyArray<readonly [string, AddressInfo]>> {
     const worker = cluster.fork();
     const state: WorkerState = { worker, startedAt: Date.now(), ready: false, inflight: {}, metrics: null };
     this.workers.set(worker.id, state);
@@ -106,7 +111,7 @@ export class WorkerSupervisor {
         }
         if (message.type === 'listening' && !listening) {
           listening = true;
-          resolve(message.address);
+          resolve(message.addresses);
           return;
         }
         this.onMessage(state, message);
@@ -151,6 +156,9 @@ export class WorkerSupervisor {
         this.options.logger.error('data-plane worker reported a fatal error', { worker: state.worker.id, message: message.message });
         return;
       case 'listening':
+        // After a listeners edit: the worker's listeners as they are bound now (every worker shares them).
+        this.bound = new Map(message.addresses);
+        return;
       case 'ready':
         return;
     }

@@ -6,7 +6,7 @@ import { createMetrics } from '../metrics/metrics.js';
 import { Forwarder } from '../proxy/forward.js';
 import type { RequestOutcome } from '../proxy/forward-types.js';
 import { TrustedProxies } from '../proxy/headers.js';
-import { ProxyListener } from '../proxy/listener.js';
+import { ListenerSet } from '../proxy/listener-set.js';
 import { AccessLog } from '../proxy/access-log.js';
 import { WorkerDataPlane } from './worker-data-plane.js';
 import type { FromWorker, OutcomeRuns, ToWorker, WorkerSettings } from './protocol.js';
@@ -59,7 +59,7 @@ class OutcomeReporter {
 
 function runWorker(): void {
   let logger: Logger = createLogger();
-  let listener: ProxyListener | null = null;
+  let listener: ListenerSet | null = null;
   let listening: Promise<void> | null = null;
   let settings: WorkerSettings | null = null;
   const metrics = createMetrics();
@@ -74,10 +74,10 @@ function runWorker(): void {
     const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(settings.trustedProxies) });
     // Every worker appends to the same file: O_APPEND keeps each line whole.
     const accessLog = settings.accessLog ? AccessLog.open(settings.accessFile) : null;
-    const proxy = new ProxyListener({ listen: settings.listen, tls: settings.tls, limits: settings.limits, routes: dataPlane, forwarder, logger, accessLog });
+    const proxy = new ListenerSet(settings.listeners, { limits: settings.limits, routes: dataPlane, forwarder, logger, accessLog });
     listener = proxy;
     listening = proxy.start().then(
-      (address) => send({ type: 'listening', address }),
+      () => send({ type: 'listening', addresses: [...proxy.addresses] }),
       (error: unknown) => {
         send({ type: 'fatal', message: `cannot listen: ${(error as Error).message}` });
         process.exit(1);
@@ -94,7 +94,10 @@ function runWorker(): void {
       case 'settings':
         if (settings !== null) settings = { ...settings, ...message.settings };
         logger.setLevel(message.settings.logLevel);
-        listener?.updateSettings(message.settings);
+        if (listener !== null) {
+          const proxy = listener;
+          void proxy.updateSettings(message.settings).then(() => send({ type: 'listening', addresses: [...proxy.addresses] }));
+        }
         return;
       case 'config':
         dataPlane.applyHealth(message.health);

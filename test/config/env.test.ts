@@ -50,7 +50,7 @@ describe('a config file with references', () => {
       'balancer.yaml',
     );
     if (!result.ok) throw new Error(JSON.stringify(result.problems));
-    expect(result.config.listen).toBe('10.1.2.3:8080');
+    expect(result.config.listeners[0]!.listen).toBe('10.1.2.3:8080');
     expect(result.config.admin).toMatchObject({ listen: '127.0.0.1:9191', token: 's3cret' });
     expect(result.config.log.level).toBe('warn');
   });

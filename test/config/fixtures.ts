@@ -1,4 +1,22 @@
-// Config texts shared by the config tests.
+// Config texts and validation helpers shared by the config tests.
+
+import { formatProblem, validateConfigText } from '../../src/config/validate.js';
+
+export const FILE = 'balancer.yaml';
+
+/** Every problem of a file text, as `balancer.yaml:LINE:COL: message`; none when it is valid. */
+export function problemLines(text: string): string[] {
+  const result = validateConfigText(text, FILE);
+  if (result.ok) return [];
+  return result.problems.map((problem) => formatProblem(FILE, problem));
+}
+
+/** The typed config of a text that must be valid. */
+export function valid(text: string) {
+  const result = validateConfigText(text, FILE);
+  if (!result.ok) throw new Error(result.problems.map((p) => formatProblem(FILE, p)).join('\n'));
+  return result.config;
+}
 
 /** Every section and nearly every key, in the styles people write (flow maps, quoted strings, comments). */
 export const FULL_EXAMPLE = `# yaml-language-server: $schema=./balancer.schema.json

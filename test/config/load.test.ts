@@ -43,7 +43,7 @@ cluster:
     const loaded = await loadConfigFile(join(conf, 'balancer.yaml'));
     if (!loaded.ok) throw new Error(loaded.problems.map((p) => formatProblem(loaded.file, p)).join('\n'));
     expect(loaded.baseDir).toBe(conf);
-    expect(loaded.config.tls).toEqual({ cert: join(conf, 'cert.pem'), key: join(conf, 'key.pem') });
+    expect(loaded.config.listeners[0]!.tls?.certificates).toEqual([{ cert: join(conf, 'cert.pem'), key: join(conf, 'key.pem') }]);
     expect(loaded.config.admin).toEqual({ listen: '127.0.0.1:9090', token: 'the-token', tokenFile: join(conf, 'token') });
     expect(loaded.config.cluster).toMatchObject({ secret: 's3cret-value-long-enough', secretFile: join(dir, 'secret'), dataDir: join(conf, 'data', 'n1') });
     expect(loaded.config.pools['web']!.tls.ca).toBe(join(conf, 'ca.pem'));

@@ -8,28 +8,19 @@ import {
   validateReplicated,
   validateReplicatedText,
 } from '../../src/config/validate.js';
-import { FULL_EXAMPLE } from './fixtures.js';
-
-const FILE = 'balancer.yaml';
-
-function problemLines(text: string): string[] {
-  const result = validateConfigText(text, FILE);
-  if (result.ok) return [];
-  return result.problems.map((problem) => formatProblem(FILE, problem));
-}
-
-function valid(text: string) {
-  const result = validateConfigText(text, FILE);
-  if (!result.ok) throw new Error(result.problems.map((p) => formatProblem(FILE, p)).join('\n'));
-  return result.config;
-}
-
+import { FILE, FULL_EXAMPLE, problemLines, valid } from './fixtures.js';
 
 describe('a valid file', () => {
   test('the full example decodes into the typed config', () => {
     const config = valid(FULL_EXAMPLE);
-    expect(config.listen).toBe('127.0.0.1:8080');
-    expect(config.tls).toEqual({ cert: './cert.pem', key: './key.pem' });
+    expect(config.listeners).toEqual([
+      {
+        name: 'default',
+        listen: '127.0.0.1:8080',
+        tls: { certificates: [{ cert: './cert.pem', key: './key.pem' }], minVersion: 'TLSv1.2', ciphers: null, clientCa: null, clientAuth: 'none', clientCertHeader: null },
+        redirectToHttps: false,
+      },
+    ]);
     expect(config.admin).toEqual({ listen: '127.0.0.1:9090', token: 'change-me', tokenFile: null });
     const anyRequest = { host: null, path: null, pathPrefix: '/', pathPrefixSegments: false, pathRegex: null, methods: null, headers: [], query: {} };
     expect(config.routes).toEqual([
@@ -128,12 +119,12 @@ describe('a valid file', () => {
 
   test('an empty file is all defaults and no pools', () => {
     const config = valid('');
-    expect(config.listen).toBe(DEFAULTS.listen);
+    expect(config.listeners.map((listener) => listener.listen)).toEqual([DEFAULTS.listen]);
     expect(config.admin).toEqual({ listen: DEFAULTS.adminListen, token: null, tokenFile: null });
     expect(config.pools).toEqual({});
     expect(config.routes).toEqual([]);
     expect(config.cluster).toBeNull();
-    expect(config.tls).toBeNull();
+    expect(config.listeners[0]!.tls).toBeNull();
     expect(config.limits.maxHeaderSize).toBe(DEFAULTS.limits.maxHeaderSize);
     expect(config.log).toEqual(DEFAULTS.log);
     expect(config.workers).toBe(0);
@@ -151,8 +142,8 @@ describe('a valid file', () => {
   });
 
   test('listen accepts host:port, [ipv6]:port and :port; JSON is accepted too', () => {
-    expect(valid('listen: "[::1]:8080"').listen).toBe('[::1]:8080');
-    expect(valid('listen: ":8080"').listen).toBe(':8080');
+    expect(valid('listen: "[::1]:8080"').listeners[0]!.listen).toBe('[::1]:8080');
+    expect(valid('listen: ":8080"').listeners[0]!.listen).toBe(':8080');
     expect(valid('{"listen": "localhost:0", "workers": 4}').workers).toBe(4);
   });
 

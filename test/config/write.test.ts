@@ -198,7 +198,7 @@ describe('rewriteReplicatedSections', () => {
     const json = rewriteReplicatedSections('{"listen": ":8080", "pools": {}}', target.config);
     expect(replicatedOf(json)).toEqual(target.config);
     const reread = validateConfigText(json, 'x');
-    expect(reread.ok && reread.config.listen).toBe(':8080');
+    expect(reread.ok && reread.config.listeners[0]!.listen).toBe(':8080');
   });
 
   test('refuses text that is not YAML', () => {

@@ -19,12 +19,13 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
-/** `yaml` is the config without listen/admin, which are added on port 0. */
+/** `yaml` is the config without admin, which is added on port 0; so is listen, unless the yaml has listeners. */
 export async function startGateway(yaml: string, options: { token?: string } = {}): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'balancer-test-'));
   const file = join(dir, 'balancer.yaml');
   const token = options.token ?? 'test-token';
-  await writeFile(file, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: ${token}\n${yaml}`);
+  const listen = /^listeners:/m.test(yaml) ? '' : 'listen: 127.0.0.1:0\n';
+  await writeFile(file, `${listen}admin:\n  listen: 127.0.0.1:0\n  token: ${token}\n${yaml}`);
   const logger = memoryLogger('debug');
   const app = await App.start({ configPath: file, logger }).catch((error: unknown) => {
     const details = (error as { details?: unknown[] }).details ?? [];

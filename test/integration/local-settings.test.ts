@@ -267,12 +267,14 @@ describe('TLS certificate files named anew in the file of a running node', () =>
     expect(await node.exited).toBe(0);
   });
 
-  it('needs a restart to turn TLS on or off', async () => {
+  it('turns TLS on without a restart: the same port serves https', async () => {
     const { gw, write } = await setup();
-    await write(`limits: { maxBodySize: 1mb }\ntls: { cert: ${first.cert}, key: ${first.key} }\n`);
-    await eventually(() => gw.logs.some((line) => String(line['msg']).startsWith('the file changes local settings that take effect only after a restart')), 'the restart warning');
-    expect(gw.logs.find((line) => String(line['msg']).startsWith('the file changes local settings'))!['settings']).toEqual(['tls']);
-    expect(await restartGauge(gw)).toBe(1);
     expect((await request(`${gw.url}/`)).status).toBe(200);
+    await write(`limits: { maxBodySize: 1mb }\ntls: { cert: ${first.cert}, key: ${first.key} }\n`);
+    await eventually(() => gw.logs.some((line) => line['msg'] === 'local settings applied from the file'), 'the listener change to apply');
+    expect(gw.logs.find((line) => line['msg'] === 'local settings applied from the file')!['settings']).toEqual(['tls']);
+    expect((await httpsRequest(`https://127.0.0.1:${gw.port}/`, first.ca)).status).toBe(200);
+    await expect(request(`${gw.url}/`)).rejects.toThrow();
+    expect(await restartGauge(gw)).toBe(0);
   });
 });

@@ -19,6 +19,7 @@ function request(path: string, extra: Partial<RouteRequest> = {}): RouteRequest 
     query: mark === -1 ? '' : path.slice(mark),
     method: 'GET',
     headers: {},
+    listener: 'default',
     ...extra,
   };
 }

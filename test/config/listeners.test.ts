@@ -1,0 +1,107 @@
+// The listeners section and listener TLS settings: what decodes, and the problems (with positions) for what does not.
+
+import { describe, expect, test } from 'vitest';
+import { problemLines, valid } from './fixtures.js';
+
+describe('listeners', () => {
+  test('several listeners with defaults, TLS by certificates, client certificates', () => {
+    const config = valid(`listeners:
+  - { name: http, listen: ":80", redirectToHttps: true }
+  - name: https
+    listen: ":443"
+    tls:
+      certificates:
+        - { cert: a.pem, key: a.key }
+        - { cert: b.pem, key: b.key }
+      minVersion: TLSv1.3
+      ciphers: ECDHE-RSA-AES128-GCM-SHA256
+      clientCa: ca.pem
+      clientAuth: require
+      clientCertHeader: X-Client-Subject
+  - { name: internal, listen: "127.0.0.1:50051" }
+`);
+    expect(config.listeners).toEqual([
+      { name: 'http', listen: ':80', tls: null, redirectToHttps: true },
+      {
+        name: 'https',
+        listen: ':443',
+        tls: {
+          certificates: [
+            { cert: 'a.pem', key: 'a.key' },
+            { cert: 'b.pem', key: 'b.key' },
+          ],
+          minVersion: 'TLSv1.3',
+          ciphers: 'ECDHE-RSA-AES128-GCM-SHA256',
+          clientCa: 'ca.pem',
+          clientAuth: 'require',
+          clientCertHeader: 'x-client-subject',
+        },
+        redirectToHttps: false,
+      },
+      { name: 'internal', listen: '127.0.0.1:50051', tls: null, redirectToHttps: false },
+    ]);
+  });
+
+  test('two listeners on port 0 of the same address do not clash (each gets its own port)', () => {
+    expect(valid('listeners:\n  - { name: a, listen: "127.0.0.1:0" }\n  - { name: b, listen: "127.0.0.1:0" }\n').listeners).toHaveLength(2);
+  });
+
+  test.each([
+    [
+      'duplicate names',
+      'listeners:\n  - { name: web, listen: ":8080" }\n  - { name: web, listen: ":8081" }\n',
+      'balancer.yaml:3:13: listeners[1].name: duplicate listener name "web" (also listeners[0])',
+    ],
+    [
+      'the same port twice',
+      'listeners:\n  - { name: a, listen: "127.0.0.1:8080" }\n  - { name: b, listen: "127.0.0.1:8080" }\n',
+      'balancer.yaml:3:24: listeners[1].listen: 127.0.0.1:8080 clashes with listeners[0] (127.0.0.1:8080): two listeners cannot bind the same port',
+    ],
+    [
+      'a port on every address and on one',
+      'listeners:\n  - { name: a, listen: ":8080" }\n  - { name: b, listen: "127.0.0.1:8080" }\n',
+      'balancer.yaml:3:24: listeners[1].listen: 127.0.0.1:8080 clashes with listeners[0] (:8080): two listeners cannot bind the same port',
+    ],
+    [
+      'listen beside listeners',
+      'listen: ":8080"\nlisteners:\n  - { name: a, listen: ":8081" }\n',
+      'balancer.yaml:1:9: listen: set either listen/tls (one listener) or listeners, not both: move it into an entry of listeners',
+    ],
+    [
+      'a redirect with no TLS listener',
+      'listeners:\n  - { name: a, listen: ":8080", redirectToHttps: true }\n',
+      'balancer.yaml:2:50: listeners[0].redirectToHttps: needs a TLS listener to redirect to: add one with tls',
+    ],
+    ['no listener at all', 'listeners: []\n', 'balancer.yaml:1:12: listeners: must name at least one listener'],
+    [
+      'a redirect on a TLS listener',
+      'listeners:\n  - { name: a, listen: ":8443", redirectToHttps: true, tls: { cert: c.pem, key: k.pem } }\n',
+      'balancer.yaml:2:50: listeners[0].redirectToHttps: is for plain listeners; this one already speaks https',
+    ],
+    ['a listener name with a space', 'listeners:\n  - { name: "a b", listen: ":8080" }\n', 'balancer.yaml:2:13: listeners[0].name: must contain only letters, digits and _ . -, got string "a b"'],
+  ])('%s', (_name, text, expected) => {
+    expect(problemLines(text)).toEqual([expected]);
+  });
+});
+
+describe('listener tls', () => {
+  test('cert + key is the one-certificate form', () => {
+    expect(valid('tls: { cert: c.pem, key: k.pem }\n').listeners[0]!.tls!.certificates).toEqual([{ cert: 'c.pem', key: 'k.pem' }]);
+  });
+
+  test.each([
+    ['both forms', 'tls: { cert: c.pem, key: k.pem, certificates: [{ cert: d.pem, key: e.pem }] }\n', 'balancer.yaml:1:47: tls.certificates: set cert and key, or certificates, not both'],
+    ['cert alone', 'tls: { cert: c.pem }\n', 'balancer.yaml:1:1: tls.key: is required with cert'],
+    ['no certificate', 'tls: { minVersion: TLSv1.3 }\n', 'balancer.yaml:1:6: tls: needs a certificate: set cert and key, or certificates: [{cert, key}, ...]'],
+    ['clientAuth without clientCa', 'tls: { cert: c.pem, key: k.pem, clientAuth: require }\n', 'balancer.yaml:1:1: tls.clientCa: is required with clientAuth: require (the CAs client certificates are verified against)'],
+    ['clientCa without clientAuth', 'tls: { cert: c.pem, key: k.pem, clientCa: ca.pem }\n', 'balancer.yaml:1:1: tls.clientAuth: is required with clientCa: request or require'],
+    [
+      'clientCertHeader without client certificates',
+      'tls: { cert: c.pem, key: k.pem, clientCertHeader: X-Subject }\n',
+      'balancer.yaml:1:51: tls.clientCertHeader: needs clientAuth (and clientCa): without client certificates there is no subject to pass on',
+    ],
+    ['an old TLS version', 'tls: { cert: c.pem, key: k.pem, minVersion: TLSv1.0 }\n', 'balancer.yaml:1:45: tls.minVersion: must be one of TLSv1.2, TLSv1.3, got string "TLSv1.0" (did you mean "TLSv1.2"?)'],
+  ])('%s', (_name, text, expected) => {
+    expect(problemLines(text)).toEqual([expected]);
+  });
+});
