@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseDocument } from 'yaml';
+import { parseDocument, type Document } from 'yaml';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { sameReplicated } from './commands.js';
 import { hasReplicatedSections } from '../config/safety.js';
@@ -87,6 +87,8 @@ export class ConfigFileSync {
    * backends was dominated by parsing the same file five times.
    */
   private synced: ReplicatedConfig | null = null;
+  /** The parsed document of the text this node last wrote, which the next rewrite starts from. */
+  private lastWritten: { text: string; document: Document } | undefined;
   private readonly options: ConfigFileSyncOptions;
 
   private constructor(options: ConfigFileSyncOptions) {
@@ -193,7 +195,9 @@ export class ConfigFileSync {
       let rewritten: string;
       let written: RoutesAndPoolsAsWritten;
       try {
-        ({ text: rewritten, written } = rewriteReplicatedSectionsRead(text, config));
+        let document: Document;
+        ({ text: rewritten, written, document } = rewriteReplicatedSectionsRead(text, config, this.lastWritten));
+        this.lastWritten = { text: rewritten, document };
       } catch (error) {
         logger.error('cannot rewrite the config file; it keeps its current text', { file, version, error: errorMessage(error) });
         return false;

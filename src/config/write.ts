@@ -152,23 +152,28 @@ class SectionRewriter {
       }
       return undefined;
     };
-    const altered = structuredClone(this.target) as { routes: Json; pools: Json };
+    const unitOfTarget = pluck(this.target);
+    if (unitOfTarget === undefined) return false;
+    // Only the enclosing unit is copied and altered: cloning the whole target per value cost O(backends) each time.
+    const altered = structuredClone(unitOfTarget);
+    // In the plucked unit a route sits at index 0; a pool keeps its name.
+    const pathInUnit = section === 'routes' ? [section, 0, ...path.slice(2)] : path;
     let parent: unknown = altered;
-    for (const segment of path.slice(0, -1)) {
+    for (const segment of pathInUnit.slice(0, -1)) {
       if (typeof parent !== 'object' || parent === null) return false;
       parent = (parent as Record<string | number, unknown>)[segment];
     }
-    const last = path[path.length - 1]!;
+    const last = pathInUnit[pathInUnit.length - 1]!;
     if (typeof parent !== 'object' || parent === null) return false;
     if (fileValue === undefined) delete (parent as Record<string | number, unknown>)[last];
     else (parent as Record<string | number, unknown>)[last] = fileValue;
     const cacheKey = `${String(section)}\u0000${String(unit)}`;
     let expected = this.expectedUnits.get(cacheKey);
     if (expected === undefined) {
-      expected = validateReplicated(pluck(this.target));
+      expected = validateReplicated(unitOfTarget);
       this.expectedUnits.set(cacheKey, expected);
     }
-    const actual = validateReplicated(pluck(altered));
+    const actual = validateReplicated(altered);
     return expected.ok && actual.ok && isDeepStrictEqual(expected.config, actual.config);
   }
 
@@ -302,9 +307,15 @@ class SectionRewriter {
       for (const item of value.slice(items.length)) this.appendItem(seq, item);
       return;
     }
-    const fileIds = items.map((item) => backendIdOf(this.json(item)));
-    const targetIds = value.map((item) => backendIdOf(item));
-    const matched = targetIds.map((id) => (id === undefined ? -1 : fileIds.indexOf(id)));
+    const fileIndexById = new Map<string, number>();
+    items.forEach((item, index) => {
+      const id = backendIdOf(this.json(item));
+      if (id !== undefined && !fileIndexById.has(id)) fileIndexById.set(id, index);
+    });
+    const matched = value.map((item) => {
+      const id = backendIdOf(item);
+      return id === undefined ? -1 : (fileIndexById.get(id) ?? -1);
+    });
     const matchedInOrder = matched.filter((index) => index !== -1);
     const firstNew = matched.indexOf(-1);
     const inOrder = matchedInOrder.every((index, i) => i === 0 || index > matchedInOrder[i - 1]!);
@@ -313,8 +324,9 @@ class SectionRewriter {
       if (!isDeepStrictEqual(this.json(seq), value)) this.replace(seq, value, key);
       return;
     }
+    const kept = new Set(matched);
     items.forEach((item, index) => {
-      if (!matched.includes(index)) this.removeItem(seq, item);
+      if (!kept.has(index)) this.removeItem(seq, item);
     });
     matched.forEach((fileIndex, targetIndex) => {
       if (fileIndex !== -1) this.merge(items[fileIndex], value[targetIndex]!, [...path, targetIndex]);
@@ -394,13 +406,13 @@ function applyEdits(text: string, edits: readonly Edit[]): string {
 }
 
 /** A text's routes and pools: as written (parsed, not validated) and validated; null when either fails. */
-function replicatedOf(text: string): { written: RoutesAndPoolsAsWritten; config: ReplicatedConfig } | null {
+function replicatedOf(text: string): { written: RoutesAndPoolsAsWritten; config: ReplicatedConfig; document: Document } | null {
   try {
     const document = parseDocument(text, { uniqueKeys: true });
     if (document.errors.length > 0) return null;
     const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
     const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
-    return result.ok ? { written: { routes: value?.['routes'] ?? null, pools: value?.['pools'] ?? null }, config: result.config } : null;
+    return result.ok ? { written: { routes: value?.['routes'] ?? null, pools: value?.['pools'] ?? null }, config: result.config, document } : null;
   } catch {
     // An edit removed an anchor something else still refers to: not a usable result.
     return null;
@@ -427,11 +439,18 @@ export function rewriteReplicatedSections(originalText: string, replicated: Repl
   return rewriteReplicatedSectionsRead(originalText, replicated).text;
 }
 
-/** rewriteReplicatedSections, also handing back the new text's sections as parsed by its own check (no second parse). */
-export function rewriteReplicatedSectionsRead(originalText: string, replicated: ReplicatedConfig): { text: string; written: RoutesAndPoolsAsWritten } {
+/**
+ * rewriteReplicatedSections, also handing back what its own check parsed of the new text: the sections as written
+ * and the document, which the next rewrite of that same text may pass as `parsed` (the rewrite only reads it).
+ */
+export function rewriteReplicatedSectionsRead(
+  originalText: string,
+  replicated: ReplicatedConfig,
+  parsed?: { text: string; document: Document },
+): { text: string; written: RoutesAndPoolsAsWritten; document: Document } {
   const plain = toPlainReplicated(replicated);
   const target = { routes: plain.routes as Json, pools: plain.pools as Json };
-  const document = parseDocument(originalText, { uniqueKeys: true });
+  const document = parsed !== undefined && parsed.text === originalText ? parsed.document : parseDocument(originalText, { uniqueKeys: true });
   if (document.errors.length > 0) {
     throw new BalancerError('CONFIG_INVALID', `cannot rewrite a config that is not valid YAML: ${document.errors[0]!.message.split('\n')[0]}`);
   }
@@ -472,7 +491,7 @@ export function rewriteReplicatedSectionsRead(originalText: string, replicated: 
       continue;
     }
     const read = replicatedOf(text);
-    if (read !== null && isDeepStrictEqual(read.config, expected.config)) return { text, written: read.written };
+    if (read !== null && isDeepStrictEqual(read.config, expected.config)) return { text, written: read.written, document: read.document };
   }
   throw new BalancerError('INTERNAL', 'could not rewrite routes and pools in the config text');
 }
