@@ -1,7 +1,7 @@
 // `npm start` as a newcomer runs it: the script execs node, so npm's only child is the balancer and a signal to npm reaches it.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,6 +55,53 @@ function childrenOf(pid: number): number[] {
   return out === '' ? [] : out.split(/\s+/).map(Number);
 }
 
+interface NpmRun {
+  readonly npm: ChildProcess;
+  readonly exited: Promise<number | null>;
+  readonly closed: Promise<void>;
+  /** Everything npm and the balancer wrote so far (stdout and stderr). */
+  output(): string;
+  /** Resolves with the first output line containing `text`, parsed as JSON; rejects after timeoutMs. */
+  waitForLine(text: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+/** `npm start -- -c FILE` in the repository, as a newcomer runs it; its pid is killed after the tests in any case. */
+function npmStart(file: string): NpmRun {
+  const npm = spawn('npm', ['start', '--silent', '--', '-c', file], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  pidsToKill.push(npm.pid!);
+  let output = '';
+  const waiters = new Set<() => void>();
+  const onData = (chunk: Buffer): void => {
+    output += chunk.toString();
+    for (const wake of [...waiters]) wake();
+  };
+  npm.stdout!.on('data', onData);
+  npm.stderr!.on('data', onData);
+  return {
+    npm,
+    exited: new Promise((resolve) => npm.on('exit', (code) => resolve(code))),
+    closed: new Promise((resolve) => npm.on('close', () => resolve())),
+    output: () => output,
+    waitForLine: (text, timeoutMs = 30_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no output line with ${text}: ${output}`));
+        }, timeoutMs);
+        const check = (): void => {
+          // Complete lines only: a chunk can end in the middle of one.
+          const line = output.split('\n').slice(0, -1).find((candidate) => candidate.includes(text));
+          if (line === undefined) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(JSON.parse(line) as Record<string, unknown>);
+        };
+        waiters.add(check);
+        check();
+      }),
+  };
+}
+
 describe('npm start', () => {
   it('runs the balancer as npm\'s only child process, and SIGTERM to npm drains it and exits 0', async () => {
     const file = join(dir, 'balancer.yaml');
@@ -63,26 +110,9 @@ describe('npm start', () => {
       `listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0, token: t }\nshutdown: { drainTimeout: 10s }\n` +
         `pools:\n  web:\n    backends:\n      - { url: ${backend.url} }\n`,
     );
-    const npm = spawn('npm', ['start', '--silent', '--', '-c', file], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    pidsToKill.push(npm.pid!);
-    let output = '';
-    npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    npm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
-    const closed = new Promise<void>((resolve) => npm.on('close', () => resolve()));
-    const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`balancer did not start: ${output}`)), 30_000);
-      const check = (): void => {
-        for (const line of output.split('\n')) {
-          if (!line.includes('"balancer started"')) continue;
-          clearTimeout(timer);
-          resolve(JSON.parse(line) as Record<string, unknown>);
-          return;
-        }
-      };
-      npm.stdout.on('data', check);
-      npm.stderr.on('data', check);
-    });
+    const run = npmStart(file);
+    const npm = run.npm;
+    const started = await run.waitForLine('"balancer started"');
 
     // The process tree is npm -> node (no shell in between that would keep signals from the balancer).
     const children = childrenOf(npm.pid!);
@@ -108,53 +138,31 @@ describe('npm start', () => {
     await requestArrived;
 
     npm.kill('SIGTERM');
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "shutting down" after SIGTERM to npm: ${output}`)), 15_000);
-      const check = (): void => {
-        if (!output.includes('"shutting down"')) return;
-        clearTimeout(timer);
-        resolve();
-      };
-      check();
-      npm.stdout.on('data', check);
-      npm.stderr.on('data', check);
-    });
+    await run.waitForLine('"shutting down"', 15_000);
     release();
     const answer = await inFlight;
     expect(answer.status).toBe(200);
     expect(answer.body).toBe('late answer');
 
-    expect(await exited).toBe(0);
-    await closed;
-    expect(output).toContain('"msg":"stopped"');
+    expect(await run.exited).toBe(0);
+    await run.closed;
+    expect(run.output()).toContain('"msg":"stopped"');
     expect(isAlive(balancerPid)).toBe(false);
   });
 
   it('stops the balancer when npm itself is killed with a signal it cannot pass on (SIGKILL)', async () => {
     const file = join(dir, 'balancer-kill.yaml');
     await writeFile(file, `listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0, token: t }\npools:\n  web:\n    backends:\n      - { url: ${backend.url} }\n`);
-    const npm = spawn('npm', ['start', '--silent', '--', '-c', file], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    pidsToKill.push(npm.pid!);
-    let output = '';
-    const started = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`balancer did not start: ${output}`)), 30_000);
-      const onData = (chunk: Buffer): void => {
-        output += chunk.toString();
-        if (!output.includes('"balancer started"')) return;
-        clearTimeout(timer);
-        resolve();
-      };
-      npm.stdout.on('data', onData);
-      npm.stderr.on('data', onData);
-    });
-    await started;
+    const run = npmStart(file);
+    const npm = run.npm;
+    await run.waitForLine('"balancer started"');
     const [balancerPid] = childrenOf(npm.pid!);
     pidsToKill.push(balancerPid!);
     npm.kill('SIGKILL');
     // Orphaned, it notices within about a second that npm is gone and stops as on SIGTERM (bounded wait).
     for (let i = 0; i < 300 && isAlive(balancerPid!); i++) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(isAlive(balancerPid!)).toBe(false);
-    expect(output).toContain('"signal":"npm start exited"');
-    expect(output).toContain('"msg":"stopped"');
+    expect(run.output()).toContain('"signal":"npm start exited"');
+    expect(run.output()).toContain('"msg":"stopped"');
   });
 });
