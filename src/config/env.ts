@@ -55,6 +55,8 @@ export function expandEnvironment(document: Document, replicatedKeys: readonly s
     const replicated = replicatedKeys.includes(key);
     visit(pair.value as Node | null, [key], (scalar, path) => {
       if (typeof scalar.value !== 'string' || !scalar.value.includes('${')) return;
+      // Route header rules have per-request variables of their own (${clientIp}, ...), which the route spec checks.
+      if (replicated && isRouteHeaderRule(path)) return;
       if (replicated) {
         problems.push({
           path,
@@ -69,6 +71,11 @@ export function expandEnvironment(document: Document, replicatedKeys: readonly s
     });
   }
   return problems;
+}
+
+/** routes[N].headers.request|response.set|add.NAME */
+function isRouteHeaderRule(path: Path): boolean {
+  return path.length === 6 && path[0] === 'routes' && path[2] === 'headers' && (path[4] === 'set' || path[4] === 'add');
 }
 
 function visit(node: Node | null, path: Path, onScalar: (scalar: { value: unknown }, path: Path) => void): void {

@@ -3,6 +3,7 @@
 import { DEFAULTS, STRATEGY_NAMES, type HeaderMatch, type LogLevelName, type RedirectStatus } from './schema.js';
 import { captureGroupCount, unsafeRegexReason } from './route-regex.js';
 import { normalizePath } from '../proxy/normalize-path.js';
+import { HEADER_VARIABLES, UNSETTABLE_HEADERS, unknownVariables } from '../proxy/header-rules.js';
 import {
   INVALID,
   boolean,
@@ -26,7 +27,9 @@ import {
   size,
   string,
   withDefault,
+  type DecodeContext,
   type Infer,
+  type Path,
   type JsonValue,
   type LeafSpec,
 } from './spec.js';
@@ -499,6 +502,50 @@ const rewriteSpec = object(
   },
 );
 
+/** A header value: `${clientIp}`, `${requestId}`, `${host}` and `${scheme}` are filled per request. */
+const headerValue = string({
+  minLength: 0,
+  parse(value) {
+    const unknown = unknownVariables(value);
+    if (unknown.length === 0) return { value };
+    return { error: `uses unknown variable \${${unknown[0]}}; the variables are ${HEADER_VARIABLES.map((name) => `\${${name}}`).join(', ')}` };
+  },
+});
+
+function checkSettable(names: Iterable<string>, path: Path, ctx: DecodeContext): void {
+  for (const name of names) {
+    const why = UNSETTABLE_HEADERS.get(name.toLowerCase());
+    if (why !== undefined) ctx.report([...path, name], `${name} cannot be changed by header rules: ${why}`, 'key');
+  }
+}
+
+const headerRulesSpec = object(
+  {
+    set: optional(record(headerValue, { description: 'Fields set to these values, replacing any already there.', keyPattern: HEADER_NAME_PATTERN, keyHint: 'must be an HTTP header name' })),
+    add: optional(record(headerValue, { description: 'Fields added, keeping any already there.', keyPattern: HEADER_NAME_PATTERN, keyHint: 'must be an HTTP header name' })),
+    remove: optional(list(headerName, { description: 'Fields removed.' })),
+  },
+  {
+    description: 'Header edits, applied in the order remove, set, add; values may use ${clientIp}, ${requestId}, ${host} and ${scheme}.',
+    check(value, path, ctx) {
+      checkSettable(Object.keys(value.set ?? {}), [...path, 'set'], ctx);
+      checkSettable(Object.keys(value.add ?? {}), [...path, 'add'], ctx);
+      (value.remove ?? []).forEach((name, index) => {
+        const why = UNSETTABLE_HEADERS.get(name);
+        if (why !== undefined) ctx.report([...path, 'remove', index], `${name} cannot be changed by header rules: ${why}`);
+      });
+    },
+  },
+);
+
+const routeHeadersSpec = object(
+  {
+    request: optional(headerRulesSpec),
+    response: optional(headerRulesSpec),
+  },
+  { description: 'Header rules for the request to the backend and the response to the client.' },
+);
+
 const REDIRECT_STATUSES: readonly RedirectStatus[] = [301, 302, 303, 307, 308];
 
 const redirectSpec = object(
@@ -561,6 +608,7 @@ const routeSpec = object(
     redirect: optional(redirectSpec),
     respond: optional(respondSpec),
     rewrite: optional(rewriteSpec),
+    headers: optional(routeHeadersSpec),
     maxBodySize: withDefault(size({ description: 'Largest request body for this route; 0 means the listener limit.' }), 0),
   },
   {

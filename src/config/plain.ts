@@ -1,6 +1,6 @@
 // The file-shaped JSON form of routes and pools (defaults left out): what GET /api/v1/config returns and Raft commands carry.
 
-import { DEFAULTS, defaultHealthCheckTimeoutMs, type BackendConfig, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
+import { DEFAULTS, defaultHealthCheckTimeoutMs, type BackendConfig, type HeaderRules, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
 import { defaultBackendId, expectedStatusesSpec, headerMatchSpec } from './file-spec.js';
 import { formatDuration, formatSize, type JsonValue } from './spec.js';
 
@@ -101,6 +101,14 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   return out;
 }
 
+function plainHeaderRules(rules: HeaderRules): PlainObject {
+  const out: PlainObject = {};
+  if (rules.set.length > 0) out['set'] = Object.fromEntries(rules.set);
+  if (rules.add.length > 0) out['add'] = Object.fromEntries(rules.add);
+  if (rules.remove.length > 0) out['remove'] = [...rules.remove];
+  return out;
+}
+
 export function toPlainRoute(route: RouteConfig): PlainObject {
   const match: PlainObject = {};
   if (route.match.host !== null) match['host'] = route.match.host;
@@ -145,6 +153,12 @@ export function toPlainRoute(route: RouteConfig): PlainObject {
     if (host !== null) rewrite['host'] = host;
     setUnlessDefault(rewrite, 'hostFromBackend', hostFromBackend, false);
     out['rewrite'] = rewrite;
+  }
+  if (route.headers !== null) {
+    const headers: PlainObject = {};
+    if (route.headers.request !== null) headers['request'] = plainHeaderRules(route.headers.request);
+    if (route.headers.response !== null) headers['response'] = plainHeaderRules(route.headers.response);
+    out['headers'] = headers;
   }
   if (route.maxBodySize !== 0) out['maxBodySize'] = formatSize(route.maxBodySize);
   return out;

@@ -232,6 +232,22 @@ export interface RouteRespond {
   readonly contentType: string | null;
 }
 
+/** Header edits on one direction; names are lower case. Applied in the order remove, set, add. */
+export interface HeaderRules {
+  /** Replaces any field of that name. */
+  readonly set: readonly (readonly [string, string])[];
+  /** Appends a field, keeping those already there. */
+  readonly add: readonly (readonly [string, string])[];
+  readonly remove: readonly string[];
+}
+
+export interface RouteHeaderRules {
+  /** On the request sent to the backend. */
+  readonly request: HeaderRules | null;
+  /** On the response sent to the client (the route's own redirect or fixed answer too). */
+  readonly response: HeaderRules | null;
+}
+
 export interface RouteConfig {
   /** Shown in metrics (the `route` label), `balancer routes list` and logs; null: the route's index stands in. */
   readonly name: string | null;
@@ -241,6 +257,7 @@ export interface RouteConfig {
   readonly redirect: RouteRedirect | null;
   readonly respond: RouteRespond | null;
   readonly rewrite: RouteRewrite | null;
+  readonly headers: RouteHeaderRules | null;
   /** Maximum request body in bytes for this route; 0 means the listener's limit. */
   readonly maxBodySize: number;
 }

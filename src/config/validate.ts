@@ -5,6 +5,7 @@ import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Docum
 import type {
   BackendConfig,
   Config,
+  HeaderRules,
   HealthCheckConfig,
   ListenerConfig,
   PoolConfig,
@@ -353,8 +354,18 @@ function buildRoute(shape: RouteShape): RouteConfig {
             host: shape.rewrite.host ?? null,
             hostFromBackend: shape.rewrite.hostFromBackend,
           },
+    headers:
+      shape.headers === undefined
+        ? null
+        : { request: buildHeaderRules(shape.headers.request), response: buildHeaderRules(shape.headers.response) },
     maxBodySize: shape.maxBodySize,
   };
+}
+
+function buildHeaderRules(shape: NonNullable<RouteShape['headers']>['request']): HeaderRules | null {
+  if (shape === undefined) return null;
+  const lower = (entries: Record<string, string>) => Object.entries(entries).map(([name, value]) => [name.toLowerCase(), value] as const);
+  return { set: lower(shape.set ?? {}), add: lower(shape.add ?? {}), remove: [...(shape.remove ?? [])] };
 }
 
 function buildReplicated(shape: ReplicatedShape): ReplicatedConfig {

@@ -8,6 +8,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { traceIdOf } from './request-id.js';
 
 /** One line of the access log. Absent facts are null, so every line has the same fields. */
 export interface AccessRecord {
@@ -33,6 +34,8 @@ export interface AccessRecord {
   /** The error code of an answer balancer wrote itself (NO_ROUTE, UPSTREAM_CONNECT_FAILED, ...). */
   readonly code: string | null;
   readonly requestId: string | null;
+  /** The trace id of a W3C traceparent header the request carried (passed to the backend untouched). */
+  readonly traceId: string | null;
   readonly upgrade: boolean;
 }
 
@@ -137,6 +140,7 @@ function parsedRequestLine(req: IncomingMessage, socket: Duplex, time: string, s
     attempts: upstream?.attempts ?? 0,
     code,
     requestId: header(req, 'x-request-id'),
+    traceId: traceIdOf(req.headers['traceparent']),
     upgrade,
   };
 }
@@ -225,6 +229,7 @@ export class AccessLog {
       attempts: 0,
       code: raw?.code ?? null,
       requestId: null,
+      traceId: null,
       upgrade: false,
     });
   }

@@ -10,6 +10,7 @@ import type { ErrorCode } from '../errors.js';
 import type { UpstreamErrorReason } from '../metrics/types.js';
 import { endConnection } from '../connection-close.js';
 import { noteRawAnswer } from './access-log.js';
+import { requestIdOf } from './request-id.js';
 
 /** One answer of the data plane: what the client gets, and why. */
 export interface ErrorReply {
@@ -227,11 +228,12 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
 // ---------------------------------------------------------------- the writers
 
 export interface ErrorBody {
-  readonly error: { readonly code: ErrorCode; readonly message: string; readonly details?: readonly unknown[] };
+  readonly error: { readonly code: ErrorCode; readonly message: string; readonly requestId?: string; readonly details?: readonly unknown[] };
 }
 
-export function errorBody(code: ErrorCode, message: string): string {
-  const body: ErrorBody = { error: { code, message } };
+/** The JSON of an error answer; `requestId` (the request's X-Request-Id) lets a user's report be found in the logs. */
+export function errorBody(code: ErrorCode, message: string, requestId: string | null = null): string {
+  const body: ErrorBody = { error: requestId === null ? { code, message } : { code, message, requestId } };
   return JSON.stringify(body);
 }
 
@@ -244,12 +246,14 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
     res.destroy();
     return;
   }
-  const body = errorBody(reply.code, reply.message);
+  const requestId = requestIdOf(res.req);
+  const body = errorBody(reply.code, reply.message, requestId);
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
   };
+  if (requestId !== null) headers['x-request-id'] = requestId;
   if (reply.retryAfterSeconds !== undefined) headers['retry-after'] = String(reply.retryAfterSeconds);
   if (close) headers['connection'] = 'close';
   res.writeHead(reply.status, headers);
@@ -257,10 +261,10 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
 }
 
 /** Answers on a bare socket (parse errors, CONNECT, upgrade requests have no ServerResponse); destroyed soon after. */
-export function writeRawError(socket: Duplex, reply: ErrorReply): void {
+export function writeRawError(socket: Duplex, reply: ErrorReply, requestId: string | null = null): void {
   noteRawAnswer(socket, reply.status, reply.code);
-  const body = errorBody(reply.code, reply.message);
-  const retryAfter = reply.retryAfterSeconds === undefined ? '' : `retry-after: ${reply.retryAfterSeconds}\r\n`;
+  const body = errorBody(reply.code, reply.message, requestId);
+  const retryAfter = `${reply.retryAfterSeconds === undefined ? '' : `retry-after: ${reply.retryAfterSeconds}\r\n`}${requestId === null ? '' : `x-request-id: ${requestId}\r\n`}`;
   endConnection(
     socket,
     `HTTP/1.1 ${reply.status} ${REASON_PHRASES[reply.status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retryAfter}connection: close\r\n\r\n${body}`,

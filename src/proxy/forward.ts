@@ -28,7 +28,8 @@ import { UpstreamAttempt, type AttemptOwner } from './upstream-exchange.js';
 import { WebSocketTunnel } from './websocket-tunnel.js';
 import { keepClientTarget, noteUpstream } from './access-log.js';
 import { splitTarget } from './normalize-path.js';
-import type { CompiledRewrite } from './rewrite.js';
+import { applyToRequest, applyToResponse, headerVariables, removeField, type CompiledHeaderRules, type HeaderVariables } from './header-rules.js';
+import { requestIdOf } from './request-id.js';
 import type { CompiledRoute } from './router.js';
 
 export interface ForwarderOptions {
@@ -42,14 +43,19 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * The route's rewrite, after X-Forwarded-Host took the client's Host: the backend's path (query kept) and Host.
  * The access log keeps the client's target.
  */
-function applyRewrite(req: IncomingMessage, rewrite: CompiledRewrite): void {
-  if (rewrite.path !== null) {
-    keepClientTarget(req);
-    const { path, query } = splitTarget(req.url ?? '/');
-    req.url = `${rewrite.path(path)}${query}`;
+function rewriteRequest(req: IncomingMessage, route: CompiledRoute, vars: HeaderVariables | null): void {
+  const rewrite = route.rewrite;
+  if (rewrite !== null) {
+    if (rewrite.path !== null) {
+      keepClientTarget(req);
+      const { path, query } = splitTarget(req.url ?? '/');
+      req.url = `${rewrite.path(path)}${query}`;
+    }
+    if (rewrite.host !== null) req.headers.host = rewrite.host;
   }
-  if (rewrite.host !== null) req.headers.host = rewrite.host;
+  if (route.requestHeaders !== null && vars !== null) applyToRequest(route.requestHeaders, req.headers, vars);
 }
+
 
 /** What every exchange of one Forwarder shares. */
 interface Shared {
@@ -83,6 +89,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   readonly maxBodySize: number;
   readonly closeAfterResponse: boolean;
   readonly hostFromBackend: boolean;
+  private readonly responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
   private readonly shared: Shared;
   private readonly entry: PoolEntry;
   private excluded: Set<string> | null = null;
@@ -100,7 +107,14 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   private pendingFailure: FailureKind | null = null;
   private cancelWait: CancelWait | null = null;
 
-  constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: { hasBody: boolean; maxBodySize: number; close: boolean; hostFromBackend: boolean }) {
+  constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: {
+      hasBody: boolean;
+      maxBodySize: number;
+      close: boolean;
+      hostFromBackend: boolean;
+      responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
+    },
+  ) {
     this.shared = shared;
     this.req = req;
     this.res = res;
@@ -109,6 +123,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.maxBodySize = limits.maxBodySize;
     this.closeAfterResponse = limits.close;
     this.hostFromBackend = limits.hostFromBackend;
+    this.responseRules = limits.responseRules;
   }
 
   start(): void {
@@ -186,6 +201,16 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     if (lastFailure !== null) this.entry.pool.finishRetry();
     this.entry.metrics.requestWithoutBackend('5xx');
     this.reply(reply);
+  }
+
+  editResponseHeaders(list: string[]): void {
+    const id = requestIdOf(this.req);
+    if (id !== null) {
+      // The client gets its request's id, whatever the backend says its own is.
+      removeField(list, 'x-request-id');
+      list.push('x-request-id', id);
+    }
+    if (this.responseRules !== null) applyToResponse(this.responseRules.rules, list, this.responseRules.vars);
   }
 
   bodyStarted(): void {
@@ -334,20 +359,36 @@ export class Forwarder {
     this.trustedProxies = new TrustedProxies(cidrs);
   }
 
+  /** Whether a peer is a trusted proxy, whose X-Forwarded-* and X-Request-Id are kept. */
+  trusts(address: string | undefined): boolean {
+    return address !== undefined && this.trustedProxies.has(address);
+  }
+
   forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, route: CompiledRoute | null, maxBodySize: number, draining: boolean): void {
     // Read before the hop-by-hop headers (Connection, Transfer-Encoding) are stripped.
-    const limits = { hasBody: hasRequestBody(req), maxBodySize, close: draining || wantsClose(req), hostFromBackend: route?.rewrite?.hostFromBackend === true };
-    prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), false);
+    const facts = clientFacts(req, this.trustedProxies);
+    const responseRules = route?.responseHeaders ?? null;
+    const vars = route?.requestHeaders != null || responseRules !== null ? headerVariables(req) : null;
+    const options = {
+      hasBody: hasRequestBody(req),
+      maxBodySize,
+      close: draining || wantsClose(req),
+      hostFromBackend: route?.rewrite?.hostFromBackend === true,
+      responseRules: responseRules === null || vars === null ? null : { rules: responseRules, vars },
+    };
+    prepareRequestHeaders(req.headers, facts, false);
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
     if (req.headers['expect'] !== undefined) delete req.headers['expect'];
-    if (route?.rewrite != null) applyRewrite(req, route.rewrite);
-    new ClientExchange(this.shared, req, res, entry, limits).start();
+    if (route !== null) rewriteRequest(req, route, vars);
+    new ClientExchange(this.shared, req, res, entry, options).start();
   }
 
   /** Proxies a WebSocket (or other Upgrade) request through the tunnel, with the same header rewriting as any request. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, route: CompiledRoute | null): void {
-    prepareRequestHeaders(req.headers, clientFacts(req, this.trustedProxies), true);
-    if (route?.rewrite != null) applyRewrite(req, route.rewrite);
+    const facts = clientFacts(req, this.trustedProxies);
+    const vars = route?.requestHeaders != null ? headerVariables(req) : null;
+    prepareRequestHeaders(req.headers, facts, true);
+    if (route !== null) rewriteRequest(req, route, vars);
     this.tunnel.open(req, socket, head, entry);
   }
 }

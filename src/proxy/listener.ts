@@ -17,6 +17,8 @@ import { connectionAccepted, noteRawAnswer, rawAnswerOf, type AccessLog } from '
 import { hostWithoutPort, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
 import { routeAnswer, writeRawRouteAnswer, writeRouteAnswer, type RouteAnswer } from './route-answer.js';
 import { normalizePath, splitTarget } from './normalize-path.js';
+import { assignRequestId, requestIdOf } from './request-id.js';
+import { applyToResponse, headerVariables } from './header-rules.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
 import { parseHostPort } from '../net-address.js';
@@ -206,6 +208,7 @@ export class ProxyListener {
       req.socket.destroy();
       return;
     }
+    assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));
     if (this.config.redirectToHttps && this.redirect(req, res)) return;
     this.setClientCertHeader(req);
     const admission = this.admit(req);
@@ -224,7 +227,7 @@ export class ProxyListener {
       this.logRequest(req, res, answer.code);
       // The body is not wanted; read it so the connection can carry the next request.
       req.resume();
-      writeRouteAnswer(res, answer.answer, this.draining);
+      writeRouteAnswer(res, this.withResponseHeaders(req, decision.route, answer.answer), this.draining);
       return;
     }
     const log = this.accessLine(req);
@@ -278,20 +281,29 @@ export class ProxyListener {
     }
     this.logSocketRequest(req, socket);
     socket.on('error', () => socket.destroy());
+    const requestId = assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));
     this.setClientCertHeader(req);
     const admission = this.admit(req);
     if ('rejection' in admission) {
-      writeRawError(socket, admission.rejection);
+      writeRawError(socket, admission.rejection, requestId);
       return;
     }
     const { decision } = admission;
     if (decision.entry === null) {
       const answer = this.routeAnswer(req, decision.route);
       noteRawAnswer(socket, answer.answer.status, answer.code);
-      writeRawRouteAnswer(socket, answer.answer);
+      writeRawRouteAnswer(socket, this.withResponseHeaders(req, decision.route, answer.answer));
       return;
     }
     this.options.forwarder.upgrade(req, socket, head, decision.entry, decision.route);
+  }
+
+  /** A route's own answer as the client gets it: with the request id and the route's response header rules. */
+  private withResponseHeaders(req: http.IncomingMessage, route: CompiledRoute | null, answer: RouteAnswer): RouteAnswer {
+    const headers = [...answer.headers, 'x-request-id', requestIdOf(req) ?? ''];
+    const rules = route?.responseHeaders ?? null;
+    if (rules !== null) applyToResponse(rules, headers, headerVariables(req));
+    return { ...answer, headers };
   }
 
   /** The redirect or fixed answer of a route that forwards nothing, with the code the access log tells it by. */

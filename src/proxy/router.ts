@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMatch, RouteConfig } from '../config/schema.js';
 import { compileRouteRegex } from '../config/route-regex.js';
 import { compileRewrite, type CompiledRewrite } from './rewrite.js';
+import { compileHeaderRules, type CompiledHeaderRules } from './header-rules.js';
 
 /** What a route is matched against; `path` is already normalised and has no query. */
 export interface RouteRequest {
@@ -31,6 +32,8 @@ export interface CompiledRoute {
   /** Null for a route that answers itself (redirect or respond). */
   readonly pool: string | null;
   readonly rewrite: CompiledRewrite | null;
+  readonly requestHeaders: CompiledHeaderRules | null;
+  readonly responseHeaders: CompiledHeaderRules | null;
   readonly maxBodySize: number;
   /** Exact host (lower case) or null. */
   readonly exactHost: string | null;
@@ -73,6 +76,8 @@ export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
     config: route,
     pool: route.pool,
     rewrite: compileRewrite(route.rewrite),
+    requestHeaders: compileHeaderRules(route.headers?.request ?? null),
+    responseHeaders: compileHeaderRules(route.headers?.response ?? null),
     maxBodySize: route.maxBodySize,
     exactHost: host !== null && !wildcard ? host.toLowerCase() : null,
     hostSuffix: wildcard ? host.slice(1).toLowerCase() : null,

@@ -26,6 +26,8 @@ export interface AttemptOwner {
   readonly closeAfterResponse: boolean;
   /** The route sends each backend its own host:port as Host. */
   readonly hostFromBackend: boolean;
+  /** The response head's fields before they go to the client, in place: the request id, the route's rules. */
+  editResponseHeaders(list: string[]): void;
   /** The first body byte was taken from the client: this body cannot be sent again. */
   bodyStarted(): void;
   bodyOverLimit(attempt: UpstreamAttempt, limit: number): void;
@@ -114,6 +116,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
     const raw = (this.controller?.rawHeaders ?? []) as Buffer[];
     try {
       const headers = responseHeaderList(raw, this.owner.closeAfterResponse);
+      this.owner.editResponseHeaders(headers);
       // Without a reason phrase from the backend, Node writes the standard one.
       if (statusMessage) this.owner.res.writeHead(statusCode, statusMessage, headers);
       else this.owner.res.writeHead(statusCode, headers);

@@ -24,7 +24,7 @@ function readLines(file: string): Line[] {
     .map((line) => JSON.parse(line) as Line);
 }
 
-const FIELDS = ['time', 'client', 'method', 'host', 'path', 'status', 'bytesIn', 'bytesOut', 'durationMs', 'upstreamMs', 'pool', 'backend', 'attempts', 'code', 'requestId', 'upgrade'];
+const FIELDS = ['time', 'client', 'method', 'host', 'path', 'status', 'bytesIn', 'bytesOut', 'durationMs', 'upstreamMs', 'pool', 'backend', 'attempts', 'code', 'requestId', 'traceId', 'upgrade'];
 
 describe('access log at log.level: error', () => {
   let backend: TestBackend;
@@ -64,11 +64,15 @@ describe('access log at log.level: error', () => {
     return found!;
   }
 
-  it('writes a forwarded request with its pool, backend, attempts, bytes and request id', async () => {
-    const res = await request(`${gw.url}/hello?x=1`, { headers: { host: 'app.test', 'x-request-id': 'req-42' } });
+  it('writes a forwarded request with its pool, backend, attempts, bytes, request id and trace id', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    // Not from a trusted proxy: the client's X-Request-Id is replaced by balancer's own, which the client is told.
+    const res = await request(`${gw.url}/hello?x=1`, { headers: { host: 'app.test', 'x-request-id': 'req-42', traceparent } });
     expect(res.status).toBe(200);
+    const id = String(res.headers['x-request-id']);
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
     const line = await lineFor((l) => l['path'] === '/hello?x=1', 'a forwarded request');
-    expect(line).toMatchObject({ client: '127.0.0.1', method: 'GET', host: 'app.test', status: 200, pool: 'web', backend: 'b', attempts: 1, code: null, requestId: 'req-42', upgrade: false });
+    expect(line).toMatchObject({ client: '127.0.0.1', method: 'GET', host: 'app.test', status: 200, pool: 'web', backend: 'b', attempts: 1, code: null, requestId: id, traceId: '4bf92f3577b34da6a3ce929d0e0e4736', upgrade: false });
     expect(line['bytesIn']).toBeGreaterThan(20);
     expect(line['bytesOut']).toBeGreaterThan(Buffer.byteLength(res.body));
     expect(typeof line['upstreamMs']).toBe('number');

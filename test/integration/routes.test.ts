@@ -111,7 +111,7 @@ ${pools({ admin: admin!, pub: pub! })}`);
     for (const path of ['/pub/..%2Fadmin', '/pub/..%5cadmin', '/admin%2fusers']) {
       const res = await send(gw.port, path);
       expect(res.status).toBe(400);
-      expect(JSON.parse(res.body)).toEqual({ error: { code: 'BAD_REQUEST', message: expect.stringContaining('escaped slash') } });
+      expect(JSON.parse(res.body)).toEqual({ error: { code: 'BAD_REQUEST', message: expect.stringContaining('escaped slash'), requestId: res.headers['x-request-id'] } });
     }
     const broken = await send(gw.port, '/a%zz');
     expect(broken.status).toBe(400);
@@ -207,5 +207,92 @@ ${pools({ web: web! })}`);
     agent.destroy();
     expect(second).toBe(200);
     expect(seenUrls(web!)).toEqual(['GET /x']);
+  });
+});
+
+describe('header rules and request ids', () => {
+  it('request and response rules set, add and remove fields with variables; the backend and the client see exactly that', async () => {
+    const [web] = await Promise.all([backend('web')]);
+    web!.handle((req, res) => {
+      res.setHeader('x-powered-by', 'php');
+      res.setHeader('x-request-id', 'backend-own-id');
+      res.setHeader('set-cookie', ['a=1', 'b=2']);
+      res.end(JSON.stringify({ url: req.url, headers: req.headers }));
+    });
+    const gw = await gateway(`routes:
+  - match: { pathPrefix: /api }
+    pool: web
+    headers:
+      request:
+        set: { X-Client: "\${clientIp} via \${scheme}://\${host}", X-Tenant: fixed }
+        add: { X-Tag: added }
+        remove: [Cookie]
+      response:
+        set: { Strict-Transport-Security: max-age=63072000, X-Served-Id: "\${requestId}" }
+        add: { Set-Cookie: c=3 }
+        remove: [X-Powered-By]
+  - match: { path: /teapot }
+    respond: { status: 418, body: tea }
+    headers: { response: { set: { X-Frame-Options: DENY } } }
+${pools({ web: web! })}`);
+    const res = await send(gw.port, '/api/x', { headers: { host: 'shop.example.com', cookie: 'secret=1', 'x-tag': 'client', 'x-tenant': 'forged' } });
+    const echoed = JSON.parse(res.body) as { url: string; headers: Record<string, string> };
+    const id = String(res.headers['x-request-id']);
+    expect(echoed.headers['x-client']).toBe('127.0.0.1 via http://shop.example.com');
+    expect(echoed.headers['x-tenant']).toBe('fixed');
+    expect(echoed.headers['x-tag']).toBe('client, added');
+    expect(echoed.headers['cookie']).toBeUndefined();
+    expect(echoed.headers['x-request-id']).toBe(id);
+    expect(res.headers['x-powered-by']).toBeUndefined();
+    expect(res.headers['strict-transport-security']).toBe('max-age=63072000');
+    expect(res.headers['x-served-id']).toBe(id);
+    expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2', 'c=3']);
+    const teapot = await send(gw.port, '/teapot');
+    expect([teapot.status, teapot.body, teapot.headers['x-frame-options']]).toEqual([418, 'tea', 'DENY']);
+    expect(teapot.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('an id from a trusted proxy is kept end to end; from anyone else it is replaced; error bodies carry it; traceparent passes untouched', async () => {
+    const [web] = await Promise.all([backend('web')]);
+    const gw = await gateway(`trustedProxies: [127.0.0.1]
+routes:
+  - match: { pathPrefix: /api }
+    pool: web
+${pools({ web: web! })}`);
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const kept = await send(gw.port, '/api/a', { headers: { 'x-request-id': 'edge-123', traceparent, tracestate: 'k=v' } });
+    expect(kept.headers['x-request-id']).toBe('edge-123');
+    expect(web!.seen[0]!.headers['x-request-id']).toBe('edge-123');
+    expect(web!.seen[0]!.headers['traceparent']).toBe(traceparent);
+    expect(web!.seen[0]!.headers['tracestate']).toBe('k=v');
+    const generated = await send(gw.port, '/api/b');
+    const id = String(generated.headers['x-request-id']);
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(web!.seen[1]!.headers['x-request-id']).toBe(id);
+    const missing = await send(gw.port, '/nowhere', { headers: { 'x-request-id': 'edge-404' } });
+    expect(missing.status).toBe(404);
+    expect(missing.headers['x-request-id']).toBe('edge-404');
+    expect(JSON.parse(missing.body).error.requestId).toBe('edge-404');
+  });
+
+  it('an id from an untrusted client is replaced', async () => {
+    const [web] = await Promise.all([backend('web')]);
+    const gw = await gateway(pools({ web: web! }));
+    const res = await send(gw.port, '/', { headers: { 'x-request-id': 'forged' } });
+    expect(res.headers['x-request-id']).not.toBe('forged');
+    expect(web!.seen[0]!.headers['x-request-id']).toBe(res.headers['x-request-id']);
+  });
+
+  it('refuses rules on framing and hop-by-hop fields and unknown variables, saying why', async () => {
+    const { validateReplicated } = await import('../../src/config/validate.js');
+    const problems = (headers: unknown): string[] => {
+      const result = validateReplicated({ routes: [{ pool: 'a', headers }], pools: { a: { backends: [] } } });
+      return result.ok ? [] : result.problems.map((problem) => problem.message);
+    };
+    expect(problems({ request: { set: { 'Content-Length': '5' } } })).toEqual([expect.stringContaining('Content-Length cannot be changed by header rules: balancer frames each message itself')]);
+    expect(problems({ response: { add: { Connection: 'x' } } })).toEqual([expect.stringContaining('hop-by-hop')]);
+    expect(problems({ request: { remove: ['Transfer-Encoding'] } })).toEqual([expect.stringContaining('transfer-encoding cannot be changed')]);
+    expect(problems({ request: { set: { Host: 'x' } } })).toEqual([expect.stringContaining('use rewrite.host')]);
+    expect(problems({ request: { set: { 'X-A': '${clientIP}' } } })).toEqual([expect.stringContaining('unknown variable ${clientIP}; the variables are ${clientIp}, ${requestId}, ${host}, ${scheme}')]);
   });
 });
