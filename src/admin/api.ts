@@ -15,6 +15,9 @@ import { MetricsHistory } from './history.js';
 import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText, type ErrorBody } from './http-util.js';
 import { canAnswerClientError, dropAfterClientError, endConnection, isClosing } from '../connection-close.js';
 import { parseErrorReply } from '../proxy/error-status.js';
+import { listRoutes, RouteTestError, testRoute } from '../proxy/route-explain.js';
+import { validateReplicated } from '../config/validate.js';
+import type { ReplicatedConfig } from '../config/schema.js';
 
 /** 1 MiB: a config with thousands of backends fits; anything bigger is a mistake or an attack. */
 export const DEFAULT_ADMIN_BODY_LIMIT = 1024 * 1024;
@@ -112,7 +115,7 @@ function parseBody(text: string, type: string): unknown {
   return doc.toJS() as unknown;
 }
 
-type FieldType = 'string' | 'number' | 'boolean';
+type FieldType = 'string' | 'number' | 'boolean' | 'object';
 
 /** Checks a JSON body's shape, listing every wrong or unknown field; semantic checks stay with the validator. */
 function fields<T>(value: unknown, spec: Record<string, { type: FieldType; required?: boolean }>): T {
@@ -203,6 +206,15 @@ function historyEntry(control: ControlPlane, version: number): HistoryEntry {
     throw new BalancerError('NOT_FOUND', `version ${version} is not in this node's config history; GET /api/v1/config/history lists the versions it keeps`);
   }
   return entry;
+}
+
+/** The current replicated config as the data plane compiles it (the control plane keeps its file form). */
+async function typedConfig(control: ControlPlane): Promise<{ version: number; config: ReplicatedConfig }> {
+  const { version, config } = await control.getConfig();
+  const typed = validateReplicated(config);
+  // What the control plane applied validated once already; failing now would be a bug, not bad input.
+  if (!typed.ok) throw new BalancerError('INTERNAL', `the current config does not validate: ${typed.problems.map((problem) => problem.message).join('; ')}`);
+  return { version, config: typed.config };
 }
 
 function etag(version: number): string {
@@ -336,6 +348,32 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
         const result = await control.removeBackend(pool, id, { force, origin: changeOrigin(req), ...idempotencyKey(req) });
         logger.info('backend removed through the admin API', { pool, backend: id, version: result.version, requestId: result.requestId, ...(force ? { forced: true } : {}) });
         sendJson(res, 200, { version: result.version }, { 'X-Request-Id': result.requestId });
+      },
+    }),
+    route('/api/v1/routes', {
+      GET: async ({ res }) => {
+        const { version, config } = await typedConfig(control);
+        sendJson(res, 200, { version, routes: listRoutes(config) }, { ETag: etag(version) });
+      },
+    }),
+    route('/api/v1/routes/test', {
+      POST: async ({ res, body }) => {
+        const input = fields<{ method: string; url: string; headers?: unknown }>((await body(JSON_MEDIA_TYPES)).value, {
+          method: { type: 'string', required: true },
+          url: { type: 'string', required: true },
+          headers: { type: 'object' },
+        });
+        const headers = input.headers ?? {};
+        if (Array.isArray(headers) || headers === null || Object.values(headers).some((value) => typeof value !== 'string')) {
+          throw badRequest('headers must be an object of header name to string value');
+        }
+        const { version, config } = await typedConfig(control);
+        try {
+          sendJson(res, 200, { version, ...testRoute(config, { method: input.method, url: input.url, headers: headers as Record<string, string> }) });
+        } catch (error) {
+          if (error instanceof RouteTestError) throw badRequest(error.message);
+          throw error;
+        }
       },
     }),
     route('/api/v1/cluster', { GET: ({ res }) => sendJson(res, 200, control.cluster()) }),

@@ -367,6 +367,87 @@ export async function configRollbackCommand(opts: ClientOptions, version: number
   return EXIT_CODES.ok;
 }
 
+interface RouteListingBody {
+  readonly version: number;
+  readonly routes: readonly { readonly index: number; readonly label: string; readonly route: Record<string, unknown> }[];
+}
+
+/** `{pathPrefix: /api, methods: [GET]}` as `pathPrefix=/api methods=GET`: one cell of the routes table. */
+function describeFields(fields: unknown): string {
+  if (typeof fields !== 'object' || fields === null) return '';
+  return Object.entries(fields as Record<string, unknown>)
+    .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+    .join(' ');
+}
+
+export function formatRoutes(body: RouteListingBody, colour: boolean): string {
+  if (body.routes.length === 0) return `no routes (config version ${body.version}): with exactly one pool, it takes every request\n`;
+  const rows: Cell[][] = body.routes.map(({ index, label, route }) => {
+    const target =
+      typeof route['pool'] === 'string'
+        ? `pool ${route['pool']}`
+        : route['redirect'] !== undefined
+          ? `redirect ${describeFields(route['redirect'])}`
+          : `respond ${describeFields(route['respond'])}`;
+    const extra = [route['rewrite'] === undefined ? '' : `rewrite ${describeFields(route['rewrite'])}`, route['headers'] === undefined ? '' : 'header rules'].filter((part) => part !== '');
+    return [String(index), label === String(index) ? '-' : label, describeFields(route['match']) || 'every request', target, extra.join('; ')];
+  });
+  return table([{ header: '#', align: 'right' }, { header: 'NAME' }, { header: 'MATCH' }, { header: 'TO' }, { header: 'ALSO' }], rows, colour) + `${paint(`config version ${body.version}; the first match wins`, 'dim', colour)}\n`;
+}
+
+export async function routesListCommand(opts: ClientOptions): Promise<ExitCode> {
+  const result = await call(opts, 'GET', '/api/v1/routes');
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else opts.out.write(formatRoutes(result.body as RouteListingBody, wantsColour(opts.out)));
+  return EXIT_CODES.ok;
+}
+
+interface RouteTestBody {
+  readonly outcome: 'rejected' | 'no-route' | 'forward' | 'redirect' | 'respond';
+  readonly status?: number;
+  readonly message?: string;
+  readonly path?: string;
+  readonly route?: { readonly index: number; readonly label: string } | null;
+  readonly pool?: string;
+  readonly upstream?: { readonly method: string; readonly target: string; readonly host: string | null; readonly headers: Record<string, string | string[]> };
+  readonly answer?: { readonly status: number; readonly headers: Record<string, string | string[]> };
+}
+
+function headerLines(headers: Record<string, string | string[]>): string {
+  return Object.entries(headers)
+    .flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((item) => `  ${name}: ${item}\n`))
+    .join('');
+}
+
+export function formatRouteTest(body: RouteTestBody): string {
+  if (body.outcome === 'rejected') return `refused with ${body.status ?? 400} before routing: ${body.message ?? ''}\n`;
+  if (body.outcome === 'no-route') return `no route matches ${body.path ?? ''}: the client gets 404 NO_ROUTE\n`;
+  const route = body.route == null ? 'no routes: the only pool takes every request' : `route #${body.route.index}${body.route.label === String(body.route.index) ? '' : ` (${body.route.label})`}`;
+  let out = `matched ${route} (path ${body.path ?? ''})\n`;
+  if (body.outcome === 'forward' && body.upstream !== undefined) {
+    const up = body.upstream;
+    out += `forwarded to pool ${body.pool ?? ''} as:\n  ${up.method} ${up.target}\n  host: ${up.host ?? "(each backend's own host:port)"}\n${headerLines(up.headers)}`;
+  } else if (body.answer !== undefined) {
+    out += `answered by the route (${body.outcome}) with ${body.answer.status}:\n${headerLines(body.answer.headers)}`;
+  }
+  return out;
+}
+
+export async function routesTestCommand(opts: ClientOptions, method: string, url: string, headerFlags: readonly string[]): Promise<ExitCode> {
+  const headers: Record<string, string> = {};
+  for (const flag of headerFlags) {
+    const colon = flag.indexOf(':');
+    if (colon <= 0) throw new UsageError(`-H takes name:value, got ${JSON.stringify(flag)}`);
+    headers[flag.slice(0, colon).trim()] = flag.slice(colon + 1).trim();
+  }
+  const result = await call(opts, 'POST', '/api/v1/routes/test', { method, url, headers });
+  if (!result.ok) return result.code;
+  if (opts.json) printJson(opts, result.body);
+  else opts.out.write(formatRouteTest(result.body as RouteTestBody));
+  return EXIT_CODES.ok;
+}
+
 export async function clusterStatusCommand(opts: ClientOptions): Promise<ExitCode> {
   const result = await call(opts, 'GET', '/api/v1/cluster');
   if (!result.ok) return result.code;
@@ -549,6 +630,20 @@ export function registerClientCommands(
   connection(config.command('rollback').argument('<version>').description('make the config of VERSION current again (a new version; compare-and-set)'))
     .option('--force', 'even if it would take traffic down (a routed pool without backends, every route or pool removed)')
     .action(run((opts, version: string, flags: { force?: boolean }) => configRollbackCommand(opts, parseVersionArgument(version), flags.force === true)));
+
+  const routes = program.command('routes').description('the routes of the replicated config, and what they do with a request').exitOverride(usageExit);
+  connection(routes.command('list').description('every route in match order: what it matches, where it sends, its rewrite and header rules')).action(
+    run((opts) => routesListCommand(opts)),
+  );
+  connection(
+    routes
+      .command('test')
+      .argument('<method>')
+      .argument('<url>', 'a path (/api/x?y=1) or an absolute URL (https://shop.example.com/api/x)')
+      .description('which route a request matches and what the backend would receive after normalisation, rewriting and header rules (nothing is sent)'),
+  )
+    .option('-H, --header <name:value>', 'a request header (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .action(run((opts, method: string, url: string, flags: { header: string[] }) => routesTestCommand(opts, method, url, flags.header)));
 
   const cluster = program.command('cluster').description('Raft membership and leadership').exitOverride(usageExit);
   connection(cluster.command('status').description('members, leader, term, commit and applied index')).action(

@@ -296,3 +296,41 @@ ${pools({ web: web! })}`);
     expect(problems({ request: { set: { 'X-A': '${clientIP}' } } })).toEqual([expect.stringContaining('unknown variable ${clientIP}; the variables are ${clientIp}, ${requestId}, ${host}, ${scheme}')]);
   });
 });
+
+describe('the routes admin API', () => {
+  it('lists routes with their labels and explains a request: redirect, fixed answer, refused path, no route, bad input', async () => {
+    const [web] = await Promise.all([backend('web')]);
+    const gw = await gateway(`routes:
+  - name: https
+    match: { host: shop.example.com, headers: { X-Forwarded-Proto: http } }
+    redirect: { scheme: https }
+    headers: { response: { set: { X-Why: upgrade } } }
+  - match: { path: /ping }
+    respond: { status: 200, body: pong }
+  - match: { pathPrefix: /app }
+    pool: web
+${pools({ web: web! })}`);
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${gw.adminUrl}${path}`, {
+        method,
+        headers: { authorization: 'Bearer test-token', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const listed = await call('GET', '/api/v1/routes');
+    expect(listed.body['routes']).toEqual([
+      { index: 0, label: 'https', route: { name: 'https', match: { host: 'shop.example.com', headers: { 'x-forwarded-proto': 'http' } }, redirect: { scheme: 'https' }, headers: { response: { set: { 'x-why': 'upgrade' } } } } },
+      { index: 1, label: '1', route: { match: { path: '/ping' }, respond: { status: 200, body: 'pong' } } },
+      { index: 2, label: '2', route: { match: { pathPrefix: '/app' }, pool: 'web' } },
+    ]);
+    const redirect = await call('POST', '/api/v1/routes/test', { method: 'GET', url: 'http://shop.example.com/a?b=1', headers: { 'X-Forwarded-Proto': 'http' } });
+    expect(redirect.body).toMatchObject({ outcome: 'redirect', route: { index: 0, label: 'https' }, answer: { status: 302, headers: { location: 'https://shop.example.com/a?b=1', 'x-why': 'upgrade' } } });
+    expect((await call('POST', '/api/v1/routes/test', { method: 'GET', url: '/ping' })).body).toMatchObject({ outcome: 'respond', answer: { status: 200 } });
+    expect((await call('POST', '/api/v1/routes/test', { method: 'GET', url: '/app/%2F' })).body).toMatchObject({ outcome: 'rejected', status: 400 });
+    expect((await call('POST', '/api/v1/routes/test', { method: 'GET', url: '/nothing' })).body).toMatchObject({ outcome: 'no-route', status: 404, path: '/nothing' });
+    expect((await call('POST', '/api/v1/routes/test', { method: 'GET /x', url: '/' })).status).toBe(400);
+    expect((await call('POST', '/api/v1/routes/test', { method: 'GET', url: '/', headers: ['x'] })).status).toBe(400);
+    expect(web!.seen).toEqual([]);
+  });
+});
