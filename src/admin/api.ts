@@ -358,10 +358,11 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
     }),
     route('/api/v1/routes/test', {
       POST: async ({ res, body }) => {
-        const input = fields<{ method: string; url: string; headers?: unknown }>((await body(JSON_MEDIA_TYPES)).value, {
+        const input = fields<{ method: string; url: string; headers?: unknown; listener?: string }>((await body(JSON_MEDIA_TYPES)).value, {
           method: { type: 'string', required: true },
           url: { type: 'string', required: true },
           headers: { type: 'object' },
+          listener: { type: 'string' },
         });
         const headers = input.headers ?? {};
         if (Array.isArray(headers) || headers === null || Object.values(headers).some((value) => typeof value !== 'string')) {
@@ -369,7 +370,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
         }
         const { version, config } = await typedConfig(control);
         try {
-          sendJson(res, 200, { version, ...testRoute(config, { method: input.method, url: input.url, headers: headers as Record<string, string> }) });
+          sendJson(res, 200, { version, ...testRoute(config, { method: input.method, url: input.url, headers: headers as Record<string, string>, ...(input.listener === undefined ? {} : { listener: input.listener }) }) });
         } catch (error) {
           if (error instanceof RouteTestError) throw badRequest(error.message);
           throw error;

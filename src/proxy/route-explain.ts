@@ -25,6 +25,8 @@ export interface TestRequest {
   /** Origin-form (`/path?q`, Host from the headers) or absolute (`https://host/path?q`). */
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** The listener it arrives on (default: the one the one-listener form makes). */
+  readonly listener?: string;
 }
 
 export type RouteTestResult =
@@ -104,7 +106,7 @@ export function testRoute(config: ReplicatedConfig, request: TestRequest, reject
     if (pools.length !== 1) return { outcome: 'no-route', status: 404, path };
     pool = pools[0]!;
   } else {
-    const matched = matchRoute(compileRoutes(config.routes), { host: hostWithoutPort(headers.host), path, query, method, headers });
+    const matched = matchRoute(compileRoutes(config.routes), { host: hostWithoutPort(headers.host), path, query, method, headers, listener: request.listener ?? DEFAULTS.listenerName });
     if (matched === undefined) return { outcome: 'no-route', status: 404, path };
     route = matched;
     pool = matched.pool;
