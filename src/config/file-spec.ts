@@ -36,6 +36,7 @@ import {
 import { parseHostPort as splitHostPort } from '../net-address.js';
 
 export const POOL_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
+export const LISTENER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const BACKEND_ID_PATTERN = /^[A-Za-z0-9_.:[\]-]+$/;
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const MAX_WEIGHT = 10_000;
@@ -447,6 +448,13 @@ const matchSpec = object(
         keyHint: 'must be a query parameter name',
       }),
     ),
+    listener: optional(
+      string({
+        pattern: LISTENER_NAME_PATTERN,
+        patternHint: 'must be a listener name (letters, digits and _ . -)',
+        description: 'The listener the request arrived on (listeners[].name; the listen + tls form is named default). Listeners are local to each node: a name no node has matches nothing.',
+      }),
+    ),
   },
   {
     description: 'What requests this route takes; every condition given must hold (default: all requests).',
@@ -695,7 +703,6 @@ const clusterSpec = object(
 
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
 export const CLIENT_AUTH_MODES = ['request', 'require'] as const;
-export const LISTENER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 
 const certificateSpec = object(
   {

@@ -121,6 +121,7 @@ export function toPlainRoute(route: RouteConfig): PlainObject {
   if (given.methods !== null) match['methods'] = [...given.methods];
   if (given.headers.length > 0) match['headers'] = headerMatchSpec.encode(given.headers);
   if (Object.keys(given.query).length > 0) match['query'] = { ...given.query };
+  if (given.listener !== null) match['listener'] = given.listener;
   const out: PlainObject = {};
   if (route.name !== null) out['name'] = route.name;
   nonEmpty(out, 'match', match);

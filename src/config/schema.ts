@@ -200,6 +200,8 @@ export interface RouteMatch {
   readonly headers: readonly HeaderMatch[];
   /** Query parameter -> exact (decoded) value. */
   readonly query: Readonly<Record<string, string>>;
+  /** The name of the listener the request arrived on; null: any. */
+  readonly listener: string | null;
 }
 
 /** How a route changes the request it forwards: at most one path rule, and the Host. */

@@ -323,6 +323,7 @@ function buildRoute(shape: RouteShape): RouteConfig {
       methods: match?.methods === undefined ? null : [...match.methods],
       headers: match?.headers ?? [],
       query: { ...match?.query },
+      listener: match?.listener ?? null,
     },
     pool: shape.pool ?? null,
     redirect:

@@ -47,6 +47,7 @@ export interface CompiledRoute {
   readonly methods: ReadonlySet<string> | null;
   readonly headers: readonly CompiledHeaderMatch[];
   readonly query: readonly (readonly [string, string])[];
+  readonly listener: string | null;
 }
 
 function headerText(value: string | string[] | undefined): string | undefined {
@@ -88,6 +89,7 @@ export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
     methods: match.methods === null ? null : new Set(match.methods),
     headers: match.headers.map(compileHeaderMatch),
     query: Object.entries(match.query),
+    listener: match.listener,
   };
 }
 
@@ -131,6 +133,7 @@ class QueryView {
 function matches(route: CompiledRoute, request: RouteRequest, query: QueryView | null): boolean {
   if (route.exactHost !== null && route.exactHost !== request.host) return false;
   if (route.hostSuffix !== null && !(request.host.length > route.hostSuffix.length && request.host.endsWith(route.hostSuffix))) return false;
+  if (route.listener !== null && route.listener !== request.listener) return false;
   if (!pathMatches(route, request.path)) return false;
   if (route.methods !== null && !route.methods.has(request.method)) return false;
   for (const header of route.headers) {

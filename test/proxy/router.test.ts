@@ -97,6 +97,17 @@ describe('route matching', () => {
   });
 });
 
+describe('match.listener', () => {
+  it('takes only requests that arrived on the named listener', () => {
+    const routes = table([
+      { name: 'internal', match: { listener: 'internal' }, pool: 'a' },
+      { name: 'rest', pool: 'b' },
+    ]);
+    expect(label(routes, request('/', { listener: 'internal' }))).toBe('internal');
+    expect(label(routes, request('/', { listener: 'default' }))).toBe('rest');
+  });
+});
+
 describe('route validation', () => {
   function problems(routes: unknown[]): string[] {
     const result = validateReplicated({ routes, pools: { a: { backends: [] } } });
@@ -134,7 +145,7 @@ describe('route validation', () => {
   it('the file form written back validates to the same routes', async () => {
     const { toPlainReplicated } = await import('../../src/config/plain.js');
     const routes = [
-      { name: 'r', match: { host: '*.example.com', path: '/x', pathPrefix: '/', pathPrefixSegments: true, pathRegex: '/x', methods: ['GET'], headers: [{ name: 'a', present: false }], query: { q: '1' } }, pool: 'a' },
+      { name: 'r', match: { host: '*.example.com', path: '/x', pathPrefix: '/', pathPrefixSegments: true, pathRegex: '/x', methods: ['GET'], headers: [{ name: 'a', present: false }], query: { q: '1' }, listener: 'edge' }, pool: 'a' },
       { match: { headers: { 'X-A': 'b' } }, pool: 'a' },
     ];
     const first = validateReplicated({ routes, pools: { a: { backends: [] } } });
