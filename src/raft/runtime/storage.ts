@@ -43,6 +43,7 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { BalancerError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { EMPTY_HARD_STATE } from '../core/storage.js';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
 import { fsyncDir, unlinkIfExists, writeFileAtomic, writeFully } from './fs-util.js';
 import { isFsError, nodeRaftFs, type RaftFile, type RaftFs } from './raft-fs.js';
@@ -56,8 +57,6 @@ export const LEGACY_SNAPSHOT_FILE = 'snapshot.snap';
 /** 2: the snapshot lives in the checkpoint record; 1: in snapshot.snap. Both are read; 2 is written. */
 const CHECKPOINT_FORMAT = 2;
 const META_FORMAT = 2;
-
-export const EMPTY_HARD_STATE: HardState = Object.freeze({ term: 0, vote: null, commit: 0 });
 
 /** What a restarted node feeds into the core's in-memory storage. */
 export interface PersistedState {
