@@ -217,10 +217,16 @@ export class App {
     return this.running;
   }
 
+  /** Edits whose local settings are being applied, one after the other (reading a token file waits on the disk). */
+  private localSettingsApplied: Promise<void> = Promise.resolve();
+
   /** An edit of the file (watcher or SIGHUP): routes and pools go to the store; local settings are applied or flagged here. */
   private async onFileEdit(text: string): Promise<void> {
     await this.store.reloadFromText(text);
-    await this.applyLocalSettings(text);
+    // In the order the edits came: an older file's settings never land after a newer one's.
+    const applied = this.localSettingsApplied.then(() => this.applyLocalSettings(text));
+    this.localSettingsApplied = applied.catch(() => undefined);
+    await applied;
   }
 
   /**

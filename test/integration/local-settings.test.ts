@@ -1,7 +1,7 @@
 // Local settings edited in a running node's file: applied live where they can be, named in a warning and flagged by a gauge where only a restart applies them.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually, httpsRequest, rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
@@ -71,6 +71,24 @@ describe('local settings edited in the file of a running node', () => {
     await write('limits: { maxBodySize: 1mb }\n');
     await eventually(() => gw.logs.some((line) => line['msg'] === 'no restart needed any more: the local settings of the file match what runs'), 'the all-clear');
     expect(await restartGauge(gw)).toBe(0);
+  });
+});
+
+describe('edits in quick succession', () => {
+  it('apply their local settings in the order they came, even when the older one waits on reading a token file', async () => {
+    const { gw } = await setup();
+    const header = `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n`;
+    const current = await readFile(gw.file, 'utf8');
+    const pools = current.slice(current.indexOf('pools:'));
+    await writeFile(join(gw.dir, 'admin.token'), 'from-a-file\n');
+    const older = `${header}  tokenFile: admin.token\nlog: { level: warn }\n${pools}`;
+    const newer = `${header}  token: test-token\nlog: { level: error }\n${pools}`;
+    // As the watcher and a SIGHUP would hand them over, one right after the other.
+    const edit = (text: string): Promise<void> => (gw.app as unknown as { onFileEdit(text: string): Promise<void> }).onFileEdit(text);
+    await Promise.all([edit(older), edit(newer)]);
+    expect(gw.app.config.log.level).toBe('error');
+    expect(gw.app.config.admin.token).toBe('test-token');
+    expect((await request(`${gw.adminUrl}/api/v1/status`, { headers: { authorization: 'Bearer test-token' } })).status).toBe(200);
   });
 });
 
