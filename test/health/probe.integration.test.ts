@@ -77,7 +77,8 @@ function target(url: string, overrides: Partial<ProbeTarget> = {}): ProbeTarget 
 }
 
 /** Resolves with the first state change matching `predicate`, or fails after `timeoutMs`. */
-function nextChange(pool: PoolRuntime, predicate: (change: BackendStateChange) => boolean, timeoutMs = 3_000) {
+// Generous: it only bounds a wait for an event (checks every 25 ms), so a loaded machine does not fail it.
+function nextChange(pool: PoolRuntime, predicate: (change: BackendStateChange) => boolean, timeoutMs = 15_000) {
   return new Promise<BackendStateChange>((resolve, reject) => {
     const timer = setTimeout(() => {
       unsubscribe();
