@@ -457,7 +457,7 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
   });
   const restartRequired = new Gauge({
     name: `${p}config_restart_required`,
-    help: '1 while local settings of the config file are not what runs: ones only a restart applies (listen, workers, cluster, ...), or TLS files that could not be used; the log names them.',
+    help: '1 while local settings of the config file are not what runs: ones only a restart applies (admin.listen, workers, cluster, ...), or TLS or admin token files that could not be used; the log names them.',
     registers,
   });
   const configReloads = new Counter({
