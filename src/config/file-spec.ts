@@ -762,6 +762,8 @@ const listenerSpec = object(
     ),
     listen: required(hostPort({ allowPortZero: true, description: 'host:port, [::1]:port or :port.' })),
     tls: optional(listenerTlsSpec),
+    http2: withDefault(boolean('On a TLS listener, offer HTTP/2 by ALPN (h2) beside HTTP/1.1.'), true),
+    h2c: withDefault(boolean('On a plain listener, accept HTTP/2 with prior knowledge (h2c) beside HTTP/1.1.'), false),
     redirectToHttps: withDefault(
       boolean('Answer every request with a redirect to the first TLS listener (308; 301 for GET and HEAD), except requests a route naming this listener takes.'),
       false,
@@ -770,6 +772,7 @@ const listenerSpec = object(
   {
     description: 'One address balancer serves on.',
     check(value, path, ctx) {
+      if (value.tls !== undefined && value.h2c) ctx.report([...path, 'h2c'], 'is for plain listeners; a TLS listener offers HTTP/2 by ALPN (http2)');
       if (value.tls !== undefined && value.redirectToHttps) ctx.report([...path, 'redirectToHttps'], 'is for plain listeners; this one already speaks https');
     },
   },

@@ -296,6 +296,10 @@ export interface ListenerConfig {
   readonly name: string;
   readonly listen: string;
   readonly tls: TlsListenerConfig | null;
+  /** TLS listeners: offer h2 by ALPN beside http/1.1. */
+  readonly http2: boolean;
+  /** Plain listeners: accept prior-knowledge HTTP/2 beside HTTP/1.1. */
+  readonly h2c: boolean;
   /** Answer with a redirect to the first TLS listener, except requests a route naming this listener takes. */
   readonly redirectToHttps: boolean;
 }

@@ -393,12 +393,14 @@ function buildListenerTls(shape: ListenerTlsShape): TlsListenerConfig {
 function buildListeners(shape: FileShape): ListenerConfig[] {
   if (shape.listeners === undefined) {
     const tls = shape.tls === undefined ? null : buildListenerTls(shape.tls);
-    return [{ name: DEFAULTS.listenerName, listen: shape.listen ?? DEFAULTS.listen, tls, redirectToHttps: false }];
+    return [{ name: DEFAULTS.listenerName, listen: shape.listen ?? DEFAULTS.listen, tls, http2: true, h2c: false, redirectToHttps: false }];
   }
   return shape.listeners.map((listener) => ({
     name: listener.name,
     listen: listener.listen,
     tls: listener.tls === undefined ? null : buildListenerTls(listener.tls),
+    http2: listener.http2,
+    h2c: listener.h2c,
     redirectToHttps: listener.redirectToHttps,
   }));
 }

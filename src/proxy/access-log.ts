@@ -37,6 +37,8 @@ export interface AccessRecord {
   /** The trace id of a W3C traceparent header the request carried (passed to the backend untouched). */
   readonly traceId: string | null;
   readonly upgrade: boolean;
+  /** HTTP/1.0, HTTP/1.1 or HTTP/2.0; null when the request could not be parsed. With HTTP/2, bytesIn/bytesOut count the whole connection since its previous line. */
+  readonly protocol: string | null;
 }
 
 /** What the forwarder or the tunnel learned about a request's upstream side. */
@@ -142,6 +144,7 @@ function parsedRequestLine(req: IncomingMessage, socket: Duplex, time: string, s
     requestId: header(req, 'x-request-id'),
     traceId: traceIdOf(req.headers['traceparent']),
     upgrade,
+    protocol: `HTTP/${req.httpVersion}`,
   };
 }
 
@@ -231,6 +234,7 @@ export class AccessLog {
       requestId: null,
       traceId: null,
       upgrade: false,
+      protocol: null,
     });
   }
 }

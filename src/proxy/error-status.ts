@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { UpstreamErrorReason } from '../metrics/types.js';
 import { endConnection } from '../connection-close.js';
+import { mayCloseConnection } from './http2-requests.js';
 import { noteRawAnswer } from './access-log.js';
 import { requestIdOf } from './request-id.js';
 
@@ -255,7 +256,7 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
   };
   if (requestId !== null) headers['x-request-id'] = requestId;
   if (reply.retryAfterSeconds !== undefined) headers['retry-after'] = String(reply.retryAfterSeconds);
-  if (close) headers['connection'] = 'close';
+  if (close && mayCloseConnection(res)) headers['connection'] = 'close';
   res.writeHead(reply.status, headers);
   res.end(body);
 }

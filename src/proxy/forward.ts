@@ -31,6 +31,7 @@ import { splitTarget } from './normalize-path.js';
 import { applyToRequest, applyToResponse, headerVariables, removeField, type CompiledHeaderRules, type HeaderVariables } from './header-rules.js';
 import { requestIdOf } from './request-id.js';
 import type { CompiledRoute } from './router.js';
+import { http2HasBody, isHttp2 } from './http2-requests.js';
 
 export interface ForwarderOptions {
   readonly logger: Logger;
@@ -66,6 +67,7 @@ interface Shared {
 function hasRequestBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
+  if (isHttp2(req)) return http2HasBody(req);
   return req.headers['transfer-encoding'] !== undefined;
 }
 
@@ -372,7 +374,8 @@ export class Forwarder {
     const options = {
       hasBody: hasRequestBody(req),
       maxBodySize,
-      close: draining || wantsClose(req),
+      // An HTTP/2 connection is never closed by a response: draining sends GOAWAY instead.
+      close: !isHttp2(req) && (draining || wantsClose(req)),
       hostFromBackend: route?.rewrite?.hostFromBackend === true,
       responseRules: responseRules === null || vars === null ? null : { rules: responseRules, vars },
     };

@@ -2,6 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostWithoutPort } from './router.js';
+import { mayCloseConnection } from './http2-requests.js';
 
 /** 301 keeps GET and HEAD cacheable as every browser expects; 308 makes other methods repeat with their body. */
 export function redirectStatus(method: string | undefined): 301 | 308 {
@@ -30,7 +31,7 @@ export function redirectToHttps(req: IncomingMessage, res: ServerResponse, https
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
   };
-  if (close || hasBody) headers['connection'] = 'close';
+  if ((close || hasBody) && mayCloseConnection(res)) headers['connection'] = 'close';
   res.writeHead(redirectStatus(req.method), headers);
   res.end(req.method === 'HEAD' ? undefined : body);
   return true;

@@ -10,6 +10,8 @@ import type { LimitsConfig, ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { TlsCertificates, presentedUnverifiedCertificate, verifiedClientSubject } from './tls-certificates.js';
 import { redirectToHttps } from './https-redirect.js';
+import { Http2Front, sniffH2cPreface } from './http2-front.js';
+import { adaptHttp2Request } from './http2-requests.js';
 import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
@@ -54,6 +56,8 @@ export class ProxyListener {
   /** This listener's settings; what can change without a new server (see reconfigure) is updated here. */
   private config: ListenerConfig;
   private certificates: TlsCertificates | null;
+  /** Serves the connections that speak HTTP/2 (ALPN h2, or the h2c preface); null when the listener offers none. */
+  private readonly http2: Http2Front | null;
 
   /** Throws when a certificate cannot be read or does not fit its key. */
   constructor(options: ListenerOptions) {
@@ -78,6 +82,7 @@ export class ProxyListener {
         : https.createServer({
             ...serverOptions,
             ...this.certificates.serverOptions(),
+            ALPNProtocols: options.config.http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
             // Through `this`, so a live edit of the certificates applies to the next handshake.
             SNICallback: (servername, callback) => callback(null, this.certificates?.contextFor(servername)),
           });
@@ -109,6 +114,37 @@ export class ProxyListener {
     this.server.on('tlsClientError', (error: Error) => {
       if (options.logger.enabled('debug')) options.logger.debug('TLS handshake failed', { err: error });
     });
+    const offersHttp2 = tls === null ? options.config.h2c : options.config.http2;
+    this.http2 = offersHttp2
+      ? new Http2Front({
+          maxHeaderListSize: limits.maxHeaderSize,
+          idleTimeoutMs: limits.keepAliveTimeoutMs,
+          onRequest: (req, res) => this.onRequest(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse),
+          logger: options.logger,
+        })
+      : null;
+    if (this.http2 !== null) this.routeHttp2Connections(this.http2, tls !== null);
+  }
+
+  /**
+   * Puts a dispatcher in place of Node's HTTP/1 connection handler, last, after the listeners above counted the
+   * socket and checked its certificate: ALPN h2 (TLS) or the h2c preface (plain) go to HTTP/2, the rest to HTTP/1.
+   */
+  private routeHttp2Connections(front: Http2Front, tls: boolean): void {
+    const event = tls ? 'secureConnection' : 'connection';
+    // The first listener is the one the http/https constructor registered.
+    const [http1] = this.server.listeners(event) as Array<(socket: Socket) => void>;
+    this.server.removeListener(event, http1!);
+    const toHttp1 = (socket: Socket): void => http1!.call(this.server, socket);
+    if (tls) {
+      this.server.on(event, (socket: TLSSocket) => {
+        if (socket.destroyed) return;
+        if (socket.alpnProtocol === 'h2') front.take(socket);
+        else toHttp1(socket);
+      });
+    } else {
+      this.server.on(event, (socket: Socket) => sniffH2cPreface(socket, this.limits.headersTimeoutMs, (s) => front.take(s), toHttp1));
+    }
   }
 
   get name(): string {
@@ -139,7 +175,7 @@ export class ProxyListener {
    */
   canReconfigure(config: ListenerConfig): boolean {
     const before = this.config;
-    if (config.listen !== before.listen) return false;
+    if (config.listen !== before.listen || config.http2 !== before.http2 || config.h2c !== before.h2c) return false;
     if ((config.tls === null) !== (before.tls === null)) return false;
     return config.tls === null || config.tls.clientAuth === before.tls!.clientAuth;
   }
@@ -208,6 +244,7 @@ export class ProxyListener {
       req.socket.destroy();
       return;
     }
+    if (req.httpVersionMajor === 2) adaptHttp2Request(req);
     assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));
     if (this.config.redirectToHttps && this.redirect(req, res)) return;
     this.setClientCertHeader(req);
@@ -342,6 +379,7 @@ export class ProxyListener {
     this.server.headersTimeout = limits.headersTimeoutMs;
     this.server.requestTimeout = limits.requestTimeoutMs;
     this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.http2?.updateLimits({ maxHeaderListSize: limits.maxHeaderSize, idleTimeoutMs: limits.keepAliveTimeoutMs });
     this.options.forwarder.setTrustedProxies(settings.trustedProxies);
   }
 
@@ -364,11 +402,13 @@ export class ProxyListener {
     this.certificates?.unwatch();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    this.http2?.close();
     const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainMs).unref());
     const result = await Promise.race([closed.then(() => 'closed' as const), deadline]);
     if (result === 'timeout') {
       this.options.logger.warn('drain deadline reached; closing remaining connections', { listener: this.name, open: this.sockets.size });
       this.server.closeAllConnections();
+      this.http2?.destroy();
       for (const socket of this.sockets) socket.destroy();
       await closed;
     }

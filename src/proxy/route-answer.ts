@@ -3,6 +3,7 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RouteConfig, RouteRedirect, RouteRespond } from '../config/schema.js';
+import { mayCloseConnection } from './http2-requests.js';
 
 export interface RouteAnswer {
   readonly status: number;
@@ -69,7 +70,7 @@ export function routeAnswer(route: RouteConfig, source: RedirectSource): RouteAn
 }
 
 export function writeRouteAnswer(res: ServerResponse, answer: RouteAnswer, close: boolean): void {
-  res.writeHead(answer.status, close ? [...answer.headers, 'connection', 'close'] : answer.headers);
+  res.writeHead(answer.status, close && mayCloseConnection(res) ? [...answer.headers, 'connection', 'close'] : answer.headers);
   res.end(answer.body);
 }
 

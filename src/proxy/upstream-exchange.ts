@@ -12,6 +12,7 @@ import type { TimeoutsConfig } from '../config/schema.js';
 import { ClientStalled, ConnectionWaitExpired } from './error-status.js';
 import { responseHeaderList, trailerList } from './headers.js';
 import { RequestBody, type BodyEvents } from './request-body.js';
+import { isHttp2 } from './http2-requests.js';
 import type { Upstream } from './upstream.js';
 
 /** The client side of an exchange, as an attempt sees it; the retry loop's per-request state provides it. */
@@ -117,8 +118,8 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
     try {
       const headers = responseHeaderList(raw, this.owner.closeAfterResponse);
       this.owner.editResponseHeaders(headers);
-      // Without a reason phrase from the backend, Node writes the standard one.
-      if (statusMessage) this.owner.res.writeHead(statusCode, statusMessage, headers);
+      // Without a reason phrase from the backend, Node writes the standard one; HTTP/2 has none.
+      if (statusMessage && !isHttp2(this.owner.req)) this.owner.res.writeHead(statusCode, statusMessage, headers);
       else this.owner.res.writeHead(statusCode, headers);
     } catch (error) {
       // Node's parser and writer accept the same bytes today; a field one day written back refused must be a 502 for

@@ -18,10 +18,10 @@ describe('listeners', () => {
       clientCa: ca.pem
       clientAuth: require
       clientCertHeader: X-Client-Subject
-  - { name: internal, listen: "127.0.0.1:50051" }
+  - { name: grpc, listen: "127.0.0.1:50051", h2c: true }
 `);
     expect(config.listeners).toEqual([
-      { name: 'http', listen: ':80', tls: null, redirectToHttps: true },
+      { name: 'http', listen: ':80', tls: null, http2: true, h2c: false, redirectToHttps: true },
       {
         name: 'https',
         listen: ':443',
@@ -36,9 +36,11 @@ describe('listeners', () => {
           clientAuth: 'require',
           clientCertHeader: 'x-client-subject',
         },
+        http2: true,
+        h2c: false,
         redirectToHttps: false,
       },
-      { name: 'internal', listen: '127.0.0.1:50051', tls: null, redirectToHttps: false },
+      { name: 'grpc', listen: '127.0.0.1:50051', tls: null, http2: true, h2c: true, redirectToHttps: false },
     ]);
   });
 
@@ -73,6 +75,11 @@ describe('listeners', () => {
       'balancer.yaml:2:50: listeners[0].redirectToHttps: needs a TLS listener to redirect to: add one with tls',
     ],
     ['no listener at all', 'listeners: []\n', 'balancer.yaml:1:12: listeners: must name at least one listener'],
+    [
+      'h2c on a TLS listener',
+      'listeners:\n  - { name: a, listen: ":8443", h2c: true, tls: { cert: c.pem, key: k.pem } }\n',
+      'balancer.yaml:2:38: listeners[0].h2c: is for plain listeners; a TLS listener offers HTTP/2 by ALPN (http2)',
+    ],
     [
       'a redirect on a TLS listener',
       'listeners:\n  - { name: a, listen: ":8443", redirectToHttps: true, tls: { cert: c.pem, key: k.pem } }\n',

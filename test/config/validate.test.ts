@@ -18,6 +18,8 @@ describe('a valid file', () => {
         name: 'default',
         listen: '127.0.0.1:8080',
         tls: { certificates: [{ cert: './cert.pem', key: './key.pem' }], minVersion: 'TLSv1.2', ciphers: null, clientCa: null, clientAuth: 'none', clientCertHeader: null },
+        http2: true,
+        h2c: false,
         redirectToHttps: false,
       },
     ]);

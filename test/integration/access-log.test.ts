@@ -24,7 +24,7 @@ function readLines(file: string): Line[] {
     .map((line) => JSON.parse(line) as Line);
 }
 
-const FIELDS = ['time', 'client', 'method', 'host', 'path', 'status', 'bytesIn', 'bytesOut', 'durationMs', 'upstreamMs', 'pool', 'backend', 'attempts', 'code', 'requestId', 'traceId', 'upgrade'];
+const FIELDS = ['time', 'client', 'method', 'host', 'path', 'status', 'bytesIn', 'bytesOut', 'durationMs', 'upstreamMs', 'pool', 'backend', 'attempts', 'code', 'requestId', 'traceId', 'upgrade', 'protocol'];
 
 describe('access log at log.level: error', () => {
   let backend: TestBackend;
