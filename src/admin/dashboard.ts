@@ -136,8 +136,11 @@ const SCRIPT = `
         out.requests[key] = (out.requests[key] || 0) + value;
         if (labels.code === '5xx') out.errors[key] = (out.errors[key] || 0) + value;
       } else {
+        // One series per route: the same bound of another route's series adds to it.
         var b = out.buckets[key] || (out.buckets[key] = []);
-        b.push([labels.le === '+Inf' ? Infinity : Number(labels.le), value]);
+        var bound = labels.le === '+Inf' ? Infinity : Number(labels.le), found = false;
+        for (var j = 0; j < b.length; j++) if (b[j][0] === bound) { b[j][1] += value; found = true; }
+        if (!found) b.push([bound, value]);
       }
     }
     return out;

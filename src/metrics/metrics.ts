@@ -118,14 +118,31 @@ function registerSnapshot(registry: Registry, family: SnapshotFamily): void {
   registry.registerMetric(family as unknown as Parameters<Registry['registerMetric']>[0]);
 }
 
-/** The per-request state of one pool+backend as plain numbers, plus cached prom-client children for the rest. */
-class BackendChildren implements BackendMetrics {
+/** The request counts and durations of one pool+backend+route, as plain numbers. */
+class RouteSeries {
   /** Requests by status class, indexed by CLASS_INDEX. */
   readonly byClass = [0, 0, 0, 0, 0];
   /** Observations per bucket (not cumulative); the last slot is +Inf. */
   readonly buckets: number[] = new Array<number>(REQUEST_DURATION_BUCKETS.length + 1).fill(0);
   durationSum = 0;
   durationCount = 0;
+}
+
+/** The labels of a series: `route` only when a route sent the requests (with no routes there is none to name). */
+function seriesLabels(pool: string, backend: string, route: string): Record<string, string> {
+  return route === NO_ROUTE_LABEL ? { pool, backend } : { pool, backend, route };
+}
+
+/** The route label of requests the lone pool takes when there are no routes: absent from the series. */
+export const NO_ROUTE_LABEL = '';
+
+/** The per-request state of one pool+backend as plain numbers, plus cached prom-client children for the rest. */
+class BackendChildren implements BackendMetrics {
+  /**
+   * Route label -> its series. The unrouted series exists from the start, so rate() sees a first error rather than
+   * a series appearing at 1; routes' series appear with their first request. Bounded by the config's routes.
+   */
+  readonly series = new Map<string, RouteSeries>([[NO_ROUTE_LABEL, new RouteSeries()]]);
   active = 0;
   /** Reads the estimate in seconds; null until its owner says where (never in a worker process, whose primary exports it). */
   latencyEwma: (() => number) | null = null;
@@ -152,17 +169,27 @@ class BackendChildren implements BackendMetrics {
     this.active += 1;
   }
 
-  requestFinished(statusClass: StatusClass, durationSeconds: number): void {
+  requestFinished(statusClass: StatusClass, durationSeconds: number, route: string = NO_ROUTE_LABEL): void {
     this.active -= 1;
-    this.byClass[CLASS_INDEX[statusClass]]! += 1;
+    let series = this.series.get(route);
+    if (series === undefined) {
+      series = new RouteSeries();
+      this.series.set(route, series);
+    }
+    series.byClass[CLASS_INDEX[statusClass]]! += 1;
     // A NaN or negative duration (a clock bug upstream) must not poison the sum forever.
     const seconds = durationSeconds >= 0 && durationSeconds < Infinity ? durationSeconds : 0;
     const bounds = REQUEST_DURATION_BUCKETS;
     let i = 0;
     while (i < bounds.length && seconds > bounds[i]!) i++;
-    this.buckets[i]! += 1;
-    this.durationSum += seconds;
-    this.durationCount += 1;
+    series.buckets[i]! += 1;
+    series.durationSum += seconds;
+    series.durationCount += 1;
+  }
+
+  /** Forgets the series of routes no longer in the config (the unrouted one stays). */
+  retainRoutes(labels: ReadonlySet<string>): void {
+    for (const label of this.series.keys()) if (label !== NO_ROUTE_LABEL && !labels.has(label)) this.series.delete(label);
   }
 
   upstreamError(reason: UpstreamErrorReason): void {
@@ -214,8 +241,8 @@ class BackendChildren implements BackendMetrics {
 class PoolChildren implements PoolMetrics {
   private readonly retries: CounterChild;
   private readonly retriesRefused: CounterChild;
-  /** Requests answered without a backend, by status class (CLASS_INDEX). */
-  readonly withoutBackend = [0, 0, 0, 0, 0];
+  /** Route label -> requests answered without a backend, by status class (CLASS_INDEX). */
+  readonly withoutBackend = new Map<string, number[]>();
 
   constructor(
     private readonly families: Families,
@@ -235,8 +262,13 @@ class PoolChildren implements PoolMetrics {
     this.retriesRefused.inc();
   }
 
-  requestWithoutBackend(statusClass: StatusClass): void {
-    this.withoutBackend[CLASS_INDEX[statusClass]]! += 1;
+  requestWithoutBackend(statusClass: StatusClass, route: string = NO_ROUTE_LABEL): void {
+    let counts = this.withoutBackend.get(route);
+    if (counts === undefined) {
+      counts = [0, 0, 0, 0, 0];
+      this.withoutBackend.set(route, counts);
+    }
+    counts[CLASS_INDEX[statusClass]]! += 1;
   }
 
   remove(): void {
@@ -341,22 +373,27 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     registry,
     new SnapshotFamily(
       `${p}requests_total`,
-      `Requests answered, by pool, backend and status class; backend="${NO_BACKEND_LABEL}" when no backend was reached.`,
+      `Requests answered, by pool, backend, route (its name, else its index; absent with no routes) and status class; backend="${NO_BACKEND_LABEL}" when no backend was reached.`,
       'counter',
       () => {
         const values: Sample[] = [];
         eachBackend((b) => {
-          STATUS_CLASSES.forEach((code, i) => {
-            // 1xx only once seen; the others from zero, so rate() sees the first error instead of a series appearing at 1.
-            if (i === 0 && b.byClass[0] === 0) return;
-            values.push({ labels: { pool: b.pool, backend: b.backendId, code }, value: b.byClass[i]! });
-          });
+          for (const [route, series] of b.series) {
+            const labels = seriesLabels(b.pool, b.backendId, route);
+            STATUS_CLASSES.forEach((code, i) => {
+              // 1xx only once seen; the others from zero, so rate() sees the first error instead of a series appearing at 1.
+              if (i === 0 && series.byClass[0] === 0) return;
+              values.push({ labels: { ...labels, code }, value: series.byClass[i]! });
+            });
+          }
         });
         for (const pool of pools.values()) {
-          STATUS_CLASSES.forEach((code, i) => {
-            const value = pool.withoutBackend[i]!;
-            if (value > 0) values.push({ labels: { pool: pool.pool, backend: NO_BACKEND_LABEL, code }, value });
-          });
+          for (const [route, counts] of pool.withoutBackend) {
+            STATUS_CLASSES.forEach((code, i) => {
+              const value = counts[i]!;
+              if (value > 0) values.push({ labels: { ...seriesLabels(pool.pool, NO_BACKEND_LABEL, route), code }, value });
+            });
+          }
         }
         return values;
       },
@@ -365,17 +402,20 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
   const durationName = `${p}request_duration_seconds`;
   registerSnapshot(
     registry,
-    new SnapshotFamily(durationName, 'Time from receiving a request to the end of the response, by pool and backend.', 'histogram', () => {
+    new SnapshotFamily(durationName, 'Time from receiving a request to the end of the response, by pool, backend and route.', 'histogram', () => {
       const values: Sample[] = [];
       eachBackend((b) => {
-        let cumulative = 0;
-        REQUEST_DURATION_BUCKETS.forEach((le, i) => {
-          cumulative += b.buckets[i]!;
-          values.push({ labels: { pool: b.pool, backend: b.backendId, le }, value: cumulative, metricName: `${durationName}_bucket` });
-        });
-        values.push({ labels: { pool: b.pool, backend: b.backendId, le: '+Inf' }, value: b.durationCount, metricName: `${durationName}_bucket` });
-        values.push({ labels: { pool: b.pool, backend: b.backendId }, value: b.durationSum, metricName: `${durationName}_sum` });
-        values.push({ labels: { pool: b.pool, backend: b.backendId }, value: b.durationCount, metricName: `${durationName}_count` });
+        for (const [route, series] of b.series) {
+          const labels = seriesLabels(b.pool, b.backendId, route);
+          let cumulative = 0;
+          REQUEST_DURATION_BUCKETS.forEach((le, i) => {
+            cumulative += series.buckets[i]!;
+            values.push({ labels: { ...labels, le }, value: cumulative, metricName: `${durationName}_bucket` });
+          });
+          values.push({ labels: { ...labels, le: '+Inf' }, value: series.durationCount, metricName: `${durationName}_bucket` });
+          values.push({ labels, value: series.durationSum, metricName: `${durationName}_sum` });
+          values.push({ labels, value: series.durationCount, metricName: `${durationName}_count` });
+        }
       });
       return values;
     }),
@@ -535,7 +575,12 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
       countedUpTo = source().version;
     },
     raft,
-    retain(live) {
+    retain(live, routes) {
+      if (routes !== undefined) {
+        const labels = new Set(routes);
+        eachBackend((b) => b.retainRoutes(labels));
+        for (const pool of pools.values()) for (const route of pool.withoutBackend.keys()) if (route !== NO_ROUTE_LABEL && !labels.has(route)) pool.withoutBackend.delete(route);
+      }
       const wanted = new Map<string, Set<string>>();
       for (const { pool, backends: ids } of live) wanted.set(pool, new Set(ids));
       for (const [pool, byId] of backends) {

@@ -26,7 +26,7 @@ function unescapeLabel(value: string): string {
   return value.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
 }
 
-/** pool\u0000backend -> counters, from the text exposition (other families are skipped). */
+/** pool\u0000backend -> counters summed over routes, from the text exposition (other families are skipped). */
 export function parseRequestCounters(text: string): Map<string, RequestCounters> {
   const out = new Map<string, RequestCounters>();
   for (const line of text.split('\n')) {
@@ -47,7 +47,11 @@ export function parseRequestCounters(text: string): Map<string, RequestCounters>
       entry.requests += value;
       if (labels['code'] === '5xx') entry.errors += value;
     } else {
-      entry.buckets.push([labels['le'] === '+Inf' ? Infinity : Number(labels['le']), value]);
+      // One series per route: the same bound of another route's series adds to it.
+      const bound = labels['le'] === '+Inf' ? Infinity : Number(labels['le']);
+      const same = entry.buckets.find(([existing]) => existing === bound);
+      if (same === undefined) entry.buckets.push([bound, value]);
+      else same[1] += value;
     }
   }
   for (const entry of out.values()) entry.buckets.sort((a, b) => a[0] - b[0]);

@@ -18,8 +18,11 @@ export type HealthCheckResult = 'pass' | 'fail' | 'timeout' | 'error';
 /** Children bound to one pool+backend, created once per config change, so the hot path does no label lookups. */
 export interface BackendMetrics {
   requestStarted(): void;
-  /** Called once per request that reached this backend, with the status class sent to the client. */
-  requestFinished(statusClass: StatusClass, durationSeconds: number): void;
+  /**
+   * Called once per request that reached this backend, with the status class sent to the client and the label of
+   * the route that sent it ('' when the lone pool takes every request: no route label).
+   */
+  requestFinished(statusClass: StatusClass, durationSeconds: number, route?: string): void;
   upstreamError(reason: UpstreamErrorReason): void;
   healthCheck(result: HealthCheckResult): void;
   setUp(up: boolean): void;
@@ -38,7 +41,7 @@ export interface PoolMetrics {
   /** A retry the budget refused: the failure went to the client although another backend might have answered. */
   retryRefused(): void;
   /** Requests answered without any backend (no backend available, circuit open, ...). */
-  requestWithoutBackend(statusClass: StatusClass): void;
+  requestWithoutBackend(statusClass: StatusClass, route?: string): void;
 }
 
 export type ProposalResult = 'committed' | 'rejected' | 'dropped' | 'timeout';
@@ -66,8 +69,11 @@ export interface Metrics {
   /** 1 while the file holds local settings that only a restart applies. */
   setRestartRequired(required: boolean): void;
   raft: RaftMetrics;
-  /** Drops the children of pools/backends no longer in the config, so removed labels stop being exported. */
-  retain(live: ReadonlyArray<{ pool: string; backends: readonly string[] }>): void;
+  /**
+   * Drops the children of pools/backends no longer in the config, and (when `routes` is given) the series of route
+   * labels no longer in it, so removed labels stop being exported.
+   */
+  retain(live: ReadonlyArray<{ pool: string; backends: readonly string[] }>, routes?: readonly string[]): void;
 }
 
 const noopBackend: BackendMetrics = {

@@ -5,7 +5,7 @@ import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../balancer/pool.js';
-import { compileRoutes, lookupRoute, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
+import { compileRoutes, lookupRoute, routeLabel, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
 import type { PoolEntry } from './forward-types.js';
 import { UpstreamRegistry } from './upstream.js';
 
@@ -104,7 +104,7 @@ export class DataPlane {
     for (const entry of pools.values()) entry.pool.start();
     for (const entry of previous.pools.values()) entry.pool.stop();
     this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
-    this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })));
+    this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));
     this.deps.metrics.setConfigVersion(version);
     for (const listener of this.appliedListeners) listener(version, config);
   }

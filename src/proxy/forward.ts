@@ -91,6 +91,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   readonly maxBodySize: number;
   readonly closeAfterResponse: boolean;
   readonly hostFromBackend: boolean;
+  /** The `route` label of this request's metrics ('' for the lone pool). */
+  private readonly routeLabel: string;
   private readonly responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
   private readonly shared: Shared;
   private readonly entry: PoolEntry;
@@ -114,6 +116,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       maxBodySize: number;
       close: boolean;
       hostFromBackend: boolean;
+      routeLabel: string;
       responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
     },
   ) {
@@ -126,6 +129,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.closeAfterResponse = limits.close;
     this.hostFromBackend = limits.hostFromBackend;
     this.responseRules = limits.responseRules;
+    this.routeLabel = limits.routeLabel;
   }
 
   start(): void {
@@ -201,7 +205,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   private answerCircuitOpen(lastFailure: FailureKind | null, reply: ErrorReply): void {
     // A retry waiting in the queue held its slot in the retry budget until now.
     if (lastFailure !== null) this.entry.pool.finishRetry();
-    this.entry.metrics.requestWithoutBackend('5xx');
+    this.entry.metrics.requestWithoutBackend('5xx', this.routeLabel);
     this.reply(reply);
   }
 
@@ -235,7 +239,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       const status = attempt.status;
       const elapsedMs = performance.now() - attempt.startedAt;
       this.finishAttempt(status >= 500 ? 'http-5xx' : 'success', elapsedMs);
-      current.backend.metrics.requestFinished(statusClass(status), elapsedMs / 1000);
+      current.backend.metrics.requestFinished(statusClass(status), elapsedMs / 1000, this.routeLabel);
       return;
     }
     this.fail(current.backend, attempt, error);
@@ -258,7 +262,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     if (this.clientGone || error instanceof ClientStalled) {
       // Nothing the backend did: the client left, or stopped reading and is cut off.
       this.finishAttempt('aborted');
-      backend.metrics.requestFinished(statusClass(attempt.status || 499), (performance.now() - attempt.startedAt) / 1000);
+      backend.metrics.requestFinished(statusClass(attempt.status || 499), (performance.now() - attempt.startedAt) / 1000, this.routeLabel);
       if (!this.clientGone) this.res.destroy();
       return;
     }
@@ -266,7 +270,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     if (!neverReachedBackend(kind)) this.onlyUnreached = false;
     this.finishAttempt(kind.gatewayFailure ? 'gateway-failure' : 'aborted');
     backend.metrics.upstreamError(kind.reason);
-    backend.metrics.requestFinished(statusClass(kind.status), (performance.now() - attempt.startedAt) / 1000);
+    backend.metrics.requestFinished(statusClass(kind.status), (performance.now() - attempt.startedAt) / 1000, this.routeLabel);
     if (this.res.headersSent) {
       // Part of the response is out: the only honest signal left is to cut the client connection.
       if (kind.gatewayFailure) this.shared.logger.warn('backend failed mid-response', { pool: this.entry.pool.name, backend: backend.id, err: error });
@@ -306,7 +310,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
 
   private answerWithoutBackend(): void {
     const pool = this.entry.pool;
-    this.entry.metrics.requestWithoutBackend('5xx');
+    this.entry.metrics.requestWithoutBackend('5xx', this.routeLabel);
     this.reply(noAvailableBackend(pool.name, pool.retryAfterSeconds()));
   }
 
@@ -329,7 +333,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       if (current !== null) {
         this.finishAttempt('aborted');
         current.attempt.abandon();
-        current.backend.metrics.requestFinished(statusClass(current.attempt.status || 499), (performance.now() - current.attempt.startedAt) / 1000);
+        current.backend.metrics.requestFinished(statusClass(current.attempt.status || 499), (performance.now() - current.attempt.startedAt) / 1000, this.routeLabel);
       }
     }
     // The listener's access line, written after this (its 'close' listener was added after ours), reads these.
@@ -377,6 +381,7 @@ export class Forwarder {
       // An HTTP/2 connection is never closed by a response: draining sends GOAWAY instead.
       close: !isHttp2(req) && (draining || wantsClose(req)),
       hostFromBackend: route?.rewrite?.hostFromBackend === true,
+      routeLabel: route?.label ?? '',
       responseRules: responseRules === null || vars === null ? null : { rules: responseRules, vars },
     };
     prepareRequestHeaders(req.headers, facts, false);

@@ -7,7 +7,7 @@ import { toPlainRoute, type PlainObject } from '../config/plain.js';
 import { applyToRequest, applyToResponse } from './header-rules.js';
 import { normalizePath, splitTarget } from './normalize-path.js';
 import { redirectAnswer, respondAnswer } from './route-answer.js';
-import { compileRoutes, hostWithoutPort, matchRoute, type CompiledRoute } from './router.js';
+import { compileRoutes, hostWithoutPort, matchRoute, routeLabel, type CompiledRoute } from './router.js';
 
 /** One route as listed: its position, its label in metrics, and its file form. */
 export interface RouteListing {
@@ -17,7 +17,7 @@ export interface RouteListing {
 }
 
 export function listRoutes(config: ReplicatedConfig): RouteListing[] {
-  return config.routes.map((route, index) => ({ index, label: route.name ?? String(index), route: toPlainRoute(route) }));
+  return config.routes.map((route, index) => ({ index, label: routeLabel(route, index), route: toPlainRoute(route) }));
 }
 
 export interface TestRequest {

@@ -67,13 +67,18 @@ function compileHeaderMatch(match: HeaderMatch): CompiledHeaderMatch {
   return { name: match.name, test: (value) => (value !== undefined) === present };
 }
 
+/** A route's `route` label in metrics and listings: its name, else its index (bounded by the config either way). */
+export function routeLabel(route: RouteConfig, index: number): string {
+  return route.name ?? String(index);
+}
+
 export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
   const match = route.match;
   const host = match.host;
   const wildcard = host !== null && host.startsWith('*.');
   return {
     index,
-    label: route.name ?? String(index),
+    label: routeLabel(route, index),
     config: route,
     pool: route.pool,
     rewrite: compileRewrite(route.rewrite),

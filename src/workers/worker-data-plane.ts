@@ -8,7 +8,7 @@ import type { Clock, Random } from '../clock.js';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import type { Metrics, BackendMetrics } from '../metrics/types.js';
 import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../proxy/forward-types.js';
-import { compileRoutes, lookupRoute, type CompiledRoute, type RouteRequest } from '../proxy/router.js';
+import { compileRoutes, lookupRoute, routeLabel, type CompiledRoute, type RouteRequest } from '../proxy/router.js';
 import type { RouteDecision, RouteSource } from '../proxy/listener.js';
 import { UpstreamRegistry } from '../proxy/upstream.js';
 import type { PoolHealthView } from './protocol.js';
@@ -166,7 +166,7 @@ export class WorkerDataPlane implements RouteSource {
     this.table = { routes: compileRoutes(config.routes), pools, fallback: config.routes.length === 0 ? only : null };
     this.applied = true;
     this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
-    this.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })));
+    this.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));
   }
 
   applyHealth(pools: Readonly<Record<string, PoolHealthView>>): void {
