@@ -1,6 +1,6 @@
 // What balancer.yaml may contain, section by section: the one description the validator, the JSON Schema and write-back share.
 
-import { DEFAULTS, STRATEGY_NAMES, type HeaderMatch, type LogLevelName, type RedirectStatus } from './schema.js';
+import { DEFAULTS, RETRY_CONDITIONS, STRATEGY_NAMES, type HeaderMatch, type LogLevelName, type RedirectStatus } from './schema.js';
 import { captureGroupCount, unsafeRegexReason } from './route-regex.js';
 import { normalizePath } from '../proxy/normalize-path.js';
 import { HEADER_VARIABLES, UNSETTABLE_HEADERS, unknownVariables } from '../proxy/header-rules.js';
@@ -339,6 +339,19 @@ export const ROUTE_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const METHOD_PATTERN = /^[A-Z][A-Z_-]*$/;
 
+/** A list check: no entry twice, and not empty (unless its entries were refused, which is reported already). */
+function distinctNonEmpty(noun: string, emptyMessage: string): (entries: readonly { readonly index: number; readonly value: string }[], path: Path, ctx: DecodeContext) => void {
+  return (entries, path, ctx) => {
+    const itemProblems = ctx.problems.some((problem) => problem.path.length > path.length && formatPath(problem.path).startsWith(formatPath(path)));
+    if (entries.length === 0 && !itemProblems) ctx.report(path, emptyMessage);
+    const seen = new Set<string>();
+    for (const { index, value } of entries) {
+      if (seen.has(value)) ctx.report([...path, index], `duplicate ${noun} ${value}`);
+      seen.add(value);
+    }
+  };
+}
+
 function parseRouteRegex(value: string): { value: string } | { error: string } {
   const reason = unsafeRegexReason(value);
   return reason === null ? { value } : { error: reason };
@@ -428,16 +441,7 @@ const matchSpec = object(
     methods: optional(
       list(string({ pattern: METHOD_PATTERN, patternHint: 'must be an upper-case HTTP method like GET' }), {
         description: 'Request methods this route takes (default: any).',
-        check(entries, path, ctx) {
-          // An empty list, not one whose every entry was refused (those are reported already).
-          const itemProblems = ctx.problems.some((problem) => problem.path.length > path.length && formatPath(problem.path).startsWith(formatPath(path)));
-          if (entries.length === 0 && !itemProblems) ctx.report(path, 'must list at least one method (leave methods out to take any)');
-          const seen = new Set<string>();
-          for (const { index, value } of entries) {
-            if (seen.has(value)) ctx.report([...path, index], `duplicate method ${value}`);
-            seen.add(value);
-          }
-        },
+        check: distinctNonEmpty('method', 'must list at least one method (leave methods out to take any)'),
       }),
     ),
     headers: optional(headerMatchSpec),
@@ -617,6 +621,14 @@ const routeSpec = object(
     respond: optional(respondSpec),
     rewrite: optional(rewriteSpec),
     headers: optional(routeHeadersSpec),
+    timeout: optional(duration({ min: 1, description: 'The whole exchange with the backends, retries included; 504 ROUTE_TIMEOUT when it runs out.' })),
+    retries: optional(integer(0, MAX_RETRIES, "Retries on another backend after a failure (overrides the pool's).")),
+    retryOn: optional(
+      list(oneOf(RETRY_CONDITIONS, 'connect-failure, reset, gateway-error (a 502/503/504 answer) or 5xx (any 5xx answer, and any failure).'), {
+        description: "What is retried (default: the pool's behaviour); requests that may have reached a backend are retried only when idempotent and bodiless.",
+        check: distinctNonEmpty('condition', 'must list at least one condition (leave retryOn out for the default)'),
+      }),
+    ),
     maxBodySize: withDefault(size({ description: 'Largest request body for this route; 0 means the listener limit.' }), 0),
   },
   {
@@ -625,8 +637,10 @@ const routeSpec = object(
       const targets = (['pool', 'redirect', 'respond'] as const).filter((key) => value[key] !== undefined);
       if (targets.length !== 1) {
         ctx.report(path, `set exactly one of pool, redirect and respond (got ${targets.length === 0 ? 'none' : targets.join(', ')})`);
-      } else if (value.rewrite !== undefined && value.pool === undefined) {
-        ctx.report([...path, 'rewrite'], `applies to requests forwarded to a pool; a route with ${targets[0]} forwards nothing`);
+      } else if (value.pool === undefined) {
+        for (const key of ['rewrite', 'timeout', 'retries', 'retryOn'] as const) {
+          if (value[key] !== undefined) ctx.report([...path, key], `applies to requests forwarded to a pool; a route with ${targets[0]} forwards nothing`);
+        }
       }
     },
   },

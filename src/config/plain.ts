@@ -161,6 +161,9 @@ export function toPlainRoute(route: RouteConfig): PlainObject {
     if (route.headers.response !== null) headers['response'] = plainHeaderRules(route.headers.response);
     out['headers'] = headers;
   }
+  if (route.timeoutMs !== null) out['timeout'] = formatDuration(route.timeoutMs);
+  if (route.retries !== null) out['retries'] = route.retries;
+  if (route.retryOn !== null) out['retryOn'] = [...route.retryOn];
   if (route.maxBodySize !== 0) out['maxBodySize'] = formatSize(route.maxBodySize);
   return out;
 }

@@ -250,6 +250,10 @@ export interface RouteHeaderRules {
   readonly response: HeaderRules | null;
 }
 
+/** What a route retries on: connect failures, resets, 502/503/504 answers, or any 5xx answer and any failure. */
+export type RetryCondition = 'connect-failure' | 'reset' | 'gateway-error' | '5xx';
+export const RETRY_CONDITIONS: readonly RetryCondition[] = ['connect-failure', 'reset', 'gateway-error', '5xx'];
+
 export interface RouteConfig {
   /** Shown in metrics (the `route` label), `balancer routes list` and logs; null: the route's index stands in. */
   readonly name: string | null;
@@ -260,6 +264,12 @@ export interface RouteConfig {
   readonly respond: RouteRespond | null;
   readonly rewrite: RouteRewrite | null;
   readonly headers: RouteHeaderRules | null;
+  /** The whole exchange, retries included; 504 when it runs out; null: no limit beyond the pool's timeouts. */
+  readonly timeoutMs: number | null;
+  /** Overrides the pool's retries; null: the pool's. */
+  readonly retries: number | null;
+  /** null: the pool's behaviour (failures the backend never saw, and idempotent requests' connect failures, resets and timeouts). */
+  readonly retryOn: readonly RetryCondition[] | null;
   /** Maximum request body in bytes for this route; 0 means the listener's limit. */
   readonly maxBodySize: number;
 }

@@ -359,6 +359,9 @@ function buildRoute(shape: RouteShape): RouteConfig {
       shape.headers === undefined
         ? null
         : { request: buildHeaderRules(shape.headers.request), response: buildHeaderRules(shape.headers.response) },
+    timeoutMs: shape.timeout ?? null,
+    retries: shape.retries ?? null,
+    retryOn: shape.retryOn === undefined ? null : [...shape.retryOn],
     maxBodySize: shape.maxBodySize,
   };
 }

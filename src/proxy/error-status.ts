@@ -150,6 +150,20 @@ export class ConnectionWaitExpired extends Error {
   }
 }
 
+/** A route's timeout ran out: the whole exchange, retries included. */
+export function routeTimeout(ms: number): ErrorReply {
+  return { status: 504, code: 'ROUTE_TIMEOUT', message: `the route's timeout of ${ms} ms ran out (the whole exchange with the backends, retries included)` };
+}
+
+/** A backend's 5xx answer that the route retries on (retryOn gateway-error or 5xx): not relayed, another backend is asked. */
+export class RetriedAnswer extends Error {
+  readonly status: number;
+  constructor(status: number) {
+    super(`backend answered ${status}`);
+    this.status = status;
+  }
+}
+
 /** The client stopped reading the response for longer than the idle timeout: its connection is cut, the backend is not at fault. */
 export class ClientStalled extends Error {
   constructor(idleMs: number) {
@@ -181,6 +195,9 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
       return { status: 504, code: 'UPSTREAM_RESPONSE_TIMEOUT', reason: 'response_timeout', beforeRequestSent: false, gatewayFailure: true, message: error.message };
     }
     return { status: 504, code: 'UPSTREAM_IDLE_TIMEOUT', reason: 'idle_timeout', beforeRequestSent: false, gatewayFailure: true, message: error.message };
+  }
+  if (error instanceof RetriedAnswer) {
+    return { status: error.status, code: 'UPSTREAM_RESET', reason: 'other', beforeRequestSent: false, gatewayFailure: false, message: error.message };
   }
   if (error instanceof ConnectionWaitExpired) {
     return { status: 503, code: 'CIRCUIT_OPEN', reason: 'circuit_open', beforeRequestSent: true, gatewayFailure: false, message: error.message, retryAfterSeconds: 1 };

@@ -17,6 +17,8 @@ import {
   classifyUpstreamError,
   neverReachedBackend,
   noAvailableBackend,
+  RetriedAnswer,
+  routeTimeout,
   noBackendReachable,
   writeErrorResponse,
   type ErrorReply,
@@ -30,7 +32,7 @@ import { keepClientTarget, noteUpstream } from './access-log.js';
 import { splitTarget } from './normalize-path.js';
 import { applyToRequest, applyToResponse, headerVariables, removeField, type CompiledHeaderRules, type HeaderVariables } from './header-rules.js';
 import { requestIdOf } from './request-id.js';
-import type { CompiledRoute } from './router.js';
+import type { CompiledRoute, RoutePolicy } from './router.js';
 import { http2HasBody, isHttp2 } from './http2-requests.js';
 
 export interface ForwarderOptions {
@@ -110,6 +112,10 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   /** The failure being retried while the request waits in the circuit breaker's queue. */
   private pendingFailure: FailureKind | null = null;
   private cancelWait: CancelWait | null = null;
+  /** The route's policy: its retry count and conditions, and the timer of its timeout while it runs. */
+  private readonly policy: RoutePolicy | null;
+  private deadline: NodeJS.Timeout | null = null;
+  private timedOut = false;
 
   constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: {
       hasBody: boolean;
@@ -117,6 +123,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       close: boolean;
       hostFromBackend: boolean;
       routeLabel: string;
+      policy: RoutePolicy | null;
       responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
     },
   ) {
@@ -130,18 +137,21 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.hostFromBackend = limits.hostFromBackend;
     this.responseRules = limits.responseRules;
     this.routeLabel = limits.routeLabel;
+    this.policy = limits.policy;
   }
 
   start(): void {
     // 'close' fires once per response: `on` spares the wrapper `once` builds.
     this.res.on('close', () => this.onClientClose());
+    const timeoutMs = this.policy?.timeoutMs ?? null;
+    if (timeoutMs !== null) this.deadline = setTimeout(() => this.onRouteTimeout(timeoutMs), timeoutMs);
     this.attempt(null);
   }
 
   /** `lastFailure` is the failure being retried: when no backend is left to retry on, the client gets it. */
   private attempt(lastFailure: FailureKind | null): void {
     const pool = this.entry.pool;
-    if (this.clientGone) {
+    if (this.clientGone || this.timedOut) {
       if (lastFailure !== null) pool.finishRetry();
       return;
     }
@@ -217,6 +227,55 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       list.push('x-request-id', id);
     }
     if (this.responseRules !== null) applyToResponse(this.responseRules.rules, list, this.responseRules.vars);
+  }
+
+  retryAnswer(attempt: UpstreamAttempt, status: number): boolean {
+    const on = this.policy?.retryOn ?? null;
+    const current = this.current;
+    if (on === null || status < 500 || current?.attempt !== attempt || this.timedOut) return false;
+    if (!on.has('5xx') && !(on.has('gateway-error') && (status === 502 || status === 503 || status === 504))) return false;
+    const kind = classifyUpstreamError(new RetriedAnswer(status), true);
+    if (!this.mayRetry(kind, true)) return false;
+    const elapsedMs = performance.now() - attempt.startedAt;
+    this.onlyUnreached = false;
+    this.finishAttempt('http-5xx', elapsedMs);
+    current.backend.metrics.requestFinished(statusClass(status), elapsedMs / 1000, this.routeLabel);
+    attempt.abandon();
+    this.retries += 1;
+    (this.excluded ??= new Set()).add(current.backend.id);
+    this.attempt(kind);
+    return true;
+  }
+
+  /** The route's timeout ran out: whatever attempt runs is stopped; 504 unless the answer has begun (then it is cut). */
+  private onRouteTimeout(ms: number): void {
+    this.deadline = null;
+    if (this.clientGone || this.res.writableFinished) return;
+    this.timedOut = true;
+    this.stopWaiting();
+    const current = this.current;
+    if (current !== null) {
+      this.finishAttempt('aborted');
+      current.attempt.abandon();
+      current.backend.metrics.requestFinished('5xx', (performance.now() - current.attempt.startedAt) / 1000, this.routeLabel);
+    }
+    const reply = routeTimeout(ms);
+    if (this.res.headersSent) {
+      this.finalCode = reply.code;
+      this.res.destroy();
+      return;
+    }
+    if (current === null) this.entry.metrics.requestWithoutBackend('5xx', this.routeLabel);
+    this.reply(reply);
+  }
+
+  /** Leaves the circuit breaker's queue, giving back the retry slot a queued retry held. */
+  private stopWaiting(): void {
+    if (this.cancelWait === null) return;
+    this.cancelWait();
+    this.cancelWait = null;
+    if (this.pendingFailure !== null) this.entry.pool.finishRetry();
+    this.pendingFailure = null;
   }
 
   bodyStarted(): void {
@@ -296,9 +355,18 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.reply(this.onlyUnreached && neverReachedBackend(last) ? noBackendReachable(pool.name, pool.retryAfterSeconds(), last) : last);
   }
 
-  private mayRetry(kind: FailureKind): boolean {
+  /** Whether the route's retryOn (when it has one) covers a failure; answers are judged in retryAnswer. */
+  private retryCovers(kind: FailureKind): boolean {
+    const on = this.policy?.retryOn ?? null;
+    if (on === null || on.has('5xx')) return true;
+    if (on.has('connect-failure') && kind.beforeRequestSent && kind.reason !== 'reset') return true;
+    return on.has('reset') && kind.reason === 'reset';
+  }
+
+  private mayRetry(kind: FailureKind, answered = false): boolean {
     const pool = this.entry.pool;
-    if (this.retries >= pool.config.retries) return false;
+    if (this.retries >= (this.policy?.retries ?? pool.config.retries)) return false;
+    if (!answered && !this.retryCovers(kind)) return false;
     const method = this.req.method ?? 'GET';
     const safe = kind.beforeRequestSent ? !this.bodyConsumed : IDEMPOTENT.has(method) && !this.hasBody;
     if (!safe) return false;
@@ -321,14 +389,13 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   }
 
   private onClientClose(): void {
+    if (this.deadline !== null) {
+      clearTimeout(this.deadline);
+      this.deadline = null;
+    }
     if (!this.res.writableFinished) {
       this.clientGone = true;
-      if (this.cancelWait !== null) {
-        this.cancelWait();
-        this.cancelWait = null;
-        if (this.pendingFailure !== null) this.entry.pool.finishRetry();
-        this.pendingFailure = null;
-      }
+      this.stopWaiting();
       const current = this.current;
       if (current !== null) {
         this.finishAttempt('aborted');
@@ -382,6 +449,7 @@ export class Forwarder {
       close: !isHttp2(req) && (draining || wantsClose(req)),
       hostFromBackend: route?.rewrite?.hostFromBackend === true,
       routeLabel: route?.label ?? '',
+      policy: route?.policy ?? null,
       responseRules: responseRules === null || vars === null ? null : { rules: responseRules, vars },
     };
     prepareRequestHeaders(req.headers, facts, false);

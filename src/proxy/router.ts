@@ -1,7 +1,7 @@
 // Compiles routes into matchers once per config version: the first route in file order whose every condition holds wins.
 
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HeaderMatch, RouteConfig } from '../config/schema.js';
+import type { HeaderMatch, RetryCondition, RouteConfig } from '../config/schema.js';
 import { compileRouteRegex } from '../config/route-regex.js';
 import { compileRewrite, type CompiledRewrite } from './rewrite.js';
 import { compileHeaderRules, type CompiledHeaderRules } from './header-rules.js';
@@ -24,6 +24,13 @@ interface CompiledHeaderMatch {
   readonly test: (value: string | undefined) => boolean;
 }
 
+/** A route's own timeout and retry settings, when it has any. */
+export interface RoutePolicy {
+  readonly timeoutMs: number | null;
+  readonly retries: number | null;
+  readonly retryOn: ReadonlySet<RetryCondition> | null;
+}
+
 export interface CompiledRoute {
   readonly index: number;
   /** The route's name, else its index: the `route` label of request metrics. */
@@ -35,6 +42,7 @@ export interface CompiledRoute {
   readonly requestHeaders: CompiledHeaderRules | null;
   readonly responseHeaders: CompiledHeaderRules | null;
   readonly maxBodySize: number;
+  readonly policy: RoutePolicy | null;
   /** Exact host (lower case) or null. */
   readonly exactHost: string | null;
   /** For `*.example.com`: `.example.com`. */
@@ -85,6 +93,10 @@ export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
     requestHeaders: compileHeaderRules(route.headers?.request ?? null),
     responseHeaders: compileHeaderRules(route.headers?.response ?? null),
     maxBodySize: route.maxBodySize,
+    policy:
+      route.timeoutMs === null && route.retries === null && route.retryOn === null
+        ? null
+        : { timeoutMs: route.timeoutMs, retries: route.retries, retryOn: route.retryOn === null ? null : new Set(route.retryOn) },
     exactHost: host !== null && !wildcard ? host.toLowerCase() : null,
     hostSuffix: wildcard ? host.slice(1).toLowerCase() : null,
     path: match.path,

@@ -29,6 +29,10 @@ export interface AttemptOwner {
   readonly hostFromBackend: boolean;
   /** The response head's fields before they go to the client, in place: the request id, the route's rules. */
   editResponseHeaders(list: string[]): void;
+  /**
+   * A 5xx answer's head arrived: true when the route retries on it (the attempt is then abandoned, nothing relayed).
+   */
+  retryAnswer(attempt: UpstreamAttempt, status: number): boolean;
   /** The first body byte was taken from the client: this body cannot be sent again. */
   bodyStarted(): void;
   bodyOverLimit(attempt: UpstreamAttempt, limit: number): void;
@@ -114,6 +118,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
     // 1xx interim answers (103 Early Hints) are not relayed; the final answer follows on the same exchange.
     if (this.ended || statusCode < 200) return;
     this.status = statusCode;
+    if (statusCode >= 500 && this.owner.retryAnswer(this, statusCode)) return;
     const raw = (this.controller?.rawHeaders ?? []) as Buffer[];
     try {
       const headers = responseHeaderList(raw, this.owner.closeAfterResponse);

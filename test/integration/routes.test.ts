@@ -334,3 +334,113 @@ ${pools({ web: web! })}`);
     expect(web!.seen).toEqual([]);
   });
 });
+
+describe('per-route timeout and retries', () => {
+  it('retryOn gateway-error asks another backend after a 503 answer; without it the 503 is relayed', async () => {
+    const [sick, well] = await Promise.all([backend('sick'), backend('well')]);
+    sick!.handle((_req, res) => {
+      res.writeHead(503, { 'x-backend': 'sick' });
+      res.end('down');
+    });
+    const gw = await gateway(`routes:
+  - match: { pathPrefix: /retry }
+    retryOn: [gateway-error]
+    pool: web
+  - pool: web
+pools:
+  web:
+    strategy: round-robin
+    outlierDetection: { enabled: false }
+    backends: [ { url: ${sick!.url}, id: sick }, { url: ${well!.url}, id: well } ]
+`);
+    const statuses: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await send(gw.port, '/retry/x');
+      statuses.push(`${res.status} ${String(res.headers['x-backend'])}`);
+    }
+    expect(statuses).toEqual(['200 well', '200 well', '200 well', '200 well']);
+    const plain: number[] = [];
+    for (let i = 0; i < 2; i++) plain.push((await send(gw.port, '/plain')).status);
+    expect(plain.sort()).toEqual([200, 503]);
+    // A POST with a body is never retried after the backend saw it.
+    const posted: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      posted.push(
+        await new Promise<number>((resolve, reject) => {
+          const req = http.request({ host: '127.0.0.1', port: gw.port, path: '/retry/p', method: 'POST', agent: false }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', reject);
+          req.end('body');
+        }),
+      );
+    }
+    expect(posted.sort()).toEqual([200, 503]);
+  });
+
+  it('retries: 0 on a route overrides the pool: a dead backend is not retried there', async () => {
+    const [alive, dead] = await Promise.all([backend('alive'), backend('dead')]);
+    await dead!.close();
+    const gw = await gateway(`routes:
+  - match: { pathPrefix: /once }
+    retries: 0
+    pool: web
+  - pool: web
+pools:
+  web:
+    strategy: round-robin
+    retries: 2
+    outlierDetection: { enabled: false }
+    backends: [ { url: ${dead!.url}, id: dead }, { url: ${alive!.url}, id: alive } ]
+`);
+    const retried = [(await send(gw.port, '/x')).status, (await send(gw.port, '/x')).status];
+    expect(retried).toEqual([200, 200]);
+    const once = [(await send(gw.port, '/once')).status, (await send(gw.port, '/once')).status].sort();
+    expect(once).toEqual([200, 503]);
+  });
+
+  it('a route timeout cuts a slow backend with retries in between: 504 ROUTE_TIMEOUT', async () => {
+    const slow = await Promise.all([backend('s1'), backend('s2'), backend('s3')]);
+    const held: http.ServerResponse[] = [];
+    const reached = new Set<string>();
+    for (const b of slow) {
+      b.handle((_req, res) => {
+        reached.add(b.name);
+        held.push(res);
+      });
+    }
+    const gw = await gateway(`routes:
+  - match: { pathPrefix: /slow }
+    timeout: 1s
+    retries: 5
+    retryOn: [5xx]
+    pool: web
+pools:
+  web:
+    strategy: round-robin
+    timeouts: { response: 300ms }
+    retryBudget: { minConcurrent: 10 }
+    outlierDetection: { enabled: false }
+    backends:
+${slow.map((b) => `      - { url: ${b.url}, id: ${b.name} }`).join('\n')}
+`);
+    const res = await send(gw.port, '/slow/x');
+    for (const response of held) response.destroy();
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.body).error.code).toBe('ROUTE_TIMEOUT');
+    // At least one response timeout was retried on another backend before the route's time ran out.
+    expect(reached.size).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses a policy on a route that forwards nothing, and bad retry conditions', async () => {
+    const { validateReplicated } = await import('../../src/config/validate.js');
+    const problems = (route: unknown): string[] => {
+      const result = validateReplicated({ routes: [route], pools: { a: { backends: [] } } });
+      return result.ok ? [] : result.problems.map((problem) => problem.message);
+    };
+    expect(problems({ respond: { status: 200 }, timeout: '1s' })).toEqual([expect.stringContaining('routes[0].timeout: applies to requests forwarded to a pool')]);
+    expect(problems({ pool: 'a', retryOn: ['timeout'] })).toEqual([expect.stringContaining('must be one of connect-failure, reset, gateway-error, 5xx')]);
+    expect(problems({ pool: 'a', retries: 11 })).toEqual([expect.stringContaining('routes[0].retries')]);
+  });
+});
