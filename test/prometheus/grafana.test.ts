@@ -56,7 +56,7 @@ describe('the Grafana dashboard model', () => {
       expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
     }
     const titles = panels.map((p) => p.title).join(' | ');
-    for (const topic of ['Requests/s', '5xx ratio', 'percentiles', 'Backend state', 'ejections', 'Retries', 'Config version', 'Config reloads', 'Raft term', 'leader changes', 'commit lag']) {
+    for (const topic of ['Requests/s', 'by route', '5xx ratio', 'percentiles', 'Backend state', 'ejections', 'Retries', 'Config version', 'Config reloads', 'Raft term', 'leader changes', 'commit lag']) {
       expect(titles, topic).toContain(topic);
     }
   });
@@ -91,7 +91,7 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
         'listen: 127.0.0.1:0',
         'admin: { listen: 127.0.0.1:0, token: t }',
         'routes:',
-        '  - { match: { pathPrefix: /api }, pool: api }',
+        '  - { name: api, match: { pathPrefix: /api }, pool: api }',
         '  - { pool: web }',
         'pools:',
         '  web:',
@@ -224,5 +224,9 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
     const changes = dashboard.annotations.list.find((annotation) => annotation.name === 'Config changes')!;
     const annotated = await api<{ result: Array<{ metric: Record<string, string> }> }>(`/api/v1/query?query=${encodeURIComponent(substitute(changes.expr))}`);
     expect(annotated.result.map((row) => row.metric['source'])).toEqual(['api']);
+    // Routes show by name, else by their position in the file.
+    const byRoute = dashboard.panels.find((panel) => panel.title === 'Requests/s by route')!;
+    const routes = await api<{ result: Array<{ metric: Record<string, string> }> }>(`/api/v1/query?query=${encodeURIComponent(substitute(byRoute.targets![0]!.expr))}`);
+    expect(routes.result.map((row) => row.metric['route']).sort()).toEqual(['1', 'api']);
   }, 90_000);
 });
