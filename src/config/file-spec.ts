@@ -1,6 +1,6 @@
 // What balancer.yaml may contain, section by section: the one description the validator, the JSON Schema and write-back share.
 
-import { DEFAULTS, RETRY_CONDITIONS, STRATEGY_NAMES, type HeaderMatch, type LogLevelName, type RedirectStatus } from './schema.js';
+import { DEFAULTS, RETRY_CONDITIONS, STRATEGY_NAMES, UPSTREAM_PROTOCOLS, type HeaderMatch, type LogLevelName, type RedirectStatus, type UpstreamProtocol } from './schema.js';
 import { captureGroupCount, unsafeRegexReason } from './route-regex.js';
 import { normalizePath } from '../proxy/normalize-path.js';
 import { HEADER_VARIABLES, UNSETTABLE_HEADERS, unknownVariables } from '../proxy/header-rules.js';
@@ -314,6 +314,10 @@ const backendsSpec = list(backendSpec, {
 export const poolSpec = object(
   {
     strategy: withDefault(oneOf(STRATEGY_NAMES, 'How a backend is picked for each request.'), DEFAULTS.strategy),
+    protocol: withDefault(
+      oneOf(UPSTREAM_PROTOCOLS, 'How balancer talks to the backends: http1; h2, HTTP/2 over TLS (https backends); h2c, HTTP/2 without TLS by prior knowledge (http backends), as gRPC servers speak it.'),
+      'http1' as UpstreamProtocol,
+    ),
     backends: withDefault(backendsSpec, []),
     healthCheck: optional(healthCheckSpec),
     outlierDetection: optional(outlierDetectionSpec),
@@ -330,7 +334,16 @@ export const poolSpec = object(
     connections: optional(connectionsSpec),
     tls: optional(upstreamTlsSpec),
   },
-  { description: 'A named group of backends.' },
+  {
+    description: 'A named group of backends.',
+    check(value, path, ctx) {
+      value.backends.forEach((backend, index) => {
+        const https = backend.url.startsWith('https:');
+        if (value.protocol === 'h2c' && https) ctx.report([...path, 'backends', index, 'url'], 'protocol h2c is HTTP/2 without TLS: use an http:// URL, or protocol h2 for https backends');
+        if (value.protocol === 'h2' && !https) ctx.report([...path, 'backends', index, 'url'], 'protocol h2 is HTTP/2 over TLS: use an https:// URL, or protocol h2c for plain backends');
+      });
+    },
+  },
 );
 
 // ---------------------------------------------------------------- routes

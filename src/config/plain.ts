@@ -90,6 +90,7 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   setUnlessDefault(breaker, 'maxPendingPerBackend', pool.circuitBreaker.maxPendingPerBackend, DEFAULTS.circuitBreaker.maxPendingPerBackend);
   nonEmpty(out, 'circuitBreaker', breaker);
 
+  setUnlessDefault(out, 'protocol', pool.protocol, 'http1');
   const connections: PlainObject = {};
   setUnlessDefault(connections, 'max', pool.connections.max, DEFAULTS.connectionsMax);
   nonEmpty(out, 'connections', connections);

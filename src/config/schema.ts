@@ -157,9 +157,14 @@ export interface EwmaConfig {
   readonly initialMs: number;
 }
 
+export type UpstreamProtocol = 'http1' | 'h2' | 'h2c';
+export const UPSTREAM_PROTOCOLS: readonly UpstreamProtocol[] = ['http1', 'h2', 'h2c'];
+
 export interface PoolConfig {
   readonly name: string;
   readonly strategy: StrategyName;
+  /** http1, h2 (HTTP/2 over TLS by ALPN) or h2c (HTTP/2 over plain TCP, prior knowledge). */
+  readonly protocol: UpstreamProtocol;
   readonly backends: readonly BackendConfig[];
   readonly healthCheck: HealthCheckConfig | null;
   readonly outlierDetection: OutlierDetectionConfig;

@@ -287,6 +287,7 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
   return {
     name,
     strategy: shape.strategy,
+    protocol: shape.protocol,
     backends,
     healthCheck: shape.healthCheck === undefined ? null : buildHealthCheck(shape.healthCheck),
     outlierDetection: {

@@ -10,6 +10,7 @@ import type { ErrorCode } from '../errors.js';
 import type { UpstreamErrorReason } from '../metrics/types.js';
 import { endConnection } from '../connection-close.js';
 import { mayCloseConnection } from './http2-requests.js';
+import { grpcStatusForHttp, isGrpcRequest, writeGrpcError } from './grpc.js';
 import { noteRawAnswer } from './access-log.js';
 import { requestIdOf } from './request-id.js';
 
@@ -274,6 +275,11 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
   if (requestId !== null) headers['x-request-id'] = requestId;
   if (reply.retryAfterSeconds !== undefined) headers['retry-after'] = String(reply.retryAfterSeconds);
   if (close && mayCloseConnection(res)) headers['connection'] = 'close';
+  if (res.req !== undefined && isGrpcRequest(res.req)) {
+    // A gRPC client cannot read a JSON body: the same failure as a gRPC status.
+    writeGrpcError(res, grpcStatusForHttp(reply.status), `${reply.code}: ${reply.message}`);
+    return;
+  }
   res.writeHead(reply.status, headers);
   res.end(body);
 }

@@ -34,6 +34,7 @@ import { applyToRequest, applyToResponse, headerVariables, removeField, type Com
 import { requestIdOf } from './request-id.js';
 import type { CompiledRoute, RoutePolicy } from './router.js';
 import { http2HasBody, isHttp2 } from './http2-requests.js';
+import { GrpcStatus, endGrpcWithStatus, grpcTimeoutMs, isGrpcRequest, writeGrpcError } from './grpc.js';
 
 export interface ForwarderOptions {
   readonly logger: Logger;
@@ -116,6 +117,11 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   private readonly policy: RoutePolicy | null;
   private deadline: NodeJS.Timeout | null = null;
   private timedOut = false;
+  /** A gRPC call: errors are answered with grpc-status, retried only before a backend saw the request. */
+  private readonly grpc: boolean;
+  /** grpc-timeout: the whole call's deadline, retries included; null: none. */
+  private readonly deadlineMs: number | null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
 
   constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: {
       hasBody: boolean;
@@ -125,6 +131,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       routeLabel: string;
       policy: RoutePolicy | null;
       responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
+      grpc: boolean;
+      deadlineMs: number | null;
     },
   ) {
     this.shared = shared;
@@ -138,6 +146,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.responseRules = limits.responseRules;
     this.routeLabel = limits.routeLabel;
     this.policy = limits.policy;
+    this.grpc = limits.grpc;
+    this.deadlineMs = limits.deadlineMs;
   }
 
   start(): void {
@@ -145,7 +155,25 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.res.on('close', () => this.onClientClose());
     const timeoutMs = this.policy?.timeoutMs ?? null;
     if (timeoutMs !== null) this.deadline = setTimeout(() => this.onRouteTimeout(timeoutMs), timeoutMs);
+    if (this.deadlineMs !== null) this.deadlineTimer = setTimeout(() => this.deadlineExpired(), this.deadlineMs);
     this.attempt(null);
+  }
+
+  /** The call's grpc-timeout ran out: whatever is under way stops, and the client hears DEADLINE_EXCEEDED. */
+  private deadlineExpired(): void {
+    this.deadlineTimer = null;
+    if (this.res.writableEnded || this.clientGone) return;
+    this.stopWaiting();
+    const current = this.current;
+    if (current !== null) {
+      this.finishAttempt('aborted');
+      current.attempt.abandon();
+      current.backend.metrics.requestFinished(statusClass(504), (performance.now() - current.attempt.startedAt) / 1000, this.routeLabel);
+    }
+    this.finalCode = 'UPSTREAM_RESPONSE_TIMEOUT';
+    const message = `deadline exceeded: grpc-timeout of ${this.deadlineMs} ms`;
+    if (this.res.headersSent) endGrpcWithStatus(this.res, GrpcStatus.DEADLINE_EXCEEDED, message);
+    else writeGrpcError(this.res, GrpcStatus.DEADLINE_EXCEEDED, message);
   }
 
   /** `lastFailure` is the failure being retried: when no backend is left to retry on, the client gets it. */
@@ -334,7 +362,9 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       // Part of the response is out: the only honest signal left is to cut the client connection.
       if (kind.gatewayFailure) this.shared.logger.warn('backend failed mid-response', { pool: this.entry.pool.name, backend: backend.id, err: error });
       this.finalCode = kind.code;
-      this.res.destroy();
+      // A gRPC client reads a status from trailers; a reset stream would tell it only INTERNAL.
+      if (this.grpc) endGrpcWithStatus(this.res, GrpcStatus.UNAVAILABLE, `backend ${backend.id} failed mid-response: ${kind.reason}`);
+      else this.res.destroy();
       return;
     }
     if (this.mayRetry(kind)) {
@@ -368,7 +398,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     if (this.retries >= (this.policy?.retries ?? pool.config.retries)) return false;
     if (!answered && !this.retryCovers(kind)) return false;
     const method = this.req.method ?? 'GET';
-    const safe = kind.beforeRequestSent ? !this.bodyConsumed : IDEMPOTENT.has(method) && !this.hasBody;
+    // gRPC methods are not known to be idempotent: only a call no backend saw is sent again.
+    const safe = kind.beforeRequestSent ? !this.bodyConsumed : !this.grpc && IDEMPOTENT.has(method) && !this.hasBody;
     if (!safe) return false;
     if (pool.tryStartRetry()) return true;
     this.entry.metrics.retryRefused();
@@ -392,6 +423,10 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     if (this.deadline !== null) {
       clearTimeout(this.deadline);
       this.deadline = null;
+    }
+    if (this.deadlineTimer !== null) {
+      clearTimeout(this.deadlineTimer);
+      this.deadlineTimer = null;
     }
     if (!this.res.writableFinished) {
       this.clientGone = true;
@@ -451,8 +486,14 @@ export class Forwarder {
       routeLabel: route?.label ?? '',
       policy: route?.policy ?? null,
       responseRules: responseRules === null || vars === null ? null : { rules: responseRules, vars },
+      grpc: isGrpcRequest(req),
+      deadlineMs: isGrpcRequest(req) ? grpcTimeoutMs(req.headers['grpc-timeout']) : null,
     };
+    const te = req.headers['te'];
+    const grpcTrailers = options.grpc && typeof te === 'string' && te.trim().toLowerCase() === 'trailers';
     prepareRequestHeaders(req.headers, facts, false);
+    // gRPC servers require TE: trailers end to end; the proxy reads trailers too, so it is sent on (as Envoy does).
+    if (grpcTrailers) req.headers.te = 'trailers';
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
     if (req.headers['expect'] !== undefined) delete req.headers['expect'];
     if (route !== null) rewriteRequest(req, route, vars);

@@ -174,9 +174,26 @@ function fieldsNamedBy(connection: string, named: string[] | null): string[] | n
   return named;
 }
 
-/** Trailer fields as [name, value] pairs for `res.addTrailers`, in the backend's order and case. */
-export function trailerList(rawTrailers: readonly (Buffer | string)[]): Array<[string, string]> {
+/**
+ * Trailer fields as [name, value] pairs for `res.addTrailers`, in the backend's order and case: a flat raw list over
+ * HTTP/1.1, the trailers object of an HTTP/2 stream otherwise (undici hands that over as it is).
+ */
+export function trailerList(rawTrailers: readonly (Buffer | string)[] | Readonly<Record<string, string | string[] | undefined>>): Array<[string, string]> {
   const list: Array<[string, string]> = [];
+  if (!Array.isArray(rawTrailers)) {
+    for (const [name, value] of Object.entries(rawTrailers)) {
+      if (value === undefined || name.startsWith(':')) continue;
+      for (const one of Array.isArray(value) ? value : [value]) list.push([name, one]);
+    }
+    return list;
+  }
   for (let i = 0; i + 1 < rawTrailers.length; i += 2) list.push([text(rawTrailers[i]!), text(rawTrailers[i + 1]!)]);
   return list;
+}
+
+/** Trailer pairs as one object, a repeated field's values joined with ", " (RFC 9110 section 5.3). */
+export function trailerObject(list: readonly (readonly [string, string])[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of list) out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+  return out;
 }

@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { TimeoutsConfig } from '../config/schema.js';
 import { ClientStalled, ConnectionWaitExpired } from './error-status.js';
-import { responseHeaderList, trailerList } from './headers.js';
+import { responseHeaderList, trailerList, trailerObject } from './headers.js';
 import { RequestBody, type BodyEvents } from './request-body.js';
 import { isHttp2 } from './http2-requests.js';
 import type { Upstream } from './upstream.js';
@@ -157,8 +157,13 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
   onResponseEnd(controller: Dispatcher.DispatchController): void {
     if (this.ended) return;
     const res = this.owner.res;
-    const trailers = controller.rawTrailers as Buffer[] | null | undefined;
-    if (trailers !== null && trailers !== undefined && trailers.length > 0) res.addTrailers(trailerList(trailers));
+    // A flat list from an HTTP/1.1 backend, an object from an HTTP/2 one.
+    const trailers = controller.rawTrailers as Buffer[] | Record<string, string | string[]> | null | undefined;
+    if (trailers !== null && trailers !== undefined) {
+      const list = trailerList(trailers);
+      // HTTP/2's compatibility API takes trailers only as an object (a repeated field is joined, as its headers are).
+      if (list.length > 0) res.addTrailers(isHttp2(this.owner.req) ? trailerObject(list) : list);
+    }
     this.bodyWritten = true;
     res.end();
     this.end(undefined);

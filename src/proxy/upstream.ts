@@ -54,7 +54,15 @@ function targetOf(url: URL): ProxyTarget {
  * (RFC 6066) and its certificate is checked against the IP.
  */
 function connectorFor(target: ProxyTarget, pool: PoolConfig, ca: string | null): buildConnector.connector {
-  const connect = buildConnector({ ...tlsOptions(ca), timeout: pool.timeouts.connectMs, keepAlive: true, keepAliveInitialDelay: 60_000 } as buildConnector.BuildOptions);
+  const connect = buildConnector({
+    ...tlsOptions(ca),
+    timeout: pool.timeouts.connectMs,
+    keepAlive: true,
+    keepAliveInitialDelay: 60_000,
+    // h2: ALPN offers h2 (and http/1.1, which a backend without HTTP/2 picks); h2c: HTTP/2 from the first byte.
+    allowH2: pool.protocol !== 'http1',
+    ...(pool.protocol === 'h2c' ? { useH2c: true } : {}),
+  } as buildConnector.BuildOptions);
   if (target.protocol !== 'https:') return connect;
   const sni = sniFor(target, pool);
   return (options, callback) => connect({ ...options, servername: sni } as typeof options, callback);
@@ -74,6 +82,7 @@ function poolFor(url: URL, connect: buildConnector.connector, pool: PoolConfig):
   return new Pool(url.origin, {
     connect,
     connections: pool.connections.max === 0 ? null : pool.connections.max,
+    allowH2: pool.protocol !== 'http1',
     // Closes pooled connections idle longer than this, before a backend's own keep-alive timeout races us; a shorter
     // Keep-Alive: timeout= hint from the backend wins.
     keepAliveTimeout: DEFAULTS.upstream.freeSocketTimeoutMs,
@@ -94,7 +103,7 @@ export class UpstreamRegistry {
     const result = new Map<string, Upstream>();
     for (const backend of pool.backends) {
       const url = new URL(backend.url);
-      const key = `${url.origin}|${pool.tls.ca ?? ''}|${pool.tls.serverName ?? ''}|${pool.timeouts.connectMs}|${pool.connections.max}`;
+      const key = `${url.origin}|${pool.protocol}|${pool.tls.ca ?? ''}|${pool.tls.serverName ?? ''}|${pool.timeouts.connectMs}|${pool.connections.max}`;
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
         const target = targetOf(url);

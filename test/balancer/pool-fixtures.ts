@@ -46,6 +46,7 @@ export function poolConfig(overrides: Partial<PoolConfig> = {}): PoolConfig {
     ewma: DEFAULTS.ewma,
     circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
     connections: { max: 0 },
+    protocol: 'http1',
     tls: { ca: null, serverName: null },
     ...overrides,
   };

@@ -112,3 +112,18 @@ describe('listener tls', () => {
     expect(problemLines(text)).toEqual([expected]);
   });
 });
+
+describe('pool protocol', () => {
+  test('http1 by default; h2 for https backends, h2c for http ones', () => {
+    expect(valid('pools:\n  web:\n    backends: [{ url: "http://10.0.0.1:80" }]\n').pools['web']!.protocol).toBe('http1');
+    expect(valid('pools:\n  grpc:\n    protocol: h2c\n    backends: [{ url: "http://10.0.0.1:50051" }]\n').pools['grpc']!.protocol).toBe('h2c');
+    expect(valid('pools:\n  grpc:\n    protocol: h2\n    backends: [{ url: "https://10.0.0.1:443" }]\n').pools['grpc']!.protocol).toBe('h2');
+  });
+
+  test.each([
+    ['h2c to an https backend', 'pools:\n  grpc:\n    protocol: h2c\n    backends: [{ url: "https://10.0.0.1" }]\n', 'balancer.yaml:4:23: pools.grpc.backends[0].url: protocol h2c is HTTP/2 without TLS: use an http:// URL, or protocol h2 for https backends'],
+    ['h2 to an http backend', 'pools:\n  grpc:\n    protocol: h2\n    backends: [{ url: "http://10.0.0.1" }]\n', 'balancer.yaml:4:23: pools.grpc.backends[0].url: protocol h2 is HTTP/2 over TLS: use an https:// URL, or protocol h2c for plain backends'],
+  ])('%s', (_name, text, expected) => {
+    expect(problemLines(text)).toEqual([expected]);
+  });
+});

@@ -1,0 +1,193 @@
+// gRPC through balancer with @grpc/grpc-js as client and servers: h2c backends (pools.NAME.protocol), unary and server-streaming calls, load spread, a backend killed mid-stream, deadlines, and gRPC-style errors.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { perTestResources, type TestGateway } from '../helpers/gateway.js';
+
+const resources = perTestResources();
+
+interface Message {
+  readonly from?: string;
+  readonly text?: string;
+  readonly n?: number;
+  readonly delayMs?: number;
+}
+
+const serialize = (value: Message): Buffer => Buffer.from(JSON.stringify(value));
+const deserialize = (bytes: Buffer): Message => JSON.parse(bytes.toString('utf8')) as Message;
+const method = (name: string, responseStream: boolean) => ({
+  path: `/test.Echo/${name}`,
+  requestStream: false,
+  responseStream,
+  requestSerialize: serialize,
+  requestDeserialize: deserialize,
+  responseSerialize: serialize,
+  responseDeserialize: deserialize,
+});
+const echoService = { say: method('Say', false), count: method('Count', true) } as const;
+const EchoClient = grpc.makeGenericClientConstructor(echoService as unknown as grpc.ServiceDefinition, 'Echo');
+
+interface EchoServer {
+  readonly name: string;
+  readonly port: number;
+  /** Calls that reached this server. */
+  readonly calls: number;
+  kill(): void;
+}
+
+const servers: grpc.Server[] = [];
+afterEach(() => {
+  while (servers.length > 0) servers.pop()!.forceShutdown();
+});
+
+/** A real gRPC server (h2c) answering Say with its name, and Count with n messages, delayMs apart, then a trailer. */
+async function startEchoServer(name: string): Promise<EchoServer> {
+  const server = new grpc.Server();
+  servers.push(server);
+  const echo = { calls: 0 };
+  server.addService(echoService as unknown as grpc.ServiceDefinition, {
+    say: (call: grpc.ServerUnaryCall<Message, Message>, callback: grpc.sendUnaryData<Message>) => {
+      echo.calls += 1;
+      const delay = call.request.delayMs ?? 0;
+      setTimeout(() => callback(null, { from: name, text: call.request.text ?? '' }), delay);
+    },
+    count: (call: grpc.ServerWritableStream<Message, Message>) => {
+      echo.calls += 1;
+      const n = call.request.n ?? 0;
+      let sent = 0;
+      const next = (): void => {
+        if (call.cancelled) return;
+        if (sent === n) {
+          const trailer = new grpc.Metadata();
+          trailer.set('x-counted', String(n));
+          call.end(trailer);
+          return;
+        }
+        sent += 1;
+        call.write({ from: name, n: sent });
+        setTimeout(next, call.request.delayMs ?? 0);
+      };
+      next();
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error))),
+  );
+  return {
+    name,
+    port,
+    get calls() {
+      return echo.calls;
+    },
+    kill: () => server.forceShutdown(),
+  };
+}
+
+function gatewayYaml(backends: readonly { port: number; id: string }[], extra = ''): string {
+  const list = backends.map((backend) => `      - { url: http://127.0.0.1:${backend.port}, id: ${backend.id} }`).join('\n');
+  return `listeners:\n  - { name: grpc, listen: "127.0.0.1:0", h2c: true }\npools:\n  grpc:\n    protocol: h2c\n    strategy: round-robin\n${extra}    backends:\n${list}\n`;
+}
+
+function client(gw: TestGateway): grpc.Client & Record<string, (...args: unknown[]) => unknown> {
+  const port = gw.app.listenerAddresses.get('grpc')!.port;
+  return new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+}
+
+function say(c: ReturnType<typeof client>, request: Message, deadlineMs = 10_000): Promise<{ reply?: Message; error?: grpc.ServiceError }> {
+  return new Promise((resolve) => {
+    c['say']!(request, { deadline: Date.now() + deadlineMs }, (error: grpc.ServiceError | null, reply: Message) => resolve(error === null ? { reply } : { error }));
+  });
+}
+
+function count(c: ReturnType<typeof client>, request: Message, onMessage: (message: Message) => void = () => undefined): Promise<{ messages: Message[]; status: grpc.StatusObject }> {
+  return new Promise((resolve) => {
+    const messages: Message[] = [];
+    const call = c['count']!(request, { deadline: Date.now() + 20_000 }) as grpc.ClientReadableStream<Message>;
+    call.on('data', (message: Message) => {
+      messages.push(message);
+      onMessage(message);
+    });
+    call.on('error', () => undefined);
+    call.on('status', (status: grpc.StatusObject) => resolve({ messages, status }));
+  });
+}
+
+describe('gRPC through balancer to h2c backends', () => {
+  it('unary calls spread over both backends; a server stream arrives whole with its trailers', async () => {
+    const a = await startEchoServer('a');
+    const b = await startEchoServer('b');
+    const gw = await resources.gateway(gatewayYaml([{ port: a.port, id: 'a' }, { port: b.port, id: 'b' }]));
+    const c = client(gw);
+    try {
+      const replies = [];
+      for (let i = 0; i < 10; i++) replies.push(await say(c, { text: `hello ${i}` }));
+      expect(replies.map((answer) => answer.error?.message ?? "ok")).toEqual(replies.map(() => "ok"));
+      expect(new Set(replies.map((answer) => answer.reply!.from))).toEqual(new Set(['a', 'b']));
+      expect(replies.map((answer) => answer.reply!.text)).toEqual(Array.from({ length: 10 }, (_, i) => `hello ${i}`));
+      expect(a.calls).toBe(5);
+      expect(b.calls).toBe(5);
+
+      const streamed = await count(c, { n: 20 });
+      expect(streamed.status.code).toBe(grpc.status.OK);
+      expect(streamed.messages.map((message) => message.n)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect(streamed.status.metadata.get('x-counted')).toEqual(['20']);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('a backend killed mid-stream gives the client UNAVAILABLE, never a hang', async () => {
+    const a = await startEchoServer('a');
+    const gw = await resources.gateway(gatewayYaml([{ port: a.port, id: 'a' }]));
+    const c = client(gw);
+    try {
+      const result = await count(c, { n: 1_000, delayMs: 20 }, (message) => {
+        if (message.n === 3) a.kill();
+      });
+      expect(result.messages.length).toBeGreaterThanOrEqual(3);
+      expect(result.messages.length).toBeLessThan(1_000);
+      expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('no backend reachable: UNAVAILABLE from balancer; a call over its grpc-timeout: DEADLINE_EXCEEDED from balancer', async () => {
+    const a = await startEchoServer('a');
+    const port = a.port;
+    a.kill();
+    servers.pop();
+    const gw = await resources.gateway(gatewayYaml([{ port, id: 'gone' }], '    retries: 0\n'));
+    const c = client(gw);
+    try {
+      const refused = await say(c, { text: 'anyone?' });
+      expect(refused.error?.code).toBe(grpc.status.UNAVAILABLE);
+      expect(refused.error?.details).toMatch(/gone|backend/);
+    } finally {
+      c.close();
+    }
+
+    // The deadline is balancer's, not the client's: a bare HTTP/2 client that keeps no timer of its own.
+    const slow = await startEchoServer('slow');
+    const gw2 = await resources.gateway(gatewayYaml([{ port: slow.port, id: 'slow' }]));
+    const session = http2.connect(`http://127.0.0.1:${gw2.app.listenerAddresses.get('grpc')!.port}`);
+    try {
+      const body = serialize({ text: 'slow', delayMs: 3_000 });
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body]);
+      const fields = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Say', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' });
+        let seen: Record<string, unknown> = {};
+        stream.on('response', (headers) => (seen = { ...seen, ...headers }));
+        stream.on('trailers', (trailers) => (seen = { ...seen, ...trailers }));
+        stream.on('close', () => resolve(seen));
+        stream.on('error', reject);
+        stream.end(frame);
+      });
+      expect(fields[':status']).toBe(200);
+      expect(fields['grpc-status']).toBe(String(grpc.status.DEADLINE_EXCEEDED));
+    } finally {
+      session.close();
+    }
+  });
+});
