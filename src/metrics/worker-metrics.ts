@@ -191,6 +191,32 @@ export function mergeWorkerMetrics(
   });
 }
 
+/**
+ * Keeps merged counters and histograms from ever showing a smaller value than the last scrape did. Summing the
+ * same numbers in another order (a worker's counts move from the live list to the retired one when it dies) can
+ * come out a last bit lower (0.025648734999820590 -> ...587), and Prometheus reads any decrease as a reset:
+ * rate() would count the whole value again. Only series of this scrape are remembered, so memory follows them.
+ */
+export class MonotonicClamp {
+  private last = new Map<string, number>();
+
+  apply(families: readonly MetricFamilySnapshot[]): MetricFamilySnapshot[] {
+    const seen = new Map<string, number>();
+    const clamped = families.map((family) => {
+      if (!isMonotonic(family)) return family;
+      const values = (family.values as Sample[]).map((sample) => {
+        const key = `${family.name}${sampleKey(sample)}`;
+        const value = Math.max(sample.value, this.last.get(key) ?? -Infinity);
+        seen.set(key, value);
+        return value === sample.value ? sample : { ...sample, value };
+      });
+      return { ...family, values } as MetricFamilySnapshot;
+    });
+    this.last = seen;
+    return clamped;
+  }
+}
+
 /** The text exposition of merged families, rendered by prom-client as for one process. */
 export async function renderMerged(families: readonly MetricFamilySnapshot[]): Promise<string> {
   const registry = new Registry();

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
 import type { PrometheusMetrics } from '../metrics/metrics.js';
-import { RetiredWorkerCounts, mergeWorkerMetrics, renderMerged, type MetricFamilySnapshot } from '../metrics/worker-metrics.js';
+import { MonotonicClamp, RetiredWorkerCounts, mergeWorkerMetrics, renderMerged, type MetricFamilySnapshot } from '../metrics/worker-metrics.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import type { FromWorker, LiveListenerSettings, OutcomeRuns, PoolHealthView, ToWorker, WorkerSettings } from './protocol.js';
 
@@ -52,6 +52,7 @@ export class WorkerSupervisor {
   private readonly pendingMetrics = new Map<number, { readonly workerId: number; readonly settle: (metrics: MetricFamilySnapshot[] | null) => void }>();
   /** Counts of workers that died, so summed counters never go down when a worker is replaced. */
   private readonly retired = new RetiredWorkerCounts();
+  private readonly monotonic = new MonotonicClamp();
   private readonly unsubscribe: Array<() => void> = [];
   private bound: ReadonlyMap<string, AddressInfo> = new Map();
   /** The file's at start, with live edits since: what a worker started now gets. */
@@ -242,7 +243,7 @@ export class WorkerSupervisor {
     const own = (await this.options.metrics.registry.getMetricsAsJSON()) as MetricFamilySnapshot[];
     this.retired.prune(own);
     const live = [...this.workers.values()].flatMap((state) => (state.metrics === null ? [] : [state.metrics]));
-    return renderMerged(mergeWorkerMetrics(own, live, this.retired.snapshot()));
+    return renderMerged(this.monotonic.apply(mergeWorkerMetrics(own, live, this.retired.snapshot())));
   }
 
   /** Asks every live worker for its metrics and keeps each answer as that worker's latest snapshot. */

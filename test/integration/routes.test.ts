@@ -412,13 +412,15 @@ pools:
     }
     const gw = await gateway(`routes:
   - match: { pathPrefix: /slow }
-    timeout: 1s
-    retries: 5
+    timeout: 2s
+    retries: 10
     retryOn: [5xx]
     pool: web
 pools:
   web:
     strategy: round-robin
+    # Eleven attempts of at least 300 ms each outlast the route's 2 s, so the route's timeout ends the exchange, and a
+    # loaded machine still fits a retry in before it.
     timeouts: { response: 300ms }
     retryBudget: { minConcurrent: 10 }
     outlierDetection: { enabled: false }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import {
   GAUGE_AGGREGATION,
+  MonotonicClamp,
   RetiredWorkerCounts,
   mergeWorkerMetrics,
   renderMerged,
@@ -113,5 +114,23 @@ describe('mergeWorkerMetrics', () => {
     expect(text).toContain('# TYPE balancer_requests_total counter');
     expect(text).toContain('balancer_requests_total{pool="web",backend="a",code="2xx"} 100');
     expect(text).toContain('process_max_fds 1024');
+  });
+});
+
+describe('MonotonicClamp', () => {
+  it('never shows a counter lower than the last scrape did, though another summing order rounds it down', () => {
+    const parts = [0.1, 0.2, 0.3];
+    // The same three numbers summed in two orders differ in the last bit: what a worker's death does to the order.
+    const before = parts[0]! + parts[1]! + parts[2]!;
+    const after = parts[2]! + parts[1]! + parts[0]!;
+    expect(after).toBeLessThan(before);
+    const clamp = new MonotonicClamp();
+    const first = clamp.apply([family('gc_seconds', 'counter', [{ labels: {}, value: before }]), family('up', 'gauge', [{ labels: {}, value: 5 }])]);
+    expect(valueOf(first, 'gc_seconds')).toBe(before);
+    const second = clamp.apply([family('gc_seconds', 'counter', [{ labels: {}, value: after }]), family('up', 'gauge', [{ labels: {}, value: 2 }])]);
+    expect(valueOf(second, 'gc_seconds')).toBe(before);
+    // Gauges go down freely; a counter that grows shows its new value.
+    expect(valueOf(second, 'up')).toBe(2);
+    expect(valueOf(clamp.apply([family('gc_seconds', 'counter', [{ labels: {}, value: 0.7 }])]), 'gc_seconds')).toBe(0.7);
   });
 });
