@@ -219,12 +219,15 @@ export class TestCluster {
     return [...this.nodes.values()].filter((node) => node.store.cluster().role !== 'leader');
   }
 
+  /** The leader every node agreed on when the check passed (leadership may have moved again by the time it returns). */
   async waitForLeader(timeoutMs = 5000): Promise<TestNode> {
+    let agreed: TestNode | undefined;
     await this.until(() => {
       const leader = this.leader();
-      return leader !== undefined && [...this.nodes.values()].every((n) => n.store.cluster().leader === leader.id);
+      agreed = leader !== undefined && [...this.nodes.values()].every((n) => n.store.cluster().leader === leader.id) ? leader : undefined;
+      return agreed !== undefined;
     }, timeoutMs, 'a leader known to every node');
-    return this.leader()!;
+    return agreed!;
   }
 
   /** Every running node serves `version` in its data plane. */
