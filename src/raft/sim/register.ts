@@ -1,7 +1,24 @@
-// The simulator's replicated state machine: one compare-and-set register with request-id dedupe.
+// The simulators' register: the replicated state machine (compare-and-set with request-id dedupe) and the client operations drawn against it.
 
+import { randomInt, type Random } from '../../clock.js';
 import { RequestDedupe, type DedupeSnapshot } from '../core/dedupe.js';
 import type { Entry } from '../core/types.js';
+import type { RegisterOp } from './linearizability.js';
+
+/**
+ * A random client operation: a read with probability `readShare`, else a write or (40%) a compare-and-set whose
+ * expected value is one written so far (or, 30% of the time, the empty register). `values` counts the values
+ * written so far and is advanced for each new one, so every value is unique. Draws from `rng` in a fixed order:
+ * a seed replays exactly.
+ */
+export function drawRegisterOp(rng: Random, readShare: number, values: { count: number }): RegisterOp {
+  const roll = rng.next();
+  if (roll < readShare) return { kind: 'read' };
+  if (roll < 0.6) return { kind: 'write', value: `v${++values.count}` };
+  const last = values.count === 0 ? null : `v${randomInt(rng, values.count) + 1}`;
+  const expect = rng.next() < 0.3 ? null : last;
+  return { kind: 'cas', expect, value: `v${++values.count}` };
+}
 
 export type RegisterCommand =
   | { readonly op: 'cas'; readonly expect: string | null; readonly value: string }

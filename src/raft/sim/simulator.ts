@@ -6,6 +6,7 @@ import { MemoryStorage } from '../core/storage.js';
 import type { ConfChange, Entry, Message, NodeId } from '../core/types.js';
 import { checkLinearizable, type HistoryOp, type RegisterOp } from './linearizability.js';
 import { SimNode, type AppliedRecord, type SimNodeOptions } from './node.js';
+import { drawRegisterOp } from './register.js';
 
 export interface SimOptions {
   readonly nodes?: number;
@@ -126,7 +127,8 @@ export class Simulator {
   private readonly pending = new Map<number, ClientOp>();
   private readonly history: HistoryOp[] = [];
   private nextRequest = 0;
-  private valueCounter = 0;
+  /** Values written so far; drawRegisterOp numbers each new one. */
+  private readonly values = { count: 0 };
   private acknowledged = 0;
   private timedOut = 0;
   private reads = 0;
@@ -430,14 +432,7 @@ export class Simulator {
   private startOp(client: number): void {
     const alive = this.up();
     if (alive.length === 0) return;
-    const kindRoll = this.rng.next();
-    let op: RegisterOp;
-    if (kindRoll < 0.35) op = { kind: 'read' };
-    else if (kindRoll < 0.6) op = { kind: 'write', value: `v${++this.valueCounter}` };
-    else {
-      const last = this.valueCounter === 0 ? null : `v${randomInt(this.rng, this.valueCounter) + 1}`;
-      op = { kind: 'cas', expect: this.chance(0.3) ? null : last, value: `v${++this.valueCounter}` };
-    }
+    const op = drawRegisterOp(this.rng, 0.35, this.values);
     const pending: ClientOp = {
       client,
       op,

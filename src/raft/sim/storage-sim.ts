@@ -30,7 +30,7 @@ import { DiskStorage, type DiskStorageOptions, type RaftStorage } from '../runti
 import type { PeerStats, PeerTransportOptions, RaftTransport } from '../runtime/transport.js';
 import { FaultFs, SimulatedCrash, type CrashLoss, type FsOperation } from './fault-fs.js';
 import { checkLinearizable, type HistoryOp, type RegisterOp } from './linearizability.js';
-import { RegisterMachine } from './register.js';
+import { RegisterMachine, drawRegisterOp } from './register.js';
 
 export type StorageBug = 'skip-wal-fsync' | 'late-hard-state';
 
@@ -164,7 +164,8 @@ export class StorageSimulator {
   private readonly history: HistoryOp[] = [];
   private readonly acknowledgedIds = new Set<string>();
   private nextRequest = 0;
-  private valueCounter = 0;
+  /** Values written so far; drawRegisterOp numbers each new one. */
+  private readonly values = { count: 0 };
 
   // counters
   private readonly crashes = { before: 0, after: 0, between: 0 };
@@ -579,14 +580,7 @@ export class StorageSimulator {
   private startOp(client: number): void {
     const up = this.up();
     if (up.length === 0) return;
-    const roll = this.rng.next();
-    let op: RegisterOp;
-    if (roll < 0.3) op = { kind: 'read' };
-    else if (roll < 0.6) op = { kind: 'write', value: `v${++this.valueCounter}` };
-    else {
-      const last = this.valueCounter === 0 ? null : `v${randomInt(this.rng, this.valueCounter) + 1}`;
-      op = { kind: 'cas', expect: this.chance(0.3) ? null : last, value: `v${++this.valueCounter}` };
-    }
+    const op = drawRegisterOp(this.rng, 0.3, this.values);
     const target = this.pick(up);
     const pending: ClientOp = {
       client,
