@@ -68,7 +68,7 @@ const PLAN = flags.quick
     };
 
 const PHASE_TARGETS = {
-  http: ['direct', 'balancer', 'balancer-auto', 'naive', 'haproxy', 'nginx'],
+  http: ['direct', 'balancer', 'balancer-auto', 'naive', 'reply-from', 'haproxy', 'nginx'],
   post: ['balancer', 'naive', 'haproxy'],
   websocket: ['balancer', 'naive', 'haproxy'],
   fixedRate: ['balancer', 'naive', 'haproxy'],

@@ -19,6 +19,7 @@ export const TARGETS = [
   { id: 'balancer', label: 'balancer (workers: 0)', kind: 'balancer', workers: 0 },
   { id: 'balancer-auto', label: 'balancer (workers: auto)', kind: 'balancer', workers: 'auto' },
   { id: 'naive', label: 'naive node-http-proxy', kind: 'naive' },
+  { id: 'reply-from', label: 'fastify + @fastify/reply-from', kind: 'reply-from' },
   { id: 'haproxy', label: 'HAProxy (nbthread 1)', kind: 'haproxy' },
   { id: 'nginx', label: 'nginx (worker_processes 1)', kind: 'nginx' },
 ];
@@ -158,6 +159,12 @@ function nginxConf({ port, backends, workDir }) {
   ].join('\n');
 }
 
+/** The peer proxies live in bench/peers with their own lockfile, so the project's own install never carries them. */
+function ensurePeers() {
+  if (existsSync(join(REPO, 'bench/peers/node_modules/@fastify/reply-from'))) return;
+  execFileSync('npm', ['ci', '--prefix', join(REPO, 'bench/peers'), '--no-audit', '--no-fund'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 });
+}
+
 export function balancerBuilt() {
   return existsSync(join(REPO, 'dist/cli/main.js'));
 }
@@ -183,6 +190,9 @@ export async function startTarget(target, backends, workDir, { wrapper = [], rea
     [command, args, options] = [process.execPath, [...BALANCER_NODE_FLAGS, join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
   } else if (target.kind === 'naive') {
     [command, args, options] = [process.execPath, [join(REPO, 'bench/naive-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
+  } else if (target.kind === 'reply-from') {
+    ensurePeers();
+    [command, args, options] = [process.execPath, [join(REPO, 'bench/peers/reply-from-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
   } else if (target.kind === 'haproxy') {
     configFile = join(workDir, 'haproxy.cfg');
     writeFileSync(configFile, haproxyCfg({ port, backends }));
