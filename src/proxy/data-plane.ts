@@ -1,5 +1,6 @@
 // Owns the live routing table: builds pool runtimes from each applied config and swaps them in atomically.
 
+import { isDeepStrictEqual } from 'node:util';
 import type { ReplicatedConfig } from '../config/schema.js';
 import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -84,11 +85,20 @@ export class DataPlane {
     this.waitingReason = reason;
   }
 
-  /** Builds the new table next to the old one, then swaps; the old pools stop their health checks. */
+  /**
+   * Builds the new table next to the old one, then swaps; the old pools stop their health checks. A pool whose
+   * config did not change is carried over as it is (its health checks keep their schedule): a change to one pool
+   * of a large config costs that pool's rebuild, not every pool's.
+   */
   apply(version: number, config: ReplicatedConfig): void {
     const previous = this.current;
     const pools = new Map<string, DataPlanePool>();
     for (const [name, poolConfig] of Object.entries(config.pools)) {
+      const unchanged = previous.pools.get(name);
+      if (unchanged !== undefined && isDeepStrictEqual(unchanged.pool.config, poolConfig)) {
+        pools.set(name, unchanged);
+        continue;
+      }
       const runtime = PoolRuntime.create(poolConfig, previous.pools.get(name)?.pool, this.deps);
       pools.set(name, { pool: runtime, upstreams: this.upstreams.forPool(poolConfig, runtime.ca), metrics: this.deps.metrics.pool(name) });
     }
@@ -102,7 +112,7 @@ export class DataPlane {
     };
     this.applied = true;
     for (const entry of pools.values()) entry.pool.start();
-    for (const entry of previous.pools.values()) entry.pool.stop();
+    for (const [name, entry] of previous.pools) if (pools.get(name) !== entry) entry.pool.stop();
     this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
     this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));
     this.deps.metrics.setConfigVersion(version);
