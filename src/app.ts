@@ -126,6 +126,7 @@ export class App {
     metrics.countConfigChanges(() => ({ version: dataPlane.table.version, changes: store.history() }));
     let frontend: Frontend;
     let renderMetrics = metrics.render;
+    let renderRequestFamilies = metrics.renderRequestFamilies;
     if (config.workers > 0) {
       const supervisor = new WorkerSupervisor({
         count: config.workers,
@@ -144,6 +145,7 @@ export class App {
       });
       dataPlane.setRemoteInflight((pool, backend) => supervisor.inflight(pool, backend));
       renderMetrics = () => supervisor.renderMetrics();
+      renderRequestFamilies = renderMetrics;
       frontend = supervisor;
     } else {
       const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies) });
@@ -153,7 +155,7 @@ export class App {
     const token = config.admin.token ?? options.envToken ?? null;
     const adminServer = createAdminServer({
       control: store,
-      metrics: { render: renderMetrics, contentType: metrics.contentType },
+      metrics: { render: renderMetrics, contentType: metrics.contentType, requestFamilies: renderRequestFamilies },
       token,
       logger,
       headersTimeoutMs: config.limits.headersTimeoutMs,

@@ -13,8 +13,8 @@ const MAX_MARKERS = 200;
 const STATE_CODES: Readonly<Record<string, string>> = { up: 'u', down: 'd', ejected: 'e', draining: 'r' };
 
 export interface HistorySources {
-  /** The /metrics text (across worker processes when there are any). */
-  render(): Promise<string>;
+  /** Prometheus text holding at least the request counter and duration families (across worker processes when there are any). */
+  requestFamilies(): Promise<string>;
   status(): NodeStatus;
   /** The config history, newest first: where each marker's source and change come from. */
   changes(): readonly HistoryEntry[];
@@ -102,7 +102,7 @@ export class MetricsHistory {
     this.sampling = true;
     try {
       const status = this.sources.status();
-      const counters = parseRequestCounters(await this.sources.render());
+      const counters = parseRequestCounters(await this.sources.requestFamilies());
       this.record(now, status, counters);
     } finally {
       this.sampling = false;

@@ -57,6 +57,11 @@ export type PrometheusMetrics = Metrics & {
   countConfigChanges(source: () => { version: number; changes: readonly HistoryEntry[] }): void;
   /** The text exposition of every family, for GET /metrics. */
   render(): Promise<string>;
+  /**
+   * The text of balancer_requests_total and balancer_request_duration_seconds alone: what the dashboard's history reads
+   * each second. render() would also collect every default process metric (a /proc read, fd count, heap spaces) each time.
+   */
+  renderRequestFamilies(): Promise<string>;
   readonly contentType: string;
 };
 
@@ -546,6 +551,8 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     registry,
     contentType: registry.contentType,
     render: () => registry.metrics(),
+    renderRequestFamilies: async () =>
+      (await Promise.all([`${p}requests_total`, durationName].map((name) => registry.getSingleMetricAsString(name)))).join('\n'),
     backend(pool, backendId) {
       let byId = backends.get(pool);
       if (byId === undefined) {

@@ -9,7 +9,7 @@ describe('MetricsHistory', () => {
   it('keeps per-second rates, 5xx ratio, p50/p99, states and config changes, and no more than its window', async () => {
     const control = createFakeControl();
     const metrics = createMetrics({ collectDefault: false });
-    const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status(), changes: () => control.historyEntries }, 5);
+    const history = new MetricsHistory({ requestFamilies: () => metrics.renderRequestFamilies(), status: () => control.status(), changes: () => control.historyEntries }, 5);
     const b = metrics.backend('web', 'web-1');
     let now = 1_000_000;
     await history.sample(now);
@@ -39,7 +39,7 @@ describe('MetricsHistory', () => {
   it('marks every version made between two samples with its own source, and a version the history no longer holds without one', async () => {
     const control = createFakeControl();
     const metrics = createMetrics({ collectDefault: false });
-    const history = new MetricsHistory({ render: () => metrics.render(), status: () => control.status(), changes: () => control.historyEntries }, 5);
+    const history = new MetricsHistory({ requestFamilies: () => metrics.renderRequestFamilies(), status: () => control.status(), changes: () => control.historyEntries }, 5);
     await history.sample(1_000);
     const entry = control.historyEntries[0]!;
     control.historyEntries = [

@@ -18,6 +18,17 @@ describe('request counters from /metrics', () => {
     expect(counters.get('web\u0000')).toMatchObject({ requests: 1, errors: 1 });
   });
 
+  it('reads the same counters from the request families alone, which leave the default process metrics out', async () => {
+    const metrics = createMetrics();
+    const b = metrics.backend('web', 'web-1');
+    for (let i = 0; i < 4; i++) b.requestFinished(i === 0 ? '5xx' : '2xx', 0.002);
+    const families = await metrics.renderRequestFamilies();
+    expect(parseRequestCounters(families)).toEqual(parseRequestCounters(await metrics.render()));
+    expect(parseRequestCounters(families).get('web\u0000web-1')).toMatchObject({ requests: 4, errors: 1 });
+    expect(families).not.toContain('process_cpu');
+    expect(families).not.toContain('balancer_backend_up');
+  });
+
   it('interpolates quantiles inside a bucket as histogram_quantile does', () => {
     const buckets: Array<[number, number]> = [[0.005, 50], [0.01, 100], [Infinity, 100]];
     expect(histogramQuantile(0.5, buckets)).toBeCloseTo(0.005, 10);
