@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { Document, isAlias, isMap, isScalar, isSeq, parseDocument, stringify, visit, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
+import { Document, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Node, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import { BalancerError } from '../errors.js';
 import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
@@ -127,6 +127,8 @@ function rangeOf(node: unknown): readonly [number, number, number] | undefined {
 
 class SectionRewriter {
   readonly edits: Edit[] = [];
+  /** The edits that put one scalar's text in place of another's: the parsed document can follow them without a new parse. */
+  readonly scalarEdits: Array<{ readonly node: Scalar; readonly edit: Edit }> = [];
   private readonly expectedUnits = new Map<string, ReturnType<typeof validateReplicated>>();
 
   constructor(
@@ -143,8 +145,18 @@ class SectionRewriter {
   private sameMeaning(path: readonly Segment[], fileValue: Json | undefined): boolean {
     const [section, unit] = path;
     if (unit === undefined) return false;
+    // A value inside one backend is checked in a copy of its pool that holds only that backend: validating the whole
+    // pool per value cost O(backends). A copy too small to be valid only makes the value count as changed, which
+    // writes the target's value: never wrong, at worst less minimal.
+    const backendIndex = section === 'pools' && path[2] === 'backends' && typeof path[3] === 'number' ? path[3] : null;
     const pluck = (root: { routes: Json; pools: Json }): unknown => {
-      if (section === 'pools' && isObject(root.pools)) return { pools: { [unit]: root.pools[unit as string] } };
+      if (section === 'pools' && isObject(root.pools)) {
+        const pool = root.pools[unit as string];
+        if (backendIndex !== null && isObject(pool) && Array.isArray(pool['backends'])) {
+          return { pools: { [unit]: { ...pool, backends: [pool['backends'][backendIndex]] } } };
+        }
+        return { pools: { [unit]: pool } };
+      }
       if (section === 'routes' && Array.isArray(root.routes)) {
         const route = root.routes[unit as number];
         const pool = isObject(route) && typeof route['pool'] === 'string' ? route['pool'] : 'x';
@@ -156,8 +168,8 @@ class SectionRewriter {
     if (unitOfTarget === undefined) return false;
     // Only the enclosing unit is copied and altered: cloning the whole target per value cost O(backends) each time.
     const altered = structuredClone(unitOfTarget);
-    // In the plucked unit a route sits at index 0; a pool keeps its name.
-    const pathInUnit = section === 'routes' ? [section, 0, ...path.slice(2)] : path;
+    // In the plucked unit a route sits at index 0, and so does a backend plucked alone; a pool keeps its name.
+    const pathInUnit = section === 'routes' ? [section, 0, ...path.slice(2)] : backendIndex !== null ? [...path.slice(0, 3), 0, ...path.slice(4)] : path;
     let parent: unknown = altered;
     for (const segment of pathInUnit.slice(0, -1)) {
       if (typeof parent !== 'object' || parent === null) return false;
@@ -167,7 +179,7 @@ class SectionRewriter {
     if (typeof parent !== 'object' || parent === null) return false;
     if (fileValue === undefined) delete (parent as Record<string | number, unknown>)[last];
     else (parent as Record<string | number, unknown>)[last] = fileValue;
-    const cacheKey = `${String(section)}\u0000${String(unit)}`;
+    const cacheKey = `${String(section)}\u0000${String(unit)}\u0000${backendIndex ?? ''}`;
     let expected = this.expectedUnits.get(cacheKey);
     if (expected === undefined) {
       expected = validateReplicated(unitOfTarget);
@@ -213,7 +225,9 @@ class SectionRewriter {
       return;
     }
     const rendered = renderInline(value);
-    this.edits.push({ start, end, text: block && this.text[end - 1] === '\n' ? `${rendered}\n` : rendered });
+    const edit = { start, end, text: block && this.text[end - 1] === '\n' ? `${rendered}\n` : rendered };
+    this.edits.push(edit);
+    if (isScalar(node) && !block && (value === null || typeof value !== 'object')) this.scalarEdits.push({ node, edit });
   }
 
   /** `key` is the map key owning `node`, if any: a block collection that turns into a one-line value moves up beside it. */
@@ -410,13 +424,150 @@ function replicatedOf(text: string): { written: RoutesAndPoolsAsWritten; config:
   try {
     const document = parseDocument(text, { uniqueKeys: true });
     if (document.errors.length > 0) return null;
-    const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
-    const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
-    return result.ok ? { written: { routes: value?.['routes'] ?? null, pools: value?.['pools'] ?? null }, config: result.config, document } : null;
+    const read = replicatedOfDocument(document);
+    return read === null ? null : { ...read, document };
   } catch {
     // An edit removed an anchor something else still refers to: not a usable result.
     return null;
   }
+}
+
+function replicatedOfDocument(document: Document): { written: RoutesAndPoolsAsWritten; config: ReplicatedConfig } | null {
+  const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
+  const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
+  return result.ok ? { written: { routes: value?.['routes'] ?? null, pools: value?.['pools'] ?? null }, config: result.config } : null;
+}
+
+/** More edits than this and a parse of the new text is as cheap as following them one by one. */
+const MAX_FOLLOWED_EDITS = 16;
+
+type Range = [number, number, number];
+type Collection = YAMLMap | YAMLSeq;
+
+function rangeField(node: unknown): Range | undefined {
+  return (node as { range?: Range | null }).range ?? undefined;
+}
+
+/** Whether a node or anything inside it carries an anchor, an alias or an explicit tag: a part parsed alone could read otherwise. */
+function hasProperties(node: unknown): boolean {
+  let found = false;
+  visit(node as Node, (_key, visited) => {
+    if (isAlias(visited) || ((isScalar(visited) || isMap(visited) || isSeq(visited)) && (visited.anchor !== undefined || visited.tag !== undefined))) {
+      found = true;
+      return visit.BREAK;
+    }
+    return undefined;
+  });
+  return found;
+}
+
+/**
+ * Makes `document` (parsed from `text`) the document of the text with the rewriter's edits applied, without parsing that
+ * whole text again (for a 1,000-backend file the parse was most of a config change's CPU). It works edit by edit: a
+ * scalar replaced by a scalar is parsed alone; any other edit must lie inside a one-line-style flow collection (a
+ * `{ url: ..., weight: 2 }` backend), which is parsed alone with every edit inside it. Both are self-contained in YAML (a flow
+ * scalar is also a valid block scalar), so the pieces read as the whole would; every other node's offsets move past
+ * the edits. Returns false, with `document` untouched, for anything else (the caller parses the new text).
+ */
+function followEdits(text: string, document: Document, rewriter: SectionRewriter): boolean {
+  const { edits, scalarEdits } = rewriter;
+  if (edits.length === 0) return true;
+  if (edits.length > MAX_FOLLOWED_EDITS) return false;
+  // A %YAML 1.1 file reads some plain scalars (yes, on) otherwise than the 1.2 parse of a piece would.
+  if (/^%YAML/m.test(text)) return false;
+
+  const scalarOf = new Map(scalarEdits.map(({ node, edit }) => [edit, node]));
+  // Flow collections not inside another flow collection, with where they hang.
+  const flows: Array<{ node: Collection; parent: unknown; range: Range }> = [];
+  visit(document, {
+    Collection: (_key, node, path) => {
+      const range = rangeField(node);
+      if (!node.flow || range === undefined) return undefined;
+      flows.push({ node, parent: path[path.length - 1], range });
+      return visit.SKIP;
+    },
+  });
+
+  const scalars: Array<{ node: Scalar; parsed: Scalar }> = [];
+  const pieces = new Map<Collection, { parent: unknown; range: Range; edits: Edit[] }>();
+  for (const edit of edits) {
+    const owner = flows.find(({ range }) => range[0] < edit.start && edit.end < range[1]);
+    if (owner !== undefined) {
+      const piece = pieces.get(owner.node) ?? { parent: owner.parent, range: owner.range, edits: [] };
+      piece.edits.push(edit);
+      pieces.set(owner.node, piece);
+      continue;
+    }
+    const scalar = scalarOf.get(edit);
+    if (scalar !== undefined && scalar.anchor === undefined && scalar.tag === undefined && ['PLAIN', 'QUOTE_DOUBLE', 'QUOTE_SINGLE'].includes(scalar.type ?? '') && !/[\r\n]/.test(edit.text)) {
+      const probe = parseDocument(`[${edit.text}]`);
+      const items = isSeq(probe.contents) ? probe.contents.items : [];
+      const parsed = items[0];
+      if (probe.errors.length > 0 || items.length !== 1 || !isScalar(parsed) || parsed.tag !== undefined) return false;
+      scalars.push({ node: scalar, parsed });
+      continue;
+    }
+    return false;
+  }
+
+  const replacements: Array<{ old: Collection; parent: unknown; range: Range; parsed: Collection }> = [];
+  for (const [old, { parent, range, edits: inside }] of pieces) {
+    if (hasProperties(old)) return false;
+    const slice = applyEdits(
+      text.slice(range[0], range[1]),
+      inside.map((edit) => ({ start: edit.start - range[0], end: edit.end - range[0], text: edit.text })),
+    );
+    const probe = parseDocument(slice, { uniqueKeys: true });
+    const parsed = probe.contents;
+    if (probe.errors.length > 0 || !(isMap(parsed) || isSeq(parsed)) || !parsed.flow || rangeField(parsed)?.[0] !== 0 || hasProperties(parsed)) return false;
+    const isPairParent = isPair(parent) && parent.value === old;
+    const isItemParent = (isSeq(parent) || isMap(parent)) && (parent.items as unknown[]).includes(old);
+    if (!isPairParent && !isItemParent) return false;
+    replacements.push({ old, parent, range, parsed });
+  }
+
+  // Past this point nothing can fail: the document changes.
+  const ordered = [...edits].sort((a, b) => a.end - b.end);
+  const moved = (offset: number): number => {
+    let shifted = offset;
+    for (const edit of ordered) {
+      if (edit.end > offset) break;
+      shifted += edit.text.length - (edit.end - edit.start);
+    }
+    return shifted;
+  };
+  const shiftAll = (root: Node | Document, by: (offset: number) => number): void => {
+    visit(root, (_key, visited) => {
+      const range = rangeField(visited);
+      if (range !== undefined) (visited as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
+    });
+  };
+  shiftAll(document, moved);
+  const documentRange = rangeField(document);
+  if (documentRange !== undefined) document.range = [moved(documentRange[0]), moved(documentRange[1]), moved(documentRange[2])];
+  for (const { node, parsed } of scalars) {
+    node.value = parsed.value;
+    if (parsed.type === undefined) delete node.type;
+    else node.type = parsed.type;
+    if (parsed.source === undefined) delete node.source;
+    else node.source = parsed.source;
+  }
+  for (const { old, parent, range, parsed } of replacements) {
+    const at = moved(range[0]);
+    shiftAll(parsed, (offset) => offset + at);
+    // Parsed alone the piece ends at its closing bracket; in the file its node also spans a comment after it.
+    const [start, valueEnd] = rangeField(parsed)!;
+    parsed.range = [start, valueEnd, moved(range[2])];
+    if (old.comment !== undefined) parsed.comment = old.comment;
+    if (old.commentBefore !== undefined) parsed.commentBefore = old.commentBefore;
+    if (old.spaceBefore !== undefined) parsed.spaceBefore = old.spaceBefore;
+    if (isPair(parent)) parent.value = parsed;
+    else {
+      const items = (parent as Collection).items as unknown[];
+      items[items.indexOf(old)] = parsed;
+    }
+  }
+  return true;
 }
 
 function rootPair(document: Document, key: string): Pair | undefined {
@@ -450,20 +601,28 @@ export function rewriteReplicatedSectionsRead(
 ): { text: string; written: RoutesAndPoolsAsWritten; document: Document } {
   const plain = toPlainReplicated(replicated);
   const target = { routes: plain.routes as Json, pools: plain.pools as Json };
-  const document = parsed !== undefined && parsed.text === originalText ? parsed.document : parseDocument(originalText, { uniqueKeys: true });
+  let document = parsed !== undefined && parsed.text === originalText ? parsed.document : parseDocument(originalText, { uniqueKeys: true });
   if (document.errors.length > 0) {
     throw new BalancerError('CONFIG_INVALID', `cannot rewrite a config that is not valid YAML: ${document.errors[0]!.message.split('\n')[0]}`);
   }
-  const expected = validateReplicated(plain);
-  if (!expected.ok) throw new BalancerError('CONFIG_INVALID', 'the replicated config to write is invalid', { details: expected.problems });
+  // What the new text must read as: `replicated` itself, normally; its plain form validated again only when a read
+  // differs from it (a config built elsewhere may carry what its plain form does not say), which costs a validation.
+  let validatedPlain: ReturnType<typeof validateReplicated> | undefined;
+  const expectedConfig = (): ReplicatedConfig => {
+    validatedPlain ??= validateReplicated(plain);
+    if (!validatedPlain.ok) throw new BalancerError('CONFIG_INVALID', 'the replicated config to write is invalid', { details: validatedPlain.problems });
+    return validatedPlain.config;
+  };
+  const readsAsTarget = (config: ReplicatedConfig): boolean =>
+    isDeepStrictEqual(config, { routes: replicated.routes, pools: replicated.pools }) || isDeepStrictEqual(config, expectedConfig());
 
-  const attempt = (surgical: boolean): string => {
+  const attempt = (surgical: boolean): { text: string; rewriter: SectionRewriter | null } => {
     const rewriter = new SectionRewriter(originalText, document, target);
     const root = document.contents;
     if (!isMap(root) || root.flow) {
       // Nothing to preserve inside (empty file, or a one-line JSON object): write the sections out plainly.
       const base = isMap(root) ? ((root.toJSON() ?? {}) as Record<string, Json>) : {};
-      return stringify({ ...base, routes: target.routes, pools: target.pools }, { lineWidth: 0 });
+      return { text: stringify({ ...base, routes: target.routes, pools: target.pools }, { lineWidth: 0 }), rewriter: null };
     }
     for (const key of ['routes', 'pools'] as const) {
       const pair = rootPair(document, key);
@@ -480,18 +639,25 @@ export function rewriteReplicatedSectionsRead(
         rewriter.replace(pair.value as Node, value, pair.key as Node);
       }
     }
-    return applyEdits(originalText, rewriter.edits);
+    return { text: applyEdits(originalText, rewriter.edits), rewriter };
   };
 
   for (const surgical of [true, false]) {
     let text: string;
+    let rewriter: SectionRewriter | null;
     try {
-      text = attempt(surgical);
+      ({ text, rewriter } = attempt(surgical));
     } catch {
       continue;
     }
+    if (rewriter !== null && followEdits(originalText, document, rewriter)) {
+      const followed = replicatedOfDocument(document);
+      if (followed !== null && readsAsTarget(followed.config)) return { text, written: followed.written, document };
+      // The document no longer matches originalText; the parse below decides, and a next attempt starts from the text.
+      document = parseDocument(originalText, { uniqueKeys: true });
+    }
     const read = replicatedOf(text);
-    if (read !== null && isDeepStrictEqual(read.config, expected.config)) return { text, written: read.written, document: read.document };
+    if (read !== null && readsAsTarget(read.config)) return { text, written: read.written, document: read.document };
   }
   throw new BalancerError('INTERNAL', 'could not rewrite routes and pools in the config text');
 }

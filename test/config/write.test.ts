@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { isMap, isPair, isScalar, isSeq, parseDocument, stringify } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Document } from 'yaml';
 import type { PoolConfig, ReplicatedConfig } from '../../src/config/schema.js';
 import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
-import { rewriteReplicatedSections, writeFileAtomic } from '../../src/config/write.js';
+import { rewriteReplicatedSections, rewriteReplicatedSectionsRead, writeFileAtomic } from '../../src/config/write.js';
 import { replicatedFileArb } from './arbitraries.js';
 
 const ORIGINAL = `# yaml-language-server: $schema=./balancer.schema.json
@@ -277,6 +277,46 @@ describe('rewriteReplicatedSections', () => {
         expect(diff.added.length).toBeLessThanOrEqual(1);
       }),
       { numRuns: 150 },
+    );
+  });
+});
+
+/** Every node's kind, value and offsets in document order: two documents of the same text agree on all of it. */
+function nodeOffsets(document: Document): string[] {
+  const out: string[] = [];
+  visit(document, (_key, node) => {
+    const range = (node as { range?: number[] | null }).range;
+    if (range) out.push(`${(node as object).constructor.name} ${isScalar(node) ? JSON.stringify(node.value) : ''} ${range.join(',')}`);
+  });
+  return out;
+}
+
+describe('rewriteReplicatedSectionsRead, one rewrite after another', () => {
+  test('property: the document handed back for the next rewrite is the new text\'s own, whatever scalars change', () => {
+    const change = fc.record({ pick: fc.nat(), weight: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 10_000 })), drain: fc.boolean(), strategy: fc.constantFrom('random', 'round-robin', 'weighted', 'least-request') });
+    fc.assert(
+      fc.property(fc.oneof(fc.constant(null), replicatedFileArb), fc.array(change, { minLength: 1, maxLength: 6 }), (from, changes) => {
+        const text0 = from === null ? ORIGINAL : stringify(from, { lineWidth: 0 });
+        const start = validateConfigText(text0, 'x');
+        if (!start.ok) return;
+        let config: ReplicatedConfig = { routes: start.config.routes, pools: start.config.pools };
+        let text = text0;
+        let parsed: { text: string; document: Document } | undefined;
+        for (const { pick, weight, drain, strategy } of changes) {
+          const backends = Object.values(config.pools).flatMap((pool) => pool.backends.map((b) => [pool.name, b.id] as const));
+          if (backends.length === 0) return;
+          const [poolName, id] = backends[pick % backends.length]!;
+          config = withPool(config, poolName, (pool) => ({ ...pool, strategy, backends: pool.backends.map((b) => (b.id === id ? { ...b, weight, drain } : b)) }));
+          const read = rewriteReplicatedSectionsRead(text, config, parsed);
+          // The same text as a rewrite that parses its input afresh, and the document is that text's parse.
+          expect(read.text).toBe(rewriteReplicatedSections(text, config));
+          expect(nodeOffsets(read.document)).toEqual(nodeOffsets(parseDocument(read.text, { uniqueKeys: true })));
+          expect(replicatedOf(read.text)).toEqual(config);
+          text = read.text;
+          parsed = { text: read.text, document: read.document };
+        }
+      }),
+      { numRuns: 100 },
     );
   });
 });
