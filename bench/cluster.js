@@ -36,7 +36,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 /** One admin API call with a deadline; resolves { status, body } or rejects on connection errors and timeouts. */
-function call(base, method, path, { body, timeoutMs = 5000 } = {}) {
+export function call(base, method, path, { body, timeoutMs = 5000 } = {}) {
   return new Promise((resolve, reject) => {
     const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
     const text = body === undefined ? undefined : JSON.stringify(body);
@@ -56,14 +56,14 @@ function call(base, method, path, { body, timeoutMs = 5000 } = {}) {
   });
 }
 
-async function getJson(base, path, timeoutMs = 2000) {
+export async function getJson(base, path, timeoutMs = 2000) {
   const res = await call(base, 'GET', path, { timeoutMs });
   if (res.status !== 200) throw new Error(`GET ${path} answered ${res.status}: ${res.body.slice(0, 200)}`);
   return JSON.parse(res.body);
 }
 
 /** Polls probe() until it returns something other than undefined; errors count as "not yet". Bounded by timeoutMs. */
-async function until(probe, what, timeoutMs, everyMs) {
+export async function until(probe, what, timeoutMs, everyMs) {
   const deadline = performance.now() + timeoutMs;
   let lastError = null;
   for (;;) {
@@ -79,7 +79,7 @@ async function until(probe, what, timeoutMs, everyMs) {
 }
 
 /** Nearest-rank percentile; with 30 samples p99 is the largest, which the table says by showing max beside it. */
-function percentile(values, p) {
+export function percentile(values, p) {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];

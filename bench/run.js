@@ -1,6 +1,6 @@
 // `npm run bench`: the side-by-side benchmark. Starts three local backends and every target, measures them
 // alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
-// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,strategies] [--no-instructions] [--no-save]
+// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,fleet,strategies] [--no-instructions] [--no-save]
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureClusterBench } from './cluster.js';
+import { measureFleetBench } from './fleet.js';
 import { measureStrategiesBench } from './strategies.js';
 import { measureInstructions } from './lib/callgrind.js';
 import { renderMarkdown } from './lib/format.js';
@@ -51,6 +52,7 @@ const PLAN = flags.quick
       idle: { count: 10_000 },
       instructions: { warmup: 2_000, requests: 1_000 },
       cluster: { commits: 10, failoverRounds: 1 },
+      fleet: { learners: [0, 3], changes: 5, settleMs: 2_000, idleMs: 3_000 },
       strategies: { rate: 200, seconds: 6, recoverySeconds: 26, warmupSeconds: 2, runs: 1 },
     }
   : {
@@ -63,6 +65,8 @@ const PLAN = flags.quick
       // Enough warm-up for V8 to finish optimising: with 1,500 the background compiler still added ~50% to the count.
       instructions: { warmup: 10_000, requests: 3_000 },
       cluster: { commits: 30, failoverRounds: 3 },
+      // 3 voters and 0-40 learners: 43 processes fit this 2-core machine's memory; idle CPU is sampled over 10 s.
+      fleet: { learners: [0, 10, 25, 40], changes: 30, settleMs: 5_000, idleMs: 10_000 },
       // The recovery runs last long enough for decay (10 s) to pass after the switch half-way, with room to spare.
       strategies: { rate: 200, seconds: 15, recoverySeconds: 30, warmupSeconds: 3, runs: 3 },
     };
@@ -428,6 +432,14 @@ async function measureCluster(selected) {
   return measureClusterBench({ bin: join(REPO, 'bin/balancer.js'), workDir, log, ...PLAN.cluster });
 }
 
+// Fleet of 3 voters and L learners (bench/fleet.js).
+async function measureFleet(selected) {
+  if (!selected.has('fleet')) return null;
+  if (!balancerBuilt()) return { status: 'not measured: dist/ is not built (run npm run build)' };
+  log(`fleet phase: 3 voters and ${PLAN.fleet.learners.join(', ')} learners`);
+  return measureFleetBench({ bin: join(REPO, 'bin/balancer.js'), workDir, log, plan: PLAN.fleet });
+}
+
 // Strategy comparison: latency of each strategy over backends that answer in 1, 5 and 50 ms (bench/strategies.js).
 async function measureStrategies(selected) {
   if (!selected.has('strategies')) return null;
@@ -481,8 +493,8 @@ function stamp(date) {
 
 async function main() {
   const started = new Date();
-  // 'cluster' and 'strategies' select phases that run their own balancer processes rather than a proxy target.
-  const known = new Set([...TARGETS.map((t) => t.id), 'cluster', 'strategies']);
+  // 'cluster', 'fleet' and 'strategies' select phases that run their own balancer processes rather than a proxy target.
+  const known = new Set([...TARGETS.map((t) => t.id), 'cluster', 'fleet', 'strategies']);
   const selected = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : known);
   for (const id of selected) if (!known.has(id)) throw new Error(`--only: unknown target ${id} (known: ${[...known].join(', ')})`);
   const proxyTargets = TARGETS.some((t) => selected.has(t.id));
@@ -518,6 +530,7 @@ async function main() {
   results.idleConnections = await measureIdle(running, selected, skipped);
   results.instructions = await measureInstructionPhase(selected, backends);
   results.cluster = await measureCluster(selected);
+  results.fleet = await measureFleet(selected);
   results.strategies = await measureStrategies(selected);
   results.skipped = skipped;
   results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));
@@ -535,10 +548,10 @@ async function main() {
     const text = `${JSON.stringify(results, null, 2)}\n`;
     writeFileSync(file, text);
     // latest.json feeds docs/benchmarks.md, so only a full run of every target replaces it; a full-mode run that measured
-    // the cluster or the strategies replaces just those sections of latest.json (each carries its own date and machine).
+    // the cluster, the fleet or the strategies replaces just those sections of latest.json (each carries its own date and machine).
     const latest = join(RESULTS_DIR, 'latest.json');
     let note = ' and bench/results/latest.json';
-    const sections = ['cluster', 'strategies'].filter((name) => results[name]);
+    const sections = ['cluster', 'fleet', 'strategies'].filter((name) => results[name]);
     if (!partial) writeFileSync(latest, text);
     else if (!flags.quick && sections.length > 0 && existsSync(latest)) {
       const merged = JSON.parse(readFileSync(latest, 'utf8'));

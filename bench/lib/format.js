@@ -1,6 +1,7 @@
 // Renders a results object as markdown: the stdout table of `npm run bench` and the docs/benchmarks.md section of `bench/report.js`.
 
 import { renderClusterMarkdown } from '../cluster.js';
+import { renderFleetMarkdown } from '../fleet.js';
 import { renderStrategiesMarkdown } from '../strategies.js';
 
 function num(value, digits = 0) {
@@ -158,6 +159,10 @@ export function renderMarkdown(results) {
   }
   if (results.cluster) {
     out.push(...renderClusterMarkdown(results.cluster));
+    out.push('');
+  }
+  if (results.fleet?.rows) {
+    out.push(...renderFleetMarkdown(results.fleet));
     out.push('');
   }
   if (results.strategies?.summary) {
