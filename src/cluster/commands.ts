@@ -1,8 +1,8 @@
 // The replicated config state machine as a pure reducer: every config edit is a command applied here, on one node or on every Raft node alike.
 
-import type { ReplicatedConfig } from '../config/schema.js';
-import { validateReplicated, type Problem } from '../config/validate.js';
-import { toPlainReplicated } from '../config/plain.js';
+import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
+import { deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
+import { toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import type { BackendInput, BackendPatch, PlainReplicated } from '../control/types.js';
 import type { ErrorCode } from '../errors.js';
@@ -57,17 +57,23 @@ function validated(plain: PlainReplicated, version: number): CommandResult {
   return { ok: true, state: { version, config: result.config } };
 }
 
-/** Copies the plain pool so an edit never mutates the state it came from. */
-function editablePool(plain: PlainReplicated, pool: string): PlainPool | undefined {
-  const current = plain.pools[pool];
-  if (current === undefined || current === null || typeof current !== 'object') return undefined;
-  const copy = { ...(current as PlainPool) };
+/** The plain form of one pool, as a fresh object an edit may change. */
+function editablePool(pool: PoolConfig): PlainPool {
+  const copy = toPlainPool(pool) as PlainPool;
   copy.backends = Array.isArray(copy.backends) ? [...copy.backends] : [];
   return copy;
 }
 
-function withPool(plain: PlainReplicated, pool: string, edited: PlainPool): PlainReplicated {
-  return { routes: plain.routes, pools: { ...plain.pools, [pool]: edited } };
+/**
+ * A backend command changes one pool, and a pool validates on its own (routes only name pools, and no pool's meaning
+ * depends on another's), so only that pool is validated again: with a 1,000-backend pool beside others, a weight change
+ * no longer validates the whole config. Same problems, paths and result as validating the whole edited config.
+ */
+function validatedPoolEdit(state: ConfigState, pool: string, edited: PlainPool, version: number): CommandResult {
+  const result = validateReplicated({ routes: [], pools: { [pool]: edited } });
+  if (!result.ok) return failure('CONFIG_INVALID', `config rejected: ${result.problems.length} problem(s)`, result.problems);
+  const config: ReplicatedConfig = { routes: state.config.routes, pools: { ...state.config.pools, [pool]: result.config.pools[pool]! } };
+  return { ok: true, state: { version, config: deepFreeze(config) } };
 }
 
 /** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */
@@ -100,13 +106,12 @@ function reduce(state: ConfigState, command: ConfigCommand, version: number): Co
       const pools = state.config.pools;
       const poolConfig = pools[command.pool];
       if (poolConfig === undefined) return failure('NOT_FOUND', `no pool named "${command.pool}"`);
-      const plain = toPlainReplicated(state.config);
-      const edited = editablePool(plain, command.pool)!;
+      const edited = editablePool(poolConfig);
       const entry: Record<string, unknown> = { url: command.backend.url };
       if (command.backend.weight !== undefined) entry['weight'] = command.backend.weight;
       if (command.backend.id !== undefined) entry['id'] = command.backend.id;
       edited.backends!.push(entry);
-      const result = validated(withPool(plain, command.pool, edited), version);
+      const result = validatedPoolEdit(state, command.pool, edited, version);
       if (!result.ok) {
         const duplicate = result.error.details.some((problem) => /duplicate/i.test(problem.message));
         return duplicate ? failure('CONFLICT', result.error.details.map((p) => p.message).join('; '), result.error.details) : result;
@@ -120,8 +125,7 @@ function reduce(state: ConfigState, command: ConfigCommand, version: number): Co
       if (poolConfig === undefined) return failure('NOT_FOUND', `no pool named "${command.pool}"`);
       const index = poolConfig.backends.findIndex((backend) => backend.id === command.id);
       if (index === -1) return failure('NOT_FOUND', `pool "${command.pool}" has no backend "${command.id}"`);
-      const plain = toPlainReplicated(state.config);
-      const edited = editablePool(plain, command.pool)!;
+      const edited = editablePool(poolConfig);
       if (command.type === 'remove-backend') {
         edited.backends!.splice(index, 1);
       } else {
@@ -132,7 +136,7 @@ function reduce(state: ConfigState, command: ConfigCommand, version: number): Co
         if (command.patch.drain !== undefined) backend['drain'] = command.patch.drain;
         edited.backends![index] = backend;
       }
-      return validated(withPool(plain, command.pool, edited), version);
+      return validatedPoolEdit(state, command.pool, edited, version);
     }
   }
 }

@@ -1,0 +1,48 @@
+// The config reducer's backend commands: one pool validated again, the rest carried over, same outcome as validating it all.
+
+import { describe, expect, it } from 'vitest';
+import { applyCommand, type ConfigState } from '../../src/cluster/commands.js';
+import { toPlainReplicated } from '../../src/config/plain.js';
+import { validateReplicated } from '../../src/config/validate.js';
+
+function stateOf(plain: unknown): ConfigState {
+  const result = validateReplicated(plain);
+  if (!result.ok) throw new Error(JSON.stringify(result.problems));
+  return { version: 1, config: result.config };
+}
+
+const start = stateOf({
+  routes: [{ match: { pathPrefix: '/api' }, pool: 'api' }, { match: { pathPrefix: '/' }, pool: 'web' }],
+  pools: {
+    web: { strategy: 'weighted', backends: [{ url: 'http://127.0.0.1:9001', id: 'web-1' }, { url: 'http://127.0.0.1:9002', id: 'web-2', weight: 3 }] },
+    api: { backends: [{ url: 'http://127.0.0.1:9100' }], healthCheck: { path: '/healthz', interval: '2s' } },
+  },
+});
+
+describe('backend commands', () => {
+  it('change one pool: the result reads as the whole edited config validated, and the other pools are kept as they were', () => {
+    const updated = applyCommand(start, { type: 'update-backend', pool: 'web', id: 'web-2', patch: { weight: 7, drain: true } }, 2);
+    if (!updated.ok) throw new Error(updated.error.message);
+    expect(updated.state.version).toBe(2);
+    expect(updated.state.config.pools['web']!.backends[1]).toMatchObject({ id: 'web-2', weight: 7, drain: true });
+    expect(updated.state.config.pools['api']).toBe(start.config.pools['api']);
+    expect(updated.state.config.routes).toBe(start.config.routes);
+    expect(Object.isFrozen(updated.state.config.pools)).toBe(true);
+    const whole = validateReplicated(toPlainReplicated(updated.state.config));
+    expect(whole.ok && whole.config).toEqual(updated.state.config);
+    expect(Object.keys(updated.state.config.pools)).toEqual(['web', 'api']);
+
+    const added = applyCommand(updated.state, { type: 'add-backend', pool: 'api', backend: { url: 'http://127.0.0.1:9101', weight: 2 } }, 3);
+    expect(added).toMatchObject({ ok: true, backend: { id: '127.0.0.1:9101', url: 'http://127.0.0.1:9101', weight: 2 } });
+    const removed = applyCommand(updated.state, { type: 'remove-backend', pool: 'web', id: 'web-1' }, 3);
+    expect(removed.ok && removed.state.config.pools['web']!.backends.map((b) => b.id)).toEqual(['web-2']);
+  });
+
+  it('refuse a bad edit with the path a whole-config validation gives, and name a duplicate a conflict', () => {
+    const bad = applyCommand(start, { type: 'add-backend', pool: 'api', backend: { url: 'ftp://127.0.0.1:21' } }, 2);
+    expect(bad).toMatchObject({ ok: false, error: { code: 'CONFIG_INVALID', details: [{ path: 'pools.api.backends[1].url' }] } });
+    const duplicate = applyCommand(start, { type: 'add-backend', pool: 'web', backend: { url: 'http://127.0.0.1:9003', id: 'web-1' } }, 2);
+    expect(duplicate).toMatchObject({ ok: false, error: { code: 'CONFLICT' } });
+    expect(applyCommand(start, { type: 'update-backend', pool: 'web', id: 'nope', patch: { weight: 2 } }, 2)).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+  });
+});
