@@ -69,10 +69,12 @@ function poolCounts(adminBase, pool) {
       res.on('data', (chunk) => {
         text += chunk;
       });
-      res.on('end', () => {
+      res.on('end', async () => {
+        // The project's own reader of these counters (summed over routes and status classes), so a label added to
+        // the family cannot silently empty the shares again.
+        const { parseRequestCounters } = await import('../dist/metrics/request-counters.js');
         const counts = {};
-        const pattern = /^balancer_requests_total\{pool="([^"]*)",backend="([^"]*)",code="[^"]*"\} (\S+)$/gm;
-        for (const match of text.matchAll(pattern)) if (match[1] === pool) counts[match[2]] = (counts[match[2]] ?? 0) + Number(match[3]);
+        for (const entry of parseRequestCounters(text).values()) if (entry.pool === pool && entry.backend !== '' && entry.requests > 0) counts[entry.backend] = entry.requests;
         resolve(counts);
       });
     });

@@ -185,7 +185,9 @@ export async function startTarget(target, backends, workDir, { wrapper = [], rea
   let configFile = null;
   if (target.kind === 'balancer') {
     const adminPort = await freePort();
-    configFile = join(workDir, `${target.id}.yaml`);
+    // A file of its own per instance: the instruction phase starts a second balancer while the first still runs, and
+    // the first watches its file (listeners apply live), so sharing one file moved the first onto the second's port.
+    configFile = join(workDir, `${target.id}-${port}.yaml`);
     writeFileSync(configFile, balancerYaml({ port, adminPort, workers: target.workers, backends }));
     [command, args, options] = [process.execPath, [...BALANCER_NODE_FLAGS, join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
   } else if (target.kind === 'naive') {
