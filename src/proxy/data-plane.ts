@@ -106,7 +106,8 @@ export class DataPlane {
     this.current = {
       version,
       config,
-      routes: compileRoutes(config.routes),
+      // A backend edit carries the routes over as they were: their compiled matchers (regexes, header rules) too.
+      routes: isDeepStrictEqual(config.routes, previous.config.routes) && previous.routes.length === config.routes.length ? previous.routes : compileRoutes(config.routes),
       pools,
       fallback: config.routes.length === 0 ? only : null,
     };
