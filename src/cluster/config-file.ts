@@ -87,6 +87,16 @@ export class ConfigFileSync {
    * backends was dominated by parsing the same file five times.
    */
   private synced: ReplicatedConfig | null = null;
+  /**
+   * A write-back still waiting in the queue with nothing queued behind it: a newer config takes its place instead of
+   * queueing another rewrite, so a node that falls behind (a burst of changes, a busy machine) writes the newest config
+   * once rather than every version in turn. The file only ever needs the newest.
+   */
+  private waitingWriteBack: {
+    readonly target: { version: number; config: ReplicatedConfig };
+    readonly done: Promise<boolean>;
+    readonly queueAfter: Promise<unknown>;
+  } | null = null;
   /** The parsed document of the text this node last wrote, which the next rewrite starts from. */
   private lastWritten: { text: string; document: Document } | undefined;
   private readonly options: ConfigFileSyncOptions;
@@ -142,77 +152,94 @@ export class ConfigFileSync {
   /**
    * Writes `config` (at `version`) into the file unless it already says that. Returns false when the
    * file could not be rewritten (unreadable, or not YAML at all); that is logged, and the next apply retries.
+   * A call made while an earlier one still waits its turn joins it: both resolve when the newer config is written.
    */
   writeBack(version: number, config: ReplicatedConfig): Promise<boolean> {
-    return this.serialised(async () => {
-      const { file, logger } = this.options;
-      if (this.held) return false;
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (error) {
-        logger.error('cannot read the config file to write the replicated config into it', { file, error: errorMessage(error) });
-        return false;
+    const waiting = this.waitingWriteBack;
+    if (waiting !== null && waiting.queueAfter === this.queue) {
+      if (version >= waiting.target.version) {
+        waiting.target.version = version;
+        waiting.target.config = config;
       }
-      const known = this.synced !== null && this.isLastSynced(text) ? this.synced : null;
-      let current = known;
-      if (current === null) {
-        const checked = validateConfigText(text, file);
-        if (checked.ok) current = checked.config;
-      }
-      if (current !== null && sameReplicated(current, config)) {
-        await this.record(version, text, { config: current });
-        return true;
-      }
-      // The text this node wrote or validated last is no truncated file; only another text needs the look.
-      if (known === null && !hasReplicatedSections(text)) {
-        // Emptied or cut short: writing routes and pools into it would make a file without this node's own
-        // sections (cluster, admin, listen), which would start a different node. The operator restores it.
-        if (this.skippedEmpty !== version) {
-          logger.warn('not rewriting the config file: it is empty or has neither routes nor pools; this node serves the cluster config all the same', {
-            file,
-            version,
-            hint: 'restore the file; its routes and pools are rewritten at the next change once it has them',
-          });
-        }
-        this.skippedEmpty = version;
-        return false;
-      }
-      if (this.state.version === 0 && this.state.localCopy === null && !this.isLastSynced(text)) {
-        const copy = `${file}.local-${fileStamp(this.now())}`;
-        await writeFileAtomic(copy, text);
-        this.state = { ...this.state, localCopy: copy };
-        logger.warn('the cluster config differs from this node\'s file: kept a copy of the file before rewriting it', { file, copy, version });
-      } else if (this.holdsUnappliedEdit(text)) {
-        // An invalid edit, or one the watcher has not proposed yet: the rewrite would lose it.
-        const saved = await this.setAside(text);
-        logger.warn('this node\'s config file held an edit of routes or pools that was never applied (invalid, or not yet proposed): saved it beside the file before writing the cluster\'s config into it', {
+      return waiting.done;
+    }
+    const target = { version, config };
+    const done = this.serialised(() => {
+      if (this.waitingWriteBack?.target === target) this.waitingWriteBack = null;
+      return this.writeBackNow(target.version, target.config);
+    });
+    this.waitingWriteBack = { target, done, queueAfter: this.queue };
+    return done;
+  }
+
+  private async writeBackNow(version: number, config: ReplicatedConfig): Promise<boolean> {
+    const { file, logger } = this.options;
+    if (this.held) return false;
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      logger.error('cannot read the config file to write the replicated config into it', { file, error: errorMessage(error) });
+      return false;
+    }
+    const known = this.synced !== null && this.isLastSynced(text) ? this.synced : null;
+    let current = known;
+    if (current === null) {
+      const checked = validateConfigText(text, file);
+      if (checked.ok) current = checked.config;
+    }
+    if (current !== null && sameReplicated(current, config)) {
+      await this.record(version, text, { config: current });
+      return true;
+    }
+    // The text this node wrote or validated last is no truncated file; only another text needs the look.
+    if (known === null && !hasReplicatedSections(text)) {
+      // Emptied or cut short: writing routes and pools into it would make a file without this node's own
+      // sections (cluster, admin, listen), which would start a different node. The operator restores it.
+      if (this.skippedEmpty !== version) {
+        logger.warn('not rewriting the config file: it is empty or has neither routes nor pools; this node serves the cluster config all the same', {
           file,
-          saved,
           version,
+          hint: 'restore the file; its routes and pools are rewritten at the next change once it has them',
         });
       }
-      let rewritten: string;
-      let written: RoutesAndPoolsAsWritten;
-      try {
-        let document: Document;
-        ({ text: rewritten, written, document } = rewriteReplicatedSectionsRead(text, config, this.lastWritten));
-        this.lastWritten = { text: rewritten, document };
-      } catch (error) {
-        logger.error('cannot rewrite the config file; it keeps its current text', { file, version, error: errorMessage(error) });
-        return false;
-      }
-      this.options.noteOwnWrite(rewritten);
-      try {
-        await writeFileAtomic(file, rewritten);
-      } catch (error) {
-        logger.error('cannot write the config file', { file, version, error: errorMessage(error) });
-        return false;
-      }
-      await this.record(version, rewritten, { config, written });
-      logger.info('config file rewritten', { file, version });
-      return true;
-    });
+      this.skippedEmpty = version;
+      return false;
+    }
+    if (this.state.version === 0 && this.state.localCopy === null && !this.isLastSynced(text)) {
+      const copy = `${file}.local-${fileStamp(this.now())}`;
+      await writeFileAtomic(copy, text);
+      this.state = { ...this.state, localCopy: copy };
+      logger.warn('the cluster config differs from this node\'s file: kept a copy of the file before rewriting it', { file, copy, version });
+    } else if (this.holdsUnappliedEdit(text)) {
+      // An invalid edit, or one the watcher has not proposed yet: the rewrite would lose it.
+      const saved = await this.setAside(text);
+      logger.warn('this node\'s config file held an edit of routes or pools that was never applied (invalid, or not yet proposed): saved it beside the file before writing the cluster\'s config into it', {
+        file,
+        saved,
+        version,
+      });
+    }
+    let rewritten: string;
+    let written: RoutesAndPoolsAsWritten;
+    try {
+      let document: Document;
+      ({ text: rewritten, written, document } = rewriteReplicatedSectionsRead(text, config, this.lastWritten));
+      this.lastWritten = { text: rewritten, document };
+    } catch (error) {
+      logger.error('cannot rewrite the config file; it keeps its current text', { file, version, error: errorMessage(error) });
+      return false;
+    }
+    this.options.noteOwnWrite(rewritten);
+    try {
+      await writeFileAtomic(file, rewritten);
+    } catch (error) {
+      logger.error('cannot write the config file', { file, version, error: errorMessage(error) });
+      return false;
+    }
+    await this.record(version, rewritten, { config, written });
+    logger.info('config file rewritten', { file, version });
+    return true;
   }
 
   /** Saves a refused edit beside the file; returns its path. */

@@ -1,0 +1,61 @@
+// ConfigFileSync.writeBack: the file shows the newest config; write-backs that queue up behind each other collapse into one.
+
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigFileSync } from '../../src/cluster/config-file.js';
+import type { ReplicatedConfig } from '../../src/config/schema.js';
+import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
+import { memoryLogger } from '../../src/log.js';
+
+const FILE = `# kept
+listen: 127.0.0.1:0
+pools:
+  web:
+    backends:
+      - { url: http://127.0.0.1:9001, id: web-1 }
+`;
+
+function withWeight(weight: number): ReplicatedConfig {
+  const result = validateReplicated({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001', id: 'web-1', weight }] } } });
+  if (!result.ok) throw new Error(JSON.stringify(result.problems));
+  return result.config;
+}
+
+describe('ConfigFileSync.writeBack', () => {
+  let dir: string;
+  let file: string;
+  let writes: string[];
+  let sync: ConfigFileSync;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'config-file-'));
+    file = join(dir, 'balancer.yaml');
+    await writeFile(file, FILE);
+    writes = [];
+    sync = await ConfigFileSync.open({ file, dataDir: dir, logger: memoryLogger('warn'), noteOwnWrite: (text) => writes.push(text) });
+    await sync.noteShown(1, FILE);
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('writes the newest of the configs that queued up behind each other, once', async () => {
+    const results = await Promise.all([2, 3, 4, 5].map((weight) => sync.writeBack(weight, withWeight(weight))));
+    expect(results).toEqual([true, true, true, true]);
+    expect(writes).toHaveLength(1);
+    const text = await readFile(file, 'utf8');
+    const read = validateConfigText(text, file);
+    expect(read.ok && read.config.pools['web']!.backends[0]!.weight).toBe(5);
+    expect(text.startsWith('# kept\n')).toBe(true);
+    expect(sync.version).toBe(5);
+  });
+
+  it('keeps the order of other file work: a write-back queued after it is not merged into one before it', async () => {
+    const first = sync.writeBack(2, withWeight(2));
+    const shown = sync.saveRejected('not: [valid');
+    const second = sync.writeBack(3, withWeight(3));
+    expect(await Promise.all([first, second])).toEqual([true, true]);
+    await shown;
+    expect(writes).toHaveLength(2);
+    expect(sync.version).toBe(3);
+  });
+});
