@@ -183,6 +183,24 @@ function nonEmptyString(description: string): LeafSpec<string> {
 
 // ---------------------------------------------------------------- replicated: pools and routes
 
+const grpcHealthCheckSpec = object(
+  {
+    service: optional(
+      string({
+        minLength: 0,
+        maxLength: 256,
+        pattern: /^\S*$/,
+        patternHint: 'must contain no spaces',
+        description: 'The service asked about, e.g. my.package.Orders (default: empty, the server as a whole).',
+      }),
+    ),
+  },
+  {
+    description:
+      'Check with the gRPC health protocol (grpc.health.v1.Health/Check over HTTP/2) instead: a backend passes only when it answers SERVING. Needs protocol h2 or h2c; host sets :authority, expectedStatuses does not apply.',
+  },
+);
+
 const healthCheckSpec = object(
   {
     path: optional(
@@ -203,10 +221,14 @@ const healthCheckSpec = object(
       number({ min: 0, max: 1, integer: false, description: 'Fraction of the interval by which checks are randomly shifted.' }),
       DEFAULTS.healthCheck.jitter as number,
     ),
+    grpc: optional(grpcHealthCheckSpec),
   },
   {
     description: 'Active health checks; absent means none, {} means TCP connect checks with defaults.',
     check(value, path, ctx) {
+      if (value.grpc !== undefined && value.path !== undefined) {
+        ctx.report([...path, 'grpc'], 'set either path (an HTTP GET check) or grpc (a gRPC health check), not both');
+      }
       if (value.timeout !== undefined && value.timeout >= value.interval) {
         ctx.report([...path, 'timeout'], `must be less than interval (${formatDuration(value.interval)}), got ${formatDuration(value.timeout)}`);
       }
@@ -371,6 +393,9 @@ export const poolSpec = object(
         if (value.protocol === 'h2c' && https) ctx.report([...path, 'backends', index, 'url'], 'protocol h2c is HTTP/2 without TLS: use an http:// URL, or protocol h2 for https backends');
         if (value.protocol === 'h2' && !https) ctx.report([...path, 'backends', index, 'url'], 'protocol h2 is HTTP/2 over TLS: use an https:// URL, or protocol h2c for plain backends');
       });
+      if (value.healthCheck?.grpc !== undefined && value.protocol === 'http1') {
+        ctx.report([...path, 'healthCheck', 'grpc'], 'gRPC health checks speak HTTP/2: set the pool\'s protocol to h2c (http:// backends) or h2 (https:// backends)');
+      }
     },
   },
 );

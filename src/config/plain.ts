@@ -42,6 +42,7 @@ function plainHealthCheck(check: HealthCheckConfig): PlainObject {
   if (JSON.stringify(statuses) !== DEFAULT_STATUSES) out['expectedStatuses'] = statuses;
   if (check.host !== null) out['host'] = check.host;
   setUnlessDefault(out, 'jitter', check.jitter, DEFAULTS.healthCheck.jitter);
+  if (check.grpc !== null) out['grpc'] = check.grpc.service === '' ? {} : { service: check.grpc.service };
   return out;
 }
 

@@ -100,9 +100,16 @@ export interface HealthCheckConfig {
   readonly fall: number;
   /** Inclusive status ranges that count as passing. */
   readonly expectedStatuses: readonly (readonly [number, number])[];
-  /** Host header for HTTP checks; null sends the backend's host:port. */
+  /** Host header for HTTP checks (:authority for gRPC ones); null sends the backend's host:port. */
   readonly host: string | null;
   readonly jitter: number;
+  /** A gRPC check (grpc.health.v1.Health/Check over HTTP/2) instead of an HTTP GET or a TCP connect; null: none. */
+  readonly grpc: GrpcHealthCheckConfig | null;
+}
+
+export interface GrpcHealthCheckConfig {
+  /** The service asked about; '' asks about the server as a whole (the gRPC health protocol's convention). */
+  readonly service: string;
 }
 
 export interface OutlierDetectionConfig {

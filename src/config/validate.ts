@@ -269,6 +269,7 @@ function buildHealthCheck(shape: NonNullable<PoolShape['healthCheck']>): HealthC
     expectedStatuses: shape.expectedStatuses.map(([low, high]) => [low, high] as const),
     host: shape.host ?? null,
     jitter: shape.jitter,
+    grpc: shape.grpc === undefined ? null : { service: shape.grpc.service ?? '' },
   };
 }
 

@@ -55,6 +55,7 @@ export class HealthChecker {
         probeTarget: {
           url: target.url,
           path: config.path,
+          grpcService: config.grpc?.service ?? null,
           host: config.host,
           timeoutMs: config.timeoutMs,
           expectedStatuses: config.expectedStatuses,

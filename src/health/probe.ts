@@ -1,17 +1,21 @@
-// One active health probe: an HTTP(S) GET or a TCP connect to a backend, bounded by a timeout.
+// One active health probe: an HTTP(S) GET, a gRPC health check over HTTP/2, or a TCP connect to a backend, bounded by a timeout.
 
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import type { Clock } from '../clock.js';
 import type { HealthCheckResult } from '../metrics/types.js';
 import { errorMessage } from '../errors.js';
+import { GRPC_HEALTH_CHECK_PATH, SERVING, healthCheckRequest, servingStatusName, servingStatusOf } from './grpc-health.js';
 
 export interface ProbeTarget {
   readonly url: URL;
-  /** HTTP GET path; null for a TCP connect check. */
+  /** HTTP GET path; null for a TCP connect or gRPC check. */
   readonly path: string | null;
-  /** Host header; null sends the backend's host:port. */
+  /** The service a gRPC health check asks about ('' the whole server); null when the check is not gRPC. */
+  readonly grpcService: string | null;
+  /** Host header (:authority for gRPC); null sends the backend's host:port. */
   readonly host: string | null;
   readonly timeoutMs: number;
   readonly expectedStatuses: readonly (readonly [number, number])[];
@@ -35,7 +39,10 @@ const MAX_BODY_BYTES = 64 * 1024;
 const USER_AGENT = 'balancer-health-check';
 
 export function createProbe(clock: Clock): Probe {
-  return (target) => (target.path === null ? tcpProbe(target, clock) : httpProbe(target, target.path, clock));
+  return (target) => {
+    if (target.grpcService !== null) return grpcProbe(target, target.grpcService, clock);
+    return target.path === null ? tcpProbe(target, clock) : httpProbe(target, target.path, clock);
+  };
 }
 
 export function statusExpected(status: number, ranges: readonly (readonly [number, number])[]): boolean {
@@ -96,6 +103,11 @@ function tcpProbe(target: ProbeTarget, clock: Clock): Promise<ProbeResult> {
   });
 }
 
+/** SNI for an https backend: tls.serverName, else the URL's host name; none for an IP literal (RFC 6066). */
+function serverNameOf(target: ProbeTarget): string | undefined {
+  return target.serverName ?? (net.isIP(hostOf(target.url)) === 0 ? hostOf(target.url) : undefined);
+}
+
 function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<ProbeResult> {
   const url = target.url;
   const secure = url.protocol === 'https:';
@@ -115,7 +127,7 @@ function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<Pro
       // Verification is never turned off: a backend with a bad certificate fails its checks.
       options.rejectUnauthorized = true;
       if (target.ca !== null) options.ca = target.ca;
-      const serverName = target.serverName ?? (net.isIP(hostOf(url)) === 0 ? hostOf(url) : undefined);
+      const serverName = serverNameOf(target);
       if (serverName !== undefined) options.servername = serverName;
     }
     const request = (secure ? https : http).request(options, (response) => {
@@ -136,4 +148,81 @@ function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<Pro
     request.end();
     return () => request.destroy();
   });
+}
+
+/**
+ * grpc.health.v1.Health/Check on a fresh HTTP/2 connection (h2 by ALPN for https backends, h2c for http ones).
+ * Passes only on grpc-status 0 with SERVING; NOT_SERVING, an unknown service (grpc-status 5), a server without the
+ * health service (12) or anything that is not a gRPC answer fails, with what was seen as the detail.
+ */
+function grpcProbe(target: ProbeTarget, service: string, clock: Clock): Promise<ProbeResult> {
+  const url = target.url;
+  const secure = url.protocol === 'https:';
+  return bounded(clock, target.timeoutMs, (settle) => {
+    const options: http2.SecureClientSessionOptions = {};
+    if (secure) {
+      options.rejectUnauthorized = true;
+      if (target.ca !== null) options.ca = target.ca;
+      const serverName = serverNameOf(target);
+      if (serverName !== undefined) options.servername = serverName;
+    }
+    // http2.connect wants the bare host; an IPv6 literal keeps its brackets in a URL.
+    const session = http2.connect(`${url.protocol}//${url.host}`, options);
+    session.on('error', (error) => settle({ result: 'error', detail: describeError(error) }));
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': GRPC_HEALTH_CHECK_PATH,
+      ':authority': target.host ?? url.host,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'user-agent': USER_AGENT,
+      // The backend may give up when we do.
+      'grpc-timeout': `${target.timeoutMs}m`,
+    });
+    let status = 0;
+    let grpcStatus: string | undefined;
+    let grpcMessage: string | undefined;
+    const fields = (headers: http2.IncomingHttpHeaders): void => {
+      const code = headers['grpc-status'];
+      if (typeof code === 'string') grpcStatus = code;
+      const message = headers['grpc-message'];
+      if (typeof message === 'string') grpcMessage = message;
+    };
+    const chunks: Buffer[] = [];
+    let received = 0;
+    stream.on('response', (headers) => {
+      status = Number(headers[':status'] ?? 0);
+      fields(headers);
+    });
+    stream.on('trailers', fields);
+    stream.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > MAX_BODY_BYTES) settle({ result: 'fail', detail: `gRPC answer over ${MAX_BODY_BYTES} bytes` });
+      else chunks.push(chunk);
+    });
+    stream.on('end', () => settle(grpcVerdict(status, grpcStatus, grpcMessage, Buffer.concat(chunks))));
+    stream.on('error', (error) => settle({ result: 'error', detail: describeError(error) }));
+    stream.on('close', () => settle({ result: 'error', detail: `stream closed before the answer ended (HTTP/2 code ${stream.rstCode ?? 0})` }));
+    stream.end(healthCheckRequest(service));
+    return () => session.destroy();
+  });
+}
+
+function grpcVerdict(status: number, grpcStatus: string | undefined, grpcMessage: string | undefined, body: Buffer): ProbeResult {
+  if (status !== 200) return { result: 'fail', detail: `HTTP ${status}, not a gRPC answer` };
+  if (grpcStatus === undefined) return { result: 'fail', detail: 'gRPC answer without grpc-status' };
+  if (grpcStatus !== '0') {
+    let message = '';
+    if (grpcMessage !== undefined) {
+      try {
+        message = `: ${decodeURIComponent(grpcMessage)}`;
+      } catch {
+        message = `: ${grpcMessage}`;
+      }
+    }
+    return { result: 'fail', detail: `grpc-status ${grpcStatus}${message}` };
+  }
+  const read = servingStatusOf(body);
+  if ('error' in read) return { result: 'fail', detail: `gRPC health answer: ${read.error}` };
+  return { result: read.status === SERVING ? 'pass' : 'fail', detail: servingStatusName(read.status) };
 }

@@ -19,6 +19,7 @@ export function healthCheck(overrides: Partial<HealthCheckConfig> = {}): HealthC
     expectedStatuses: [[200, 399]],
     host: null,
     jitter: 0,
+    grpc: null,
     ...overrides,
   };
 }

@@ -127,3 +127,43 @@ describe('pool protocol', () => {
     expect(problemLines(text)).toEqual([expected]);
   });
 });
+
+describe('gRPC health checks', () => {
+  test('healthCheck.grpc with and without a service', () => {
+    const pools = valid(`routes:
+  - { match: { pathPrefix: /orders/ }, pool: orders }
+  - { pool: whole }
+pools:
+  orders:
+    protocol: h2c
+    healthCheck: { grpc: { service: shop.Orders }, interval: 1s }
+    backends: [{ url: "http://10.0.0.1:50051" }]
+  whole:
+    protocol: h2
+    healthCheck: { grpc: {} }
+    backends: [{ url: "https://10.0.0.2:50051" }]
+`).pools;
+    expect(pools['orders']!.healthCheck).toMatchObject({ path: null, intervalMs: 1000, grpc: { service: 'shop.Orders' } });
+    expect(pools['whole']!.healthCheck!.grpc).toEqual({ service: '' });
+  });
+
+  test.each([
+    [
+      'on an HTTP/1.1 pool',
+      'pools:\n  web:\n    healthCheck: { grpc: {} }\n    backends: [{ url: "http://10.0.0.1" }]\n',
+      'balancer.yaml:3:26: pools.web.healthCheck.grpc: gRPC health checks speak HTTP/2: set the pool\'s protocol to h2c (http:// backends) or h2 (https:// backends)',
+    ],
+    [
+      'with a path too',
+      'pools:\n  web:\n    protocol: h2c\n    healthCheck: { path: /healthz, grpc: {} }\n    backends: [{ url: "http://10.0.0.1" }]\n',
+      'balancer.yaml:4:42: pools.web.healthCheck.grpc: set either path (an HTTP GET check) or grpc (a gRPC health check), not both',
+    ],
+    [
+      'a service name with a space',
+      'pools:\n  web:\n    protocol: h2c\n    healthCheck: { grpc: { service: "a b" } }\n    backends: [{ url: "http://10.0.0.1" }]\n',
+      'balancer.yaml:4:37: pools.web.healthCheck.grpc.service: must contain no spaces, got string "a b"',
+    ],
+  ])('%s', (_name, text, expected) => {
+    expect(problemLines(text)).toEqual([expected]);
+  });
+});

@@ -47,6 +47,7 @@ describe('a valid file', () => {
       expectedStatuses: [[200, 399]],
       host: null,
       jitter: DEFAULTS.healthCheck.jitter,
+      grpc: null,
     });
     expect(web.outlierDetection).toEqual({
       enabled: true,
@@ -73,6 +74,7 @@ describe('a valid file', () => {
       expectedStatuses: [[200, 299], [404, 404]],
       host: 'health.internal',
       jitter: 0,
+      grpc: null,
     });
     expect(api.outlierDetection).toEqual({
       enabled: true,

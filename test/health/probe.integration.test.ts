@@ -67,6 +67,7 @@ function target(url: string, overrides: Partial<ProbeTarget> = {}): ProbeTarget 
   return {
     url: new URL(url),
     path: '/healthz',
+    grpcService: null,
     host: null,
     timeoutMs: 1_000,
     expectedStatuses: [[200, 399]],

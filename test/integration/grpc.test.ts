@@ -3,6 +3,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { BackendStateChange } from '../../src/balancer/pool.js';
 import { perTestResources, type TestGateway } from '../helpers/gateway.js';
 
 const resources = perTestResources();
@@ -31,6 +33,8 @@ const EchoClient = grpc.makeGenericClientConstructor(echoService as unknown as g
 interface EchoServer {
   readonly name: string;
   readonly port: number;
+  /** The server's grpc.health.v1 service: '' (the whole server) and test.Echo start SERVING. */
+  readonly health: HealthImplementation;
   /** Calls that reached this server. */
   readonly calls: number;
   kill(): void;
@@ -71,12 +75,15 @@ async function startEchoServer(name: string): Promise<EchoServer> {
       next();
     },
   });
+  const health = new HealthImplementation({ '': 'SERVING', 'test.Echo': 'SERVING' });
+  health.addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error))),
   );
   return {
     name,
     port,
+    health,
     get calls() {
       return echo.calls;
     },
@@ -189,5 +196,60 @@ describe('gRPC through balancer to h2c backends', () => {
     } finally {
       session.close();
     }
+  });
+});
+
+/** Resolves with the next state change of `backend` to `to` in the gateway's data plane. */
+function nextChange(gw: TestGateway, backend: string, to: BackendStateChange['to']): Promise<BackendStateChange> {
+  return new Promise((resolve) => {
+    const stop = gw.app.dataPlane.onBackendStateChange((change) => {
+      if (change.backend !== backend || change.to !== to) return;
+      stop();
+      resolve(change);
+    });
+  });
+}
+
+describe('gRPC health checks (healthCheck.grpc)', () => {
+  it('a backend whose service turns NOT_SERVING is taken out, and comes back when it serves again', async () => {
+    const a = await startEchoServer('a');
+    const b = await startEchoServer('b');
+    const check = '    healthCheck: { grpc: { service: test.Echo }, interval: 200ms, timeout: 190ms, rise: 1, fall: 2, jitter: 0 }\n';
+    const gw = await resources.gateway(gatewayYaml([{ port: a.port, id: 'a' }, { port: b.port, id: 'b' }], check));
+    const c = client(gw);
+    try {
+      const down = nextChange(gw, 'b', 'down');
+      b.health.setStatus('test.Echo', 'NOT_SERVING');
+      expect((await down).reason).toMatch(/(first check failed|2 consecutive failed checks): NOT_SERVING$/);
+      const callsOfB = b.calls;
+      const replies = [];
+      for (let i = 0; i < 6; i++) replies.push(await say(c, { text: `while b is out ${i}` }));
+      expect(replies.map((answer) => answer.reply?.from ?? answer.error?.message)).toEqual(replies.map(() => 'a'));
+      expect(b.calls).toBe(callsOfB);
+
+      const up = nextChange(gw, 'b', 'up');
+      b.health.setStatus('test.Echo', 'SERVING');
+      await up;
+      const after = [];
+      for (let i = 0; i < 6; i++) after.push(await say(c, { text: `b is back ${i}` }));
+      expect(new Set(after.map((answer) => answer.reply?.from))).toEqual(new Set(['a', 'b']));
+    } finally {
+      c.close();
+    }
+  });
+
+  it('a service the backend does not know, or a backend gone, fails the check with what was seen', async () => {
+    const a = await startEchoServer('a');
+    const check = '    healthCheck: { grpc: { service: shop.Orders }, interval: 200ms, timeout: 190ms, rise: 1, fall: 2, jitter: 0 }\n';
+    const gw = await resources.gateway(gatewayYaml([{ port: a.port, id: 'a' }], check));
+    // grpc-health-check answers NOT_FOUND (5) for a service it has no status for, as the health protocol says.
+    const down = await nextChange(gw, 'a', 'down');
+    expect(down.reason).toMatch(/^first check failed: grpc-status 5\b/);
+
+    const b = await startEchoServer('b');
+    const gw2 = await resources.gateway(gatewayYaml([{ port: b.port, id: 'b' }], check.replace('shop.Orders', 'test.Echo')));
+    const gone = nextChange(gw2, 'b', 'down');
+    b.kill();
+    expect((await gone).reason).toMatch(/(first check failed|2 consecutive failed checks): .*(ECONNREFUSED|ECONNRESET|closed)/);
   });
 });
