@@ -5,10 +5,9 @@
 // ejections, in-flight counts, retries in flight) lives in objects shared by both generations, so a
 // request started on the old pool and finishing after the swap still reports into the right counters.
 
-import { readFileSync } from 'node:fs';
 import type { Clock, Random, TimerHandle } from '../clock.js';
 import type { BackendConfig, PoolConfig } from '../config/schema.js';
-import { BalancerError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { BackendHealth, type BackendHealthOptions, type HealthTransition, type RequestOutcome } from '../health/backend-health.js';
 import { HealthChecker } from '../health/checker.js';
 import { createProbe, type Probe, type ProbeResult } from '../health/probe.js';
@@ -16,6 +15,7 @@ import type { Logger } from '../log.js';
 import type { BackendMetrics, Metrics } from '../metrics/types.js';
 import { LatencyEwma, type LatencyEwmaOptions } from './latency-ewma.js';
 import { retryBudgetAllows } from './retry-budget.js';
+import { readUpstreamTls, type UpstreamTlsMaterial } from './upstream-tls.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
 import type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
 
@@ -128,8 +128,8 @@ export class PoolRuntime {
   readonly name: string;
   readonly config: PoolConfig;
   readonly backends: readonly BackendRuntime[];
-  /** The pool's tls.ca PEM, read once per build; the forwarder should use the same for its agents. */
-  readonly ca: string | null;
+  /** The pool's tls.ca, tls.cert and tls.key, read once per build; the forwarder uses the same for its connections. */
+  readonly tls: UpstreamTlsMaterial;
   private readonly deps: PoolDeps;
   private readonly strategy: Strategy;
   private readonly byId = new Map<string, BackendRuntime>();
@@ -152,7 +152,8 @@ export class PoolRuntime {
    * ejection and in-flight state; new ones start `up` (see BackendHealth) and, when `previous` exists,
    * ramp up under slow start. Building has no effect on `previous`, so a half-built set of pools can be
    * dropped: the takeover happens in start(). Then stop `previous`.
-   * Throws BalancerError CONFIG_IO when tls.ca cannot be read, so the caller keeps the previous pool.
+   * Throws BalancerError CONFIG_IO when a TLS file (tls.ca, tls.cert, tls.key) cannot be read or the client certificate
+   * does not fit its key, so the caller keeps the previous pool.
    */
   static create(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps): PoolRuntime {
     return new PoolRuntime(config, previous, deps);
@@ -162,7 +163,7 @@ export class PoolRuntime {
     this.name = config.name;
     this.config = config;
     this.deps = deps;
-    this.ca = readCa(config);
+    this.tls = readUpstreamTls(config);
     this.strategy = createStrategy(config.strategy, deps.random);
     this.retries = previous?.retries ?? { inFlight: 0 };
     if (deps.onStateChange !== undefined) this.listeners.add(deps.onStateChange);
@@ -264,7 +265,7 @@ export class PoolRuntime {
       clock: deps.clock,
       random: deps.random,
       probe: deps.probe ?? createProbe(deps.clock),
-      ca: this.ca,
+      tls: this.tls,
       serverName: this.config.tls.serverName,
       onResult: (id, result) => this.recordCheck(id, result),
       onError: (id, error) =>
@@ -473,17 +474,6 @@ function healthOptions(config: PoolConfig): BackendHealthOptions {
 /** A failed attempt counts as a request that ran into the response timeout: the worst a success could have been. */
 export function latencyOptions(config: PoolConfig): LatencyEwmaOptions {
   return { decayMs: config.ewma.decayMs, initialMs: config.ewma.initialMs, penaltyMs: config.timeouts.responseMs };
-}
-
-/** The pool's tls.ca PEM (null: system CAs); an unreadable file is a CONFIG_IO error naming the pool. */
-export function readCa(config: PoolConfig): string | null {
-  const path = config.tls.ca;
-  if (path === null) return null;
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new BalancerError('CONFIG_IO', `pool ${config.name}: cannot read tls.ca ${path}: ${errorMessage(error)}`, { cause: error });
-  }
 }
 
 /** backend_up and backend_draining together, so alerts can tell a drained backend from a dead one. */

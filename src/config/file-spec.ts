@@ -317,8 +317,16 @@ const upstreamTlsSpec = object(
   {
     ca: optional(nonEmptyString('PEM file of CAs to verify https backends against, relative to the config file (default: system CAs).')),
     serverName: optional(string({ parse: parseHostname, description: 'SNI and certificate name to expect (default: the host of the backend URL, with no SNI for an IP; never the client Host).' })),
+    cert: optional(nonEmptyString('PEM file of the client certificate (chain) presented to https backends that ask for one (mutual TLS), relative to the config file; needs key. Re-read when it changes.')),
+    key: optional(nonEmptyString('PEM file of the client certificate\'s private key, relative to the config file; needs cert.')),
   },
-  { description: 'How https backends are verified; never unverified.' },
+  {
+    description: 'How https backends are verified (never unverified), and the client certificate balancer presents to them.',
+    check(value, path, ctx) {
+      if (value.cert !== undefined && value.key === undefined) ctx.report([...path, 'key'], 'is required with cert (the client certificate\'s private key)');
+      if (value.key !== undefined && value.cert === undefined) ctx.report([...path, 'cert'], 'is required with key (the client certificate it belongs to)');
+    },
+  },
 );
 
 const backendSpec = object(

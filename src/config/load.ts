@@ -2,11 +2,12 @@
 
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Document } from 'yaml';
 import type { CertificateConfig, Config, ListenerConfig, PoolConfig, ReplicatedConfig, TlsListenerConfig } from './schema.js';
 import type { Path } from './spec.js';
-import { describeIoError } from '../errors.js';
+import { describeIoError, errorMessage } from '../errors.js';
 import { deepFreeze, problemAt, validateConfigText, type Problem } from './validate.js';
 
 export type LoadResult =
@@ -30,13 +31,16 @@ export function resolveConfigPath(baseDir: string, path: string): string {
 }
 
 /**
- * Pool paths (tls.ca) stay relative in the replicated config so every node resolves them against its own
- * config directory; the cluster bridge calls this on each applied config before handing it to the data plane.
+ * Pool paths (tls.ca, tls.cert, tls.key) stay relative in the replicated config so every node resolves them against
+ * its own config directory; the cluster bridge calls this on each applied config before handing it to the data plane.
  */
 export function resolveReplicatedPaths(replicated: ReplicatedConfig, baseDir: string): ReplicatedConfig {
   const pools: Record<string, PoolConfig> = {};
+  const resolvePath = (path: string | null): string | null => (path === null ? null : resolveConfigPath(baseDir, path));
   for (const [name, pool] of Object.entries(replicated.pools)) {
-    const resolved = pool.tls.ca === null ? pool : { ...pool, tls: { ...pool.tls, ca: resolveConfigPath(baseDir, pool.tls.ca) } };
+    const { ca, cert, key } = pool.tls;
+    const resolved =
+      ca === null && cert === null && key === null ? pool : { ...pool, tls: { ...pool.tls, ca: resolvePath(ca), cert: resolvePath(cert), key: resolvePath(key) } };
     Object.defineProperty(pools, name, { value: resolved, enumerable: true, writable: true, configurable: true });
   }
   return deepFreeze({ routes: replicated.routes, pools });
@@ -60,6 +64,16 @@ export function resolveListenerTlsPaths(tls: TlsListenerConfig, baseDir: string)
     certificates: tls.certificates.map(({ cert, key }) => ({ cert: resolveConfigPath(baseDir, cert), key: resolveConfigPath(baseDir, key) })),
     clientCa: tls.clientCa === null ? null : resolveConfigPath(baseDir, tls.clientCa),
   };
+}
+
+/** Null when the two files are a PEM certificate and its private key; else what is wrong, naming the files. */
+async function clientCertificateProblem(certFile: string, keyFile: string): Promise<string | null> {
+  try {
+    createSecureContext({ cert: await readFile(certFile), key: await readFile(keyFile) });
+    return null;
+  } catch (error) {
+    return `cannot use the client certificate ${certFile} with the key ${keyFile}: ${errorMessage(error)}`;
+  }
 }
 
 export async function loadConfigFile(path: string): Promise<LoadResult> {
@@ -157,7 +171,18 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
   }
 
   for (const [name, pool] of Object.entries(config.pools)) {
-    if (pool.tls.ca !== null) await mustBeReadable(['pools', name, 'tls', 'ca'], pool.tls.ca);
+    const at: Path = ['pools', name, 'tls'];
+    if (pool.tls.ca !== null) await mustBeReadable([...at, 'ca'], pool.tls.ca);
+    if (pool.tls.cert !== null && pool.tls.key !== null) {
+      const problemsBefore = problems.length;
+      const cert = await mustBeReadable([...at, 'cert'], pool.tls.cert);
+      const key = await mustBeReadable([...at, 'key'], pool.tls.key);
+      // Readable both: then they must be a certificate and its key, or no backend connection could ever be made.
+      if (problems.length === problemsBefore) {
+        const mismatch = await clientCertificateProblem(cert, key);
+        if (mismatch !== null) report([...at, 'cert'], mismatch);
+      }
+    }
   }
 
   if (problems.length > 0) {

@@ -99,6 +99,8 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   const tls: PlainObject = {};
   if (pool.tls.ca !== null) tls['ca'] = pool.tls.ca;
   if (pool.tls.serverName !== null) tls['serverName'] = pool.tls.serverName;
+  if (pool.tls.cert !== null) tls['cert'] = pool.tls.cert;
+  if (pool.tls.key !== null) tls['key'] = pool.tls.key;
   nonEmpty(out, 'tls', tls);
   return out;
 }

@@ -154,6 +154,9 @@ export interface UpstreamTlsConfig {
   /** PEM file of CAs to verify https backends against, instead of the system CAs. */
   readonly ca: string | null;
   readonly serverName: string | null;
+  /** PEM client certificate (chain) presented to https backends that ask for one, and its key; both or neither. */
+  readonly cert: string | null;
+  readonly key: string | null;
 }
 
 /** The per-backend latency estimate every pool keeps and the peak-ewma strategy picks by. */

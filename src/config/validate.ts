@@ -308,7 +308,7 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
     ewma: { decayMs: ewma.decay, initialMs: ewma.initial },
     circuitBreaker: { maxRequestsPerBackend: breaker.maxRequestsPerBackend, maxPendingPerBackend: breaker.maxPendingPerBackend },
     connections: { max: (shape.connections ?? CONNECTIONS_DEFAULTS).max },
-    tls: { ca: shape.tls?.ca ?? null, serverName: shape.tls?.serverName ?? null },
+    tls: { ca: shape.tls?.ca ?? null, serverName: shape.tls?.serverName ?? null, cert: shape.tls?.cert ?? null, key: shape.tls?.key ?? null },
   };
 }
 

@@ -4,6 +4,7 @@ import type { Clock, Random, TimerHandle } from '../clock.js';
 import type { HealthCheckConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import type { Probe, ProbeResult, ProbeTarget } from './probe.js';
+import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 
 export interface CheckTarget {
   readonly id: string;
@@ -19,7 +20,8 @@ export interface HealthCheckerOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly probe: Probe;
-  readonly ca: string | null;
+  /** The pool's CA and client certificate: a check connects as the forwarder does. */
+  readonly tls: UpstreamTlsMaterial;
   readonly serverName: string | null;
   /** Called once per completed check; never called after stop(). */
   readonly onResult: (id: string, result: ProbeResult) => void;
@@ -59,7 +61,7 @@ export class HealthChecker {
           host: config.host,
           timeoutMs: config.timeoutMs,
           expectedStatuses: config.expectedStatuses,
-          ca: this.options.ca,
+          tls: this.options.tls,
           serverName: this.options.serverName,
         },
         timer: undefined,

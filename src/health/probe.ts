@@ -6,6 +6,7 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Clock } from '../clock.js';
 import type { HealthCheckResult } from '../metrics/types.js';
+import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { errorMessage } from '../errors.js';
 import { GRPC_HEALTH_CHECK_PATH, SERVING, healthCheckRequest, servingStatusName, servingStatusOf } from './grpc-health.js';
 
@@ -19,8 +20,8 @@ export interface ProbeTarget {
   readonly host: string | null;
   readonly timeoutMs: number;
   readonly expectedStatuses: readonly (readonly [number, number])[];
-  /** PEM CA bundle for https backends; null trusts Node's default CA store. */
-  readonly ca: string | null;
+  /** For https backends: the CAs to verify against (null: Node's default store) and the client certificate, if any. */
+  readonly tls: UpstreamTlsMaterial;
   /** SNI and certificate name for https backends; null uses the URL's host name. */
   readonly serverName: string | null;
 }
@@ -108,6 +109,18 @@ function serverNameOf(target: ProbeTarget): string | undefined {
   return target.serverName ?? (net.isIP(hostOf(target.url)) === 0 ? hostOf(target.url) : undefined);
 }
 
+/** Verification is never turned off: a backend with a bad certificate fails its checks. */
+function tlsOptions(target: ProbeTarget): { rejectUnauthorized: true; ca?: string; cert?: string; key?: string; servername?: string } {
+  const { ca, cert, key } = target.tls;
+  const serverName = serverNameOf(target);
+  return {
+    rejectUnauthorized: true,
+    ...(ca === null ? {} : { ca }),
+    ...(cert === null || key === null ? {} : { cert, key }),
+    ...(serverName === undefined ? {} : { servername: serverName }),
+  };
+}
+
 function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<ProbeResult> {
   const url = target.url;
   const secure = url.protocol === 'https:';
@@ -123,13 +136,7 @@ function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<Pro
       agent: false,
       headers: { host: hostHeader, 'user-agent': USER_AGENT, connection: 'close', accept: '*/*' },
     };
-    if (secure) {
-      // Verification is never turned off: a backend with a bad certificate fails its checks.
-      options.rejectUnauthorized = true;
-      if (target.ca !== null) options.ca = target.ca;
-      const serverName = serverNameOf(target);
-      if (serverName !== undefined) options.servername = serverName;
-    }
+    if (secure) Object.assign(options, tlsOptions(target));
     const request = (secure ? https : http).request(options, (response) => {
       const status = response.statusCode ?? 0;
       const result: ProbeResult = statusExpected(status, target.expectedStatuses)
@@ -160,14 +167,8 @@ function grpcProbe(target: ProbeTarget, service: string, clock: Clock): Promise<
   const secure = url.protocol === 'https:';
   return bounded(clock, target.timeoutMs, (settle) => {
     const options: http2.SecureClientSessionOptions = {};
-    if (secure) {
-      options.rejectUnauthorized = true;
-      if (target.ca !== null) options.ca = target.ca;
-      const serverName = serverNameOf(target);
-      if (serverName !== undefined) options.servername = serverName;
-    }
-    // http2.connect wants the bare host; an IPv6 literal keeps its brackets in a URL.
-    const session = http2.connect(`${url.protocol}//${url.host}`, options);
+    if (secure) Object.assign(options, tlsOptions(target));
+    const session = http2.connect(url.origin, options);
     session.on('error', (error) => settle({ result: 'error', detail: describeError(error) }));
     const stream = session.request({
       ':method': 'POST',

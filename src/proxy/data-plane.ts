@@ -1,11 +1,14 @@
 // Owns the live routing table: builds pool runtimes from each applied config and swaps them in atomically.
 
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import type { ReplicatedConfig } from '../config/schema.js';
 import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../balancer/pool.js';
+import { upstreamTlsFiles } from '../balancer/upstream-tls.js';
+import { errorMessage } from '../errors.js';
 import { compileRoutes, lookupRoute, routeLabel, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
 import type { PoolEntry } from './forward-types.js';
 import { UpstreamRegistry } from './upstream.js';
@@ -45,6 +48,8 @@ export class DataPlane {
   private readonly appliedListeners = new Set<(version: number, config: ReplicatedConfig) => void>();
 
   private readonly stateListeners = new Set<(change: BackendStateChange) => void>();
+  /** The pools' TLS files (tls.ca, tls.cert, tls.key) being watched, each with its change listener. */
+  private readonly watchedTlsFiles = new Map<string, (current: Stats, previous: Stats) => void>();
 
   constructor(deps: DataPlaneDeps) {
     // Every pool built from here reports backend state changes to whoever listens (worker health snapshots).
@@ -91,16 +96,21 @@ export class DataPlane {
    * of a large config costs that pool's rebuild, not every pool's.
    */
   apply(version: number, config: ReplicatedConfig): void {
+    this.build(version, config, null);
+  }
+
+  /** apply(), rebuilding also the pools named in `rebuild` (whose TLS files changed) even if their config did not. */
+  private build(version: number, config: ReplicatedConfig, rebuild: ReadonlySet<string> | null): void {
     const previous = this.current;
     const pools = new Map<string, DataPlanePool>();
     for (const [name, poolConfig] of Object.entries(config.pools)) {
       const unchanged = previous.pools.get(name);
-      if (unchanged !== undefined && isDeepStrictEqual(unchanged.pool.config, poolConfig)) {
+      if (unchanged !== undefined && rebuild?.has(name) !== true && isDeepStrictEqual(unchanged.pool.config, poolConfig)) {
         pools.set(name, unchanged);
         continue;
       }
       const runtime = PoolRuntime.create(poolConfig, previous.pools.get(name)?.pool, this.deps);
-      pools.set(name, { pool: runtime, upstreams: this.upstreams.forPool(poolConfig, runtime.ca), metrics: this.deps.metrics.pool(name) });
+      pools.set(name, { pool: runtime, upstreams: this.upstreams.forPool(poolConfig, runtime.tls), metrics: this.deps.metrics.pool(name) });
     }
     const only = pools.size === 1 ? [...pools.values()][0]! : null;
     this.current = {
@@ -117,7 +127,42 @@ export class DataPlane {
     this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
     this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));
     this.deps.metrics.setConfigVersion(version);
+    this.watchTlsFiles(config);
     for (const listener of this.appliedListeners) listener(version, config);
+  }
+
+  /**
+   * Watches the pools' TLS files: when one changes (a renewed client certificate, a new CA), the pools that use it are
+   * rebuilt from the same config, so new backend connections use the new files while requests on the old ones finish
+   * (workers get the config again and read the files themselves). Files that do not read or do not fit keep the pools
+   * as they were.
+   */
+  private watchTlsFiles(config: ReplicatedConfig): void {
+    const wanted = new Set(Object.values(config.pools).flatMap(upstreamTlsFiles));
+    for (const [file, listener] of this.watchedTlsFiles) {
+      if (wanted.has(file)) continue;
+      unwatchFile(file, listener);
+      this.watchedTlsFiles.delete(file);
+    }
+    for (const file of wanted) {
+      if (this.watchedTlsFiles.has(file)) continue;
+      const listener = (current: Stats, previous: Stats): void => {
+        if (current.mtimeMs !== previous.mtimeMs || current.size !== previous.size) this.reloadTlsFiles(file);
+      };
+      watchFile(file, { interval: 1_000, persistent: false }, listener);
+      this.watchedTlsFiles.set(file, listener);
+    }
+  }
+
+  private reloadTlsFiles(file: string): void {
+    const { version, config } = this.current;
+    const affected = new Set(Object.values(config.pools).filter((pool) => upstreamTlsFiles(pool).includes(file)).map((pool) => pool.name));
+    try {
+      this.build(version, config, affected);
+      this.deps.logger.info('pool TLS files reloaded', { file });
+    } catch (error) {
+      this.deps.logger.error('pool TLS files reload failed; keeping the previous ones', { file, error: errorMessage(error) });
+    }
   }
 
   /** Told of every config applied from now on (worker processes get their copy this way). */
@@ -127,6 +172,8 @@ export class DataPlane {
   }
 
   stop(): void {
+    for (const [file, listener] of this.watchedTlsFiles) unwatchFile(file, listener);
+    this.watchedTlsFiles.clear();
     for (const entry of this.current.pools.values()) entry.pool.stop();
     this.upstreams.closeAll();
   }

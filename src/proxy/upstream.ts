@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { buildConnector, Pool } from 'undici';
 import { DEFAULTS, type PoolConfig } from '../config/schema.js';
+import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 
 /** The shape http-proxy accepts as a pre-parsed target (WebSocket tunnels), so it never re-parses a URL per request. */
 export interface ProxyTarget {
@@ -53,9 +54,9 @@ function targetOf(url: URL): ProxyTarget {
  * are the backend's own (tls.serverName, else its URL's host), never the client's Host; an IP literal gets no SNI
  * (RFC 6066) and its certificate is checked against the IP.
  */
-function connectorFor(target: ProxyTarget, pool: PoolConfig, ca: string | null): buildConnector.connector {
+function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMaterial): buildConnector.connector {
   const connect = buildConnector({
-    ...tlsOptions(ca),
+    ...tlsOptions(tls),
     timeout: pool.timeouts.connectMs,
     keepAlive: true,
     keepAliveInitialDelay: 60_000,
@@ -68,8 +69,13 @@ function connectorFor(target: ProxyTarget, pool: PoolConfig, ca: string | null):
   return (options, callback) => connect({ ...options, servername: sni } as typeof options, callback);
 }
 
-function tlsOptions(ca: string | null): ConnectionOptions {
-  return { rejectUnauthorized: true, ...(ca === null ? {} : { ca }) };
+/** Backends are always verified; the client certificate goes to whichever backend asks for one. */
+function tlsOptions(tls: UpstreamTlsMaterial): ConnectionOptions {
+  return {
+    rejectUnauthorized: true,
+    ...(tls.ca === null ? {} : { ca: tls.ca }),
+    ...(tls.cert === null || tls.key === null ? {} : { cert: tls.cert, key: tls.key }),
+  };
 }
 
 /** The SNI an https backend gets: tls.serverName, else its URL's host name; '' (none) for an IP literal. */
@@ -98,16 +104,19 @@ function poolFor(url: URL, connect: buildConnector.connector, pool: PoolConfig):
 export class UpstreamRegistry {
   private readonly byKey = new Map<string, Upstream>();
 
-  /** Returns one upstream per backend id of the pool; `ca` is the pool's tls.ca PEM, read once per config by the caller. */
-  forPool(pool: PoolConfig, ca: string | null): Map<string, Upstream> {
+  /**
+   * Returns one upstream per backend id of the pool; `tls` is the pool's CA and client certificate, read once per config
+   * by the caller. New file contents (a renewed client certificate) make new upstreams; the old ones drain.
+   */
+  forPool(pool: PoolConfig, tls: UpstreamTlsMaterial): Map<string, Upstream> {
     const result = new Map<string, Upstream>();
     for (const backend of pool.backends) {
       const url = new URL(backend.url);
-      const key = `${url.origin}|${pool.protocol}|${pool.tls.ca ?? ''}|${pool.tls.serverName ?? ''}|${pool.timeouts.connectMs}|${pool.connections.max}`;
+      const key = `${url.origin}|${pool.protocol}|${tls.digest}|${pool.tls.serverName ?? ''}|${pool.timeouts.connectMs}|${pool.connections.max}`;
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
         const target = targetOf(url);
-        const connect = connectorFor(target, pool, ca);
+        const connect = connectorFor(target, pool, tls);
         upstream = {
           key,
           origin: url.origin,

@@ -1,7 +1,8 @@
 // A worker's data plane: routes and pools built from the primary's config, availability and weights from its health snapshots.
 
 import { LatencyEwma } from '../balancer/latency-ewma.js';
-import { latencyOptions, readCa } from '../balancer/pool.js';
+import { latencyOptions } from '../balancer/pool.js';
+import { readUpstreamTls } from '../balancer/upstream-tls.js';
 import { createStrategy, type Strategy } from '../balancer/strategy.js';
 import { retryBudgetAllows } from '../balancer/retry-budget.js';
 import type { Clock, Random } from '../clock.js';
@@ -159,7 +160,7 @@ export class WorkerDataPlane implements RouteSource {
       const pool = new RemotePool(poolConfig, backends, this.random);
       const health = this.lastHealth[name];
       if (health !== undefined) pool.applyHealth(health);
-      pools.set(name, { pool, upstreams: this.upstreams.forPool(poolConfig, readCa(poolConfig)), metrics: this.metrics.pool(name) });
+      pools.set(name, { pool, upstreams: this.upstreams.forPool(poolConfig, readUpstreamTls(poolConfig)), metrics: this.metrics.pool(name) });
     }
     for (const key of this.counters.keys()) if (!liveKeys.has(key)) this.counters.delete(key);
     const only = pools.size === 1 ? [...pools.values()][0]! : null;

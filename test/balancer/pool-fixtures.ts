@@ -48,7 +48,7 @@ export function poolConfig(overrides: Partial<PoolConfig> = {}): PoolConfig {
     circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
     connections: { max: 0 },
     protocol: 'http1',
-    tls: { ca: null, serverName: null },
+    tls: { ca: null, serverName: null, cert: null, key: null },
     ...overrides,
   };
 }

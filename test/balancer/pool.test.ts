@@ -351,7 +351,7 @@ describe('rebuild (config change)', () => {
   it('fails with CONFIG_IO when tls.ca cannot be read', () => {
     let caught: unknown;
     try {
-      setup(poolConfig({ tls: { ca: '/nonexistent/ca.pem', serverName: null } }));
+      setup(poolConfig({ tls: { ca: '/nonexistent/ca.pem', serverName: null, cert: null, key: null } }));
     } catch (error) {
       caught = error;
     }

@@ -69,7 +69,10 @@ const poolArb = fc.record(
     ewma: fc.record({ decay: durationArb(1, 60_000), initial: durationArb(0, 1_000) }, { requiredKeys: [] }),
     circuitBreaker: fc.record({ maxRequestsPerBackend: fc.integer({ min: 0, max: 100 }), maxPendingPerBackend: fc.integer({ min: 0, max: 100 }) }, { requiredKeys: [] }),
     connections: fc.record({ max: fc.integer({ min: 0, max: 1000 }) }, { requiredKeys: [] }),
-    tls: fc.record({ ca: fc.constantFrom('./ca.pem', '/etc/ssl/ca.pem'), serverName: fc.constantFrom('api.internal') }, { requiredKeys: [] }),
+    tls: fc
+      .tuple(fc.record({ ca: fc.constantFrom('./ca.pem', '/etc/ssl/ca.pem'), serverName: fc.constantFrom('api.internal') }, { requiredKeys: [] }), fc.boolean())
+      // A client certificate is a pair: cert and key together or neither.
+      .map(([tls, withClientCertificate]) => (withClientCertificate ? { ...tls, cert: './client.pem', key: './client-key.pem' } : tls)),
   },
   { requiredKeys: [] },
 );

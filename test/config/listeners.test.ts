@@ -2,6 +2,9 @@
 
 import { describe, expect, test } from 'vitest';
 import { problemLines, valid } from './fixtures.js';
+import { toPlainReplicated } from '../../src/config/plain.js';
+import { validateReplicated } from '../../src/config/validate.js';
+import { resolveReplicatedPaths } from '../../src/config/load.js';
 
 describe('listeners', () => {
   test('several listeners with defaults, TLS by certificates, client certificates', () => {
@@ -145,6 +148,33 @@ pools:
 `).pools;
     expect(pools['orders']!.healthCheck).toMatchObject({ path: null, intervalMs: 1000, grpc: { service: 'shop.Orders' } });
     expect(pools['whole']!.healthCheck!.grpc).toEqual({ service: '' });
+  });
+
+  test('gRPC checks and client certificates survive the plain (replicated) form', () => {
+    const config = valid(`routes:
+  - { match: { pathPrefix: /orders/ }, pool: orders }
+  - { pool: whole }
+pools:
+  orders:
+    protocol: h2
+    healthCheck: { grpc: { service: shop.Orders } }
+    tls: { ca: ca.pem, cert: client.pem, key: client-key.pem }
+    backends: [{ url: "https://10.0.0.1:50051" }]
+  whole:
+    protocol: h2c
+    healthCheck: { grpc: {} }
+    backends: [{ url: "http://10.0.0.2:50051" }]
+`);
+    expect(config.pools['orders']!.tls).toEqual({ ca: 'ca.pem', serverName: null, cert: 'client.pem', key: 'client-key.pem' });
+    const again = validateReplicated(JSON.parse(JSON.stringify(toPlainReplicated({ routes: config.routes, pools: config.pools }))));
+    expect(again.ok && again.config.pools).toEqual(config.pools);
+    // Each node resolves the files against its own config directory.
+    expect(resolveReplicatedPaths({ routes: config.routes, pools: config.pools }, '/etc/balancer').pools['orders']!.tls).toEqual({
+      ca: '/etc/balancer/ca.pem',
+      serverName: null,
+      cert: '/etc/balancer/client.pem',
+      key: '/etc/balancer/client-key.pem',
+    });
   });
 
   test.each([

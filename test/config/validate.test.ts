@@ -60,7 +60,7 @@ describe('a valid file', () => {
     });
     expect(web.timeouts).toEqual(DEFAULTS.timeouts);
     expect(web.retries).toBe(DEFAULTS.retries);
-    expect(web.tls).toEqual({ ca: null, serverName: null });
+    expect(web.tls).toEqual({ ca: null, serverName: null, cert: null, key: null });
 
     const api = config.pools['api']!;
     expect(api.backends[0]).toEqual({ id: '[::1]:9100', url: 'http://[::1]:9100', weight: 1, drain: false });
@@ -92,7 +92,7 @@ describe('a valid file', () => {
     expect(api.slowStartMs).toBe(30_000);
     expect(api.circuitBreaker).toEqual({ maxRequestsPerBackend: 100, maxPendingPerBackend: 10 });
     expect(api.connections).toEqual({ max: 512 });
-    expect(api.tls).toEqual({ ca: './ca.pem', serverName: 'api.internal' });
+    expect(api.tls).toEqual({ ca: './ca.pem', serverName: 'api.internal', cert: null, key: null });
 
     expect(config.cluster).toEqual({
       nodeId: 'n1',

@@ -5,6 +5,7 @@ import { FakeClock, seededRandom, type Random } from '../../src/clock.js';
 import { HealthChecker, type CheckTarget } from '../../src/health/checker.js';
 import type { ProbeResult } from '../../src/health/probe.js';
 import { flush, healthCheck, scriptedProbe } from '../balancer/pool-fixtures.js';
+import { NO_UPSTREAM_TLS } from '../../src/balancer/upstream-tls.js';
 
 function target(id: string, port: number, state: { down: boolean; last?: number } = { down: false }): CheckTarget {
   return { id, url: new URL(`http://127.0.0.1:${port}`), isDown: () => state.down, lastCheckedAt: () => state.last };
@@ -19,7 +20,7 @@ function makeChecker(overrides: Parameters<typeof healthCheck>[0] = {}, random: 
     clock,
     random,
     probe,
-    ca: null,
+    tls: NO_UPSTREAM_TLS,
     serverName: null,
     onResult: (id, result) => results.push({ id, at: clock.now(), result }),
   });
@@ -114,7 +115,7 @@ describe('HealthChecker', () => {
       clock,
       random: seededRandom(1),
       probe: scriptedProbe(),
-      ca: null,
+      tls: NO_UPSTREAM_TLS,
       serverName: null,
       onResult: () => {
         calls++;

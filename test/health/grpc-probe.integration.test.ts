@@ -10,6 +10,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { systemClock } from '../../src/clock.js';
 import { createProbe, type ProbeTarget } from '../../src/health/probe.js';
 import { makeCerts } from '../helpers/certs.js';
+import { NO_UPSTREAM_TLS } from '../../src/balancer/upstream-tls.js';
 
 const probe = createProbe(systemClock);
 const cleanups: Array<() => void | Promise<void>> = [];
@@ -18,7 +19,7 @@ afterEach(async () => {
 });
 
 function target(url: string, overrides: Partial<ProbeTarget> = {}): ProbeTarget {
-  return { url: new URL(url), path: null, grpcService: '', host: null, timeoutMs: 2_000, expectedStatuses: [[200, 399]], ca: null, serverName: null, ...overrides };
+  return { url: new URL(url), path: null, grpcService: '', host: null, timeoutMs: 2_000, expectedStatuses: [[200, 399]], tls: NO_UPSTREAM_TLS, serverName: null, ...overrides };
 }
 
 async function grpcServer(options: { health?: boolean; credentials?: grpc.ServerCredentials } = {}): Promise<{ port: number; health: HealthImplementation }> {
@@ -70,7 +71,7 @@ describe('gRPC health probe', () => {
     const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(certs.cert), private_key: readFileSync(certs.key) }]);
     const { port } = await grpcServer({ credentials });
     const url = `https://127.0.0.1:${port}`;
-    expect(await probe(target(url, { ca: readFileSync(certs.ca, 'utf8') }))).toEqual({ result: 'pass', detail: 'SERVING' });
+    expect(await probe(target(url, { tls: { ...NO_UPSTREAM_TLS, ca: readFileSync(certs.ca, 'utf8') } }))).toEqual({ result: 'pass', detail: 'SERVING' });
     // Without the CA the certificate does not verify: never a pass.
     expect((await probe(target(url))).result).toBe('error');
   });

@@ -12,6 +12,7 @@ import { createProbe, type ProbeTarget } from '../../src/health/probe.js';
 import { memoryLogger } from '../../src/log.js';
 import type { HealthCheckResult } from '../../src/metrics/types.js';
 import { backend, healthCheck, poolConfig, recordingMetrics } from '../balancer/pool-fixtures.js';
+import { NO_UPSTREAM_TLS } from '../../src/balancer/upstream-tls.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const probe = createProbe(systemClock);
@@ -71,7 +72,7 @@ function target(url: string, overrides: Partial<ProbeTarget> = {}): ProbeTarget 
     host: null,
     timeoutMs: 1_000,
     expectedStatuses: [[200, 399]],
-    ca: null,
+    tls: NO_UPSTREAM_TLS,
     serverName: null,
     ...overrides,
   };
@@ -189,9 +190,9 @@ describe('probe (real sockets)', () => {
     expect(untrusted.result).toBe('error');
     expect(untrusted.detail).toMatch(/SELF_SIGNED|self.signed/i);
     const ca = readFileSync(fixture('backend-cert.pem'), 'utf8');
-    expect(await probe(target(url, { ca }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(await probe(target(url, { tls: { ...NO_UPSTREAM_TLS, ca } }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
     // The name is checked too: the certificate is for localhost/127.0.0.1, not for this name.
-    const wrongName = await probe(target(url, { ca, serverName: 'other.example' }));
+    const wrongName = await probe(target(url, { tls: { ...NO_UPSTREAM_TLS, ca }, serverName: 'other.example' }));
     expect(wrongName.result).toBe('error');
   });
 });
