@@ -211,14 +211,7 @@ export class ProxyListener {
     }
     // The backend receives the path the routes judged.
     if (normalized.path !== path) req.url = `${normalized.path}${query}`;
-    const decision = this.options.routes.route({
-      host: hostWithoutPort(req.headers.host),
-      path: normalized.path,
-      query,
-      method: req.method ?? 'GET',
-      headers: req.headers,
-      listener: this.config.name,
-    });
+    const decision = this.lookup(req, normalized.path, query);
     const maxBodySize = decision !== undefined && decision.maxBodySize > 0 ? decision.maxBodySize : this.limits.maxBodySize;
     const framing = checkFraming(req, maxBodySize);
     if (framing !== null) return { rejection: framing };
@@ -246,7 +239,7 @@ export class ProxyListener {
     }
     if (req.httpVersionMajor === 2) adaptHttp2Request(req);
     assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));
-    if (this.config.redirectToHttps && this.redirect(req, res)) return;
+    if (this.config.redirectToHttps && !this.claimedByRoute(req) && this.redirect(req, res)) return;
     this.setClientCertHeader(req);
     const admission = this.admit(req);
     if ('rejection' in admission) {
@@ -271,6 +264,23 @@ export class ProxyListener {
     this.options.forwarder.forward(req, res, decision.entry, decision.route, admission.maxBodySize, this.draining);
     // Registered after forward(), whose own 'close' listener leaves the upstream facts on req first.
     if (log !== null) res.once('close', () => log(res));
+  }
+
+  /**
+   * redirectToHttps has one exception: a request whose route names this listener in match.listener (an ACME
+   * http-01 challenge path, say) is served here. A route that names no listener does not claim it.
+   */
+  private claimedByRoute(req: http.IncomingMessage): boolean {
+    const { path, query } = splitTarget(req.url ?? '/');
+    const normalized = normalizePath(path, this.limits.rejectEncodedSlash);
+    // A target that does not normalise is redirected as it came: the https listener refuses it with its reason.
+    if ('error' in normalized) return false;
+    return this.lookup(req, normalized.path, query)?.route?.listener === this.config.name;
+  }
+
+  /** The route for a request on this listener, by its normalised path. */
+  private lookup(req: http.IncomingMessage, path: string, query: string): RouteDecision | undefined {
+    return this.options.routes.route({ host: hostWithoutPort(req.headers.host), path, query, method: req.method ?? 'GET', headers: req.headers, listener: this.config.name });
   }
 
   /** redirectToHttps: true when the request was answered with a redirect. */

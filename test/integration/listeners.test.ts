@@ -100,6 +100,31 @@ describe('two listeners with a redirect to https', () => {
   });
 });
 
+describe('redirectToHttps and routes that claim the plain listener', () => {
+  it('serves the paths a route names the plain listener for (ACME challenges) and redirects everything else', async () => {
+    const gw = await resources.gateway(
+      `listeners:\n  - { name: http, listen: "127.0.0.1:0", redirectToHttps: true }\n  - name: https\n    listen: "127.0.0.1:0"\n    tls: { cert: ${fallback.cert}, key: ${fallback.key} }\n` +
+        `routes:\n  - { match: { listener: http, pathPrefix: /.well-known/acme-challenge/ }, pool: web }\n` +
+        `  - { match: { pathPrefix: /.well-known/ }, respond: { status: 200, body: "on any listener" } }\n` +
+        `  - { match: { pathPrefix: / }, pool: web }\n${pools()}`,
+    );
+    const plain = `http://127.0.0.1:${port(gw, 'http')}`;
+    const challenge = await curl([`${plain}/.well-known/acme-challenge/token-1`]);
+    expect(challenge.status).toBe(200);
+    expect(backend.seen.at(-1)!.url).toBe('/.well-known/acme-challenge/token-1');
+    expect(backend.seen.at(-1)!.headers['x-forwarded-proto']).toBe('http');
+    // A route that names no listener does not claim the plain one: still redirected, as is everything else.
+    const unclaimed = await curl([`${plain}/.well-known/security.txt`]);
+    expect(unclaimed.status).toBe(301);
+    const other = await curl([`${plain}/shop`]);
+    expect(other.status).toBe(301);
+    expect(other.headers['location']).toBe(`https://127.0.0.1:${port(gw, 'https')}/shop`);
+    // The claimed path on the https listener goes by the routes there (the http-only route does not match it).
+    const overTls = await curl(['--cacert', fallback.ca, `https://127.0.0.1:${port(gw, 'https')}/.well-known/acme-challenge/token-1`]);
+    expect(overTls.body).toBe('on any listener');
+  });
+});
+
 describe('TLS by SNI', () => {
   it('chooses the certificate by exact and wildcard names; the first serves no SNI and unknown names', async () => {
     const gw = await resources.gateway(
