@@ -150,7 +150,7 @@ export class App {
     } else {
       const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies) });
       const accessLog = config.log.access ? AccessLog.open(config.log.accessFile) : null;
-      frontend = new ListenerSet(config.listeners, { limits: config.limits, routes: dataPlane, forwarder, logger, accessLog });
+      frontend = new ListenerSet(config.listeners, { limits: config.limits, routes: dataPlane, forwarder, logger, metrics, accessLog });
     }
     const token = config.admin.token ?? options.envToken ?? null;
     const adminServer = createAdminServer({

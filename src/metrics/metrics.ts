@@ -1,15 +1,18 @@
 // Every Prometheus metric family balancer exports, in one prom-client Registry, behind the narrow interfaces of types.ts.
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type {
-  BackendMetrics,
-  HealthCheckResult,
-  Metrics,
-  PoolMetrics,
-  ProposalResult,
-  RaftMetrics,
-  StatusClass,
-  UpstreamErrorReason,
+import {
+  CLIENT_PROTOCOLS,
+  type BackendMetrics,
+  type ClientProtocol,
+  type HealthCheckResult,
+  type ListenerMetrics,
+  type Metrics,
+  type PoolMetrics,
+  type ProposalResult,
+  type RaftMetrics,
+  type StatusClass,
+  type UpstreamErrorReason,
 } from './types.js';
 import { CHANGE_KINDS, type HistoryEntry } from '../control/history.js';
 
@@ -131,6 +134,16 @@ class RouteSeries {
   readonly buckets: number[] = new Array<number>(REQUEST_DURATION_BUCKETS.length + 1).fill(0);
   durationSum = 0;
   durationCount = 0;
+}
+
+const PROTOCOL_INDEX: Readonly<Record<ClientProtocol, number>> = { http1: 0, h2: 1, grpc: 2 };
+
+/** One listener's requests by client protocol, as plain numbers indexed by PROTOCOL_INDEX. */
+class ListenerCounts implements ListenerMetrics {
+  readonly byProtocol = [0, 0, 0];
+  request(protocol: ClientProtocol): void {
+    this.byProtocol[PROTOCOL_INDEX[protocol]]! += 1;
+  }
 }
 
 /** The labels of a series: `route` only when a route sent the requests (with no routes there is none to name). */
@@ -370,6 +383,8 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
 
   const backends = new Map<string, Map<string, BackendChildren>>();
   const pools = new Map<string, PoolChildren>();
+  /** By listener name: bounded by the listeners the config has named, a handful. */
+  const listeners = new Map<string, ListenerCounts>();
   const eachBackend = (visit: (b: BackendChildren) => void): void => {
     for (const byId of backends.values()) for (const b of byId.values()) visit(b);
   };
@@ -399,6 +414,21 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
               if (value > 0) values.push({ labels: { ...seriesLabels(pool.pool, NO_BACKEND_LABEL, route), code }, value });
             });
           }
+        }
+        return values;
+      },
+    ),
+  );
+  registerSnapshot(
+    registry,
+    new SnapshotFamily(
+      `${p}listener_requests_total`,
+      'Requests (and WebSocket upgrades) that arrived on each listener, by client protocol: http1, h2 (HTTP/2 over TLS or h2c) or grpc (HTTP/2 with an application/grpc content type); answered by a backend or not.',
+      'counter',
+      () => {
+        const values: Sample[] = [];
+        for (const [listener, counts] of listeners) {
+          CLIENT_PROTOCOLS.forEach((protocol, i) => values.push({ labels: { listener, protocol }, value: counts.byProtocol[i]! }));
         }
         return values;
       },
@@ -573,6 +603,14 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
         pools.set(pool, children);
       }
       return children;
+    },
+    listener(listener) {
+      let counts = listeners.get(listener);
+      if (counts === undefined) {
+        counts = new ListenerCounts();
+        listeners.set(listener, counts);
+      }
+      return counts;
     },
     setConfigVersion: (version) => configVersion.set(version),
     configReload: (result) => configReloads.inc({ result }),

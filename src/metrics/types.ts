@@ -15,6 +15,16 @@ export type UpstreamErrorReason =
 
 export type HealthCheckResult = 'pass' | 'fail' | 'timeout' | 'error';
 
+/** How a client asked: HTTP/1.x, HTTP/2 (over TLS or h2c), or gRPC (HTTP/2 with an application/grpc content type). */
+export type ClientProtocol = 'http1' | 'h2' | 'grpc';
+export const CLIENT_PROTOCOLS: readonly ClientProtocol[] = ['http1', 'h2', 'grpc'];
+
+/** Counts bound to one listener, looked up once per listener so the hot path does no label lookups. */
+export interface ListenerMetrics {
+  /** A request (or WebSocket upgrade) arrived on this listener, whatever its answer. */
+  request(protocol: ClientProtocol): void;
+}
+
 /** Children bound to one pool+backend, created once per config change, so the hot path does no label lookups. */
 export interface BackendMetrics {
   requestStarted(): void;
@@ -64,6 +74,7 @@ export interface RaftMetrics {
 export interface Metrics {
   backend(pool: string, backend: string): BackendMetrics;
   pool(pool: string): PoolMetrics;
+  listener(listener: string): ListenerMetrics;
   setConfigVersion(version: number): void;
   configReload(result: 'success' | 'failure'): void;
   /** 1 while the file holds local settings that only a restart applies. */
@@ -86,10 +97,12 @@ const noopBackend: BackendMetrics = {
 };
 
 const noopPool: PoolMetrics = { retry() {}, retryRefused() {}, requestWithoutBackend() {} };
+const noopListener: ListenerMetrics = { request() {} };
 
 export const noopMetrics: Metrics = {
   backend: () => noopBackend,
   pool: () => noopPool,
+  listener: () => noopListener,
   setConfigVersion() {},
   configReload() {},
   setRestartRequired() {},

@@ -4,6 +4,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import type { LimitsConfig, ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/types.js';
 import { errorMessage } from '../errors.js';
 import type { AccessLog } from './access-log.js';
 import type { Forwarder } from './forward.js';
@@ -14,6 +15,7 @@ export interface ListenerSetOptions {
   readonly routes: RouteSource;
   readonly forwarder: Forwarder;
   readonly logger: Logger;
+  readonly metrics: Pick<Metrics, 'listener'>;
   /** Shared by every listener; closed with the set. null: no access log. */
   readonly accessLog: AccessLog | null;
 }
@@ -74,6 +76,7 @@ export class ListenerSet {
       routes: this.options.routes,
       forwarder: this.options.forwarder,
       logger: this.options.logger,
+      metrics: this.options.metrics.listener(config.name),
       accessLog: this.options.accessLog,
     });
     try {

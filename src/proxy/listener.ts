@@ -8,10 +8,12 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { LimitsConfig, ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import type { ListenerMetrics } from '../metrics/types.js';
 import { TlsCertificates, presentedUnverifiedCertificate, verifiedClientSubject } from './tls-certificates.js';
 import { redirectToHttps } from './https-redirect.js';
 import { Http2Front, sniffH2cPreface } from './http2-front.js';
 import { adaptHttp2Request } from './http2-requests.js';
+import { isGrpcRequest } from './grpc.js';
 import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
@@ -42,6 +44,8 @@ export interface ListenerOptions {
   readonly routes: RouteSource;
   readonly forwarder: Forwarder;
   readonly logger: Logger;
+  /** This listener's request counts. */
+  readonly metrics: ListenerMetrics;
   /** null: no access log. */
   readonly accessLog: AccessLog | null;
 }
@@ -237,7 +241,10 @@ export class ProxyListener {
       req.socket.destroy();
       return;
     }
-    if (req.httpVersionMajor === 2) adaptHttp2Request(req);
+    if (req.httpVersionMajor === 2) {
+      adaptHttp2Request(req);
+      this.options.metrics.request(isGrpcRequest(req) ? 'grpc' : 'h2');
+    } else this.options.metrics.request('http1');
     assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));
     if (this.config.redirectToHttps && !this.claimedByRoute(req) && this.redirect(req, res)) return;
     this.setClientCertHeader(req);
@@ -326,6 +333,7 @@ export class ProxyListener {
       socket.destroy();
       return;
     }
+    this.options.metrics.request('http1');
     this.logSocketRequest(req, socket);
     socket.on('error', () => socket.destroy());
     const requestId = assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));

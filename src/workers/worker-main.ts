@@ -74,7 +74,7 @@ function runWorker(): void {
     const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(settings.trustedProxies) });
     // Every worker appends to the same file: O_APPEND keeps each line whole.
     const accessLog = settings.accessLog ? AccessLog.open(settings.accessFile) : null;
-    const proxy = new ListenerSet(settings.listeners, { limits: settings.limits, routes: dataPlane, forwarder, logger, accessLog });
+    const proxy = new ListenerSet(settings.listeners, { limits: settings.limits, routes: dataPlane, forwarder, logger, metrics, accessLog });
     listener = proxy;
     listening = proxy.start().then(
       () => send({ type: 'listening', addresses: [...proxy.addresses] }),

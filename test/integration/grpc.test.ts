@@ -139,6 +139,24 @@ describe('gRPC through balancer to h2c backends', () => {
       expect(streamed.status.code).toBe(grpc.status.OK);
       expect(streamed.messages.map((message) => message.n)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
       expect(streamed.status.metadata.get('x-counted')).toEqual(['20']);
+
+      // One h2 request that is not gRPC and one HTTP/1.1 request on the same h2c listener: /metrics tells the three apart.
+      const port = gw.app.listenerAddresses.get('grpc')!.port;
+      const session = http2.connect(`http://127.0.0.1:${port}`);
+      await new Promise<void>((resolve, reject) => {
+        const stream = session.request({ ':path': '/not-grpc' });
+        stream.on('error', reject);
+        stream.resume();
+        stream.on('close', () => resolve());
+      });
+      session.close();
+      // What the gRPC server answers a plain GET does not matter here, only that it was counted.
+      await fetch(`http://127.0.0.1:${port}/plain`).then((res) => res.arrayBuffer()).catch(() => undefined);
+      const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+      const requestsBy = (protocol: string) => Number(new RegExp(`^balancer_listener_requests_total\\{listener="grpc",protocol="${protocol}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
+      expect(requestsBy('grpc')).toBe(11);
+      expect(requestsBy('h2')).toBe(1);
+      expect(requestsBy('http1')).toBe(1);
     } finally {
       c.close();
     }

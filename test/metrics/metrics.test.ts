@@ -221,4 +221,21 @@ describe('createMetrics', () => {
     expect(sample(t, 'balancer_request_duration_seconds_bucket', { pool: 'web', backend: 'web-1', le: '0.005' })).toBe(1);
     expect(sample(t, 'balancer_request_duration_seconds_count', { pool: 'web', backend: 'web-1' })).toBe(3);
   });
+
+  it('counts requests per listener by client protocol, all three from zero, summed across workers', async () => {
+    const workers = [createMetrics({ collectDefault: false }), createMetrics({ collectDefault: false })];
+    const http = workers[0]!.listener('http');
+    expect(workers[0]!.listener('http')).toBe(http);
+    http.request('http1');
+    http.request('h2');
+    workers[1]!.listener('http').request('h2');
+    workers[1]!.listener('grpc').request('grpc');
+    const own = await workers[0]!.render();
+    expect(sample(own, 'balancer_listener_requests_total', { listener: 'http', protocol: 'grpc' })).toBe(0);
+    const t = await AggregatorRegistry.aggregate(await Promise.all(workers.map((w) => w.registry.getMetricsAsJSON()))).metrics();
+    expect(sample(t, 'balancer_listener_requests_total', { listener: 'http', protocol: 'http1' })).toBe(1);
+    expect(sample(t, 'balancer_listener_requests_total', { listener: 'http', protocol: 'h2' })).toBe(2);
+    expect(sample(t, 'balancer_listener_requests_total', { listener: 'grpc', protocol: 'grpc' })).toBe(1);
+    expect(sample(t, 'balancer_listener_requests_total', { listener: 'grpc', protocol: 'http1' })).toBe(0);
+  });
 });
