@@ -1,4 +1,4 @@
-// gRPC through balancer with @grpc/grpc-js as client and servers: h2c backends (pools.NAME.protocol), unary and server-streaming calls, load spread, a backend killed mid-stream, deadlines, and gRPC-style errors.
+// gRPC through balancer with @grpc/grpc-js as client and servers: h2c backends (pools.NAME.protocol), unary, server-, client- and bidirectional-streaming calls, load spread, a backend killed mid-stream, deadlines, gRPC-style errors, and gRPC health checks.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
@@ -18,16 +18,16 @@ interface Message {
 
 const serialize = (value: Message): Buffer => Buffer.from(JSON.stringify(value));
 const deserialize = (bytes: Buffer): Message => JSON.parse(bytes.toString('utf8')) as Message;
-const method = (name: string, responseStream: boolean) => ({
+const method = (name: string, responseStream: boolean, requestStream = false) => ({
   path: `/test.Echo/${name}`,
-  requestStream: false,
+  requestStream,
   responseStream,
   requestSerialize: serialize,
   requestDeserialize: deserialize,
   responseSerialize: serialize,
   responseDeserialize: deserialize,
 });
-const echoService = { say: method('Say', false), count: method('Count', true) } as const;
+const echoService = { say: method('Say', false), count: method('Count', true), collect: method('Collect', false, true), chat: method('Chat', true, true) } as const;
 const EchoClient = grpc.makeGenericClientConstructor(echoService as unknown as grpc.ServiceDefinition, 'Echo');
 
 interface EchoServer {
@@ -55,6 +55,19 @@ async function startEchoServer(name: string): Promise<EchoServer> {
       echo.calls += 1;
       const delay = call.request.delayMs ?? 0;
       setTimeout(() => callback(null, { from: name, text: call.request.text ?? '' }), delay);
+    },
+    // Client streaming: the texts of every message, answered once the client has half-closed.
+    collect: (call: grpc.ServerReadableStream<Message, Message>, callback: grpc.sendUnaryData<Message>) => {
+      echo.calls += 1;
+      const texts: string[] = [];
+      call.on('data', (message: Message) => texts.push(message.text ?? ''));
+      call.on('end', () => callback(null, { from: name, text: texts.join(','), n: texts.length }));
+    },
+    // Bidirectional: each message answered at once, so a client that waits for each answer needs both directions open.
+    chat: (call: grpc.ServerDuplexStream<Message, Message>) => {
+      echo.calls += 1;
+      call.on('data', (message: Message) => call.write({ from: name, text: `re: ${message.text ?? ''}` }));
+      call.on('end', () => call.end());
     },
     count: (call: grpc.ServerWritableStream<Message, Message>) => {
       echo.calls += 1;
@@ -157,6 +170,38 @@ describe('gRPC through balancer to h2c backends', () => {
       expect(requestsBy('grpc')).toBe(11);
       expect(requestsBy('h2')).toBe(1);
       expect(requestsBy('http1')).toBe(1);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('client streaming arrives whole; a bidirectional stream answers each message while the client still sends', async () => {
+    const a = await startEchoServer('a');
+    const gw = await resources.gateway(gatewayYaml([{ port: a.port, id: 'a' }]));
+    const c = client(gw);
+    try {
+      const collected = await new Promise<{ reply?: Message; error?: grpc.ServiceError }>((resolve) => {
+        const call = c['collect']!({ deadline: Date.now() + 10_000 }, (error: grpc.ServiceError | null, reply: Message) => resolve(error === null ? { reply } : { error })) as grpc.ClientWritableStream<Message>;
+        for (let i = 0; i < 50; i++) call.write({ text: `m${i}` });
+        call.end();
+      });
+      expect(collected.error).toBeUndefined();
+      expect(collected.reply!.n).toBe(50);
+      expect(collected.reply!.text).toBe(Array.from({ length: 50 }, (_, i) => `m${i}`).join(','));
+
+      // Ping-pong: the next message is written only after the answer to the previous one came back through balancer.
+      const call = c['chat']!({ deadline: Date.now() + 10_000 }) as grpc.ClientDuplexStream<Message, Message>;
+      const answers: string[] = [];
+      const finished = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+      call.on('error', () => undefined);
+      for (let i = 0; i < 10; i++) {
+        const answer = new Promise<Message>((resolve) => call.once('data', resolve));
+        call.write({ text: `ping ${i}` });
+        answers.push((await answer).text ?? '');
+      }
+      call.end();
+      expect((await finished).code).toBe(grpc.status.OK);
+      expect(answers).toEqual(Array.from({ length: 10 }, (_, i) => `re: ping ${i}`));
     } finally {
       c.close();
     }
