@@ -25,7 +25,7 @@ import { checkTlsFiles } from './proxy/tls-certificates.js';
 import { errorMessage } from './errors.js';
 import { LocalStore } from './control/local-store.js';
 import { ClusterStore } from './cluster/store.js';
-import { parseHostPort } from './net-address.js';
+import { splitHostPort } from './net-address.js';
 import { startDemoBackends, type DemoBackends } from './demo-backends.js';
 import { readFile } from 'node:fs/promises';
 
@@ -379,7 +379,7 @@ export class App {
 }
 
 async function listenAdmin(server: Server, listen: string): Promise<AddressInfo> {
-  const { host, port } = parseHostPort(listen);
+  const { host, port } = splitHostPort(listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

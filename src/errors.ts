@@ -53,6 +53,17 @@ export interface ProblemDetail {
   readonly message: string;
 }
 
+/** The JSON body of every error answer, the proxy's and the admin API's: a stable code, a sentence, and for a rejected config each problem. */
+export interface ErrorBody {
+  readonly error: {
+    readonly code: ErrorCode;
+    readonly message: string;
+    /** The request's X-Request-Id, so a user's report can be found in the logs. */
+    readonly requestId?: string;
+    readonly details?: readonly ProblemDetail[];
+  };
+}
+
 export class BalancerError extends Error {
   readonly code: ErrorCode;
   readonly details: readonly ProblemDetail[];
@@ -69,10 +80,13 @@ export function isBalancerError(value: unknown, code?: ErrorCode): value is Bala
   return value instanceof BalancerError && (code === undefined || value.code === code);
 }
 
-/** The message of anything thrown, for logs. */
+/** The message of anything thrown, without trusting it to be an Error (or to turn into a string). */
 export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
+  try {
+    return error instanceof Error ? error.message : String(error);
+  } catch {
+    return 'unknown error';
+  }
 }
 
 /** A file-system error in words an operator acts on ("no such file", "permission denied"), else its message. */

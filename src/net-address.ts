@@ -1,19 +1,60 @@
-// Parses the `host:port` listen addresses of the config (`[::1]:8080`, `:8080` for all interfaces).
+// The one parser of host names and `host:port` addresses (`api.internal:80`, `[::1]:8080`, `:8080` for all interfaces): the config spec, the Raft transport, the listeners and the membership API all use it.
+
+import { isIP } from 'node:net';
+import { BalancerError } from './errors.js';
 
 export interface HostPort {
+  /** `0.0.0.0` for `:port`; an IPv6 address without its brackets. */
   readonly host: string;
   readonly port: number;
 }
 
-export function parseHostPort(value: string): HostPort {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
-  if (match === null) throw new Error(`invalid address ${JSON.stringify(value)}: expected host:port`);
-  const port = Number(match[3]);
-  if (port > 65535) throw new Error(`invalid port in ${JSON.stringify(value)}`);
-  const host = match[1] ?? match[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
+export interface HostPortRules {
+  /** Port 0 (let the kernel choose) makes sense for a listener, never for an address a peer dials. */
+  readonly allowPortZero: boolean;
 }
 
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+const HOST_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+/** A DNS name or IP literal (IPv6 without brackets), lower-cased; or why not (a message without the value). */
+export function checkHostname(input: string): { value: string } | { error: string } {
+  const host = input.toLowerCase();
+  if (isIP(host) !== 0) return { value: host };
+  if (host.length > 253 || !host.split('.').every((label) => HOST_LABEL.test(label))) {
+    return { error: 'must be a host name like api.example.com' };
+  }
+  return { value: host };
+}
+
+/** `host:port`, `[ipv6]:port` or `:port` split into its parts; or why not (a message without the value). */
+export function checkHostPort(input: string, rules: HostPortRules): { value: HostPort } | { error: string } {
+  const bad = { error: 'must be host:port, [ipv6]:port or :port' };
+  let host: string;
+  let port: string;
+  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(input);
+  if (bracketed !== null) {
+    host = bracketed[1]!;
+    port = bracketed[2]!;
+    if (isIP(host) !== 6) return { error: 'must put only an IPv6 address in brackets' };
+  } else {
+    const colon = input.lastIndexOf(':');
+    if (colon === -1) return bad;
+    host = input.slice(0, colon);
+    port = input.slice(colon + 1);
+    if (host.includes(':')) return { error: 'must put an IPv6 address in brackets ([::1]:8080)' };
+    if (host !== '' && 'error' in checkHostname(host)) return bad;
+  }
+  if (!/^\d{1,5}$/.test(port)) return bad;
+  const portNumber = Number(port);
+  if (portNumber > 65535 || (portNumber === 0 && !rules.allowPortZero)) {
+    return { error: `must have a port from ${rules.allowPortZero ? 0 : 1} to 65535` };
+  }
+  return { value: { host: host === '' ? '0.0.0.0' : host, port: portNumber } };
+}
+
+/** checkHostPort for an address that was validated already (config, membership): a bad one is a CONFIG_INVALID error. */
+export function splitHostPort(input: string, rules: HostPortRules = { allowPortZero: true }): HostPort {
+  const checked = checkHostPort(input, rules);
+  if ('error' in checked) throw new BalancerError('CONFIG_INVALID', `address ${JSON.stringify(input)} ${checked.error}`);
+  return checked.value;
 }

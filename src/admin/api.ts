@@ -7,12 +7,13 @@ import type { HistoryEntry } from '../control/history.js';
 import { unifiedDiff } from '../config/diff.js';
 import { renderReplicatedText } from '../config/write.js';
 import { CLI_USER_AGENT_PREFIX } from '../version.js';
-import { BalancerError, errorMessage, type ProblemDetail } from '../errors.js';
+import { BalancerError, errorMessage, type ErrorBody, type ProblemDetail } from '../errors.js';
+import { isPlainObject } from '../json.js';
 import type { Logger } from '../log.js';
 import { createTokenChecker, TOKEN_HOWTO } from './auth.js';
 import { DASHBOARD_HTML, DASHBOARD_SECURITY_HEADERS } from './dashboard.js';
 import { MetricsHistory } from './history.js';
-import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText, type ErrorBody } from './http-util.js';
+import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText } from './http-util.js';
 import { canAnswerClientError, dropAfterClientError, endConnection, isClosing } from '../connection-close.js';
 import { parseErrorReply } from '../proxy/error-status.js';
 import { listRoutes, RouteTestError, testRoute } from '../proxy/route-explain.js';
@@ -120,11 +121,9 @@ type FieldType = 'string' | 'number' | 'boolean' | 'object';
 
 /** Checks a JSON body's shape, listing every wrong or unknown field; semantic checks stay with the validator. */
 function fields<T>(value: unknown, spec: Record<string, { type: FieldType; required?: boolean }>): T {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw badRequest('request body must be a JSON object');
-  }
+  if (!isPlainObject(value)) throw badRequest('request body must be a JSON object');
   const problems: ProblemDetail[] = [];
-  const record = value as Record<string, unknown>;
+  const record = value;
   for (const [name, rule] of Object.entries(spec)) {
     const field = record[name];
     if (field === undefined) {
@@ -267,11 +266,11 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
         const ifMatch = parseIfMatch(req.headers['if-match']);
         const force = parseForce(req.url);
         const { value, text } = await body(CONFIG_MEDIA_TYPES);
-        if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        if (!isPlainObject(value)) {
           throw badRequest('config body must be a mapping with routes and pools');
         }
         // GET returns the version beside routes and pools; dropping it lets a GET-edit-PUT round trip work.
-        const { version: _ignored, ...replicated } = value as Record<string, unknown>;
+        const { version: _ignored, ...replicated } = value;
         const result = await control.putConfig(replicated, {
           ...(ifMatch === undefined ? {} : { ifMatch }),
           sourceText: text,

@@ -1,7 +1,7 @@
 // HTTP plumbing of the admin API: the one error-code-to-status table, JSON replies and size-limited body reading.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BalancerError, type ErrorCode, type ProblemDetail } from '../errors.js';
+import { BalancerError, type ErrorBody, type ErrorCode } from '../errors.js';
 
 /** Every BalancerError code the admin API answers with something other than 500 INTERNAL. */
 export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
@@ -29,10 +29,6 @@ export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
 
 /** Seconds a client should wait before retrying a 503: about one election timeout. */
 export const RETRY_AFTER_SECONDS = 1;
-
-export interface ErrorBody {
-  readonly error: { readonly code: string; readonly message: string; readonly details: readonly ProblemDetail[] };
-}
 
 export interface MappedError {
   readonly status: number;

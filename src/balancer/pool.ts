@@ -19,7 +19,6 @@ import { readUpstreamTls, type UpstreamTlsMaterial } from './upstream-tls.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
 import type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
 
-export type { RequestOutcome } from '../health/backend-health.js';
 
 // The state and status views are the admin API's: one definition, in the control-plane interface.
 export type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';

@@ -17,6 +17,7 @@ import { topCommand } from './top.js';
 import { describeSource, type HistorySummary } from '../control/history.js';
 import { CLI_USER_AGENT } from '../version.js';
 import { MAX_WEIGHT } from '../config/file-spec.js';
+import { errorMessage, type ErrorBody, type ProblemDetail } from '../errors.js';
 
 export const EXIT_CODES = {
   ok: 0,
@@ -63,18 +64,14 @@ export function adminBaseUrl(admin: string): string | null {
   return url.toString().replace(/\/+$/, '');
 }
 
-interface ApiErrorBody {
-  error: { code: string; message: string; details?: { path?: string; line?: number; column?: number; message: string }[] };
-}
-
-function isApiError(value: unknown): value is ApiErrorBody {
+function isApiError(value: unknown): value is ErrorBody {
   if (typeof value !== 'object' || value === null) return false;
   const error = (value as { error?: unknown }).error;
   return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string';
 }
 
 /** `path:LINE:COL: message`, saying the path once when the validator's message already starts with it. */
-function describeProblem(detail: { path?: string; line?: number; column?: number; message: string }): string {
+function describeProblem(detail: ProblemDetail): string {
   const path = detail.path ?? '';
   const position = detail.line === undefined ? '' : `${detail.line}${detail.column === undefined ? '' : `:${detail.column}`}`;
   if (path !== '' && detail.message.startsWith(path)) {
@@ -90,7 +87,7 @@ function errorCause(error: unknown): string {
   const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
   if (typeof cause?.code === 'string') return cause.code;
   if (typeof cause?.message === 'string') return cause.message;
-  return error instanceof Error ? error.message : String(error);
+  return errorMessage(error);
 }
 
 /** One admin API call; on failure it has already told the user why and returns the exit code. */

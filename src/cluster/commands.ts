@@ -4,7 +4,7 @@ import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import { deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
 import { toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
-import type { BackendInput, BackendPatch, PlainReplicated } from '../control/types.js';
+import type { BackendInput, BackendPatch } from '../control/types.js';
 import type { ErrorCode } from '../errors.js';
 
 export interface ConfigState {
@@ -28,7 +28,8 @@ export function guard(options: { readonly force?: boolean }): { refuseUnsafe?: t
 }
 
 export type ConfigCommand =
-  | ({ readonly type: 'set-config'; readonly config: PlainReplicated; readonly expectedVersion?: number } & Guarded)
+  /** `config` is as proposed (a request body, a log entry from any version): apply validates it like any input. */
+  | ({ readonly type: 'set-config'; readonly config: unknown; readonly expectedVersion?: number } & Guarded)
   | ({ readonly type: 'add-backend'; readonly pool: string; readonly backend: BackendInput } & Guarded)
   | ({ readonly type: 'update-backend'; readonly pool: string; readonly id: string; readonly patch: BackendPatch } & Guarded)
   | ({ readonly type: 'remove-backend'; readonly pool: string; readonly id: string } & Guarded);
@@ -51,7 +52,7 @@ function failure(code: ErrorCode, message: string, details: readonly Problem[] =
 
 type PlainPool = Record<string, unknown> & { backends?: unknown[] };
 
-function validated(plain: PlainReplicated, version: number): CommandResult {
+function validated(plain: unknown, version: number): CommandResult {
   const result = validateReplicated(plain);
   if (!result.ok) return failure('CONFIG_INVALID', `config rejected: ${result.problems.length} problem(s)`, result.problems);
   return { ok: true, state: { version, config: result.config } };

@@ -17,9 +17,8 @@
 
 import { RequestDedupe, type DedupeSnapshot } from '../raft/core/dedupe.js';
 import type { ConfChange, Entry } from '../raft/core/types.js';
-import { toPlainReplicated } from '../config/plain.js';
+import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 import { validateReplicated } from '../config/validate.js';
-import type { PlainReplicated } from '../control/types.js';
 import { BalancerError } from '../errors.js';
 import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from './commands.js';
 import { CHANGE_KINDS as KNOWN_CHANGE_KINDS, ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeKind, type ChangeMeta, type HistoryEntry } from '../control/history.js';
@@ -201,7 +200,7 @@ export class ConfigStateMachine {
         requestId,
         change: describeCommand(envelope.command),
         ...decodeMeta(envelope.meta),
-        config: toPlainReplicated(result.state.config) as PlainReplicated,
+        config: toPlainReplicated(result.state.config),
       });
     } else {
       outcome = { ok: false, error: result.error };
@@ -243,7 +242,7 @@ export class ConfigStateMachine {
     const snapshot: StateMachineSnapshot = {
       format: SNAPSHOT_FORMAT,
       version: this.configState.version,
-      config: toPlainReplicated(this.configState.config) as PlainReplicated,
+      config: toPlainReplicated(this.configState.config),
       members: this.members(),
       dedupe: this.dedupe.toJSON(),
       clusterId: this.recordedClusterId,

@@ -18,10 +18,10 @@ import { readFile } from 'node:fs/promises';
 import type { Clock, Random } from '../clock.js';
 import { systemClock } from '../clock.js';
 import { resolveReplicatedPaths } from '../config/load.js';
-import { toPlainReplicated } from '../config/plain.js';
+import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 import type { ClusterConfig, ReplicatedConfig } from '../config/schema.js';
 import { formatProblem, validateConfigText, validateReplicated, validateReplicatedText } from '../config/validate.js';
-import { NODE_ID_PATTERN } from '../config/file-spec.js';
+import { memberProblems } from '../config/file-spec.js';
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage } from '../config/safety.js';
 import { poolStatusViews } from '../control/status.js';
 import { Readiness } from '../control/readiness.js';
@@ -34,7 +34,6 @@ import type {
   ControlPlane,
   Membership,
   NodeStatus,
-  PlainReplicated,
   WriteOptions,
   WriteResult,
   ChangeOrigin,
@@ -43,7 +42,6 @@ import type { ChangeMeta, ChangeSource, HistoryEntry } from '../control/history.
 import { BalancerError, errorMessage, isBalancerError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
-import { parseHostPort } from '../net-address.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/node.js';
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
@@ -292,7 +290,7 @@ export class ClusterStore implements ControlPlane {
         }
         if (!(await this.waitFor(() => this.node.applied >= index, deadline - this.clock.now()))) break;
         const state = this.machine.state;
-        return { version: state.version, config: toPlainReplicated(state.config) as PlainReplicated };
+        return { version: state.version, config: toPlainReplicated(state.config) };
       } finally {
         this.reads.delete(context);
       }
@@ -310,7 +308,7 @@ export class ClusterStore implements ControlPlane {
     if (!checked.ok) throw invalid(checked.problems);
     const command: ConfigCommand = {
       type: 'set-config',
-      config: toPlainReplicated(checked.config) as PlainReplicated,
+      config: toPlainReplicated(checked.config),
       ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
       ...guard(options),
     };
@@ -363,12 +361,8 @@ export class ClusterStore implements ControlPlane {
 
   /** Adds a voter or learner; adding an existing learner as a voter promotes it. */
   async addMember(id: string, address: string, learner: boolean): Promise<ClusterStatus> {
-    if (!NODE_ID_PATTERN.test(id) || id.length > 64) throw new BalancerError('BAD_REQUEST', `"${id}" is not a valid node id (letters, digits and _ . -)`);
-    try {
-      parseHostPort(address);
-    } catch (error) {
-      throw new BalancerError('BAD_REQUEST', errorMessage(error));
-    }
+    const problems = memberProblems(id, address);
+    if (problems.length > 0) throw new BalancerError('BAD_REQUEST', `cannot add member ${JSON.stringify(id)}: ${problems.join('; ')}`);
     const change: ConfChange = { type: learner ? 'add-learner' : 'add-voter', nodeId: id, address };
     const done = (): boolean => {
       const { voters, learners } = this.node.status().confState;
@@ -436,7 +430,7 @@ export class ClusterStore implements ControlPlane {
     }
     const expectedVersion = this.fileSync.version;
     // A file edit cannot be forced: whoever really means to empty a routed pool says so through the API or the CLI.
-    const command: ConfigCommand = { type: 'set-config', config: toPlainReplicated(edited) as PlainReplicated, expectedVersion, refuseUnsafe: true };
+    const command: ConfigCommand = { type: 'set-config', config: toPlainReplicated(edited), expectedVersion, refuseUnsafe: true };
     const requestId = randomUUID();
     logger.info('config edit proposed from the file', { file, expectedVersion });
     let backoff = this.options.editRetryInitialMs ?? CLUSTER_STORE_DEFAULTS.editRetryInitialMs;
@@ -638,7 +632,7 @@ export class ClusterStore implements ControlPlane {
         logger.error('cannot seed the cluster config: this node\'s file is invalid', { file, problems: validated.problems.length });
         return;
       }
-      const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools }) as PlainReplicated;
+      const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools });
       const outcome = await this.submit({ type: 'set-config', config, expectedVersion: 0 }, this.changeMeta(undefined, { kind: 'seed', node: this.nodeId, file }));
       await this.fileSync.noteShown(outcome.version, text, validated.config);
       logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });

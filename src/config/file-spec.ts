@@ -27,13 +27,13 @@ import {
   size,
   string,
   withDefault,
-  type DecodeContext,
+  DecodeContext,
   type Infer,
   type Path,
   type JsonValue,
   type LeafSpec,
 } from './spec.js';
-import { parseHostPort as splitHostPort } from '../net-address.js';
+import { splitHostPort } from '../net-address.js';
 
 export const POOL_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const LISTENER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
@@ -744,13 +744,24 @@ export const poolsSpec = record(poolSpec, {
 
 const LOG_LEVELS: readonly LogLevelName[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
+const nodeIdSpec = string({ pattern: NODE_ID_PATTERN, patternHint: 'must contain only letters, digits and _ . -', maxLength: 64, description: 'This node; must be a key of peers.' });
+const peerAddressSpec = hostPort({ allowPortZero: false, description: 'Address this node uses to reach the peer.' });
+
+/** A member added through the admin API or the CLI is checked by the rules of cluster.nodeId and cluster.peers in the file. */
+export function memberProblems(id: string, address: string): string[] {
+  const ctx = new DecodeContext();
+  nodeIdSpec.decode(id, ['id'], ctx);
+  peerAddressSpec.decode(address, ['address'], ctx);
+  return ctx.problems.map((problem) => `${formatPath(problem.path)}: ${problem.message}`);
+}
+
 const clusterSpec = object(
   {
-    nodeId: required(string({ pattern: NODE_ID_PATTERN, patternHint: 'must contain only letters, digits and _ . -', maxLength: 64, description: 'This node; must be a key of peers.' })),
+    nodeId: required(nodeIdSpec),
     listen: required(hostPort({ allowPortZero: false, description: 'Address for Raft peer traffic.' })),
     dataDir: optional(nonEmptyString('Raft log and snapshots, relative to the config file (default: data/<nodeId>).')),
     peers: required(
-      record(hostPort({ allowPortZero: false, description: 'Address this node uses to reach the peer.' }), {
+      record(peerAddressSpec, {
         description: 'Node id -> address, this node included.',
         keyPattern: NODE_ID_PATTERN,
         keyHint: 'node ids may contain only letters, digits and _ . -',

@@ -1,6 +1,8 @@
 // The declarative description of balancer.yaml's shape: one tree that both decodes values (with every problem) and emits the JSON Schema.
 
 import { isIP } from 'node:net';
+import { checkHostPort, checkHostname } from '../net-address.js';
+import { isPlainObject } from '../json.js';
 
 export type PathSegment = string | number;
 export type Path = readonly PathSegment[];
@@ -133,10 +135,6 @@ export function closestMatch(input: string, candidates: Iterable<string>): strin
 export function didYouMean(input: string, candidates: Iterable<string>): string {
   const match = closestMatch(input, candidates);
   return match === undefined ? '' : ` (did you mean "${match}"?)`;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 // ---------------------------------------------------------------- leaves
@@ -388,42 +386,16 @@ export function size(options: { description?: string; min?: number } = {}): Leaf
 
 // ---------------------------------------------------------------- network-shaped strings
 
-const HOST_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-
 /** A DNS name or IP literal (IPv6 without brackets); lower-cased. */
 export function parseHostname(input: string): { value: string } | { error: string } {
-  const host = input.toLowerCase();
-  if (isIP(host) !== 0) return { value: host };
-  if (host.length > 253 || !host.split('.').every((label) => HOST_LABEL.test(label))) {
-    return { error: `must be a host name like api.example.com, got ${describeValue(input)}` };
-  }
-  return { value: host };
+  const checked = checkHostname(input);
+  return 'error' in checked ? { error: `${checked.error}, got ${describeValue(input)}` } : checked;
 }
 
-/** Validates `host:port`, `[::1]:port` and `:port` (all interfaces); keeps the text as written. */
+/** Validates `host:port`, `[::1]:port` and `:port` (all interfaces) with the one address parser; keeps the text as written. */
 export function parseHostPort(input: string, allowPortZero: boolean): { value: string } | { error: string } {
-  const bad = { error: `must be host:port, [ipv6]:port or :port, got ${describeValue(input)}` };
-  let host: string;
-  let port: string;
-  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(input);
-  if (bracketed !== null) {
-    host = bracketed[1]!;
-    port = bracketed[2]!;
-    if (isIP(host) !== 6) return { error: `must put only an IPv6 address in brackets, got ${describeValue(input)}` };
-  } else {
-    const colon = input.lastIndexOf(':');
-    if (colon === -1) return bad;
-    host = input.slice(0, colon);
-    port = input.slice(colon + 1);
-    if (host.includes(':')) return { error: `must put an IPv6 address in brackets ([::1]:8080), got ${describeValue(input)}` };
-    if (host !== '' && 'error' in parseHostname(host)) return bad;
-  }
-  if (!/^\d{1,5}$/.test(port)) return bad;
-  const portNumber = Number(port);
-  if (portNumber > 65535 || (portNumber === 0 && !allowPortZero)) {
-    return { error: `must have a port from ${allowPortZero ? 0 : 1} to 65535, got ${describeValue(input)}` };
-  }
-  return { value: input };
+  const checked = checkHostPort(input, { allowPortZero });
+  return 'error' in checked ? { error: `${checked.error}, got ${describeValue(input)}` } : { value: input };
 }
 
 export function hostPort(options: { description?: string; allowPortZero: boolean }): LeafSpec<string> {
@@ -622,13 +594,4 @@ export function list<V>(items: Spec<V>, options: ListOptions<V> = {}): ListSpec<
       return withDescription(schema, options.description);
     },
   };
-}
-
-/** The message of anything thrown, without trusting it to be an Error (or to stringify). */
-export function errorText(error: unknown): string {
-  try {
-    return error instanceof Error ? error.message : String(error);
-  } catch {
-    return 'unknown error';
-  }
 }

@@ -15,11 +15,12 @@ import type {
 } from './schema.js';
 import { DEFAULTS, REPLICATED_KEYS, defaultHealthCheckTimeoutMs } from './schema.js';
 import { expandEnvironment } from './env.js';
+import { errorMessage } from '../errors.js';
+import { isPlainObject } from '../json.js';
 import {
   DecodeContext,
   INVALID,
   didYouMean,
-  errorText,
   formatPath,
   type Path,
   type RawProblem,
@@ -112,7 +113,7 @@ function validateText<T>(
     if (prepared.length > 0) return failure(prepared.map((problem) => toProblem(problem, document, lineCounter)));
     value = document.toJS({ maxAliasCount: 1000 });
   } catch (error) {
-    return failure([{ path: '', line: 1, column: 1, message: `invalid YAML: ${firstLine(errorText(error))}` }]);
+    return failure([{ path: '', line: 1, column: 1, message: `invalid YAML: ${firstLine(errorMessage(error))}` }]);
   }
   return validateValue(value, document, lineCounter, spec, build);
 }
@@ -195,7 +196,7 @@ function validateValue<T>(
     if (shape !== INVALID && ctx.problems.length === 0) config = build(shape);
   } catch (error) {
     // Only a bug can get here (or a hostile value passed from code); the caller still gets an answer, not a crash.
-    ctx.report([], `could not be validated: ${errorText(error)}`);
+    ctx.report([], `could not be validated: ${errorMessage(error)}`);
   }
   if (ctx.problems.length > 0 || config === undefined) {
     const problems = ctx.problems.map((raw) => toProblem(raw, document, lineCounter));
@@ -206,10 +207,6 @@ function validateValue<T>(
 }
 
 // ---------------------------------------------------------------- rules across sections
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Runs on the raw value, so a route to a missing pool is reported even when that pool has other problems. */
 function checkRouting(input: unknown, ctx: DecodeContext): void {

@@ -5,11 +5,11 @@ import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Document, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Node, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
-import { BalancerError } from '../errors.js';
+import { BalancerError, errorMessage } from '../errors.js';
 import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
 import type { ReplicatedConfig } from './schema.js';
-import { errorText, type JsonValue } from './spec.js';
+import type { JsonValue } from './spec.js';
 import { validateReplicated } from './validate.js';
 
 /** tmp file in the same directory, fsync, rename over the target, fsync the directory: a crash leaves the old or the new file. */
@@ -19,7 +19,7 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   // Keep the old file's permissions: a config holding a token may well be 0600.
   const mode = await stat(path).then((info) => info.mode & 0o777, () => 0o644);
   const handle = await open(temporary, 'wx', mode).catch((error: unknown) => {
-    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorText(error)}`, { cause: error });
+    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorMessage(error)}`, { cause: error });
   });
   try {
     await handle.chmod(mode);
@@ -28,14 +28,14 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   } catch (error) {
     await handle.close();
     await unlink(temporary).catch(() => undefined);
-    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorText(error)}`, { cause: error });
+    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorMessage(error)}`, { cause: error });
   }
   await handle.close();
   try {
     await rename(temporary, path);
   } catch (error) {
     await unlink(temporary).catch(() => undefined);
-    throw new BalancerError('CONFIG_IO', `cannot replace ${path}: ${errorText(error)}`, { cause: error });
+    throw new BalancerError('CONFIG_IO', `cannot replace ${path}: ${errorMessage(error)}`, { cause: error });
   }
   const dir = await open(directory, 'r');
   try {

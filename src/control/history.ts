@@ -9,7 +9,7 @@
 
 import type { ConfigCommand } from '../cluster/commands.js';
 import { DEFAULTS } from '../config/schema.js';
-import type { PlainReplicated } from './types.js';
+import type { PlainReplicated } from '../config/plain.js';
 
 export const DEFAULT_HISTORY_SIZE: number = DEFAULTS.historySize;
 

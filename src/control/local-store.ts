@@ -5,14 +5,14 @@ import { readFile } from 'node:fs/promises';
 import { BalancerError, errorMessage } from '../errors.js';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { resolveReplicatedPaths } from '../config/load.js';
-import { toPlainReplicated } from '../config/plain.js';
+import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
 import { validateConfigText, validateReplicatedText } from '../config/validate.js';
 import { applyCommand, guard, sameReplicated, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
-import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, PlainReplicated, WriteOptions, WriteResult } from './types.js';
+import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, WriteOptions, WriteResult } from './types.js';
 import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeMeta, type ChangeSource, type HistoryEntry } from './history.js';
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import { fileStamp } from '../cluster/config-file.js';
@@ -49,7 +49,7 @@ export class LocalStore implements ControlPlane {
       change: 'loaded at start',
       at: new Date().toISOString(),
       source: { kind: 'file', node: options.nodeName, file: options.file },
-      config: toPlainReplicated(options.initial) as PlainReplicated,
+      config: toPlainReplicated(options.initial),
     });
     this.readiness.add('config', () => (options.dataPlane.ready ? null : 'no config applied yet'));
     options.dataPlane.apply(this.state.version, resolveReplicatedPaths(options.initial, options.baseDir));
@@ -76,7 +76,7 @@ export class LocalStore implements ControlPlane {
   }
 
   async getConfig(): Promise<{ version: number; config: PlainReplicated }> {
-    return { version: this.state.version, config: toPlainReplicated(this.state.config) as PlainReplicated };
+    return { version: this.state.version, config: toPlainReplicated(this.state.config) };
   }
 
   putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<WriteResult> {
@@ -88,7 +88,7 @@ export class LocalStore implements ControlPlane {
       }
       const command: ConfigCommand = {
         type: 'set-config',
-        config: body as PlainReplicated,
+        config: body,
         ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
         ...guard(options),
       };
@@ -199,7 +199,7 @@ export class LocalStore implements ControlPlane {
         return 'unsafe';
       }
       this.swap({ version: this.state.version + 1, config });
-      this.changes.record({ version: this.state.version, requestId: randomUUID(), change: 'file edit', ...meta, config: toPlainReplicated(config) as PlainReplicated });
+      this.changes.record({ version: this.state.version, requestId: randomUUID(), change: 'file edit', ...meta, config: toPlainReplicated(config) });
       this.options.metrics.configReload('success');
       this.options.logger.info('config reloaded from file', { file: this.options.file, version: this.state.version });
       return 'applied';
@@ -239,7 +239,7 @@ export class LocalStore implements ControlPlane {
     }
     this.swap(result.state);
     const requestId = randomUUID();
-    this.changes.record({ version: result.state.version, requestId, change: describeCommand(command), ...meta, config: toPlainReplicated(result.state.config) as PlainReplicated });
+    this.changes.record({ version: result.state.version, requestId, change: describeCommand(command), ...meta, config: toPlainReplicated(result.state.config) });
     this.options.logger.info('config changed through the admin API', { command: command.type, version: result.state.version, requestId });
     return { version: result.state.version, requestId, ...(result.backend === undefined ? {} : { backend: result.backend }) };
   }

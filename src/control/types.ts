@@ -1,14 +1,9 @@
 // The control-plane interface the admin API and dashboard talk to; single-node and Raft-backed stores both implement it.
 
 import type { StrategyName } from '../config/schema.js';
+import type { PlainReplicated } from '../config/plain.js';
 import type { NotReady, Readiness } from './readiness.js';
 import type { HistoryEntry } from './history.js';
-
-/** The replicated config in its file-shaped plain JSON form (what GET /api/v1/config returns and PUT accepts). */
-export interface PlainReplicated {
-  readonly routes: readonly unknown[];
-  readonly pools: Readonly<Record<string, unknown>>;
-}
 
 export type BackendStateName = 'up' | 'down' | 'ejected' | 'draining';
 

@@ -28,8 +28,6 @@ export interface RoutingTable {
   readonly fallback: DataPlanePool | null;
 }
 
-export type RouteDecision = RouteLookup<DataPlanePool>;
-
 export interface DataPlaneDeps {
   readonly clock: Clock;
   readonly random: Random;
@@ -77,7 +75,7 @@ export class DataPlane {
     return this.applied;
   }
 
-  route(request: RouteRequest): RouteDecision | undefined {
+  route(request: RouteRequest): RouteLookup<DataPlanePool> | undefined {
     return lookupRoute(this.current, request);
   }
 

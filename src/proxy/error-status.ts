@@ -6,7 +6,7 @@
 
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ErrorCode } from '../errors.js';
+import { errorMessage, type ErrorBody, type ErrorCode } from '../errors.js';
 import type { UpstreamErrorReason } from '../metrics/types.js';
 import { endConnection } from '../connection-close.js';
 import { mayCloseConnection } from './http2-requests.js';
@@ -204,7 +204,7 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
     return { status: 503, code: 'CIRCUIT_OPEN', reason: 'circuit_open', beforeRequestSent: true, gatewayFailure: false, message: error.message, retryAfterSeconds: 1 };
   }
   const code = (error as { code?: unknown } | null)?.code;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   switch (code) {
     // undici's own timeouts: connect (TCP and TLS), response head, body idle.
     case 'UND_ERR_CONNECT_TIMEOUT':
@@ -245,10 +245,6 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
 }
 
 // ---------------------------------------------------------------- the writers
-
-export interface ErrorBody {
-  readonly error: { readonly code: ErrorCode; readonly message: string; readonly requestId?: string; readonly details?: readonly unknown[] };
-}
 
 /** The JSON of an error answer; `requestId` (the request's X-Request-Id) lets a user's report be found in the logs. */
 export function errorBody(code: ErrorCode, message: string, requestId: string | null = null): string {

@@ -25,7 +25,7 @@ import { assignRequestId, requestIdOf } from './request-id.js';
 import { applyToResponse, headerVariables } from './header-rules.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
-import { parseHostPort } from '../net-address.js';
+import { splitHostPort } from '../net-address.js';
 
 export type RouteDecision = RouteLookup<PoolEntry>;
 
@@ -157,7 +157,7 @@ export class ProxyListener {
 
   /** `boundPort`: for a listen address with port 0, the port to take (a replaced listener keeps the one it had). */
   async start(boundPort?: number): Promise<AddressInfo> {
-    const parsed = parseHostPort(this.config.listen);
+    const parsed = splitHostPort(this.config.listen);
     const host = parsed.host;
     const port = parsed.port === 0 && boundPort !== undefined ? boundPort : parsed.port;
     await new Promise<void>((resolve, reject) => {

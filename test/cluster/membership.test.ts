@@ -1,7 +1,7 @@
 // Membership on real disks and transports: a learner joins by snapshot and is promoted; three voters carry ten learners.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { backendIds, configText, TestCluster } from './harness.js';
+import { backendIds, configText, TestCluster } from '../helpers/in-process-cluster.js';
 
 const VOTERS = ['n1', 'n2', 'n3'];
 
@@ -56,6 +56,14 @@ describe('cluster membership', () => {
     const removed = await follower.store.removeMember('n4');
     expect(removed.members.map((m) => m.id)).not.toContain('n4');
     await expect(leader.store.removeMember('n4')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('refuses a member whose id or address the config file would refuse, before asking the cluster', async () => {
+    const node = await cluster.start('n1', { text: configText('n1', 'web', [9100]) });
+    for (const address of ['bad_host:7004', '[not-an-ip]:7004', 'n4.internal:0', 'n4.internal']) {
+      await expect(node.store.addMember('n4', address, true)).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining(`address: must`) });
+    }
+    await expect(node.store.addMember('n/4', '127.0.0.1:7004', true)).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('id: must contain only') });
   });
 
   it('runs three voters and ten learners that all serve the committed config', async () => {

@@ -17,6 +17,7 @@
  */
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { errorMessage } from '../../errors.js';
 
 export const FRAME_VERSION = 1;
 export const LENGTH_PREFIX_BYTES = 4;
@@ -95,7 +96,7 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions): FrameDec
     return decodeUnchecked(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), options);
   } catch (error) {
     // Every read is bounds-checked first; this only guards the promise that decoding never throws.
-    return reject('malformed', `undecodable frame (${error instanceof Error ? error.message : String(error)})`);
+    return reject('malformed', `undecodable frame (${errorMessage(error)})`);
   }
 }
 

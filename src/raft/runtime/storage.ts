@@ -45,6 +45,7 @@ import { BalancerError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { EMPTY_HARD_STATE } from '../core/storage.js';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
+import { isEntryList, isHardState, isSnapshot } from './record-shapes.js';
 import { fsyncDir, unlinkIfExists, writeFileAtomic, writeFully } from './fs-util.js';
 import { isFsError, nodeRaftFs, type RaftFile, type RaftFs } from './raft-fs.js';
 import { RecordType, encodeRecord, parseSegmentFileName, scanRecords, segmentFileName } from './wal.js';
@@ -505,39 +506,6 @@ function parsePayload(file: string, record: RawRecord): unknown {
   } catch (error) {
     throw corrupt(file, `record at byte offset ${record.offset} has a valid CRC but unreadable content (${errorMessage(error)})`);
   }
-}
-
-function isEntryList(value: unknown): value is Entry[] {
-  return (
-    Array.isArray(value) &&
-    value.every(
-      (entry: unknown) =>
-        typeof entry === 'object' &&
-        entry !== null &&
-        Number.isInteger((entry as Entry).index) &&
-        Number.isInteger((entry as Entry).term) &&
-        typeof (entry as Entry).data === 'string',
-    )
-  );
-}
-
-function isHardState(value: unknown): value is HardState {
-  if (typeof value !== 'object' || value === null) return false;
-  const hs = value as HardState;
-  return Number.isInteger(hs.term) && Number.isInteger(hs.commit) && (hs.vote === null || typeof hs.vote === 'string');
-}
-
-function isSnapshot(value: unknown): value is Snapshot {
-  const meta = (value as { metadata?: Snapshot['metadata'] } | null)?.metadata;
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as Snapshot).data === 'string' &&
-    typeof meta === 'object' &&
-    meta !== null &&
-    Number.isInteger(meta.index) &&
-    Number.isInteger(meta.term)
-  );
 }
 
 /** The snapshot.snap of a format-1 data dir. */

@@ -41,6 +41,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, connect } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { BalancerError, errorMessage } from '../../errors.js';
+import { splitHostPort, type HostPort } from '../../net-address.js';
+import { isPlainObject } from '../../json.js';
+import { isCount, isEntry, isSnapshot, optional } from './record-shapes.js';
 import { systemClock, systemRandom } from '../../clock.js';
 import type { Clock, Random, TimerHandle } from '../../clock.js';
 import type { Logger } from '../../log.js';
@@ -130,21 +133,6 @@ export interface PeerStats {
   readonly dropped: number;
 }
 
-interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-/** Parses host:port, with IPv6 hosts in brackets ([::1]:7001). */
-export function parseHostPort(address: string): HostPort {
-  const match = /^(?:\[([^\]]+)\]|([^:\s]*)):(\d{1,5})$/.exec(address.trim());
-  const port = match === null ? NaN : Number(match[3]);
-  if (match === null || port > 65535) {
-    throw new BalancerError('CONFIG_INVALID', `"${address}" is not a host:port address`);
-  }
-  return { host: match[1] ?? (match[2] === '' || match[2] === undefined ? '0.0.0.0' : match[2]), port };
-}
-
 const MAX_ID_BYTES = 255;
 
 /** Ids travel in one-byte-length header fields; refusing long ones here keeps send() from ever throwing. */
@@ -157,7 +145,7 @@ function checkId(kind: string, id: string): void {
 function checkPeers(peers: Readonly<Record<string, string>>, self: string): void {
   for (const [id, address] of Object.entries(peers)) {
     checkId('peer id', id);
-    if (id !== self) parseHostPort(address);
+    if (id !== self) splitHostPort(address);
   }
 }
 
@@ -191,43 +179,6 @@ const NETWORK_MESSAGE_TYPES: ReadonlySet<MessageType> = new Set<MessageType>([
   'MsgReadIndex',
   'MsgReadIndexResp',
 ]);
-const ENTRY_TYPES: ReadonlySet<string> = new Set(['normal', 'conf-change', 'empty']);
-
-const isCount = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0;
-const optional = (value: unknown, check: (v: unknown) => boolean): boolean => value === undefined || check(value);
-const isStringArray = (value: unknown): boolean => Array.isArray(value) && value.every((v) => typeof v === 'string');
-
-function isEntry(value: unknown): value is Entry {
-  if (typeof value !== 'object' || value === null) return false;
-  const e = value as Record<string, unknown>;
-  return (
-    isCount(e['index']) &&
-    isCount(e['term']) &&
-    typeof e['type'] === 'string' &&
-    ENTRY_TYPES.has(e['type']) &&
-    typeof e['data'] === 'string' &&
-    optional(e['requestId'], (v) => typeof v === 'string')
-  );
-}
-
-function isSnapshot(value: unknown): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  const s = value as Record<string, unknown>;
-  const meta = s['metadata'] as Record<string, unknown> | undefined;
-  const conf = (typeof meta === 'object' && meta !== null ? meta['confState'] : undefined) as Record<string, unknown> | undefined;
-  return (
-    typeof s['data'] === 'string' &&
-    typeof meta === 'object' &&
-    meta !== null &&
-    isCount(meta['index']) &&
-    isCount(meta['term']) &&
-    typeof conf === 'object' &&
-    conf !== null &&
-    isStringArray(conf['voters']) &&
-    isStringArray(conf['learners'])
-  );
-}
-
 /** The message a payload holds, if it has the shape the core expects of a message from a peer. */
 export function parsePeerMessage(payload: Buffer): Message | null {
   let value: unknown;
@@ -236,8 +187,8 @@ export function parsePeerMessage(payload: Buffer): Message | null {
   } catch {
     return null;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
-  const m = value as Record<string, unknown>;
+  if (!isPlainObject(value)) return null;
+  const m = value;
   const valid =
     typeof m['type'] === 'string' &&
     NETWORK_MESSAGE_TYPES.has(m['type'] as MessageType) &&
@@ -258,7 +209,7 @@ export function parsePeerMessage(payload: Buffer): Message | null {
 function parseJsonObject(payload: Buffer): Record<string, unknown> | null {
   try {
     const value: unknown = JSON.parse(payload.toString('utf8'));
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    return isPlainObject(value) ? value : null;
   } catch {
     return null;
   }
@@ -552,7 +503,7 @@ class PeerLink {
     this.retryTimer = null;
     let target: HostPort;
     try {
-      target = parseHostPort(this.address);
+      target = splitHostPort(this.address);
     } catch (error) {
       this.core.logger.error('cannot dial peer: bad address', { peer: this.peerId, address: this.address, error });
       return;
@@ -802,7 +753,7 @@ export class PeerTransport implements RaftTransport {
 
   constructor(options: PeerTransportOptions) {
     if (options.secret.length === 0) throw new BalancerError('CONFIG_INVALID', 'the cluster secret must not be empty');
-    parseHostPort(options.listen);
+    splitHostPort(options.listen);
     checkId('node id', options.nodeId);
     checkId('cluster id', options.clusterId ?? TRANSPORT_DEFAULTS.clusterId);
     checkPeers(options.peers, options.nodeId);
@@ -849,7 +800,7 @@ export class PeerTransport implements RaftTransport {
   async start(): Promise<{ port: number }> {
     if (this.state !== 'new') throw new BalancerError('INTERNAL', 'a PeerTransport starts once');
     this.state = 'running';
-    const { host, port } = parseHostPort(this.options.listen);
+    const { host, port } = splitHostPort(this.options.listen);
     const server = createServer((socket) => {
       if (this.state !== 'running') return void socket.destroy();
       this.inbound.add(new ServerConnection(this, this.core, socket));
@@ -995,7 +946,7 @@ export class PeerTransport implements RaftTransport {
   private sendSnapshot(link: PeerLink, message: Message): void {
     let target: HostPort;
     try {
-      target = parseHostPort(link.address);
+      target = splitHostPort(link.address);
     } catch {
       this.options.onSnapshotStatus?.(link.peerId, 'failure');
       return;

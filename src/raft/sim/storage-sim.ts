@@ -21,7 +21,7 @@
  */
 
 import { randomInt, seededRandom, FakeClock, type Random } from '../../clock.js';
-import { isBalancerError } from '../../errors.js';
+import { errorMessage, isBalancerError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { noopMetrics } from '../../metrics/types.js';
 import type { Entry, HardState, Message, NodeId, Snapshot } from '../core/types.js';
@@ -372,7 +372,7 @@ export class StorageSimulator {
         this.trace(`${proc.id} crashed while starting`);
         return;
       }
-      this.fail(`${proc.id} cannot start after a crash: ${error instanceof Error ? error.message : String(error)}`);
+      this.fail(`${proc.id} cannot start after a crash: ${errorMessage(error)}`);
     }
     proc.node = node;
     node.on((event) => this.onEvent(proc, node, event));
