@@ -24,8 +24,9 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/clock.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ProcessCluster, httpCall, sleep, sumMetric, until, type ConfigView } from '../helpers/cluster-harness.js';
+import { ProcessCluster, httpCall, sumMetric, type ConfigView } from '../helpers/process-cluster.js';
 import type { RunningNode } from '../helpers/process.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 const CHAOS_SECONDS = Math.max(10, Number(process.env['CHAOS_SECONDS'] ?? 45));
 const SEED = Number(process.env['CHAOS_SEED'] ?? 20261126);
@@ -181,7 +182,7 @@ describe('chaos under load on a three-node cluster', () => {
       await cluster.kill(leader);
       await sleep(downMs);
       await cluster.start(leader);
-      await until(async () => ((await httpCall(`${cluster.node(leader).admin}/readyz`, { timeoutMs: 2_000 })).status === 200 ? true : undefined), `${leader} ready again`, 20_000);
+      await eventually(async () => ((await httpCall(`${cluster.node(leader).admin}/readyz`, { timeoutMs: 2_000 })).status === 200 ? true : undefined), `${leader} ready again`, 20_000);
       window.to = now();
       targets.add(leader);
       // Its warm baseline, once it has carried load for a while.

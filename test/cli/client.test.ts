@@ -26,6 +26,7 @@ import { BalancerError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { closeServer, createFakeControl, listenLocal, type FakeControl } from '../admin/fake-control.js';
+import { freePort } from '../helpers/ports.js';
 
 const TOKEN = 'cli-token';
 
@@ -65,14 +66,6 @@ afterEach(() => {
 
 function opts(extra: Partial<ClientOptions> = {}): ClientOptions {
   return { admin: base, token: TOKEN, json: false, out, err, ...extra };
-}
-
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 describe('status', () => {
@@ -121,7 +114,7 @@ describe('status', () => {
 
 describe('failures and exit codes', () => {
   it('unreachable: exit 3 with a message naming the address', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     expect(await statusCommand(opts({ admin: `http://127.0.0.1:${port}` }))).toBe(EXIT_CODES.unreachable);
     expect(err.text).toBe(
       `cannot reach admin API at http://127.0.0.1:${port} (ECONNREFUSED): is balancer running? use --admin URL\n`,
@@ -282,7 +275,7 @@ describe('registerClientCommands', () => {
   });
 
   it('maps an unreachable admin API and a wrong token to their exit codes', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     await program({ admin: `127.0.0.1:${port}`, token: TOKEN }).parseAsync(['cluster', 'status'], { from: 'user' });
     expect(process.exitCode).toBe(EXIT_CODES.unreachable);
     await program({ admin: base, token: 'bad' }).parseAsync(['backends', 'drain', 'web', 'web-1'], { from: 'user' });

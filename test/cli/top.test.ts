@@ -7,8 +7,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { BIN, runCli, startCli, type RunningNode } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 const haveTmux = spawnSync('sh', ['-c', 'command -v tmux']).status === 0;
 if (!haveTmux) console.warn('\n*** SKIPPING the balancer top terminal test: tmux is missing (apt-get install -y tmux) ***\n');

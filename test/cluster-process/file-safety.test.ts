@@ -3,9 +3,10 @@
 import { readFile, readdir, truncate, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ADMIN_TOKEN, ProcessCluster, until } from '../helpers/cluster-harness.js';
+import { ADMIN_TOKEN, ProcessCluster } from '../helpers/process-cluster.js';
 import { runCli } from '../helpers/process.js';
 import { startTraffic, type RunningTraffic, type TrafficTally } from '../helpers/traffic.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -84,9 +85,9 @@ describe("a follower's balancer.yaml emptied, truncated or stripped of backends"
     const before = await files();
     const seen = ignoredLines(target);
     const load = traffic();
-    await until(async () => (load.total > 50 ? true : undefined), 'traffic to flow');
+    await eventually(async () => (load.total > 50 ? true : undefined), 'traffic to flow');
     await truncate(cluster.node(target).file, 0);
-    await until(async () => (ignoredLines(target) > seen ? true : undefined), `${target} to log that it ignored the empty file`);
+    await eventually(async () => (ignoredLines(target) > seen ? true : undefined), `${target} to log that it ignored the empty file`);
     const tally = await load.stop();
     expectAllServed(tally);
     await expectUnchanged(version);
@@ -106,9 +107,9 @@ describe("a follower's balancer.yaml emptied, truncated or stripped of backends"
     const original = await readFile(file, 'utf8');
     const seen = ignoredLines(target);
     const load = traffic();
-    await until(async () => (load.total > 50 ? true : undefined), 'traffic to flow');
+    await eventually(async () => (load.total > 50 ? true : undefined), 'traffic to flow');
     await truncate(file, Buffer.byteLength(original.slice(0, original.indexOf('routes:'))));
-    await until(async () => (ignoredLines(target) > seen ? true : undefined), `${target} to log that it ignored the truncated file`);
+    await eventually(async () => (ignoredLines(target) > seen ? true : undefined), `${target} to log that it ignored the truncated file`);
     expectAllServed(await load.stop());
     await expectUnchanged(version);
 
@@ -120,11 +121,11 @@ describe("a follower's balancer.yaml emptied, truncated or stripped of backends"
     const views = await cluster.waitForVersion(ids, version);
     for (const view of views) expect(view.pools['api']!.backends.map((backend) => backend.id)).toEqual(['a', 'c-api']);
     expect(await readFile(file, 'utf8')).toBe(original.slice(0, original.indexOf('routes:')));
-    await until(async () => (cluster.node(target).current.lines.some((line) => String(line['msg']).startsWith('not rewriting the config file')) ? true : undefined), 'the skipped rewrite to be logged');
+    await eventually(async () => (cluster.node(target).current.lines.some((line) => String(line['msg']).startsWith('not rewriting the config file')) ? true : undefined), 'the skipped rewrite to be logged');
 
     // The operator puts back the old text: it shows an older version, so it is no edit; the file is brought up to date.
     await writeFile(file, original);
-    await until(async () => ((await cluster.fileConfig(target)).pools['api']?.backends.length === 2 ? true : undefined), `${target}'s file to show the current config`);
+    await eventually(async () => ((await cluster.fileConfig(target)).pools['api']?.backends.length === 2 ? true : undefined), `${target}'s file to show the current config`);
     const views2 = await cluster.waitForVersion(ids, version);
     for (const view of views2) expect(view.version).toBe(version);
   });
@@ -136,7 +137,7 @@ describe("a follower's balancer.yaml emptied, truncated or stripped of backends"
     const stripped = original.replace(/( {2}web:\n {4}backends:\n)( {6}- .*\n)+/, '$1').replace(/( {2}web:\n {4}backends:)\n/, '$1 []\n');
     expect(stripped).toContain('backends: []');
     const load = traffic();
-    await until(async () => (load.total > 50 ? true : undefined), 'traffic to flow');
+    await eventually(async () => (load.total > 50 ? true : undefined), 'traffic to flow');
     await writeFile(file, stripped);
     const refused = await cluster.node(target).current.waitFor((line) => String(line['msg']).startsWith('config edit refused'), 'the refusal', 20_000);
     expect(String(refused['msg'])).toContain('pool "web" would have no backends');
@@ -146,7 +147,7 @@ describe("a follower's balancer.yaml emptied, truncated or stripped of backends"
     const saved = String(refused['saved']);
     expect(await readFile(saved, 'utf8')).toBe(stripped);
     expect((await readdir(cluster.node(target).dir)).filter((name) => name.startsWith('balancer.yaml.rejected-'))).toHaveLength(1);
-    await until(async () => ((await cluster.fileConfig(target)).pools['web']?.backends.length === 2 ? true : undefined), `${target}'s file to be restored`);
+    await eventually(async () => ((await cluster.fileConfig(target)).pools['web']?.backends.length === 2 ? true : undefined), `${target}'s file to be restored`);
   });
 
   it("an invalid edit left in a follower's file is saved as .rejected- before a change from another node rewrites the file", async () => {
@@ -165,7 +166,7 @@ describe("a follower's balancer.yaml emptied, truncated or stripped of backends"
     expect(await readFile(String(saved['saved']), 'utf8')).toBe(invalid);
     const rejectedAfter = (await readdir(cluster.node(target).dir)).filter((name) => name.startsWith('balancer.yaml.rejected-'));
     expect(rejectedAfter.length).toBe(rejectedBefore.length + 1);
-    await until(async () => ((await cluster.fileConfig(target)).pools['web']?.backends.some((b) => b.id === 'a-web') ? true : undefined), `${target}'s file to show the change`);
+    await eventually(async () => ((await cluster.fileConfig(target)).pools['web']?.backends.some((b) => b.id === 'a-web') ? true : undefined), `${target}'s file to show the change`);
   });
 
   it('the admin API and the CLI refuse the same changes unless forced', async () => {

@@ -3,8 +3,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ADMIN_TOKEN, startSeededCluster, until, type ProcessCluster } from '../helpers/cluster-harness.js';
+import { ADMIN_TOKEN, startSeededCluster, type ProcessCluster } from '../helpers/process-cluster.js';
 import { runCli } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -90,7 +91,7 @@ describe('config history and rollback of a three-process cluster', () => {
     expect(rolled.code, rolled.stderr).toBe(0);
     const views = await cluster.waitForVersion(ids, afterCli + 1);
     for (const view of views) expect(view.pools['web']!.backends.map((backend) => backend.id)).toEqual(['a']);
-    await until(async () => ((await Promise.all(ids.map((id) => cluster.fileConfig(id)))).every((f) => f.pools['web']?.backends.length === 1) ? true : undefined), 'every file to show the rollback');
+    await eventually(async () => ((await Promise.all(ids.map((id) => cluster.fileConfig(id)))).every((f) => f.pools['web']?.backends.length === 1) ? true : undefined), 'every file to show the rollback');
     for (const id of ids) expect(await cluster.servedBy(id)).toBe('a');
     const after = await history(cliNode);
     expect(after.versions[0]).toMatchObject({ change: 'set config', source: { kind: 'rollback', node: fileNode, via: 'cli', rollbackOf: seed } });

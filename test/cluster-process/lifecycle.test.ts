@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ProcessCluster, until } from '../helpers/cluster-harness.js';
+import { ProcessCluster } from '../helpers/process-cluster.js';
+import { eventually } from '../helpers/wait.js';
 
 function poolYaml(backends: readonly TestBackend[]): string {
   return ['pools:', '  web:', '    backends:', ...backends.map((b) => `      - { url: ${b.url}, id: ${b.name} }`)].join('\n');
@@ -11,14 +12,14 @@ function poolYaml(backends: readonly TestBackend[]): string {
 
 /** Until every listed node's proxy sends GET / to `name`. */
 async function dataPlanesServe(cluster: ProcessCluster, ids: readonly string[], name: string): Promise<void> {
-  await until(
+  await eventually(
     async () => ((await Promise.all(ids.map((id) => cluster.servedBy(id)))).every((served) => served === name) ? true : undefined),
     `every proxy of ${ids.join(', ')} to route to ${name}`,
   );
 }
 
 async function filesShow(cluster: ProcessCluster, ids: readonly string[], backendId: string): Promise<void> {
-  await until(
+  await eventually(
     async () => {
       const files = await Promise.all(ids.map((id) => cluster.fileConfig(id)));
       return files.every((file) => file.pools['web']?.backends.map((b) => b.id).join(',') === backendId) ? true : undefined;

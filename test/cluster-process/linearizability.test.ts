@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLinearizable, type HistoryOp } from '../../src/raft/sim/linearizability.js';
 import { seededRandom } from '../../src/clock.js';
 import type { TestBackend } from '../helpers/backend.js';
-import { startSeededCluster, ProcessCluster, type ConfigView } from '../helpers/cluster-harness.js';
+import { startSeededCluster, ProcessCluster, type ConfigView } from '../helpers/process-cluster.js';
 
 const ids = ['n1', 'n2', 'n3'];
 const CLIENTS = 4;

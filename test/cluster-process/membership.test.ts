@@ -2,8 +2,9 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestBackend } from '../helpers/backend.js';
-import { ADMIN_TOKEN, startSeededCluster, ProcessCluster, sleep, sumMetric, until } from '../helpers/cluster-harness.js';
+import { ADMIN_TOKEN, startSeededCluster, ProcessCluster, sumMetric } from '../helpers/process-cluster.js';
 import { runCli } from '../helpers/process.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -26,7 +27,7 @@ describe('membership of a three-process cluster', () => {
     const rejectedBefore = await Promise.all(ids.map(async (id) => sumMetric(await cluster.metrics(id), 'balancer_raft_peer_messages_rejected_total')));
     // An impostor that names the cluster as its peers and campaigns to join it.
     await cluster.start('intruder', { secret: 'not-the-cluster-secret' });
-    await until(
+    await eventually(
       async () => {
         const counts = await Promise.all(ids.map(async (id) => sumMetric(await cluster.metrics(id), 'balancer_raft_peer_messages_rejected_total')));
         return counts.every((count, i) => count > rejectedBefore[i]!) ? counts : undefined;
@@ -64,14 +65,14 @@ describe('membership of a three-process cluster', () => {
     const { version } = await cluster.config(leader);
     const [view] = await cluster.waitForVersion(['n4'], version);
     expect(view!.pools['web']!.backends.map((b) => b.id)).toEqual(['web-1']);
-    await until(async () => ((await cluster.servedBy('n4')) === 'web-1' ? true : undefined), 'the learner to route by the replicated config');
+    await eventually(async () => ((await cluster.servedBy('n4')) === 'web-1' ? true : undefined), 'the learner to route by the replicated config');
     const asLearner = await cluster.clusterInfo(leader);
     expect(asLearner.members.find((m) => m.id === 'n4')?.voter).toBe(false);
     expect((await cluster.clusterInfo('n4')).role).toBe('learner');
 
     const promoted = await cli(['cluster', 'add', 'n4', address]);
     expect(promoted.code, promoted.stderr).toBe(0);
-    await until(
+    await eventually(
       async () => {
         const infos = await Promise.all([...ids, 'n4'].map((id) => cluster.clusterInfo(id)));
         return infos.every((info) => info.members.find((m) => m.id === 'n4')?.voter === true) ? true : undefined;

@@ -2,7 +2,8 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestBackend } from '../helpers/backend.js';
-import { startSeededCluster, ProcessCluster, until } from '../helpers/cluster-harness.js';
+import { startSeededCluster, ProcessCluster } from '../helpers/process-cluster.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -57,7 +58,7 @@ describe('a partitioned three-process cluster', () => {
       expect(view.version).toBe(version);
       expect(view.pools['web']!.backends.map((b) => b.id)).toEqual(['majority']);
     }
-    await until(
+    await eventually(
       async () => ((await cluster.fileConfig(isolated)).pools['web']?.backends[0]?.id === 'majority' ? true : undefined),
       'the isolated node to rewrite its file',
     );

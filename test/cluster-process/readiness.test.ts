@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerResponse } from 'node:http';
 import type { TestBackend } from '../helpers/backend.js';
-import { httpCall, startSeededCluster, until, type ProcessCluster } from '../helpers/cluster-harness.js';
+import { httpCall, startSeededCluster, type ProcessCluster } from '../helpers/process-cluster.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -33,7 +34,7 @@ describe('readiness of a three-process cluster', () => {
     const leader = await cluster.waitForLeader(ids);
     const survivor = ids.find((id) => id !== leader)!;
     for (const id of ids) if (id !== survivor) await cluster.stop(id);
-    await until(async () => ((await cluster.clusterInfo(survivor)).leader === null ? true : undefined), `${survivor} to know no leader`);
+    await eventually(async () => ((await cluster.clusterInfo(survivor)).leader === null ? true : undefined), `${survivor} to know no leader`);
     expect(await readyz(survivor)).toEqual({ status: 200, body: 'ready\n' });
     expect(await cluster.servedBy(survivor)).toBe('a');
     // The control plane's trouble is reported where it belongs: status and metrics.

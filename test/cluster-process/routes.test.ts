@@ -2,8 +2,9 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { ADMIN_TOKEN, httpCall, startSeededCluster, until, type ProcessCluster } from '../helpers/cluster-harness.js';
+import { ADMIN_TOKEN, httpCall, startSeededCluster, type ProcessCluster } from '../helpers/process-cluster.js';
 import { runCli } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -44,7 +45,7 @@ describe('routes in a three-process cluster', () => {
     for (const id of ids) {
       const proxy = cluster.node(id).proxy;
       const before = api.seen.length;
-      const viaApi = await until(async () => {
+      const viaApi = await eventually(async () => {
         const res = await httpCall(`${proxy}/api/../api/items?x=1`, { timeoutMs: 5_000 });
         return res.status === 200 ? res : undefined;
       }, `${id} serves the api route`);

@@ -3,8 +3,9 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestBackend } from '../helpers/backend.js';
-import { ADMIN_TOKEN, httpCall, sleep, startSeededCluster, until, type ProcessCluster } from '../helpers/cluster-harness.js';
+import { ADMIN_TOKEN, httpCall, startSeededCluster, type ProcessCluster } from '../helpers/process-cluster.js';
 import { runCli } from '../helpers/process.js';
+import { eventually, sleep } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -47,7 +48,7 @@ describe('where a node stands in its cluster', () => {
     const leader = await seeded.cluster.waitForLeader(ids);
     const added = await cli(leader, ['cluster', 'add', 'n4', `127.0.0.1:${joiner.raftPort}`, '--learner']);
     expect(added.code, added.stderr).toBe(0);
-    await until(async () => ((await httpCall(`${seeded.cluster.node('n4').admin}/readyz`)).status === 200 ? true : undefined), 'n4 to be ready');
+    await eventually(async () => ((await httpCall(`${seeded.cluster.node('n4').admin}/readyz`)).status === 200 ? true : undefined), 'n4 to be ready');
     expect(await seeded.cluster.servedBy('n4')).toBe('a');
   });
 
@@ -86,7 +87,7 @@ describe('a node removed while it was down', () => {
     const removed = ids.find((id) => id !== leader)!;
     const survivors = ids.filter((id) => id !== removed);
     // The cluster records every member's data dir incarnation once its leader has seen them all.
-    await until(async () => ((await seeded.cluster.clusterInfo(leader)).members.every((m) => typeof (m as { incarnation?: string | null }).incarnation === 'string') ? true : undefined), 'incarnations recorded', 30_000);
+    await eventually(async () => ((await seeded.cluster.clusterInfo(leader)).members.every((m) => typeof (m as { incarnation?: string | null }).incarnation === 'string') ? true : undefined), 'incarnations recorded', 30_000);
     await seeded.cluster.stop(removed);
     const result = await cli(leader, ['cluster', 'remove', removed]);
     expect(result.code, result.stderr).toBe(0);

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestBackend } from '../helpers/backend.js';
-import { startSeededCluster, ProcessCluster, sumMetric, until } from '../helpers/cluster-harness.js';
+import { startSeededCluster, ProcessCluster, sumMetric } from '../helpers/process-cluster.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 const MAGIC = Buffer.from('BWL1', 'latin1');
@@ -111,7 +112,7 @@ describe('damaged Raft data dirs', () => {
   it('refuses a member whose data dir was wiped and which restarted under its old id, until it is removed and added again', async () => {
     const leader = await cluster.waitForLeader(ids);
     // The leader records every member's data dir incarnation once it has heard them.
-    await until(async () => {
+    await eventually(async () => {
       const info = (await cluster.clusterInfo(leader)) as unknown as { members: Array<{ incarnation?: string | null }> };
       return info.members.length === 3 && info.members.every((m) => typeof m.incarnation === 'string') ? true : undefined;
     }, 'incarnations recorded');
@@ -124,7 +125,7 @@ describe('damaged Raft data dirs', () => {
 
     // Started again as if nothing happened: same id, same file, an empty data dir.
     await cluster.start(victim);
-    await until(async () => ((await refusals()).every((count) => count > 0) ? true : undefined), 'both members to refuse the wiped node');
+    await eventually(async () => ((await refusals()).every((count) => count > 0) ? true : undefined), 'both members to refuse the wiped node');
     const run = cluster.node(victim).current;
     await run.waitFor((line) => line['msg'] === 'a raft peer refuses this node', 'the refusal in the wiped node\'s log', 5_000);
     const refusal = others.flatMap((id) => cluster.node(id).current.lines).find((line) => line['reason'] === 'unknown_incarnation');

@@ -8,18 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../src/app.js';
 import { ClusterStore } from '../../src/cluster/store.js';
 import { memoryLogger } from '../../src/log.js';
+import { freePort } from '../helpers/ports.js';
+import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'cluster-test-token';
 const IDS = ['a1', 'a2', 'a3'];
-
-/** Cluster addresses must be real ports in the file (port 0 is refused there): take free ones from the kernel. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function nodeYaml(id: string, peers: Record<string, string>): string {
   return [
@@ -42,16 +35,6 @@ function nodeYaml(id: string, peers: Record<string, string>): string {
     '      - { url: http://127.0.0.1:9100, id: seed }',
     '',
   ].join('\n');
-}
-
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  // Bounded poll over HTTP: the admin API has no push channel to wait on.
-  for (let i = 0; i < 10_000; i++) {
-    if (await check()) return;
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('Apps in a cluster', () => {
@@ -85,7 +68,7 @@ describe('Apps in a cluster', () => {
 
   it('becomes ready everywhere, and the admin API writes and reads through any node', async () => {
     for (const app of apps.values()) expect(app.store).toBeInstanceOf(ClusterStore);
-    await until(async () => (await Promise.all(IDS.map((id) => admin(id, '/readyz')))).every((r) => r.status === 200), 5000, 'readyz on all');
+    await eventually(async () => (await Promise.all(IDS.map((id) => admin(id, '/readyz')))).every((r) => r.status === 200), 'readyz on all', 5000);
 
     const statuses = await Promise.all(IDS.map(async (id) => (await (await admin(id, '/api/v1/cluster')).json()) as { role: string; leader: string }));
     const leader = statuses.find((s) => s.role === 'leader')!.leader;
@@ -116,7 +99,7 @@ describe('Apps in a cluster', () => {
     expect(read.headers.get('etag')).toBe(`"${body.version}"`);
 
     // Every node's file follows, local sections kept.
-    await until(async () => (await Promise.all(IDS.map((id) => readFile(apps.get(id)!.file, 'utf8')))).every((t) => t.includes('9101')), 5000, 'files rewritten');
+    await eventually(async () => (await Promise.all(IDS.map((id) => readFile(apps.get(id)!.file, 'utf8')))).every((t) => t.includes('9101')), 'files rewritten', 5000);
     expect(await readFile(apps.get(other)!.file, 'utf8')).toContain(`nodeId: ${other}`);
 
     const metrics = await (await fetch(`http://127.0.0.1:${apps.get(leader)!.addresses.admin.port}/metrics`)).text();

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BalancerError } from '../../src/errors.js';
-import { backendIds, configText, fileReplicated, filesBeside, TestCluster } from './harness.js';
+import { backendIds, configText, fileReplicated, filesBeside, TestCluster } from '../helpers/in-process-cluster.js';
 
 const IDS = ['n1', 'n2', 'n3'];
 

@@ -14,6 +14,8 @@ import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../../src/raft/r
 import { PeerTransport } from '../../src/raft/runtime/transport.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { Inbox, RecordingMetrics } from '../raft-runtime/helpers.js';
+import { freePort } from '../helpers/ports.js';
+import { eventually } from '../helpers/wait.js';
 
 const SECRET = 'fail-stop-secret';
 
@@ -116,25 +118,6 @@ describe('a RaftNode handed a message that breaks its log', () => {
   });
 });
 
-/** Cluster addresses must be real ports in the file (port 0 is refused there): take free ones from the kernel. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  // Bounded poll over HTTP: the admin API has no push channel to wait on.
-  for (let i = 0; i < 10_000; i++) {
-    if (await check()) return;
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe('an App whose Raft node failed', () => {
   const TOKEN = 'fail-stop-token';
   const IDS = ['f1', 'f2', 'f3'];
@@ -189,7 +172,7 @@ describe('an App whose Raft node failed', () => {
     });
 
   it('answers /readyz 503, sets balancer_raft_failed, keeps proxying, refuses writes at once; the others carry on', async () => {
-    await until(async () => (await Promise.all(IDS.map((id) => admin(id, '/readyz')))).every((r) => r.status === 200), 10_000, 'readyz on all');
+    await eventually(async () => (await Promise.all(IDS.map((id) => admin(id, '/readyz')))).every((r) => r.status === 200), 'readyz on all', 10_000);
     const store = (id: string) => apps.get(id)!.store as ClusterStore;
     const leader = IDS.find((id) => store(id).cluster().role === 'leader')!;
     const victim = IDS.find((id) => id !== leader)!;
@@ -197,7 +180,7 @@ describe('an App whose Raft node failed', () => {
     const last = raft.memory.lastIndex();
     raft.onPeerMessage(brokenAppend(leader, victim, store(victim).cluster().term, last, raft.memory.term(last)));
 
-    await until(async () => (await admin(victim, '/readyz')).status === 503, 5000, 'readyz 503 on the failed node');
+    await eventually(async () => (await admin(victim, '/readyz')).status === 503, 'readyz 503 on the failed node', 5000);
     const metrics = await (await fetch(`http://127.0.0.1:${apps.get(victim)!.addresses.admin.port}/metrics`)).text();
     expect(metrics).toMatch(/^balancer_raft_failed 1$/m);
     const status = (await (await admin(victim, '/api/v1/cluster')).json()) as { failure?: { kind: string; advice: string } };

@@ -3,7 +3,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { backendIds, configText, fileReplicated, filesBeside, TestCluster, type TestNode } from './harness.js';
+import { backendIds, configText, fileReplicated, filesBeside, TestCluster, type TestNode } from '../helpers/in-process-cluster.js';
 
 const IDS = ['n1', 'n2', 'n3'];
 

@@ -2,7 +2,7 @@
 
 import { rm } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backendIds, configText, TestCluster, type TestNode } from './harness.js';
+import { backendIds, configText, TestCluster, type TestNode } from '../helpers/in-process-cluster.js';
 
 const IDS = ['n1', 'n2', 'n3'];
 let cluster: TestCluster;

@@ -10,7 +10,7 @@ import type { Entry, Message } from '../../src/raft/core/types.js';
 import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../../src/raft/runtime/node.js';
 import { PeerTransport } from '../../src/raft/runtime/transport.js';
 import { Inbox, RecordingMetrics } from '../raft-runtime/helpers.js';
-import { backendIds, configText, TestCluster } from './harness.js';
+import { backendIds, configText, TestCluster } from '../helpers/in-process-cluster.js';
 
 const SECRET = 'proposal-drop-secret';
 const cleanups: Array<() => Promise<void>> = [];

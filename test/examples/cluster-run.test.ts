@@ -6,8 +6,8 @@ import { cp, mkdir, mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/prom
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually } from '../helpers/backend.js';
 import { REPO } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 /** Offsets from the port base of every port run.sh uses (Raft, proxies, demo backends, admin). */
 const OFFSETS = [1, 2, 3, 1081, 1082, 1083, 2001, 2002, 2003, 2091, 2092, 2093];

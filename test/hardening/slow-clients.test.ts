@@ -5,9 +5,10 @@ import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startCli, type RunningNode } from '../helpers/process.js';
 import { connectionsOnPort } from '../helpers/process-sockets.js';
+import { eventually } from '../helpers/wait.js';
 
 const HEADERS_TIMEOUT_MS = 1_000;
 /** The head timeout, Node's check period, the linger after the answer, and room for a loaded machine. */

@@ -92,15 +92,6 @@ export function closeServer(server: http.Server | net.Server): Promise<void> {
   });
 }
 
-/** A port nothing listens on (bound then released). */
-export async function unusedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 export interface SimpleResponse {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
@@ -163,12 +154,3 @@ export function rawExchange(port: number, payload: string | Buffer, timeoutMs = 
   });
 }
 
-/** Resolves once `predicate` holds, polling every `everyMs`; rejects after `timeoutMs` with `what`. */
-export async function eventually(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000, everyMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await predicate()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}

@@ -11,6 +11,7 @@ import { watchConfigFile, type ConfigWatcher } from '../../src/config/watch.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { noopMetrics, type Metrics, type RaftMetrics } from '../../src/metrics/types.js';
 import { DataPlane } from '../../src/proxy/data-plane.js';
+import { Watched } from './wait.js';
 
 export const SECRET = 'test-cluster-secret';
 export const ELECTION_MS = 300;
@@ -105,16 +106,17 @@ export interface StartOptions {
   readonly announce?: boolean;
 }
 
-/** Everything a test waits on re-checks when any node logs (applies, elects, writes a file). */
-export class TestCluster {
+/** Everything a test waits on (until) re-checks when any node logs (applies, elects, writes a file), and every 100 ms. */
+export class TestCluster extends Watched {
   readonly nodes = new Map<string, TestNode>();
   private root = '';
-  private readonly listeners = new Set<() => void>();
   /** Raft addresses by node id, filled in as nodes bind port 0. */
   readonly addresses: Record<string, string> = {};
   private readonly unannounced = new Set<string>();
 
-  constructor(readonly voterIds: readonly string[]) {}
+  constructor(readonly voterIds: readonly string[]) {
+    super(100);
+  }
 
   async init(): Promise<void> {
     this.root = await mkdtemp(join(tmpdir(), 'balancer-cluster-'));
@@ -235,30 +237,6 @@ export class TestCluster {
     await this.until(() => ids.every((id) => this.node(id).dataPlane.table.version >= version), timeoutMs, `version ${version} on ${ids.join(',')}`);
   }
 
-  /** Re-checks on every log line of any node, with a slow poll as a backstop for quiet periods. */
-  until(check: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-    if (check()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const poll = setInterval(() => listener(), 100);
-      const timer = setTimeout(() => {
-        clearInterval(poll);
-        this.listeners.delete(listener);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      const listener = (): void => {
-        if (!check()) return;
-        clearTimeout(timer);
-        clearInterval(poll);
-        this.listeners.delete(listener);
-        resolve();
-      };
-      this.listeners.add(listener);
-    });
-  }
-
-  private changed(): void {
-    for (const listener of [...this.listeners]) listener();
-  }
 }
 
 /** The routes+pools the file at `path` says, as JSON for comparison. */

@@ -20,6 +20,8 @@ import { parseDocument } from 'yaml';
 import { startCli, type RunningNode } from './process.js';
 import { TcpRelay } from './tcp-relay.js';
 import { startBackend, type TestBackend } from './backend.js';
+import { freePort } from './ports.js';
+import { eventually, sleep } from './wait.js';
 
 export const ADMIN_TOKEN = 'test-admin-token';
 export const CLUSTER_SECRET = 'process-test-cluster-secret';
@@ -126,32 +128,6 @@ process.once('exit', () => {
   for (const run of liveChildren) run.child.kill('SIGKILL');
 });
 
-/**
- * A port that was free a moment ago, for the Raft listeners (which cannot listen on 0: peers name each other's
- * port). It is drawn below the kernel's ephemeral range, so the outgoing connections of the test and of the
- * nodes (which take their local ports from that range) cannot sit on it when a killed node comes back.
- */
-export async function reservePort(): Promise<number> {
-  const ephemeralLow = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').then(
-    (text) => Number(text.trim().split(/\s+/)[0]),
-    () => 32_768,
-  );
-  const high = Number.isInteger(ephemeralLow) && ephemeralLow > 12_000 ? ephemeralLow : 32_768;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
-    if (await portIsFree(port)) return port;
-  }
-  throw new Error(`no free port found between 10000 and ${high} in 50 tries`);
-}
-
-function portIsFree(port: number): Promise<boolean> {
-  const server = net.createServer();
-  return new Promise((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
 /** One HTTP call with a deadline; never hangs. Rejects on connection errors and timeouts (error.code says which). */
 export function httpCall(
   url: string,
@@ -175,26 +151,6 @@ export function httpCall(
     req.on('error', reject);
     req.end(options.body);
   });
-}
-
-export async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `probe` until it returns a value other than undefined; bounded by `timeoutMs`. */
-export async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 15_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown = null;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? '' : ` (last error: ${String(lastError)})`}`);
-    await sleep(everyMs);
-  }
 }
 
 /** Sums every sample of a metric family in Prometheus text (all label sets). */
@@ -276,7 +232,7 @@ export class ProcessCluster {
   async addNodeSlot(id: string): Promise<NodeProcess> {
     if (this.nodes.has(id)) return this.node(id);
     const node = new NodeProcess(id, join(this.root, id));
-    node.raftPort = await reservePort();
+    node.raftPort = await freePort();
     for (const other of this.nodes.values()) {
       await this.makeRelay(id, other);
       await this.makeRelay(other.id, node);
@@ -376,7 +332,7 @@ export class ProcessCluster {
         node.runs.pop();
         node.portClashes.push(run);
         // Someone took the reserved port: move this node (its relays follow) and try again.
-        node.raftPort = await reservePort();
+        node.raftPort = await freePort();
         await this.rewriteListen(node);
         for (const byTarget of this.relays.values()) byTarget.get(id)?.retarget({ host: '127.0.0.1', port: node.raftPort });
         continue;
@@ -462,7 +418,7 @@ export class ProcessCluster {
 
   /** Until every listed running node names the same leader, itself among them and reporting role leader. */
   async waitForLeader(ids: readonly string[] = this.running().map((node) => node.id), timeoutMs = 15_000): Promise<string> {
-    return until(
+    return eventually(
       async () => {
         const infos = await Promise.all(ids.map((id) => this.clusterInfo(id)));
         const leader = infos[0]?.leader ?? null;
@@ -477,7 +433,7 @@ export class ProcessCluster {
 
   /** Until GET /api/v1/config on each node shows at least `version`; returns the views. */
   async waitForVersion(ids: readonly string[], version: number, timeoutMs = 15_000): Promise<ConfigView[]> {
-    return until(
+    return eventually(
       async () => {
         const views = await Promise.all(ids.map((id) => this.config(id, 3_000)));
         return views.every((view) => view.version >= version) ? views : undefined;

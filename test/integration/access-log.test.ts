@@ -9,10 +9,12 @@ import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, rawExchange, request, startBackend, unusedPort, type TestBackend } from '../helpers/backend.js';
+import { rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startCli } from '../helpers/process.js';
 import { makeCerts } from '../helpers/certs.js';
+import { freePort } from '../helpers/ports.js';
+import { eventually } from '../helpers/wait.js';
 
 type Line = Record<string, unknown>;
 
@@ -179,7 +181,7 @@ describe('access log file and SIGUSR1 (logrotate)', () => {
     const config = join(dir, 'balancer.yaml');
     const log = join(dir, 'access.log');
     // At log.level: error the node says nothing when it starts: free ports are picked here and /readyz polled.
-    const [proxyPort, adminPort] = [await unusedPort(), await unusedPort()];
+    const [proxyPort, adminPort] = [await freePort(), await freePort()];
     await writeFile(
       config,
       `listen: 127.0.0.1:${proxyPort}\nadmin: { listen: 127.0.0.1:${adminPort}, token: t }\nworkers: 2\nlog: { level: error, access: true, accessFile: access.log }\n` +

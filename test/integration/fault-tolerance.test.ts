@@ -2,8 +2,9 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
-import { startBackend, request, eventually, type TestBackend } from '../helpers/backend.js';
+import { startBackend, request, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/wait.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

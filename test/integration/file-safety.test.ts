@@ -4,9 +4,10 @@ import { readFile, readdir, truncate, writeFile } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { parse } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startTraffic, type TrafficTally } from '../helpers/traffic.js';
+import { eventually } from '../helpers/wait.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

@@ -4,8 +4,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { startBackend, request, rawExchange, unusedPort, eventually, type TestBackend } from '../helpers/backend.js';
+import { startBackend, request, rawExchange, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/ports.js';
+import { eventually } from '../helpers/wait.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -319,7 +321,7 @@ describe('forwarding', () => {
 describe('failures never crash the process and map to 502/503/504', () => {
   it('retries a refused connection on another backend: no client error while one backend is down', async () => {
     const list = await backends(2);
-    const dead = await unusedPort();
+    const dead = await freePort();
     const gw = await gateway(
       `pools:\n  web:\n    strategy: round-robin\n    backends:\n      - { url: http://127.0.0.1:${dead}, id: dead }\n${list.map((b) => `      - { url: ${b.url}, id: ${b.name} }`).join('\n')}\n`,
     );
@@ -333,7 +335,7 @@ describe('failures never crash the process and map to 502/503/504', () => {
   });
 
   it('answers 503 with a stable code when every backend refuses', async () => {
-    const gw = await gateway(`pools:\n  web:\n    backends:\n      - { url: http://127.0.0.1:${await unusedPort()} }\n`);
+    const gw = await gateway(`pools:\n  web:\n    backends:\n      - { url: http://127.0.0.1:${await freePort()} }\n`);
     const res = await request(`${gw.url}/`);
     expect(res.status).toBe(503);
     expect(JSON.parse(res.body).error.code).toBe('NO_AVAILABLE_BACKEND');

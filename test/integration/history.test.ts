@@ -2,8 +2,9 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, request, startBackend } from '../helpers/backend.js';
+import { request, startBackend } from '../helpers/backend.js';
 import { startGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/wait.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

@@ -9,8 +9,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { eventually, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { perTestResources, type TestGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/wait.js';
 
 const run = promisify(execFile);
 const resources = perTestResources();

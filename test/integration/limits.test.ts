@@ -3,8 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
-import { request, rawExchange, eventually, type TestBackend } from '../helpers/backend.js';
+import { request, rawExchange, type TestBackend } from '../helpers/backend.js';
 import { perTestResources, type TestGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/wait.js';
 
 const { backend, gateway } = perTestResources();
 

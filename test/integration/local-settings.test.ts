@@ -4,11 +4,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, httpsRequest, rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { httpsRequest, rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
 import { startCli } from '../helpers/process.js';
 import { execFileSync } from 'node:child_process';
+import { eventually } from '../helpers/wait.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

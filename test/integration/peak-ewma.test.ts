@@ -7,7 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCli, type RunningNode } from '../helpers/process.js';
-import { eventually, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { eventually } from '../helpers/wait.js';
 
 /** Far above any scheduling hiccup of the fast path on a loaded machine, so the order of the two estimates is certain. */
 const SLOW_MS = 1_000;

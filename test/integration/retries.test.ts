@@ -2,8 +2,9 @@
 
 import { describe, expect, it } from 'vitest';
 import net from 'node:net';
-import { request, unusedPort, rawExchange } from '../helpers/backend.js';
+import { request, rawExchange } from '../helpers/backend.js';
 import { perTestResources, type TestGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/ports.js';
 
 const { backend, gateway } = perTestResources();
 
@@ -24,7 +25,7 @@ async function resettingBackend(): Promise<{ url: string; close(): Promise<void>
 
 describe('when every attempt fails', () => {
   it('answers 503 NO_AVAILABLE_BACKEND with Retry-After when no backend could be reached', async () => {
-    const [dead1, dead2] = [await unusedPort(), await unusedPort()];
+    const [dead1, dead2] = [await freePort(), await freePort()];
     const gw = await gateway(`pools:\n  web:\n    backends:\n      - { url: http://127.0.0.1:${dead1} }\n      - { url: http://127.0.0.1:${dead2} }\n`);
     const res = await request(`${gw.url}/`);
     expect(res.status).toBe(503);
@@ -68,7 +69,7 @@ describe('when every attempt fails', () => {
 
   it('keeps 502 when one backend refused and another was reached and reset', async () => {
     const resetting = await resettingBackend();
-    const dead = await unusedPort();
+    const dead = await freePort();
     try {
       const gw = await gateway(`pools:\n  web:\n    strategy: round-robin\n    backends:\n      - { url: http://127.0.0.1:${dead}, id: dead }\n      - { url: ${resetting.url}, id: resetting }\n`);
       const res = await request(`${gw.url}/`, { method: 'POST', body: 'x' });
@@ -84,7 +85,7 @@ describe('upgrades', () => {
   it('retries a WebSocket upgrade refused at connect on another backend', async () => {
     const live = await backend('live');
     live.server.on('upgrade', (_req: unknown, socket: net.Socket) => socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'));
-    const dead = await unusedPort();
+    const dead = await freePort();
     const gw = await gateway(`pools:\n  web:\n    strategy: round-robin\n    backends:\n      - { url: http://127.0.0.1:${dead}, id: dead }\n      - { url: ${live.url}, id: live }\n`);
     const answer = await rawExchange(gw.port, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 101 /);
@@ -94,14 +95,14 @@ describe('upgrades', () => {
 
 describe('balancer_retries_total', () => {
   it('counts no retry on a one-backend pool, where none can happen', async () => {
-    const gw = await gateway(`pools:\n  web:\n    retries: 2\n    backends:\n      - { url: http://127.0.0.1:${await unusedPort()} }\n`);
+    const gw = await gateway(`pools:\n  web:\n    retries: 2\n    backends:\n      - { url: http://127.0.0.1:${await freePort()} }\n`);
     await request(`${gw.url}/`);
     expect(await retriesCounted(gw)).toBe(0);
   });
 
   it('counts each retry sent to another backend', async () => {
     const good = await backend('good');
-    const [dead1, dead2] = [await unusedPort(), await unusedPort()];
+    const [dead1, dead2] = [await freePort(), await freePort()];
     const gw = await gateway(
       `pools:\n  web:\n    strategy: round-robin\n    retries: 2\n    backends:\n      - { url: http://127.0.0.1:${dead1}, id: d1 }\n      - { url: http://127.0.0.1:${dead2}, id: d2 }\n      - { url: ${good.url}, id: good }\n`,
     );

@@ -2,8 +2,9 @@
 
 import { describe, expect, it } from 'vitest';
 import http from 'node:http';
-import { request, eventually, type TestBackend } from '../helpers/backend.js';
+import { request, type TestBackend } from '../helpers/backend.js';
 import { perTestResources } from '../helpers/gateway.js';
+import { eventually } from '../helpers/wait.js';
 
 const { backend, gateway } = perTestResources();
 

@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { startBackend, eventually, closeServer, request, rawExchange, type TestBackend } from '../helpers/backend.js';
+import { startBackend, closeServer, request, rawExchange, type TestBackend } from '../helpers/backend.js';
 import { startGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/wait.js';
 
 let dir: string;
 let first: TestCerts;

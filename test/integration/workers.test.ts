@@ -5,7 +5,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCli, type RunningNode } from '../helpers/process.js';
-import { startBackend, request, eventually, type TestBackend } from '../helpers/backend.js';
+import { startBackend, request, type TestBackend } from '../helpers/backend.js';
+import { eventually } from '../helpers/wait.js';
 
 let dir: string;
 let node: RunningNode;

@@ -7,8 +7,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request, startBackend, unusedPort, type TestBackend } from '../helpers/backend.js';
+import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startCli, type RunningNode } from '../helpers/process.js';
+import { freePort } from '../helpers/ports.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -83,7 +84,7 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
       if (req.url === '/healthz') return void res.writeHead(200).end();
       res.writeHead(++count % 4 === 0 ? 500 : 200).end('api');
     });
-    const dead = await unusedPort();
+    const dead = await freePort();
     const file = join(dir, 'balancer.yaml');
     await writeFile(
       file,
@@ -133,7 +134,7 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
         '',
       ].join('\n'),
     );
-    const port = await unusedPort();
+    const port = await freePort();
     promUrl = `http://127.0.0.1:${port}`;
     prometheus = spawn(
       PROMETHEUS,

@@ -10,6 +10,7 @@ import { createAdminServer } from '../../src/admin/api.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { closeServer, createFakeControl, listenLocal } from '../admin/fake-control.js';
+import { freePort } from '../helpers/ports.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
@@ -80,14 +81,6 @@ describe.skipIf(!havePromtool)('promtool', () => {
     expect(result.status).toBe(0);
   });
 });
-
-async function freePort(): Promise<number> {
-  const probe: Server = createServer();
-  await new Promise<void>((ok) => probe.listen(0, '127.0.0.1', ok));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((ok) => probe.close(() => ok()));
-  return port;
-}
 
 interface QueryAnswer {
   status: string;

@@ -8,6 +8,7 @@ import type { Message } from '../../src/raft/core/types.js';
 import { PeerTransport } from '../../src/raft/runtime/transport.js';
 import type { PeerTransportOptions, SnapshotStatus } from '../../src/raft/runtime/transport.js';
 import { Inbox, RecordingMetrics } from './helpers.js';
+import { freePort } from '../helpers/ports.js';
 
 interface Node {
   id: string;
@@ -87,14 +88,6 @@ async function rawConnect(port: number): Promise<Socket> {
   socket.resume();
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   return socket;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe('PeerTransport', () => {
