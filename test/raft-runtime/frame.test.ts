@@ -10,7 +10,7 @@ import {
   sessionKeys,
 } from '../../src/raft/runtime/frame.js';
 import type { Frame, FrameDecodeResult } from '../../src/raft/runtime/frame.js';
-import { parsePeerMessage } from '../../src/raft/runtime/transport.js';
+import { parsePeerMessage } from '../../src/raft/runtime/peer-message.js';
 
 const key = handshakeKey('s3cret', 'prod');
 const options = { key, clusterId: 'prod', maxFrameBytes: 1 << 20 } as const;

@@ -35,7 +35,8 @@ import { decodeConfChange, encodeConfChange, RawNode, type BasicStatus, type Raf
 import { MemoryStorage } from '../core/storage.js';
 import type { ConfChange, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from '../core/types.js';
 import { DiskStorage, type DiskStorageOptions, type PersistedState, type RaftStorage } from './storage.js';
-import { PeerTransport, type PeerIdentity, type PeerRefusal, type PeerStats, type PeerTransportOptions, type RaftTransport } from './transport.js';
+import type { PeerIdentity, PeerRefusal } from './peer-connection.js';
+import { PeerTransport, type PeerStats, type PeerTransportOptions, type RaftTransport } from './transport.js';
 
 export const RAFT_NODE_DEFAULTS = Object.freeze({
   snapshotEvery: 1000,
