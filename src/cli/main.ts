@@ -5,7 +5,8 @@ import { App } from '../app.js';
 import { isBalancerError, errorMessage } from '../errors.js';
 import { formatProblem } from '../config/validate.js';
 import { loadConfigFile } from '../config/load.js';
-import { EXIT_CODES, registerClientCommands } from './client.js';
+import { EXIT_CODES } from './admin-call.js';
+import { registerClientCommands } from './client.js';
 import { VERSION } from '../version.js';
 
 const DEFAULT_CONFIG = './balancer.yaml';

@@ -5,7 +5,7 @@
 
 import { parseRequestCounters, requestRates, sumCounters, type RequestCounters, type RequestRates } from '../metrics/request-counters.js';
 import type { NodeStatus } from '../control/types.js';
-import { adminBaseUrl, call, EXIT_CODES, type ClientOptions, type ExitCode } from './client.js';
+import { adminBaseUrl, call, EXIT_CODES, type ClientOptions, type ExitCode } from './admin-call.js';
 import { paint, stateCell, table, wantsColour, type Cell } from './format.js';
 
 export interface TopOptions {

@@ -4,8 +4,8 @@ import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAdminServer } from '../../src/admin/api.js';
+import { adminBaseUrl, EXIT_CODES, type ClientOptions } from '../../src/cli/admin-call.js';
 import {
-  adminBaseUrl,
   backendsAddCommand,
   backendsDrainCommand,
   backendsRemoveCommand,
@@ -17,10 +17,8 @@ import {
   configDiffCommand,
   configHistoryCommand,
   configRollbackCommand,
-  EXIT_CODES,
   registerClientCommands,
   statusCommand,
-  type ClientOptions,
 } from '../../src/cli/client.js';
 import { BalancerError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
