@@ -21,7 +21,8 @@ import type { ReplicatedConfig } from '../config/schema.js';
 import { sameReplicated } from './commands.js';
 import { hasReplicatedSections } from '../config/safety.js';
 import { validateConfigText } from '../config/validate.js';
-import { rewriteReplicatedSectionsRead, writeFileAtomic, type RoutesAndPoolsAsWritten } from '../config/write.js';
+import { rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../config/write.js';
+import { replaceFile } from '../atomic-write.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -208,7 +209,7 @@ export class ConfigFileSync {
     }
     if (this.state.version === 0 && this.state.localCopy === null && !this.isLastSynced(text)) {
       const copy = `${file}.local-${fileStamp(this.now())}`;
-      await writeFileAtomic(copy, text);
+      await replaceFile(copy, text);
       this.state = { ...this.state, localCopy: copy };
       logger.warn('the cluster config differs from this node\'s file: kept a copy of the file before rewriting it', { file, copy, version });
     } else if (this.holdsUnappliedEdit(text)) {
@@ -232,7 +233,7 @@ export class ConfigFileSync {
     }
     this.options.noteOwnWrite(rewritten);
     try {
-      await writeFileAtomic(file, rewritten);
+      await replaceFile(file, rewritten);
     } catch (error) {
       logger.error('cannot write the config file', { file, version, error: errorMessage(error) });
       return false;
@@ -249,7 +250,7 @@ export class ConfigFileSync {
 
   private async setAside(text: string): Promise<string> {
     const path = `${this.options.file}.rejected-${fileStamp(this.now())}`;
-    await writeFileAtomic(path, text);
+    await replaceFile(path, text);
     this.setAsideHash = hashOf(text);
     return path;
   }
@@ -282,7 +283,7 @@ export class ConfigFileSync {
     if (this.state.version === version && this.state.hash === hash) return;
     this.state = { ...this.state, version, hash, replicatedHash: known.written === undefined ? replicatedHashOf(text) : writtenHashOf(known.written) };
     try {
-      await writeFileAtomic(join(this.options.dataDir, FILE_STATE_NAME), JSON.stringify(this.state) + '\n');
+      await replaceFile(join(this.options.dataDir, FILE_STATE_NAME), JSON.stringify(this.state) + '\n');
     } catch (error) {
       this.options.logger.warn('cannot record the config file version in the data dir', { error: errorMessage(error) });
     }

@@ -1,51 +1,13 @@
-// Writing config back: atomic file replacement, and rewriting only routes/pools of a YAML text while every other byte stays put.
+// Writing config back: rewriting only routes/pools of a YAML text while every other byte stays put (the file itself is replaced by atomic-write.ts).
 
-import { randomBytes } from 'node:crypto';
-import { open, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Document, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Node, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
-import { BalancerError, errorMessage } from '../errors.js';
+import { BalancerError } from '../errors.js';
 import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
 import type { ReplicatedConfig } from './schema.js';
 import type { JsonValue } from './spec.js';
 import { validateReplicated } from './validate.js';
-
-/** tmp file in the same directory, fsync, rename over the target, fsync the directory: a crash leaves the old or the new file. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const directory = dirname(path);
-  const temporary = join(directory, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  // Keep the old file's permissions: a config holding a token may well be 0600.
-  const mode = await stat(path).then((info) => info.mode & 0o777, () => 0o644);
-  const handle = await open(temporary, 'wx', mode).catch((error: unknown) => {
-    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorMessage(error)}`, { cause: error });
-  });
-  try {
-    await handle.chmod(mode);
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-  } catch (error) {
-    await handle.close();
-    await unlink(temporary).catch(() => undefined);
-    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorMessage(error)}`, { cause: error });
-  }
-  await handle.close();
-  try {
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw new BalancerError('CONFIG_IO', `cannot replace ${path}: ${errorMessage(error)}`, { cause: error });
-  }
-  const dir = await open(directory, 'r');
-  try {
-    await dir.sync();
-  } catch {
-    // Some filesystems refuse fsync on directories; the rename itself has happened.
-  } finally {
-    await dir.close();
-  }
-}
 
 // ---------------------------------------------------------------- text edits
 

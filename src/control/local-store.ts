@@ -6,7 +6,8 @@ import { BalancerError, errorMessage } from '../errors.js';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { resolveReplicatedPaths } from '../config/load.js';
 import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
-import { rewriteReplicatedSections, writeFileAtomic } from '../config/write.js';
+import { rewriteReplicatedSections } from '../config/write.js';
+import { replaceFile } from '../atomic-write.js';
 import { validateConfigText, validateReplicatedText } from '../config/validate.js';
 import { applyCommand, guard, sameReplicated, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
 import type { Logger } from '../log.js';
@@ -233,7 +234,7 @@ export class LocalStore implements ControlPlane {
     }
     this.options.noteOwnWrite(text);
     try {
-      await writeFileAtomic(this.options.file, text);
+      await replaceFile(this.options.file, text);
     } catch (error) {
       throw new BalancerError('CONFIG_IO', `cannot write ${this.options.file}: the change was not applied`, { cause: error });
     }
@@ -247,7 +248,7 @@ export class LocalStore implements ControlPlane {
   /** Saves `text` beside the file as .rejected-<time>; returns the path. */
   private async setAside(text: string): Promise<string> {
     const saved = `${this.options.file}.rejected-${fileStamp(new Date())}`;
-    await writeFileAtomic(saved, text);
+    await replaceFile(saved, text);
     return saved;
   }
 
@@ -257,7 +258,7 @@ export class LocalStore implements ControlPlane {
     try {
       const rewritten = rewriteReplicatedSections(text, this.state.config);
       this.options.noteOwnWrite(rewritten);
-      await writeFileAtomic(file, rewritten);
+      await replaceFile(file, rewritten);
       logger.info('config file rewritten', { file, version: this.state.version });
     } catch (error) {
       logger.error('cannot rewrite the config file; it keeps the refused edit', { file, error: errorMessage(error) });

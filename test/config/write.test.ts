@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Document } from 'yaml';
 import type { PoolConfig, ReplicatedConfig } from '../../src/config/schema.js';
 import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
-import { rewriteReplicatedSections, rewriteReplicatedSectionsRead, writeFileAtomic } from '../../src/config/write.js';
+import { rewriteReplicatedSections, rewriteReplicatedSectionsRead } from '../../src/config/write.js';
+import { replaceFile } from '../../src/atomic-write.js';
 import { replicatedFileArb } from './arbitraries.js';
 
 const ORIGINAL = `# yaml-language-server: $schema=./balancer.schema.json
@@ -321,7 +322,7 @@ describe('rewriteReplicatedSectionsRead, one rewrite after another', () => {
   });
 });
 
-describe('writeFileAtomic', () => {
+describe('replaceFile', () => {
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'balancer-write-'));
@@ -333,7 +334,7 @@ describe('writeFileAtomic', () => {
   test('replaces the file and leaves no temporary file behind', async () => {
     const file = join(dir, 'balancer.yaml');
     await writeFile(file, 'old\n');
-    await writeFileAtomic(file, 'new\n');
+    await replaceFile(file, 'new\n');
     expect(await readFile(file, 'utf8')).toBe('new\n');
     expect(await readdir(dir)).toEqual(['balancer.yaml']);
   });
@@ -342,11 +343,11 @@ describe('writeFileAtomic', () => {
     const file = join(dir, 'balancer.yaml');
     await writeFile(file, 'old\n');
     await chmod(file, 0o600);
-    await writeFileAtomic(file, 'new\n');
+    await replaceFile(file, 'new\n');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
   });
 
   test('a missing directory is an error', async () => {
-    await expect(writeFileAtomic(join(dir, 'nope', 'balancer.yaml'), 'x')).rejects.toMatchObject({ code: 'CONFIG_IO' });
+    await expect(replaceFile(join(dir, 'nope', 'balancer.yaml'), 'x')).rejects.toMatchObject({ code: 'CONFIG_IO' });
   });
 });

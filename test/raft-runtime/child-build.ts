@@ -8,7 +8,7 @@ import ts from 'typescript';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Source files (relative to src/) a child needs to import storage.ts; type-only imports are erased. */
-const STORAGE_SOURCES = ['errors.ts', 'raft/core/storage.ts', 'raft/runtime/raft-fs.ts', 'raft/runtime/fs-util.ts', 'raft/runtime/record-shapes.ts', 'raft/runtime/wal.ts', 'raft/runtime/storage.ts'];
+const STORAGE_SOURCES = ['errors.ts', 'atomic-write.ts', 'raft/core/storage.ts', 'raft/runtime/raft-fs.ts', 'raft/runtime/fs-util.ts', 'raft/runtime/record-shapes.ts', 'raft/runtime/wal.ts', 'raft/runtime/storage.ts'];
 
 /** Returns the path of the compiled storage.js inside `outDir`. */
 export async function buildStorageForChild(outDir: string): Promise<string> {

@@ -10,6 +10,7 @@
  */
 
 import { link, mkdir, open, readFile, readdir, rename, truncate, unlink } from 'node:fs/promises';
+import { fsyncPath } from '../../atomic-write.js';
 
 /** An open file: appends (openAppend) or writes from offset 0 (create). */
 export interface RaftFile {
@@ -73,14 +74,7 @@ export const nodeRaftFs: RaftFs = {
   unlink: (path) => unlink(path),
   link: (from, to) => link(from, to),
   truncate: (path, length) => truncate(path, length),
-  fsync: async (path) => {
-    const handle = await open(path, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  },
+  fsync: fsyncPath,
 };
 
 /** Whether `error` is a file-system error with this code (ENOENT, EEXIST, ...). */

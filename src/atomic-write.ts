@@ -1,0 +1,125 @@
+// Crash-safe replacement of a file (temporary file, fsync, rename over, fsync of the directory): the one implementation, for Raft storage and for config files.
+
+import { randomBytes } from 'node:crypto';
+import { open, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { BalancerError, errorMessage } from './errors.js';
+
+/** An open file being written; `write` may write fewer bytes than asked, like write(2). */
+export interface WritableFile {
+  write(data: Uint8Array, offset: number, length: number): Promise<number>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The file operations an atomic replace needs; Raft storage passes its own (possibly simulated, crash-injecting) disk. */
+export interface AtomicWriteFs {
+  /** Creates `path` for writing (refusing or emptying an existing one, as the implementation chooses). */
+  create(path: string, mode?: number): Promise<WritableFile>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** fsync by path; on a directory it makes the rename durable. */
+  fsync(path: string): Promise<void>;
+}
+
+export interface AtomicWriteOptions {
+  /** Default `<path>.tmp`, which Raft storage's start-up removes; writers that may race take a unique name. */
+  readonly tmpPath?: string;
+  /** Mode of the new file. */
+  readonly mode?: number;
+  /** Removes the temporary file when the write fails (Raft storage leaves it: its replay removes it, and a simulated crash allows no more I/O). */
+  readonly removeTmpOnError?: boolean;
+  /** Some filesystems refuse fsync on a directory; a config file write accepts that, Raft storage does not. */
+  readonly tolerateDirSyncFailure?: boolean;
+}
+
+/** The temporary name used while `path` is being replaced. */
+export function tmpPathFor(path: string): string {
+  return join(dirname(path), `${basename(path)}.tmp`);
+}
+
+/** Writes all of `data`: write(2) on a regular file may still return short, so a record is never half written by us. */
+export async function writeFully(file: WritableFile, data: Uint8Array): Promise<void> {
+  let written = 0;
+  for (let guard = 0; written < data.length; guard++) {
+    if (guard > 1000) throw new Error('file write made no progress');
+    written += await file.write(data, written, data.length - written);
+  }
+}
+
+/**
+ * Replaces `path` with `data` so that after a crash at any point the file holds either the old or the new
+ * content in full, never a mix: write a temporary file, fsync it, rename it over, fsync the directory.
+ */
+export async function writeFileAtomic(fs: AtomicWriteFs, path: string, data: Uint8Array | string, options: AtomicWriteOptions = {}): Promise<void> {
+  const tmp = options.tmpPath ?? tmpPathFor(path);
+  const removeTmp = async (): Promise<void> => {
+    if (options.removeTmpOnError === true) await fs.unlink(tmp).catch(() => undefined);
+  };
+  const file = await fs.create(tmp, options.mode);
+  try {
+    await writeFully(file, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    await file.sync();
+  } catch (error) {
+    await file.close();
+    await removeTmp();
+    throw error;
+  }
+  await file.close();
+  try {
+    await fs.rename(tmp, path);
+  } catch (error) {
+    await removeTmp();
+    throw error;
+  }
+  try {
+    await fs.fsync(dirname(path));
+  } catch (error) {
+    if (options.tolerateDirSyncFailure !== true) throw error;
+  }
+}
+
+/** The real disk for files outside Raft storage: new files are created exclusively, with the mode asked for (umask aside). */
+export const nodeAtomicWriteFs: AtomicWriteFs = {
+  create: async (path, mode = 0o600) => {
+    const handle = await open(path, 'wx', mode);
+    try {
+      await handle.chmod(mode);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return {
+      write: async (data, offset, length) => (await handle.write(data, offset, length)).bytesWritten,
+      sync: () => handle.sync(),
+      close: () => handle.close(),
+    };
+  },
+  rename: (from, to) => rename(from, to),
+  unlink: (path) => unlink(path),
+  fsync: fsyncPath,
+};
+
+/** fsync of a file or directory by path. */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * writeFileAtomic for config and state files: keeps the old file's permissions (a config holding a token may be
+ * 0600), takes a unique temporary name, and fails with CONFIG_IO naming the file.
+ */
+export async function replaceFile(path: string, text: string): Promise<void> {
+  const mode = await stat(path).then((info) => info.mode & 0o777, () => 0o644);
+  const tmpPath = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeFileAtomic(nodeAtomicWriteFs, path, text, { tmpPath, mode, removeTmpOnError: true, tolerateDirSyncFailure: true });
+  } catch (error) {
+    throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorMessage(error)}`, { cause: error });
+  }
+}
