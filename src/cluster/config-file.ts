@@ -18,7 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocument, type Document } from 'yaml';
 import type { ReplicatedConfig } from '../config/schema.js';
-import { sameReplicated } from './commands.js';
+import { sameReplicated } from '../control/config-reducer.js';
 import { hasReplicatedSections } from '../config/safety.js';
 import { validateConfigText } from '../config/validate.js';
 import { rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../config/write.js';

@@ -20,7 +20,7 @@ import type { ConfChange, Entry } from '../raft/core/types.js';
 import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 import { validateReplicated } from '../config/validate.js';
 import { BalancerError } from '../errors.js';
-import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from './commands.js';
+import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from '../control/config-reducer.js';
 import { CHANGE_KINDS as KNOWN_CHANGE_KINDS, ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeKind, type ChangeMeta, type HistoryEntry } from '../control/history.js';
 
 /** Records what the cluster has not recorded yet: its id, and the incarnations of members that have none. */

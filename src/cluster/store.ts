@@ -45,7 +45,7 @@ import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/node.js';
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
-import { guard, sameReplicated, type ConfigCommand } from './commands.js';
+import { guard, sameReplicated, type ConfigCommand } from '../control/config-reducer.js';
 import { ConfigFileSync } from './config-file.js';
 import { ConfigStateMachine, encodeEnvelope, type ClusterCommand, type CommandOutcome } from './state-machine.js';
 

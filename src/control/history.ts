@@ -7,7 +7,7 @@
  * smaller one simply forgets sooner. A single node keeps its history in memory since it started.
  */
 
-import type { ConfigCommand } from '../cluster/commands.js';
+import type { ConfigCommand } from './config-reducer.js';
 import { DEFAULTS } from '../config/schema.js';
 import type { PlainReplicated } from '../config/plain.js';
 

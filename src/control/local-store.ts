@@ -9,7 +9,7 @@ import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 import { rewriteReplicatedSections } from '../config/write.js';
 import { replaceFile } from '../atomic-write.js';
 import { validateConfigText, validateReplicatedText } from '../config/validate.js';
-import { applyCommand, guard, sameReplicated, type ConfigCommand, type ConfigState } from '../cluster/commands.js';
+import { applyCommand, guard, sameReplicated, type ConfigCommand, type ConfigState } from './config-reducer.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';

@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { ConfigStateMachine, encodeEnvelope, type ClusterCommand } from '../../src/cluster/state-machine.js';
-import type { ConfigCommand } from '../../src/cluster/commands.js';
+import type { ConfigCommand } from '../../src/control/config-reducer.js';
 import type { Entry } from '../../src/raft/core/types.js';
 
 const webConfig = { routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001', id: 'a' }] } } };

@@ -1,10 +1,10 @@
-// The replicated config state machine as a pure reducer: every config edit is a command applied here, on one node or on every Raft node alike.
+// The shared config reducer of both stores: every config edit is a command applied here, by the single-node store and by every Raft node's state machine alike.
 
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import { deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
 import { toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
-import type { BackendInput, BackendPatch } from '../control/types.js';
+import type { BackendInput, BackendPatch } from './types.js';
 import type { ErrorCode } from '../errors.js';
 
 export interface ConfigState {
