@@ -39,7 +39,7 @@ import type {
   ChangeOrigin,
 } from '../control/types.js';
 import type { ChangeMeta, ChangeSource, HistoryEntry } from '../control/history.js';
-import { BalancerError, errorMessage, isBalancerError, type ErrorCode } from '../errors.js';
+import { BalancerError, errorMessage, isBalancerError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
@@ -47,7 +47,8 @@ import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
 import { guard, sameReplicated, type ConfigCommand } from '../control/config-reducer.js';
 import { ConfigFileSync } from './config-file.js';
-import { ConfigStateMachine, encodeEnvelope, type ClusterCommand, type CommandOutcome } from './state-machine.js';
+import { ConfigStateMachine, type ClusterCommand } from './state-machine.js';
+import { isRetryable, Proposals } from './proposals.js';
 
 export const CLUSTER_STORE_DEFAULTS = Object.freeze({
   /** Longest any admin call waits for the cluster before answering 503. */
@@ -83,11 +84,6 @@ export interface ClusterStoreOptions {
  */
 export type FileEditResult = 'applied' | 'unchanged' | 'ignored' | 'invalid' | 'rejected' | 'unsafe' | 'superseded' | 'failed';
 
-interface Waiter {
-  readonly check: () => boolean;
-  readonly resolve: (met: boolean) => void;
-}
-
 export class ClusterStore implements ControlPlane {
   readonly nodeId: NodeId;
   private readonly options: ClusterStoreOptions;
@@ -98,12 +94,8 @@ export class ClusterStore implements ControlPlane {
   readonly readiness = new Readiness();
   private node!: RaftNode;
   private fileSync!: ConfigFileSync;
-  private readonly outcomes = new Map<string, CommandOutcome | null>();
-  /** Request ids the node reported dropped since they were last proposed. */
-  private readonly droppedProposals = new Set<string>();
-  private readonly submissions = new Map<string, Promise<CommandOutcome & { ok: true; requestId: string }>>();
+  private readonly proposals: Proposals;
   private readonly reads = new Map<string, number | null>();
-  private readonly waiters = new Set<Waiter>();
   private servedVersion = 0;
   private seeding = false;
   private recordingIdentities = false;
@@ -123,6 +115,14 @@ export class ClusterStore implements ControlPlane {
     this.clock = options.clock ?? systemClock;
     this.writeTimeoutMs = options.writeTimeoutMs ?? CLUSTER_STORE_DEFAULTS.writeTimeoutMs;
     this.machine = new ConfigStateMachine(undefined, options.cluster.historySize);
+    this.proposals = new Proposals({
+      nodeId: this.nodeId,
+      clock: this.clock,
+      writeTimeoutMs: this.writeTimeoutMs,
+      metrics: options.metrics.raft,
+      node: () => this.node,
+      stopped: () => this.stopped,
+    });
     this.readiness.add('membership', () => this.standingProblem());
     this.readiness.add('config', () =>
       this.machine.version > 0 && options.dataPlane.ready ? null : 'no config applied yet: waiting for the cluster to commit one',
@@ -272,7 +272,7 @@ export class ClusterStore implements ControlPlane {
   async getConfig(): Promise<{ version: number; config: PlainReplicated }> {
     const deadline = this.clock.now() + this.writeTimeoutMs;
     for (let attempt = 0; attempt < 1000; attempt++) {
-      await this.awaitLeader(deadline);
+      await this.proposals.awaitLeader(deadline);
       const context = randomUUID();
       this.reads.set(context, null);
       try {
@@ -282,20 +282,20 @@ export class ClusterStore implements ControlPlane {
           if (isRetryable(error)) continue;
           throw error;
         }
-        const answered = await this.waitFor(() => this.reads.get(context) !== null, this.attemptMs(deadline));
+        const answered = await this.proposals.waitFor(() => this.reads.get(context) !== null, this.proposals.attemptMs(deadline));
         const index = this.reads.get(context);
         if (!answered || index === null || index === undefined) {
           if (this.clock.now() >= deadline) break;
           continue;
         }
-        if (!(await this.waitFor(() => this.node.applied >= index, deadline - this.clock.now()))) break;
+        if (!(await this.proposals.waitFor(() => this.node.applied >= index, deadline - this.clock.now()))) break;
         const state = this.machine.state;
         return { version: state.version, config: toPlainReplicated(state.config) };
       } finally {
         this.reads.delete(context);
       }
     }
-    throw this.timeoutError('read the config');
+    throw this.proposals.timeoutError('read the config');
   }
 
   async putConfig(body: unknown, options: { ifMatch?: number; sourceText?: string } & WriteOptions): Promise<WriteResult> {
@@ -312,22 +312,22 @@ export class ClusterStore implements ControlPlane {
       ...(options.ifMatch === undefined ? {} : { expectedVersion: options.ifMatch }),
       ...guard(options),
     };
-    const outcome = await this.submit(command, this.changeMeta(options.origin), options.requestId);
+    const outcome = await this.proposals.submit(command, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId };
   }
 
   async addBackend(pool: string, input: BackendInput, options: WriteOptions = {}): Promise<WriteResult & { backend: { id: string; url: string; weight: number } }> {
-    const outcome = await this.submit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true }, this.changeMeta(options.origin), options.requestId);
+    const outcome = await this.proposals.submit({ type: 'add-backend', pool, backend: input, refuseUnsafe: true }, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId, backend: outcome.backend! };
   }
 
   async updateBackend(pool: string, id: string, patch: BackendPatch, options: WriteOptions = {}): Promise<WriteResult> {
-    const outcome = await this.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin), options.requestId);
+    const outcome = await this.proposals.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId };
   }
 
   async removeBackend(pool: string, id: string, options: WriteOptions = {}): Promise<WriteResult> {
-    const outcome = await this.submit({ type: 'remove-backend', pool, id, ...guard(options) }, this.changeMeta(options.origin), options.requestId);
+    const outcome = await this.proposals.submit({ type: 'remove-backend', pool, id, ...guard(options) }, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId };
   }
 
@@ -341,7 +341,7 @@ export class ClusterStore implements ControlPlane {
     // Compare-and-set on what is current now (read through the leader), unless the caller names the version it saw.
     const expectedVersion = options.ifMatch ?? (await this.getConfig()).version;
     const source: ChangeSource = { kind: 'rollback', node: this.nodeId, via: options.origin?.via ?? 'api', rollbackOf: version };
-    const outcome = await this.submit(
+    const outcome = await this.proposals.submit(
       { type: 'set-config', config: target.config, expectedVersion, ...guard(options) },
       { ...this.changeMeta(options.origin), source },
       options.requestId,
@@ -387,11 +387,11 @@ export class ClusterStore implements ControlPlane {
     const deadline = this.clock.now() + this.writeTimeoutMs;
     for (let attempt = 0; attempt < 1000 && this.clock.now() < deadline; attempt++) {
       if (this.node.leaderId === id) return this.cluster();
-      await this.awaitLeader(deadline);
+      await this.proposals.awaitLeader(deadline);
       this.node.transferLeader(id);
-      if (await this.waitFor(() => this.node.leaderId === id, this.attemptMs(deadline))) return this.cluster();
+      if (await this.proposals.waitFor(() => this.node.leaderId === id, this.proposals.attemptMs(deadline))) return this.cluster();
     }
-    throw this.timeoutError(`transfer leadership to ${id}`);
+    throw this.proposals.timeoutError(`transfer leadership to ${id}`);
   }
 
   /**
@@ -437,7 +437,7 @@ export class ClusterStore implements ControlPlane {
     for (let attempt = 1; attempt <= CLUSTER_STORE_DEFAULTS.editMaxAttempts; attempt++) {
       if (this.stopped) return 'superseded';
       try {
-        const outcome = await this.submit(command, this.changeMeta(undefined, { kind: 'file', node: this.nodeId, file }), requestId);
+        const outcome = await this.proposals.submit(command, this.changeMeta(undefined, { kind: 'file', node: this.nodeId, file }), requestId);
         metrics.configReload('success');
         logger.info('config edit committed', { file, version: outcome.version });
         return 'applied';
@@ -470,7 +470,7 @@ export class ClusterStore implements ControlPlane {
       }
       if (generation !== this.editGeneration || this.stopped) return 'superseded';
       logger.warn('config edit waiting for a quorum; it is not applied anywhere until committed', { file, attempt, retryInMs: backoff });
-      await this.waitFor(() => this.stopped || generation !== this.editGeneration, backoff);
+      await this.proposals.waitFor(() => this.stopped || generation !== this.editGeneration, backoff);
       if (generation !== this.editGeneration || this.stopped) return 'superseded';
       backoff = Math.min(backoff * 2, CLUSTER_STORE_DEFAULTS.editRetryMaxMs);
     }
@@ -482,10 +482,7 @@ export class ClusterStore implements ControlPlane {
     if (this.stopped) return;
     this.stopped = true;
     await this.node.stop();
-    for (const waiter of [...this.waiters]) {
-      this.waiters.delete(waiter);
-      waiter.resolve(false);
-    }
+    this.proposals.cancelAll();
     // A write-back still running would otherwise touch the file and the data dir after the node is gone.
     await this.fileSync.idle();
   }
@@ -503,8 +500,8 @@ export class ClusterStore implements ControlPlane {
         const effect = this.machine.applyEntry(entry);
         if (effect.kind === 'malformed') {
           this.options.logger.error('skipping a malformed log entry', { index: entry.index, reason: effect.reason });
-        } else if (effect.kind === 'command' && effect.requestId !== undefined && this.outcomes.has(effect.requestId)) {
-          this.outcomes.set(effect.requestId, effect.outcome);
+        } else if (effect.kind === 'command' && effect.requestId !== undefined) {
+          this.proposals.noteApplied(effect.requestId, effect.outcome);
         }
       },
       applyConfChange: (entry: Entry, change: ConfChange) => {
@@ -539,7 +536,7 @@ export class ClusterStore implements ControlPlane {
         this.recordIdentities();
         break;
       case 'dropped':
-        if (this.outcomes.has(event.requestId)) this.droppedProposals.add(event.requestId);
+        this.proposals.noteDropped(event.requestId);
         break;
       case 'read':
         if (this.reads.has(event.context)) this.reads.set(event.context, event.index);
@@ -565,13 +562,10 @@ export class ClusterStore implements ControlPlane {
         break;
       case 'failed':
         // Every waiting call wakes up and fails fast with RAFT_FAILED instead of waiting out its deadline.
-        for (const waiter of [...this.waiters]) {
-          this.waiters.delete(waiter);
-          waiter.resolve(false);
-        }
+        this.proposals.cancelAll();
         break;
     }
-    this.recheckWaiters();
+    this.proposals.recheck();
   }
 
   /** Hands a newly applied config to the data plane at once, and to the file in the background. */
@@ -610,7 +604,7 @@ export class ClusterStore implements ControlPlane {
       incarnations,
     };
     this.recordingIdentities = true;
-    void this.submit(command, undefined)
+    void this.proposals.submit(command, undefined)
       .then(
         () => this.options.logger.info('cluster identity recorded', { node: this.nodeId, clusterId: this.machine.clusterId, incarnations }),
         (error: unknown) => this.options.logger.debug('recording cluster identities failed; the next leader event retries', { error: errorMessage(error) }),
@@ -633,7 +627,7 @@ export class ClusterStore implements ControlPlane {
         return;
       }
       const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools });
-      const outcome = await this.submit({ type: 'set-config', config, expectedVersion: 0 }, this.changeMeta(undefined, { kind: 'seed', node: this.nodeId, file }));
+      const outcome = await this.proposals.submit({ type: 'set-config', config, expectedVersion: 0 }, this.changeMeta(undefined, { kind: 'seed', node: this.nodeId, file }));
       await this.fileSync.noteShown(outcome.version, text, validated.config);
       logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });
     } catch (error) {
@@ -647,170 +641,33 @@ export class ClusterStore implements ControlPlane {
     }
   }
 
-  // ---- proposals ----
-
-  /**
-   * Proposes `command` and resolves with its outcome once this node applied it; a refused command
-   * rejects with its code. Lost proposals are retried with the same request id until the deadline.
-   */
-  private submit(command: ClusterCommand, meta: ChangeMeta | undefined, requestId: string = randomUUID()): Promise<CommandOutcome & { ok: true; requestId: string }> {
-    // The same request id again while the first is in flight (a client retrying early) waits for the same outcome.
-    const inFlight = this.submissions.get(requestId);
-    if (inFlight !== undefined) return inFlight;
-    const submission = this.runSubmission(command, meta, requestId).finally(() => this.submissions.delete(requestId));
-    this.submissions.set(requestId, submission);
-    return submission;
-  }
-
-  /**
-   * Proposes `command` and resolves with its outcome once this node applied it; a refused command rejects with
-   * its code. A proposal the node reports dropped (overwritten, or lost with a leader) is proposed again at once
-   * with the same request id; one that simply gets no answer, after an election timeout. No call outlives the
-   * write timeout; a write that was proposed and then timed out says it may still commit, with its request id.
-   */
-  private async runSubmission(command: ClusterCommand, meta: ChangeMeta | undefined, requestId: string): Promise<CommandOutcome & { ok: true; requestId: string }> {
-    const metrics = this.options.metrics.raft;
-    const data = encodeEnvelope({ requestId, command, ...(meta === undefined ? {} : { meta }) });
-    const deadline = this.clock.now() + this.writeTimeoutMs;
-    let proposed = false;
-    this.outcomes.set(requestId, null);
-    try {
-      for (let attempt = 0; attempt < 1000; attempt++) {
-        if (attempt > 0 && (this.stopped || this.clock.now() >= deadline)) break;
-        try {
-          await this.awaitLeader(deadline);
-        } catch (error) {
-          metrics.proposal('dropped');
-          if (proposed && isBalancerError(error, 'NO_LEADER')) throw this.writeTimeoutError(requestId, true);
-          throw error;
-        }
-        this.droppedProposals.delete(requestId);
-        try {
-          this.node.propose(data, requestId);
-          proposed = true;
-        } catch (error) {
-          if (!isRetryable(error)) throw error;
-          // The leader is being replaced or transferring: give it a moment, then try again.
-          await this.waitFor(() => this.outcomes.get(requestId) !== null, Math.min(100, Math.max(0, deadline - this.clock.now())));
-          if (this.outcomes.get(requestId) === null) continue;
-        }
-        await this.waitFor(() => this.outcomes.get(requestId) !== null || this.droppedProposals.has(requestId) || this.stopped, this.attemptMs(deadline));
-        const outcome = this.outcomes.get(requestId);
-        if (outcome !== null && outcome !== undefined) {
-          if (outcome.ok) {
-            metrics.proposal('committed');
-            return { ...outcome, requestId };
-          }
-          metrics.proposal('rejected');
-          throw new BalancerError(outcome.error.code, outcome.error.message, { details: outcome.error.details });
-        }
-        if (this.stopped || this.clock.now() >= deadline) break;
-      }
-      metrics.proposal('timeout');
-      throw this.writeTimeoutError(requestId, proposed);
-    } finally {
-      this.outcomes.delete(requestId);
-      this.droppedProposals.delete(requestId);
-      this.node.forgetProposal(requestId);
-    }
-  }
-
-  /** A write that got no answer in time; once proposed, it may still commit, and its request id makes a retry safe. */
-  private writeTimeoutError(requestId: string, proposed: boolean): BalancerError {
-    const base = this.timeoutError('confirm the change');
-    if (!proposed) return base;
-    return new BalancerError(
-      base.code,
-      `${base.message}. The change was proposed and may still commit: sending the same request again with the header ` +
-        `Idempotency-Key: ${requestId} applies it at most once (or read the config to see whether it did)`,
-    );
-  }
-
   private async changeMembership(change: ConfChange, done: () => boolean): Promise<ClusterStatus> {
     if (done()) return this.cluster();
     const deadline = this.clock.now() + this.writeTimeoutMs;
     let lastRefusal: BalancerError | null = null;
     for (let attempt = 0; attempt < 1000 && this.clock.now() < deadline; attempt++) {
-      await this.awaitLeader(deadline);
+      await this.proposals.awaitLeader(deadline);
       try {
         this.node.proposeConfChange(change);
       } catch (error) {
         if (isBalancerError(error, 'MEMBERSHIP_CHANGE_PENDING')) {
           lastRefusal = error;
-          await this.waitFor(done, Math.min(100, Math.max(0, deadline - this.clock.now())));
+          await this.proposals.waitFor(done, Math.min(100, Math.max(0, deadline - this.clock.now())));
           if (done()) break;
           continue;
         }
         if (!isRetryable(error)) throw error;
       }
-      if (await this.waitFor(done, this.attemptMs(deadline))) break;
+      if (await this.proposals.waitFor(done, this.proposals.attemptMs(deadline))) break;
     }
     if (done()) {
       this.options.logger.info('cluster membership change committed', { node: this.nodeId, change: change.type, member: change.nodeId });
       return this.cluster();
     }
-    throw lastRefusal ?? this.timeoutError(`${change.type} ${change.nodeId}`);
+    throw lastRefusal ?? this.proposals.timeoutError(`${change.type} ${change.nodeId}`);
   }
 
-  /** Resolves once a leader is known; throws NO_LEADER if none shows up within two election timeouts (or the deadline). */
-  private async awaitLeader(deadline: number): Promise<void> {
-    if (this.stopped) throw new BalancerError('NO_LEADER', `node ${this.nodeId} is stopping`);
-    const failed = this.node.failed;
-    if (failed !== null) {
-      throw new BalancerError('RAFT_FAILED', `node ${this.nodeId} stopped taking part in the cluster (${failed.error.message}); send the request to another node`);
-    }
-    if (this.node.leaderId !== null) return;
-    const patience = Math.min(Math.max(0, deadline - this.clock.now()), 2 * this.node.electionTimeoutMs);
-    if (await this.waitFor(() => this.node.leaderId !== null, patience)) return;
-    throw new BalancerError('NO_LEADER', `node ${this.nodeId} knows no leader: the cluster has no quorum or is electing one`);
-  }
 
-  /** One attempt gets an election timeout: long enough for a healthy commit, short enough to retry after a lost leader. */
-  private attemptMs(deadline: number): number {
-    return Math.max(0, Math.min(deadline - this.clock.now(), Math.max(200, this.node.electionTimeoutMs)));
-  }
-
-  private timeoutError(what: string): BalancerError {
-    if (this.node.leaderId === null) {
-      return new BalancerError('NO_LEADER', `could not ${what}: node ${this.nodeId} knows no leader`);
-    }
-    return new BalancerError('PROPOSAL_TIMEOUT', `could not ${what} within ${this.writeTimeoutMs} ms; the cluster may have lost its quorum`);
-  }
-
-  // ---- waiting on events, never on sleeps ----
-
-  private waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
-    if (check()) return Promise.resolve(true);
-    if (timeoutMs <= 0 || this.stopped || this.node.failed !== null) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const timer = this.clock.setTimeout(() => {
-        this.waiters.delete(waiter);
-        resolve(check());
-      }, timeoutMs);
-      const waiter: Waiter = {
-        check,
-        resolve: (met) => {
-          this.clock.clearTimeout(timer);
-          resolve(met);
-        },
-      };
-      this.waiters.add(waiter);
-    });
-  }
-
-  private recheckWaiters(): void {
-    for (const waiter of [...this.waiters]) {
-      if (!waiter.check()) continue;
-      this.waiters.delete(waiter);
-      waiter.resolve(true);
-    }
-  }
-}
-
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NO_LEADER', 'NOT_LEADER', 'PROPOSAL_DROPPED']);
-
-function isRetryable(error: unknown): boolean {
-  return error instanceof BalancerError && RETRYABLE.has(error.code);
 }
 
 function notInHistory(version: number, size: number): BalancerError {
