@@ -19,10 +19,9 @@ import type { Clock, Random } from '../clock.js';
 import { systemClock } from '../clock.js';
 import { resolveReplicatedPaths } from '../config/load.js';
 import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
-import type { ClusterConfig, ReplicatedConfig } from '../config/schema.js';
-import { formatProblem, validateConfigText, validateReplicated, validateReplicatedText } from '../config/validate.js';
+import type { ClusterConfig } from '../config/schema.js';
+import { validateReplicated, validateReplicatedText } from '../config/validate.js';
 import { memberProblems } from '../config/file-spec.js';
-import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage } from '../config/safety.js';
 import { poolStatusViews } from '../control/status.js';
 import { Readiness } from '../control/readiness.js';
 import type {
@@ -45,10 +44,11 @@ import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/node.js';
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
-import { guard, sameReplicated, type ConfigCommand } from '../control/config-reducer.js';
+import { guard, type ConfigCommand } from '../control/config-reducer.js';
 import { ConfigFileSync } from './config-file.js';
 import { ConfigStateMachine, type ClusterCommand } from './state-machine.js';
 import { isRetryable, Proposals } from './proposals.js';
+import { FileEdits, type FileEditResult } from './file-edits.js';
 
 export const CLUSTER_STORE_DEFAULTS = Object.freeze({
   /** Longest any admin call waits for the cluster before answering 503. */
@@ -77,13 +77,6 @@ export interface ClusterStoreOptions {
   readonly listen?: string;
 }
 
-/**
- * `ignored`: the file is empty or has neither routes nor pools (being written, or damaged), so it is no edit;
- * `rejected`: it lost a race with another change; `unsafe`: it would take traffic down. Both of those are saved
- * beside the file as .rejected-<time> and the file is rewritten to the cluster's config.
- */
-export type FileEditResult = 'applied' | 'unchanged' | 'ignored' | 'invalid' | 'rejected' | 'unsafe' | 'superseded' | 'failed';
-
 export class ClusterStore implements ControlPlane {
   readonly nodeId: NodeId;
   private readonly options: ClusterStoreOptions;
@@ -95,11 +88,10 @@ export class ClusterStore implements ControlPlane {
   private node!: RaftNode;
   private fileSync!: ConfigFileSync;
   private readonly proposals: Proposals;
+  private readonly fileEdits: FileEdits;
   private readonly reads = new Map<string, number | null>();
   private servedVersion = 0;
-  private seeding = false;
   private recordingIdentities = false;
-  private editGeneration = 0;
   private stopped = false;
   /** The log index of the applied entry that removed this node (null: not removed, or re-added since). */
   private removedAt: number | null = null;
@@ -122,6 +114,19 @@ export class ClusterStore implements ControlPlane {
       metrics: options.metrics.raft,
       node: () => this.node,
       stopped: () => this.stopped,
+    });
+    this.fileEdits = new FileEdits({
+      nodeId: this.nodeId,
+      file: options.file,
+      logger: options.logger,
+      metrics: options.metrics,
+      machine: this.machine,
+      proposals: this.proposals,
+      fileSync: () => this.fileSync,
+      stopped: () => this.stopped,
+      editRetryInitialMs: options.editRetryInitialMs ?? CLUSTER_STORE_DEFAULTS.editRetryInitialMs,
+      editRetryMaxMs: CLUSTER_STORE_DEFAULTS.editRetryMaxMs,
+      editMaxAttempts: CLUSTER_STORE_DEFAULTS.editMaxAttempts,
     });
     this.readiness.add('membership', () => this.standingProblem());
     this.readiness.add('config', () =>
@@ -192,26 +197,8 @@ export class ClusterStore implements ControlPlane {
     store.node.on((event) => store.onNodeEvent(event));
     // The node replayed its committed log before it started listening: serve what that applied.
     store.serveAppliedConfig();
-    if (offlineEdit !== null) void store.proposeOfflineEdit(offlineEdit);
+    if (offlineEdit !== null) void store.fileEdits.proposeOfflineEdit(offlineEdit);
     return store;
-  }
-
-  /**
-   * The file changed while this node was down: propose it like a live edit (a compare-and-set from the version
-   * the file last showed), keeping the file as the operator left it until that settles. Committed, it reaches
-   * every node; refused, it is saved as .rejected-<time>; either way the file then shows the cluster's config.
-   */
-  private async proposeOfflineEdit(text: string): Promise<void> {
-    this.options.logger.warn('the config file was edited while this node was stopped: proposing the edit to the cluster', {
-      file: this.options.file,
-      expectedVersion: this.fileSync.version,
-    });
-    try {
-      await this.reloadFromText(text);
-    } finally {
-      this.fileSync.hold(false);
-      if (!this.stopped && this.machine.version > 0) await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
-    }
   }
 
   /** The Raft driver, for tests and tooling (peer port, status). */
@@ -396,85 +383,10 @@ export class ClusterStore implements ControlPlane {
 
   /**
    * A YAML edit (the watcher, or SIGHUP): validate the whole file, and propose its routes and pools as a
-   * compare-and-set from the version the file last showed. Resolves once the edit is settled: committed,
-   * refused (saved beside the file as .rejected-<time>), invalid, or superseded by a newer edit.
+   * compare-and-set from the version the file last showed. Resolves once the edit is settled.
    */
-  async reloadFromText(text: string): Promise<FileEditResult> {
-    const { file, logger, metrics } = this.options;
-    const generation = ++this.editGeneration;
-    const validated = validateConfigText(text, file);
-    if (!validated.ok) {
-      metrics.configReload('failure');
-      for (const problem of validated.problems) logger.error(formatProblem(file, problem), { file });
-      logger.error('config edit rejected: the file is invalid; nothing was proposed', { file, problems: validated.problems.length });
-      return 'invalid';
-    }
-    if (!hasReplicatedSections(text)) {
-      logger.warn('config file ignored: it is empty or has neither routes nor pools, so it is no edit of them; nothing was proposed', {
-        file,
-        servingVersion: this.machine.version,
-        hint: 'this node keeps serving the cluster config; restore the file (GET /api/v1/config shows routes and pools)',
-      });
-      return 'ignored';
-    }
-    const edited: ReplicatedConfig = { routes: validated.config.routes, pools: validated.config.pools };
-    if (sameReplicated(edited, this.machine.state.config) && this.machine.version > 0) {
-      await this.fileSync.noteShown(this.machine.version, text, edited);
-      return 'unchanged';
-    }
-    if (this.fileSync.isLastSynced(text)) {
-      // The file shows the text it had when it last matched the cluster (put back after it was emptied, say):
-      // no edit, but it may be behind the cluster if write-backs were skipped meanwhile.
-      if (this.machine.version > this.fileSync.version) await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
-      return 'unchanged';
-    }
-    const expectedVersion = this.fileSync.version;
-    // A file edit cannot be forced: whoever really means to empty a routed pool says so through the API or the CLI.
-    const command: ConfigCommand = { type: 'set-config', config: toPlainReplicated(edited), expectedVersion, refuseUnsafe: true };
-    const requestId = randomUUID();
-    logger.info('config edit proposed from the file', { file, expectedVersion });
-    let backoff = this.options.editRetryInitialMs ?? CLUSTER_STORE_DEFAULTS.editRetryInitialMs;
-    for (let attempt = 1; attempt <= CLUSTER_STORE_DEFAULTS.editMaxAttempts; attempt++) {
-      if (this.stopped) return 'superseded';
-      try {
-        const outcome = await this.proposals.submit(command, this.changeMeta(undefined, { kind: 'file', node: this.nodeId, file }), requestId);
-        metrics.configReload('success');
-        logger.info('config edit committed', { file, version: outcome.version });
-        return 'applied';
-      } catch (error) {
-        if (isBalancerError(error, 'VERSION_MISMATCH')) {
-          metrics.configReload('failure');
-          const saved = await this.fileSync.saveRejected(text);
-          logger.warn('config edit rejected: the replicated config changed since the file was written; the edit was saved and the file rewritten', {
-            file,
-            saved,
-            expectedVersion,
-            currentVersion: this.machine.version,
-          });
-          await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
-          return 'rejected';
-        }
-        if (isBalancerError(error, 'UNSAFE_CHANGE')) {
-          metrics.configReload('failure');
-          const saved = await this.fileSync.saveRejected(text);
-          const reasons = error.details.map((detail) => detail.message);
-          logger.error(`config edit refused: ${unsafeChangeMessage(reasons, FORCE_HINT.file)}`, { file, saved, reasons, currentVersion: this.machine.version });
-          await this.fileSync.writeBack(this.machine.version, this.machine.state.config);
-          return 'unsafe';
-        }
-        if (!isBalancerError(error, 'NO_LEADER') && !isBalancerError(error, 'PROPOSAL_TIMEOUT')) {
-          metrics.configReload('failure');
-          logger.error('config edit failed', { file, error: errorMessage(error) });
-          return 'failed';
-        }
-      }
-      if (generation !== this.editGeneration || this.stopped) return 'superseded';
-      logger.warn('config edit waiting for a quorum; it is not applied anywhere until committed', { file, attempt, retryInMs: backoff });
-      await this.proposals.waitFor(() => this.stopped || generation !== this.editGeneration, backoff);
-      if (generation !== this.editGeneration || this.stopped) return 'superseded';
-      backoff = Math.min(backoff * 2, CLUSTER_STORE_DEFAULTS.editRetryMaxMs);
-    }
-    return 'failed';
+  reloadFromText(text: string): Promise<FileEditResult> {
+    return this.fileEdits.reloadFromText(text);
   }
 
   /** Stops the Raft node (timers, transport, data dir lock); pending calls fail. */
@@ -557,7 +469,7 @@ export class ClusterStore implements ControlPlane {
       case 'leader':
         // A leader talks to this node: it is a member again, whatever a peer said before.
         if (event.leader !== null && event.leader !== this.nodeId) this.removedByPeer = null;
-        if (event.leader === this.nodeId && this.machine.version === 0) void this.seedFromFile();
+        if (event.leader === this.nodeId && this.machine.version === 0) void this.fileEdits.seedFromFile();
         this.recordIdentities();
         break;
       case 'failed':
@@ -612,33 +524,6 @@ export class ClusterStore implements ControlPlane {
       .finally(() => {
         this.recordingIdentities = false;
       });
-  }
-
-  /** A fresh cluster's first leader proposes its own file's routes and pools; CAS on version 0 lets only one seed win. */
-  private async seedFromFile(): Promise<void> {
-    if (this.seeding) return;
-    this.seeding = true;
-    const { file, logger } = this.options;
-    try {
-      const text = await readFile(file, 'utf8');
-      const validated = validateConfigText(text, file);
-      if (!validated.ok) {
-        logger.error('cannot seed the cluster config: this node\'s file is invalid', { file, problems: validated.problems.length });
-        return;
-      }
-      const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools });
-      const outcome = await this.proposals.submit({ type: 'set-config', config, expectedVersion: 0 }, this.changeMeta(undefined, { kind: 'seed', node: this.nodeId, file }));
-      await this.fileSync.noteShown(outcome.version, text, validated.config);
-      logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });
-    } catch (error) {
-      if (isBalancerError(error, 'VERSION_MISMATCH')) {
-        logger.debug('another node seeded the config first', { node: this.nodeId });
-      } else {
-        logger.warn('seeding the config from the local file failed; the next leader retries', { error: errorMessage(error) });
-      }
-    } finally {
-      this.seeding = false;
-    }
   }
 
   private async changeMembership(change: ConfChange, done: () => boolean): Promise<ClusterStatus> {
