@@ -34,7 +34,7 @@ export interface AtomicWriteOptions {
 }
 
 /** The temporary name used while `path` is being replaced. */
-export function tmpPathFor(path: string): string {
+function tmpPathFor(path: string): string {
   return join(dirname(path), `${basename(path)}.tmp`);
 }
 
@@ -80,7 +80,7 @@ export async function writeFileAtomic(fs: AtomicWriteFs, path: string, data: Uin
 }
 
 /** The real disk for files outside Raft storage: new files are created exclusively, with the mode asked for (umask aside). */
-export const nodeAtomicWriteFs: AtomicWriteFs = {
+const nodeAtomicWriteFs: AtomicWriteFs = {
   create: async (path, mode = 0o600) => {
     const handle = await open(path, 'wx', mode);
     try {

@@ -21,10 +21,10 @@ import { validateReplicated } from '../config/validate.js';
 import type { ReplicatedConfig } from '../config/schema.js';
 
 /** 1 MiB: a config with thousands of backends fits; anything bigger is a mistake or an attack. */
-export const DEFAULT_ADMIN_BODY_LIMIT = 1024 * 1024;
+const DEFAULT_ADMIN_BODY_LIMIT = 1024 * 1024;
 
 /** Time an admin client has to send a request head, unless the node's `limits.headersTimeout` says otherwise. */
-export const DEFAULT_ADMIN_HEADERS_TIMEOUT_MS = 10_000;
+const DEFAULT_ADMIN_HEADERS_TIMEOUT_MS = 10_000;
 /** Time an admin client has to send a whole request (a config of up to the body limit). */
 const ADMIN_REQUEST_TIMEOUT_MS = 30_000;
 
@@ -157,7 +157,7 @@ export function parseIfMatch(header: string | undefined): number | undefined {
  * The Idempotency-Key header, which becomes the write's request id: sent again with the same key, a write is
  * applied at most once (in a cluster; a single node answers every write definitely, so it needs none).
  */
-export function idempotencyKey(req: IncomingMessage): { requestId?: string } {
+function idempotencyKey(req: IncomingMessage): { requestId?: string } {
   const header = req.headers['idempotency-key'];
   if (header === undefined) return {};
   if (Array.isArray(header) || !/^[A-Za-z0-9._:-]{1,128}$/.test(header)) {
@@ -167,7 +167,7 @@ export function idempotencyKey(req: IncomingMessage): { requestId?: string } {
 }
 
 /** `?force=true` (or `1`, or a bare `?force`) lets a write through the check that refuses changes taking traffic down. */
-export function parseForce(url: string | undefined): boolean {
+function parseForce(url: string | undefined): boolean {
   const query = new URLSearchParams((url ?? '').split('?')[1] ?? '');
   const values = query.getAll('force');
   if (values.length === 0) return false;
@@ -182,7 +182,7 @@ export function parseForce(url: string | undefined): boolean {
 const CLIENT_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** Who is asking, for the config history: the CLI says so in its User-Agent; the caller's X-Request-Id is kept. */
-export function changeOrigin(req: IncomingMessage): ChangeOrigin {
+function changeOrigin(req: IncomingMessage): ChangeOrigin {
   const via = (req.headers['user-agent'] ?? '').startsWith(CLI_USER_AGENT_PREFIX) ? 'cli' : 'api';
   const clientRequestId = req.headers['x-request-id'];
   return typeof clientRequestId === 'string' && CLIENT_REQUEST_ID.test(clientRequestId) ? { via, clientRequestId } : { via };

@@ -27,7 +27,7 @@ export function createTokenChecker(token: string | null): (authorization: string
 }
 
 /** The token of an `Authorization: Bearer T` header, or null when there is none (scheme is case-insensitive). */
-export function parseBearer(authorization: string | undefined): string | null {
+function parseBearer(authorization: string | undefined): string | null {
   if (authorization === undefined) return null;
   const match = /^\s*Bearer\s+(\S+)\s*$/i.exec(authorization);
   return match === null ? null : match[1]!;

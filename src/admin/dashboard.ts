@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 
 /** How often the page polls /api/v1/status and /metrics. */
-export const DASHBOARD_POLL_MS = 1500;
+const DASHBOARD_POLL_MS = 1500;
 
 // The page script is written without template literals so it can live inside this TypeScript string.
 const STYLE = `

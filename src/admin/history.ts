@@ -5,8 +5,8 @@ import type { ChangeSource, HistoryEntry } from '../control/history.js';
 import type { NodeStatus } from '../control/types.js';
 import { parseRequestCounters, requestRates, sumCounters, type RequestCounters } from '../metrics/request-counters.js';
 
-export const HISTORY_SECONDS = 900;
-export const HISTORY_INTERVAL_MS = 1_000;
+const HISTORY_SECONDS = 900;
+const HISTORY_INTERVAL_MS = 1_000;
 /** Config changes kept for the markers; older ones fall out of the window anyway. */
 const MAX_MARKERS = 200;
 

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BalancerError, type ErrorBody, type ErrorCode } from '../errors.js';
 
 /** Every BalancerError code the admin API answers with something other than 500 INTERNAL. */
-export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
+const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
@@ -28,7 +28,7 @@ export const ERROR_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
 };
 
 /** Seconds a client should wait before retrying a 503: about one election timeout. */
-export const RETRY_AFTER_SECONDS = 1;
+const RETRY_AFTER_SECONDS = 1;
 
 export interface MappedError {
   readonly status: number;
@@ -63,7 +63,7 @@ export function mapError(error: unknown, allow?: readonly string[]): MappedError
 }
 
 /** Headers on every admin response: nothing here is meant to be sniffed, cached or framed. */
-export const COMMON_HEADERS: Readonly<Record<string, string>> = {
+const COMMON_HEADERS: Readonly<Record<string, string>> = {
   'X-Content-Type-Options': 'nosniff',
   'Cache-Control': 'no-store',
 };

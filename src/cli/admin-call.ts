@@ -22,7 +22,7 @@ export const EXIT_CODES = {
 } as const;
 export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
 /** Long enough for a cluster write to fail over to 503 on its own (the API answers within a few seconds). */
-export const DEFAULT_CLIENT_TIMEOUT_MS = 15_000;
+const DEFAULT_CLIENT_TIMEOUT_MS = 15_000;
 export interface ClientOptions {
   /** Admin API base: a URL (`http://127.0.0.1:9090`) or `host:port` as in the config's admin.listen. */
   admin: string;

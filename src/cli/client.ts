@@ -93,14 +93,14 @@ export async function configRollbackCommand(opts: ClientOptions, version: number
   else opts.out.write(`rolled back to the config of v${version}: it is now version ${(result.body as { version: number }).version}\n`);
   return EXIT_CODES.ok;
 }
-export async function routesListCommand(opts: ClientOptions): Promise<ExitCode> {
+async function routesListCommand(opts: ClientOptions): Promise<ExitCode> {
   const result = await call(opts, 'GET', '/api/v1/routes');
   if (!result.ok) return result.code;
   if (opts.json) printJson(opts, result.body);
   else opts.out.write(formatRoutes(result.body as RouteListingBody, wantsColour(opts.out)));
   return EXIT_CODES.ok;
 }
-export async function routesTestCommand(opts: ClientOptions, method: string, url: string, headerFlags: readonly string[]): Promise<ExitCode> {
+async function routesTestCommand(opts: ClientOptions, method: string, url: string, headerFlags: readonly string[]): Promise<ExitCode> {
   const headers: Record<string, string> = {};
   for (const flag of headerFlags) {
     const colon = flag.indexOf(':');

@@ -47,7 +47,7 @@ export interface TopView {
   readonly poolRates: ReadonlyMap<string, RequestRates>;
 }
 
-export function buildView(status: NodeStatus, previous: Sample | null, current: Sample): TopView {
+function buildView(status: NodeStatus, previous: Sample | null, current: Sample): TopView {
   const rates = new Map<string, RequestRates>();
   const pools = new Map<string, RequestRates>();
   if (previous !== null) {
@@ -77,7 +77,7 @@ function header(status: NodeStatus, colour: boolean): string {
 }
 
 /** The full screen of one refresh. */
-export function renderScreen(view: TopView, colour: boolean): string {
+function renderScreen(view: TopView, colour: boolean): string {
   const rows: Cell[][] = [];
   for (const pool of view.status.pools) {
     const total = view.poolRates.get(pool.name);
@@ -123,7 +123,7 @@ export function renderScreen(view: TopView, colour: boolean): string {
 }
 
 /** One line per backend: `TIME pool=P backend=B state=S rps=.. 5xx=.. p50=.. p99=.. inflight=.. ewma=..`. */
-export function renderLines(view: TopView, at: Date): string {
+function renderLines(view: TopView, at: Date): string {
   const time = at.toISOString();
   const lines: string[] = [];
   for (const pool of view.status.pools) {

@@ -4,12 +4,12 @@ import type { BackendStatus, ClusterStatus, NodeStatus } from '../control/types.
 import { describeSource, type HistorySummary } from '../control/history.js';
 import { paint, stateCell, table, type Cell } from './format.js';
 
-export function backendDetail(b: BackendStatus): string {
+function backendDetail(b: BackendStatus): string {
   if (b.reason !== '') return b.reason;
   if (b.lastCheck !== undefined && !b.lastCheck.ok) return `check failed: ${b.lastCheck.detail}`;
   return '';
 }
-export function clusterSummary(c: ClusterStatus): string {
+function clusterSummary(c: ClusterStatus): string {
   if (c.role === 'standalone') return 'standalone (single node, no Raft)';
   const standing =
     c.membership === 'removed'
@@ -21,7 +21,7 @@ export function clusterSummary(c: ClusterStatus): string {
   if (c.failure === undefined) return summary;
   return `${summary}\nRAFT STOPPED (${c.failure.kind}): ${c.failure.message}\n${c.failure.advice}`;
 }
-export function membersTable(c: ClusterStatus, colour: boolean): string {
+function membersTable(c: ClusterStatus, colour: boolean): string {
   const rows: Cell[][] = c.members.map((m) => [
     m.id === c.nodeId ? `${m.id} (this node)` : m.id,
     m.address,
@@ -80,7 +80,7 @@ export function formatCluster(cluster: ClusterStatus, colour: boolean): string {
   return cluster.members.length > 0 ? head + membersTable(cluster, colour) : head;
 }
 /** `2026-11-30T01:02:03.456Z` -> `2026-11-30 01:02:03Z`: the history's times, readable and still exact to the second. */
-export function shortTime(iso: string | null): string {
+function shortTime(iso: string | null): string {
   return iso === null ? '-' : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 export function formatHistory(body: { current: number; versions: readonly HistorySummary[] }, colour: boolean): string {
@@ -115,7 +115,7 @@ export interface RouteListingBody {
   readonly routes: readonly { readonly index: number; readonly label: string; readonly route: Record<string, unknown> }[];
 }
 /** `{pathPrefix: /api, methods: [GET]}` as `pathPrefix=/api methods=GET`: one cell of the routes table. */
-export function describeFields(fields: unknown): string {
+function describeFields(fields: unknown): string {
   if (typeof fields !== 'object' || fields === null) return '';
   return Object.entries(fields as Record<string, unknown>)
     .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
@@ -145,7 +145,7 @@ export interface RouteTestBody {
   readonly upstream?: { readonly method: string; readonly target: string; readonly host: string | null; readonly headers: Record<string, string | string[]> };
   readonly answer?: { readonly status: number; readonly headers: Record<string, string | string[]> };
 }
-export function headerLines(headers: Record<string, string | string[]>): string {
+function headerLines(headers: Record<string, string | string[]>): string {
   return Object.entries(headers)
     .flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((item) => `  ${name}: ${item}\n`))
     .join('');

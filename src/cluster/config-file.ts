@@ -26,7 +26,7 @@ import { replaceFile } from '../atomic-write.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 
-export const FILE_STATE_NAME = 'config-file.json';
+const FILE_STATE_NAME = 'config-file.json';
 
 interface PersistedFileState {
   readonly version: number;

@@ -50,7 +50,7 @@ import { ConfigStateMachine, type ClusterCommand } from './state-machine.js';
 import { isRetryable, Proposals } from './proposals.js';
 import { FileEdits, type FileEditResult } from './file-edits.js';
 
-export const CLUSTER_STORE_DEFAULTS = Object.freeze({
+const CLUSTER_STORE_DEFAULTS = Object.freeze({
   /** Longest any admin call waits for the cluster before answering 503. */
   writeTimeoutMs: 5_000,
   /** A YAML edit that found no quorum is proposed again after this, doubling up to the max. */

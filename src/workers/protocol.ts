@@ -69,5 +69,3 @@ export type FromWorker =
     }
   | { readonly type: 'metrics'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }
   | { readonly type: 'fatal'; readonly message: string };
-
-export const WORKER_ENV = 'BALANCER_WORKER';

@@ -4,7 +4,7 @@
  * A bounded window of MsgApp batches sent but not acknowledged, keyed by each batch's last index;
  * when full, the leader stops sending to that follower (flow control).
  */
-export class Inflights {
+class Inflights {
   private readonly lastIndexes: number[] = [];
   readonly capacity: number;
 

@@ -40,7 +40,7 @@ export interface Storage {
 export const EMPTY_HARD_STATE: HardState = Object.freeze({ term: 0, vote: null, commit: 0 });
 export const EMPTY_CONF_STATE: ConfState = Object.freeze({ voters: [], learners: [] });
 
-export function entrySize(entry: Entry): number {
+function entrySize(entry: Entry): number {
   return entry.data.length + 16;
 }
 

@@ -19,9 +19,9 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { errorMessage } from '../../errors.js';
 
-export const FRAME_VERSION = 1;
+const FRAME_VERSION = 1;
 export const LENGTH_PREFIX_BYTES = 4;
-export const MAC_BYTES = 32;
+const MAC_BYTES = 32;
 const FIXED_HEADER_BYTES = 1 + 1 + 8; // version, kind, seq
 /** Smallest possible frame after the length prefix: fixed header, three empty strings' lengths, MAC. */
 const MIN_FRAME_BODY_BYTES = FIXED_HEADER_BYTES + 3 + MAC_BYTES;

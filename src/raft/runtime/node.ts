@@ -38,7 +38,7 @@ import { DiskStorage, type DiskStorageOptions, type PersistedState, type RaftSto
 import type { PeerIdentity, PeerRefusal } from './peer-connection.js';
 import { PeerTransport, type PeerStats, type PeerTransportOptions, type RaftTransport } from './transport.js';
 
-export const RAFT_NODE_DEFAULTS = Object.freeze({
+const RAFT_NODE_DEFAULTS = Object.freeze({
   snapshotEvery: 1000,
   /** Ready batches handled back to back before the loop yields to I/O callbacks. */
   readyBatchLimit: 256,
@@ -156,7 +156,7 @@ export interface RaftNodeOptions {
 }
 
 /** The core's in-memory log loaded with what the data dir holds (the snapshot, the entries after it, the hard state). */
-export function memoryStorageFrom(initial: PersistedState): MemoryStorage {
+function memoryStorageFrom(initial: PersistedState): MemoryStorage {
   const memory = new MemoryStorage();
   if (initial.snapshot !== null) memory.applySnapshot(initial.snapshot);
   memory.append(initial.entries);
@@ -189,7 +189,6 @@ export class RaftNode {
   private appliedIndex = 0;
   private snapshotIndex = 0;
   private leader: NodeId | null = null;
-  private role: RaftRole = 'follower';
   private boundPort = 0;
   private readonly peerIdentities = new Map<NodeId, PeerIdentity>();
   /**
@@ -637,7 +636,6 @@ export class RaftNode {
   private noteSoftState(leader: NodeId | null, role: RaftRole): void {
     const leaderChanged = leader !== this.leader;
     this.leader = leader;
-    this.role = role;
     this.metrics.setIsLeader(role === 'leader');
     const term = this.rawNode.basicStatus().term;
     if (leaderChanged) {

@@ -50,7 +50,7 @@ export interface PeerRefusal {
 export type Purpose = 'stream' | 'snapshot';
 
 /** TCP keep-alive on every peer connection, so a peer that vanished without a FIN is noticed. */
-export const KEEP_ALIVE_MS = 5000;
+const KEEP_ALIVE_MS = 5000;
 
 function parseJsonObject(payload: Buffer): Record<string, unknown> | null {
   try {

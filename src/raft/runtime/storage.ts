@@ -53,9 +53,9 @@ import { RecordType, encodeRecord, parseSegmentFileName, scanRecords, segmentFil
 import type { RawRecord } from './wal.js';
 
 export const LOCK_FILE = 'LOCK';
-export const META_FILE = 'meta.json';
+const META_FILE = 'meta.json';
 /** Where format-1 data dirs keep their snapshot; format 2 keeps it in the segment's checkpoint. */
-export const LEGACY_SNAPSHOT_FILE = 'snapshot.snap';
+const LEGACY_SNAPSHOT_FILE = 'snapshot.snap';
 /** 2: the snapshot lives in the checkpoint record; 1: in snapshot.snap. Both are read; 2 is written. */
 const CHECKPOINT_FORMAT = 2;
 const META_FORMAT = 2;

@@ -46,7 +46,7 @@ import { RejectLog } from './reject-log.js';
 
 export type SnapshotStatus = 'finish' | 'failure';
 
-export const TRANSPORT_DEFAULTS = Object.freeze({
+const TRANSPORT_DEFAULTS = Object.freeze({
   clusterId: 'balancer',
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   /** Messages waiting per peer; the oldest are dropped beyond it (Raft retransmits what matters). */

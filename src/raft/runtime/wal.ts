@@ -11,10 +11,10 @@ import * as zlib from 'node:zlib';
  * a short or zero-filled record is a torn final write and a complete one with a bad CRC is corruption
  * (see classifyTail). The CRC covers the length, so a damaged length cannot pass as valid.
  */
-export const RECORD_MAGIC = 0x42_57_4c_31; // "BWL1"
-export const RECORD_HEADER_BYTES = 12;
+const RECORD_MAGIC = 0x42_57_4c_31; // "BWL1"
+const RECORD_HEADER_BYTES = 12;
 /** Upper bound for one record; anything longer is treated as a damaged length field. */
-export const MAX_RECORD_BYTES = 1 << 30;
+const MAX_RECORD_BYTES = 1 << 30;
 
 export const RecordType = {
   /** First record of every WAL segment: the full log state at the moment the segment was written. */
@@ -46,7 +46,7 @@ function tableCrc32(): Crc32 {
 
 // zlib.crc32 exists from Node 20.15; older 20.x releases get the table-driven version (same results).
 const nativeCrc32 = (zlib as { crc32?: Crc32 }).crc32;
-export const crc32: Crc32 = typeof nativeCrc32 === 'function' ? nativeCrc32 : tableCrc32();
+const crc32: Crc32 = typeof nativeCrc32 === 'function' ? nativeCrc32 : tableCrc32();
 
 export function encodeRecord(type: RecordTypeCode, payload: unknown): Buffer {
   const json = Buffer.from(JSON.stringify(payload), 'utf8');

@@ -94,7 +94,7 @@ const DEFAULTS = {
   faultRate: 0.04,
 };
 
-export class Simulator {
+class Simulator {
   readonly seed: number;
   private readonly rng: Random;
   private readonly options: Required<Omit<SimOptions, 'node' | 'fullTrace' | 'checkLinearizability' | 'bug' | 'membershipChanges'>>;

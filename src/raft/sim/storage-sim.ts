@@ -139,7 +139,7 @@ interface ClientOp {
   retryNow: boolean;
 }
 
-export class StorageSimulator {
+class StorageSimulator {
   private readonly rng: Random;
   private readonly options: typeof DEFAULTS;
   private readonly bug: StorageBug | undefined;
