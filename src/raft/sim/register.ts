@@ -1,9 +1,9 @@
-// The simulators' register: the replicated state machine (compare-and-set with request-id dedupe) and the client operations drawn against it.
+// The simulators' register: the replicated state machine (compare-and-set with request-id dedupe), the client operations drawn against it, and the clients' history.
 
 import { randomInt, type Random } from '../../clock.js';
 import { RequestDedupe, type DedupeSnapshot } from '../core/dedupe.js';
 import type { Entry } from '../core/types.js';
-import type { RegisterOp } from './linearizability.js';
+import type { HistoryOp, RegisterOp } from './linearizability.js';
 
 /**
  * A random client operation: a read with probability `readShare`, else a write or (40%) a compare-and-set whose
@@ -69,5 +69,44 @@ export class RegisterMachine {
     machine.applied = snapshot.applied;
     machine.dedupe = RequestDedupe.fromJSON(snapshot.dedupe);
     return machine;
+  }
+}
+
+/** What both simulators track of a client operation. */
+export interface ClientCall {
+  readonly client: number;
+  readonly op: RegisterOp;
+  readonly requestId: string;
+  /** Invocation time. */
+  readonly call: number;
+  everSubmitted: boolean;
+}
+
+/** The clients' side of a simulation: the operation each client has in flight, and the history the linearizability check reads. */
+export class ClientHistory<C extends ClientCall> {
+  readonly pending = new Map<number, C>();
+  readonly history: HistoryOp[] = [];
+  /** Request ids of acknowledged writes. */
+  readonly acknowledged = new Set<string>();
+  reads = 0;
+  timedOut = 0;
+
+  start(op: C): void {
+    this.pending.set(op.client, op);
+  }
+
+  /** The client got its answer at time `ret`. */
+  complete(op: C, ret: number, output: string | null): void {
+    this.pending.delete(op.client);
+    this.history.push({ client: op.client, op: op.op, call: op.call, ret, output });
+    if (op.op.kind === 'read') this.reads++;
+    else this.acknowledged.add(op.requestId);
+  }
+
+  /** The client stopped waiting. A write that may have reached a log may still take effect: it stays in the history as "maybe". */
+  giveUp(op: C): void {
+    this.pending.delete(op.client);
+    this.timedOut++;
+    if (op.everSubmitted && op.op.kind !== 'read') this.history.push({ client: op.client, op: op.op, call: op.call, ret: Infinity });
   }
 }

@@ -6,7 +6,7 @@ import { MemoryStorage } from '../core/storage.js';
 import type { ConfChange, Entry, Message, NodeId } from '../core/types.js';
 import { checkLinearizable, type HistoryOp, type RegisterOp } from './linearizability.js';
 import { SimNode, type AppliedRecord, type SimNodeOptions } from './node.js';
-import { drawRegisterOp } from './register.js';
+import { ClientHistory, drawRegisterOp } from './register.js';
 
 export interface SimOptions {
   readonly nodes?: number;
@@ -124,14 +124,10 @@ class Simulator {
   private readonly wasLeader = new Map<NodeId, number>();
 
   // clients
-  private readonly pending = new Map<number, ClientOp>();
-  private readonly history: HistoryOp[] = [];
+  private readonly clients = new ClientHistory<ClientOp>();
   private nextRequest = 0;
   /** Values written so far; drawRegisterOp numbers each new one. */
   private readonly values = { count: 0 };
-  private acknowledged = 0;
-  private timedOut = 0;
-  private reads = 0;
   private elections = 0;
   private crashes = 0;
   private delivered = 0;
@@ -443,7 +439,7 @@ class Simulator {
       attempts: 0,
       everSubmitted: false,
     };
-    this.pending.set(client, pending);
+    this.clients.start(pending);
     this.submit(pending);
   }
 
@@ -472,26 +468,26 @@ class Simulator {
   }
 
   private pollClients(): void {
-    for (const [client, op] of this.pending) {
+    for (const op of this.clients.pending.values()) {
       const node = this.nodes.get(op.target);
       if (node !== null && node !== undefined) {
         if (op.op.kind === 'read') {
           const state = node.readStates.find((r) => r.requestCtx === op.requestId);
           if (state !== undefined) op.readIndex = state.index;
           if (op.readIndex !== undefined && node.appliedIndex >= op.readIndex) {
-            this.complete(client, op, node.machine.value);
+            this.complete(op, node.machine.value);
             continue;
           }
         } else {
           const result = node.machine.dedupe.lookup(op.requestId);
           if (result !== undefined) {
-            this.complete(client, op, result);
+            this.complete(op, result);
             continue;
           }
         }
       }
       if (this.now >= op.deadline) {
-        this.giveUp(client, op);
+        this.giveUp(op);
       } else if (this.now % 12 === op.call % 12 && this.now !== op.call) {
         // Client-side retry, same request id, possibly another node: dedupe makes it safe.
         const alive = this.up();
@@ -501,21 +497,15 @@ class Simulator {
     }
   }
 
-  private complete(client: number, op: ClientOp, output: string | null): void {
-    this.pending.delete(client);
+  private complete(op: ClientOp, output: string | null): void {
     for (const node of this.nodes.values()) if (node !== null) node.readStates = node.readStates.filter((r) => r.requestCtx !== op.requestId);
-    this.history.push({ client, op: op.op, call: op.call, ret: this.now, output });
-    if (op.op.kind === 'read') this.reads++;
-    else this.acknowledged++;
-    this.trace(`client ${client} ${op.requestId} done: ${String(output)}`);
+    this.clients.complete(op, this.now, output);
+    this.trace(`client ${op.client} ${op.requestId} done: ${String(output)}`);
   }
 
-  private giveUp(client: number, op: ClientOp): void {
-    this.pending.delete(client);
-    this.timedOut++;
-    // A write that may have reached a log may still take effect: it stays in the history as "maybe".
-    if (op.everSubmitted && op.op.kind !== 'read') this.history.push({ client, op: op.op, call: op.call, ret: Infinity });
-    this.trace(`client ${client} ${op.requestId} timed out`);
+  private giveUp(op: ClientOp): void {
+    this.clients.giveUp(op);
+    this.trace(`client ${op.client} ${op.requestId} timed out`);
   }
 
   // ---- main loop -------------------------------------------------------------------------------
@@ -534,7 +524,7 @@ class Simulator {
     this.deliverDue();
     if (faulty) {
       for (let client = 0; client < this.options.clients; client++) {
-        if (!this.pending.has(client) && this.chance(0.3)) this.startOp(client);
+        if (!this.clients.pending.has(client) && this.chance(0.3)) this.startOp(client);
       }
     }
     this.pollClients();
@@ -564,7 +554,7 @@ class Simulator {
     for (let t = 0; t < this.options.healTicks; t++) {
       this.step(false);
       const leader = this.leader();
-      if (leader === undefined || this.pending.size > 0) continue;
+      if (leader === undefined || this.clients.pending.size > 0) continue;
       // Nodes removed from the cluster are not expected to keep up.
       const { voters, learners } = leader.raw.status().confState;
       const members = this.up().filter((n) => voters.includes(n.id) || learners.includes(n.id));
@@ -581,25 +571,25 @@ class Simulator {
           return `${n.id}:${s.role}@${s.term} commit ${s.commit} applied ${n.appliedIndex}`;
         })
         .join(', ');
-      this.fail(`no convergence within ${this.options.healTicks} ticks after healing (target ${target}; ${states}; pending ${this.pending.size})`);
+      this.fail(`no convergence within ${this.options.healTicks} ticks after healing (target ${target}; ${states}; pending ${this.clients.pending.size})`);
     }
-    for (const [client, op] of [...this.pending]) this.giveUp(client, op);
+    for (const op of [...this.clients.pending.values()]) this.giveUp(op);
     if (checkLinearizability) {
-      const result = checkLinearizable(this.history);
-      if (!result.ok) this.fail(`history is not linearizable${result.exhausted === true ? ' (search exhausted)' : ''}: ${JSON.stringify(this.history)}`);
+      const result = checkLinearizable(this.clients.history);
+      if (!result.ok) this.fail(`history is not linearizable${result.exhausted === true ? ' (search exhausted)' : ''}: ${JSON.stringify(this.clients.history)}`);
     }
     return {
       seed: this.seed,
       ticks: this.now,
       committed: this.maxCommitted,
-      acknowledged: this.acknowledged,
-      timedOut: this.timedOut,
-      reads: this.reads,
+      acknowledged: this.clients.acknowledged.size,
+      timedOut: this.clients.timedOut,
+      reads: this.clients.reads,
       elections: this.elections,
       crashes: this.crashes,
       messagesDelivered: this.delivered,
       membershipChanges: this.membershipEvents,
-      history: this.history,
+      history: this.clients.history,
       trace: this.traceLines,
     };
   }

@@ -29,8 +29,8 @@ import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../runtime/node.
 import { DiskStorage, type DiskStorageOptions, type RaftStorage } from '../runtime/storage.js';
 import type { PeerStats, PeerTransportOptions, RaftTransport } from '../runtime/transport.js';
 import { FaultFs, SimulatedCrash, type CrashLoss, type FsOperation } from './fault-fs.js';
-import { checkLinearizable, type HistoryOp, type RegisterOp } from './linearizability.js';
-import { RegisterMachine, drawRegisterOp } from './register.js';
+import { checkLinearizable, type RegisterOp } from './linearizability.js';
+import { ClientHistory, RegisterMachine, drawRegisterOp } from './register.js';
 
 export type StorageBug = 'skip-wal-fsync' | 'late-hard-state';
 
@@ -160,9 +160,7 @@ class StorageSimulator {
   private maxApplied = 0;
 
   // clients
-  private readonly pending = new Map<number, ClientOp>();
-  private readonly history: HistoryOp[] = [];
-  private readonly acknowledgedIds = new Set<string>();
+  private readonly clients = new ClientHistory<ClientOp>();
   private nextRequest = 0;
   /** Values written so far; drawRegisterOp numbers each new one. */
   private readonly values = { count: 0 };
@@ -171,8 +169,6 @@ class StorageSimulator {
   private readonly crashes = { before: 0, after: 0, between: 0 };
   private readonly crashedOperations: Record<string, number> = {};
   private restarts = 0;
-  private reads = 0;
-  private timedOut = 0;
   private snapshotsInstalled = 0;
 
   constructor(
@@ -206,7 +202,7 @@ class StorageSimulator {
       for (const proc of this.processes.values()) await this.startProcess(proc);
       for (let i = 0; i < this.options.faultSteps; i++) await this.tick(true);
       await this.heal();
-      for (const [client, op] of [...this.pending]) this.giveUp(client, op);
+      for (const op of [...this.clients.pending.values()]) this.giveUp(op);
       this.finalChecks();
     } finally {
       for (const proc of this.processes.values()) await this.kill(proc);
@@ -218,9 +214,9 @@ class StorageSimulator {
       crashedOperations: { ...this.crashedOperations },
       restarts: this.restarts,
       committed: this.maxApplied,
-      acknowledged: this.acknowledgedIds.size,
-      timedOut: this.timedOut,
-      reads: this.reads,
+      acknowledged: this.clients.acknowledged.size,
+      timedOut: this.clients.timedOut,
+      reads: this.clients.reads,
       elections: this.leaderOfTerm.size,
       snapshotsInstalled: this.snapshotsInstalled,
       trace: this.traceLines,
@@ -401,7 +397,7 @@ class StorageSimulator {
         proc.reads.set(event.context, event.index);
         break;
       case 'dropped':
-        for (const op of this.pending.values()) if (op.requestId === event.requestId && op.target === proc.id) op.retryNow = true;
+        for (const op of this.clients.pending.values()) if (op.requestId === event.requestId && op.target === proc.id) op.retryNow = true;
         break;
       case 'failed':
         // A node that fails with its disk intact found its own state broken: that is what the checks are for.
@@ -454,7 +450,7 @@ class StorageSimulator {
     if (faulty) await this.injectFaults();
     if (faulty) {
       for (let client = 0; client < this.options.clients; client++) {
-        if (!this.pending.has(client) && this.chance(0.3)) this.startOp(client);
+        if (!this.clients.pending.has(client) && this.chance(0.3)) this.startOp(client);
       }
     }
     this.pollClients(faulty);
@@ -549,7 +545,7 @@ class StorageSimulator {
       await this.tick(false);
       const nodes = this.up().map((p) => p.node!);
       const leader = nodes.find((n) => n.basicStatus().role === 'leader');
-      if (leader === undefined || this.pending.size > 0) continue;
+      if (leader === undefined || this.clients.pending.size > 0) continue;
       const goal = Math.max(this.maxApplied, leader.basicStatus().commit);
       if (nodes.length === IDS.length && nodes.every((n) => n.applied >= goal)) return;
     }
@@ -559,20 +555,20 @@ class StorageSimulator {
         return `${p.id}:${s.role}@${s.term} commit ${s.commit} applied ${p.node!.applied}`;
       })
       .join(', ');
-    this.fail(`no convergence within ${this.options.healSteps} steps after healing (applied ${this.maxApplied}; ${states}; pending ${this.pending.size})`);
+    this.fail(`no convergence within ${this.options.healSteps} steps after healing (applied ${this.maxApplied}; ${states}; pending ${this.clients.pending.size})`);
   }
 
   private finalChecks(): void {
     const values = new Set<string>();
     for (const proc of this.processes.values()) {
-      for (const requestId of this.acknowledgedIds) {
+      for (const requestId of this.clients.acknowledged) {
         if (proc.machine.dedupe.lookup(requestId) === undefined) this.fail(`acknowledged write ${requestId} is missing on ${proc.id} after healing`);
       }
       values.add(String(proc.machine.value));
     }
     if (values.size !== 1) this.fail(`nodes disagree on the final value: ${[...values].join(', ')}`);
-    const result = checkLinearizable(this.history);
-    if (!result.ok) this.fail(`history is not linearizable${result.exhausted === true ? ' (search exhausted)' : ''}: ${JSON.stringify(this.history)}`);
+    const result = checkLinearizable(this.clients.history);
+    if (!result.ok) this.fail(`history is not linearizable${result.exhausted === true ? ' (search exhausted)' : ''}: ${JSON.stringify(this.clients.history)}`);
   }
 
   // ---- clients ------------------------------------------------------------------------------------
@@ -593,7 +589,7 @@ class StorageSimulator {
       everSubmitted: false,
       retryNow: false,
     };
-    this.pending.set(client, pending);
+    this.clients.start(pending);
     this.submit(pending);
   }
 
@@ -622,25 +618,25 @@ class StorageSimulator {
   }
 
   private pollClients(faulty: boolean): void {
-    for (const [client, op] of this.pending) {
+    for (const op of this.clients.pending.values()) {
       const proc = this.processes.get(op.target)!;
       if (proc.node !== null && proc.generation === op.targetGeneration) {
         if (op.op.kind === 'read') {
           const index = proc.reads.get(op.requestId);
           if (index !== undefined && proc.node.applied >= index) {
-            this.complete(client, op, proc.machine.value);
+            this.complete(op, proc.machine.value);
             continue;
           }
         } else {
           const result = proc.machine.dedupe.lookup(op.requestId);
           if (result !== undefined) {
-            this.complete(client, op, result);
+            this.complete(op, result);
             continue;
           }
         }
       }
       if (faulty && this.step - op.call >= CLIENT_DEADLINE_STEPS) {
-        this.giveUp(client, op);
+        this.giveUp(op);
         continue;
       }
       const stale = proc.node === null || proc.generation !== op.targetGeneration;
@@ -653,20 +649,14 @@ class StorageSimulator {
     }
   }
 
-  private complete(client: number, op: ClientOp, output: string | null): void {
-    this.pending.delete(client);
-    this.history.push({ client, op: op.op, call: op.call, ret: this.step, output });
-    if (op.op.kind === 'read') this.reads++;
-    else this.acknowledgedIds.add(op.requestId);
-    this.trace(`client ${client} ${op.requestId} done: ${String(output)}`);
+  private complete(op: ClientOp, output: string | null): void {
+    this.clients.complete(op, this.step, output);
+    this.trace(`client ${op.client} ${op.requestId} done: ${String(output)}`);
   }
 
-  private giveUp(client: number, op: ClientOp): void {
-    this.pending.delete(client);
-    this.timedOut++;
-    // A write that reached a log may still take effect: it stays in the history as "maybe".
-    if (op.everSubmitted && op.op.kind !== 'read') this.history.push({ client, op: op.op, call: op.call, ret: Infinity });
-    this.trace(`client ${client} ${op.requestId} timed out`);
+  private giveUp(op: ClientOp): void {
+    this.clients.giveUp(op);
+    this.trace(`client ${op.client} ${op.requestId} timed out`);
   }
 }
 
