@@ -322,29 +322,42 @@ describe('PeerTransport', () => {
     expect(Object.keys(b!.transport.stats()).sort()).toEqual(['n3', 'n4']);
   });
 
-  it('links only to the peers it dials, and still accepts the others inbound', async () => {
-    // n1 a voter; n2 and n3 learners: a learner dials the voters, never another learner.
-    const [voter, learner, other] = await startCluster(['n1', 'n2', 'n3']);
+  it('dials the peers in dial at once and any other member only when a message is first sent to it', async () => {
+    // n1 a voter that leads; n2 and n3 learners, which dial no one at once.
+    const [voter, learner, other] = await Promise.all(['n1', 'n2', 'n3'].map((id) => startNode(id)));
     const peers = { n1: voter!.address, n2: learner!.address, n3: other!.address };
-    learner!.transport.updatePeers(peers, new Set(['n1']));
-    other!.transport.updatePeers(peers, new Set(['n1']));
-    expect(Object.keys(learner!.transport.stats())).toEqual(['n1']);
-    expect(learner!.metrics.reachable.has('n3')).toBe(false);
+    voter!.transport.updatePeers(peers, new Set());
+    learner!.transport.updatePeers(peers, new Set());
+    other!.transport.updatePeers(peers, new Set());
+    expect(Object.keys(voter!.transport.stats())).toEqual([]);
+    expect(Object.keys(learner!.transport.stats())).toEqual([]);
 
-    // The voter still reaches both learners, and each learner answers it.
+    // The leader's first message to each learner dials it; each learner's answer dials the leader back.
     voter!.transport.send([heartbeat('n1', 'n2', 1), heartbeat('n1', 'n3', 1)]);
     await learner!.inbox.until(() => learner!.inbox.items.length === 1);
     await other!.inbox.until(() => other!.inbox.items.length === 1);
     learner!.transport.send([heartbeat('n2', 'n1', 2)]);
     await voter!.inbox.until(() => voter!.inbox.items.some((m) => m.from === 'n2' && m.commit === 2));
+    expect(Object.keys(voter!.transport.stats()).sort()).toEqual(['n2', 'n3']);
+    expect(Object.keys(learner!.transport.stats())).toEqual(['n1']);
+    // The other learner never sent anything: it holds no outbound link, and n2 none to it.
+    expect(Object.keys(other!.transport.stats())).toEqual([]);
+    expect(learner!.metrics.reachable.has('n3')).toBe(false);
 
-    // Nothing goes from one learner to the other (dropped, as to an unknown peer) ...
-    learner!.transport.send([heartbeat('n2', 'n3', 3)]);
-    // ... yet n3 accepts a stream from n2 once n2 dials it again (promoted to voter).
-    learner!.transport.updatePeers(peers);
-    learner!.transport.send([heartbeat('n2', 'n3', 4)]);
-    await other!.inbox.until(() => other!.inbox.items.some((m) => m.from === 'n2'));
-    expect(other!.inbox.items.filter((m) => m.from === 'n2').map((m) => m.commit)).toEqual([4]);
+    // A message to a stranger is still dropped: only members are dialled on demand.
+    learner!.transport.send([heartbeat('n2', 'n9', 3)]);
+    expect(Object.keys(learner!.transport.stats())).toEqual(['n1']);
+
+    // The link to n1 stays when n1 leaves the dial set; it goes only when n1 leaves the members.
+    learner!.transport.updatePeers(peers, new Set());
+    expect(Object.keys(learner!.transport.stats())).toEqual(['n1']);
+    learner!.transport.updatePeers({ n2: learner!.address, n3: other!.address }, new Set());
+    expect(Object.keys(learner!.transport.stats())).toEqual([]);
+    // A link dialled at once goes when its peer leaves the dial set (a joining node that became a learner).
+    other!.transport.updatePeers(peers, new Set(['n1']));
+    expect(Object.keys(other!.transport.stats())).toEqual(['n1']);
+    other!.transport.updatePeers(peers, new Set());
+    expect(Object.keys(other!.transport.stats())).toEqual([]);
     expect(other!.metrics.count('unknown_peer')).toBe(0);
   });
 

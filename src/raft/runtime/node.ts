@@ -764,9 +764,15 @@ export class RaftNode {
   }
 
   /** A learner sends only to the leader, a voter: it dials every member but the other learners. Others dial all. */
+  /**
+   * The peers to dial at once: a voter dials the other voters (any of them may campaign or lead); a learner dials no
+   * one. Everyone else is dialled when a message is first sent to it (see PeerTransport.updatePeers): the leader
+   * reaches each learner, each learner answers its leader, and nothing else ever crosses those pairs.
+   */
   private peersToDial(addresses: Readonly<Record<NodeId, string>>): Set<NodeId> | undefined {
     const members = this.rawNode === undefined ? null : this.rawNode.status().confState;
-    if (members === null || !members.learners.includes(this.id)) return undefined;
+    if (members === null) return undefined;
+    if (members.learners.includes(this.id)) return new Set();
     return new Set(Object.keys(addresses).filter((id) => !members.learners.includes(id)));
   }
 

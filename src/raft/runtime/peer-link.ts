@@ -27,6 +27,8 @@ export class PeerLink {
   private incarnation: string | null = null;
   reachable = false;
   dropped = 0;
+  /** Made for a message rather than by the dial set: a later dial set leaves it be. */
+  onDemand = false;
 
   constructor(
     private readonly transport: LinkHost,

@@ -151,8 +151,8 @@ export class PeerTransport implements RaftTransport, InboundHost, LinkHost {
   private readonly core: TransportCore;
   private readonly options: PeerTransportOptions;
   private readonly links = new Map<string, PeerLink>();
-  /** Every member this node accepts inbound streams from (a superset of `links`). */
-  private readonly known = new Set<string>();
+  /** Every member, with the address to dial it at: this node accepts inbound streams from all of them (a superset of `links`). */
+  private readonly known = new Map<string, string>();
   private readonly inbound = new Set<ServerConnection>();
   private readonly inboundStreams = new Map<string, ServerConnection>();
   private readonly snapshotConnections = new Set<ClientConnection>();
@@ -202,7 +202,7 @@ export class PeerTransport implements RaftTransport, InboundHost, LinkHost {
     };
     for (const [id, address] of Object.entries(options.peers)) {
       if (id === options.nodeId) continue;
-      this.known.add(id);
+      this.known.set(id, address);
       this.links.set(id, new PeerLink(this, this.core, id, address));
     }
   }
@@ -239,7 +239,7 @@ export class PeerTransport implements RaftTransport, InboundHost, LinkHost {
   send(messages: readonly Message[]): void {
     if (this.state === 'stopped') return;
     for (const message of messages) {
-      const link = this.links.get(message.to);
+      const link = this.links.get(message.to) ?? this.dialOnDemand(message.to);
       if (link === undefined) {
         if (message.to !== this.nodeId) this.core.logger.debug('dropping a message to an unknown peer', { to: message.to, type: message.type });
         continue;
@@ -251,38 +251,54 @@ export class PeerTransport implements RaftTransport, InboundHost, LinkHost {
 
   /**
    * Applies a membership change: dials new peers, re-dials moved ones, drops removed ones and their connections.
-   * A member left out of `dial` keeps being accepted inbound; only our outbound link to it goes.
+   * Members in `dial` (all when it is absent) are dialled at once; any other member only when a message is first sent
+   * to it, and accepted inbound meanwhile (a link dialled at once for a member that leaves `dial` goes). A Raft node
+   * sends to learners only while it leads, and a learner only answers its leader: dialled on demand, a fleet of L
+   * learners holds about 2L connections, not 2L per voter.
    */
   updatePeers(peers: Readonly<Record<string, string>>, dial?: ReadonlySet<string>): void {
     checkPeers(peers, this.nodeId);
-    for (const id of [...this.known]) {
+    for (const id of [...this.known.keys()]) {
       if (peers[id] !== undefined && id !== this.nodeId) continue;
       this.known.delete(id);
       this.inboundStreams.get(id)?.close();
       for (const connection of this.inbound) if (connection.peer === id) connection.close();
     }
     for (const [id, link] of this.links) {
-      if (peers[id] !== undefined && id !== this.nodeId && (dial === undefined || dial.has(id))) continue;
+      if (peers[id] !== undefined && id !== this.nodeId && (dial === undefined || dial.has(id) || link.onDemand)) continue;
       link.stop();
       this.links.delete(id);
       this.options.metrics.forgetPeer(id);
     }
     for (const [id, address] of Object.entries(peers)) {
       if (id === this.nodeId) continue;
-      this.known.add(id);
-      if (dial !== undefined && !dial.has(id)) continue;
+      this.known.set(id, address);
       const existing = this.links.get(id);
       if (existing !== undefined) {
         existing.setAddress(address);
         continue;
       }
-      const link = new PeerLink(this, this.core, id, address);
-      this.links.set(id, link);
-      if (this.state === 'running') {
-        this.options.metrics.setPeerReachable(id, false);
-        link.start();
-      }
+      if (dial === undefined || dial.has(id)) this.addLink(id, address);
     }
+  }
+
+  /** The link to a member not dialled at once, made when the first message for it is sent; undefined for a stranger. */
+  private dialOnDemand(id: string): PeerLink | undefined {
+    const address = this.known.get(id);
+    if (address === undefined || this.state === 'stopped') return undefined;
+    const link = this.addLink(id, address);
+    link.onDemand = true;
+    return link;
+  }
+
+  private addLink(id: string, address: string): PeerLink {
+    const link = new PeerLink(this, this.core, id, address);
+    this.links.set(id, link);
+    if (this.state === 'running') {
+      this.options.metrics.setPeerReachable(id, false);
+      link.start();
+    }
+    return link;
   }
 
   /** Closes the listener and every connection; pending messages are dropped. Idempotent. */
