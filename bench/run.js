@@ -1,6 +1,7 @@
 // `npm run bench`: the side-by-side benchmark. Starts three local backends and every target, measures them
 // alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
-// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,fleet,strategies] [--no-instructions] [--no-save]
+// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,fleet,strategies] [--phases get,post,websocket,fixed-rate,idle,instructions]
+//        [--no-instructions] [--no-save]
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -37,6 +38,8 @@ const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
+    // The proxy phases to run for the selected targets (default all); instruction counts do not depend on the machine's load.
+    phases: { type: 'string' },
     'no-save': { type: 'boolean', default: false },
     'no-instructions': { type: 'boolean', default: false },
   },
@@ -77,7 +80,7 @@ const PHASE_TARGETS = {
   websocket: ['balancer', 'naive', 'haproxy'],
   fixedRate: ['balancer', 'naive', 'haproxy'],
   idle: ['balancer', 'naive', 'haproxy'],
-  instructions: ['balancer', 'naive', 'haproxy'],
+  instructions: ['balancer', 'naive', 'reply-from', 'haproxy'],
 };
 
 function log(message) {
@@ -498,9 +501,13 @@ async function main() {
   const selected = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : known);
   for (const id of selected) if (!known.has(id)) throw new Error(`--only: unknown target ${id} (known: ${[...known].join(', ')})`);
   const proxyTargets = TARGETS.some((t) => selected.has(t.id));
+  const PROXY_PHASES = ['get', 'post', 'websocket', 'fixed-rate', 'idle', 'instructions'];
+  const phases = new Set(flags.phases ? flags.phases.split(',').map((s) => s.trim()).filter(Boolean) : PROXY_PHASES);
+  for (const phase of phases) if (!PROXY_PHASES.includes(phase)) throw new Error(`--phases: unknown phase ${phase} (known: ${PROXY_PHASES.join(', ')})`);
+  const loadPhases = proxyTargets && PROXY_PHASES.slice(0, 5).some((phase) => phases.has(phase));
 
   const wanted = ['wrk', ...['haproxy', 'nginx'].filter((name) => selected.has(name))];
-  const { missing } = proxyTargets ? ensurePackages(wanted, log) : { missing: [] };
+  const { missing } = loadPhases ? ensurePackages(wanted, log) : { missing: [] };
   const loadTool = wrkAvailable() ? 'wrk' : 'autocannon';
   if (proxyTargets && loadTool !== 'wrk') log('wrk is unavailable: falling back to autocannon');
 
@@ -520,21 +527,21 @@ async function main() {
   const skipped = {};
   const backends = proxyTargets ? await startBackends(3) : [];
   if (proxyTargets) log(`backends on ports ${backends.map((b) => b.port).join(', ')}`);
-  const running = proxyTargets ? await startAll(selected, backends, skipped, missing) : new Map();
+  const running = loadPhases ? await startAll(selected, backends, skipped, missing) : new Map();
   const scripts = writeWrkScripts(workDir, POST_BYTES);
 
-  results.http = await measureHttp(running, loadTool, scripts, selected, skipped);
-  results.post = await measurePost(running, loadTool, scripts, selected, skipped);
-  results.websocket = await measureWebSocket(running, selected, skipped);
-  results.fixedRate = await measureFixedRate(running, selected, skipped);
-  results.idleConnections = await measureIdle(running, selected, skipped);
-  results.instructions = await measureInstructionPhase(selected, backends);
+  results.http = phases.has('get') ? await measureHttp(running, loadTool, scripts, selected, skipped) : null;
+  results.post = phases.has('post') ? await measurePost(running, loadTool, scripts, selected, skipped) : null;
+  results.websocket = phases.has('websocket') ? await measureWebSocket(running, selected, skipped) : null;
+  results.fixedRate = phases.has('fixed-rate') ? await measureFixedRate(running, selected, skipped) : null;
+  results.idleConnections = phases.has('idle') ? await measureIdle(running, selected, skipped) : null;
+  results.instructions = phases.has('instructions') ? await measureInstructionPhase(selected, backends) : null;
   results.cluster = await measureCluster(selected);
   results.fleet = await measureFleet(selected);
   results.strategies = await measureStrategies(selected);
   results.skipped = skipped;
   results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));
-  results.targets = proxyTargets ? evaluateTargets(results) : null;
+  results.targets = loadPhases ? evaluateTargets(results) : null;
   results.machine.loadAverageAfter = loadAverage();
   results.durationSeconds = (Date.now() - started.getTime()) / 1000;
 
@@ -543,15 +550,15 @@ async function main() {
   process.stdout.write(`\n${markdown}\n`);
   if (!flags['no-save']) {
     mkdirSync(RESULTS_DIR, { recursive: true });
-    const partial = flags.quick || flags.only;
-    const file = join(RESULTS_DIR, `${stamp(started)}${flags.quick ? '-quick' : ''}${flags.only ? '-partial' : ''}.json`);
+    const partial = flags.quick || flags.only || flags.phases;
+    const file = join(RESULTS_DIR, `${stamp(started)}${flags.quick ? '-quick' : ''}${flags.only || flags.phases ? '-partial' : ''}.json`);
     const text = `${JSON.stringify(results, null, 2)}\n`;
     writeFileSync(file, text);
     // latest.json feeds docs/benchmarks.md, so only a full run of every target replaces it; a full-mode run that measured
-    // the cluster, the fleet or the strategies replaces just those sections of latest.json (each carries its own date and machine).
+    // the cluster, the fleet, the strategies or the instruction counts replaces just those sections of latest.json (each carries its own date and machine).
     const latest = join(RESULTS_DIR, 'latest.json');
     let note = ' and bench/results/latest.json';
-    const sections = ['cluster', 'fleet', 'strategies'].filter((name) => results[name]);
+    const sections = ['cluster', 'fleet', 'strategies', 'instructions'].filter((name) => results[name]);
     if (!partial) writeFileSync(latest, text);
     else if (!flags.quick && sections.length > 0 && existsSync(latest)) {
       const merged = JSON.parse(readFileSync(latest, 'utf8'));
