@@ -316,10 +316,11 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
     route('/api/v1/pools/:pool/backends', {
       POST: async ({ req, res, params, body }) => {
         const pool = params['pool']!;
-        const input = fields<{ url: string; weight?: number; id?: string }>((await body(JSON_MEDIA_TYPES)).value, {
+        const input = fields<{ url: string; weight?: number; id?: string; backup?: boolean }>((await body(JSON_MEDIA_TYPES)).value, {
           url: { type: 'string', required: true },
           weight: { type: 'number' },
           id: { type: 'string' },
+          backup: { type: 'boolean' },
         });
         const result = await control.addBackend(pool, input, { origin: changeOrigin(req), ...idempotencyKey(req) });
         logger.info('backend added through the admin API', { pool, backend: result.backend.id, version: result.version, requestId: result.requestId });

@@ -40,6 +40,7 @@ main { padding: 20px 24px 40px; max-width: 1400px; margin: 0 auto; }
 section.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; margin-bottom: 20px; overflow: hidden; }
 section.panel > h2 { font-size: 15px; margin: 0; padding: 12px 16px; border-bottom: 1px solid var(--line); display: flex; gap: 12px; align-items: baseline; }
 section.panel > h2 small { color: var(--muted); font-weight: 400; font-size: 13px; }
+.role { font-size: 11px; font-weight: 400; padding: 0 6px; border-radius: 8px; border: 1px solid currentColor; opacity: 0.75; }
 .tag { font-size: 11px; font-weight: 600; padding: 1px 8px; border-radius: 10px; background: var(--down-bg); color: var(--down); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; }
@@ -310,12 +311,22 @@ const SCRIPT = `
     ]);
   }
 
+  // The strategy with what it hashes on and its sticky cookie (the CLI's strategyText, for the browser).
+  function strategyText(pool) {
+    var text = pool.strategy;
+    var on = pool.hashOn;
+    if (on) text += ' on ' + (on === 'sourceIp' ? 'sourceIp' : on.header ? 'header ' + on.header : on.cookie ? 'cookie ' + on.cookie : 'query ' + on.query);
+    if (pool.stickyCookie) text += ', sticky cookie ' + pool.stickyCookie;
+    return text;
+  }
+
   function renderPools(status, perBackend) {
     var container = $('pools');
     var fragment = document.createDocumentFragment();
     var totals = { rps: 0, req: 0, err: 0, up: 0, all: 0, failing: 0 };
     status.pools.forEach(function (pool) {
-      var title = el('h2', { id: 'pool-' + pool.name }, [pool.name, ' ', el('small', { text: pool.strategy })]);
+      var title = el('h2', { id: 'pool-' + pool.name }, [pool.name, ' ', el('small', { 'data-strategy': pool.strategy, text: strategyText(pool) })]);
+      if (pool.backupsServing) title.appendChild(el('span', { className: 'tag', 'data-backups-serving': 'true', text: 'backups serving' }));
       if (pool.panic) title.appendChild(el('span', { className: 'tag', text: 'panic mode' }));
       var head = el('tr', null, ['Backend', 'URL', 'State', 'Weight', 'Effective', 'In-flight', 'Req/s', '5xx', 'p50', 'p99', 'EWMA', 'Detail'].map(function (h, i) {
         var th = el('th', { scope: 'col', className: i >= 3 && i <= 10 ? 'num' : '', text: h });
@@ -333,7 +344,7 @@ const SCRIPT = `
         var detail = b.reason || (b.lastCheck ? (b.lastCheck.ok ? 'check ok' : 'check failed: ' + b.lastCheck.detail) : '');
         var errCell = el('td', { className: 'num' + (r.errorRate > 0.05 ? ' bad' : ''), text: fmtPct(r.errorRate) });
         body.appendChild(el('tr', { 'data-pool': pool.name, 'data-backend': b.id }, [
-          el('th', { scope: 'row', text: b.id }),
+          el('th', { scope: 'row' }, b.backup ? [b.id, ' ', el('span', { className: 'role', 'data-backup': 'true', text: 'backup' })] : [b.id]),
           el('td', { className: 'url', text: b.url }),
           el('td', { 'data-state': b.state }, [el('span', { className: 'state state-' + b.state, text: STATE_TEXT[b.state] || b.state })]),
           el('td', { className: 'num', text: String(b.weight) }),

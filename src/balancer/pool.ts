@@ -13,8 +13,10 @@ import { HealthChecker } from '../health/checker.js';
 import { createProbe, type Probe, type ProbeResult } from '../health/probe.js';
 import type { Logger } from '../log.js';
 import type { BackendMetrics, Metrics } from '../metrics/types.js';
+import { pickWithAffinity, type PickRequest } from './affinity.js';
 import { LatencyEwma, type LatencyEwmaOptions } from './latency-ewma.js';
 import { retryBudgetAllows } from './retry-budget.js';
+import { StickyTable } from './sticky.js';
 import { readUpstreamTls, type UpstreamTlsMaterial } from './upstream-tls.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
 import type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
@@ -89,9 +91,17 @@ export class BackendRuntime implements Candidate {
     return this.config.drain ? 'draining' : this.live.health.state;
   }
 
-  /** Eligible for new requests: up and not draining, or in panic mode anything not draining. */
+  /**
+   * Eligible for new requests: in the tier that serves (primaries, or backups while no primary is up), not draining,
+   * and up, or anything of that tier not draining in panic mode.
+   */
   get available(): boolean {
-    return !this.config.drain && (this.live.health.state === 'up' || this.pool.panic);
+    return !this.config.drain && this.config.backup === this.pool.backupsServing && (this.live.health.state === 'up' || this.pool.panic);
+  }
+
+  /** The configured weight: what consistent-hash tables are built from. */
+  get weight(): number {
+    return this.config.weight;
   }
 
   get effectiveWeight(): number {
@@ -131,11 +141,15 @@ export class PoolRuntime {
   readonly tls: UpstreamTlsMaterial;
   private readonly deps: PoolDeps;
   private readonly strategy: Strategy;
+  /** The pool's sticky cookie values, when it has sticky sessions. */
+  readonly sticky: StickyTable | null;
   private readonly byId = new Map<string, BackendRuntime>();
   private readonly listeners = new Set<StateChangeListener>();
   /** Shared across generations so retries started before a swap still count against the budget. */
   private readonly retries: { inFlight: number };
   private panicMode = false;
+  /** No primary backend is up and a backup is: the backups serve. */
+  private servingBackups = false;
   private started = false;
   private stopped = false;
   private checker: HealthChecker | undefined;
@@ -163,7 +177,8 @@ export class PoolRuntime {
     this.config = config;
     this.deps = deps;
     this.tls = readUpstreamTls(config);
-    this.strategy = createStrategy(config.strategy, deps.random);
+    this.strategy = createStrategy(config.strategy, deps.random, { ringSize: config.ringSize });
+    this.sticky = config.sticky === null ? null : new StickyTable(config.sticky, config.name, config.backends.map((backend) => backend.id));
     this.retries = previous?.retries ?? { inFlight: 0 };
     if (deps.onStateChange !== undefined) this.listeners.add(deps.onStateChange);
 
@@ -192,6 +207,7 @@ export class PoolRuntime {
     this.backends = backends;
     this.carried = carried;
     this.panicMode = previous?.panicMode ?? false;
+    this.servingBackups = previous?.servingBackups ?? false;
     this.updatePanic();
   }
 
@@ -199,11 +215,19 @@ export class PoolRuntime {
     return this.panicMode;
   }
 
-  /** Picks a backend for a new request (or a retry, with the backends already tried in `excluded`). */
-  pick(excluded?: ReadonlySet<string>): BackendRuntime | undefined {
-    // Drain, health, ejection and panic are all folded into each backend's `available`, and slow start into
+  /** Whether the backup backends serve (no primary is up) rather than the primaries. */
+  get backupsServing(): boolean {
+    return this.servingBackups;
+  }
+
+  /**
+   * Picks a backend for a new request (or a retry, with the backends already tried in `excluded`); `request` carries
+   * its hash key and sticky cookie when the pool uses them.
+   */
+  pick(excluded?: ReadonlySet<string>, request?: PickRequest): BackendRuntime | undefined {
+    // Drain, health, ejection, backups and panic are all folded into each backend's `available`, and slow start into
     // its effectiveWeight, so the strategy walks the pool's own array: no copy per pick.
-    return this.strategy.pick(this.backends, excluded) as BackendRuntime | undefined;
+    return pickWithAffinity(this.strategy, this.backends, this.sticky, this.byId, excluded, request);
   }
 
   get(id: string): BackendRuntime | undefined {
@@ -331,7 +355,10 @@ export class PoolRuntime {
     return {
       name: this.name,
       strategy: this.config.strategy,
+      ...(this.config.hashOn === null ? {} : { hashOn: this.config.hashOn }),
+      ...(this.config.sticky === null ? {} : { stickyCookie: this.config.sticky.cookie }),
       panic: this.panicMode,
+      backupsServing: this.servingBackups,
       backends: this.backends.map((backend): BackendStatus => {
         const health = backend.live.health;
         const last = health.lastCheck;
@@ -341,6 +368,7 @@ export class PoolRuntime {
           url: backend.config.url,
           weight: backend.config.weight,
           effectiveWeight: backend.effectiveWeight,
+          backup: backend.config.backup,
           state: backend.state,
           inflight: backend.inflight,
           latencyEwmaMs: backend.latency.estimateMs(),
@@ -440,16 +468,39 @@ export class PoolRuntime {
     }
   }
 
-  /** Envoy's panic mode: below the threshold share of healthy backends, spread over all non-draining ones. */
+  /**
+   * Which tier serves, and whether in Envoy's panic mode. The primaries serve while any of them is up; when none is,
+   * the backups that are up take over (HAProxy's backup servers); only when no backup is up either does panic mode
+   * spread traffic over the primaries that are down. Panic is judged within the serving tier: below the threshold
+   * share of healthy backends, traffic spreads over all of that tier's non-draining ones.
+   */
   private updatePanic(): void {
     const threshold = this.config.panicThresholdPercent;
-    let serving = 0;
-    let healthy = 0;
+    let primaries = 0;
+    let primariesUp = 0;
+    let backups = 0;
+    let backupsUp = 0;
     for (const backend of this.backends) {
       if (backend.config.drain) continue;
-      serving++;
-      if (backend.live.health.state === 'up') healthy++;
+      const up = backend.live.health.state === 'up';
+      if (backend.config.backup) {
+        backups++;
+        if (up) backupsUp++;
+      } else {
+        primaries++;
+        if (up) primariesUp++;
+      }
     }
+    // A pool of backups only (or whose primaries all drain) is served by its backups.
+    const useBackups = primariesUp === 0 && (backupsUp > 0 || primaries === 0);
+    if (useBackups !== this.servingBackups) {
+      this.servingBackups = useBackups;
+      const fields = { pool: this.name, primariesUp, primaries, backupsUp, backups };
+      if (useBackups) this.deps.logger.warn('no primary backend is up: the backup backends serve', fields);
+      else this.deps.logger.info('a primary backend is up: the primaries serve again', fields);
+    }
+    const serving = useBackups ? backups : primaries;
+    const healthy = useBackups ? backupsUp : primariesUp;
     const panic = threshold > 0 && serving > 0 && healthy * 100 < threshold * serving;
     if (panic === this.panicMode) return;
     this.panicMode = panic;

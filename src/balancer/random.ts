@@ -40,3 +40,20 @@ export function nthEligible(
   }
   return undefined;
 }
+
+/** A random eligible candidate, each as likely as its effective weight: what hashing strategies do for a request without a key. */
+export function pickWeightedRandom(random: Random, candidates: readonly Candidate[], excluded: ReadonlySet<string> | undefined): Candidate | undefined {
+  let total = 0;
+  for (const candidate of candidates) if (isEligible(candidate, excluded)) total += candidate.effectiveWeight;
+  if (total <= 0) return undefined;
+  let point = random.next() * total;
+  let last: Candidate | undefined;
+  for (const candidate of candidates) {
+    if (!isEligible(candidate, excluded)) continue;
+    last = candidate;
+    point -= candidate.effectiveWeight;
+    if (point < 0) return candidate;
+  }
+  // Floating-point sums can leave a sliver past the last one.
+  return last;
+}

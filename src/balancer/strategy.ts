@@ -1,8 +1,10 @@
-// The load-balancing strategy interface, the candidate shape strategies see, and the factory for all five.
+// The load-balancing strategy interface, the candidate shape strategies see, and the factory for all of them.
 
 import type { Random } from '../clock.js';
-import type { StrategyName } from '../config/schema.js';
+import { DEFAULTS, type StrategyName } from '../config/schema.js';
 import { LeastRequestStrategy } from './least-request.js';
+import { MaglevStrategy } from './maglev.js';
+import { RingHashStrategy } from './ring-hash.js';
 import { PeakEwmaStrategy } from './peak-ewma.js';
 import { RandomStrategy } from './random.js';
 import { RoundRobinStrategy } from './round-robin.js';
@@ -17,6 +19,8 @@ export interface Candidate {
   readonly available: boolean;
   /** Configured weight scaled by slow start; may be fractional, always > 0. */
   readonly effectiveWeight: number;
+  /** The configured weight, which hash tables are built from (effectiveWeight when absent, as in tests). */
+  readonly weight?: number;
   readonly inflight: number;
   /** The backend's latency as measured so far (LatencyEwma); peak-ewma picks by it, the others ignore it. */
   readonly latency: LatencyView;
@@ -36,11 +40,18 @@ export interface Strategy {
    * Chooses one candidate that is available and not in `excluded`, or undefined when none is.
    * Strategies may keep per-candidate state between calls; they re-key it by id when a different
    * candidates array is passed, so callers should pass the same array while the set is unchanged.
+   * `key` is the request's hash key (hashKey in request-key.ts) when the pool hashes on something and the
+   * request has it; ring-hash and maglev pick by it, the others ignore it.
    */
-  pick(candidates: readonly Candidate[], excluded?: ReadonlySet<string>): Candidate | undefined;
+  pick(candidates: readonly Candidate[], excluded?: ReadonlySet<string>, key?: number): Candidate | undefined;
 }
 
-export function createStrategy(name: StrategyName, random: Random): Strategy {
+export interface StrategyOptions {
+  /** ring-hash: points per backend of the highest weight (the pool's ringSize). */
+  readonly ringSize?: number;
+}
+
+export function createStrategy(name: StrategyName, random: Random, options: StrategyOptions = {}): Strategy {
   switch (name) {
     case 'random':
       return new RandomStrategy(random);
@@ -52,5 +63,9 @@ export function createStrategy(name: StrategyName, random: Random): Strategy {
       return new LeastRequestStrategy(random);
     case 'peak-ewma':
       return new PeakEwmaStrategy(random);
+    case 'ring-hash':
+      return new RingHashStrategy(random, options.ringSize ?? DEFAULTS.ringSize);
+    case 'maglev':
+      return new MaglevStrategy(random);
   }
 }

@@ -25,14 +25,15 @@ export async function backendsAddCommand(
   opts: ClientOptions,
   pool: string,
   url: string,
-  extra: { weight?: number; id?: string } = {},
+  extra: { weight?: number; id?: string; backup?: boolean } = {},
 ): Promise<ExitCode> {
   const result = await call(opts, 'POST', `/api/v1/pools/${segment(pool)}/backends`, { url, ...extra });
   if (!result.ok) return result.code;
   if (opts.json) printJson(opts, result.body);
   else {
     const { version, backend } = result.body as { version: number; backend: { id: string; url: string; weight: number } };
-    opts.out.write(`added backend ${backend.id} (${backend.url}, weight ${backend.weight}) to pool ${pool}; config version ${version}\n`);
+    const role = extra.backup === true ? ', backup' : '';
+    opts.out.write(`added backend ${backend.id} (${backend.url}, weight ${backend.weight}${role}) to pool ${pool}; config version ${version}\n`);
   }
   return EXIT_CODES.ok;
 }
@@ -258,11 +259,13 @@ export function registerClientCommands(
   connection(backends.command('add').argument('<pool>').argument('<url>').description('add a backend to a pool'))
     .option('--weight <n>', 'weight (default 1)')
     .option('--id <id>', 'backend id (default host:port)')
+    .option('--backup', 'a backup backend: it serves only while no primary backend of the pool is up')
     .action(
-      run((opts, pool: string, url: string, flags: { weight?: string; id?: string }) =>
+      run((opts, pool: string, url: string, flags: { weight?: string; id?: string; backup?: boolean }) =>
         backendsAddCommand(opts, pool, url, {
           ...(flags.weight === undefined ? {} : { weight: parseWeight(flags.weight) }),
           ...(flags.id === undefined ? {} : { id: flags.id }),
+          ...(flags.backup === true ? { backup: true } : {}),
         }),
       ),
     );

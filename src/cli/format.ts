@@ -1,6 +1,16 @@
 // Terminal output of the client commands: aligned tables and colour that appears only on a TTY without NO_COLOR.
 
 import type { Writable } from 'node:stream';
+import { hashOnText } from '../config/schema.js';
+import type { PoolStatusView } from '../control/types.js';
+
+/** A pool's strategy as status lines show it: with the key it hashes on and its sticky cookie, when it has them. */
+export function strategyText(pool: PoolStatusView): string {
+  let text = pool.strategy;
+  if (pool.hashOn !== undefined) text += ` on ${hashOnText(pool.hashOn)}`;
+  if (pool.stickyCookie !== undefined) text += `, sticky cookie ${pool.stickyCookie}`;
+  return text;
+}
 
 export type Colour = 'green' | 'red' | 'yellow' | 'blue' | 'dim' | 'bold';
 

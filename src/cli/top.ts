@@ -6,7 +6,7 @@
 import { parseRequestCounters, requestRates, sumCounters, type RequestCounters, type RequestRates } from '../metrics/request-counters.js';
 import type { NodeStatus } from '../control/types.js';
 import { adminBaseUrl, call, EXIT_CODES, type ClientOptions, type ExitCode } from './admin-call.js';
-import { paint, stateCell, table, wantsColour, type Cell } from './format.js';
+import { paint, stateCell, strategyText, table, wantsColour, type Cell } from './format.js';
 
 export interface TopOptions {
   readonly intervalMs: number;
@@ -84,7 +84,7 @@ function renderScreen(view: TopView, colour: boolean): string {
     const up = pool.backends.filter((b) => b.state === 'up').length;
     rows.push([
       { text: pool.name, colour: 'bold' },
-      { text: `${pool.strategy}${pool.panic ? ' PANIC' : ''}`, colour: pool.panic ? 'red' : 'dim' },
+      { text: `${strategyText(pool)}${pool.backupsServing === true ? ' BACKUPS' : ''}${pool.panic ? ' PANIC' : ''}`, colour: pool.panic ? 'red' : pool.backupsServing === true ? 'yellow' : 'dim' },
       { text: `${up}/${pool.backends.length} up`, colour: up < pool.backends.length ? 'yellow' : 'dim' },
       fmtRate(total?.requestsPerSecond),
       total?.errorRatio ? { text: fmtPct(total.errorRatio), colour: 'red' } : fmtPct(total?.errorRatio),

@@ -2,7 +2,7 @@
 
 import type { BackendStatus, ClusterStatus, NodeStatus } from '../control/types.js';
 import { describeSource, type HistorySummary } from '../control/history.js';
-import { paint, stateCell, table, type Cell } from './format.js';
+import { paint, stateCell, strategyText, table, type Cell } from './format.js';
 
 function backendDetail(b: BackendStatus): string {
   if (b.reason !== '') return b.reason;
@@ -42,7 +42,8 @@ export function formatStatus(status: NodeStatus, colour: boolean): string {
   parts.push(`${paint('node', 'dim', colour)} ${status.node}  ${paint('config', 'dim', colour)} v${status.version}  ${ready}\n`);
   for (const pool of status.pools) {
     const panic = pool.panic ? '  ' + paint('PANIC: too few healthy backends, spreading over all', 'red', colour) : '';
-    parts.push(`\n${paint('pool', 'dim', colour)} ${paint(pool.name, 'bold', colour)}  ${pool.strategy}${panic}\n`);
+    const backups = pool.backupsServing === true ? '  ' + paint('BACKUPS SERVING: no primary backend is up', 'yellow', colour) : '';
+    parts.push(`\n${paint('pool', 'dim', colour)} ${paint(pool.name, 'bold', colour)}  ${strategyText(pool)}${backups}${panic}\n`);
     if (pool.backends.length === 0) {
       parts.push('  (no backends)\n');
       continue;
@@ -59,7 +60,7 @@ export function formatStatus(status: NodeStatus, colour: boolean): string {
           { header: 'DETAIL' },
         ],
         pool.backends.map((b) => [
-          b.id,
+          b.backup === true ? `${b.id} (backup)` : b.id,
           b.url,
           stateCell(b.state),
           String(b.weight),

@@ -1,6 +1,18 @@
 // What balancer.yaml may contain, section by section: the one description the validator, the JSON Schema and write-back share.
 
-import { DEFAULTS, RETRY_CONDITIONS, STRATEGY_NAMES, UPSTREAM_PROTOCOLS, type HeaderMatch, type LogLevelName, type RedirectStatus, type UpstreamProtocol } from './schema.js';
+import {
+  DEFAULTS,
+  HASH_STRATEGIES,
+  RETRY_CONDITIONS,
+  SAME_SITE_VALUES,
+  STRATEGY_NAMES,
+  UPSTREAM_PROTOCOLS,
+  type HashOn,
+  type HeaderMatch,
+  type LogLevelName,
+  type RedirectStatus,
+  type UpstreamProtocol,
+} from './schema.js';
 import { captureGroupCount, unsafeRegexReason } from './route-regex.js';
 import { normalizePath } from '../proxy/normalize-path.js';
 import { HEADER_VARIABLES, UNSETTABLE_HEADERS, unknownVariables } from '../proxy/header-rules.js';
@@ -8,6 +20,7 @@ import {
   INVALID,
   boolean,
   describeValue,
+  didYouMean,
   duration,
   formatDuration,
   formatPath,
@@ -333,7 +346,7 @@ const backendSpec = object(
   {
     url: required(string({ parse: parseBackendUrl, description: 'Origin of the backend: http(s)://host[:port], no path.' })),
     weight: withDefault(
-      integer(1, MAX_WEIGHT, 'Relative share of traffic for weighted, least-request and peak-ewma.', 'must be a positive integer up to 10000'),
+      integer(1, MAX_WEIGHT, 'Relative share of traffic for weighted, least-request and peak-ewma, and of the keys for ring-hash and maglev.', 'must be a positive integer up to 10000'),
       DEFAULTS.weight as number,
     ),
     id: optional(
@@ -345,6 +358,10 @@ const backendSpec = object(
       }),
     ),
     drain: withDefault(boolean('A draining backend gets no new requests; in-flight ones finish.'), false),
+    backup: withDefault(
+      boolean('A backup gets traffic only while no primary (non-backup) backend of the pool is up: before panic mode spreads traffic over the primaries that are down.'),
+      false,
+    ),
   },
   { description: 'One upstream server.' },
 );
@@ -370,6 +387,97 @@ const backendsSpec = list(backendSpec, {
   },
 });
 
+// ---------------------------------------------------------------- request values: what hashing strategies and sticky sessions read
+
+const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const headerName = string({ pattern: HEADER_NAME_PATTERN, patternHint: 'must be an HTTP header name', parse: (value) => ({ value: value.toLowerCase() }) });
+/** RFC 6265: a cookie name is an HTTP token, like a header name (but its case matters). */
+const cookieName = string({ pattern: HEADER_NAME_PATTERN, maxLength: 256, patternHint: "must be a cookie name (letters, digits and !#$%&'*+.^_`|~-)" });
+const queryName = string({ maxLength: 256 });
+
+const HASH_ON_FORMS = 'sourceIp, {header: NAME}, {cookie: NAME} or {query: NAME}';
+const hashOnMappingSpec = object(
+  { header: optional(headerName), cookie: optional(cookieName), query: optional(queryName) },
+  {
+    check(value, path, ctx) {
+      const given = [value.header, value.cookie, value.query].filter((item) => item !== undefined).length;
+      if (given !== 1) ctx.report(path, `set exactly one of header, cookie and query (got ${given === 0 ? 'none' : 'more than one'}), or use sourceIp`);
+    },
+  },
+);
+const HASH_ON_DESCRIPTION =
+  'The request value ring-hash and maglev hash: {header: NAME}, {cookie: NAME}, {query: NAME} (the first value when repeated), or sourceIp (the client address, read from X-Forwarded-For only past trustedProxies). A request without it gets a random backend.';
+
+export const hashOnSpec: LeafSpec<HashOn> = leaf<HashOn>({
+  description: HASH_ON_DESCRIPTION,
+  decode(value, path, ctx) {
+    if (value === 'sourceIp') return 'sourceIp';
+    if (typeof value === 'string' || typeof value !== 'object' || value === null || Array.isArray(value)) {
+      const hint = typeof value === 'string' ? didYouMean(value, ['sourceIp']) : '';
+      ctx.report(path, `must be ${HASH_ON_FORMS}, got ${describeValue(value)}${hint}`);
+      return INVALID;
+    }
+    const decoded = hashOnMappingSpec.decode(value, path, ctx);
+    if (decoded === INVALID) return INVALID;
+    if (decoded.header !== undefined) return { header: decoded.header };
+    if (decoded.cookie !== undefined) return { cookie: decoded.cookie };
+    return { query: decoded.query! };
+  },
+  encode: (value) => (value === 'sourceIp' ? 'sourceIp' : { ...value }),
+  schema: () => ({
+    description: HASH_ON_DESCRIPTION,
+    anyOf: [
+      { const: 'sourceIp' },
+      object({ header: required(headerName) }).schema(),
+      object({ cookie: required(cookieName) }).schema(),
+      object({ query: required(queryName) }).schema(),
+    ],
+  }),
+});
+
+/** Envoy's largest ring: more points cost memory and build time on every config change. */
+export const MAX_RING_POINTS = 8_388_608;
+
+const stickySpec = object(
+  {
+    cookie: required(cookieName),
+    ttl: optional(duration({ min: 1_000, description: "The cookie's lifetime (Max-Age), in whole seconds; without it the cookie lasts the browser session." })),
+    secure: withDefault(boolean('Secure attribute: browsers send the cookie back only over HTTPS.'), false),
+    httpOnly: withDefault(boolean('HttpOnly attribute: scripts in the page cannot read the cookie.'), DEFAULTS.stickyHttpOnly as boolean),
+    sameSite: optional(oneOf(SAME_SITE_VALUES, 'SameSite attribute (default: none sent, which browsers treat as Lax).')),
+  },
+  {
+    description:
+      "Sticky sessions: the first answer sets a cookie naming its backend (an opaque hash of the backend id, never its address); requests that bring it back go to that backend while it is available, and to another one, with a new cookie, when it is not. Works with any strategy.",
+    check(value, path, ctx) {
+      if (value.ttl !== undefined && value.ttl % 1_000 !== 0) ctx.report([...path, 'ttl'], `must be whole seconds (cookies count Max-Age in seconds), got ${formatDuration(value.ttl)}`);
+      if (value.sameSite === 'None' && !value.secure) ctx.report([...path, 'sameSite'], 'SameSite=None needs secure: true (browsers drop such a cookie without Secure)');
+    },
+  },
+);
+
+/** hashOn and ringSize belong to the strategies that use them: a key the strategy would ignore is a mistake worth saying. */
+function checkHashing(
+  value: { readonly strategy: string; readonly hashOn: HashOn | undefined; readonly ringSize: number | undefined; readonly backends: readonly unknown[] },
+  path: Path,
+  ctx: DecodeContext,
+): void {
+  const hashes = (HASH_STRATEGIES as readonly string[]).includes(value.strategy);
+  if (hashes && value.hashOn === undefined) ctx.report([...path, 'strategy'], `strategy ${value.strategy} picks by a hash of a request value: add hashOn: ${HASH_ON_FORMS}`);
+  if (!hashes && value.hashOn !== undefined) ctx.report([...path, 'hashOn'], `hashOn is read only by strategies ${HASH_STRATEGIES.join(' and ')}; this pool's strategy is ${value.strategy}`, 'key');
+  if (value.ringSize !== undefined && value.strategy !== 'ring-hash') {
+    ctx.report([...path, 'ringSize'], `ringSize is read only by strategy ring-hash; this pool's strategy is ${value.strategy}`, 'key');
+    return;
+  }
+  const ringSize = value.ringSize ?? DEFAULTS.ringSize;
+  if (value.strategy === 'ring-hash' && ringSize * value.backends.length > MAX_RING_POINTS) {
+    ctx.report(
+      [...path, value.ringSize === undefined ? 'strategy' : 'ringSize'],
+      `${ringSize} points for each of ${value.backends.length} backends exceed the ring's ${MAX_RING_POINTS} points; set ringSize to at most ${Math.floor(MAX_RING_POINTS / value.backends.length)}`,
+    );
+  }
+}
+
 export const poolSpec = object(
   {
     strategy: withDefault(oneOf(STRATEGY_NAMES, 'How a backend is picked for each request.'), DEFAULTS.strategy),
@@ -378,6 +486,11 @@ export const poolSpec = object(
       'http1' as UpstreamProtocol,
     ),
     backends: withDefault(backendsSpec, []),
+    hashOn: optional(hashOnSpec),
+    ringSize: optional(
+      integer(1, 65_536, `Points on the ring for each backend of the pool's highest weight (lighter backends get proportionally fewer); more points spread keys more evenly (default ${DEFAULTS.ringSize}).`),
+    ),
+    sticky: optional(stickySpec),
     healthCheck: optional(healthCheckSpec),
     outlierDetection: optional(outlierDetectionSpec),
     timeouts: optional(timeoutsSpec),
@@ -396,6 +509,7 @@ export const poolSpec = object(
   {
     description: 'A named group of backends.',
     check(value, path, ctx) {
+      checkHashing(value, path, ctx);
       value.backends.forEach((backend, index) => {
         const https = backend.url.startsWith('https:');
         if (value.protocol === 'h2c' && https) ctx.report([...path, 'backends', index, 'url'], 'protocol h2c is HTTP/2 without TLS: use an http:// URL, or protocol h2 for https backends');
@@ -411,7 +525,6 @@ export const poolSpec = object(
 // ---------------------------------------------------------------- routes
 
 export const ROUTE_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
-const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const METHOD_PATTERN = /^[A-Z][A-Z_-]*$/;
 
 /** A list check: no entry twice, and not empty (unless its entries were refused, which is reported already). */
@@ -453,7 +566,6 @@ function routePath(description: string): LeafSpec<string> {
   return string({ pattern: /^\/\S*$/, patternHint: 'must start with / and contain no spaces', parse: parseRoutePath, description });
 }
 
-const headerName = string({ pattern: HEADER_NAME_PATTERN, patternHint: 'must be an HTTP header name', parse: (value) => ({ value: value.toLowerCase() }) });
 
 const headerConditionSpec = object(
   {

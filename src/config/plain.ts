@@ -1,7 +1,7 @@
 // The file-shaped JSON form of routes and pools (defaults left out): what GET /api/v1/config returns and Raft commands carry.
 
 import { DEFAULTS, defaultHealthCheckTimeoutMs, type BackendConfig, type HeaderRules, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
-import { defaultBackendId, expectedStatusesSpec, headerMatchSpec } from './file-spec.js';
+import { defaultBackendId, expectedStatusesSpec, hashOnSpec, headerMatchSpec } from './file-spec.js';
 import { formatDuration, formatSize, type JsonValue } from './spec.js';
 
 export type PlainObject = { [key: string]: JsonValue };
@@ -25,6 +25,7 @@ function plainBackend(backend: BackendConfig): PlainObject {
   setUnlessDefault(out, 'weight', backend.weight, DEFAULTS.weight);
   setUnlessDefault(out, 'id', backend.id, defaultBackendId(backend.url));
   setUnlessDefault(out, 'drain', backend.drain, false);
+  setUnlessDefault(out, 'backup', backend.backup, false);
   return out;
 }
 
@@ -54,6 +55,17 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   const out: PlainObject = {};
   setUnlessDefault(out, 'strategy', pool.strategy, DEFAULTS.strategy);
   out['backends'] = pool.backends.map(plainBackend);
+  if (pool.hashOn !== null) out['hashOn'] = hashOnSpec.encode(pool.hashOn);
+  if (pool.strategy === 'ring-hash') setUnlessDefault(out, 'ringSize', pool.ringSize, DEFAULTS.ringSize);
+  if (pool.sticky !== null) {
+    const { cookie, ttlMs, secure, httpOnly, sameSite } = pool.sticky;
+    const sticky: PlainObject = { cookie };
+    if (ttlMs !== null) sticky['ttl'] = formatDuration(ttlMs);
+    setUnlessDefault(sticky, 'secure', secure, false);
+    setUnlessDefault(sticky, 'httpOnly', httpOnly, DEFAULTS.stickyHttpOnly);
+    if (sameSite !== null) sticky['sameSite'] = sameSite;
+    out['sticky'] = sticky;
+  }
   if (pool.healthCheck !== null) out['healthCheck'] = plainHealthCheck(pool.healthCheck);
 
   const outlier: PlainObject = {};

@@ -1,7 +1,9 @@
 // The typed, validated configuration and every default, named. validate.ts is the only producer of these objects.
 
-export type StrategyName = 'random' | 'round-robin' | 'weighted' | 'least-request' | 'peak-ewma';
-export const STRATEGY_NAMES: readonly StrategyName[] = ['random', 'round-robin', 'weighted', 'least-request', 'peak-ewma'];
+export type StrategyName = 'random' | 'round-robin' | 'weighted' | 'least-request' | 'peak-ewma' | 'ring-hash' | 'maglev';
+export const STRATEGY_NAMES: readonly StrategyName[] = ['random', 'round-robin', 'weighted', 'least-request', 'peak-ewma', 'ring-hash', 'maglev'];
+/** The strategies that pick by a hash of a request value (`hashOn`), so the same value keeps landing on the same backend. */
+export const HASH_STRATEGIES: readonly StrategyName[] = ['ring-hash', 'maglev'];
 
 /** All durations below are milliseconds. */
 export const DEFAULTS = {
@@ -75,6 +77,12 @@ export const DEFAULTS = {
   historySize: 50,
   /** A redirect that names no status is temporary: a 301 is cached by browsers and hard to take back. */
   redirectStatus: 302 as RedirectStatus,
+  /** ring-hash: points on the ring for a backend of the pool's highest weight (Envoy's default minimum ring is 1024). */
+  ringSize: 1024,
+  /** Maglev's lookup table size: a prime, as in Envoy (65537). */
+  maglevTableSize: 65_537,
+  /** A sticky cookie is kept from scripts unless the pool says otherwise. */
+  stickyHttpOnly: true,
 } as const;
 
 /** A check's timeout when the file names none: the usual 1 s, but always below the interval (`interval: 1s` alone is valid). */
@@ -87,6 +95,33 @@ export interface BackendConfig {
   readonly url: string;
   readonly weight: number;
   readonly drain: boolean;
+  /** Gets traffic only while no primary (non-backup) backend of the pool is up. */
+  readonly backup: boolean;
+}
+
+/** The request value a hashing strategy keys on: a header, a cookie, a query parameter, or the client address. */
+export type HashOn = { readonly header: string } | { readonly cookie: string } | { readonly query: string } | 'sourceIp';
+
+/** How hashOn reads in status lines and messages: `header x-user`, `cookie session`, `query id`, `sourceIp`. */
+export function hashOnText(hashOn: HashOn): string {
+  if (hashOn === 'sourceIp') return 'sourceIp';
+  if ('header' in hashOn) return `header ${hashOn.header}`;
+  if ('cookie' in hashOn) return `cookie ${hashOn.cookie}`;
+  return `query ${hashOn.query}`;
+}
+
+export type SameSite = 'Strict' | 'Lax' | 'None';
+export const SAME_SITE_VALUES: readonly SameSite[] = ['Strict', 'Lax', 'None'];
+
+/** Sticky sessions: a cookie naming the backend (opaquely) keeps a client on it while it is available. */
+export interface StickyConfig {
+  readonly cookie: string;
+  /** Max-Age of the cookie; null makes it a session cookie. */
+  readonly ttlMs: number | null;
+  readonly secure: boolean;
+  readonly httpOnly: boolean;
+  /** null: no SameSite attribute (browsers then treat it as Lax). */
+  readonly sameSite: SameSite | null;
 }
 
 export interface HealthCheckConfig {
@@ -176,6 +211,11 @@ export interface PoolConfig {
   /** http1, h2 (HTTP/2 over TLS by ALPN) or h2c (HTTP/2 over plain TCP, prior knowledge). */
   readonly protocol: UpstreamProtocol;
   readonly backends: readonly BackendConfig[];
+  /** ring-hash and maglev: what they hash; null for the other strategies. */
+  readonly hashOn: HashOn | null;
+  /** ring-hash: points per backend of the highest weight. */
+  readonly ringSize: number;
+  readonly sticky: StickyConfig | null;
   readonly healthCheck: HealthCheckConfig | null;
   readonly outlierDetection: OutlierDetectionConfig;
   readonly timeouts: TimeoutsConfig;

@@ -281,12 +281,20 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
     url: backend.url,
     weight: backend.weight,
     drain: backend.drain,
+    backup: backend.backup,
   }));
+  const sticky = shape.sticky;
   return {
     name,
     strategy: shape.strategy,
     protocol: shape.protocol,
     backends,
+    hashOn: shape.hashOn ?? null,
+    ringSize: shape.ringSize ?? DEFAULTS.ringSize,
+    sticky:
+      sticky === undefined
+        ? null
+        : { cookie: sticky.cookie, ttlMs: sticky.ttl ?? null, secure: sticky.secure, httpOnly: sticky.httpOnly, sameSite: sticky.sameSite ?? null },
     healthCheck: shape.healthCheck === undefined ? null : buildHealthCheck(shape.healthCheck),
     outlierDetection: {
       enabled: outlier.enabled,

@@ -111,6 +111,7 @@ function reduce(state: ConfigState, command: ConfigCommand, version: number): Co
       const entry: Record<string, unknown> = { url: command.backend.url };
       if (command.backend.weight !== undefined) entry['weight'] = command.backend.weight;
       if (command.backend.id !== undefined) entry['id'] = command.backend.id;
+      if (command.backend.backup !== undefined) entry['backup'] = command.backend.backup;
       edited.backends!.push(entry);
       const result = validatedPoolEdit(state, command.pool, edited, version);
       if (!result.ok) {

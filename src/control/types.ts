@@ -1,6 +1,6 @@
 // The control-plane interface the admin API and dashboard talk to; single-node and Raft-backed stores both implement it.
 
-import type { StrategyName } from '../config/schema.js';
+import type { HashOn, StrategyName } from '../config/schema.js';
 import type { PlainReplicated } from '../config/plain.js';
 import type { NotReady, Readiness } from './readiness.js';
 import type { HistoryEntry } from './history.js';
@@ -13,6 +13,8 @@ export interface BackendStatus {
   readonly weight: number;
   /** Below weight while slow start ramps a returning backend up. */
   readonly effectiveWeight: number;
+  /** A backup backend: it serves only while no primary of its pool is up. */
+  readonly backup?: boolean;
   readonly state: BackendStateName;
   readonly inflight: number;
   /** The backend's peak-EWMA latency (the pool's ewma.initial until measured); peak-ewma pools pick by it. */
@@ -32,7 +34,13 @@ export interface BackendStatus {
 export interface PoolStatusView {
   readonly name: string;
   readonly strategy: StrategyName;
+  /** What ring-hash and maglev hash: the pool's hashOn, in its file form. */
+  readonly hashOn?: HashOn;
+  /** The sticky-session cookie's name, when the pool has sticky sessions. */
+  readonly stickyCookie?: string;
   readonly panic: boolean;
+  /** No primary backend is up, so the backups serve. */
+  readonly backupsServing?: boolean;
   readonly backends: readonly BackendStatus[];
 }
 
@@ -85,6 +93,8 @@ export interface BackendInput {
   readonly url: string;
   readonly weight?: number;
   readonly id?: string;
+  /** A backup backend: it serves only while no primary of the pool is up. */
+  readonly backup?: boolean;
 }
 
 /** Who asked for a change, as the admin API knows it; the store adds its node, the time and the request id. */

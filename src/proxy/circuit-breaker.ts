@@ -1,5 +1,6 @@
 // Envoy-style circuit breaking per pool: backends at maxRequestsPerBackend are skipped, and when all are, requests wait in a bounded queue.
 
+import type { PickRequest } from '../balancer/affinity.js';
 import type { ForwardBackend, ForwardPool } from './forward-types.js';
 
 /** A request waiting for a slot: told when it may pick again, or that its wait expired (it then answers 503). */
@@ -23,15 +24,15 @@ export class CircuitBreaker {
    * Picks a backend below the pool's per-backend cap: the strategy's choice, or the next one it offers when that
    * one is full. 'all-full' when every available backend is at its cap; undefined when none is available at all.
    */
-  pick(pool: ForwardPool, excluded: ReadonlySet<string> | null): ForwardBackend | undefined | 'all-full' {
+  pick(pool: ForwardPool, excluded: ReadonlySet<string> | null, request?: PickRequest): ForwardBackend | undefined | 'all-full' {
     const cap = pool.config.circuitBreaker.maxRequestsPerBackend;
-    const first = pool.pick(excluded ?? undefined);
+    const first = pool.pick(excluded ?? undefined, request);
     if (cap === 0 || first === undefined || first.inflight < cap) return first;
     const skipped = new Set(excluded);
     let candidate: ForwardBackend | undefined = first;
     while (candidate !== undefined && candidate.inflight >= cap) {
       skipped.add(candidate.id);
-      candidate = pool.pick(skipped);
+      candidate = pool.pick(skipped, request);
     }
     return candidate ?? 'all-full';
   }

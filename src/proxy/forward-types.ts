@@ -1,5 +1,7 @@
 // What the forwarder needs of pools and backends, and what it tells them; the pool runtime and the worker's data plane provide these.
 
+import type { PickRequest } from '../balancer/affinity.js';
+import type { StickyTable } from '../balancer/sticky.js';
 import type { PoolConfig } from '../config/schema.js';
 import type { BackendMetrics, PoolMetrics } from '../metrics/types.js';
 import type { Upstream } from './upstream.js';
@@ -22,7 +24,9 @@ export interface ForwardBackend {
 export interface ForwardPool {
   readonly name: string;
   readonly config: PoolConfig;
-  pick(excluded?: ReadonlySet<string>): ForwardBackend | undefined;
+  /** The pool's sticky cookie values when it has sticky sessions: the forwarder sets the cookie on answers. */
+  readonly sticky: StickyTable | null;
+  pick(excluded?: ReadonlySet<string>, request?: PickRequest): ForwardBackend | undefined;
   tryStartRetry(): boolean;
   finishRetry(): void;
   retryAfterSeconds(): number;

@@ -25,7 +25,9 @@ import {
   type FailureKind,
 } from './error-status.js';
 import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.js';
-import { prepareRequestHeaders, TrustedProxies } from './headers.js';
+import { clientAddress, prepareRequestHeaders, TrustedProxies } from './headers.js';
+import { pickRequestFor } from './request-key.js';
+import type { PickRequest } from '../balancer/affinity.js';
 import { UpstreamAttempt, type AttemptOwner } from './upstream-exchange.js';
 import { WebSocketTunnel } from './websocket-tunnel.js';
 import { keepClientTarget, noteUpstream } from './access-log.js';
@@ -99,6 +101,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
   private readonly responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
   private readonly shared: Shared;
   private readonly entry: PoolEntry;
+  /** The request's hash key and sticky cookie, when its pool uses them. */
+  private readonly affinity: PickRequest | null;
   private excluded: Set<string> | null = null;
   private retries = 0;
   /** Every attempt so far failed before reaching a backend: if none succeeds, the answer is 503, not 502/504. */
@@ -133,6 +137,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       responseRules: { readonly rules: CompiledHeaderRules; readonly vars: HeaderVariables } | null;
       grpc: boolean;
       deadlineMs: number | null;
+      affinity: PickRequest | null;
     },
   ) {
     this.shared = shared;
@@ -148,6 +153,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
     this.policy = limits.policy;
     this.grpc = limits.grpc;
     this.deadlineMs = limits.deadlineMs;
+    this.affinity = limits.affinity;
   }
 
   start(): void {
@@ -183,7 +189,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       if (lastFailure !== null) pool.finishRetry();
       return;
     }
-    const picked = this.shared.breaker.pick(pool, this.excluded);
+    const picked = this.shared.breaker.pick(pool, this.excluded, this.affinity ?? undefined);
     if (picked === 'all-full') {
       this.waitForSlot(lastFailure);
       return;
@@ -255,6 +261,12 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
       list.push('x-request-id', id);
     }
     if (this.responseRules !== null) applyToResponse(this.responseRules.rules, list, this.responseRules.vars);
+    const sticky = this.entry.pool.sticky;
+    if (sticky !== null && this.lastBackend !== null) {
+      // The first answer, or one from another backend than the cookie named (it was unavailable): point the client here.
+      const cookie = sticky.setCookieFor(this.lastBackend, this.affinity?.sticky);
+      if (cookie !== undefined) list.push('set-cookie', cookie);
+    }
   }
 
   retryAnswer(attempt: UpstreamAttempt, status: number): boolean {
@@ -475,6 +487,7 @@ export class Forwarder {
   forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, route: CompiledRoute | null, maxBodySize: number, draining: boolean): void {
     // Read before the hop-by-hop headers (Connection, Transfer-Encoding) are stripped.
     const facts = clientFacts(req, this.trustedProxies);
+    const affinity = this.affinityOf(req, entry, facts.remoteAddress);
     const responseRules = route?.responseHeaders ?? null;
     const vars = route?.requestHeaders != null || responseRules !== null ? headerVariables(req) : null;
     const options = {
@@ -488,6 +501,7 @@ export class Forwarder {
       responseRules: responseRules === null || vars === null ? null : { rules: responseRules, vars },
       grpc: isGrpcRequest(req),
       deadlineMs: isGrpcRequest(req) ? grpcTimeoutMs(req.headers['grpc-timeout']) : null,
+      affinity,
     };
     const te = req.headers['te'];
     const grpcTrailers = options.grpc && typeof te === 'string' && te.trim().toLowerCase() === 'trailers';
@@ -503,9 +517,17 @@ export class Forwarder {
   /** Proxies a WebSocket (or other Upgrade) request through the tunnel, with the same header rewriting as any request. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, route: CompiledRoute | null): void {
     const facts = clientFacts(req, this.trustedProxies);
+    const affinity = this.affinityOf(req, entry, facts.remoteAddress);
     const vars = route?.requestHeaders != null ? headerVariables(req) : null;
     prepareRequestHeaders(req.headers, facts, true);
     if (route !== null) rewriteRequest(req, route, vars);
-    this.tunnel.open(req, socket, head, entry);
+    this.tunnel.open(req, socket, head, entry, affinity);
+  }
+
+  /** The request's hash key and sticky cookie, read before headers are rewritten (X-Forwarded-For still the client's). */
+  private affinityOf(req: IncomingMessage, entry: PoolEntry, remoteAddress: string): PickRequest | null {
+    const config = entry.pool.config;
+    if (config.hashOn === null && config.sticky === null) return null;
+    return pickRequestFor(config, req, config.hashOn === 'sourceIp' ? clientAddress(remoteAddress, req.headers['x-forwarded-for'], this.trustedProxies) : remoteAddress);
   }
 }

@@ -72,6 +72,24 @@ export class TrustedProxies {
   }
 }
 
+/**
+ * The client's address as far as it can be trusted: the peer's, unless the peer is a trusted proxy, in which case
+ * X-Forwarded-For is read from the right, past every trusted proxy, to the first address none of them vouches
+ * for (the leftmost when all are trusted). Anything further left could be written by the client itself.
+ */
+export function clientAddress(remoteAddress: string, forwardedFor: string | string[] | undefined, trusted: TrustedProxies): string {
+  if (forwardedFor === undefined || !trusted.has(remoteAddress)) return remoteAddress;
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
+  let client = remoteAddress;
+  for (let index = hops.length - 1; index >= 0; index--) {
+    const hop = hops[index]!.trim();
+    if (hop === '') continue;
+    client = hop;
+    if (!trusted.has(hop)) break;
+  }
+  return client;
+}
+
 export interface ClientFacts {
   readonly remoteAddress: string;
   readonly encrypted: boolean;

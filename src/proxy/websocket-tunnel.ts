@@ -17,6 +17,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from '../log.js';
 import { classifyUpstreamError, neverReachedBackend, noAvailableBackend, noBackendReachable, UpstreamTimeout, writeRawError, type FailureKind } from './error-status.js';
 import type { ForwardBackend, PoolEntry, RequestOutcome } from './forward-types.js';
+import type { PickRequest } from '../balancer/affinity.js';
 import type { ProxyTarget } from './upstream.js';
 import { destroyAfterLinger } from '../connection-close.js';
 import { noteUpstream } from './access-log.js';
@@ -63,17 +64,18 @@ export class WebSocketTunnel {
    * Proxies an upgrade whose headers are already prepared; a connection that cannot be opened is retried on another
    * backend like any bodiless request.
    */
-  open(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry): void {
+  open(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, affinity: PickRequest | null = null): void {
     // Until http-proxy adopts the socket it has no error listener: a client reset here must not crash us.
     socket.on('error', () => socket.destroy());
-    this.attempt(req, socket, head, entry, new Set(), null);
+    this.attempt(req, socket, head, entry, new Set(), null, affinity);
   }
 
   /** `lastFailure`: the failed connection being retried (only those are, so no earlier attempt reached a backend). */
-  private attempt(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, excluded: Set<string>, lastFailure: FailureKind | null): void {
+  private attempt(req: IncomingMessage, socket: Duplex, head: Buffer, entry: PoolEntry, excluded: Set<string>, lastFailure: FailureKind | null, affinity: PickRequest | null): void {
     if (socket.destroyed) return;
     const pool = entry.pool;
-    const backend = pool.pick(excluded);
+    // Hash keys and sticky cookies choose the backend as for any request (the 101 answer sets no cookie).
+    const backend = pool.pick(excluded, affinity ?? undefined);
     const upstream = backend === undefined ? undefined : entry.upstreams.get(backend.id);
     if (backend === undefined || upstream === undefined) {
       noteUpstream(req, { pool: pool.name, backend: null, attempts: excluded.size, upstreamMs: null, code: null });
@@ -94,7 +96,7 @@ export class WebSocketTunnel {
         backend.metrics.upstreamError(kind.reason);
         if (neverReachedBackend(kind) && excluded.size < pool.config.retries && !socket.destroyed) {
           excluded.add(backend.id);
-          this.attempt(req, socket, head, entry, excluded, kind);
+          this.attempt(req, socket, head, entry, excluded, kind, affinity);
           return;
         }
         const reply = neverReachedBackend(kind) ? noBackendReachable(pool.name, pool.retryAfterSeconds(), kind) : kind;

@@ -1,7 +1,9 @@
 // A worker's data plane: routes and pools built from the primary's config, availability and weights from its health snapshots.
 
 import { LatencyEwma } from '../balancer/latency-ewma.js';
+import { pickWithAffinity, type PickRequest } from '../balancer/affinity.js';
 import { latencyOptions } from '../balancer/pool.js';
+import { StickyTable } from '../balancer/sticky.js';
 import { readUpstreamTls } from '../balancer/upstream-tls.js';
 import { createStrategy, type Strategy } from '../balancer/strategy.js';
 import { retryBudgetAllows } from '../balancer/retry-budget.js';
@@ -38,10 +40,11 @@ class RemoteBackend implements ForwardBackend {
     private readonly counters: BackendCounters,
     private readonly sink: OutcomeSink,
     drain: boolean,
-    weight: number,
+    readonly weight: number,
+    backup: boolean,
   ) {
-    // Until the first health snapshot arrives, the primary's start-up rule holds: up unless draining.
-    this.available = !drain;
+    // Until the first health snapshot arrives, the primary's start-up rule holds: primaries up unless draining.
+    this.available = !drain && !backup;
     this.effectiveWeight = weight;
   }
 
@@ -66,7 +69,9 @@ class RemoteBackend implements ForwardBackend {
 
 class RemotePool implements ForwardPool {
   readonly backends: RemoteBackend[];
+  readonly sticky: StickyTable | null;
   private readonly strategy: Strategy;
+  private readonly byId: ReadonlyMap<string, RemoteBackend>;
   private retriesInFlight = 0;
   private retryAfter = 1;
 
@@ -76,15 +81,18 @@ class RemotePool implements ForwardPool {
     random: Random,
   ) {
     this.backends = backends;
-    this.strategy = createStrategy(config.strategy, random);
+    this.byId = new Map(backends.map((backend) => [backend.id, backend]));
+    // Built from the same config as the primary's, so the hash tables and cookie values are the primary's.
+    this.strategy = createStrategy(config.strategy, random, { ringSize: config.ringSize });
+    this.sticky = config.sticky === null ? null : new StickyTable(config.sticky, config.name, config.backends.map((backend) => backend.id));
   }
 
   get name(): string {
     return this.config.name;
   }
 
-  pick(excluded?: ReadonlySet<string>): RemoteBackend | undefined {
-    return this.strategy.pick(this.backends, excluded) as RemoteBackend | undefined;
+  pick(excluded?: ReadonlySet<string>, request?: PickRequest): RemoteBackend | undefined {
+    return pickWithAffinity(this.strategy, this.backends, this.sticky, this.byId, excluded, request);
   }
 
   tryStartRetry(): boolean {
@@ -155,7 +163,7 @@ export class WorkerDataPlane implements RouteSource {
           counters = { inflight: 0, latency: new LatencyEwma(this.clock, latency) };
           this.counters.set(key, counters);
         } else counters.latency.reconfigure(latency);
-        return new RemoteBackend(backend.id, backend.url, this.metrics.backend(name, backend.id), name, counters, this.sink, backend.drain, backend.weight);
+        return new RemoteBackend(backend.id, backend.url, this.metrics.backend(name, backend.id), name, counters, this.sink, backend.drain, backend.weight, backend.backup);
       });
       const pool = new RemotePool(poolConfig, backends, this.random);
       const health = this.lastHealth[name];

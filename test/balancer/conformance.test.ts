@@ -1,9 +1,10 @@
-// The contract every strategy meets, run against all five.
+// The contract every strategy meets, run against all of them; the hashing ones both with a key per request and without.
 
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/clock.js';
-import { createStrategy, type Candidate } from '../../src/balancer/strategy.js';
-import { STRATEGY_NAMES, type StrategyName } from '../../src/config/schema.js';
+import { createStrategy, type Candidate, type Strategy } from '../../src/balancer/strategy.js';
+import { hashString } from '../../src/balancer/hash.js';
+import { HASH_STRATEGIES, STRATEGY_NAMES, type StrategyName } from '../../src/config/schema.js';
 import { candidates } from './candidates.js';
 
 /** Expected long-run share per backend, as [min, max], for weights {a:3, b:1, c:1} under a steady load of 10 in flight. */
@@ -16,14 +17,35 @@ const EXPECTED_SHARES: Record<StrategyName, Record<string, readonly [number, num
   'least-request': { a: [0.5, 2 / 3], b: [1 / 6, 0.25], c: [1 / 6, 0.25] },
   // Alike backends (same latency estimate) leave peak-ewma with least-request's choice: weight over load.
   'peak-ewma': { a: [0.5, 2 / 3], b: [1 / 6, 0.25], c: [1 / 6, 0.25] },
+  // Keyed: each backend owns a share of the key space in proportion to its weight. Without a key: a weighted random pick.
+  'ring-hash': { a: around(0.6), b: around(0.2), c: around(0.2) },
+  maglev: { a: around(0.6), b: around(0.2), c: around(0.2) },
 };
+
+/**
+ * Every strategy, and the hashing ones a second time with a distinct request key per pick (many clients): the
+ * contract holds whether or not requests carry the value the pool hashes on.
+ */
+const VARIANTS: Array<[string, StrategyName, boolean]> = [
+  ...STRATEGY_NAMES.map((name): [string, StrategyName, boolean] => [name, name, false]),
+  ...HASH_STRATEGIES.map((name): [string, StrategyName, boolean] => [`${name} with a key per request`, name, true]),
+];
+
+/** The strategy's pick with a fresh key per call when `keyed` (as many distinct clients would send). */
+function picker(strategy: Strategy, keyed: boolean): Strategy['pick'] {
+  let client = 0;
+  return (candidates, excluded) => strategy.pick(candidates, excluded, keyed ? hashString(`client-${client++}`) : undefined);
+}
 
 function around(share: number): readonly [number, number] {
   return [share - 0.03, share + 0.03];
 }
 
-describe.each(STRATEGY_NAMES.map((name) => [name]))('strategy %s', (name) => {
-  const make = () => createStrategy(name, seededRandom(42));
+describe.each(VARIANTS)('strategy %s', (_title, name, keyed) => {
+  const make = (): { name: string; pick: Strategy['pick'] } => {
+    const strategy = createStrategy(name, seededRandom(42));
+    return { name: strategy.name, pick: picker(strategy, keyed) };
+  };
 
   it('reports its name', () => {
     expect(make().name).toBe(name);

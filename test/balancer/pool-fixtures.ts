@@ -5,7 +5,7 @@ import type { Probe, ProbeResult, ProbeTarget } from '../../src/health/probe.js'
 import { noopMetrics, type BackendMetrics, type HealthCheckResult, type Metrics } from '../../src/metrics/types.js';
 
 export function backend(id: string, overrides: Partial<BackendConfig> = {}): BackendConfig {
-  return { id, url: `http://127.0.0.1:${9000 + id.charCodeAt(id.length - 1)}`, weight: 1, drain: false, ...overrides };
+  return { id, url: `http://127.0.0.1:${9000 + id.charCodeAt(id.length - 1)}`, weight: 1, drain: false, backup: false, ...overrides };
 }
 
 export function healthCheck(overrides: Partial<HealthCheckConfig> = {}): HealthCheckConfig {
@@ -29,6 +29,9 @@ export function poolConfig(overrides: Partial<PoolConfig> = {}): PoolConfig {
     name: 'web',
     strategy: 'round-robin',
     backends: [backend('a'), backend('b'), backend('c')],
+    hashOn: null,
+    ringSize: DEFAULTS.ringSize,
+    sticky: null,
     healthCheck: null,
     outlierDetection: {
       enabled: true,

@@ -85,6 +85,19 @@ describe('status', () => {
     expect(err.text).toBe('');
   });
 
+  it('shows what a pool hashes on, its sticky cookie, its backup backends and when the backups serve', async () => {
+    const row = (id: string, backup: boolean) => ({ id, url: 'http://127.0.0.1:9201', weight: 1, effectiveWeight: 1, backup, state: 'up' as const, inflight: 0, latencyEwmaMs: 10, latencyMeasured: false, consecutiveFailures: 0, ejections: 0, reason: '' });
+    control.pools = [
+      { name: 'cart', strategy: 'ring-hash', hashOn: 'sourceIp', stickyCookie: 'SRV', panic: false, backupsServing: true, backends: [row('cart-1', false), row('cart-9', true)] },
+      { name: 'shop', strategy: 'maglev', hashOn: { query: 'user' }, panic: false, backupsServing: false, backends: [row('shop-1', false)] },
+    ];
+    expect(await statusCommand(opts())).toBe(EXIT_CODES.ok);
+    expect(out.text).toContain('pool cart  ring-hash on sourceIp, sticky cookie SRV  BACKUPS SERVING: no primary backend is up');
+    expect(out.text).toContain('pool shop  maglev on query user\n');
+    expect(out.text).toMatch(/cart-9 \(backup\)\s+http/);
+    expect(out.text).toMatch(/cart-1\s+http/);
+  });
+
   it('colours states on a terminal unless NO_COLOR is set', async () => {
     out.isTTY = true;
     await statusCommand(opts());
@@ -198,6 +211,12 @@ describe('backend and cluster commands', () => {
       ['removeBackend', 'web', 'web-1', { force: true, origin: { via: 'cli' } }],
     ]);
     expect(out.text).toContain('removed backend web-3 from pool web; config version 8\n');
+  });
+
+  it('adds a backup backend', async () => {
+    expect(await backendsAddCommand(opts(), 'web', 'http://127.0.0.1:9009', { id: 'spare', backup: true })).toBe(0);
+    expect(out.text).toBe('added backend spare (http://127.0.0.1:9009, weight 1, backup) to pool web; config version 4\n');
+    expect(control.calls.map((c) => [c.method, ...c.args])).toEqual([['addBackend', 'web', { url: 'http://127.0.0.1:9009', id: 'spare', backup: true }]]);
   });
 
   it('cluster status, add, remove and transfer', async () => {

@@ -40,6 +40,17 @@ describe('ConfigStateMachine', () => {
     expect(machine.state.config.pools['web']!.backends.map((b) => b.id)).toEqual(['a', 'b']);
   });
 
+  it('adds a backup backend, and keeps it one through later weight and drain edits', () => {
+    const machine = new ConfigStateMachine();
+    machine.applyEntry(entry(1, 'seed', { type: 'set-config', config: webConfig }));
+    machine.applyEntry(entry(2, 'add-spare', { type: 'add-backend', pool: 'web', backend: { url: 'http://127.0.0.1:9009', id: 'spare', backup: true } }));
+    machine.applyEntry(entry(3, 'weigh-spare', { type: 'update-backend', pool: 'web', id: 'spare', patch: { weight: 3, drain: true } }));
+    expect(machine.state.config.pools['web']!.backends.map((b) => [b.id, b.backup, b.weight, b.drain])).toEqual([
+      ['a', false, 1, false],
+      ['spare', true, 3, true],
+    ]);
+  });
+
   it('validates again at apply: an invalid config is refused with every problem', () => {
     const machine = new ConfigStateMachine();
     const effect = machine.applyEntry(entry(1, 'bad', { type: 'set-config', config: { routes: [{ pool: 'missing' }], pools: {} } }));

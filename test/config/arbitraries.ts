@@ -25,6 +25,7 @@ const backendArb = fc.record(
     weight: fc.integer({ min: 1, max: 10_000 }),
     id: fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/),
     drain: fc.boolean(),
+    backup: fc.boolean(),
   },
   { requiredKeys: ['url'] },
 );
@@ -73,8 +74,33 @@ const poolArb = fc.record(
       .tuple(fc.record({ ca: fc.constantFrom('./ca.pem', '/etc/ssl/ca.pem'), serverName: fc.constantFrom('api.internal') }, { requiredKeys: [] }), fc.boolean())
       // A client certificate is a pair: cert and key together or neither.
       .map(([tls, withClientCertificate]) => (withClientCertificate ? { ...tls, cert: './client.pem', key: './client-key.pem' } : tls)),
+    sticky: fc.record(
+      {
+        cookie: fc.constantFrom('SRV', 'backend_id', 'x-sticky'),
+        ttl: fc.constantFrom('1s', '1h', 60_000),
+        secure: fc.boolean(),
+        httpOnly: fc.boolean(),
+        sameSite: fc.constantFrom('Strict', 'Lax'),
+      },
+      { requiredKeys: ['cookie'] },
+    ),
   },
   { requiredKeys: [] },
+).chain((pool) =>
+  // Hashing strategies need hashOn (and only they take it); ring-hash alone takes ringSize.
+  fc.record(
+    {
+      strategy: fc.constantFrom('ring-hash', 'maglev'),
+      hashOn: fc.oneof(fc.constant('sourceIp'), fc.record({ header: fc.constantFrom('X-User', 'x-tenant') }), fc.record({ cookie: fc.constantFrom('session', 'uid') }), fc.record({ query: fc.constantFrom('user', 'q') })),
+      ringSize: fc.integer({ min: 1, max: 4096 }),
+      use: fc.boolean(),
+    },
+    { requiredKeys: ['strategy', 'hashOn', 'use'] },
+  ).map((hashing) => {
+    if (pool.strategy !== undefined || !hashing.use) return pool;
+    const { ringSize, use: _use, ...rest } = hashing;
+    return { ...pool, ...rest, ...(hashing.strategy === 'ring-hash' && ringSize !== undefined ? { ringSize } : {}) };
+  }),
 );
 
 const poolNameArb = fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/).filter((name) => name !== '__proto__');

@@ -33,9 +33,9 @@ describe('a valid file', () => {
     const web = config.pools['web']!;
     expect(web.strategy).toBe('weighted');
     expect(web.backends).toEqual([
-      { id: 'web-1', url: 'http://127.0.0.1:9001', weight: 3, drain: false },
-      { id: '127.0.0.1:9002', url: 'http://127.0.0.1:9002', weight: 1, drain: false },
-      { id: 'backend.example.com:443', url: 'https://backend.example.com', weight: 1, drain: true },
+      { id: 'web-1', url: 'http://127.0.0.1:9001', weight: 3, drain: false, backup: false },
+      { id: '127.0.0.1:9002', url: 'http://127.0.0.1:9002', weight: 1, drain: false, backup: false },
+      { id: 'backend.example.com:443', url: 'https://backend.example.com', weight: 1, drain: true, backup: false },
     ]);
     expect(web.healthCheck).toEqual({
       path: '/healthz',
@@ -63,7 +63,7 @@ describe('a valid file', () => {
     expect(web.tls).toEqual({ ca: null, serverName: null, cert: null, key: null });
 
     const api = config.pools['api']!;
-    expect(api.backends[0]).toEqual({ id: '[::1]:9100', url: 'http://[::1]:9100', weight: 1, drain: false });
+    expect(api.backends[0]).toEqual({ id: '[::1]:9100', url: 'http://[::1]:9100', weight: 1, drain: false, backup: false });
     expect(api.healthCheck).toEqual({
       path: null,
       intervalMs: 1500,
@@ -282,7 +282,7 @@ describe('problems, each as FILE:LINE:COL: message', () => {
       name: 'bad strategy with a suggestion',
       text: 'pools:\n  web:\n    strategy: roundrobin\n',
       expected:
-        'balancer.yaml:3:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, peak-ewma, got string "roundrobin" (did you mean "round-robin"?)',
+        'balancer.yaml:3:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, peak-ewma, ring-hash, maglev, got string "roundrobin" (did you mean "round-robin"?)',
     },
     {
       name: 'health check timeout not below interval',
@@ -426,7 +426,7 @@ describe('problems, each as FILE:LINE:COL: message', () => {
       'balancer.yaml:1:9: listen: must be host:port, [ipv6]:port or :port, got string "nowhere"',
       'balancer.yaml:3:3: admin.listne: unknown key (did you mean "listen"?)',
       'balancer.yaml:5:11: routes[0].pool: no pool named "missing" (pools: web)',
-      'balancer.yaml:8:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, peak-ewma, got string "fastest"',
+      'balancer.yaml:8:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, peak-ewma, ring-hash, maglev, got string "fastest"',
       'balancer.yaml:10:38: pools.web.backends[0].weight: must be a positive integer up to 10000, got -1',
       'balancer.yaml:11:26: pools.web.timeouts.connect: must be a duration like 250ms, 2s, 1.5m or 1h, got string "soon"',
       'balancer.yaml:12:16: log.access: expected true or false, got string "maybe"',

@@ -153,7 +153,7 @@ describe('rewriteReplicatedSections', () => {
   test('adding a backend appends one line in the style of its neighbours', () => {
     const added = withPool(original, 'api', (pool) => ({
       ...pool,
-      backends: [...pool.backends, { id: 'api-2', url: 'http://127.0.0.1:9101', weight: 2, drain: false }],
+      backends: [...pool.backends, { id: 'api-2', url: 'http://127.0.0.1:9101', weight: 2, drain: false, backup: false }],
     }));
     const text = rewriteReplicatedSections(ORIGINAL, added);
     expect(changedLines(ORIGINAL, text)).toEqual({
@@ -307,7 +307,8 @@ describe('rewriteReplicatedSectionsRead, one rewrite after another', () => {
           const backends = Object.values(config.pools).flatMap((pool) => pool.backends.map((b) => [pool.name, b.id] as const));
           if (backends.length === 0) return;
           const [poolName, id] = backends[pick % backends.length]!;
-          config = withPool(config, poolName, (pool) => ({ ...pool, strategy, backends: pool.backends.map((b) => (b.id === id ? { ...b, weight, drain } : b)) }));
+          // A hashing pool keeps its strategy: the others refuse its hashOn.
+          config = withPool(config, poolName, (pool) => ({ ...pool, strategy: pool.hashOn === null ? strategy : pool.strategy, backends: pool.backends.map((b) => (b.id === id ? { ...b, weight, drain } : b)) }));
           const read = rewriteReplicatedSectionsRead(text, config, parsed);
           // The same text as a rewrite that parses its input afresh, and the document is that text's parse.
           expect(read.text).toBe(rewriteReplicatedSections(text, config));

@@ -77,6 +77,30 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     }
   });
 
+  it('shows what a hashing pool hashes on, its sticky cookie, its backups and when they serve', async () => {
+    const before = control.pools;
+    const status = (id: string, backup: boolean) => ({ id, url: `http://127.0.0.1:${id === 'cart-3' ? 9203 : 9201}`, weight: 1, effectiveWeight: 1, backup, state: 'up' as const, inflight: 0, latencyEwmaMs: 10, latencyMeasured: false, consecutiveFailures: 0, ejections: 0, reason: '' });
+    control.pools = [
+      ...before,
+      { name: 'cart', strategy: 'maglev', hashOn: { header: 'x-user' }, stickyCookie: 'SRV', panic: false, backupsServing: false, backends: [status('cart-1', false), status('cart-3', true)] },
+    ];
+    const { page, problems } = await openWithToken(TOKEN);
+    try {
+      await page.waitForSelector('tr[data-backend="cart-3"]', { timeout: 5_000 });
+      expect(await page.locator('#pool-cart small').textContent()).toBe('maglev on header x-user, sticky cookie SRV');
+      expect(await page.locator('tr[data-backend="cart-3"] [data-backup="true"]').textContent()).toBe('backup');
+      expect(await page.locator('tr[data-backend="cart-1"] [data-backup]').count()).toBe(0);
+      expect(await page.locator('#pool-cart [data-backups-serving]').count()).toBe(0);
+      control.pools = control.pools.map((p) => (p.name === 'cart' ? { ...p, backupsServing: true } : p));
+      await page.waitForSelector('#pool-cart [data-backups-serving]', { timeout: 6_000 });
+      expect(await page.locator('#pool-cart [data-backups-serving]').textContent()).toBe('backups serving');
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+      control.pools = before;
+    }
+  });
+
   it('shows the recent config changes, and fetches them again when the version moves', async () => {
     const { page, problems } = await openWithToken(TOKEN);
     try {

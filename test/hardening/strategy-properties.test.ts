@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { LatencyEwma } from '../../src/balancer/latency-ewma.js';
 import { createStrategy, type Candidate } from '../../src/balancer/strategy.js';
 import { FakeClock, seededRandom } from '../../src/clock.js';
-import { STRATEGY_NAMES } from '../../src/config/schema.js';
+import { HASH_STRATEGIES, STRATEGY_NAMES } from '../../src/config/schema.js';
 
 const candidateSets = fc.array(
   fc.record({
@@ -57,6 +57,27 @@ describe.each(STRATEGY_NAMES)('%s', (name) => {
         }
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe.each(HASH_STRATEGIES)('%s with request keys', (name) => {
+  it('never picks an unavailable or excluded backend, picks one whenever any qualifies, and the same one for the same key', () => {
+    fc.assert(
+      fc.property(candidateSets, fc.array(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: 2_000 }), (specs, keys, ringSize) => {
+        const strategy = createStrategy(name, seededRandom(1), { ringSize });
+        const other = createStrategy(name, seededRandom(2), { ringSize });
+        const candidates: Candidate[] = specs.map((spec, i) => ({ id: `b${i}`, available: spec.available, effectiveWeight: spec.weight, weight: spec.weight, inflight: spec.inflight, latency: unmeasured() }));
+        const excluded = new Set(specs.flatMap((spec, i) => (spec.excluded ? [`b${i}`] : [])));
+        const eligible = candidates.filter((c) => c.available && !excluded.has(c.id));
+        for (const key of keys) {
+          const picked = strategy.pick(candidates, excluded, key);
+          if (eligible.length === 0) expect(picked).toBeUndefined();
+          else expect(eligible).toContain(picked);
+          expect(other.pick(candidates, excluded, key)).toBe(picked);
+        }
+      }),
+      { numRuns: 150 },
     );
   });
 });
