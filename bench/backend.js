@@ -33,7 +33,7 @@ server.on('upgrade', (req, socket, head) => {
     socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     return;
   }
-  socket.setNoDelay(true);
+  /** @type {import('node:net').Socket} */ (socket).setNoDelay(true);
   socket.write(
     'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
@@ -51,7 +51,7 @@ server.on('upgrade', (req, socket, head) => {
 });
 
 server.listen(0, '127.0.0.1', () => {
-  const address = server.address();
+  const address = /** @type {import('node:net').AddressInfo} */ (server.address());
   process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
 });
 

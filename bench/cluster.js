@@ -35,8 +35,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // One keep-alive agent, so the 2 ms polls do not each pay a TCP handshake.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
-/** One admin API call with a deadline; resolves { status, body } or rejects on connection errors and timeouts. */
-export function call(base, method, path, { body, timeoutMs = 5000 } = {}) {
+/**
+ * One admin API call with a deadline; resolves { status, body } or rejects on connection errors and timeouts.
+ * @param {string} base
+ * @param {string} method
+ * @param {string} path
+ * @param {{ body?: unknown, timeoutMs?: number }} [options]
+ */
+export function call(base, method, path, options = {}) {
+  const { body, timeoutMs = 5000 } = options;
   return new Promise((resolve, reject) => {
     const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
     const text = body === undefined ? undefined : JSON.stringify(body);

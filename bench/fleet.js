@@ -73,11 +73,11 @@ function raftConnectionEnds(raftPorts) {
 async function startBackends() {
   const servers = [];
   for (let i = 0; i < 3; i++) {
-    const server = http.createServer((req, res) => res.end('ok'));
-    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const server = http.createServer((_req, res) => res.end('ok'));
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
     servers.push(server);
   }
-  return { ports: servers.map((s) => s.address().port), close: () => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))) };
+  return { ports: servers.map((s) => /** @type {import('node:net').AddressInfo} */ (s.address()).port), close: () => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))) };
 }
 
 class Fleet {

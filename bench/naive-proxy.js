@@ -30,7 +30,7 @@ server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head, { target
 server.keepAliveTimeout = 120_000;
 server.headersTimeout = 121_000;
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: /** @type {import('node:net').AddressInfo} */ (server.address()).port })}\n`);
 });
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();

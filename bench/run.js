@@ -26,7 +26,7 @@ import {
   treeCpuMicros,
   treeRssBytes,
 } from './lib/proc.js';
-import { median, medians, ratio } from './lib/stats.js';
+import { medians, ratio } from './lib/stats.js';
 import { TARGETS, balancerBuilt, ensurePackages, startBackends, startTarget, toolVersions } from './lib/targets.js';
 import { runAutocannon, runWrk, wrkAvailable, writeWrkScripts } from './lib/wrk.js';
 

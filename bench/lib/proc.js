@@ -19,18 +19,24 @@ function hardFdLimit() {
   }
 }
 
+/** A child spawned by spawnOwned, with the tail of its stderr kept for error messages. */
+/** @typedef {import('node:child_process').ChildProcessWithoutNullStreams & { stderrText: string }} OwnedChild */
+
 const owned = new Set();
 
 /**
  * Spawns a command in its own process group (so a signal reaches its whole tree) with the soft fd limit raised
  * to FD_LIMIT through prlimit, which keeps the spawned pid the real program's pid.
+ * @returns {OwnedChild}
  */
 export function spawnOwned(command, args, options = {}) {
-  const child = spawn('prlimit', [`--nofile=${FD_LIMIT}:${FD_LIMIT}`, '--', command, ...args], {
+  const child = /** @type {OwnedChild} */ (
+    spawn('prlimit', [`--nofile=${FD_LIMIT}:${FD_LIMIT}`, '--', command, ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
     ...options,
-  });
+  })
+  );
   owned.add(child);
   child.stderrText = '';
   child.stderr.on('data', (chunk) => {
@@ -138,7 +144,7 @@ export function freePort() {
     const server = net.createServer();
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
+      const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
       server.close(() => resolve(port));
     });
   });

@@ -121,7 +121,7 @@ export class WorkerSupervisor {
       worker.on('exit', (code, signal) => {
         this.workers.delete(worker.id);
         if (state.metrics !== null) this.retired.fold(state.metrics);
-        for (const [id, pending] of this.pendingMetrics) if (pending.workerId === worker.id) pending.settle(null);
+        for (const pending of this.pendingMetrics.values()) if (pending.workerId === worker.id) pending.settle(null);
         if (!listening) reject(new Error(`worker ${worker.id} exited before listening (code ${code}, signal ${signal})`));
         this.onExit(state, code, signal);
       });

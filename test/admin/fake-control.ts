@@ -9,10 +9,10 @@ import type {
   ClusterStatus,
   ControlPlane,
   NodeStatus,
-  PlainReplicated,
   PoolStatusView,
   WriteOptions,
 } from '../../src/control/types.js';
+import type { PlainObject, PlainReplicated } from '../../src/config/plain.js';
 import { BalancerError } from '../../src/errors.js';
 import { Readiness } from '../../src/control/readiness.js';
 import type { HistoryEntry } from '../../src/control/history.js';
@@ -98,7 +98,7 @@ export function createFakeControl(): FakeControl {
     readiness,
     async getConfig(): Promise<{ version: number; config: PlainReplicated }> {
       fake.calls.push({ method: 'getConfig', args: [] });
-      const pools: Record<string, unknown> = {};
+      const pools: Record<string, PlainObject> = {};
       for (const p of fake.pools) {
         pools[p.name] = { strategy: p.strategy, backends: p.backends.map((b) => ({ id: b.id, url: b.url, weight: b.weight })) };
       }

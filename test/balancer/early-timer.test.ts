@@ -25,7 +25,7 @@ it('returns an ejected backend even when its timer fires slightly early', () => 
   const clock = new EarlyClock();
   const pool = PoolRuntime.create(
     poolConfig({
-      outlierDetection: { enabled: true, consecutiveGatewayFailures: 2, consecutive5xx: 0, baseEjectionTimeMs: 400, maxEjectionTimeMs: 60_000, maxEjectionPercent: 100 },
+      outlierDetection: { enabled: true, consecutiveGatewayFailures: 2, consecutive5xx: 0, baseEjectionTimeMs: 400, maxEjectionTimeMs: 60_000, maxEjectionPercent: 100, activeCheckUnejects: true },
     }),
     undefined,
     { clock, random: seededRandom(1), metrics: recordingMetrics(), logger: silentLogger },

@@ -1,7 +1,6 @@
 // Three real Apps with cluster sections in their YAML: the App builds a ClusterStore, the admin API answers through Raft.
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

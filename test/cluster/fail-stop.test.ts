@@ -1,7 +1,6 @@
 // Fail-stop: a broken Raft invariant found while handling a peer message stops the node's part in Raft, not its data plane.
 
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

@@ -212,7 +212,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
 
   it('shows a single node without a cluster panel, and a drained backend as intentional', async () => {
     const clustered = control.clusterState;
-    control.clusterState = { nodeId: 'standalone', role: 'standalone', term: 0, leader: null, commitIndex: 0, appliedIndex: 0, members: [] };
+    control.clusterState = { nodeId: 'standalone', role: 'standalone', membership: 'standalone', term: 0, leader: null, commitIndex: 0, appliedIndex: 0, members: [] };
     control.setBackend('web', 'web-2', { state: 'up' });
     control.setBackend('api', 'api-1', { state: 'draining' });
     const { page } = await openWithToken(TOKEN);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, systemRandom } from '../../src/clock.js';
 import { ClusterStore } from '../../src/cluster/store.js';
-import type { ClusterConfig } from '../../src/config/schema.js';
+import { DEFAULTS, type ClusterConfig } from '../../src/config/schema.js';
 import { validateConfigText } from '../../src/config/validate.js';
 import { watchConfigFile, type ConfigWatcher } from '../../src/config/watch.js';
 import { createLogger, type Logger } from '../../src/log.js';
@@ -165,6 +165,7 @@ export class TestCluster extends Watched {
       secretFile: null,
       electionTimeoutMs: ELECTION_MS,
       heartbeatIntervalMs: HEARTBEAT_MS,
+      historySize: DEFAULTS.historySize,
       ...(options.join === undefined ? {} : { join: options.join }),
       ...(options.snapshotEvery === undefined ? {} : { snapshotEvery: options.snapshotEvery }),
     };

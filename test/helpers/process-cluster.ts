@@ -12,7 +12,6 @@
  */
 
 import http from 'node:http';
-import net from 'node:net';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +20,7 @@ import { startCli, type RunningNode } from './process.js';
 import { TcpRelay } from './tcp-relay.js';
 import { startBackend, type TestBackend } from './backend.js';
 import { freePort } from './ports.js';
-import { eventually, sleep } from './wait.js';
+import { eventually } from './wait.js';
 
 export const ADMIN_TOKEN = 'test-admin-token';
 export const CLUSTER_SECRET = 'process-test-cluster-secret';

@@ -35,8 +35,8 @@ afterAll(async () => {
 });
 
 /** An https backend that requires a client certificate from the `trusted` CA and records the client CN of each request. */
-async function mtlsBackend(): Promise<{ url: string; seen: Array<{ path: string | undefined; client: string | undefined }>; close(): Promise<void> }> {
-  const seen: Array<{ path: string | undefined; client: string | undefined }> = [];
+async function mtlsBackend(): Promise<{ url: string; seen: Array<{ path: string | undefined; client: string | string[] | undefined }>; close(): Promise<void> }> {
+  const seen: Array<{ path: string | undefined; client: string | string[] | undefined }> = [];
   const backend = https.createServer(
     { cert: readFileSync(server.cert), key: readFileSync(server.key), ca: readFileSync(trusted.ca), requestCert: true, rejectUnauthorized: true },
     (req, res) => {

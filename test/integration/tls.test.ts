@@ -70,8 +70,8 @@ describe('TLS listener', () => {
 
 describe('https backends', () => {
   /** An https backend that answers 'secure' and records, per request, the SNI its connection came with and the Host. */
-  async function httpsBackend(certs: TestCerts): Promise<{ port: number; url: string; seen: Array<{ sni: string | false; host: string | undefined }>; connections: number; close(): Promise<void> }> {
-    const seen: Array<{ sni: string | false; host: string | undefined }> = [];
+  async function httpsBackend(certs: TestCerts): Promise<{ port: number; url: string; seen: Array<{ sni: string | false | null; host: string | undefined }>; connections: number; close(): Promise<void> }> {
+    const seen: Array<{ sni: string | false | null; host: string | undefined }> = [];
     const server = https.createServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (req, res) => {
       seen.push({ sni: (req.socket as TLSSocket).servername, host: req.headers.host });
       res.end('secure');
