@@ -109,7 +109,9 @@ export class WebSocketTunnel {
         backend.requestFinished('aborted');
         return;
       }
-      this.handshake(req, socket, head, entry, backend, upstream.target, connection, facts);
+      // A sticky pool points the client at this backend in the answer, as for any request.
+      const cookie = pool.sticky?.setCookieFor(backend.id, affinity?.sticky);
+      this.handshake(req, socket, head, entry, backend, upstream.target, connection, facts, cookie);
     });
   }
 
@@ -123,6 +125,7 @@ export class WebSocketTunnel {
     target: ProxyTarget,
     connection: Duplex,
     facts: (status: number | undefined, code: string | null) => void,
+    setCookie: string | undefined,
   ): void {
     let settled = false;
     let upgraded = false;
@@ -141,7 +144,13 @@ export class WebSocketTunnel {
       // http-proxy joins the path with the target's and collapses '//'; the backend gets the target exactly as the
       // client sent it (checkTarget reduced it to origin-form). Node reads this when it writes the head, at end().
       created.path = req.url ?? '/';
+      // These listeners run before http-proxy's own (it adds them after emitting proxyReqWs), so a header added
+      // here is in the answer it writes to the client.
+      const addCookie = (answer: IncomingMessage): void => {
+        if (setCookie !== undefined) answer.headers['set-cookie'] = [...(answer.headers['set-cookie'] ?? []), setCookie];
+      };
       created.once('response', (response: IncomingMessage) => {
+        addCookie(response);
         // The backend refused the upgrade; http-proxy relays its answer but never guards the stream,
         // and its end only half-closes the client socket.
         response.on('error', () => socket.destroy());
@@ -149,7 +158,8 @@ export class WebSocketTunnel {
         facts(response.statusCode, null);
         finish(response.statusCode !== undefined && response.statusCode >= 500 ? 'http-5xx' : 'success');
       });
-      created.once('upgrade', (_res: IncomingMessage, upstreamSocket: Socket) => {
+      created.once('upgrade', (answer: IncomingMessage, upstreamSocket: Socket) => {
+        addCookie(answer);
         upgraded = true;
         finish('success');
         facts(101, null);

@@ -1,5 +1,8 @@
 // Consistent hashing, sticky cookies and backup backends through the proxy: real backends, real sockets, the App as `balancer start` runs it.
 
+import { createHash } from 'node:crypto';
+import type http from 'node:http';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request, type TestBackend } from '../helpers/backend.js';
 import { eventually } from '../helpers/wait.js';
@@ -166,5 +169,60 @@ describe('backup backends through the proxy', () => {
     const servedBefore = backup.seen.filter((r) => r.url === '/app').length;
     expect(await names(6)).toEqual(new Set(['b1']));
     expect(backup.seen.filter((r) => r.url === '/app').length).toBe(servedBefore);
+  });
+});
+describe('WebSocket upgrades', () => {
+  /** Opens an upgrade through the gateway and returns the head of the 101 answer and which backend took it. */
+  async function upgrade(gw: TestGateway, headers: Record<string, string>): Promise<{ head: string; backend: string }> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(gw.port, '127.0.0.1');
+      let buffer = '';
+      const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+      socket.on('connect', () =>
+        socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`),
+      );
+      socket.on('data', (data) => {
+        buffer += data.toString('latin1');
+        const end = buffer.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        socket.destroy();
+        const head = buffer.slice(0, end);
+        resolve({ head, backend: /^x-backend: (.*)$/im.exec(head)?.[1] ?? '' });
+      });
+      socket.on('error', reject);
+    });
+  }
+
+  function acceptUpgrades(list: readonly TestBackend[]): void {
+    for (const b of list) {
+      b.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+        const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: ${b.name}\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+        socket.on('error', () => socket.destroy());
+        // The client hung up (the tunnel closes this side too): the backend's server can then close.
+        socket.on('end', () => socket.destroy());
+      });
+    }
+  }
+
+  it('hash the same key to the same backend, and a sticky cookie is set on the 101 and followed', async () => {
+    const list = await backends(3);
+    acceptUpgrades(list);
+    const gw = await resources.gateway(`pools:\n  web:\n    strategy: ring-hash\n    hashOn: { header: x-user }\n    sticky: { cookie: SRV }\n    backends:\n${backendLines(list)}\n`);
+    for (let user = 0; user < 8; user++) {
+      const seen = new Set<string>();
+      for (let i = 0; i < 3; i++) seen.add((await upgrade(gw, { 'x-user': `user-${user}` })).backend);
+      expect(seen.size, `user-${user}`).toBe(1);
+    }
+    const first = await upgrade(gw, {});
+    expect(first.head.startsWith('HTTP/1.1 101')).toBe(true);
+    const cookie = /^set-cookie: (SRV=[^;]+);/im.exec(first.head)?.[1];
+    expect(cookie).toBeDefined();
+    for (let i = 0; i < 4; i++) {
+      // The cookie beats the hash key: the client stays where its session is.
+      const again = await upgrade(gw, { cookie: cookie!, 'x-user': `someone-else-${i}` });
+      expect(again.backend).toBe(first.backend);
+      expect(again.head).not.toMatch(/^set-cookie:/im);
+    }
   });
 });
