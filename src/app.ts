@@ -29,6 +29,9 @@ import { splitHostPort } from './net-address.js';
 import { startDemoBackends, type DemoBackends } from './demo-backends.js';
 import { readFile } from 'node:fs/promises';
 
+/** How long start-up waits for the first DNS answers of the pools before it listens anyway. */
+const FIRST_DNS_ANSWER_WAIT_MS = 3_000;
+
 export interface AppOptions {
   readonly configPath: string;
   /** Start demo backends for the loopback backends of the config (npm start on a fresh machine). */
@@ -123,6 +126,8 @@ export class App {
       }
     }
 
+    // Pools that find backends in DNS start with the first answers rather than none (bounded: DNS may be down).
+    await dataPlane.dnsSettled(FIRST_DNS_ANSWER_WAIT_MS);
     metrics.countConfigChanges(() => ({ version: dataPlane.table.version, changes: store.history() }));
     let frontend: Frontend;
     let renderMetrics = metrics.render;

@@ -1,6 +1,6 @@
 // The one parser of host names and `host:port` addresses (`api.internal:80`, `[::1]:8080`, `:8080` for all interfaces): the config spec, the Raft transport, the listeners and the membership API all use it.
 
-import { isIP } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { BalancerError } from './errors.js';
 
 export interface HostPort {
@@ -57,4 +57,21 @@ export function splitHostPort(input: string, rules: HostPortRules = { allowPortZ
   const checked = checkHostPort(input, rules);
   if ('error' in checked) throw new BalancerError('CONFIG_INVALID', `address ${JSON.stringify(input)} ${checked.error}`);
   return checked.value;
+}
+
+/** `host:port`, with an IPv6 address in brackets: how backend ids and DNS answers are written. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * A `lookup` for net/tls connect options that answers with addresses resolved beforehand (DNS discovery's, kept through
+ * DNS failures), so a connect never waits on DNS; all of them when asked for all, so Happy Eyeballs can try each.
+ */
+export function fixedLookup(addresses: readonly string[]): LookupFunction {
+  const entries = addresses.map((address) => ({ address, family: isIP(address) }));
+  return (_hostname, options, callback) => {
+    if (options.all === true) (callback as unknown as (error: null, found: Array<{ address: string; family: number }>) => void)(null, entries);
+    else callback(null, entries[0]!.address, entries[0]!.family);
+  };
 }

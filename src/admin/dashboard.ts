@@ -42,6 +42,8 @@ section.panel > h2 { font-size: 15px; margin: 0; padding: 12px 16px; border-bott
 section.panel > h2 small { color: var(--muted); font-weight: 400; font-size: 13px; }
 .role { font-size: 11px; font-weight: 400; padding: 0 6px; border-radius: 8px; border: 1px solid currentColor; opacity: 0.75; }
 .tag { font-size: 11px; font-weight: 600; padding: 1px 8px; border-radius: 10px; background: var(--down-bg); color: var(--down); }
+.tag.dns { background: var(--line); color: var(--muted); font-weight: 500; }
+p.dns { margin: 0; padding: 6px 16px; border-bottom: 1px solid var(--line); color: var(--muted); font-size: 13px; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; }
 caption { text-align: left; padding: 0; }
@@ -328,6 +330,9 @@ const SCRIPT = `
       var title = el('h2', { id: 'pool-' + pool.name }, [pool.name, ' ', el('small', { 'data-strategy': pool.strategy, text: strategyText(pool) })]);
       if (pool.backupsServing) title.appendChild(el('span', { className: 'tag', 'data-backups-serving': 'true', text: 'backups serving' }));
       if (pool.panic) title.appendChild(el('span', { className: 'tag', text: 'panic mode' }));
+      var dns = pool.discovery;
+      var dnsLine = dns ? el('p', { className: 'dns', 'data-dns': dns.name, text: 'DNS ' + dns.type + ' ' + dns.name + (dns.servers ? ' (' + dns.servers.join(', ') + ')' : '') + ': ' + dns.found + ' found' +
+        (dns.failures > 0 ? ' \u2013 ' + dns.failures + ' failed lookup(s), keeping the last answer: ' + (dns.lastError || '') : '') }) : null;
       var head = el('tr', null, ['Backend', 'URL', 'State', 'Weight', 'Effective', 'In-flight', 'Req/s', '5xx', 'p50', 'p99', 'EWMA', 'Detail'].map(function (h, i) {
         var th = el('th', { scope: 'col', className: i >= 3 && i <= 10 ? 'num' : '', text: h });
         if (h === 'EWMA') th.title = 'Peak-EWMA latency: what peak-ewma picks by (kept for every pool)';
@@ -344,8 +349,9 @@ const SCRIPT = `
         var detail = b.reason || (b.lastCheck ? (b.lastCheck.ok ? 'check ok' : 'check failed: ' + b.lastCheck.detail) : '');
         var errCell = el('td', { className: 'num' + (r.errorRate > 0.05 ? ' bad' : ''), text: fmtPct(r.errorRate) });
         body.appendChild(el('tr', { 'data-pool': pool.name, 'data-backend': b.id }, [
-          el('th', { scope: 'row' }, b.backup ? [b.id, ' ', el('span', { className: 'role', 'data-backup': 'true', text: 'backup' })] : [b.id]),
-          el('td', { className: 'url', text: b.url }),
+          el('th', { scope: 'row' }, [b.id].concat(b.backup ? [' ', el('span', { className: 'role', 'data-backup': 'true', text: 'backup' })] : [])
+            .concat(b.discovered ? [' ', el('span', { className: 'tag dns', title: 'found in DNS by this node; only drain applies', text: 'dns' })] : [])),
+          el('td', { className: 'url', title: b.address ? 'connections go to ' + b.address : '', text: b.url + (b.address ? ' \u2192 ' + b.address : '') }),
           el('td', { 'data-state': b.state }, [el('span', { className: 'state state-' + b.state, text: STATE_TEXT[b.state] || b.state })]),
           el('td', { className: 'num', text: String(b.weight) }),
           el('td', { className: 'num', text: String(b.effectiveWeight) }),
@@ -362,6 +368,7 @@ const SCRIPT = `
       });
       var table = el('table', { 'aria-labelledby': 'pool-' + pool.name }, [el('thead', null, [head]), body]);
       var parts = [title];
+      if (dnsLine) parts.push(dnsLine);
       var charts = poolCharts(pool.name);
       if (charts) parts.push(charts);
       parts.push(el('div', { className: 'scroll' }, [table]));

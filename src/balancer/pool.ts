@@ -19,6 +19,7 @@ import { retryBudgetAllows } from './retry-budget.js';
 import { StickyTable } from './sticky.js';
 import { readUpstreamTls, type UpstreamTlsMaterial } from './upstream-tls.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
+import { discoveredServerName } from '../discovery/dns-discovery.js';
 import type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
 
 
@@ -298,6 +299,8 @@ export class PoolRuntime {
       this.backends.map((backend) => ({
         id: backend.id,
         url: backend.url,
+        ...(backend.config.addresses === undefined ? {} : { addresses: backend.config.addresses }),
+        ...discoveredServerNameOf(this.config, backend.config),
         isDown: () => backend.live.health.state === 'down',
         lastCheckedAt: () => backend.live.health.lastCheck?.at,
       })),
@@ -378,6 +381,8 @@ export class PoolRuntime {
           ...(ejectedUntil !== null ? { ejectedUntil } : {}),
           ...(last !== undefined ? { lastCheck: { ok: last.ok, at: last.at, ageMs: now - last.at, detail: last.detail } } : {}),
           reason: backend.config.drain ? 'drain set in config' : health.reason,
+          ...(backend.config.discovered === true ? { discovered: true } : {}),
+          ...(backend.config.addresses === undefined ? {} : { address: backend.config.addresses.join(', ') }),
         };
       }),
     };
@@ -508,6 +513,12 @@ export class PoolRuntime {
     if (panic) this.deps.logger.warn('pool entered panic mode: routing to all non-draining backends', fields);
     else this.deps.logger.info('pool left panic mode', fields);
   }
+}
+
+/** A check target's serverName when it differs from the pool's (a backend found by DNS, verified by the DNS name). */
+function discoveredServerNameOf(pool: PoolConfig, backend: BackendConfig): { serverName?: string } {
+  const name = pool.tls.serverName === null ? discoveredServerName(pool, backend) : null;
+  return name === null ? {} : { serverName: name };
 }
 
 function healthOptions(config: PoolConfig): BackendHealthOptions {

@@ -1,6 +1,6 @@
 // The admin API's answers as the CLI prints them: status and cluster tables, history, diffs, routes and route tests.
 
-import type { BackendStatus, ClusterStatus, NodeStatus } from '../control/types.js';
+import type { BackendStatus, ClusterStatus, DiscoveryStatusView, NodeStatus } from '../control/types.js';
 import { describeSource, type HistorySummary } from '../control/history.js';
 import { paint, stateCell, strategyText, table, type Cell } from './format.js';
 
@@ -35,6 +35,13 @@ function membersTable(c: ClusterStatus, colour: boolean): string {
     colour,
   );
 }
+/** `dns A web.internal (127.0.0.1:5353): 3 found`, and the failures while DNS does not answer. */
+function discoveryLine(dns: DiscoveryStatusView, colour: boolean): string {
+  const via = dns.servers === null ? '' : ` (${dns.servers.join(', ')})`;
+  const failing = dns.failures === 0 ? '' : paint(`  ${dns.failures} failed lookup(s), keeping the last answer: ${dns.lastError ?? ''}`, 'yellow', colour);
+  return `${paint('dns', 'dim', colour)} ${dns.type} ${dns.name}${via}: ${dns.found} found${failing}`;
+}
+
 export function formatStatus(status: NodeStatus, colour: boolean): string {
   const parts: string[] = [];
   const reasons = (status.notReady ?? []).map((item) => item.reason).join('; ');
@@ -44,6 +51,7 @@ export function formatStatus(status: NodeStatus, colour: boolean): string {
     const panic = pool.panic ? '  ' + paint('PANIC: too few healthy backends, spreading over all', 'red', colour) : '';
     const backups = pool.backupsServing === true ? '  ' + paint('BACKUPS SERVING: no primary backend is up', 'yellow', colour) : '';
     parts.push(`\n${paint('pool', 'dim', colour)} ${paint(pool.name, 'bold', colour)}  ${strategyText(pool)}${backups}${panic}\n`);
+    if (pool.discovery !== undefined) parts.push(`  ${discoveryLine(pool.discovery, colour)}\n`);
     if (pool.backends.length === 0) {
       parts.push('  (no backends)\n');
       continue;
@@ -61,7 +69,8 @@ export function formatStatus(status: NodeStatus, colour: boolean): string {
         ],
         pool.backends.map((b) => [
           b.backup === true ? `${b.id} (backup)` : b.id,
-          b.url,
+          // Where a backend came from and where its connections go, when that is not plain from the URL.
+          `${b.url}${b.address === undefined ? '' : ` -> ${b.address}`}${b.discovered === true ? ' (dns)' : ''}`,
           stateCell(b.state),
           String(b.weight),
           String(b.effectiveWeight),

@@ -44,7 +44,7 @@ import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../raft/runtime/node.js';
 import type { ConfChange, Entry, NodeId, Snapshot } from '../raft/core/types.js';
-import { guard, type ConfigCommand } from '../control/config-reducer.js';
+import { discoveredHere, guard, type ConfigCommand } from '../control/config-reducer.js';
 import { ConfigFileSync } from './config-file.js';
 import { ConfigStateMachine, type ClusterCommand } from './state-machine.js';
 import { isRetryable, Proposals } from './proposals.js';
@@ -309,7 +309,7 @@ export class ClusterStore implements ControlPlane {
   }
 
   async updateBackend(pool: string, id: string, patch: BackendPatch, options: WriteOptions = {}): Promise<WriteResult> {
-    const outcome = await this.proposals.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin), options.requestId);
+    const outcome = await this.proposals.submit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true, ...discoveredHere(this.options.dataPlane, pool, id) }, this.changeMeta(options.origin), options.requestId);
     return { version: outcome.version, requestId: outcome.requestId };
   }
 

@@ -2,6 +2,7 @@
 
 import {
   DEFAULTS,
+  DNS_RECORD_TYPES,
   HASH_STRATEGIES,
   RETRY_CONDITIONS,
   SAME_SITE_VALUES,
@@ -10,6 +11,7 @@ import {
   type HashOn,
   type HeaderMatch,
   type LogLevelName,
+  type RateLimitKey,
   type RedirectStatus,
   type UpstreamProtocol,
 } from './schema.js';
@@ -47,6 +49,7 @@ import {
   type LeafSpec,
 } from './spec.js';
 import { splitHostPort } from '../net-address.js';
+import { isIP } from 'node:net';
 
 export const POOL_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const LISTENER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
@@ -54,6 +57,7 @@ export const BACKEND_ID_PATTERN = /^[A-Za-z0-9_.:[\]-]+$/;
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const MAX_WEIGHT = 10_000;
 export const MAX_RETRIES = 10;
+export const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 // ---------------------------------------------------------------- special leaves
 
@@ -389,7 +393,6 @@ const backendsSpec = list(backendSpec, {
 
 // ---------------------------------------------------------------- request values: what hashing strategies and sticky sessions read
 
-const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const headerName = string({ pattern: HEADER_NAME_PATTERN, patternHint: 'must be an HTTP header name', parse: (value) => ({ value: value.toLowerCase() }) });
 /** RFC 6265: a cookie name is an HTTP token, like a header name (but its case matters). */
 const cookieName = string({ pattern: HEADER_NAME_PATTERN, maxLength: 256, patternHint: "must be a cookie name (letters, digits and !#$%&'*+.^_`|~-)" });
@@ -456,6 +459,116 @@ const stickySpec = object(
   },
 );
 
+// ---------------------------------------------------------------- rate limits and discovery (pools and routes)
+
+const rateLimitHeaderSpec = object(
+  { header: required(headerName) },
+  { description: 'The value of this request header names the client.' },
+);
+
+const RATE_LIMIT_KEY_DESCRIPTION =
+  'Whose requests share a bucket: sourceIp (the client address, after trustedProxies), or {header: NAME} (its value; a request without the header counts as its client address).';
+
+export const rateLimitKeySpec: LeafSpec<RateLimitKey> = leaf<RateLimitKey>({
+  description: RATE_LIMIT_KEY_DESCRIPTION,
+  decode(value, path, ctx) {
+    if (value === 'sourceIp') return { kind: 'sourceIp' };
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      const decoded = rateLimitHeaderSpec.decode(value, path, ctx);
+      return decoded === INVALID ? INVALID : { kind: 'header', name: decoded.header };
+    }
+    ctx.report(path, `must be sourceIp or {header: NAME}, got ${describeValue(value)}`);
+    return INVALID;
+  },
+  encode: (key) => (key.kind === 'sourceIp' ? 'sourceIp' : { header: key.name }),
+  schema: () => ({ description: RATE_LIMIT_KEY_DESCRIPTION, anyOf: [{ const: 'sourceIp' }, rateLimitHeaderSpec.schema()] }),
+});
+
+export const rateLimitSpec = object(
+  {
+    requestsPerSecond: required(
+      number({ min: 0.001, max: 1_000_000, integer: false, description: 'Requests per second each client may make on average (fractions allowed: 0.5 is one every two seconds).' }),
+    ),
+    burst: optional(integer(1, 1_000_000, 'Requests a client may make at once before the rate applies: the size of its bucket (default: requestsPerSecond, rounded up).')),
+    by: withDefault(rateLimitKeySpec, { kind: 'sourceIp' } as RateLimitKey),
+    maxKeys: withDefault(
+      integer(1, 10_000_000, 'Clients remembered at once in each process; beyond it the least recently seen is forgotten (its bucket starts full again).'),
+      DEFAULTS.rateLimitMaxKeys as number,
+    ),
+  },
+  {
+    description:
+      'A token bucket per client: past it, requests get 429 with Retry-After and RateLimit-Limit/-Remaining/-Reset. Counted in each process: with workers, or several nodes, a client can get that many times the rate (see docs/operations.md).',
+  },
+);
+
+/** A DNS server to ask: an IP address with a port (a name would need a DNS server to find it). */
+function parseDnsServer(input: string): { value: string } | { error: string } {
+  const parsed = parseHostPort(input, false);
+  if ('error' in parsed) return { error: `must be ip:port or [ipv6]:port of a DNS server, got ${describeValue(input)}` };
+  const { host } = splitHostPort(input);
+  if (isIP(host) === 0) return { error: `must be the IP address of a DNS server (with its port), not a name, got ${describeValue(input)}` };
+  return parsed;
+}
+
+function parseDnsName(input: string): { value: string } | { error: string } {
+  const name = input.endsWith('.') ? input.slice(0, -1) : input;
+  if (isIP(name) !== 0) return { error: `must be a DNS name, not an address (list addresses as backends), got ${describeValue(input)}` };
+  const parsed = parseHostname(name);
+  if ('error' in parsed && /^_/.test(name)) {
+    // SRV names start with _service._proto.
+    const labels = name.toLowerCase().split('.');
+    if (labels.length > 2 && labels.every((label, index) => (index < 2 ? /^_[a-z0-9-]{1,62}$/ : /^(?!-)[a-z0-9-]{1,63}(?<!-)$/).test(label))) return { value: labels.join('.') };
+  }
+  return 'error' in parsed ? { error: `must be a DNS name like api.internal or _http._tcp.api.internal, got ${describeValue(input)}` } : parsed;
+}
+
+const dnsDiscoverySpec = object(
+  {
+    name: optional(
+      string({
+        parse: parseDnsName,
+        description: 'The name to resolve: each address (A, AAAA) or each target (SRV) becomes a backend. Without it, nothing is discovered and the other keys say how the host names of backend URLs are resolved.',
+      }),
+    ),
+    type: optional(oneOf(DNS_RECORD_TYPES, 'A (the default), AAAA, or SRV (whose records give ports and weights).')),
+    port: optional(integer(1, 65535, 'Port of the backends for A and AAAA (default: 80, or 443 with scheme https); SRV records carry their own.')),
+    scheme: optional(oneOf(['http', 'https'] as const, 'How the discovered backends are spoken to: http (the default) or https (verified against tls.serverName, else the name).')),
+    interval: withDefault(
+      duration({ min: DEFAULTS.dnsMinIntervalMs, description: 'Longest time between lookups (a shorter TTL in the answer makes the next one sooner); also how often the names of static backend URLs are resolved again.' }),
+      DEFAULTS.dnsIntervalMs as number,
+    ),
+    servers: optional(
+      list(string({ parse: parseDnsServer }), {
+        description: 'DNS servers to ask (ip:port), instead of the system\'s resolver; they resolve static backend URLs of the pool too.',
+        maxItems: 16,
+        check: (entries, path, ctx) => {
+          if (entries.length === 0 && !ctx.problems.some((problem) => formatPath(problem.path).startsWith(formatPath(path)))) ctx.report(path, 'must list at least one server (leave servers out for the system resolver)');
+        },
+      }),
+    ),
+    drain: optional(
+      list(string({ pattern: BACKEND_ID_PATTERN, patternHint: 'must be a backend id (host:port)' }), {
+        description: 'Ids (address:port) of discovered backends that get no new requests while DNS still names them (`balancer backends drain` sets it).',
+        maxItems: 10_000,
+      }),
+    ),
+  },
+  {
+    description: 'Backends from DNS: each address a backend of its own (own health, metrics label address:port), added and removed as answers change; local to each node. A failed lookup keeps the last answer.',
+    check(value, path, ctx) {
+      if (value.type === 'SRV' && value.port !== undefined) ctx.report([...path, 'port'], 'SRV records carry the port of each target: leave port out');
+      if (value.name === undefined) {
+        for (const key of ['type', 'port', 'scheme', 'drain'] as const) {
+          if (value[key] !== undefined) ctx.report([...path, key], 'applies to the backends found by name, which is not set');
+        }
+      } else if (value.type === 'SRV' && !value.name.startsWith('_')) {
+        ctx.report([...path, 'name'], `an SRV name starts with _service._proto (like _http._tcp.${value.name}), got "${value.name}"`);
+      }
+    },
+  },
+);
+
 /** hashOn and ringSize belong to the strategies that use them: a key the strategy would ignore is a mistake worth saying. */
 function checkHashing(
   value: { readonly strategy: string; readonly hashOn: HashOn | undefined; readonly ringSize: number | undefined; readonly backends: readonly unknown[] },
@@ -477,6 +590,7 @@ function checkHashing(
     );
   }
 }
+const discoverySpec = object({ dns: required(dnsDiscoverySpec) }, { description: 'Where else this pool finds backends.' });
 
 export const poolSpec = object(
   {
@@ -505,6 +619,8 @@ export const poolSpec = object(
     circuitBreaker: optional(circuitBreakerSpec),
     connections: optional(connectionsSpec),
     tls: optional(upstreamTlsSpec),
+    rateLimit: optional(rateLimitSpec),
+    discovery: optional(discoverySpec),
   },
   {
     description: 'A named group of backends.',
@@ -517,6 +633,14 @@ export const poolSpec = object(
       });
       if (value.healthCheck?.grpc !== undefined && value.protocol === 'http1') {
         ctx.report([...path, 'healthCheck', 'grpc'], 'gRPC health checks speak HTTP/2: set the pool\'s protocol to h2c (http:// backends) or h2 (https:// backends)');
+      }
+      const dns = value.discovery?.dns;
+      if (dns !== undefined) {
+        if (value.protocol === 'h2c' && dns.scheme === 'https') ctx.report([...path, 'discovery', 'dns', 'scheme'], 'protocol h2c is HTTP/2 without TLS: use scheme http, or protocol h2');
+        if (value.protocol === 'h2' && dns.name !== undefined && dns.scheme !== 'https') ctx.report([...path, 'discovery', 'dns', 'scheme'], 'protocol h2 is HTTP/2 over TLS: use scheme https, or protocol h2c');
+        if (dns.type === 'SRV' && dns.scheme === 'https' && value.tls?.serverName === undefined) {
+          ctx.report([...path, 'tls', 'serverName'], 'is required for https backends found by SRV: the name their certificates carry (an SRV name is not one)');
+        }
       }
     },
   },
@@ -817,6 +941,7 @@ const routeSpec = object(
       }),
     ),
     maxBodySize: withDefault(size({ description: 'Largest request body for this route; 0 means the listener limit.' }), 0),
+    rateLimit: optional(rateLimitSpec),
   },
   {
     description: 'Requests that match go to the pool, or get the redirect or the fixed answer; the first matching route wins.',
@@ -1033,6 +1158,10 @@ const limitsSpec = object(
       boolean('400 for %2F or %5C in a request path, which some backends read as separators that routes never saw; false keeps them escaped (routes see them escaped too).'),
       DEFAULTS.limits.rejectEncodedSlash as boolean,
     ),
+    maxConnectionsPerIp: withDefault(
+      integer(0, 10_000_000, 'Concurrent connections one client address may hold open on each listener (with workers: N, in each worker process); more are closed at once; 0 means no limit.'),
+      DEFAULTS.limits.maxConnectionsPerIp as number,
+    ),
   },
   { description: 'Listener limits.' },
 );
@@ -1135,4 +1264,6 @@ export type FileShape = Infer<typeof fileSpec>;
 export type ListenerTlsShape = Infer<typeof listenerTlsSpec>;
 export type PoolShape = Infer<typeof poolSpec>;
 export type RouteShape = Infer<typeof routeSpec>;
+export type RateLimitShape = Infer<typeof rateLimitSpec>;
+export type DnsDiscoveryShape = Infer<typeof dnsDiscoverySpec>;
 export type ReplicatedShape = Infer<typeof replicatedSpec>;

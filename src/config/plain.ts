@@ -1,7 +1,18 @@
 // The file-shaped JSON form of routes and pools (defaults left out): what GET /api/v1/config returns and Raft commands carry.
 
-import { DEFAULTS, defaultHealthCheckTimeoutMs, type BackendConfig, type HeaderRules, type HealthCheckConfig, type PoolConfig, type ReplicatedConfig, type RouteConfig } from './schema.js';
-import { defaultBackendId, expectedStatusesSpec, hashOnSpec, headerMatchSpec } from './file-spec.js';
+import {
+  DEFAULTS,
+  defaultHealthCheckTimeoutMs,
+  type BackendConfig,
+  type DnsDiscoveryConfig,
+  type HeaderRules,
+  type HealthCheckConfig,
+  type PoolConfig,
+  type RateLimitConfig,
+  type ReplicatedConfig,
+  type RouteConfig,
+} from './schema.js';
+import { defaultBackendId, expectedStatusesSpec, hashOnSpec, headerMatchSpec, rateLimitKeySpec } from './file-spec.js';
 import { formatDuration, formatSize, type JsonValue } from './spec.js';
 
 export type PlainObject = { [key: string]: JsonValue };
@@ -51,10 +62,31 @@ function nonEmpty(target: PlainObject, key: string, section: PlainObject): void 
   if (Object.keys(section).length > 0) target[key] = section;
 }
 
+function plainRateLimit(limit: RateLimitConfig): PlainObject {
+  const out: PlainObject = { requestsPerSecond: limit.requestsPerSecond };
+  setUnlessDefault(out, 'burst', limit.burst, Math.max(1, Math.ceil(limit.requestsPerSecond)));
+  if (limit.by.kind !== 'sourceIp') out['by'] = rateLimitKeySpec.encode(limit.by);
+  setUnlessDefault(out, 'maxKeys', limit.maxKeys, DEFAULTS.rateLimitMaxKeys);
+  return out;
+}
+
+function plainDnsDiscovery(dns: DnsDiscoveryConfig): PlainObject {
+  const out: PlainObject = {};
+  if (dns.name !== null) out['name'] = dns.name;
+  setUnlessDefault(out, 'type', dns.type, 'A');
+  if (dns.type !== 'SRV') setUnlessDefault(out, 'port', dns.port, dns.scheme === 'https' ? 443 : 80);
+  setUnlessDefault(out, 'scheme', dns.scheme, 'http');
+  durationUnlessDefault(out, 'interval', dns.intervalMs, DEFAULTS.dnsIntervalMs);
+  if (dns.servers !== null) out['servers'] = [...dns.servers];
+  if (dns.drain.length > 0) out['drain'] = [...dns.drain];
+  return out;
+}
+
 export function toPlainPool(pool: PoolConfig): PlainObject {
   const out: PlainObject = {};
   setUnlessDefault(out, 'strategy', pool.strategy, DEFAULTS.strategy);
-  out['backends'] = pool.backends.map(plainBackend);
+  // Backends a node found in DNS are its own, never part of the replicated form.
+  out['backends'] = pool.backends.filter((backend) => backend.discovered !== true).map(plainBackend);
   if (pool.hashOn !== null) out['hashOn'] = hashOnSpec.encode(pool.hashOn);
   if (pool.strategy === 'ring-hash') setUnlessDefault(out, 'ringSize', pool.ringSize, DEFAULTS.ringSize);
   if (pool.sticky !== null) {
@@ -114,6 +146,8 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   if (pool.tls.cert !== null) tls['cert'] = pool.tls.cert;
   if (pool.tls.key !== null) tls['key'] = pool.tls.key;
   nonEmpty(out, 'tls', tls);
+  if ((pool.rateLimit ?? null) !== null) out['rateLimit'] = plainRateLimit(pool.rateLimit!);
+  if ((pool.discovery ?? null) !== null) out['discovery'] = { dns: plainDnsDiscovery(pool.discovery!) };
   return out;
 }
 
@@ -181,6 +215,7 @@ export function toPlainRoute(route: RouteConfig): PlainObject {
   if (route.retries !== null) out['retries'] = route.retries;
   if (route.retryOn !== null) out['retryOn'] = [...route.retryOn];
   if (route.maxBodySize !== 0) out['maxBodySize'] = formatSize(route.maxBodySize);
+  if ((route.rateLimit ?? null) !== null) out['rateLimit'] = plainRateLimit(route.rateLimit!);
   return out;
 }
 

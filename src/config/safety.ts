@@ -46,8 +46,11 @@ function routedPools(config: ReplicatedConfig): Map<string, string[]> {
   return routed;
 }
 
+/** Backends the pool names, counting DNS discovery as one: what it finds cannot be known here, and is not nothing. */
 function backendCount(config: ReplicatedConfig, pool: string): number {
-  return config.pools[pool]?.backends.length ?? 0;
+  const found = config.pools[pool];
+  if (found === undefined) return 0;
+  return found.backends.length + ((found.discovery?.name ?? null) === null ? 0 : 1);
 }
 
 /**

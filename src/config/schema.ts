@@ -60,6 +60,8 @@ export const DEFAULTS = {
     maxBodySize: 0,
     /** %2F and %5C in a path are answered 400: a backend may read them as separators that routes never saw. */
     rejectEncodedSlash: true,
+    /** 0: no limit on concurrent connections from one client address. */
+    maxConnectionsPerIp: 0,
   },
   /** 0 means unlimited concurrent requests per backend, and then nothing waits. */
   circuitBreaker: { maxRequestsPerBackend: 0, maxPendingPerBackend: 0 },
@@ -83,6 +85,12 @@ export const DEFAULTS = {
   maglevTableSize: 65_537,
   /** A sticky cookie is kept from scripts unless the pool says otherwise. */
   stickyHttpOnly: true,
+  /** Clients a rate limit keeps a token bucket for (per process); the least recently seen are forgotten beyond it. */
+  rateLimitMaxKeys: 100_000,
+  /** How often DNS names are resolved again when the answer names no shorter TTL. */
+  dnsIntervalMs: 30_000,
+  /** A TTL below this does not make lookups more frequent (a TTL of 0 would otherwise mean a lookup loop). */
+  dnsMinIntervalMs: 1_000,
 } as const;
 
 /** A check's timeout when the file names none: the usual 1 s, but always below the interval (`interval: 1s` alone is valid). */
@@ -97,6 +105,14 @@ export interface BackendConfig {
   readonly drain: boolean;
   /** Gets traffic only while no primary (non-backup) backend of the pool is up. */
   readonly backup: boolean;
+  /**
+   * Never in the replicated config: the addresses this node resolved the URL's host name to, where connections go, the
+   * one in use first (the name stays for Host, SNI and checks). Absent for IP literals and before a first answer (the
+   * system resolves at each connect then).
+   */
+  readonly addresses?: readonly string[];
+  /** Never in the replicated config: set on a backend this node found in DNS (discovery.dns), which the API can only drain. */
+  readonly discovered?: true;
 }
 
 /** The request value a hashing strategy keys on: a header, a cookie, a query parameter, or the client address. */
@@ -205,6 +221,37 @@ export interface EwmaConfig {
 export type UpstreamProtocol = 'http1' | 'h2' | 'h2c';
 export const UPSTREAM_PROTOCOLS: readonly UpstreamProtocol[] = ['http1', 'h2', 'h2c'];
 
+/** Whose requests share one token bucket: the client address (after trusted proxies) or a request header's value. */
+export type RateLimitKey = { readonly kind: 'sourceIp' } | { readonly kind: 'header'; /** Lower case. */ readonly name: string };
+
+/** A token bucket per client: `burst` requests at once, refilled at `requestsPerSecond`; local to each process. */
+export interface RateLimitConfig {
+  readonly requestsPerSecond: number;
+  readonly burst: number;
+  readonly by: RateLimitKey;
+  /** Clients remembered at once (least recently seen forgotten first): bounds the memory a flood of addresses takes. */
+  readonly maxKeys: number;
+}
+
+export type DnsRecordType = 'A' | 'AAAA' | 'SRV';
+export const DNS_RECORD_TYPES: readonly DnsRecordType[] = ['A', 'AAAA', 'SRV'];
+
+/** Backends found in DNS: every address the name resolves to is a backend of its own, local to each node. */
+export interface DnsDiscoveryConfig {
+  /** Null: no backends are discovered; the settings say how the host names of backend URLs are resolved. */
+  readonly name: string | null;
+  /** Port of A/AAAA backends; 0 for SRV, whose records carry their own. */
+  readonly port: number;
+  readonly type: DnsRecordType;
+  readonly scheme: 'http' | 'https';
+  /** Longest time between lookups; a shorter TTL in the answer makes them sooner. */
+  readonly intervalMs: number;
+  /** host:port of DNS servers to ask instead of the system's. */
+  readonly servers: readonly string[] | null;
+  /** Ids (host:port) of discovered backends an operator drains: they get no new requests while DNS still names them. */
+  readonly drain: readonly string[];
+}
+
 export interface PoolConfig {
   readonly name: string;
   readonly strategy: StrategyName;
@@ -227,6 +274,10 @@ export interface PoolConfig {
   readonly circuitBreaker: CircuitBreakerConfig;
   readonly connections: ConnectionsConfig;
   readonly tls: UpstreamTlsConfig;
+  /** Per-client limit on the requests this pool takes (after the route's own, if any); null: none. */
+  readonly rateLimit: RateLimitConfig | null;
+  /** Backends found in DNS, beside `backends`; null: none. */
+  readonly discovery: DnsDiscoveryConfig | null;
 }
 
 /** One header condition of a route: exactly one of an exact value, a pattern, or presence (true) or absence (false). */
@@ -327,6 +378,8 @@ export interface RouteConfig {
   readonly retryOn: readonly RetryCondition[] | null;
   /** Maximum request body in bytes for this route; 0 means the listener's limit. */
   readonly maxBodySize: number;
+  /** Per-client limit on the requests this route takes; null: none. */
+  readonly rateLimit: RateLimitConfig | null;
 }
 
 /** The part Raft replicates: identical on every node of a cluster. */
@@ -401,6 +454,8 @@ export interface LimitsConfig {
   readonly maxBodySize: number;
   /** 400 for %2F or %5C in a request path; false keeps them escaped, and routes see them escaped. */
   readonly rejectEncodedSlash: boolean;
+  /** Concurrent connections one client address may hold open on a listener (per process); 0: no limit. */
+  readonly maxConnectionsPerIp: number;
 }
 
 export type LogLevelName = 'debug' | 'info' | 'warn' | 'error' | 'silent';

@@ -5,6 +5,8 @@ import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Docum
 import type {
   BackendConfig,
   Config,
+  DnsDiscoveryConfig,
+  RateLimitConfig,
   HeaderRules,
   HealthCheckConfig,
   ListenerConfig,
@@ -34,7 +36,9 @@ import {
   replicatedSpec,
   type FileShape,
   type ListenerTlsShape,
+  type DnsDiscoveryShape,
   type PoolShape,
+  type RateLimitShape,
   type ReplicatedShape,
   type RouteShape,
 } from './file-spec.js';
@@ -270,6 +274,30 @@ function buildHealthCheck(shape: NonNullable<PoolShape['healthCheck']>): HealthC
   };
 }
 
+function buildRateLimit(shape: RateLimitShape | undefined): RateLimitConfig | null {
+  if (shape === undefined) return null;
+  return {
+    requestsPerSecond: shape.requestsPerSecond,
+    burst: shape.burst ?? Math.max(1, Math.ceil(shape.requestsPerSecond)),
+    by: shape.by,
+    maxKeys: shape.maxKeys,
+  };
+}
+
+function buildDnsDiscovery(shape: DnsDiscoveryShape | undefined): DnsDiscoveryConfig | null {
+  if (shape === undefined) return null;
+  return {
+    name: shape.name ?? null,
+    type: shape.type ?? 'A',
+    // SRV records carry their ports; 0 stands for "from the record".
+    port: shape.type === 'SRV' ? 0 : (shape.port ?? (shape.scheme === 'https' ? 443 : 80)),
+    scheme: shape.scheme ?? 'http',
+    intervalMs: shape.interval,
+    servers: shape.servers === undefined ? null : [...shape.servers],
+    drain: [...(shape.drain ?? [])],
+  };
+}
+
 function buildPool(name: string, shape: PoolShape): PoolConfig {
   const outlier = shape.outlierDetection ?? OUTLIER_DEFAULTS;
   const timeouts = shape.timeouts ?? TIMEOUT_DEFAULTS;
@@ -314,6 +342,8 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
     circuitBreaker: { maxRequestsPerBackend: breaker.maxRequestsPerBackend, maxPendingPerBackend: breaker.maxPendingPerBackend },
     connections: { max: (shape.connections ?? CONNECTIONS_DEFAULTS).max },
     tls: { ca: shape.tls?.ca ?? null, serverName: shape.tls?.serverName ?? null, cert: shape.tls?.cert ?? null, key: shape.tls?.key ?? null },
+    rateLimit: buildRateLimit(shape.rateLimit),
+    discovery: buildDnsDiscovery(shape.discovery?.dns),
   };
 }
 
@@ -370,6 +400,7 @@ function buildRoute(shape: RouteShape): RouteConfig {
     retries: shape.retries ?? null,
     retryOn: shape.retryOn === undefined ? null : [...shape.retryOn],
     maxBodySize: shape.maxBodySize,
+    rateLimit: buildRateLimit(shape.rateLimit),
   };
 }
 
@@ -448,6 +479,7 @@ function buildConfig(shape: FileShape): Config {
       keepAliveTimeoutMs: limits.keepAliveTimeout,
       maxBodySize: limits.maxBodySize,
       rejectEncodedSlash: limits.rejectEncodedSlash,
+      maxConnectionsPerIp: limits.maxConnectionsPerIp,
     },
     log: { level: log.level, access: log.access, accessFile: log.accessFile ?? null },
     workers: shape.workers === 'auto' ? availableParallelism() : shape.workers,

@@ -27,11 +27,26 @@ export function guard(options: { readonly force?: boolean }): { refuseUnsafe?: t
   return options.force === true ? {} : { refuseUnsafe: true };
 }
 
+/** The command field saying the proposing node found the backend in DNS. */
+export function discoveredHere(dataPlane: { isDiscovered(pool: string, id: string): boolean }, pool: string, id: string): { discovered?: true } {
+  return dataPlane.isDiscovered(pool, id) ? { discovered: true } : {};
+}
+
 export type ConfigCommand =
   /** `config` is as proposed (a request body, a log entry from any version): apply validates it like any input. */
   | ({ readonly type: 'set-config'; readonly config: unknown; readonly expectedVersion?: number } & Guarded)
   | ({ readonly type: 'add-backend'; readonly pool: string; readonly backend: BackendInput } & Guarded)
-  | ({ readonly type: 'update-backend'; readonly pool: string; readonly id: string; readonly patch: BackendPatch } & Guarded)
+  | ({
+      readonly type: 'update-backend';
+      readonly pool: string;
+      readonly id: string;
+      readonly patch: BackendPatch;
+      /**
+       * The node that proposed it found the backend in DNS (discovery.dns): it is in no config, so a drain is kept in
+       * discovery.dns.drain. Set by the proposer, so every node applies the command alike.
+       */
+      readonly discovered?: true;
+    } & Guarded)
   | ({ readonly type: 'remove-backend'; readonly pool: string; readonly id: string } & Guarded);
 
 export interface CommandFailure {
@@ -82,6 +97,24 @@ export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolea
   return JSON.stringify({ routes: a.routes, pools: a.pools }) === JSON.stringify({ routes: b.routes, pools: b.pools });
 }
 
+/** Drains (or undrains) a backend found in DNS: its id goes in (or out of) the pool's discovery.dns.drain. */
+function drainDiscovered(state: ConfigState, pool: string, id: string, patch: BackendPatch, version: number): CommandResult {
+  if (patch.weight !== undefined) {
+    return failure('CONFLICT', `backend "${id}" of pool "${pool}" was found in DNS: its weight comes from DNS (SRV records, else 1); only drain applies to it`);
+  }
+  if (patch.drain === undefined) return { ok: true, state: { version, config: state.config } };
+  const edited = editablePool(state.config.pools[pool]!);
+  const discovery = edited['discovery'] as { dns: Record<string, unknown> };
+  const drained = new Set(Array.isArray(discovery.dns['drain']) ? (discovery.dns['drain'] as string[]) : []);
+  if (patch.drain) drained.add(id);
+  else drained.delete(id);
+  const dns = { ...discovery.dns };
+  if (drained.size > 0) dns['drain'] = [...drained].sort();
+  else delete dns['drain'];
+  edited['discovery'] = { ...discovery, dns };
+  return validatedPoolEdit(state, pool, edited, version);
+}
+
 /** Applies one command; `version` is what the new state will carry (the log index in a cluster). Never throws. */
 export function applyCommand(state: ConfigState, command: ConfigCommand, version: number): CommandResult {
   const result = reduce(state, command, version);
@@ -126,7 +159,13 @@ function reduce(state: ConfigState, command: ConfigCommand, version: number): Co
       const poolConfig = state.config.pools[command.pool];
       if (poolConfig === undefined) return failure('NOT_FOUND', `no pool named "${command.pool}"`);
       const index = poolConfig.backends.findIndex((backend) => backend.id === command.id);
-      if (index === -1) return failure('NOT_FOUND', `pool "${command.pool}" has no backend "${command.id}"`);
+      if (index === -1 && command.type === 'update-backend' && command.discovered === true && (poolConfig.discovery ?? null) !== null) {
+        return drainDiscovered(state, command.pool, command.id, command.patch, version);
+      }
+      if (index === -1) {
+        const hint = (poolConfig.discovery ?? null) === null ? '' : ' (backends found in DNS are not in the config: they come and go with DNS, and only drain applies to them)';
+        return failure('NOT_FOUND', `pool "${command.pool}" has no backend "${command.id}"${hint}`);
+      }
       const edited = editablePool(poolConfig);
       if (command.type === 'remove-backend') {
         edited.backends!.splice(index, 1);

@@ -9,7 +9,7 @@ import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 import { rewriteReplicatedSections } from '../config/write.js';
 import { replaceFile } from '../atomic-write.js';
 import { validateConfigText, validateReplicatedText } from '../config/validate.js';
-import { applyCommand, guard, sameReplicated, type ConfigCommand, type ConfigState } from './config-reducer.js';
+import { applyCommand, discoveredHere, guard, sameReplicated, type ConfigCommand, type ConfigState } from './config-reducer.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
@@ -107,7 +107,7 @@ export class LocalStore implements ControlPlane {
 
   updateBackend(pool: string, id: string, patch: BackendPatch, options: WriteOptions = {}) {
     return this.serialised(async () => {
-      const result = await this.commit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true }, this.changeMeta(options.origin));
+      const result = await this.commit({ type: 'update-backend', pool, id, patch, refuseUnsafe: true, ...discoveredHere(this.options.dataPlane, pool, id) }, this.changeMeta(options.origin));
       return { version: result.version, requestId: result.requestId };
     });
   }

@@ -6,7 +6,9 @@ import type { PoolStatusView } from './types.js';
 export function poolStatusViews(dataPlane: DataPlane): PoolStatusView[] {
   const remote = dataPlane.remoteInflight;
   return [...dataPlane.table.pools.values()].map((entry) => {
-    const status = entry.pool.status();
+    const own = entry.pool.status();
+    const discovery = dataPlane.discoveryStatus(own.name);
+    const status = discovery === null ? own : { ...own, discovery };
     if (remote === null) return status;
     return { ...status, backends: status.backends.map((backend) => ({ ...backend, inflight: remote(status.name, backend.id) })) };
   });

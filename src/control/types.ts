@@ -4,6 +4,7 @@ import type { HashOn, StrategyName } from '../config/schema.js';
 import type { PlainReplicated } from '../config/plain.js';
 import type { NotReady, Readiness } from './readiness.js';
 import type { HistoryEntry } from './history.js';
+import type { DiscoveryStatusView } from '../discovery/dns-discovery.js';
 
 export type BackendStateName = 'up' | 'down' | 'ejected' | 'draining';
 
@@ -29,7 +30,14 @@ export interface BackendStatus {
   readonly lastCheck?: { readonly ok: boolean; readonly at: number; readonly ageMs: number; readonly detail: string };
   /** Why the backend is in its current state. */
   readonly reason: string;
+  /** Found in DNS by this node (discovery.dns), not listed in the config: only drain applies to it. */
+  readonly discovered?: boolean;
+  /** Where connections go when the URL names a host: the address this node resolved it to. */
+  readonly address?: string;
 }
+
+// Produced by DNS discovery, which owns its definition.
+export type { DiscoveryStatusView } from '../discovery/dns-discovery.js';
 
 export interface PoolStatusView {
   readonly name: string;
@@ -42,6 +50,8 @@ export interface PoolStatusView {
   /** No primary backend is up, so the backups serve. */
   readonly backupsServing?: boolean;
   readonly backends: readonly BackendStatus[];
+  /** Present when the pool finds backends in DNS. */
+  readonly discovery?: DiscoveryStatusView;
 }
 
 export type ClusterRole = 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner' | 'standalone';

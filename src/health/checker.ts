@@ -9,6 +9,10 @@ import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 export interface CheckTarget {
   readonly id: string;
   readonly url: URL;
+  /** Where to connect instead of resolving the URL's host name (what DNS discovery resolved it to); absent: resolve it. */
+  readonly addresses?: readonly string[];
+  /** The name an https backend is verified against, when it is not the pool's tls.serverName or the URL's host. */
+  readonly serverName?: string;
   /** Read before each reschedule: a down backend is checked at unhealthyInterval. */
   isDown(): boolean;
   /** When this backend was last checked (by an earlier checker of the same pool), so a rebuild does not re-probe at once. */
@@ -62,7 +66,8 @@ export class HealthChecker {
           timeoutMs: config.timeoutMs,
           expectedStatuses: config.expectedStatuses,
           tls: this.options.tls,
-          serverName: this.options.serverName,
+          serverName: target.serverName ?? this.options.serverName,
+          addresses: target.addresses ?? null,
         },
         timer: undefined,
         nextAt: undefined,

@@ -9,6 +9,8 @@ import type { HealthCheckResult } from '../metrics/types.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { errorMessage } from '../errors.js';
 import { GRPC_HEALTH_CHECK_PATH, SERVING, healthCheckRequest, servingStatusName, servingStatusOf } from './grpc-health.js';
+import { fixedLookup } from '../net-address.js';
+import type { LookupFunction } from 'node:net';
 
 export interface ProbeTarget {
   readonly url: URL;
@@ -24,6 +26,8 @@ export interface ProbeTarget {
   readonly tls: UpstreamTlsMaterial;
   /** SNI and certificate name for https backends; null uses the URL's host name. */
   readonly serverName: string | null;
+  /** The addresses to connect to instead of resolving the URL's host (DNS discovery's answer); absent or null: resolve it. */
+  readonly addresses?: readonly string[] | null;
 }
 
 export interface ProbeResult {
@@ -94,9 +98,15 @@ function bounded(
   });
 }
 
+/** Connect options that send the probe where DNS discovery resolved the backend's name, as the data plane's connections go. */
+function resolvedLookup(target: ProbeTarget): { lookup?: LookupFunction } {
+  const addresses = target.addresses ?? null;
+  return addresses === null || addresses.length === 0 ? {} : { lookup: fixedLookup(addresses) };
+}
+
 function tcpProbe(target: ProbeTarget, clock: Clock): Promise<ProbeResult> {
   return bounded(clock, target.timeoutMs, (settle) => {
-    const socket = net.connect({ host: hostOf(target.url), port: portOf(target.url) });
+    const socket = net.connect({ host: hostOf(target.url), port: portOf(target.url), ...resolvedLookup(target) });
     socket.once('connect', () => settle({ result: 'pass', detail: 'TCP connect ok' }));
     socket.on('error', (error) => settle({ result: 'error', detail: describeError(error) }));
     // The error listener stays attached (settle is idempotent), so nothing emitted after destroy goes unhandled.
@@ -128,6 +138,7 @@ function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<Pro
   return bounded(clock, target.timeoutMs, (settle) => {
     const options: https.RequestOptions = {
       host: hostOf(url),
+      ...resolvedLookup(target),
       port: portOf(url),
       method: 'GET',
       path,

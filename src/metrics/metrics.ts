@@ -525,6 +525,14 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     }),
   };
 
+  const rateLimited = new Counter({
+    name: `${p}rate_limited_total`,
+    help: 'Requests a rate limit (of the route or of its pool) answered 429, by route (its name, else its index; absent with no routes).',
+    labelNames: ['route'] as const,
+    registers,
+  });
+  const rateLimitedChildren = new Map<string, CounterChild>();
+
   const configVersion = new Gauge({
     name: `${p}config_version`,
     help: 'Version of the pool config this node serves.',
@@ -615,6 +623,14 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     setConfigVersion: (version) => configVersion.set(version),
     configReload: (result) => configReloads.inc({ result }),
     setRestartRequired: (required) => restartRequired.set(required ? 1 : 0),
+    rateLimited(route) {
+      let child = rateLimitedChildren.get(route);
+      if (child === undefined) {
+        child = route === NO_ROUTE_LABEL ? rateLimited.labels({}) : rateLimited.labels({ route });
+        rateLimitedChildren.set(route, child);
+      }
+      child.inc();
+    },
     countConfigChanges(source) {
       changesSource = source;
       countedUpTo = source().version;
@@ -625,6 +641,11 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
         const labels = new Set(routes);
         eachBackend((b) => b.retainRoutes(labels));
         for (const pool of pools.values()) for (const route of pool.withoutBackend.keys()) if (route !== NO_ROUTE_LABEL && !labels.has(route)) pool.withoutBackend.delete(route);
+        for (const route of rateLimitedChildren.keys()) {
+          if (route === NO_ROUTE_LABEL || labels.has(route)) continue;
+          rateLimitedChildren.delete(route);
+          rateLimited.remove({ route });
+        }
       }
       const wanted = new Map<string, Set<string>>();
       for (const { pool, backends: ids } of live) wanted.set(pool, new Set(ids));

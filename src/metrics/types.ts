@@ -79,6 +79,8 @@ export interface Metrics {
   configReload(result: 'success' | 'failure'): void;
   /** 1 while the file holds local settings that only a restart applies. */
   setRestartRequired(required: boolean): void;
+  /** A request a rate limit answered 429, by the label of the route it came by ('' for the lone pool). */
+  rateLimited(route: string): void;
   raft: RaftMetrics;
   /**
    * Drops the children of pools/backends no longer in the config, and (when `routes` is given) the series of route
@@ -106,6 +108,7 @@ export const noopMetrics: Metrics = {
   setConfigVersion() {},
   configReload() {},
   setRestartRequired() {},
+  rateLimited() {},
   raft: {
     setTerm() {},
     setCommitIndex() {},

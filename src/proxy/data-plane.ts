@@ -12,6 +12,9 @@ import { errorMessage } from '../errors.js';
 import { compileRoutes, lookupRoute, routeLabel, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
 import type { PoolEntry } from './forward-types.js';
 import { UpstreamRegistry } from './upstream.js';
+import { RateLimiters, poolScope, routeScope } from './rate-limit.js';
+import { DnsDiscovery, type DiscoveryStatusView } from '../discovery/dns-discovery.js';
+import type { DnsLookup } from '../discovery/dns-lookup.js';
 
 export interface DataPlanePool extends PoolEntry {
   readonly pool: PoolRuntime;
@@ -20,7 +23,7 @@ export interface DataPlanePool extends PoolEntry {
 /** Immutable once built: a request sees one table from start to end, even if a new config lands meanwhile. */
 export interface RoutingTable {
   readonly version: number;
-  /** The config this table was built from (paths resolved). */
+  /** The config this table was built from (paths resolved), with what DNS told this node: discovered backends, resolved addresses. */
   readonly config: ReplicatedConfig;
   readonly routes: readonly CompiledRoute[];
   readonly pools: ReadonlyMap<string, DataPlanePool>;
@@ -33,6 +36,8 @@ export interface DataPlaneDeps {
   readonly random: Random;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Replaces the real DNS lookup (tests). */
+  readonly dnsLookup?: DnsLookup;
 }
 
 const EMPTY: RoutingTable = { version: 0, config: { routes: [], pools: {} }, routes: [], pools: new Map(), fallback: null };
@@ -40,6 +45,10 @@ const EMPTY: RoutingTable = { version: 0, config: { routes: [], pools: {} }, rou
 export class DataPlane {
   private current: RoutingTable = EMPTY;
   private readonly upstreams = new UpstreamRegistry();
+  private readonly limiters: RateLimiters;
+  private readonly discovery: DnsDiscovery;
+  /** The last config applied, as replicated (before DNS): what DNS answers and TLS file changes rebuild from. */
+  private replicated: { readonly version: number; readonly config: ReplicatedConfig } | null = null;
   private readonly deps: PoolDeps;
   private applied = false;
   private waitingReason: () => string = () => 'this node has no config applied yet';
@@ -52,6 +61,13 @@ export class DataPlane {
   constructor(deps: DataPlaneDeps) {
     // Every pool built from here reports backend state changes to whoever listens (worker health snapshots).
     this.deps = { ...deps, onStateChange: (change) => this.stateListeners.forEach((listener) => listener(change)) };
+    this.limiters = new RateLimiters(deps.clock, (route) => deps.metrics.rateLimited(route));
+    this.discovery = new DnsDiscovery({
+      clock: deps.clock,
+      logger: deps.logger,
+      onChange: () => this.onDnsChange(),
+      ...(deps.dnsLookup === undefined ? {} : { lookup: deps.dnsLookup }),
+    });
   }
 
   /** In worker mode requests are in flight in other processes; status asks this instead. */
@@ -94,11 +110,45 @@ export class DataPlane {
    * of a large config costs that pool's rebuild, not every pool's.
    */
   apply(version: number, config: ReplicatedConfig): void {
+    this.replicated = { version, config };
+    this.discovery.update(config);
     this.build(version, config, null);
   }
 
-  /** apply(), rebuilding also the pools named in `rebuild` (whose TLS files changed) even if their config did not. */
-  private build(version: number, config: ReplicatedConfig, rebuild: ReadonlySet<string> | null): void {
+  /** Whether this node found the backend in DNS (it is not in the replicated config: only drain applies to it). */
+  isDiscovered(pool: string, id: string): boolean {
+    return this.current.pools.get(pool)?.pool.get(id)?.config.discovered === true;
+  }
+
+  /** What DNS last told this node for the pool's discovery name; null without discovery. */
+  discoveryStatus(pool: string): DiscoveryStatusView | null {
+    const config = this.replicated?.config.pools[pool];
+    return config === undefined ? null : this.discovery.status(config);
+  }
+
+  /** Resolves once the DNS names of the config applied have had a first answer (or failed), or after `timeoutMs`. */
+  dnsSettled(timeoutMs: number): Promise<void> {
+    return this.discovery.settled(timeoutMs);
+  }
+
+  /** A DNS answer changed: the pools it concerns are rebuilt (the others carried over as they run), under the same version. */
+  private onDnsChange(): void {
+    const applied = this.replicated;
+    if (applied === null) return;
+    try {
+      this.build(applied.version, applied.config, null);
+    } catch (error) {
+      // Only a pool that cannot be built (its TLS files unreadable) gets here; the running table stays.
+      this.deps.logger.error('pools could not be rebuilt with the new DNS answers; the previous ones keep serving', { err: errorMessage(error) });
+    }
+  }
+
+  /**
+   * apply(), rebuilding also the pools named in `rebuild` (whose TLS files changed) even if their config did not.
+   * `replicated` is expanded with what DNS told this node first: an answer that changes a pool rebuilds that pool.
+   */
+  private build(version: number, replicated: ReplicatedConfig, rebuild: ReadonlySet<string> | null): void {
+    const config = this.discovery.expand(replicated);
     const previous = this.current;
     const pools = new Map<string, DataPlanePool>();
     for (const [name, poolConfig] of Object.entries(config.pools)) {
@@ -108,17 +158,27 @@ export class DataPlane {
         continue;
       }
       const runtime = PoolRuntime.create(poolConfig, previous.pools.get(name)?.pool, this.deps);
-      pools.set(name, { pool: runtime, upstreams: this.upstreams.forPool(poolConfig, runtime.tls), metrics: this.deps.metrics.pool(name) });
+      pools.set(name, {
+        pool: runtime,
+        upstreams: this.upstreams.forPool(poolConfig, runtime.tls),
+        metrics: this.deps.metrics.pool(name),
+        rateLimit: this.limiters.get(poolScope(name), poolConfig.rateLimit ?? null),
+      });
     }
     const only = pools.size === 1 ? [...pools.values()][0]! : null;
+    // A backend edit carries the routes over as they were: their compiled matchers (regexes, header rules) and limiters too.
+    const routes =
+      isDeepStrictEqual(config.routes, previous.config.routes) && previous.routes.length === config.routes.length
+        ? previous.routes
+        : compileRoutes(config.routes, (route, label) => this.limiters.get(routeScope(label), route.rateLimit ?? null));
     this.current = {
       version,
       config,
-      // A backend edit carries the routes over as they were: their compiled matchers (regexes, header rules) too.
-      routes: isDeepStrictEqual(config.routes, previous.config.routes) && previous.routes.length === config.routes.length ? previous.routes : compileRoutes(config.routes),
+      routes,
       pools,
       fallback: config.routes.length === 0 ? only : null,
     };
+    this.limiters.retain([...routes.map((route) => route.rateLimit), ...[...pools.values()].map((entry) => entry.rateLimit ?? null)]);
     this.applied = true;
     for (const entry of pools.values()) entry.pool.start();
     for (const [name, entry] of previous.pools) if (pools.get(name) !== entry) entry.pool.stop();
@@ -153,7 +213,8 @@ export class DataPlane {
   }
 
   private reloadTlsFiles(file: string): void {
-    const { version, config } = this.current;
+    if (this.replicated === null) return;
+    const { version, config } = this.replicated;
     const affected = new Set(Object.values(config.pools).filter((pool) => upstreamTlsFiles(pool).includes(file)).map((pool) => pool.name));
     try {
       this.build(version, config, affected);
@@ -170,6 +231,7 @@ export class DataPlane {
   }
 
   stop(): void {
+    this.discovery.stop();
     for (const [file, listener] of this.watchedTlsFiles) unwatchFile(file, listener);
     this.watchedTlsFiles.clear();
     for (const entry of this.current.pools.values()) entry.pool.stop();

@@ -1,4 +1,4 @@
-// Every status the data plane answers on its own (400/404/405/408/413/431/502/503/504): stable code, message, and the two writers.
+// Every status the data plane answers on its own (400/404/405/408/413/429/431/502/503/504): stable code, message, and the two writers.
 //
 // Nothing else in src/proxy builds an error answer: the listener, the request guards, the retry loop and the
 // upstream exchange ask this module for an ErrorReply and hand it to writeErrorResponse (a ServerResponse) or
@@ -19,8 +19,10 @@ export interface ErrorReply {
   readonly status: number;
   readonly code: ErrorCode;
   readonly message: string;
-  /** Seconds for Retry-After, on 503s. */
+  /** Seconds for Retry-After, on 503s and 429s. */
   readonly retryAfterSeconds?: number;
+  /** More header fields of the answer (lower-case names): a 429's RateLimit-* fields. */
+  readonly headers?: readonly (readonly [string, string])[];
 }
 
 const REASON_PHRASES: Readonly<Record<number, string>> = {
@@ -29,6 +31,7 @@ const REASON_PHRASES: Readonly<Record<number, string>> = {
   405: 'Method Not Allowed',
   408: 'Request Timeout',
   413: 'Payload Too Large',
+  429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
@@ -86,6 +89,43 @@ export function parseErrorReply(parserCode: string | undefined): ErrorReply {
   if (parserCode === 'HPE_HEADER_OVERFLOW') return HEADERS_TOO_LARGE;
   if (parserCode === 'ERR_HTTP_REQUEST_TIMEOUT') return REQUEST_TIMEOUT;
   return badRequest(`malformed request (${parserCode ?? 'parse error'})`);
+}
+
+/** What a rate limit's bucket says about a refused request. */
+export interface RateLimitVerdict {
+  /** The bucket's size (burst). */
+  readonly limit: number;
+  readonly remaining: number;
+  /** Seconds until the bucket is full again. */
+  readonly resetSeconds: number;
+  /** Seconds until the next request would be let through. */
+  readonly retryAfterSeconds: number;
+  /** Seconds an empty bucket takes to fill: the window of the policy `limit;w=window`. */
+  readonly windowSeconds: number;
+}
+
+/**
+ * The header fields of draft-ietf-httpapi-ratelimit-headers-07 (RateLimit-Limit, -Remaining, -Reset and -Policy): the
+ * separate fields most clients and gateways read, rather than the combined RateLimit field of later drafts.
+ */
+export function rateLimitHeaders(verdict: RateLimitVerdict): Array<readonly [string, string]> {
+  return [
+    ['ratelimit-limit', String(verdict.limit)],
+    ['ratelimit-remaining', String(verdict.remaining)],
+    ['ratelimit-reset', String(verdict.resetSeconds)],
+    ['ratelimit-policy', `${verdict.limit};w=${verdict.windowSeconds}`],
+  ];
+}
+
+/** A client past its rate limit (`scope`: the route or pool whose limit it met). */
+export function rateLimited(scope: string, verdict: RateLimitVerdict): ErrorReply {
+  return {
+    status: 429,
+    code: 'RATE_LIMITED',
+    message: `too many requests: the rate limit of ${scope} allows each client ${verdict.limit} requests per ${verdict.windowSeconds} s; retry in ${verdict.retryAfterSeconds} s`,
+    retryAfterSeconds: verdict.retryAfterSeconds,
+    headers: rateLimitHeaders(verdict),
+  };
 }
 
 // ---------------------------------------------------------------- no backend to ask (503)
@@ -270,6 +310,7 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
   };
   if (requestId !== null) headers['x-request-id'] = requestId;
   if (reply.retryAfterSeconds !== undefined) headers['retry-after'] = String(reply.retryAfterSeconds);
+  for (const [name, value] of reply.headers ?? []) headers[name] = value;
   if (close && mayCloseConnection(res)) headers['connection'] = 'close';
   if (res.req !== undefined && isGrpcRequest(res.req)) {
     // A gRPC client cannot read a JSON body: the same failure as a gRPC status.
@@ -284,7 +325,8 @@ export function writeErrorResponse(res: ServerResponse, reply: ErrorReply, close
 export function writeRawError(socket: Duplex, reply: ErrorReply, requestId: string | null = null): void {
   noteRawAnswer(socket, reply.status, reply.code);
   const body = errorBody(reply.code, reply.message, requestId);
-  const retryAfter = `${reply.retryAfterSeconds === undefined ? '' : `retry-after: ${reply.retryAfterSeconds}\r\n`}${requestId === null ? '' : `x-request-id: ${requestId}\r\n`}`;
+  const extra = (reply.headers ?? []).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const retryAfter = `${reply.retryAfterSeconds === undefined ? '' : `retry-after: ${reply.retryAfterSeconds}\r\n`}${extra}${requestId === null ? '' : `x-request-id: ${requestId}\r\n`}`;
   endConnection(
     socket,
     `HTTP/1.1 ${reply.status} ${REASON_PHRASES[reply.status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n${retryAfter}connection: close\r\n\r\n${body}`,

@@ -5,6 +5,7 @@ import type { StickyTable } from '../balancer/sticky.js';
 import type { PoolConfig } from '../config/schema.js';
 import type { BackendMetrics, PoolMetrics } from '../metrics/types.js';
 import type { Upstream } from './upstream.js';
+import type { RateLimiter } from './rate-limit.js';
 
 export type { RequestOutcome } from '../health/backend-health.js';
 import type { RequestOutcome } from '../health/backend-health.js';
@@ -37,4 +38,6 @@ export interface PoolEntry {
   readonly pool: ForwardPool;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly metrics: PoolMetrics;
+  /** The pool's per-client limit in this process; absent or null: none. */
+  readonly rateLimit?: RateLimiter | null;
 }

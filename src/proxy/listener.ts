@@ -14,7 +14,7 @@ import { redirectToHttps } from './https-redirect.js';
 import { Http2Front, sniffH2cPreface } from './http2-front.js';
 import { adaptHttp2Request } from './http2-requests.js';
 import { isGrpcRequest } from './grpc.js';
-import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
+import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, rateLimited, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
 import { connectionAccepted, noteRawAnswer, rawAnswerOf, type AccessLog } from './access-log.js';
@@ -26,6 +26,7 @@ import { applyToResponse, headerVariables } from './header-rules.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
 import { splitHostPort } from '../net-address.js';
+import { plainAddress } from './client-address.js';
 
 export type RouteDecision = RouteLookup<PoolEntry>;
 
@@ -54,6 +55,8 @@ export class ProxyListener {
   private readonly server: http.Server;
   private readonly options: ListenerOptions;
   private readonly sockets = new Set<Socket>();
+  /** Open connections by client address, for limits.maxConnectionsPerIp (tracked only while it is set). */
+  private readonly connectionsByAddress = new Map<string, number>();
   private draining = false;
   /** The limits in force: the file's, updated live when it is edited. */
   private limits: LimitsConfig;
@@ -112,6 +115,7 @@ export class ProxyListener {
       });
     }
     this.server.on('connection', (socket: Socket) => {
+      if (!this.admitConnection(socket)) return;
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });
@@ -153,6 +157,48 @@ export class ProxyListener {
 
   get name(): string {
     return this.config.name;
+  }
+
+  /**
+   * limits.maxConnectionsPerIp: a connection past the address's share is closed before anything is read from it (as
+   * HAProxy's `tcp-request connection reject` does); the peer's address counts, so a trusted proxy's connections are its own.
+   */
+  private admitConnection(socket: Socket): boolean {
+    const limit = this.limits.maxConnectionsPerIp;
+    if (limit === 0) return true;
+    const address = plainAddress(socket.remoteAddress ?? '');
+    const open = this.connectionsByAddress.get(address) ?? 0;
+    if (open >= limit) {
+      if (this.options.logger.enabled('debug')) this.options.logger.debug('connection refused: limits.maxConnectionsPerIp reached', { listener: this.name, client: address, open, limit });
+      socket.destroy();
+      return false;
+    }
+    this.connectionsByAddress.set(address, open + 1);
+    socket.once('close', () => {
+      const left = (this.connectionsByAddress.get(address) ?? 1) - 1;
+      if (left <= 0) this.connectionsByAddress.delete(address);
+      else this.connectionsByAddress.set(address, left);
+    });
+    return true;
+  }
+
+  /** The route's and then the pool's rate limit: the 429 of the first that refuses the request, else null. */
+  private rateLimit(req: http.IncomingMessage, decision: RouteDecision): ErrorReply | null {
+    const route = decision.route;
+    const limiters = [route?.rateLimit ?? null, decision.entry?.rateLimit ?? null];
+    if (limiters[0] === null && limiters[1] === null) return null;
+    const trusts = (address: string): boolean => this.options.forwarder.trusts(address);
+    // The lone pool's requests have no route label, as in the forwarder's request metrics.
+    const label = route?.label ?? '';
+    for (const limiter of limiters) {
+      if (limiter === null) continue;
+      const verdict = limiter.take(limiter.keyOf(req, trusts), label);
+      if (verdict !== null) {
+        decision.entry?.metrics.requestWithoutBackend('4xx', label);
+        return rateLimited(limiter.scope, verdict);
+      }
+    }
+    return null;
   }
 
   /** `boundPort`: for a listen address with port 0, the port to take (a replaced listener keeps the one it had). */
@@ -259,6 +305,14 @@ export class ProxyListener {
       return;
     }
     const { decision } = admission;
+    const limited = this.rateLimit(req, decision);
+    if (limited !== null) {
+      this.logRequest(req, res, limited.code);
+      // Read (and drop) the body, within the limit already checked, so the connection can carry the client's retry.
+      req.resume();
+      writeErrorResponse(res, limited, this.draining);
+      return;
+    }
     if (decision.entry === null) {
       const answer = this.routeAnswer(req, decision.route);
       this.logRequest(req, res, answer.code);
@@ -344,6 +398,11 @@ export class ProxyListener {
       return;
     }
     const { decision } = admission;
+    const limited = this.rateLimit(req, decision);
+    if (limited !== null) {
+      writeRawError(socket, limited, requestId);
+      return;
+    }
     if (decision.entry === null) {
       const answer = this.routeAnswer(req, decision.route);
       noteRawAnswer(socket, answer.answer.status, answer.code);

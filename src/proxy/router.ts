@@ -5,6 +5,7 @@ import type { HeaderMatch, RetryCondition, RouteConfig } from '../config/schema.
 import { compileRouteRegex } from '../config/route-regex.js';
 import { compileRewrite, type CompiledRewrite } from './rewrite.js';
 import { compileHeaderRules, type CompiledHeaderRules } from './header-rules.js';
+import type { RateLimiter } from './rate-limit.js';
 
 /** What a route is matched against; `path` is already normalised and has no query. */
 export interface RouteRequest {
@@ -43,6 +44,8 @@ export interface CompiledRoute {
   readonly responseHeaders: CompiledHeaderRules | null;
   readonly maxBodySize: number;
   readonly policy: RoutePolicy | null;
+  /** The route's per-client limit in this process; null: none. */
+  readonly rateLimit: RateLimiter | null;
   /** Exact host (lower case) or null. */
   readonly exactHost: string | null;
   /** For `*.example.com`: `.example.com`. */
@@ -80,19 +83,24 @@ export function routeLabel(route: RouteConfig, index: number): string {
   return route.name ?? String(index);
 }
 
-export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
+/** Gives a route the limiter its rateLimit needs (kept across config versions by whoever serves the table). */
+export type RouteLimiters = (route: RouteConfig, label: string) => RateLimiter | null;
+
+export function compileRoute(route: RouteConfig, index: number, limiters: RouteLimiters | null = null): CompiledRoute {
   const match = route.match;
+  const label = routeLabel(route, index);
   const host = match.host;
   const wildcard = host !== null && host.startsWith('*.');
   return {
     index,
-    label: routeLabel(route, index),
+    label,
     config: route,
     pool: route.pool,
     rewrite: compileRewrite(route.rewrite),
     requestHeaders: compileHeaderRules(route.headers?.request ?? null),
     responseHeaders: compileHeaderRules(route.headers?.response ?? null),
     maxBodySize: route.maxBodySize,
+    rateLimit: limiters === null ? null : limiters(route, label),
     policy:
       route.timeoutMs === null && route.retries === null && route.retryOn === null
         ? null
@@ -110,8 +118,8 @@ export function compileRoute(route: RouteConfig, index: number): CompiledRoute {
   };
 }
 
-export function compileRoutes(routes: readonly RouteConfig[]): CompiledRoute[] {
-  return routes.map(compileRoute);
+export function compileRoutes(routes: readonly RouteConfig[], limiters: RouteLimiters | null = null): CompiledRoute[] {
+  return routes.map((route, index) => compileRoute(route, index, limiters));
 }
 
 /** The Host header without its port, lower-cased; IPv6 literals keep their brackets. */

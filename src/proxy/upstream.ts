@@ -3,8 +3,10 @@
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { buildConnector, Pool } from 'undici';
-import { DEFAULTS, type PoolConfig } from '../config/schema.js';
+import { DEFAULTS, type BackendConfig, type PoolConfig } from '../config/schema.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
+import { discoveredServerName } from '../discovery/dns-discovery.js';
+import { fixedLookup } from '../net-address.js';
 
 /** The shape http-proxy accepts as a pre-parsed target (WebSocket tunnels), so it never re-parses a URL per request. */
 export interface ProxyTarget {
@@ -50,13 +52,14 @@ function targetOf(url: URL): ProxyTarget {
 }
 
 /**
- * Connects to one backend: TCP (and TLS, verified) within the pool's connect timeout. SNI and the certificate name
- * are the backend's own (tls.serverName, else its URL's host), never the client's Host; an IP literal gets no SNI
- * (RFC 6066) and its certificate is checked against the IP.
+ * Connects to one backend: TCP (and TLS, verified) within the pool's connect timeout, to the addresses DNS discovery
+ * resolved its name to when it has them. SNI and the certificate name are the backend's own (`sni`: see verifiedName),
+ * never the client's Host; an IP literal gets no SNI (RFC 6066) and its certificate is checked against the IP.
  */
-function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMaterial): buildConnector.connector {
+function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMaterial, addresses: readonly string[] | null, sni: string): buildConnector.connector {
   const connect = buildConnector({
     ...tlsOptions(tls),
+    ...(addresses === null ? {} : { lookup: fixedLookup(addresses) }),
     timeout: pool.timeouts.connectMs,
     keepAlive: true,
     keepAliveInitialDelay: 60_000,
@@ -65,7 +68,6 @@ function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMat
     ...(pool.protocol === 'h2c' ? { useH2c: true } : {}),
   } as buildConnector.BuildOptions);
   if (target.protocol !== 'https:') return connect;
-  const sni = sniFor(target, pool);
   return (options, callback) => connect({ ...options, servername: sni } as typeof options, callback);
 }
 
@@ -78,9 +80,17 @@ function tlsOptions(tls: UpstreamTlsMaterial): ConnectionOptions {
   };
 }
 
-/** The SNI an https backend gets: tls.serverName, else its URL's host name; '' (none) for an IP literal. */
-function sniFor(target: ProxyTarget, pool: PoolConfig): string {
-  return pool.tls.serverName ?? (isIP(target.hostname) === 0 ? target.hostname : '');
+/**
+ * The name an https backend is verified against: tls.serverName, else the DNS name an A/AAAA discovery found it by,
+ * else its URL's host.
+ */
+function verifiedName(target: ProxyTarget, pool: PoolConfig, backend: BackendConfig): string {
+  return pool.tls.serverName ?? discoveredServerName(pool, backend) ?? target.hostname;
+}
+
+/** The SNI an https backend gets: its verified name; '' (none) for an IP literal. */
+function sniFor(name: string): string {
+  return isIP(name) === 0 ? name : '';
 }
 
 
@@ -112,11 +122,14 @@ export class UpstreamRegistry {
     const result = new Map<string, Upstream>();
     for (const backend of pool.backends) {
       const url = new URL(backend.url);
-      const key = `${url.origin}|${pool.protocol}|${tls.digest}|${pool.tls.serverName ?? ''}|${pool.timeouts.connectMs}|${pool.connections.max}`;
+      const addresses = backend.addresses ?? null;
+      const target = targetOf(url);
+      const serverName = verifiedName(target, pool, backend);
+      // A new address is a new pool of connections: requests on the old one finish there (retain closes it after).
+      const key = `${url.origin}|${addresses?.join(',') ?? ''}|${pool.protocol}|${tls.digest}|${serverName}|${pool.timeouts.connectMs}|${pool.connections.max}`;
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
-        const target = targetOf(url);
-        const connect = connectorFor(target, pool, tls);
+        const connect = connectorFor(target, pool, tls, addresses, sniFor(serverName));
         upstream = {
           key,
           origin: url.origin,
@@ -124,7 +137,7 @@ export class UpstreamRegistry {
           target,
           dispatcher: poolFor(url, connect, pool),
           connect,
-          serverName: target.protocol === 'https:' ? (pool.tls.serverName ?? target.hostname) : null,
+          serverName: target.protocol === 'https:' ? serverName : null,
           maxConnections: pool.connections.max,
           inflight: 0,
         };

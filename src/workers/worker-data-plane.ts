@@ -14,6 +14,7 @@ import type { ForwardBackend, ForwardPool, PoolEntry, RequestOutcome } from '../
 import { compileRoutes, lookupRoute, routeLabel, type CompiledRoute, type RouteRequest } from '../proxy/router.js';
 import type { RouteDecision, RouteSource } from '../proxy/listener.js';
 import { UpstreamRegistry } from '../proxy/upstream.js';
+import { RateLimiters, poolScope, routeScope } from '../proxy/rate-limit.js';
 import type { PoolHealthView } from './protocol.js';
 
 export type OutcomeSink = (pool: string, backend: string, outcome: RequestOutcome, latencyMs: number | undefined) => void;
@@ -134,13 +135,17 @@ export class WorkerDataPlane implements RouteSource {
   private readonly counters = new Map<string, BackendCounters>();
   private readonly upstreams = new UpstreamRegistry();
   private lastHealth: Readonly<Record<string, PoolHealthView>> = {};
+  /** Each worker keeps its own buckets: a client gets the limit in every worker it reaches (see docs/operations.md). */
+  private readonly limiters: RateLimiters;
 
   constructor(
     private readonly metrics: Metrics,
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly sink: OutcomeSink,
-  ) {}
+  ) {
+    this.limiters = new RateLimiters(clock, (route) => metrics.rateLimited(route));
+  }
 
   route(request: RouteRequest): RouteDecision | undefined {
     return lookupRoute(this.table, request);
@@ -168,11 +173,18 @@ export class WorkerDataPlane implements RouteSource {
       const pool = new RemotePool(poolConfig, backends, this.random);
       const health = this.lastHealth[name];
       if (health !== undefined) pool.applyHealth(health);
-      pools.set(name, { pool, upstreams: this.upstreams.forPool(poolConfig, readUpstreamTls(poolConfig)), metrics: this.metrics.pool(name) });
+      pools.set(name, {
+        pool,
+        upstreams: this.upstreams.forPool(poolConfig, readUpstreamTls(poolConfig)),
+        metrics: this.metrics.pool(name),
+        rateLimit: this.limiters.get(poolScope(name), poolConfig.rateLimit ?? null),
+      });
     }
     for (const key of this.counters.keys()) if (!liveKeys.has(key)) this.counters.delete(key);
     const only = pools.size === 1 ? [...pools.values()][0]! : null;
-    this.table = { routes: compileRoutes(config.routes), pools, fallback: config.routes.length === 0 ? only : null };
+    const routes = compileRoutes(config.routes, (route, label) => this.limiters.get(routeScope(label), route.rateLimit ?? null));
+    this.table = { routes, pools, fallback: config.routes.length === 0 ? only : null };
+    this.limiters.retain([...routes.map((route) => route.rateLimit), ...[...pools.values()].map((entry) => entry.rateLimit ?? null)]);
     this.applied = true;
     this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
     this.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));

@@ -45,6 +45,31 @@ const healthCheckArb = fc.record(
   { requiredKeys: [] },
 );
 
+const rateLimitArb = fc.record(
+  {
+    requestsPerSecond: fc.constantFrom(0.5, 1, 2.5, 10, 1000),
+    burst: fc.integer({ min: 1, max: 100 }),
+    by: fc.constantFrom('sourceIp', { header: 'X-Api-Key' }),
+    maxKeys: fc.integer({ min: 1, max: 1_000_000 }),
+  },
+  { requiredKeys: ['requestsPerSecond'] },
+);
+
+const discoveryArb = fc.record({
+  dns: fc.record(
+    {
+      name: fc.constantFrom('web.internal', 'Web.Internal.'),
+      type: fc.constantFrom('A', 'AAAA'),
+      port: fc.integer({ min: 1, max: 65535 }),
+      scheme: fc.constantFrom('http', 'https'),
+      interval: durationArb(1_000, 120_000),
+      servers: fc.constantFrom(['127.0.0.1:53'], ['[::1]:5353', '10.0.0.1:53']),
+      drain: fc.constantFrom([], ['10.0.0.1:80', '[fd00::1]:8080']),
+    },
+    { requiredKeys: ['name'] },
+  ),
+});
+
 const poolArb = fc.record(
   {
     strategy: fc.constantFrom('random', 'round-robin', 'weighted', 'least-request', 'peak-ewma'),
@@ -84,6 +109,8 @@ const poolArb = fc.record(
       },
       { requiredKeys: ['cookie'] },
     ),
+    rateLimit: rateLimitArb,
+    discovery: discoveryArb,
   },
   { requiredKeys: [] },
 ).chain((pool) =>
@@ -114,6 +141,7 @@ const routeArb = (poolNames: readonly string[]) =>
       ),
       pool: fc.constantFrom(...poolNames),
       maxBodySize: fc.oneof(fc.constant(0), fc.constant('16kb'), fc.integer({ min: 0, max: 1_000_000 }), fc.constant('1gb')),
+      rateLimit: rateLimitArb,
     },
     { requiredKeys: ['pool'] },
   );

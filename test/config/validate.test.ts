@@ -26,9 +26,9 @@ describe('a valid file', () => {
     expect(config.admin).toEqual({ listen: '127.0.0.1:9090', token: 'change-me', tokenFile: null });
     const anyRequest = { host: null, path: null, pathPrefix: '/', pathPrefixSegments: false, pathRegex: null, methods: null, headers: [], query: {}, listener: null };
     expect(config.routes).toEqual([
-      { name: null, match: { ...anyRequest, host: 'api.example.com', pathPrefix: '/v1' }, pool: 'api', redirect: null, respond: null, rewrite: null, headers: null, timeoutMs: null, retries: null, retryOn: null, maxBodySize: 10 * 1024 * 1024 },
-      { name: null, match: { ...anyRequest, host: '*.example.com' }, pool: 'web', redirect: null, respond: null, rewrite: null, headers: null, timeoutMs: null, retries: null, retryOn: null, maxBodySize: 0 },
-      { name: null, match: anyRequest, pool: 'web', redirect: null, respond: null, rewrite: null, headers: null, timeoutMs: null, retries: null, retryOn: null, maxBodySize: 0 },
+      { name: null, match: { ...anyRequest, host: 'api.example.com', pathPrefix: '/v1' }, pool: 'api', redirect: null, respond: null, rewrite: null, headers: null, timeoutMs: null, retries: null, retryOn: null, maxBodySize: 10 * 1024 * 1024, rateLimit: null },
+      { name: null, match: { ...anyRequest, host: '*.example.com' }, pool: 'web', redirect: null, respond: null, rewrite: null, headers: null, timeoutMs: null, retries: null, retryOn: null, maxBodySize: 0, rateLimit: null },
+      { name: null, match: anyRequest, pool: 'web', redirect: null, respond: null, rewrite: null, headers: null, timeoutMs: null, retries: null, retryOn: null, maxBodySize: 0, rateLimit: null },
     ]);
     const web = config.pools['web']!;
     expect(web.strategy).toBe('weighted');
@@ -114,6 +114,7 @@ describe('a valid file', () => {
       keepAliveTimeoutMs: 5000,
       maxBodySize: 1024 ** 3,
       rejectEncodedSlash: true,
+      maxConnectionsPerIp: 0,
     });
     expect(config.log).toEqual({ level: 'debug', access: true, accessFile: null });
     expect(config.workers).toBe(availableParallelism());

@@ -229,6 +229,35 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     }
   });
 
+  it('shows what DNS found for a pool and which backends came from it', async () => {
+    const saved = control.pools;
+    const template = saved[0]!.backends[0]!;
+    control.pools = [
+      ...saved,
+      {
+        name: 'found',
+        strategy: 'round-robin',
+        panic: false,
+        discovery: { name: 'web.internal', type: 'A', servers: ['127.0.0.1:5353'], found: 1, failures: 2, lastError: 'queryA ETIMEOUT web.internal' },
+        backends: [
+          { ...template, id: '10.0.0.7:8080', url: 'http://10.0.0.7:8080', discovered: true },
+          { ...template, id: 'api.internal:80', url: 'http://api.internal', address: '10.0.0.8' },
+        ],
+      },
+    ];
+    const { page, problems } = await openWithToken(TOKEN);
+    try {
+      await page.waitForSelector('tr[data-backend="10.0.0.7:8080"] .tag.dns', { timeout: 5_000 });
+      expect(await page.locator('p.dns').textContent()).toBe('DNS A web.internal (127.0.0.1:5353): 1 found \u2013 2 failed lookup(s), keeping the last answer: queryA ETIMEOUT web.internal');
+      expect(await page.locator('tr[data-backend="api.internal:80"] .tag.dns').count()).toBe(0);
+      expect(await page.locator('tr[data-backend="api.internal:80"] td.url').textContent()).toBe('http://api.internal \u2192 10.0.0.8');
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+      control.pools = saved;
+    }
+  });
+
   it('says when the token is rejected and asks again', async () => {
     const { page } = await openWithToken('wrong-token');
     try {

@@ -1,0 +1,149 @@
+// Token buckets per client: burst, refill, the LRU bound on keys, the 429's numbers, and whose requests share a bucket.
+
+import type { IncomingMessage } from 'node:http';
+import { describe, expect, test } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import type { RateLimitConfig } from '../../src/config/schema.js';
+import { RateLimiter, RateLimiters } from '../../src/proxy/rate-limit.js';
+import { clientAddress } from '../../src/proxy/client-address.js';
+import { rateLimited, writeErrorResponse } from '../../src/proxy/error-status.js';
+
+function limit(overrides: Partial<RateLimitConfig> = {}): RateLimitConfig {
+  return { requestsPerSecond: 2, burst: 4, by: { kind: 'sourceIp' }, maxKeys: 100_000, ...overrides };
+}
+
+function request(remoteAddress: string, headers: Record<string, string> = {}): IncomingMessage {
+  return { socket: { remoteAddress }, headers } as unknown as IncomingMessage;
+}
+
+const trustsNobody = (): boolean => false;
+
+describe('a token bucket per key', () => {
+  test('lets a burst through, refuses the next, and refills at the rate', () => {
+    const clock = new FakeClock();
+    const counted: string[] = [];
+    const limiter = new RateLimiter('route "api"', limit(), clock, (route) => counted.push(route));
+    for (let i = 0; i < 4; i++) expect(limiter.take('a', 'api')).toBeNull();
+    const refused = limiter.take('a', 'api');
+    // 2 per second, 4 at once: a token in 0.5 s (Retry-After rounds up to 1), full again in 2 s, the burst refills in 2 s.
+    expect(refused).toEqual({ limit: 4, remaining: 0, resetSeconds: 2, retryAfterSeconds: 1, windowSeconds: 2 });
+    expect(counted).toEqual(['api']);
+    // Another key has its own bucket.
+    expect(limiter.take('b', 'api')).toBeNull();
+    clock.advance(499);
+    expect(limiter.take('a', 'api')).not.toBeNull();
+    clock.advance(2);
+    expect(limiter.take('a', 'api')).toBeNull();
+    expect(limiter.take('a', 'api')).not.toBeNull();
+    // Never more than the burst, however long the client was away.
+    clock.advance(60_000);
+    for (let i = 0; i < 4; i++) expect(limiter.take('a', 'api')).toBeNull();
+    expect(limiter.take('a', 'api')).not.toBeNull();
+    expect(counted).toEqual(['api', 'api', 'api', 'api']);
+  });
+
+  test('a slow rate says how long to wait', () => {
+    const limiter = new RateLimiter('pool "web"', limit({ requestsPerSecond: 0.1, burst: 2 }), new FakeClock(), () => {});
+    limiter.take('a', '');
+    limiter.take('a', '');
+    expect(limiter.take('a', '')).toEqual({ limit: 2, remaining: 0, resetSeconds: 20, retryAfterSeconds: 10, windowSeconds: 20 });
+  });
+
+  test('remembers at most maxKeys clients, forgetting the least recently seen', () => {
+    const limiter = new RateLimiter('route "0"', limit({ burst: 1, requestsPerSecond: 0.001, maxKeys: 3 }), new FakeClock(), () => {});
+    for (const key of ['a', 'b', 'c']) expect(limiter.take(key, '0')).toBeNull();
+    // a is used again (refused): now b is the least recent.
+    expect(limiter.take('a', '0')).not.toBeNull();
+    expect(limiter.take('d', '0')).toBeNull();
+    expect(limiter.size).toBe(3);
+    // b was forgotten, so it starts with a full bucket; a and c were kept and stay empty.
+    expect(limiter.take('b', '0')).toBeNull();
+    expect(limiter.take('a', '0')).not.toBeNull();
+    expect(limiter.size).toBe(3);
+  });
+
+  test('a flood of addresses stays within maxKeys', () => {
+    const limiter = new RateLimiter('route "0"', limit({ maxKeys: 1000 }), new FakeClock(), () => {});
+    for (let i = 0; i < 50_000; i++) limiter.take(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, '0');
+    expect(limiter.size).toBe(1000);
+  });
+});
+
+describe('whose requests share a bucket', () => {
+  test('by sourceIp: the peer address, IPv4-mapped or not', () => {
+    const limiter = new RateLimiter('r', limit(), new FakeClock(), () => {});
+    expect(limiter.keyOf(request('::ffff:10.0.0.1'), trustsNobody)).toBe(limiter.keyOf(request('10.0.0.1'), trustsNobody));
+    expect(limiter.keyOf(request('10.0.0.1'), trustsNobody)).not.toBe(limiter.keyOf(request('10.0.0.2'), trustsNobody));
+  });
+
+  test('by header: its value; without it, the address (never one bucket for everyone without the header)', () => {
+    const limiter = new RateLimiter('r', limit({ by: { kind: 'header', name: 'x-api-key' } }), new FakeClock(), () => {});
+    const keyed = limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'k1' }), trustsNobody);
+    expect(limiter.keyOf(request('10.0.0.2', { 'x-api-key': 'k1' }), trustsNobody)).toBe(keyed);
+    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'k2' }), trustsNobody)).not.toBe(keyed);
+    expect(limiter.keyOf(request('10.0.0.1'), trustsNobody)).not.toBe(limiter.keyOf(request('10.0.0.2'), trustsNobody));
+    // A header value cannot stand for an address, nor an address for a header value.
+    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': '10.0.0.1' }), trustsNobody)).not.toBe(limiter.keyOf(request('10.0.0.1'), trustsNobody));
+    // A huge value costs no more than a bounded key.
+    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'x'.repeat(100_000) }), trustsNobody).length).toBeLessThan(300);
+  });
+
+  test('the client address behind trusted proxies is the nearest untrusted X-Forwarded-For hop', () => {
+    const trusts = (address: string): boolean => address.startsWith('10.');
+    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': '203.0.113.9' }), trusts)).toBe('203.0.113.9');
+    // Entries left of the first untrusted hop were written by the client: a forged one is not believed.
+    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': '1.2.3.4, 203.0.113.9, 10.0.0.7' }), trusts)).toBe('203.0.113.9');
+    // From an untrusted peer the header means nothing.
+    expect(clientAddress(request('198.51.100.1', { 'x-forwarded-for': '203.0.113.9' }), trusts)).toBe('198.51.100.1');
+    // Garbage ends the walk at the last hop that could be trusted.
+    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': 'garbage, 10.0.0.7' }), trusts)).toBe('10.0.0.7');
+    // Every hop trusted: the leftmost.
+    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': '10.9.9.9, 10.0.0.7' }), trusts)).toBe('10.9.9.9');
+    expect(clientAddress(request('10.0.0.1'), trusts)).toBe('10.0.0.1');
+  });
+});
+
+describe('limiters across config versions', () => {
+  test('an unchanged limit keeps its buckets; a changed one starts afresh; a removed one is forgotten', () => {
+    const limiters = new RateLimiters(new FakeClock(), () => {});
+    const first = limiters.get('route "api"', limit({ burst: 1 }))!;
+    first.take('a', 'api');
+    expect(limiters.get('route "api"', limit({ burst: 1 }))).toBe(first);
+    const changed = limiters.get('route "api"', limit({ burst: 2 }))!;
+    expect(changed).not.toBe(first);
+    expect(limiters.get('pool "web"', null)).toBeNull();
+    limiters.retain([]);
+    expect(limiters.get('route "api"', limit({ burst: 2 }))).not.toBe(changed);
+  });
+});
+
+describe('the 429', () => {
+  test('carries Retry-After and the RateLimit-* fields of the draft', () => {
+    const reply = rateLimited('route "api"', { limit: 5, remaining: 0, resetSeconds: 3, retryAfterSeconds: 1, windowSeconds: 3 });
+    const written: { status?: number; headers?: Record<string, string | number>; body?: string } = {};
+    const res = {
+      headersSent: false,
+      req: { headers: { 'x-request-id': 'rid' } },
+      writeHead(status: number, headers: Record<string, string | number>) {
+        written.status = status;
+        written.headers = headers;
+      },
+      end(body: string) {
+        written.body = body;
+      },
+    };
+    writeErrorResponse(res as never, reply, false);
+    expect(written.status).toBe(429);
+    expect(written.headers).toMatchObject({
+      'retry-after': '1',
+      'ratelimit-limit': '5',
+      'ratelimit-remaining': '0',
+      'ratelimit-reset': '3',
+      'ratelimit-policy': '5;w=3',
+      'x-request-id': 'rid',
+    });
+    expect(JSON.parse(written.body!)).toEqual({
+      error: { code: 'RATE_LIMITED', message: 'too many requests: the rate limit of route "api" allows each client 5 requests per 3 s; retry in 1 s', requestId: 'rid' },
+    });
+  });
+});
