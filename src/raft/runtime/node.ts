@@ -639,6 +639,8 @@ export class RaftNode {
     this.metrics.setIsLeader(role === 'leader');
     const term = this.rawNode.basicStatus().term;
     if (leaderChanged) {
+      // A new leader dials every member at once; a former one goes back to dialling the voters only.
+      this.refreshPeers();
       if (leader !== null) {
         this.metrics.leaderChanged();
         this.logger.info('raft leader elected', { node: this.id, leader, term, role });
@@ -765,13 +767,14 @@ export class RaftNode {
 
   /** A learner sends only to the leader, a voter: it dials every member but the other learners. Others dial all. */
   /**
-   * The peers to dial at once: a voter dials the other voters (any of them may campaign or lead); a learner dials no
-   * one. Everyone else is dialled when a message is first sent to it (see PeerTransport.updatePeers): the leader
-   * reaches each learner, each learner answers its leader, and nothing else ever crosses those pairs.
+   * The peers to dial at once: the leader dials every member (a learner just added hears from it without waiting for a
+   * first heartbeat to open the link); another voter dials the voters (any of them may campaign or lead); a learner
+   * dials no one. Anyone else is dialled when a message is first sent to it (see PeerTransport.updatePeers): each
+   * learner answers its leader, and nothing else ever crosses a learner's pairs.
    */
   private peersToDial(addresses: Readonly<Record<NodeId, string>>): Set<NodeId> | undefined {
     const members = this.rawNode === undefined ? null : this.rawNode.status().confState;
-    if (members === null) return undefined;
+    if (members === null || this.leader === this.id) return undefined;
     if (members.learners.includes(this.id)) return new Set();
     return new Set(Object.keys(addresses).filter((id) => !members.learners.includes(id)));
   }
