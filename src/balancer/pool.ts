@@ -179,7 +179,6 @@ export class PoolRuntime {
     this.deps = deps;
     this.tls = readUpstreamTls(config);
     this.strategy = createStrategy(config.strategy, deps.random, { ringSize: config.ringSize });
-    this.sticky = config.sticky === null ? null : new StickyTable(config.sticky, config.name, config.backends.map((backend) => backend.id));
     this.retries = previous?.retries ?? { inFlight: 0 };
     if (deps.onStateChange !== undefined) this.listeners.add(deps.onStateChange);
 
@@ -206,6 +205,8 @@ export class PoolRuntime {
       this.byId.set(runtime.id, runtime);
     }
     this.backends = backends;
+    // From the backends the pool holds, not only those the config lists, so any backend it serves can be stuck to.
+    this.sticky = config.sticky === null ? null : new StickyTable(config.sticky, config.name, backends.map((backend) => backend.id));
     this.carried = carried;
     this.panicMode = previous?.panicMode ?? false;
     this.servingBackups = previous?.servingBackups ?? false;

@@ -85,7 +85,7 @@ class RemotePool implements ForwardPool {
     this.byId = new Map(backends.map((backend) => [backend.id, backend]));
     // Built from the same config as the primary's, so the hash tables and cookie values are the primary's.
     this.strategy = createStrategy(config.strategy, random, { ringSize: config.ringSize });
-    this.sticky = config.sticky === null ? null : new StickyTable(config.sticky, config.name, config.backends.map((backend) => backend.id));
+    this.sticky = config.sticky === null ? null : new StickyTable(config.sticky, config.name, backends.map((backend) => backend.id));
   }
 
   get name(): string {
