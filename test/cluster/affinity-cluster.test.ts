@@ -1,32 +1,17 @@
 // Three real Apps in a Raft cluster, one replicated pool: a hash key and a sticky cookie lead to the same backend whichever node serves the request.
 
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.js';
-import { memoryLogger } from '../../src/log.js';
+import type { App } from '../../src/app.js';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
-import { freePort } from '../helpers/ports.js';
+import { AppCluster } from '../helpers/app-cluster.js';
 import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'affinity-cluster-token';
 const IDS = ['n1', 'n2', 'n3'];
 
-function nodeYaml(id: string, peers: Record<string, string>, backends: readonly TestBackend[]): string {
+/** Every node's routes and pools: one ring-hash pool and one sticky pool over the same backends. */
+function replicated(backends: readonly TestBackend[]): string[] {
   return [
-    'listen: 127.0.0.1:0',
-    'admin:',
-    '  listen: 127.0.0.1:0',
-    `  token: ${TOKEN}`,
-    'cluster:',
-    `  nodeId: ${id}`,
-    `  listen: ${peers[id]}`,
-    '  dataDir: ./data',
-    `  peers: { ${Object.entries(peers).map(([k, v]) => `${k}: "${v}"`).join(', ')} }`,
-    '  secret: affinity-cluster-secret',
-    '  electionTimeout: 300ms',
-    '  heartbeatInterval: 50ms',
     'routes:',
     '  - { match: { pathPrefix: /sticky }, pool: sticky }',
     '  - { match: { pathPrefix: / }, pool: hashed }',
@@ -41,34 +26,23 @@ function nodeYaml(id: string, peers: Record<string, string>, backends: readonly 
     '    sticky: { cookie: SRV }',
     '    backends:',
     ...backends.map((b) => `      - { url: ${b.url}, id: ${b.name} }`),
-    '',
-  ].join('\n');
+  ];
 }
 
 describe('affinity across cluster nodes', () => {
-  let root = '';
-  const apps = new Map<string, App>();
+  let cluster: AppCluster;
+  let apps: ReadonlyMap<string, App>;
   const backends: TestBackend[] = [];
 
   beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'balancer-affinity-cluster-'));
     for (let i = 1; i <= 4; i++) backends.push(await startBackend(`b${i}`));
-    const peers: Record<string, string> = {};
-    for (const id of IDS) peers[id] = `127.0.0.1:${await freePort()}`;
-    await Promise.all(
-      IDS.map(async (id) => {
-        const dir = join(root, id);
-        await mkdir(dir, { recursive: true });
-        await writeFile(join(dir, 'balancer.yaml'), nodeYaml(id, peers, backends));
-        apps.set(id, await App.start({ configPath: join(dir, 'balancer.yaml'), logger: memoryLogger('info') }));
-      }),
-    );
+    cluster = await AppCluster.start({ ids: IDS, token: TOKEN, secret: 'affinity-cluster-secret', replicated: replicated(backends) });
+    apps = cluster.apps;
   });
 
   afterAll(async () => {
-    for (const app of apps.values()) await app.stop(0);
+    await cluster.stop();
     for (const backend of backends) await backend.close();
-    await rm(root, { recursive: true, force: true });
   });
 
   const proxy = (id: string, path: string, headers: Record<string, string> = {}) => request(`http://127.0.0.1:${apps.get(id)!.addresses.proxy.port}${path}`, { headers });

@@ -1,69 +1,35 @@
 // Three real Apps with cluster sections in their YAML: the App builds a ClusterStore, the admin API answers through Raft.
 
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.js';
+import type { App } from '../../src/app.js';
 import { ClusterStore } from '../../src/cluster/store.js';
-import { memoryLogger } from '../../src/log.js';
-import { freePort } from '../helpers/ports.js';
+import { AppCluster } from '../helpers/app-cluster.js';
 import { eventually } from '../helpers/wait.js';
 
 const TOKEN = 'cluster-test-token';
 const IDS = ['a1', 'a2', 'a3'];
 
-function nodeYaml(id: string, peers: Record<string, string>): string {
-  return [
-    'listen: 127.0.0.1:0',
-    'admin:',
-    '  listen: 127.0.0.1:0',
-    `  token: ${TOKEN}`,
-    'cluster:',
-    `  nodeId: ${id}`,
-    `  listen: ${peers[id]}`,
-    '  dataDir: ./data',
-    `  peers: { ${Object.entries(peers).map(([k, v]) => `${k}: "${v}"`).join(', ')} }`,
-    '  secret: app-cluster-secret',
-    '  electionTimeout: 300ms',
-    '  heartbeatInterval: 50ms',
-    '  snapshotEvery: 50',
-    'pools:',
-    '  web:',
-    '    backends:',
-    '      - { url: http://127.0.0.1:9100, id: seed }',
-    '',
-  ].join('\n');
-}
-
 describe('Apps in a cluster', () => {
-  let root = '';
-  const apps = new Map<string, App>();
+  let cluster: AppCluster;
+  let apps: ReadonlyMap<string, App>;
 
   beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'balancer-app-cluster-'));
-    const peers: Record<string, string> = {};
-    for (const id of IDS) peers[id] = `127.0.0.1:${await freePort()}`;
-    await Promise.all(
-      IDS.map(async (id) => {
-        const dir = join(root, id);
-        await import('node:fs/promises').then((fs) => fs.mkdir(dir, { recursive: true }));
-        await writeFile(join(dir, 'balancer.yaml'), nodeYaml(id, peers));
-        apps.set(id, await App.start({ configPath: join(dir, 'balancer.yaml'), logger: memoryLogger('info') }));
-      }),
-    );
+    cluster = await AppCluster.start({
+      ids: IDS,
+      token: TOKEN,
+      secret: 'app-cluster-secret',
+      clusterLines: ['  snapshotEvery: 50'],
+      replicated: ['pools:', '  web:', '    backends:', '      - { url: http://127.0.0.1:9100, id: seed }'],
+    });
+    apps = cluster.apps;
   });
 
   afterAll(async () => {
-    for (const app of apps.values()) await app.stop(0);
-    await rm(root, { recursive: true, force: true });
+    await cluster.stop();
   });
 
-  const admin = (id: string, path: string, init: RequestInit = {}): Promise<Response> =>
-    fetch(`http://127.0.0.1:${apps.get(id)!.addresses.admin.port}${path}`, {
-      ...init,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
-    });
+  const admin = (id: string, path: string, init: RequestInit = {}): Promise<Response> => cluster.admin(id, path, init);
 
   it('becomes ready everywhere, and the admin API writes and reads through any node', async () => {
     for (const app of apps.values()) expect(app.store).toBeInstanceOf(ClusterStore);

@@ -1,10 +1,10 @@
 // Fail-stop: a broken Raft invariant found while handling a peer message stops the node's part in Raft, not its data plane.
 
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.js';
+import type { App } from '../../src/app.js';
 import { ClusterStore } from '../../src/cluster/store.js';
 import { isBalancerError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log.js';
@@ -13,7 +13,7 @@ import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../../src/raft/r
 import { PeerTransport } from '../../src/raft/runtime/transport.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
 import { Inbox, RecordingMetrics } from '../raft-runtime/helpers.js';
-import { freePort } from '../helpers/ports.js';
+import { AppCluster } from '../helpers/app-cluster.js';
 import { eventually } from '../helpers/wait.js';
 
 const SECRET = 'fail-stop-secret';
@@ -120,55 +120,27 @@ describe('a RaftNode handed a message that breaks its log', () => {
 describe('an App whose Raft node failed', () => {
   const TOKEN = 'fail-stop-token';
   const IDS = ['f1', 'f2', 'f3'];
-  let root = '';
   let backend: TestBackend;
-  const apps = new Map<string, App>();
+  let cluster: AppCluster;
+  let apps: ReadonlyMap<string, App>;
 
   beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'balancer-failstop-app-'));
     backend = await startBackend('served');
-    const peers: Record<string, string> = {};
-    for (const id of IDS) peers[id] = `127.0.0.1:${await freePort()}`;
-    await Promise.all(
-      IDS.map(async (id) => {
-        const dir = join(root, id);
-        await mkdir(dir, { recursive: true });
-        const yaml = [
-          'listen: 127.0.0.1:0',
-          'admin:',
-          '  listen: 127.0.0.1:0',
-          `  token: ${TOKEN}`,
-          'cluster:',
-          `  nodeId: ${id}`,
-          `  listen: ${peers[id]}`,
-          '  dataDir: ./data',
-          `  peers: { ${Object.entries(peers).map(([k, v]) => `${k}: "${v}"`).join(', ')} }`,
-          `  secret: ${SECRET}`,
-          '  electionTimeout: 300ms',
-          '  heartbeatInterval: 50ms',
-          'pools:',
-          '  web:',
-          '    backends:',
-          `      - { url: ${backend.url}, id: only }`,
-          '',
-        ].join('\n');
-        await writeFile(join(dir, 'balancer.yaml'), yaml);
-        apps.set(id, await App.start({ configPath: join(dir, 'balancer.yaml'), logger: memoryLogger('info') }));
-      }),
-    );
+    cluster = await AppCluster.start({
+      ids: IDS,
+      token: TOKEN,
+      secret: SECRET,
+      replicated: ['pools:', '  web:', '    backends:', `      - { url: ${backend.url}, id: only }`],
+    });
+    apps = cluster.apps;
   });
 
   afterAll(async () => {
-    for (const app of apps.values()) await app.stop(0);
+    await cluster.stop();
     await backend.close();
-    await rm(root, { recursive: true, force: true });
   });
 
-  const admin = (id: string, path: string, init: RequestInit = {}): Promise<Response> =>
-    fetch(`http://127.0.0.1:${apps.get(id)!.addresses.admin.port}${path}`, {
-      ...init,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
-    });
+  const admin = (id: string, path: string, init: RequestInit = {}): Promise<Response> => cluster.admin(id, path, init);
 
   it('answers /readyz 503, sets balancer_raft_failed, keeps proxying, refuses writes at once; the others carry on', async () => {
     await eventually(async () => (await Promise.all(IDS.map((id) => admin(id, '/readyz')))).every((r) => r.status === 200), 'readyz on all', 10_000);
