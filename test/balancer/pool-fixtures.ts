@@ -32,6 +32,8 @@ export function poolConfig(overrides: Partial<PoolConfig> = {}): PoolConfig {
     hashOn: null,
     ringSize: DEFAULTS.ringSize,
     sticky: null,
+    rateLimit: null,
+    discovery: null,
     healthCheck: null,
     outlierDetection: {
       enabled: true,

@@ -101,7 +101,7 @@ describe('backends from DNS', () => {
   it('follows answers that change under load, finishing requests on removed backends, with no failed request', async () => {
     const first = await backendAt('127.0.0.2', 0);
     const port = first.port;
-    const [second, third, fourth] = await Promise.all([backendAt('127.0.0.3', port), backendAt('127.0.0.4', port), backendAt('127.0.0.5', port)]);
+    await Promise.all([backendAt('127.0.0.3', port), backendAt('127.0.0.4', port), backendAt('127.0.0.5', port)]);
     const dns = await dnsServer();
     dns.setTtl(1);
     dns.setZone({ a: { 'web.test': ['127.0.0.2', '127.0.0.3'] } });
