@@ -20,6 +20,7 @@ export const EXIT_CODES = {
   auth: 4,
   unavailable: 5,
 } as const;
+
 export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
 /** Long enough for a cluster write to fail over to 503 on its own (the API answers within a few seconds). */
 const DEFAULT_CLIENT_TIMEOUT_MS = 15_000;
@@ -33,6 +34,7 @@ export interface ClientOptions {
   err: Writable;
   timeoutMs?: number;
 }
+
 /**
  * `host:port` → `http://host:port`; wildcard listen addresses (0.0.0.0, ::) are dialled on loopback.
  * Returns null when the value is not usable.
@@ -52,11 +54,13 @@ export function adminBaseUrl(admin: string): string | null {
   if (url.hostname === '[::]') url.hostname = '[::1]';
   return url.toString().replace(/\/+$/, '');
 }
+
 function isApiError(value: unknown): value is ErrorBody {
   if (typeof value !== 'object' || value === null) return false;
   const error = (value as { error?: unknown }).error;
   return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string';
 }
+
 /** `path:LINE:COL: message`, saying the path once when the validator's message already starts with it. */
 function describeProblem(detail: ProblemDetail): string {
   const path = detail.path ?? '';
@@ -67,6 +71,7 @@ function describeProblem(detail: ProblemDetail): string {
   const where = [path, position].filter((part) => part !== '').join(':');
   return where === '' ? detail.message : `${where}: ${detail.message}`;
 }
+
 export type CallResult = { ok: true; status: number; body: unknown } | { ok: false; code: ExitCode };
 function errorCause(error: unknown): string {
   const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
@@ -74,6 +79,7 @@ function errorCause(error: unknown): string {
   if (typeof cause?.message === 'string') return cause.message;
   return errorMessage(error);
 }
+
 /** One admin API call; on failure it has already told the user why and returns the exit code. */
 export async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<CallResult> {
   const base = adminBaseUrl(opts.admin);
@@ -138,6 +144,7 @@ export async function call(opts: ClientOptions, method: string, path: string, bo
   for (const detail of apiError.details ?? []) opts.err.write(`  - ${describeProblem(detail)}\n`);
   return { ok: false, code: res.status >= 500 ? EXIT_CODES.unavailable : EXIT_CODES.refused };
 }
+
 export function printJson(opts: ClientOptions, body: unknown): void {
   opts.out.write(JSON.stringify(body, null, 2) + '\n');
 }

@@ -14,6 +14,7 @@ import { formatCluster, formatHistory, formatRouteTest, formatRoutes, formatStat
 function segment(value: string): string {
   return encodeURIComponent(value);
 }
+
 export async function statusCommand(opts: ClientOptions): Promise<ExitCode> {
   const result = await call(opts, 'GET', '/api/v1/status');
   if (!result.ok) return result.code;
@@ -21,6 +22,7 @@ export async function statusCommand(opts: ClientOptions): Promise<ExitCode> {
   else opts.out.write(formatStatus(result.body as NodeStatus, wantsColour(opts.out)));
   return EXIT_CODES.ok;
 }
+
 export async function backendsAddCommand(
   opts: ClientOptions,
   pool: string,
@@ -37,6 +39,7 @@ export async function backendsAddCommand(
   }
   return EXIT_CODES.ok;
 }
+
 /** `force`: remove it even when it is the last backend of a pool that routes send traffic to. */
 export async function backendsRemoveCommand(opts: ClientOptions, pool: string, id: string, force = false): Promise<ExitCode> {
   const result = await call(opts, 'DELETE', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}${force ? '?force=true' : ''}`);
@@ -45,6 +48,7 @@ export async function backendsRemoveCommand(opts: ClientOptions, pool: string, i
   else opts.out.write(`removed backend ${id} from pool ${pool}; config version ${(result.body as { version: number }).version}\n`);
   return EXIT_CODES.ok;
 }
+
 /** drain=false puts a drained backend back into rotation. */
 export async function backendsDrainCommand(opts: ClientOptions, pool: string, id: string, drain = true): Promise<ExitCode> {
   const result = await call(opts, 'PATCH', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}`, { drain });
@@ -60,6 +64,7 @@ export async function backendsDrainCommand(opts: ClientOptions, pool: string, id
   }
   return EXIT_CODES.ok;
 }
+
 export async function backendsWeightCommand(opts: ClientOptions, pool: string, id: string, weight: number): Promise<ExitCode> {
   const result = await call(opts, 'PATCH', `/api/v1/pools/${segment(pool)}/backends/${segment(id)}`, { weight });
   if (!result.ok) return result.code;
@@ -70,6 +75,7 @@ export async function backendsWeightCommand(opts: ClientOptions, pool: string, i
   }
   return EXIT_CODES.ok;
 }
+
 export async function configHistoryCommand(opts: ClientOptions, limit?: number): Promise<ExitCode> {
   const result = await call(opts, 'GET', '/api/v1/config/history');
   if (!result.ok) return result.code;
@@ -79,6 +85,7 @@ export async function configHistoryCommand(opts: ClientOptions, limit?: number):
   else opts.out.write(formatHistory(shown, wantsColour(opts.out)));
   return EXIT_CODES.ok;
 }
+
 export async function configDiffCommand(opts: ClientOptions, from: number, to: number): Promise<ExitCode> {
   const result = await call(opts, 'GET', `/api/v1/config/diff?from=${from}&to=${to}`);
   if (!result.ok) return result.code;
@@ -87,6 +94,7 @@ export async function configDiffCommand(opts: ClientOptions, from: number, to: n
   else opts.out.write(body.diff === '' ? `v${from} and v${to} have the same routes and pools\n` : paintDiff(body.diff, wantsColour(opts.out)));
   return EXIT_CODES.ok;
 }
+
 export async function configRollbackCommand(opts: ClientOptions, version: number, force = false): Promise<ExitCode> {
   const result = await call(opts, 'POST', `/api/v1/config/rollback${force ? '?force=true' : ''}`, { version });
   if (!result.ok) return result.code;
@@ -94,6 +102,7 @@ export async function configRollbackCommand(opts: ClientOptions, version: number
   else opts.out.write(`rolled back to the config of v${version}: it is now version ${(result.body as { version: number }).version}\n`);
   return EXIT_CODES.ok;
 }
+
 async function routesListCommand(opts: ClientOptions): Promise<ExitCode> {
   const result = await call(opts, 'GET', '/api/v1/routes');
   if (!result.ok) return result.code;
@@ -101,6 +110,7 @@ async function routesListCommand(opts: ClientOptions): Promise<ExitCode> {
   else opts.out.write(formatRoutes(result.body as RouteListingBody, wantsColour(opts.out)));
   return EXIT_CODES.ok;
 }
+
 async function routesTestCommand(opts: ClientOptions, method: string, url: string, headerFlags: readonly string[]): Promise<ExitCode> {
   const headers: Record<string, string> = {};
   for (const flag of headerFlags) {
@@ -114,6 +124,7 @@ async function routesTestCommand(opts: ClientOptions, method: string, url: strin
   else opts.out.write(formatRouteTest(result.body as RouteTestBody));
   return EXIT_CODES.ok;
 }
+
 export async function clusterStatusCommand(opts: ClientOptions): Promise<ExitCode> {
   const result = await call(opts, 'GET', '/api/v1/cluster');
   if (!result.ok) return result.code;
@@ -121,6 +132,7 @@ export async function clusterStatusCommand(opts: ClientOptions): Promise<ExitCod
   else opts.out.write(formatCluster(result.body as ClusterStatus, wantsColour(opts.out)));
   return EXIT_CODES.ok;
 }
+
 export async function clusterAddCommand(opts: ClientOptions, id: string, address: string, learner: boolean): Promise<ExitCode> {
   const result = await call(opts, 'POST', '/api/v1/cluster/members', { id, address, learner });
   if (!result.ok) return result.code;
@@ -131,6 +143,7 @@ export async function clusterAddCommand(opts: ClientOptions, id: string, address
   }
   return EXIT_CODES.ok;
 }
+
 export async function clusterRemoveCommand(opts: ClientOptions, id: string): Promise<ExitCode> {
   const result = await call(opts, 'DELETE', `/api/v1/cluster/members/${segment(id)}`);
   if (!result.ok) return result.code;
@@ -141,6 +154,7 @@ export async function clusterRemoveCommand(opts: ClientOptions, id: string): Pro
   }
   return EXIT_CODES.ok;
 }
+
 export async function clusterTransferCommand(opts: ClientOptions, id: string): Promise<ExitCode> {
   const result = await call(opts, 'POST', '/api/v1/cluster/leader', { id });
   if (!result.ok) return result.code;
@@ -155,12 +169,14 @@ export async function clusterTransferCommand(opts: ClientOptions, id: string): P
   }
   return EXIT_CODES.ok;
 }
+
 interface ConnectionFlags {
   config?: string;
   admin?: string;
   token?: string;
   json?: boolean;
 }
+
 class UsageError extends Error {}
 function parseVersionArgument(text: string): number {
   const version = Number(text.replace(/^v/, ''));
@@ -169,11 +185,13 @@ function parseVersionArgument(text: string): number {
   }
   return version;
 }
+
 function parseCount(text: string): number {
   const count = Number(text);
   if (!/^\d+$/.test(text) || count < 1) throw new UsageError(`--limit must be a whole number from 1, got ${JSON.stringify(text)}`);
   return count;
 }
+
 /** As the config file and the admin API take it: 1 to 10000 (to take a backend out of rotation, drain it). */
 function parseWeight(text: string): number {
   const weight = Number(text);
@@ -182,6 +200,7 @@ function parseWeight(text: string): number {
   }
   return weight;
 }
+
 /**
  * Adds `status`, `backends ...` and `cluster ...` to a commander program. Each action sets
  * process.exitCode to one of EXIT_CODES; commander's own usage errors exit with EXIT_CODES.usage.

@@ -9,6 +9,7 @@ function backendDetail(b: BackendStatus): string {
   if (b.lastCheck !== undefined && !b.lastCheck.ok) return `check failed: ${b.lastCheck.detail}`;
   return '';
 }
+
 function clusterSummary(c: ClusterStatus): string {
   if (c.role === 'standalone') return 'standalone (single node, no Raft)';
   const standing =
@@ -21,6 +22,7 @@ function clusterSummary(c: ClusterStatus): string {
   if (c.failure === undefined) return summary;
   return `${summary}\nRAFT STOPPED (${c.failure.kind}): ${c.failure.message}\n${c.failure.advice}`;
 }
+
 function membersTable(c: ClusterStatus, colour: boolean): string {
   const rows: Cell[][] = c.members.map((m) => [
     m.id === c.nodeId ? `${m.id} (this node)` : m.id,
@@ -35,6 +37,7 @@ function membersTable(c: ClusterStatus, colour: boolean): string {
     colour,
   );
 }
+
 /** `dns A web.internal (127.0.0.1:5353): 3 found`, and the failures while DNS does not answer. */
 function discoveryLine(dns: DiscoveryStatusView, colour: boolean): string {
   const via = dns.servers === null ? '' : ` (${dns.servers.join(', ')})`;
@@ -85,14 +88,17 @@ export function formatStatus(status: NodeStatus, colour: boolean): string {
   if (status.cluster.members.length > 0) parts.push(membersTable(status.cluster, colour));
   return parts.join('');
 }
+
 export function formatCluster(cluster: ClusterStatus, colour: boolean): string {
   const head = `${paint('node', 'dim', colour)} ${cluster.nodeId}  ${clusterSummary(cluster)}\n`;
   return cluster.members.length > 0 ? head + membersTable(cluster, colour) : head;
 }
+
 /** `2026-11-30T01:02:03.456Z` -> `2026-11-30 01:02:03Z`: the history's times, readable and still exact to the second. */
 function shortTime(iso: string | null): string {
   return iso === null ? '-' : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
+
 export function formatHistory(body: { current: number; versions: readonly HistorySummary[] }, colour: boolean): string {
   if (body.versions.length === 0) return 'no config versions yet\n';
   const rows: Cell[][] = body.versions.map((entry) => [
@@ -107,6 +113,7 @@ export function formatHistory(body: { current: number; versions: readonly Histor
     `${paint('* current', 'dim', colour)}\n`
   );
 }
+
 /** Colours a unified diff: removed lines red, added green, hunk headers dim. */
 export function paintDiff(diff: string, colour: boolean): string {
   return diff
@@ -120,10 +127,12 @@ export function paintDiff(diff: string, colour: boolean): string {
     })
     .join('\n');
 }
+
 export interface RouteListingBody {
   readonly version: number;
   readonly routes: readonly { readonly index: number; readonly label: string; readonly route: Record<string, unknown> }[];
 }
+
 /** `{pathPrefix: /api, methods: [GET]}` as `pathPrefix=/api methods=GET`: one cell of the routes table. */
 function describeFields(fields: unknown): string {
   if (typeof fields !== 'object' || fields === null) return '';
@@ -131,6 +140,7 @@ function describeFields(fields: unknown): string {
     .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
     .join(' ');
 }
+
 export function formatRoutes(body: RouteListingBody, colour: boolean): string {
   if (body.routes.length === 0) return `no routes (config version ${body.version}): with exactly one pool, it takes every request\n`;
   const rows: Cell[][] = body.routes.map(({ index, label, route }) => {
@@ -145,6 +155,7 @@ export function formatRoutes(body: RouteListingBody, colour: boolean): string {
   });
   return table([{ header: '#', align: 'right' }, { header: 'NAME' }, { header: 'MATCH' }, { header: 'TO' }, { header: 'ALSO' }], rows, colour) + `${paint(`config version ${body.version}; the first match wins`, 'dim', colour)}\n`;
 }
+
 export interface RouteTestBody {
   readonly outcome: 'rejected' | 'no-route' | 'forward' | 'redirect' | 'respond';
   readonly status?: number;
@@ -155,11 +166,13 @@ export interface RouteTestBody {
   readonly upstream?: { readonly method: string; readonly target: string; readonly host: string | null; readonly headers: Record<string, string | string[]> };
   readonly answer?: { readonly status: number; readonly headers: Record<string, string | string[]> };
 }
+
 function headerLines(headers: Record<string, string | string[]>): string {
   return Object.entries(headers)
     .flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((item) => `  ${name}: ${item}\n`))
     .join('');
 }
+
 export function formatRouteTest(body: RouteTestBody): string {
   if (body.outcome === 'rejected') return `refused with ${body.status ?? 400} before routing: ${body.message ?? ''}\n`;
   if (body.outcome === 'no-route') return `no route matches ${body.path ?? ''}: the client gets 404 NO_ROUTE\n`;

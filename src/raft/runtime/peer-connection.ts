@@ -47,6 +47,7 @@ export interface PeerRefusal {
   readonly reason: 'wrong_cluster' | 'unknown_incarnation' | 'removed';
   readonly detail: string;
 }
+
 export type Purpose = 'stream' | 'snapshot';
 
 /** TCP keep-alive on every peer connection, so a peer that vanished without a FIN is noticed. */
