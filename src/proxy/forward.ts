@@ -484,6 +484,11 @@ export class Forwarder {
     return address !== undefined && this.trustedProxies.has(address);
   }
 
+  /** The request's client address behind the trusted proxies in force (see clientAddress). */
+  clientAddressOf(req: IncomingMessage): string {
+    return clientAddress(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for'], this.trustedProxies);
+  }
+
   forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, route: CompiledRoute | null, maxBodySize: number, draining: boolean): void {
     // Read before the hop-by-hop headers (Connection, Transfer-Encoding) are stripped.
     const facts = clientFacts(req, this.trustedProxies);

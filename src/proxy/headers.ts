@@ -72,18 +72,25 @@ export class TrustedProxies {
   }
 }
 
+/** `::ffff:10.0.0.1` and `10.0.0.1` are one client (a dual-stack listener reports IPv4 peers mapped). */
+export function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
 /**
- * The client's address as far as it can be trusted: the peer's, unless the peer is a trusted proxy, in which case
- * X-Forwarded-For is read from the right, past every trusted proxy, to the first address none of them vouches
- * for (the leftmost when all are trusted). Anything further left could be written by the client itself.
+ * The client's address as far as it can be trusted (what hashOn: sourceIp and rate limits by sourceIp key on): the
+ * peer's, unless the peer is a trusted proxy, in which case X-Forwarded-For is read from the right, past every
+ * trusted proxy, to the first address none of them vouches for (the leftmost when all are trusted). Anything further
+ * left could be written by the client itself; an entry that is not an address ends the walk at the last hop trusted.
  */
 export function clientAddress(remoteAddress: string, forwardedFor: string | string[] | undefined, trusted: TrustedProxies): string {
-  if (forwardedFor === undefined || !trusted.has(remoteAddress)) return remoteAddress;
+  let client = plainAddress(remoteAddress);
+  if (forwardedFor === undefined || !trusted.has(client)) return client;
   const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
-  let client = remoteAddress;
   for (let index = hops.length - 1; index >= 0; index--) {
-    const hop = hops[index]!.trim();
+    const hop = plainAddress(hops[index]!.trim());
     if (hop === '') continue;
+    if (net.isIP(hop) === 0) return client;
     client = hop;
     if (!trusted.has(hop)) break;
   }

@@ -26,7 +26,7 @@ import { applyToResponse, headerVariables } from './header-rules.js';
 import type { Forwarder } from './forward.js';
 import type { PoolEntry } from './forward-types.js';
 import { splitHostPort } from '../net-address.js';
-import { plainAddress } from './client-address.js';
+import { plainAddress } from './headers.js';
 
 export type RouteDecision = RouteLookup<PoolEntry>;
 
@@ -187,12 +187,12 @@ export class ProxyListener {
     const route = decision.route;
     const limiters = [route?.rateLimit ?? null, decision.entry?.rateLimit ?? null];
     if (limiters[0] === null && limiters[1] === null) return null;
-    const trusts = (address: string): boolean => this.options.forwarder.trusts(address);
+    const clientAddressOf = (request: http.IncomingMessage): string => this.options.forwarder.clientAddressOf(request);
     // The lone pool's requests have no route label, as in the forwarder's request metrics.
     const label = route?.label ?? '';
     for (const limiter of limiters) {
       if (limiter === null) continue;
-      const verdict = limiter.take(limiter.keyOf(req, trusts), label);
+      const verdict = limiter.take(limiter.keyOf(req, clientAddressOf), label);
       if (verdict !== null) {
         decision.entry?.metrics.requestWithoutBackend('4xx', label);
         return rateLimited(limiter.scope, verdict);

@@ -5,7 +5,6 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Clock } from '../clock.js';
 import type { RateLimitConfig } from '../config/schema.js';
 import type { RateLimitVerdict } from './error-status.js';
-import { clientAddress } from './client-address.js';
 
 interface Bucket {
   tokens: number;
@@ -34,15 +33,18 @@ export class RateLimiter {
     return this.buckets.size;
   }
 
-  /** The bucket key of a request: its client address, or the header's value (a request without it: its address). */
-  keyOf(req: IncomingMessage, trusts: (address: string) => boolean): string {
+  /**
+   * The bucket key of a request: the header's value, or (by sourceIp, or without the header) its client address,
+   * which `clientAddressOf` gives (behind trusted proxies: see clientAddress in headers.ts).
+   */
+  keyOf(req: IncomingMessage, clientAddressOf: (req: IncomingMessage) => string): string {
     const by = this.config.by;
     if (by.kind === 'header') {
       const value = req.headers[by.name];
       const text = Array.isArray(value) ? value.join(', ') : value;
       if (text !== undefined && text !== '') return `h ${text.length > MAX_KEY_LENGTH ? text.slice(0, MAX_KEY_LENGTH) : text}`;
     }
-    return `a ${clientAddress(req, trusts)}`;
+    return `a ${clientAddressOf(req)}`;
   }
 
   /**

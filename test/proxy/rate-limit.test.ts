@@ -5,7 +5,7 @@ import { describe, expect, test } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import type { RateLimitConfig } from '../../src/config/schema.js';
 import { RateLimiter, RateLimiters } from '../../src/proxy/rate-limit.js';
-import { clientAddress } from '../../src/proxy/client-address.js';
+import { clientAddress, TrustedProxies } from '../../src/proxy/headers.js';
 import { rateLimited, writeErrorResponse } from '../../src/proxy/error-status.js';
 
 function limit(overrides: Partial<RateLimitConfig> = {}): RateLimitConfig {
@@ -16,7 +16,8 @@ function request(remoteAddress: string, headers: Record<string, string> = {}): I
   return { socket: { remoteAddress }, headers } as unknown as IncomingMessage;
 }
 
-const trustsNobody = (): boolean => false;
+/** The client address as a listener with no trusted proxies judges it. */
+const peerOf = (req: IncomingMessage): string => clientAddress(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for'], new TrustedProxies([]));
 
 describe('a token bucket per key', () => {
   test('lets a burst through, refuses the next, and refills at the rate', () => {
@@ -72,34 +73,32 @@ describe('a token bucket per key', () => {
 describe('whose requests share a bucket', () => {
   test('by sourceIp: the peer address, IPv4-mapped or not', () => {
     const limiter = new RateLimiter('r', limit(), new FakeClock(), () => {});
-    expect(limiter.keyOf(request('::ffff:10.0.0.1'), trustsNobody)).toBe(limiter.keyOf(request('10.0.0.1'), trustsNobody));
-    expect(limiter.keyOf(request('10.0.0.1'), trustsNobody)).not.toBe(limiter.keyOf(request('10.0.0.2'), trustsNobody));
+    expect(limiter.keyOf(request('::ffff:10.0.0.1'), peerOf)).toBe(limiter.keyOf(request('10.0.0.1'), peerOf));
+    expect(limiter.keyOf(request('10.0.0.1'), peerOf)).not.toBe(limiter.keyOf(request('10.0.0.2'), peerOf));
   });
 
   test('by header: its value; without it, the address (never one bucket for everyone without the header)', () => {
     const limiter = new RateLimiter('r', limit({ by: { kind: 'header', name: 'x-api-key' } }), new FakeClock(), () => {});
-    const keyed = limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'k1' }), trustsNobody);
-    expect(limiter.keyOf(request('10.0.0.2', { 'x-api-key': 'k1' }), trustsNobody)).toBe(keyed);
-    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'k2' }), trustsNobody)).not.toBe(keyed);
-    expect(limiter.keyOf(request('10.0.0.1'), trustsNobody)).not.toBe(limiter.keyOf(request('10.0.0.2'), trustsNobody));
+    const keyed = limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'k1' }), peerOf);
+    expect(limiter.keyOf(request('10.0.0.2', { 'x-api-key': 'k1' }), peerOf)).toBe(keyed);
+    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'k2' }), peerOf)).not.toBe(keyed);
+    expect(limiter.keyOf(request('10.0.0.1'), peerOf)).not.toBe(limiter.keyOf(request('10.0.0.2'), peerOf));
     // A header value cannot stand for an address, nor an address for a header value.
-    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': '10.0.0.1' }), trustsNobody)).not.toBe(limiter.keyOf(request('10.0.0.1'), trustsNobody));
+    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': '10.0.0.1' }), peerOf)).not.toBe(limiter.keyOf(request('10.0.0.1'), peerOf));
     // A huge value costs no more than a bounded key.
-    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'x'.repeat(100_000) }), trustsNobody).length).toBeLessThan(300);
+    expect(limiter.keyOf(request('10.0.0.1', { 'x-api-key': 'x'.repeat(100_000) }), peerOf).length).toBeLessThan(300);
   });
 
-  test('the client address behind trusted proxies is the nearest untrusted X-Forwarded-For hop', () => {
-    const trusts = (address: string): boolean => address.startsWith('10.');
-    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': '203.0.113.9' }), trusts)).toBe('203.0.113.9');
-    // Entries left of the first untrusted hop were written by the client: a forged one is not believed.
-    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': '1.2.3.4, 203.0.113.9, 10.0.0.7' }), trusts)).toBe('203.0.113.9');
-    // From an untrusted peer the header means nothing.
-    expect(clientAddress(request('198.51.100.1', { 'x-forwarded-for': '203.0.113.9' }), trusts)).toBe('198.51.100.1');
-    // Garbage ends the walk at the last hop that could be trusted.
-    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': 'garbage, 10.0.0.7' }), trusts)).toBe('10.0.0.7');
-    // Every hop trusted: the leftmost.
-    expect(clientAddress(request('10.0.0.1', { 'x-forwarded-for': '10.9.9.9, 10.0.0.7' }), trusts)).toBe('10.9.9.9');
-    expect(clientAddress(request('10.0.0.1'), trusts)).toBe('10.0.0.1');
+  test('the client address behind trusted proxies: mapped IPv4 is plain IPv4, and garbage ends the walk at the last trusted hop', () => {
+    const trusted = new TrustedProxies(['10.0.0.0/8']);
+    expect(clientAddress('::ffff:10.0.0.1', '::ffff:203.0.113.9', trusted)).toBe('203.0.113.9');
+    expect(clientAddress('::ffff:198.51.100.1', undefined, trusted)).toBe('198.51.100.1');
+    expect(clientAddress('10.0.0.1', 'garbage, 10.0.0.7', trusted)).toBe('10.0.0.7');
+    expect(clientAddress('10.0.0.1', '203.0.113.9, not-an-address', trusted)).toBe('10.0.0.1');
+    // A request behind a trusted proxy keys on its client, not on the proxy.
+    const limiter = new RateLimiter('r', limit(), new FakeClock(), () => {});
+    const behind = (req: IncomingMessage): string => clientAddress(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for'], trusted);
+    expect(limiter.keyOf(request('10.0.0.1', { 'x-forwarded-for': '203.0.113.9' }), behind)).toBe(limiter.keyOf(request('203.0.113.9'), behind));
   });
 });
 
