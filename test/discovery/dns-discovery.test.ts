@@ -57,13 +57,14 @@ describe('discovered backends', () => {
     discovery.stop();
   });
 
-  test('SRV gives ports and weights; a listed backend with the same id wins', async () => {
+  test('SRV gives ports, weights and backups; a listed backend with the same id wins', async () => {
     const clock = new FakeClock();
     const dns = fakeDns();
     dns.table.set('SRV _http._tcp.web.internal', {
       targets: [
         { address: '10.0.0.2', port: 9001, weight: 5 },
         { address: '10.0.0.3', port: 9002, weight: 1 },
+        { address: '10.0.0.4', port: 9003, weight: 2, backup: true },
       ],
       ttlMs: null,
     });
@@ -76,6 +77,8 @@ describe('discovered backends', () => {
     expect(discovery.expand(replicated).pools['web']!.backends).toEqual([
       { id: '10.0.0.3:9002', url: 'https://10.0.0.3:9002', weight: 7, drain: false, backup: false },
       { id: '10.0.0.2:9001', url: 'https://10.0.0.2:9001', weight: 5, drain: false, backup: false, discovered: true },
+      // An SRV record of a later priority is a backup backend.
+      { id: '10.0.0.4:9003', url: 'https://10.0.0.4:9003', weight: 2, drain: false, backup: true, discovered: true },
     ]);
     discovery.stop();
   });
