@@ -139,6 +139,7 @@ export function renderMarkdown(results) {
   }
   const instructions = results.instructions;
   if (instructions) {
+    if (instructions.date && instructions.date !== results.date) out.push(`_Instruction counts measured ${instructions.date} (${instructions.resultsFile ?? 'a partial run'})._`, '');
     out.push(
       `**Instructions per GET** (valgrind callgrind, user space, every thread; ${num(instructions.settings.requests)} keep-alive GETs over 8 connections ` +
         `after ${num(instructions.settings.warmup)} of warm-up). The main thread's count repeats to about 0.3% whatever the machine is doing, ` +
@@ -162,6 +163,8 @@ export function renderMarkdown(results) {
     out.push('');
   }
   if (results.fleet?.rows) {
+    const machine = results.fleet.machine ?? results.machine;
+    if (machine?.loadAverageBefore) out.push(`_Fleet load average before/after ${machine.loadAverageBefore.join(' ')} / ${(machine.loadAverageAfter ?? []).join(' ')}._`, '');
     out.push(...renderFleetMarkdown(results.fleet));
     out.push('');
   }
