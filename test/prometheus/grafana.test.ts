@@ -92,7 +92,8 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
         'listen: 127.0.0.1:0',
         'admin: { listen: 127.0.0.1:0, token: t }',
         'routes:',
-        '  - { name: api, match: { pathPrefix: /api }, pool: api }',
+        // Past 5 a second, /api is answered 429: the rate-limit panel has something to show.
+        '  - { name: api, match: { pathPrefix: /api }, pool: api, rateLimit: { requestsPerSecond: 5, burst: 5 } }',
         '  - { pool: web }',
         'pools:',
         '  web:',
