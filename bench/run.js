@@ -1,6 +1,6 @@
 // `npm run bench`: the side-by-side benchmark. Starts three local backends and every target, measures them
 // alternately (A B C ... A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
-// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,fleet,strategies] [--phases get,post,websocket,fixed-rate,idle,instructions]
+// Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,fleet,strategies,http2] [--phases get,post,websocket,fixed-rate,idle,instructions]
 //        [--no-instructions] [--no-save]
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { measureClusterBench } from './cluster.js';
 import { measureFleetBench } from './fleet.js';
 import { measureStrategiesBench } from './strategies.js';
+import { measureHttp2Bench } from './http2.js';
 import { measureInstructions } from './lib/callgrind.js';
 import { renderMarkdown } from './lib/format.js';
 import {
@@ -27,7 +28,7 @@ import {
   treeRssBytes,
 } from './lib/proc.js';
 import { medians, ratio } from './lib/stats.js';
-import { TARGETS, balancerBuilt, ensurePackages, startBackends, startTarget, toolVersions } from './lib/targets.js';
+import { TARGETS, balancerBuilt, ensurePackages, hasCommand, startBackends, startTarget, toolVersions } from './lib/targets.js';
 import { runAutocannon, runWrk, wrkAvailable, writeWrkScripts } from './lib/wrk.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -57,6 +58,7 @@ const PLAN = flags.quick
       cluster: { commits: 10, failoverRounds: 1 },
       fleet: { learners: [0, 3], changes: 5, settleMs: 2_000, idleMs: 3_000 },
       strategies: { rate: 200, seconds: 6, recoverySeconds: 26, warmupSeconds: 2, runs: 1 },
+      http2: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 8, streams: 10 },
     }
   : {
       // Seven alternating runs: on this shared machine one target's req/s moves by a third between runs.
@@ -72,6 +74,8 @@ const PLAN = flags.quick
       fleet: { learners: [0, 10, 25, 40], changes: 30, settleMs: 5_000, idleMs: 10_000 },
       // The recovery runs last long enough for decay (10 s) to pass after the switch half-way, with room to spare.
       strategies: { rate: 200, seconds: 15, recoverySeconds: 30, warmupSeconds: 3, runs: 3 },
+      // 8 connections x 10 streams: enough concurrency for h2 multiplexing to matter, few enough for one h2load thread.
+      http2: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 8, streams: 10 },
     };
 
 const PHASE_TARGETS = {
@@ -451,6 +455,16 @@ async function measureStrategies(selected) {
   return measureStrategiesBench({ bin: join(REPO, 'bin/balancer.js'), workDir, log, plan: PLAN.strategies });
 }
 
+// HTTP/2 rows: h2 GETs and gRPC unary calls through balancer, HAProxy and nginx next to direct (bench/http2.js).
+async function measureHttp2(selected) {
+  if (!selected.has('http2')) return null;
+  if (!balancerBuilt()) return { status: 'not measured: dist/ is not built (run npm run build)' };
+  if (!hasCommand('h2load')) return { status: 'not measured: h2load is not installed (apt-get install nghttp2-client)' };
+  ensurePackages(['haproxy', 'nginx'], log);
+  log(`http2 phase: ${PLAN.http2.runs} round(s) of ${PLAN.http2.seconds} s`);
+  return measureHttp2Bench({ bin: join(REPO, 'bin/balancer.js'), workDir, log, plan: PLAN.http2, hasCommand });
+}
+
 function evaluateTargets(results) {
   const http = results.http?.summary ?? {};
   const fixed = results.fixedRate?.summary ?? {};
@@ -496,8 +510,8 @@ function stamp(date) {
 
 async function main() {
   const started = new Date();
-  // 'cluster', 'fleet' and 'strategies' select phases that run their own balancer processes rather than a proxy target.
-  const known = new Set([...TARGETS.map((t) => t.id), 'cluster', 'fleet', 'strategies']);
+  // 'cluster', 'fleet', 'strategies' and 'http2' select phases that run their own balancer processes rather than a proxy target.
+  const known = new Set([...TARGETS.map((t) => t.id), 'cluster', 'fleet', 'strategies', 'http2']);
   const selected = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : known);
   for (const id of selected) if (!known.has(id)) throw new Error(`--only: unknown target ${id} (known: ${[...known].join(', ')})`);
   const proxyTargets = TARGETS.some((t) => selected.has(t.id));
@@ -539,6 +553,7 @@ async function main() {
   results.cluster = await measureCluster(selected);
   results.fleet = await measureFleet(selected);
   results.strategies = await measureStrategies(selected);
+  results.http2 = await measureHttp2(selected);
   results.skipped = skipped;
   results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));
   results.targets = loadPhases ? evaluateTargets(results) : null;
@@ -558,7 +573,7 @@ async function main() {
     // the cluster, the fleet, the strategies or the instruction counts replaces just those sections of latest.json (each carries its own date and machine).
     const latest = join(RESULTS_DIR, 'latest.json');
     let note = ' and bench/results/latest.json';
-    const sections = ['cluster', 'fleet', 'strategies', 'instructions'].filter((name) => results[name]);
+    const sections = ['cluster', 'fleet', 'strategies', 'instructions', 'http2'].filter((name) => results[name]);
     if (!partial) writeFileSync(latest, text);
     else if (!flags.quick && sections.length > 0 && existsSync(latest)) {
       const merged = JSON.parse(readFileSync(latest, 'utf8'));

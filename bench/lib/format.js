@@ -3,6 +3,7 @@
 import { renderClusterMarkdown } from '../cluster.js';
 import { renderFleetMarkdown } from '../fleet.js';
 import { renderStrategiesMarkdown } from '../strategies.js';
+import { renderHttp2Markdown } from '../http2.js';
 
 function num(value, digits = 0) {
   if (value === null || value === undefined) return '—';
@@ -175,6 +176,12 @@ export function renderMarkdown(results) {
     }
     out.push(...renderStrategiesMarkdown(s));
     out.push('');
+  }
+  if (results.http2?.summary) {
+    out.push(...renderHttp2Markdown(results.http2));
+    out.push('');
+  } else if (results.http2?.status) {
+    out.push(`**HTTP/2 and gRPC**: ${results.http2.status}`, '');
   }
   if (results.targets) {
     out.push('**Targets** (one process each):');

@@ -41,7 +41,7 @@ export function toolVersions() {
   };
 }
 
-function hasCommand(command) {
+export function hasCommand(command) {
   return versionOf('sh', ['-c', `command -v ${command}`]) !== null;
 }
 
