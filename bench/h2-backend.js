@@ -29,7 +29,7 @@ server.on('stream', (stream, headers) => {
 });
 
 server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: /** @type {import('node:net').AddressInfo} */ (server.address()).port })}\n`);
 });
 
 // The harness owns this process; leaving with it avoids orphans if the harness dies.
