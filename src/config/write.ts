@@ -395,7 +395,13 @@ function replicatedOf(text: string): { written: RoutesAndPoolsAsWritten; config:
 }
 
 function replicatedOfDocument(document: Document): { written: RoutesAndPoolsAsWritten; config: ReplicatedConfig } | null {
-  const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
+  let value: Record<string, unknown> | null;
+  try {
+    value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
+  } catch {
+    // An alias whose anchor is gone, or too many of them: not a usable result.
+    return null;
+  }
   const result = validateReplicated({ routes: value?.['routes'] ?? [], pools: value?.['pools'] ?? {} });
   return result.ok ? { written: { routes: value?.['routes'] ?? null, pools: value?.['pools'] ?? null }, config: result.config } : null;
 }
@@ -403,12 +409,8 @@ function replicatedOfDocument(document: Document): { written: RoutesAndPoolsAsWr
 /** More edits than this and a parse of the new text is as cheap as following them one by one. */
 const MAX_FOLLOWED_EDITS = 16;
 
-type Range = [number, number, number];
+type Range = readonly [number, number, number];
 type Collection = YAMLMap | YAMLSeq;
-
-function rangeField(node: unknown): Range | undefined {
-  return (node as { range?: Range | null }).range ?? undefined;
-}
 
 /** Whether a node or anything inside it carries an anchor, an alias or an explicit tag: a part parsed alone could read otherwise. */
 function hasProperties(node: unknown): boolean {
@@ -443,7 +445,7 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
   const flows: Array<{ node: Collection; parent: unknown; range: Range }> = [];
   visit(document, {
     Collection: (_key, node, path) => {
-      const range = rangeField(node);
+      const range = rangeOf(node);
       if (!node.flow || range === undefined) return undefined;
       flows.push({ node, parent: path[path.length - 1], range });
       return visit.SKIP;
@@ -481,7 +483,7 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
     );
     const probe = parseDocument(slice, { uniqueKeys: true });
     const parsed = probe.contents;
-    if (probe.errors.length > 0 || !(isMap(parsed) || isSeq(parsed)) || !parsed.flow || rangeField(parsed)?.[0] !== 0 || hasProperties(parsed)) return false;
+    if (probe.errors.length > 0 || !(isMap(parsed) || isSeq(parsed)) || !parsed.flow || rangeOf(parsed)?.[0] !== 0 || hasProperties(parsed)) return false;
     const isPairParent = isPair(parent) && parent.value === old;
     const isItemParent = (isSeq(parent) || isMap(parent)) && (parent.items as unknown[]).includes(old);
     if (!isPairParent && !isItemParent) return false;
@@ -500,12 +502,12 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
   };
   const shiftAll = (root: Node | Document, by: (offset: number) => number): void => {
     visit(root, (_key, visited) => {
-      const range = rangeField(visited);
+      const range = rangeOf(visited);
       if (range !== undefined) (visited as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
     });
   };
   shiftAll(document, moved);
-  const documentRange = rangeField(document);
+  const documentRange = rangeOf(document);
   if (documentRange !== undefined) document.range = [moved(documentRange[0]), moved(documentRange[1]), moved(documentRange[2])];
   for (const { node, parsed } of scalars) {
     node.value = parsed.value;
@@ -518,7 +520,7 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
     const at = moved(range[0]);
     shiftAll(parsed, (offset) => offset + at);
     // Parsed alone the piece ends at its closing bracket; in the file its node also spans a comment after it.
-    const [start, valueEnd] = rangeField(parsed)!;
+    const [start, valueEnd] = rangeOf(parsed)!;
     parsed.range = [start, valueEnd, moved(range[2])];
     if (old.comment !== undefined) parsed.comment = old.comment;
     if (old.commentBefore !== undefined) parsed.commentBefore = old.commentBefore;
