@@ -13,7 +13,7 @@ import http from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { freePort, killOwned, spawnOwned, stopOwned } from './lib/proc.js';
+import { freePort, killOwned, onJsonLines, spawnOwned, stopOwned } from './lib/proc.js';
 import { median } from './lib/stats.js';
 
 const ADMIN_TOKEN = 'bench-admin-token';
@@ -164,30 +164,16 @@ class BenchCluster {
       }
     });
     const line = await new Promise((resolve, reject) => {
-      let buffered = '';
-      let found = false;
       const timer = setTimeout(() => finish(new Error(`${id}: no 'balancer started' within ${START_TIMEOUT_MS} ms; stderr: ${child.stderrText}`)), START_TIMEOUT_MS);
       const onExit = (code, signal) => finish(new Error(`${id} exited (${code ?? signal}) before it started; log tail: ${child.stderrText.slice(-2000)}`));
       // The JSON log goes to stderr (spawnOwned keeps reading it); stdout is drained too, so no pipe ever fills.
       child.stdout.resume();
-      child.stderr.on('data', (chunk) => {
-        if (found) return;
-        buffered += chunk.toString();
-        for (let newline = buffered.indexOf('\n'); newline >= 0 && !found; newline = buffered.indexOf('\n')) {
-          const text = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          try {
-            const parsed = JSON.parse(text);
-            if (parsed.msg === 'balancer started') finish(null, parsed);
-          } catch {
-            // not a JSON line
-          }
-        }
-        buffered = buffered.slice(-16_000);
+      const stopReading = onJsonLines(child.stderr, (parsed) => {
+        if (parsed.msg === 'balancer started') finish(null, parsed);
       });
       child.once('exit', onExit);
       function finish(error, value) {
-        found = true;
+        stopReading();
         clearTimeout(timer);
         child.off('exit', onExit);
         if (error) reject(error);

@@ -15,7 +15,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { call, getJson, percentile, until } from './cluster.js';
-import { killOwned, spawnOwned, stopOwned, treeCpuMicros, treeRssBytes } from './lib/proc.js';
+import { killOwned, onJsonLines, spawnOwned, stopOwned, treeCpuMicros, treeRssBytes } from './lib/proc.js';
+import { BALANCER_NODE_FLAGS } from './lib/targets.js';
 
 const ADMIN_TOKEN = 'bench-admin-token';
 const CLUSTER_SECRET = 'bench-cluster-secret-0123456789';
@@ -146,7 +147,7 @@ class Fleet {
     const node = this.nodes.get(id);
     const env = { ...process.env };
     delete env.BALANCER_ADMIN_TOKEN;
-    const child = spawnOwned(process.execPath, ['--initial-old-space-size=64', this.bin, 'start', '-c', join(node.dir, 'balancer.yaml')], { cwd: node.dir, env });
+    const child = spawnOwned(process.execPath, [...BALANCER_NODE_FLAGS, this.bin, 'start', '-c', join(node.dir, 'balancer.yaml')], { cwd: node.dir, env });
     node.child = child;
     node.applied = new Map();
     child.stdout.resume();
@@ -159,27 +160,14 @@ class Fleet {
     const started = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${id}: no 'balancer started' within ${START_TIMEOUT_MS} ms; log tail: ${child.stderrText.slice(-1500)}`)), START_TIMEOUT_MS);
       child.once('exit', (code, signal) => reject(new Error(`${id} exited (${code ?? signal}) before it started; log tail: ${child.stderrText.slice(-1500)}`)));
-      let buffered = '';
-      child.stderr.on('data', (chunk) => {
-        buffered += chunk.toString();
-        for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
-          const text = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          let line;
-          try {
-            line = JSON.parse(text);
-          } catch {
-            continue;
-          }
-          if (line.msg === 'balancer started') {
-            clearTimeout(timer);
-            resolve(line);
-          } else if (line.msg === 'config applied' && !node.applied.has(line.version)) {
-            node.applied.set(line.version, Date.parse(line.time));
-            for (const waiter of node.waiters) waiter();
-          }
+      onJsonLines(child.stderr, (line) => {
+        if (line.msg === 'balancer started') {
+          clearTimeout(timer);
+          resolve(line);
+        } else if (line.msg === 'config applied' && !node.applied.has(line.version)) {
+          node.applied.set(line.version, Date.parse(line.time));
+          for (const waiter of node.waiters) waiter();
         }
-        buffered = buffered.slice(-64_000);
       });
     });
     const line = await started;

@@ -78,6 +78,31 @@ export async function stopAllOwned() {
   await Promise.all([...owned].map((child) => stopOwned(child)));
 }
 
+/**
+ * Calls `onLine` with each JSON object `stream` prints, one per line (other lines are skipped); keeps at most 64 kB of a
+ * partial line. Returns a function that stops reading.
+ */
+export function onJsonLines(stream, onLine) {
+  let buffered = '';
+  const listener = (chunk) => {
+    buffered += chunk.toString();
+    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+      const text = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      let line;
+      try {
+        line = JSON.parse(text);
+      } catch {
+        continue;
+      }
+      onLine(line);
+    }
+    buffered = buffered.slice(-64_000);
+  };
+  stream.on('data', listener);
+  return () => stream.off('data', listener);
+}
+
 /** Resolves with the first JSON object the child prints on stdout, or rejects on exit or timeout. */
 export function firstJsonLine(child, timeoutMs, label) {
   return new Promise((resolve, reject) => {
