@@ -10,8 +10,8 @@ import tseslint from 'typescript-eslint';
 const outside = (dirs, message) => ({ regex: `^(\\.\\./)+(${dirs.join('|')})/`, message });
 
 const DATA_PLANE_RULE = outside(
-  ['raft', 'cluster', 'admin', 'workers', 'cli'],
-  'The data plane (proxy, balancer, health) knows nothing of Raft, the cluster, the admin API, workers or the CLI: it sees snapshots and status types that live with it.',
+  ['raft', 'cluster', 'control', 'admin', 'workers', 'cli'],
+  'The data plane (proxy, balancer, health) knows nothing of Raft, the cluster, the control plane, the admin API, workers or the CLI: it sees snapshots and status types that live with it.',
 );
 
 export default tseslint.config(

@@ -20,17 +20,13 @@ import { StickyTable } from './sticky.js';
 import { readUpstreamTls, type UpstreamTlsMaterial } from './upstream-tls.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
 import { discoveredServerName } from '../discovery/dns-discovery.js';
-import type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
-
-
-// The state and status views are the admin API's: one definition, in the control-plane interface.
-export type { BackendStateName as BackendState, BackendStatus, PoolStatusView as PoolStatus } from '../control/types.js';
+import type { BackendStateName, BackendStatus, PoolStatusView } from './pool-status.js';
 
 export interface BackendStateChange {
   readonly pool: string;
   readonly backend: string;
-  readonly from: BackendState;
-  readonly to: BackendState;
+  readonly from: BackendStateName;
+  readonly to: BackendStateName;
   readonly reason: string;
   /** Clock time (ms) of the change. */
   readonly at: number;
@@ -88,7 +84,7 @@ export class BackendRuntime implements Candidate {
     return this.live.inflight;
   }
 
-  get state(): BackendState {
+  get state(): BackendStateName {
     return this.config.drain ? 'draining' : this.live.health.state;
   }
 
@@ -157,7 +153,7 @@ export class PoolRuntime {
   /** Backends whose ejection was refused by maxEjectionPercent, so the refusal is logged once, not per request. */
   private readonly ejectionRefusalLogged = new Set<string>();
   /** Backends kept from the previous pool, taken over in start(). */
-  private readonly carried: ReadonlyArray<{ runtime: BackendRuntime; before: BackendState }>;
+  private readonly carried: ReadonlyArray<{ runtime: BackendRuntime; before: BackendStateName }>;
   private readonly healthOptions: BackendHealthOptions;
   private readonly latencyOptions: LatencyEwmaOptions;
 
@@ -186,7 +182,7 @@ export class PoolRuntime {
     this.healthOptions = options;
     this.latencyOptions = latencyOptions(config);
     const backends: BackendRuntime[] = [];
-    const carried: Array<{ runtime: BackendRuntime; before: BackendState }> = [];
+    const carried: Array<{ runtime: BackendRuntime; before: BackendStateName }> = [];
     for (const backendConfig of config.backends) {
       const url = new URL(backendConfig.url);
       const old = previous?.byId.get(backendConfig.id);
@@ -354,7 +350,7 @@ export class PoolRuntime {
     return () => this.listeners.delete(listener);
   }
 
-  status(): PoolStatus {
+  status(): PoolStatusView {
     const now = this.deps.clock.now();
     return {
       name: this.name,
@@ -460,7 +456,7 @@ export class PoolRuntime {
     }, Math.max(0, Math.ceil(until - clock.now())));
   }
 
-  private announce(backend: BackendRuntime, from: BackendState, to: BackendState, reason: string): void {
+  private announce(backend: BackendRuntime, from: BackendStateName, to: BackendStateName, reason: string): void {
     const change: BackendStateChange = { pool: this.name, backend: backend.id, from, to, reason, at: this.deps.clock.now() };
     const fields = { pool: change.pool, backend: change.backend, from, to, reason };
     if (to === 'up') this.deps.logger.info('backend state changed', fields);

@@ -17,6 +17,8 @@ const WRONG: ReadonlyArray<readonly [string, string]> = [
   ['src/proxy/wrong.ts', "import { RaftNode } from '../raft/runtime/node.js';\nexport const x = RaftNode;\n"],
   ['src/balancer/wrong.ts', "import { ClusterStore } from '../cluster/store.js';\nexport const x = ClusterStore;\n"],
   ['src/health/wrong.ts', "import { parseIfMatch } from '../admin/api.js';\nexport const x = parseIfMatch;\n"],
+  ['src/balancer/wrong.ts', "import type { NodeStatus } from '../control/types.js';\nexport type X = NodeStatus;\n"],
+  ['src/proxy/wrong.ts', "import { poolStatusViews } from '../control/status.js';\nexport const x = poolStatusViews;\n"],
   ['src/raft/core/wrong.ts', "import { readFile } from 'node:fs/promises';\nexport const x = readFile;\n"],
   ['src/raft/core/wrong.ts', "import { DiskStorage } from '../runtime/storage.js';\nexport const x = DiskStorage;\n"],
   ['src/raft/core/wrong.ts', "import { systemClock } from '../../clock.js';\nexport const x = systemClock;\n"],
@@ -28,6 +30,7 @@ const ALLOWED: ReadonlyArray<readonly [string, string]> = [
   ['src/proxy/fine.ts', "import { validateConfig } from '../config/validate.js';\nexport const x = validateConfig;\n"],
   ['src/raft/core/fine.ts', "import type { Clock } from '../../clock.js';\nimport { BalancerError } from '../../errors.js';\nimport type { Entry } from './types.js';\nexport type X = [Clock, Entry, BalancerError];\n"],
   ['src/cluster/fine.ts', "import { RaftNode } from '../raft/runtime/node.js';\nexport const x = RaftNode;\n"],
+  ['src/control/fine.ts', "import type { PoolStatusView } from '../balancer/pool-status.js';\nexport type X = PoolStatusView;\n"],
 ];
 
 describe('import boundaries (npm run lint)', () => {
