@@ -92,7 +92,7 @@ describe.skipIf(!haveTmux)('balancer top in a terminal (tmux)', () => {
     tmux('send-keys', '-t', session, 'q');
     await eventually(() => !topRunning(), 'top to quit on q', 10_000, 100);
     web2Healthy = true;
-  }, 40_000);
+  });
 });
 
 describe('balancer top without a terminal', () => {

@@ -43,7 +43,7 @@ describe('config history and rollback of a three-process cluster', () => {
   }
 
   // Six CLI runs, each a node process start: slow on a loaded machine.
-  it('records a file edit, an API call and a CLI command alike on every node, and rolls back to the seed through the CLI', { timeout: 120_000 }, async () => {
+  it('records a file edit, an API call and a CLI command alike on every node, and rolls back to the seed through the CLI', async () => {
     const leader = await cluster.waitForLeader(ids);
     const [fileNode, cliNode] = ids.filter((id) => id !== leader) as [string, string];
     const seed = (await cluster.config(leader)).version;
@@ -97,7 +97,7 @@ describe('config history and rollback of a three-process cluster', () => {
     expect(after.versions[0]).toMatchObject({ change: 'set config', source: { kind: 'rollback', node: fileNode, via: 'cli', rollbackOf: seed } });
   });
 
-  it('a restarted node has the same history, rebuilt from its log', { timeout: 60_000 }, async () => {
+  it('a restarted node has the same history, rebuilt from its log', async () => {
     const leader = await cluster.waitForLeader(ids);
     const follower = ids.find((id) => id !== leader)!;
     const before = await history(leader);

@@ -23,7 +23,7 @@ describe('routes in a three-process cluster', () => {
     await Promise.all([web, api].map((backend) => backend?.close()));
   });
 
-  it('a route set PUT on a follower reaches every node, which all match, rewrite, redirect and answer alike', { timeout: 120_000 }, async () => {
+  it('a route set PUT on a follower reaches every node, which all match, rewrite, redirect and answer alike', async () => {
     const leader = await cluster.waitForLeader(ids);
     const follower = ids.find((id) => id !== leader)!;
     const seed = (await cluster.config(leader)).version;

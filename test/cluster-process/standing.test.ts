@@ -112,5 +112,5 @@ describe('a node removed while it was down', () => {
     expect(await seeded.cluster.waitForLeader(survivors)).toBe(leader);
     expect((await seeded.cluster.clusterInfo(leader)).term).toBe(leaderTerm);
     // Three processes, a stop, a removal and a restart: about 7 s alone, over 15 s with the suite at a load of 20.
-  }, 90_000);
+  });
 });

@@ -123,7 +123,7 @@ describe('a three-node cluster', () => {
     await cluster.until(() => survivor.store.cluster().leader === null, 3000, 'survivor to know no leader');
     expect(survivor.store.readiness.notReady()).toEqual([]);
     expect(backendIds(survivor, 'web').length).toBeGreaterThan(0);
-  }, 20_000);
+  });
 
   it('restarts a node from its data dir and catches it up', async () => {
     await startThree();

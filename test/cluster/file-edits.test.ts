@@ -105,7 +105,7 @@ describe('YAML edits in a cluster', () => {
     // Every node can apply the entry before the follower's own proposal call returns (a retry may be in its
     // back-off when the quorum comes back), so the log line is waited for, not expected at once.
     await cluster.until(() => follower.lines.some((l) => l.msg === 'config edit committed'), 10_000, 'commit logged by the proposing follower');
-  }, 30_000);
+  });
 
   it('an edit made while the node was stopped is proposed at restart, not overwritten', async () => {
     const follower = cluster.followers()[0]!;

@@ -70,5 +70,5 @@ describe('data dir identity', () => {
     const newIncarnation = after.members.find((m) => m.id === 'n3')!.incarnation;
     expect(newIncarnation).not.toBe(oldIncarnation);
     expect(newIncarnation).toBe(rejoined.store.raft.identity.incarnation);
-  }, 30_000);
+  });
 });

@@ -102,5 +102,5 @@ describe('cluster membership', () => {
       code: expect.stringMatching(/^(NO_LEADER|PROPOSAL_TIMEOUT)$/),
     });
     expect(backendIds(cluster.node('l1'), 'web')).toEqual(['b9100', 'fleet']);
-  }, 30_000);
+  });
 });

@@ -140,5 +140,5 @@ describe('a write the cluster could not confirm in time', () => {
     for (const node of cluster.nodes.values()) expect(backendIds(node, 'web').filter((id) => id === 'once')).toHaveLength(1);
     // A different id for the same backend is a new request, refused because the backend exists.
     await expect(cluster.leader()!.store.addBackend('web', { url: 'http://127.0.0.1:9300', id: 'once' })).rejects.toMatchObject({ code: 'CONFLICT' });
-  }, 30_000);
+  });
 });

@@ -82,7 +82,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sh(join(example, 'stop.sh'), ['--port-base', String(base), '--wipe']);
   await rm(root, { recursive: true, force: true });
-}, 60_000);
+});
 
 describe('examples/cluster/run.sh --port-base N', () => {
   it('fails naming the taken port and its role, and starts nothing', async () => {
@@ -145,5 +145,5 @@ describe('examples/cluster/run.sh --port-base N', () => {
     expect(logAfter.startsWith(logBefore)).toBe(true);
     expect(logAfter.match(/^--- run\.sh starting /gm)).toHaveLength(2);
     // Four processes start, elect, are killed and restarted on two shared cores: 20-30 s at a load of 15.
-  }, 120_000);
+  });
 });

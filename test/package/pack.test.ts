@@ -35,7 +35,7 @@ beforeAll(async () => {
   const info = (JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>)[0]!;
   tarball = join(dir, info.filename);
   files = info.files.map((file) => file.path);
-}, 120_000);
+});
 
 afterAll(async () => {
   await backend.close();

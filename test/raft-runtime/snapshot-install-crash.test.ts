@@ -249,7 +249,7 @@ describe('snapshot install under crashes (a RaftNode receiving MsgSnap)', () => 
     }
     expect(outcomes.old).toBeGreaterThan(0);
     expect(outcomes.new).toBeGreaterThan(0);
-  }, 60_000);
+  });
 });
 
 function snapMessage() {

@@ -56,7 +56,7 @@ describe('three RaftNodes on crashing disks', () => {
     const first = await runStorageSeed(7, { fullTrace: true });
     const second = await runStorageSeed(7, { fullTrace: true });
     expect(second.trace).toEqual(first.trace);
-  }, 60_000);
+  });
 
   /** Runs seeds with a bug until one fails, and returns what the first failure said. */
   async function firstCatch(bug: StorageBug, maxSeeds: number): Promise<{ seed: number; message: string } | null> {
@@ -76,7 +76,7 @@ describe('three RaftNodes on crashing disks', () => {
     expect(caught, 'no seed caught the bug').not.toBeNull();
     expect(caught!.message).toMatch(/lost-log|restarted at term|restarted voting|two leaders|applied .* elsewhere|acknowledged write .* missing|not linearizable/);
     expect(caught!.message).toContain('--bug skip-wal-fsync');
-  }, 120_000);
+  });
 
   it('catches a hard state saved after the messages that depend on it were sent', async () => {
     const caught = await firstCatch('late-hard-state', 80);
