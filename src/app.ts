@@ -15,6 +15,7 @@ import { watchConfigFile } from './config/watch.js';
 import { createMetrics, type PrometheusMetrics } from './metrics/metrics.js';
 import { createAdminServer, type AdminServer } from './admin/api.js';
 import { DataPlane } from './proxy/data-plane.js';
+import { PoolRuntime } from './balancer/pool.js';
 import { Forwarder } from './proxy/forward.js';
 import { TrustedProxies } from './proxy/headers.js';
 import { ListenerSet } from './proxy/listener-set.js';
@@ -89,7 +90,7 @@ export class App {
     const config = loaded.config;
     const logger = options.logger ?? createLogger({ level: config.log.level });
     const metrics = createMetrics();
-    const dataPlane = new DataPlane({ clock: systemClock, random: systemRandom, metrics, logger });
+    const dataPlane = new DataPlane({ clock: systemClock, random: systemRandom, metrics, logger }, PoolRuntime.create);
     const demo = options.demoBackends === true ? await startDemoBackends(loaded.replicated, logger) : null;
 
     let watcher: { close(): void; noteOwnWrite(text: string): void } | null = null;

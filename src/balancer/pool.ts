@@ -15,9 +15,9 @@ import type { Logger } from '../log.js';
 import type { BackendMetrics, Metrics } from '../metrics/types.js';
 import { pickWithAffinity, type PickRequest } from './affinity.js';
 import { LatencyEwma, type LatencyEwmaOptions } from './latency-ewma.js';
-import { retryBudgetAllows } from './retry-budget.js';
+import { RetriesInFlight } from './retry-budget.js';
 import { StickyTable } from './sticky.js';
-import { readUpstreamTls, type UpstreamTlsMaterial } from './upstream-tls.js';
+import { NO_UPSTREAM_TLS, type UpstreamTlsMaterial } from './upstream-tls.js';
 import { createStrategy, type Candidate, type Strategy } from './strategy.js';
 import { discoveredServerName } from '../discovery/dns-discovery.js';
 import type { BackendStateName, BackendStatus, PoolStatusView } from './pool-status.js';
@@ -134,7 +134,7 @@ export class PoolRuntime {
   readonly name: string;
   readonly config: PoolConfig;
   readonly backends: readonly BackendRuntime[];
-  /** The pool's tls.ca, tls.cert and tls.key, read once per build; the forwarder uses the same for its connections. */
+  /** The pool's tls.ca, tls.cert and tls.key as read for this build; the forwarder uses the same for its connections. */
   readonly tls: UpstreamTlsMaterial;
   private readonly deps: PoolDeps;
   private readonly strategy: Strategy;
@@ -143,7 +143,7 @@ export class PoolRuntime {
   private readonly byId = new Map<string, BackendRuntime>();
   private readonly listeners = new Set<StateChangeListener>();
   /** Shared across generations so retries started before a swap still count against the budget. */
-  private readonly retries: { inFlight: number };
+  private readonly retries: RetriesInFlight;
   private panicMode = false;
   /** No primary backend is up and a backup is: the backups serve. */
   private servingBackups = false;
@@ -162,20 +162,19 @@ export class PoolRuntime {
    * ejection and in-flight state; new ones start `up` (see BackendHealth) and, when `previous` exists,
    * ramp up under slow start. Building has no effect on `previous`, so a half-built set of pools can be
    * dropped: the takeover happens in start(). Then stop `previous`.
-   * Throws BalancerError CONFIG_IO when a TLS file (tls.ca, tls.cert, tls.key) cannot be read or the client certificate
-   * does not fit its key, so the caller keeps the previous pool.
+   * `tls` is what the pool's tls.ca, tls.cert and tls.key hold (the data plane reads them); its health checks use it.
    */
-  static create(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps): PoolRuntime {
-    return new PoolRuntime(config, previous, deps);
+  static create(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps, tls: UpstreamTlsMaterial = NO_UPSTREAM_TLS): PoolRuntime {
+    return new PoolRuntime(config, previous, deps, tls);
   }
 
-  private constructor(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps) {
+  private constructor(config: PoolConfig, previous: PoolRuntime | undefined, deps: PoolDeps, tls: UpstreamTlsMaterial) {
     this.name = config.name;
     this.config = config;
     this.deps = deps;
-    this.tls = readUpstreamTls(config);
+    this.tls = tls;
     this.strategy = createStrategy(config.strategy, deps.random, { ringSize: config.ringSize });
-    this.retries = previous?.retries ?? { inFlight: 0 };
+    this.retries = previous?.retries ?? new RetriesInFlight();
     if (deps.onStateChange !== undefined) this.listeners.add(deps.onStateChange);
 
     const options = healthOptions(config);
@@ -234,19 +233,15 @@ export class PoolRuntime {
 
   /** Claims a slot in the retry budget; pair every true with one finishRetry(). */
   tryStartRetry(): boolean {
-    let active = 0;
-    for (const backend of this.backends) active += backend.inflight;
-    if (!retryBudgetAllows(this.retries.inFlight, active, this.config.retryBudget)) return false;
-    this.retries.inFlight++;
-    return true;
+    return this.retries.tryStart(this.backends, this.config.retryBudget);
   }
 
   finishRetry(): void {
-    if (this.retries.inFlight > 0) this.retries.inFlight--;
+    this.retries.finish();
   }
 
   get retriesInFlight(): number {
-    return this.retries.inFlight;
+    return this.retries.count;
   }
 
   /**

@@ -11,3 +11,28 @@ export function retryBudgetLimit(activeRequests: number, budget: RetryBudgetConf
 export function retryBudgetAllows(retriesInFlight: number, activeRequests: number, budget: RetryBudgetConfig): boolean {
   return retriesInFlight + 1 <= retryBudgetLimit(activeRequests, budget);
 }
+
+/**
+ * The retries in flight for one pool, held by every generation of it (a config swap must not reset what the budget
+ * counts) and shared by the primary's pools and a worker's alike.
+ */
+export class RetriesInFlight {
+  private running = 0;
+
+  get count(): number {
+    return this.running;
+  }
+
+  /** Claims a slot when the budget allows one more retry beside the backends' active requests; pair every true with finish(). */
+  tryStart(backends: Iterable<{ readonly inflight: number }>, budget: RetryBudgetConfig): boolean {
+    let active = 0;
+    for (const backend of backends) active += backend.inflight;
+    if (!retryBudgetAllows(this.running, active, budget)) return false;
+    this.running++;
+    return true;
+  }
+
+  finish(): void {
+    if (this.running > 0) this.running--;
+  }
+}

@@ -1,34 +1,53 @@
-// Owns the live routing table: builds pool runtimes from each applied config and swaps them in atomically.
+// Owns the live routing table: builds pools from each applied config and swaps them in atomically, in the primary and in workers alike.
 
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import type { ReplicatedConfig } from '../config/schema.js';
+import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
-import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../balancer/pool.js';
-import { upstreamTlsFiles } from '../balancer/upstream-tls.js';
+import type { BackendStateChange, PoolDeps, PoolRuntime } from '../balancer/pool.js';
+import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
+import { readUpstreamTls, upstreamTlsFiles } from './upstream-tls-files.js';
 import { errorMessage } from '../errors.js';
 import { compileRoutes, lookupRoute, routeLabel, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
-import type { PoolEntry } from './forward-types.js';
+import type { ForwardPool, PoolEntry } from './forward-types.js';
 import { UpstreamRegistry } from './upstream.js';
 import { RateLimiters, poolScope, routeScope } from './rate-limit.js';
 import { DnsDiscovery, type DiscoveryStatusView } from '../discovery/dns-discovery.js';
 import type { DnsLookup } from '../discovery/dns-lookup.js';
 
-export interface DataPlanePool extends PoolEntry {
-  readonly pool: PoolRuntime;
+/** A pool as the data plane holds it: what the forwarder uses, and what swapping it in and out of the table needs. */
+export interface ServedPool extends ForwardPool {
+  readonly backends: ReadonlyArray<{ readonly id: string }>;
+  /** What the pool's TLS files held when it was built. */
+  readonly tls: UpstreamTlsMaterial;
+  /** Makes it the live pool: it takes over the backends kept from the one it replaces. Idempotent. */
+  start(): void;
+  /** It left the table (replaced or removed): its timers stop; requests on it still finish. */
+  stop(): void;
+}
+
+/**
+ * Builds the pool of a new config from the one it replaces (undefined for a new pool), with what its TLS files hold.
+ * What differs by process is here: PoolRuntime.create keeps health in this process (checks, outlier detection); a
+ * worker's pools take it from the primary's snapshots and report their requests' outcomes to it.
+ */
+export type PoolBuilder<P extends ServedPool> = (config: PoolConfig, previous: P | undefined, deps: PoolDeps, tls: UpstreamTlsMaterial) => P;
+
+export interface DataPlanePool<P extends ServedPool = PoolRuntime> extends PoolEntry {
+  readonly pool: P;
 }
 
 /** Immutable once built: a request sees one table from start to end, even if a new config lands meanwhile. */
-export interface RoutingTable {
+export interface RoutingTable<P extends ServedPool = PoolRuntime> {
   readonly version: number;
   /** The config this table was built from (paths resolved), with what DNS told this node: discovered backends, resolved addresses. */
   readonly config: ReplicatedConfig;
   readonly routes: readonly CompiledRoute[];
-  readonly pools: ReadonlyMap<string, DataPlanePool>;
+  readonly pools: ReadonlyMap<string, DataPlanePool<P>>;
   /** With no routes and exactly one pool, all traffic goes there. */
-  readonly fallback: DataPlanePool | null;
+  readonly fallback: DataPlanePool<P> | null;
 }
 
 export interface DataPlaneDeps {
@@ -38,37 +57,54 @@ export interface DataPlaneDeps {
   readonly logger: Logger;
   /** Replaces the real DNS lookup (tests). */
   readonly dnsLookup?: DnsLookup;
+  /**
+   * A worker process: its configs come from the primary already expanded with the primary's DNS answers, and again
+   * (naming the pools to rebuild) when a pool's TLS files change; it neither resolves names nor watches files itself.
+   */
+  readonly fedByPrimary?: boolean;
 }
 
-const EMPTY: RoutingTable = { version: 0, config: { routes: [], pools: {} }, routes: [], pools: new Map(), fallback: null };
+/** Told of every table swapped in: its version and config, and the pools rebuilt because their TLS files changed. */
+export type AppliedListener = (version: number, config: ReplicatedConfig, tlsReloaded: readonly string[]) => void;
 
-export class DataPlane {
-  private current: RoutingTable = EMPTY;
+export class DataPlane<P extends ServedPool = PoolRuntime> {
+  private current: RoutingTable<P> = { version: 0, config: { routes: [], pools: {} }, routes: [], pools: new Map(), fallback: null };
   private readonly upstreams = new UpstreamRegistry();
   private readonly limiters: RateLimiters;
-  private readonly discovery: DnsDiscovery;
+  /** Null in a worker (its configs arrive expanded). */
+  private readonly discovery: DnsDiscovery | null;
   /** The last config applied, as replicated (before DNS): what DNS answers and TLS file changes rebuild from. */
   private replicated: { readonly version: number; readonly config: ReplicatedConfig } | null = null;
   private readonly deps: PoolDeps;
   private applied = false;
   private waitingReason: () => string = () => 'this node has no config applied yet';
-  private readonly appliedListeners = new Set<(version: number, config: ReplicatedConfig) => void>();
+  private readonly appliedListeners = new Set<AppliedListener>();
 
   private readonly stateListeners = new Set<(change: BackendStateChange) => void>();
   /** The pools' TLS files (tls.ca, tls.cert, tls.key) being watched, each with its change listener. */
   private readonly watchedTlsFiles = new Map<string, (current: Stats, previous: Stats) => void>();
 
-  constructor(deps: DataPlaneDeps) {
+  /** `buildPool` decides where the pools' health comes from: PoolRuntime.create in the primary (or a single process). */
+  constructor(
+    deps: DataPlaneDeps,
+    private readonly buildPool: PoolBuilder<P>,
+  ) {
     // Every pool built from here reports backend state changes to whoever listens (worker health snapshots).
     this.deps = { ...deps, onStateChange: (change) => this.stateListeners.forEach((listener) => listener(change)) };
     this.limiters = new RateLimiters(deps.clock, (route) => deps.metrics.rateLimited(route));
-    this.discovery = new DnsDiscovery({
-      clock: deps.clock,
-      logger: deps.logger,
-      onChange: () => this.onDnsChange(),
-      ...(deps.dnsLookup === undefined ? {} : { lookup: deps.dnsLookup }),
-    });
+    this.watchesTlsFiles = deps.fedByPrimary !== true;
+    this.discovery =
+      deps.fedByPrimary === true
+        ? null
+        : new DnsDiscovery({
+            clock: deps.clock,
+            logger: deps.logger,
+            onChange: () => this.onDnsChange(),
+            ...(deps.dnsLookup === undefined ? {} : { lookup: deps.dnsLookup }),
+          });
   }
+
+  private readonly watchesTlsFiles: boolean;
 
   /** In worker mode requests are in flight in other processes; status asks this instead. */
   remoteInflight: ((pool: string, backend: string) => number) | null = null;
@@ -82,7 +118,7 @@ export class DataPlane {
     return () => this.stateListeners.delete(listener);
   }
 
-  get table(): RoutingTable {
+  get table(): RoutingTable<P> {
     return this.current;
   }
 
@@ -91,7 +127,7 @@ export class DataPlane {
     return this.applied;
   }
 
-  route(request: RouteRequest): RouteLookup<DataPlanePool> | undefined {
+  route(request: RouteRequest): RouteLookup<DataPlanePool<P>> | undefined {
     return lookupRoute(this.current, request);
   }
 
@@ -106,29 +142,31 @@ export class DataPlane {
 
   /**
    * Builds the new table next to the old one, then swaps; the old pools stop their health checks. A pool whose
-   * config did not change is carried over as it is (its health checks keep their schedule): a change to one pool
-   * of a large config costs that pool's rebuild, not every pool's.
+   * config did not change is carried over as it is (its health checks keep their schedule), unless named in
+   * `tlsReloaded` (its TLS files changed: a worker is told so by the primary): a change to one pool of a large
+   * config costs that pool's rebuild, not every pool's. Throws (the running table stays) when a rebuilt pool's
+   * TLS files cannot be read.
    */
-  apply(version: number, config: ReplicatedConfig): void {
+  apply(version: number, config: ReplicatedConfig, tlsReloaded: ReadonlySet<string> | null = null): void {
     this.replicated = { version, config };
-    this.discovery.update(config);
-    this.build(version, config, null);
+    this.discovery?.update(config);
+    this.build(version, config, tlsReloaded);
   }
 
   /** Whether this node found the backend in DNS (it is not in the replicated config: only drain applies to it). */
   isDiscovered(pool: string, id: string): boolean {
-    return this.current.pools.get(pool)?.pool.get(id)?.config.discovered === true;
+    return this.current.pools.get(pool)?.pool.config.backends.some((backend) => backend.id === id && backend.discovered === true) === true;
   }
 
   /** What DNS last told this node for the pool's discovery name; null without discovery. */
   discoveryStatus(pool: string): DiscoveryStatusView | null {
     const config = this.replicated?.config.pools[pool];
-    return config === undefined ? null : this.discovery.status(config);
+    return config === undefined || this.discovery === null ? null : this.discovery.status(config);
   }
 
   /** Resolves once the DNS names of the config applied have had a first answer (or failed), or after `timeoutMs`. */
   dnsSettled(timeoutMs: number): Promise<void> {
-    return this.discovery.settled(timeoutMs);
+    return this.discovery?.settled(timeoutMs) ?? Promise.resolve();
   }
 
   /** A DNS answer changed: the pools it concerns are rebuilt (the others carried over as they run), under the same version. */
@@ -148,19 +186,24 @@ export class DataPlane {
    * `replicated` is expanded with what DNS told this node first: an answer that changes a pool rebuilds that pool.
    */
   private build(version: number, replicated: ReplicatedConfig, rebuild: ReadonlySet<string> | null): void {
-    const config = this.discovery.expand(replicated);
+    const config = this.discovery?.expand(replicated) ?? replicated;
     const previous = this.current;
-    const pools = new Map<string, DataPlanePool>();
+    const pools = new Map<string, DataPlanePool<P>>();
+    const rebuilt: string[] = [];
     for (const [name, poolConfig] of Object.entries(config.pools)) {
       const unchanged = previous.pools.get(name);
-      if (unchanged !== undefined && rebuild?.has(name) !== true && isDeepStrictEqual(unchanged.pool.config, poolConfig)) {
+      const filesChanged = rebuild?.has(name) === true;
+      if (unchanged !== undefined && !filesChanged && isDeepStrictEqual(unchanged.pool.config, poolConfig)) {
         pools.set(name, unchanged);
         continue;
       }
-      const runtime = PoolRuntime.create(poolConfig, previous.pools.get(name)?.pool, this.deps);
+      if (filesChanged) rebuilt.push(name);
+      // The pool's TLS files are read here, where its config is applied: the pool itself does no I/O.
+      const tls = readUpstreamTls(poolConfig);
+      const pool = this.buildPool(poolConfig, unchanged?.pool, this.deps, tls);
       pools.set(name, {
-        pool: runtime,
-        upstreams: this.upstreams.forPool(poolConfig, runtime.tls),
+        pool,
+        upstreams: this.upstreams.forPool(poolConfig, tls),
         metrics: this.deps.metrics.pool(name),
         rateLimit: this.limiters.get(poolScope(name), poolConfig.rateLimit ?? null),
       });
@@ -186,7 +229,7 @@ export class DataPlane {
     this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));
     this.deps.metrics.setConfigVersion(version);
     this.watchTlsFiles(config);
-    for (const listener of this.appliedListeners) listener(version, config);
+    for (const listener of this.appliedListeners) listener(version, config, rebuilt);
   }
 
   /**
@@ -196,6 +239,7 @@ export class DataPlane {
    * as they were.
    */
   private watchTlsFiles(config: ReplicatedConfig): void {
+    if (!this.watchesTlsFiles) return;
     const wanted = new Set(Object.values(config.pools).flatMap(upstreamTlsFiles));
     for (const [file, listener] of this.watchedTlsFiles) {
       if (wanted.has(file)) continue;
@@ -225,13 +269,13 @@ export class DataPlane {
   }
 
   /** Told of every config applied from now on (worker processes get their copy this way). */
-  onApplied(listener: (version: number, config: ReplicatedConfig) => void): () => void {
+  onApplied(listener: AppliedListener): () => void {
     this.appliedListeners.add(listener);
     return () => this.appliedListeners.delete(listener);
   }
 
   stop(): void {
-    this.discovery.stop();
+    this.discovery?.stop();
     for (const [file, listener] of this.watchedTlsFiles) unwatchFile(file, listener);
     this.watchedTlsFiles.clear();
     for (const entry of this.current.pools.values()) entry.pool.stop();

@@ -48,7 +48,14 @@ export type ToWorker =
   /** The file's live settings were edited: applied for new connections and requests. */
   | { readonly type: 'settings'; readonly settings: LiveListenerSettings }
   /** Carries the health of the pools it builds, so a worker never serves a config without knowing who is up. */
-  | { readonly type: 'config'; readonly version: number; readonly config: ReplicatedConfig; readonly health: Readonly<Record<string, PoolHealthView>> }
+  | {
+      readonly type: 'config';
+      readonly version: number;
+      readonly config: ReplicatedConfig;
+      readonly health: Readonly<Record<string, PoolHealthView>>;
+      /** Pools the primary rebuilt because their TLS files changed (the config may be the same): rebuilt here too. */
+      readonly tlsReloaded: readonly string[];
+    }
   | { readonly type: 'health'; readonly pools: Readonly<Record<string, PoolHealthView>> }
   | { readonly type: 'metrics-request'; readonly id: number }
   /** The access log file was moved away (logrotate): append to a new one at its path. */

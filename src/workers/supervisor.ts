@@ -73,7 +73,9 @@ export class WorkerSupervisor {
   async start(): Promise<AddressInfo> {
     cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)), args: [] });
     this.unsubscribe.push(
-      this.options.dataPlane.onApplied((version, config) => this.broadcast({ type: 'config', version, config, health: this.healthSnapshot() })),
+      this.options.dataPlane.onApplied((version, config, tlsReloaded) =>
+        this.broadcast({ type: 'config', version, config, health: this.healthSnapshot(), tlsReloaded }),
+      ),
       this.options.dataPlane.onBackendStateChange(() => this.queueHealth()),
     );
     this.healthTimer = setInterval(() => this.sendHealth(), HEALTH_REFRESH_MS);
@@ -107,7 +109,9 @@ export class WorkerSupervisor {
           }
           this.send(worker, { type: 'init', settings: this.settings });
           const table = this.options.dataPlane.table;
-          if (this.options.dataPlane.ready) this.send(worker, { type: 'config', version: table.version, config: table.config, health: this.healthSnapshot() });
+          if (this.options.dataPlane.ready) {
+            this.send(worker, { type: 'config', version: table.version, config: table.config, health: this.healthSnapshot(), tlsReloaded: [] });
+          }
           return;
         }
         if (message.type === 'listening' && !listening) {

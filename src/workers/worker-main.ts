@@ -8,7 +8,9 @@ import type { RequestOutcome } from '../proxy/forward-types.js';
 import { TrustedProxies } from '../proxy/headers.js';
 import { ListenerSet } from '../proxy/listener-set.js';
 import { AccessLog } from '../proxy/access-log.js';
-import { WorkerDataPlane } from './worker-data-plane.js';
+import { DataPlane } from '../proxy/data-plane.js';
+import { PrimaryFedPools, inflightByBackend, type RemotePool } from './primary-fed-pools.js';
+import { errorMessage } from '../errors.js';
 import type { FromWorker, OutcomeRuns, ToWorker, WorkerSettings } from './protocol.js';
 
 /** Successes are batched; a failure is reported at once so ejection is as quick as in one process. */
@@ -64,13 +66,13 @@ function runWorker(): void {
   let settings: WorkerSettings | null = null;
   const metrics = createMetrics();
   let reporter: OutcomeReporter | null = null;
-  const dataPlane = new WorkerDataPlane(metrics, systemClock, systemRandom, (pool, backend, outcome, latencyMs) =>
-    reporter?.record(pool, backend, outcome, latencyMs),
-  );
-  reporter = new OutcomeReporter(() => dataPlane.inflight());
+  const pools = new PrimaryFedPools((pool, backend, outcome, latencyMs) => reporter?.record(pool, backend, outcome, latencyMs));
+  // The primary's DataPlane code, fed by the primary; made at `init`, with the logger the settings call for.
+  let dataPlane: DataPlane<RemotePool> | null = null;
+  reporter = new OutcomeReporter(() => (dataPlane === null ? {} : inflightByBackend(dataPlane.table)));
 
   const startListening = (): void => {
-    if (listening !== null || settings === null) return;
+    if (listening !== null || settings === null || dataPlane === null) return;
     const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(settings.trustedProxies) });
     // Every worker appends to the same file: O_APPEND keeps each line whole.
     const accessLog = settings.accessLog ? AccessLog.open(settings.accessFile) : null;
@@ -90,6 +92,7 @@ function runWorker(): void {
       case 'init':
         settings = message.settings;
         logger = createLogger({ level: settings.logLevel, fields: { worker: process.pid } });
+        dataPlane ??= new DataPlane({ clock: systemClock, random: systemRandom, metrics, logger, fedByPrimary: true }, pools.build);
         return;
       case 'settings':
         if (settings !== null) settings = { ...settings, ...message.settings };
@@ -100,13 +103,21 @@ function runWorker(): void {
         }
         return;
       case 'config':
-        dataPlane.applyHealth(message.health);
-        dataPlane.apply(message.config);
+        if (dataPlane === null) return;
+        pools.applyHealth(dataPlane.table, message.health);
+        try {
+          dataPlane.apply(message.version, message.config, new Set(message.tlsReloaded));
+        } catch (error) {
+          // A TLS file the primary read a moment ago cannot be read here. With a table, it keeps serving; without
+          // one, the worker fails like any that cannot start (the primary says why and replaces it).
+          if (!dataPlane.ready) throw error;
+          logger.error('config could not be applied in this worker; the previous one keeps serving', { version: message.version, err: errorMessage(error) });
+        }
         // Listening only once a config is in, so no request meets an empty routing table.
         startListening();
         return;
       case 'health':
-        dataPlane.applyHealth(message.pools);
+        if (dataPlane !== null) pools.applyHealth(dataPlane.table, message.pools);
         return;
       case 'reopen-access-log':
         listener?.reopenAccessLog();
@@ -117,7 +128,7 @@ function runWorker(): void {
       case 'shutdown':
         reporter?.flush();
         void (listener?.close(message.drainMs) ?? Promise.resolve()).finally(() => {
-          dataPlane.stop();
+          dataPlane?.stop();
           process.exit(0);
         });
         return;

@@ -5,7 +5,6 @@ import { FakeClock, seededRandom } from '../../src/clock.js';
 import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../../src/balancer/pool.js';
 import { retryBudgetAllows, retryBudgetLimit } from '../../src/balancer/retry-budget.js';
 import type { PoolConfig } from '../../src/config/schema.js';
-import { isBalancerError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log.js';
 import { backend, flush, healthCheck, poolConfig, recordingMetrics, scriptedProbe } from './pool-fixtures.js';
 
@@ -346,16 +345,6 @@ describe('rebuild (config change)', () => {
     expect(clock.pendingTimers()).toBeGreaterThan(0);
     pool.stop();
     expect(clock.pendingTimers()).toBe(0);
-  });
-
-  it('fails with CONFIG_IO when tls.ca cannot be read', () => {
-    let caught: unknown;
-    try {
-      setup(poolConfig({ tls: { ca: '/nonexistent/ca.pem', serverName: null, cert: null, key: null } }));
-    } catch (error) {
-      caught = error;
-    }
-    expect(isBalancerError(caught, 'CONFIG_IO')).toBe(true);
   });
 });
 

@@ -11,6 +11,7 @@ import { watchConfigFile, type ConfigWatcher } from '../../src/config/watch.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { noopMetrics, type Metrics, type RaftMetrics } from '../../src/metrics/types.js';
 import { DataPlane } from '../../src/proxy/data-plane.js';
+import { PoolRuntime } from '../../src/balancer/pool.js';
 import { Watched } from './wait.js';
 
 export const SECRET = 'test-cluster-secret';
@@ -151,7 +152,7 @@ export class TestCluster extends Watched {
     });
     const raftMetrics = new RecordingRaftMetrics();
     const metrics: Metrics = { ...noopMetrics, raft: raftMetrics };
-    const dataPlane = new DataPlane({ clock: systemClock, random: systemRandom, metrics, logger });
+    const dataPlane = new DataPlane({ clock: systemClock, random: systemRandom, metrics, logger }, PoolRuntime.create);
     // Voters start from each other's ids; addresses come once every listener is bound (port 0).
     const placeholderPeers: Record<string, string> = {};
     for (const voter of this.voterIds) placeholderPeers[voter] = this.addresses[voter] ?? '127.0.0.1:1';

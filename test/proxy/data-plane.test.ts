@@ -1,18 +1,28 @@
 // DataPlane.apply: a new config swaps in a new table; pools and routes that did not change are carried over, not rebuilt.
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PoolRuntime } from '../../src/balancer/pool.js';
 import { FakeClock, seededRandom } from '../../src/clock.js';
 import type { ReplicatedConfig } from '../../src/config/schema.js';
 import { validateReplicated } from '../../src/config/validate.js';
+import { isBalancerError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log.js';
 import { noopMetrics } from '../../src/metrics/types.js';
 import { DataPlane } from '../../src/proxy/data-plane.js';
 
-function config(webWeight: number, apiPrefix = '/api'): ReplicatedConfig {
+/** Two pools behind two routes; `webCa` is the web pool's tls.ca file (its backends are https then). */
+function config(webWeight: number, apiPrefix = '/api', webCa: string | null = null): ReplicatedConfig {
+  const scheme = webCa === null ? 'http' : 'https';
   const result = validateReplicated({
     routes: [{ match: { pathPrefix: apiPrefix }, pool: 'api' }, { match: { pathPrefix: '/' }, pool: 'web' }],
     pools: {
-      web: { backends: [{ url: 'http://127.0.0.1:9001', id: 'a', weight: webWeight }, { url: 'http://127.0.0.1:9002', id: 'b' }] },
+      web: {
+        backends: [{ url: `${scheme}://127.0.0.1:9001`, id: 'a', weight: webWeight }, { url: `${scheme}://127.0.0.1:9002`, id: 'b' }],
+        ...(webCa === null ? {} : { tls: { ca: webCa } }),
+      },
       api: { backends: [{ url: 'http://127.0.0.1:9003', id: 'c' }] },
     },
   });
@@ -20,11 +30,15 @@ function config(webWeight: number, apiPrefix = '/api'): ReplicatedConfig {
   return result.config;
 }
 
+function localDataPlane(): DataPlane {
+  return new DataPlane({ clock: new FakeClock(), random: seededRandom(1), metrics: noopMetrics, logger: memoryLogger('warn') }, PoolRuntime.create);
+}
+
 const request = (path: string) => ({ host: 'x', path, query: '', method: 'GET', headers: {}, listener: 'default' });
 
 describe('DataPlane.apply', () => {
   it('rebuilds what changed and carries over the pools and routes that did not', () => {
-    const dataPlane = new DataPlane({ clock: new FakeClock(), random: seededRandom(1), metrics: noopMetrics, logger: memoryLogger('warn') });
+    const dataPlane = localDataPlane();
     try {
       dataPlane.apply(1, config(1));
       const before = dataPlane.table;
@@ -46,6 +60,54 @@ describe('DataPlane.apply', () => {
       expect(dataPlane.table.routes).not.toBe(after.routes);
       expect(dataPlane.route(request('/v2/x'))?.entry?.pool.name).toBe('api');
       expect(dataPlane.route(request('/api/x'))?.entry?.pool.name).toBe('web');
+    } finally {
+      dataPlane.stop();
+    }
+  });
+
+  it('reads a pool\'s TLS files when it builds the pool, again only when told they changed, and names those pools to listeners', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'balancer-data-plane-'));
+    const ca = join(dir, 'ca.pem');
+    const dataPlane = localDataPlane();
+    try {
+      const told: string[][] = [];
+      dataPlane.onApplied((_version, _config, tlsReloaded) => told.push([...tlsReloaded]));
+      writeFileSync(ca, 'first CA');
+      dataPlane.apply(1, config(1, '/api', ca));
+      const first = dataPlane.table.pools.get('web')!;
+      expect(first.pool.tls.ca).toBe('first CA');
+      writeFileSync(ca, 'second CA');
+      // The same config: the pool is carried over with what it read.
+      dataPlane.apply(2, config(1, '/api', ca));
+      expect(dataPlane.table.pools.get('web')).toBe(first);
+      // Its files changed (the file watcher, or a worker's primary, says so): rebuilt with what they hold now.
+      dataPlane.apply(3, config(1, '/api', ca), new Set(['web']));
+      const reloaded = dataPlane.table.pools.get('web')!;
+      expect(reloaded).not.toBe(first);
+      expect(reloaded.pool.tls.ca).toBe('second CA');
+      expect(reloaded.upstreams.get('a')).not.toBe(first.upstreams.get('a'));
+      expect(dataPlane.table.pools.get('api')).toBeDefined();
+      expect(told).toEqual([[], [], ['web']]);
+    } finally {
+      dataPlane.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fails with CONFIG_IO when a pool it builds has a tls.ca that cannot be read, and keeps the running table', () => {
+    const dataPlane = localDataPlane();
+    try {
+      dataPlane.apply(1, config(1));
+      const running = dataPlane.table;
+      let caught: unknown;
+      try {
+        dataPlane.apply(2, config(1, '/api', '/nonexistent/ca.pem'));
+      } catch (error) {
+        caught = error;
+      }
+      expect(isBalancerError(caught, 'CONFIG_IO')).toBe(true);
+      expect((caught as Error).message).toContain('/nonexistent/ca.pem');
+      expect(dataPlane.table).toBe(running);
     } finally {
       dataPlane.stop();
     }
