@@ -131,6 +131,27 @@ describe('learners', () => {
     expect(net.sent.some((m) => m.from === 'l' && (m.type === 'MsgVote' || m.type === 'MsgPreVote'))).toBe(false);
   });
 
+  it('get heartbeats at their own slower beat, and every new entry and commit at once', () => {
+    const net = Network.cluster(['a', 'b', 'c'], { electionTick: 10 }, ['l']);
+    net.campaign('a');
+    const sentBefore = net.sent.length;
+    net.tickAll(20);
+    const beats = net.sent.slice(sentBefore).filter((m) => m.type === 'MsgHeartbeat');
+    expect(beats.filter((m) => m.to === 'b')).toHaveLength(20);
+    // Half an election timeout (5 ticks) apart: 4 in 20 ticks instead of 20.
+    expect(beats.filter((m) => m.to === 'l')).toHaveLength(4);
+    // A proposal reaches the learner, applied, without waiting for its next heartbeat.
+    net.propose('a', 'x');
+    expect(net.appliedData('l')).toEqual(['x']);
+    // A read confirms leadership with the voters alone.
+    const beforeRead = net.sent.length;
+    net.raw('a').readIndex('r1');
+    net.drain(net.node('a'));
+    net.deliverAll();
+    expect(net.sent.slice(beforeRead).filter((m) => m.type === 'MsgHeartbeat').map((m) => m.to).sort()).toEqual(['b', 'c']);
+    expect(net.node('a').readStates.map((r) => r.requestCtx)).toContain('r1');
+  });
+
   it('a learner promoted to voter then counts and can be elected', () => {
     const net = Network.cluster(['a', 'b'], {}, ['l']);
     net.campaign('a');

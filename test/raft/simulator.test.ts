@@ -60,7 +60,9 @@ describe('the simulator catches broken durability', () => {
     const problems: string[] = [];
     for (let seed = 1; seed <= 300 && problems.length === 0; seed++) {
       try {
-        runSeed(seed, { bug: 'forget-vote', nodes: 3, faultRate: 0.3, checkLinearizability: false });
+        // Votes only: membership churn (learners added and promoted) dilutes the elections this bug needs, and any
+        // change to how learners are driven reshuffles which seeds find it (7 in the first 300 without churn).
+        runSeed(seed, { bug: 'forget-vote', nodes: 3, faultRate: 0.3, membershipChanges: false, checkLinearizability: false });
       } catch (error) {
         if (!(error instanceof SimulationFailure)) throw error;
         problems.push(error.message);
