@@ -2,12 +2,12 @@
 // plain lines when stdout is a pipe.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
-import { BIN, runCli, startCli, type RunningNode } from '../helpers/process.js';
+import { BIN, runCli, startBalancer, type RunningNode } from '../helpers/process.js';
 import { eventually } from '../helpers/wait.js';
 
 const haveTmux = spawnSync('sh', ['-c', 'command -v tmux']).status === 0;
@@ -27,9 +27,8 @@ beforeAll(async () => {
     if (req.url === '/healthz') return void res.writeHead(web2Healthy ? 200 : 503).end();
     res.writeHead(200, { 'x-backend': 'web-2' }).end('web-2');
   });
-  const file = join(dir, 'balancer.yaml');
-  await writeFile(
-    file,
+  ({ node, proxy, admin } = await startBalancer(
+    dir,
     [
       'listen: 127.0.0.1:0',
       'admin: { listen: 127.0.0.1:0, token: t }',
@@ -40,12 +39,8 @@ beforeAll(async () => {
       `      - { url: ${backends[0]!.url}, id: web-1 }`,
       `      - { url: ${backends[1]!.url}, id: web-2 }`,
       '',
-    ].join('\n'),
-  );
-  node = startCli(['start', '-c', file]);
-  const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', 30_000);
-  proxy = `http://${String(started['proxy'])}`;
-  admin = `http://${String(started['admin'])}`;
+    ],
+  ));
 });
 
 afterAll(async () => {

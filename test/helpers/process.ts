@@ -1,6 +1,7 @@
 // Runs the compiled CLI (bin/balancer.js) as a real child process and watches its JSON log lines.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -85,4 +86,37 @@ export function startCli(args: readonly string[], options: { cwd?: string; env?:
       });
     },
   };
+}
+
+/** A `balancer start` child that logged 'balancer started'. */
+export interface StartedBalancer {
+  readonly node: RunningNode;
+  /** The config file it runs from. */
+  readonly file: string;
+  /** The 'balancer started' log line. */
+  readonly started: Record<string, unknown>;
+  /** http://host:port of its first proxy listener and of its admin API. */
+  readonly proxy: string;
+  readonly admin: string;
+}
+
+/**
+ * Writes `config` (a YAML text, or its lines) to `fileName` in `dir`, runs `balancer start -c` on it and resolves once
+ * the node logs 'balancer started'. A node that does not get there in `timeoutMs` is killed and the wait rejects.
+ */
+export async function startBalancer(
+  dir: string,
+  config: string | readonly string[],
+  options: { fileName?: string; timeoutMs?: number } = {},
+): Promise<StartedBalancer> {
+  const file = join(dir, options.fileName ?? 'balancer.yaml');
+  await writeFile(file, typeof config === 'string' ? config : config.join('\n'));
+  const node = startCli(['start', '-c', file]);
+  try {
+    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'balancer started', options.timeoutMs ?? 30_000);
+    return { node, file, started, proxy: `http://${String(started['proxy'])}`, admin: `http://${String(started['admin'])}` };
+  } catch (error) {
+    node.child.kill('SIGKILL');
+    throw error;
+  }
 }

@@ -1,10 +1,10 @@
 // Worker mode with real processes: every worker builds the same hash table and reads the same sticky cookies as the others.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCli, type RunningNode } from '../helpers/process.js';
+import { startBalancer, type RunningNode } from '../helpers/process.js';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 
 let dir: string;
@@ -16,9 +16,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'balancer-affinity-workers-'));
   for (let i = 1; i <= 3; i++) backends.push(await startBackend(`b${i}`));
   const lines = backends.map((b) => `      - { url: ${b.url}, id: ${b.name} }`);
-  const file = join(dir, 'balancer.yaml');
-  await writeFile(
-    file,
+  ({ node, proxy } = await startBalancer(
+    dir,
     [
       'listen: 127.0.0.1:0',
       'admin: { listen: 127.0.0.1:0, token: t }',
@@ -38,11 +37,8 @@ beforeAll(async () => {
       '    backends:',
       ...lines,
       '',
-    ].join('\n'),
-  );
-  node = startCli(['start', '-c', file]);
-  const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', 30_000);
-  proxy = `http://${String(started['proxy'])}`;
+    ],
+  ));
 });
 
 afterAll(async () => {

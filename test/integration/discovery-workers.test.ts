@@ -2,10 +2,10 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCli, type RunningNode } from '../helpers/process.js';
+import { startBalancer, type RunningNode } from '../helpers/process.js';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { eventually } from '../helpers/wait.js';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.js';
@@ -29,9 +29,8 @@ beforeAll(async () => {
     srv: { '_http._tcp.web.test': [{ priority: 1, weight: 1, port: one.port, target: 'lo.web.test' }] },
     a: { 'lo.web.test': ['127.0.0.1'] },
   });
-  const file = join(dir, 'balancer.yaml');
-  await writeFile(
-    file,
+  ({ node, proxy, admin } = await startBalancer(
+    dir,
     [
       'listen: 127.0.0.1:0',
       'admin: { listen: 127.0.0.1:0, token: t }',
@@ -46,12 +45,8 @@ beforeAll(async () => {
       '  web:',
       `    discovery: { dns: { name: _http._tcp.web.test, type: SRV, interval: 1s, servers: ["${dns.address}"] } }`,
       '',
-    ].join('\n'),
-  );
-  node = startCli(['start', '-c', file]);
-  const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', 30_000);
-  proxy = `http://${String(started['proxy'])}`;
-  admin = `http://${String(started['admin'])}`;
+    ],
+  ));
 });
 
 afterAll(async () => {

@@ -3,10 +3,10 @@
 // primary's estimate is fed by the outcome reports).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCli, type RunningNode } from '../helpers/process.js';
+import { startBalancer, type RunningNode } from '../helpers/process.js';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -51,9 +51,8 @@ describe.each([[0], [2]])('peak-ewma with workers: %i', (workers) => {
   let admin: string;
 
   beforeAll(async () => {
-    const file = join(dir, `workers-${workers}.yaml`);
-    await writeFile(
-      file,
+    ({ node, proxy, admin } = await startBalancer(
+      dir,
       [
         'listen: 127.0.0.1:0',
         'admin: { listen: 127.0.0.1:0, token: t }',
@@ -67,12 +66,9 @@ describe.each([[0], [2]])('peak-ewma with workers: %i', (workers) => {
         `      - { url: ${fast.url}, id: fast }`,
         `      - { url: ${slow.url}, id: slow }`,
         '',
-      ].join('\n'),
-    );
-    node = startCli(['start', '-c', file]);
-    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', 30_000);
-    proxy = `http://${String(started['proxy'])}`;
-    admin = `http://${String(started['admin'])}`;
+      ],
+      { fileName: `workers-${workers}.yaml` },
+    ));
   });
 
   afterAll(() => {

@@ -1,10 +1,10 @@
 // Worker mode with real processes: the primary keeps health and metrics, workers serve, a dead worker is replaced.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCli, type RunningNode } from '../helpers/process.js';
+import { startBalancer, type RunningNode } from '../helpers/process.js';
 import { startBackend, request, type TestBackend } from '../helpers/backend.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -24,9 +24,8 @@ beforeAll(async () => {
     if (req.url === '/healthz') res.writeHead(sickHealthy ? 200 : 500).end();
     else res.writeHead(500, { 'x-backend': 'sick' }).end('boom');
   });
-  const file = join(dir, 'balancer.yaml');
-  await writeFile(
-    file,
+  ({ node, proxy, admin } = await startBalancer(
+    dir,
     [
       'listen: 127.0.0.1:0',
       'admin: { listen: 127.0.0.1:0, token: t }',
@@ -54,12 +53,8 @@ beforeAll(async () => {
       `      - { url: ${good.url}, id: good }`,
       `      - { url: ${sick.url}, id: sick }`,
       '',
-    ].join('\n'),
-  );
-  node = startCli(['start', '-c', file]);
-  const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', 30_000);
-  proxy = `http://${String(started['proxy'])}`;
-  admin = `http://${String(started['admin'])}`;
+    ],
+  ));
 });
 
 afterAll(async () => {

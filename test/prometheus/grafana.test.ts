@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
-import { startCli, type RunningNode } from '../helpers/process.js';
+import { startBalancer, type RunningNode } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
@@ -85,9 +85,8 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
       res.writeHead(++count % 4 === 0 ? 500 : 200).end('api');
     });
     const dead = await freePort();
-    const file = join(dir, 'balancer.yaml');
-    await writeFile(
-      file,
+    ({ node, proxy, admin } = await startBalancer(
+      dir,
       [
         'listen: 127.0.0.1:0',
         'admin: { listen: 127.0.0.1:0, token: t }',
@@ -109,12 +108,8 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
         `      - { url: ${backends[2]!.url}, id: api-1 }`,
         `      - { url: http://127.0.0.1:${dead}, id: api-dead }`,
         '',
-      ].join('\n'),
-    );
-    node = startCli(['start', '-c', file]);
-    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', 30_000);
-    proxy = `http://${String(started['proxy'])}`;
-    admin = `http://${String(started['admin'])}`;
+      ],
+    ));
 
     // Traffic for as long as the test runs (bounded: it stops in afterAll, and after 3,000 requests).
     trafficDone = (async () => {
