@@ -13,7 +13,8 @@ import http from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { freePort, killOwned, onJsonLines, spawnOwned, stopOwned } from './lib/proc.js';
+import { killOwned, onJsonLines, spawnOwned, stopOwned } from './lib/proc.js';
+import { freePort } from '../test/helpers/ports.js';
 import { median } from './lib/stats.js';
 
 const ADMIN_TOKEN = 'bench-admin-token';
@@ -85,6 +86,17 @@ export async function until(probe, what, timeoutMs, everyMs) {
   }
 }
 
+/**
+ * The leader all the nodes at `admins` name, if that node says it leads (and is not `excluded`), with their term;
+ * undefined while they disagree or have none. One poll, for until().
+ */
+export async function agreedLeader(admins, { excluded = null, timeoutMs = 2000 } = {}) {
+  const infos = await Promise.all(admins.map((admin) => getJson(admin, '/api/v1/cluster', timeoutMs)));
+  const leader = infos[0].leader;
+  if (leader === null || leader === excluded || !infos.every((info) => info.leader === leader)) return undefined;
+  return infos.find((info) => info.nodeId === leader)?.role === 'leader' ? { leader, term: infos[0].term } : undefined;
+}
+
 /** Nearest-rank percentile; with 30 samples p99 is the largest, which the table says by showing max beside it. */
 export function percentile(values, p) {
   if (values.length === 0) return null;
@@ -107,8 +119,9 @@ class BenchCluster {
   }
 
   async prepare(ids) {
-    const backendPorts = [await freePort(), await freePort()];
-    for (const id of ids) this.nodes.set(id, { id, dir: join(this.root, id), raftPort: await freePort(), child: null, admin: null });
+    const taken = new Set();
+    const backendPorts = [await freePort(taken), await freePort(taken)];
+    for (const id of ids) this.nodes.set(id, { id, dir: join(this.root, id), raftPort: await freePort(taken), child: null, admin: null });
     const peers = ids.map((id) => `${id}: 127.0.0.1:${this.nodes.get(id).raftPort}`).join(', ');
     for (const node of this.nodes.values()) {
       mkdirSync(node.dir, { recursive: true });
@@ -204,18 +217,8 @@ class BenchCluster {
 
   /** Until every running node names the same leader (itself running) and that node says it leads. */
   async waitForLeader(timeoutMs) {
-    const alive = this.alive();
-    return until(
-      async () => {
-        const infos = await Promise.all(alive.map((node) => getJson(node.admin, '/api/v1/cluster')));
-        const leader = infos[0].leader;
-        if (leader === null || !infos.every((info) => info.leader === leader)) return undefined;
-        return infos.find((info) => info.nodeId === leader)?.role === 'leader' ? leader : undefined;
-      },
-      'a leader every running node agrees on',
-      timeoutMs,
-      20,
-    );
+    const admins = this.alive().map((node) => node.admin);
+    return (await until(() => agreedLeader(admins), 'a leader every running node agrees on', timeoutMs, 20)).leader;
   }
 
   /** Until every running node applied the same config version; returns it. */
@@ -334,17 +337,8 @@ async function failoverRound(cluster, round, log) {
   const killedAfterMs = performance.now() - started;
 
   const leaderKnown = (async () => {
-    const leader = await until(
-      async () => {
-        const infos = await Promise.all(survivors.map((id) => getJson(cluster.nodes.get(id).admin, '/api/v1/cluster', 1000)));
-        const leader = infos[0].leader;
-        if (leader === null || leader === killed || !infos.every((info) => info.leader === leader)) return undefined;
-        return infos.find((info) => info.nodeId === leader)?.role === 'leader' ? { leader, term: infos[0].term } : undefined;
-      },
-      'a new leader both survivors know',
-      FAILOVER_TIMEOUT_MS,
-      POLL_MS * 5,
-    );
+    const admins = survivors.map((id) => cluster.nodes.get(id).admin);
+    const leader = await until(() => agreedLeader(admins, { excluded: killed, timeoutMs: 1000 }), 'a new leader both survivors know', FAILOVER_TIMEOUT_MS, POLL_MS * 5);
     return { ...leader, ms: performance.now() - started };
   })();
 

@@ -11,12 +11,13 @@
  */
 
 import http from 'node:http';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { call, getJson, percentile, until } from './cluster.js';
+import { agreedLeader, call, getJson, percentile, until } from './cluster.js';
 import { killOwned, onJsonLines, spawnOwned, stopOwned, treeCpuMicros, treeRssBytes } from './lib/proc.js';
 import { BALANCER_NODE_FLAGS } from './lib/targets.js';
+import { freePort } from '../test/helpers/ports.js';
+import { tcpSockets } from '../test/helpers/tcp-sockets.js';
 
 const ADMIN_TOKEN = 'bench-admin-token';
 const CLUSTER_SECRET = 'bench-cluster-secret-0123456789';
@@ -29,45 +30,9 @@ const STARTS_AT_ONCE = 4;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const round1 = (value) => (value === null || value === undefined || !Number.isFinite(value) ? null : Math.round(value * 10) / 10);
 
-/** A port below the kernel's ephemeral range that binds now: outgoing connections never take it while a node restarts. */
-async function reservePort(taken) {
-  const [ephemeralLow] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-  const high = Math.max(11_000, ephemeralLow ?? 32_768);
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
-    if (taken.has(port)) continue;
-    const free = await new Promise((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) {
-      taken.add(port);
-      return port;
-    }
-  }
-  throw new Error('no free port below the ephemeral range after 200 tries');
-}
-
 /** Established TCP socket ends on loopback with a Raft port at either end. */
 function raftConnectionEnds(raftPorts) {
-  let ends = 0;
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text;
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length < 4 || fields[3] !== '01') continue;
-      const local = parseInt(fields[1].split(':')[1], 16);
-      const remote = parseInt(fields[2].split(':')[1], 16);
-      if (raftPorts.has(local) || raftPorts.has(remote)) ends++;
-    }
-  }
-  return ends;
+  return tcpSockets().filter((socket) => socket.state === 'ESTABLISHED' && (raftPorts.has(socket.localPort) || raftPorts.has(socket.remotePort))).length;
 }
 
 /** Three tiny backends the pools health-check, as the shipped config does (GET /healthz every 2 s). */
@@ -92,7 +57,7 @@ class Fleet {
 
   async prepare(learnerCount, backendPorts) {
     const ids = [...VOTERS, ...Array.from({ length: learnerCount }, (_, i) => `l${i + 1}`)];
-    for (const id of ids) this.nodes.set(id, { id, voter: VOTERS.includes(id), dir: join(this.root, id), raftPort: await reservePort(this.taken), child: null, admin: null, applied: new Map(), waiters: new Set() });
+    for (const id of ids) this.nodes.set(id, { id, voter: VOTERS.includes(id), dir: join(this.root, id), raftPort: await freePort(this.taken), child: null, admin: null, applied: new Map(), waiters: new Set() });
     const voterPeers = VOTERS.map((id) => `${id}: 127.0.0.1:${this.nodes.get(id).raftPort}`).join(', ');
     const backends = backendPorts.map((port, i) => `      - { url: http://127.0.0.1:${port}, id: web-${i + 1}${i === 0 ? ', weight: 2' : ''} }`);
     for (const node of this.nodes.values()) {
@@ -206,17 +171,8 @@ class Fleet {
   }
 
   async leader(among = VOTERS.filter((id) => this.nodes.get(id).child !== null)) {
-    return until(
-      async () => {
-        const infos = await Promise.all(among.map((id) => getJson(this.nodes.get(id).admin, '/api/v1/cluster')));
-        const leader = infos[0].leader;
-        if (leader === null || !infos.every((info) => info.leader === leader)) return undefined;
-        return infos.find((info) => info.nodeId === leader)?.role === 'leader' ? leader : undefined;
-      },
-      'a leader every voter agrees on',
-      20_000,
-      20,
-    );
+    const admins = among.map((id) => this.nodes.get(id).admin);
+    return (await until(() => agreedLeader(admins), 'a leader every voter agrees on', 20_000, 20)).leader;
   }
 
   cpuMicros(ids) {

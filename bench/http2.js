@@ -14,7 +14,8 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { firstJsonLine, freePort, loadAverage, spawnOwned, stopOwned, treeCpuMicros } from './lib/proc.js';
+import { firstJsonLine, loadAverage, spawnOwned, stopOwned, treeCpuMicros } from './lib/proc.js';
+import { freePort } from '../test/helpers/ports.js';
 import { medians, ratio } from './lib/stats.js';
 import { BALANCER_NODE_FLAGS } from './lib/targets.js';
 

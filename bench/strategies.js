@@ -14,7 +14,8 @@ import http from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { firstJsonLine, freePort, loadAverage, runJsonChild, spawnOwned, stopOwned, waitForHttp200 } from './lib/proc.js';
+import { firstJsonLine, loadAverage, runJsonChild, spawnOwned, stopOwned, waitForHttp200 } from './lib/proc.js';
+import { freePort } from '../test/helpers/ports.js';
 import { median, ratio } from './lib/stats.js';
 import { BALANCER_NODE_FLAGS } from './lib/targets.js';
 

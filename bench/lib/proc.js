@@ -2,7 +2,6 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import net from 'node:net';
 import http from 'node:http';
 
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ; Linux exposes 100 on every mainstream architecture.
@@ -159,18 +158,6 @@ export function runJsonChild(command, args, timeoutMs, label) {
         return;
       }
       resolve(JSON.parse(last));
-    });
-  });
-}
-
-/** Asks the kernel for a free port; another process could take it before we bind it, which the caller detects at start-up. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
-      server.close(() => resolve(port));
     });
   });
 }

@@ -5,7 +5,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { firstJsonLine, freePort, spawnOwned, waitForHttp200 } from './proc.js';
+import { firstJsonLine, spawnOwned, waitForHttp200 } from './proc.js';
+import { freePort } from '../../test/helpers/ports.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 /** The V8 flags `npm start` and bin/balancer.js run balancer with (see docs/design.md), so the bench measures the same. */

@@ -1,4 +1,5 @@
-// Free ports for tests that must name a port before anything listens on it (Raft peers, "nothing listens here").
+// Free ports for tests and benchmarks that must name a port before anything listens on it (Raft peers, "nothing listens here").
+// Plain JavaScript so the benchmark (run by node, no TypeScript) uses this one too.
 
 import net from 'node:net';
 import { readFile } from 'node:fs/promises';
@@ -7,21 +8,26 @@ import { readFile } from 'node:fs/promises';
  * A port that was free a moment ago. It is drawn below the kernel's ephemeral range, so outgoing connections (which
  * take their local ports from that range) cannot sit on it when a test or a restarted node binds it later.
  * Anything that can listen on port 0 and read the port back should do that instead.
+ * @param {Set<number>} [taken] ports already handed out and not bound yet: skipped, and the new one added
+ * @returns {Promise<number>}
  */
-export async function freePort(): Promise<number> {
+export async function freePort(taken) {
   const ephemeralLow = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').then(
     (text) => Number(text.trim().split(/\s+/)[0]),
     () => 32_768,
   );
   const high = Number.isInteger(ephemeralLow) && ephemeralLow > 12_000 ? ephemeralLow : 32_768;
-  for (let attempt = 0; attempt < 50; attempt++) {
+  for (let attempt = 0; attempt < 200; attempt++) {
     const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
-    if (await portIsFree(port)) return port;
+    if (taken?.has(port) === true || !(await portIsFree(port))) continue;
+    taken?.add(port);
+    return port;
   }
-  throw new Error(`no free port found between 10000 and ${high} in 50 tries`);
+  throw new Error(`no free port found between 10000 and ${high} in 200 tries`);
 }
 
-function portIsFree(port: number): Promise<boolean> {
+/** @param {number} port @returns {Promise<boolean>} */
+function portIsFree(port) {
   const server = net.createServer();
   return new Promise((resolve) => {
     server.once('error', () => resolve(false));
