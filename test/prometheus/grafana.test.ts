@@ -1,21 +1,19 @@
 // The Grafana dashboard in examples/grafana/ against a real Prometheus scraping a real balancer with traffic: every
 // panel's query, every template variable and the annotation return data (no typo, no metric that does not exist).
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startBalancer, type RunningNode } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
+import { havePrometheus, PROMETHEUS, startPrometheus, type RunningPrometheus } from '../helpers/prometheus.js';
 
-const PROMETHEUS = '/usr/bin/prometheus';
 const ROOT = resolve(import.meta.dirname, '../..');
 const DASHBOARD = join(ROOT, 'examples/grafana/balancer.json');
 const RULES = join(ROOT, 'examples/prometheus/rules.yml');
-const havePrometheus = existsSync(PROMETHEUS);
 if (!havePrometheus) console.warn(`\n*** SKIPPING the Grafana dashboard test: ${PROMETHEUS} is missing (apt-get install -y prometheus) ***\n`);
 
 interface Target {
@@ -66,12 +64,10 @@ describe('the Grafana dashboard model', () => {
 describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prometheus scraping a real balancer', () => {
   let dir: string;
   let node: RunningNode;
-  let prometheus: ChildProcess | undefined;
-  let promUrl: string;
+  let prometheus: RunningPrometheus | undefined;
   let proxy: string;
   let admin: string;
   const backends: TestBackend[] = [];
-  const logs: string[] = [];
   let traffic = true;
   let trafficDone: Promise<void> = Promise.resolve();
 
@@ -119,55 +115,26 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
       }
     })();
 
-    await writeFile(
-      join(dir, 'prometheus.yml'),
-      [
-        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-        `rule_files: [${JSON.stringify(RULES)}]`,
-        'scrape_configs:',
-        '  - job_name: balancer',
-        `    static_configs: [{ targets: [${JSON.stringify(new URL(admin).host)}] }]`,
-        '',
-      ].join('\n'),
-    );
-    const port = await freePort();
-    promUrl = `http://127.0.0.1:${port}`;
-    prometheus = spawn(
-      PROMETHEUS,
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    prometheus.stdout?.on('data', (d: Buffer) => logs.push(d.toString()));
-    prometheus.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
+    prometheus = await startPrometheus(dir, new URL(admin).host, [RULES]);
   });
 
   afterAll(async () => {
     traffic = false;
     await trafficDone;
-    if (prometheus !== undefined && prometheus.exitCode === null) {
-      const exited = new Promise((ok) => prometheus!.once('exit', ok));
-      prometheus.kill('SIGTERM');
-      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 5_000).unref())]);
-      if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
-    }
+    await prometheus?.stop();
     node?.child.kill('SIGKILL');
     for (const backend of backends) await backend.close();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  async function api<T>(path: string): Promise<T> {
-    const res = await fetch(`${promUrl}${path}`, { signal: AbortSignal.timeout(3_000) });
-    const body = (await res.json()) as { status: string; data: T; error?: string };
-    if (body.status !== 'success') throw new Error(`${path}: ${body.error ?? JSON.stringify(body)}`);
-    return body.data;
-  }
+  const api = <T>(path: string): Promise<T> => prometheus!.api<T>(path);
 
   /** Each query with its result count, retried until all have data or the deadline passes; throws naming the empty ones. */
   async function untilAllHaveData(queries: ReadonlyArray<{ what: string; path: string }>, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let empty: string[] = [];
     while (Date.now() < deadline) {
-      if (prometheus?.exitCode !== null) throw new Error(`prometheus exited: ${logs.join('')}`);
+      prometheus!.assertRunning();
       empty = [];
       for (const query of queries) {
         try {
@@ -183,7 +150,7 @@ describe.skipIf(!havePrometheus)('every Grafana panel query against a real Prome
       if (empty.length === 0) return;
       await new Promise((ok) => setTimeout(ok, 1_000));
     }
-    throw new Error(`no data within ${timeoutMs} ms for:\n${empty.join('\n')}\nprometheus log: ${logs.join('')}`);
+    throw new Error(`no data within ${timeoutMs} ms for:\n${empty.join('\n')}\nprometheus log: ${prometheus!.log()}`);
   }
 
   it('returns data for every panel query, template variable and annotation', async () => {

@@ -1,6 +1,6 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,13 +9,11 @@ import { createAdminServer } from '../../src/admin/api.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { closeServer, createFakeControl, listenLocal } from '../admin/fake-control.js';
-import { freePort } from '../helpers/ports.js';
+import { havePrometheus, PROMETHEUS, startPrometheus, type RunningPrometheus } from '../helpers/prometheus.js';
 
-const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
 const EXAMPLES = resolve(import.meta.dirname, '../../examples/prometheus');
 const havePromtool = existsSync(PROMTOOL);
-const havePrometheus = existsSync(PROMETHEUS);
 if (!havePromtool || !havePrometheus) {
   console.warn(
     `\n*** SKIPPING Prometheus tests: ${havePromtool ? '' : PROMTOOL + ' '}${havePrometheus ? '' : PROMETHEUS + ' '}missing ` +
@@ -88,84 +86,29 @@ interface QueryAnswer {
 
 describe.skipIf(!havePrometheus)('a real Prometheus scraping the admin listener', () => {
   let dir: string;
-  let prometheus: ChildProcess | undefined;
-  let promUrl: string;
+  let prometheus: RunningPrometheus | undefined;
   let admin: Server;
   const metrics = busyMetrics();
-  const logs: string[] = [];
 
   beforeAll(async () => {
     admin = createAdminServer({ control: createFakeControl(), metrics, token: 'unused', logger: silentLogger });
     const target = new URL(await listenLocal(admin)).host;
     dir = await mkdtemp(join(tmpdir(), 'balancer-prometheus-'));
-    await writeFile(
-      join(dir, 'prometheus.yml'),
-      [
-        'global:',
-        '  scrape_interval: 1s',
-        '  evaluation_interval: 1s',
-        'rule_files:',
-        `  - ${JSON.stringify(join(EXAMPLES, 'alerts.yml'))}`,
-        'scrape_configs:',
-        '  - job_name: balancer',
-        '    static_configs:',
-        `      - targets: [${JSON.stringify(target)}]`,
-        '',
-      ].join('\n'),
-    );
-    const port = await freePort();
-    promUrl = `http://127.0.0.1:${port}`;
-    prometheus = spawn(
-      PROMETHEUS,
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    prometheus.stdout?.on('data', (d: Buffer) => logs.push(d.toString()));
-    prometheus.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
+    prometheus = await startPrometheus(dir, target, [join(EXAMPLES, 'alerts.yml')]);
   });
 
   afterAll(async () => {
-    if (prometheus !== undefined && prometheus.exitCode === null) {
-      const exited = new Promise((ok) => prometheus!.once('exit', ok));
-      prometheus.kill('SIGTERM');
-      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 5_000).unref())]);
-      if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
-    }
+    await prometheus?.stop();
     await closeServer(admin);
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  /** Polls until `accept` returns a value; Prometheus needs a few seconds to start and scrape. */
-  async function eventually<T>(what: string, attempt: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let lastError: unknown;
-    while (Date.now() < deadline) {
-      if (prometheus?.exitCode !== null) throw new Error(`prometheus exited (${prometheus?.exitCode}): ${logs.join('')}`);
-      try {
-        const value = await attempt();
-        if (value !== undefined) return value;
-      } catch (error) {
-        lastError = error;
-      }
-      await new Promise((ok) => setTimeout(ok, 250));
-    }
-    throw new Error(`timed out waiting for ${what}; last error: ${String(lastError)}; prometheus log: ${logs.join('')}`);
-  }
-
   async function query(expr: string): Promise<QueryAnswer['data']['result']> {
-    const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(2_000) });
-    const body = (await res.json()) as QueryAnswer;
-    if (body.status !== 'success') throw new Error(JSON.stringify(body));
-    return body.data.result;
+    return (await prometheus!.api<QueryAnswer['data']>(`/api/v1/query?query=${encodeURIComponent(expr)}`)).result;
   }
 
   it('scrapes balancer_config_version and the request counters, and loads the example alerts', async () => {
-    const version = await eventually('balancer_config_version', async () => {
+    const version = await prometheus!.until('balancer_config_version', async () => {
       const result = await query('balancer_config_version{job="balancer"}');
       return result[0]?.value[1];
     });
@@ -178,10 +121,9 @@ describe.skipIf(!havePrometheus)('a real Prometheus scraping the admin listener'
 
     // A pool left with no healthy backend shows up as a pending (then firing) alert from the shipped rules.
     metrics.backend('api', 'api-1').setUp(false);
-    const alert = await eventually('BalancerPoolNoHealthyBackend', async () => {
-      const res = await fetch(`${promUrl}/api/v1/alerts`, { signal: AbortSignal.timeout(2_000) });
-      const body = (await res.json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
-      return body.data.alerts.find((a) => a.labels['alertname'] === 'BalancerPoolNoHealthyBackend');
+    const alert = await prometheus!.until('BalancerPoolNoHealthyBackend', async () => {
+      const data = await prometheus!.api<{ alerts: { labels: Record<string, string>; state: string }[] }>('/api/v1/alerts');
+      return data.alerts.find((a) => a.labels['alertname'] === 'BalancerPoolNoHealthyBackend');
     });
     expect(alert.labels['pool']).toBe('api');
     expect(['pending', 'firing']).toContain(alert.state);
