@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
-import { startCli, type RunningNode } from '../helpers/process.js';
+import { START_TIMEOUT_MS, startCli, type RunningNode } from '../helpers/process.js';
 import { connectionsOnPort } from '../helpers/process-sockets.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -38,7 +38,7 @@ beforeAll(async () => {
       `pools:\n  web:\n    backends:\n      - { url: "${backend.url}" }\n`,
   );
   node = startCli(['start', '-c', file]);
-  const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'balancer to start');
+  const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'balancer to start', START_TIMEOUT_MS);
   proxyPort = portOf(started['proxy']);
   adminPort = portOf(started['admin']);
 });

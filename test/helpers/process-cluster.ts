@@ -16,7 +16,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { startCli, type RunningNode } from './process.js';
+import { START_TIMEOUT_MS, startCli, type RunningNode } from './process.js';
 import { TcpRelay } from './tcp-relay.js';
 import { startBackend, type TestBackend } from './backend.js';
 import { freePort } from './ports.js';
@@ -310,7 +310,7 @@ export class ProcessCluster {
         }
       });
       const outcome = await Promise.race([
-        run.waitFor((line) => line['msg'] === 'balancer started', `${id} to start`, 20_000).then((line) => ({ line })),
+        run.waitFor((line) => line['msg'] === 'balancer started', `${id} to start`, START_TIMEOUT_MS).then((line) => ({ line })),
         run.exited.then((code) => ({ code })),
       ]);
       if ('line' in outcome) {

@@ -8,6 +8,13 @@ import { dirname, join } from 'node:path';
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = join(REPO, 'bin', 'balancer.js');
 
+/**
+ * How long a `balancer start` child may take to log 'balancer started' before a wait calls it hung. Alone it takes
+ * one to two seconds; at a load of 15-20 on the shared two-core machine a node of a three-process cluster took
+ * over 20 s (the harness's bound then), so the bound is wide: a node that really hangs still fails the wait.
+ */
+export const START_TIMEOUT_MS = 60_000;
+
 export interface RunResult {
   readonly code: number | null;
   readonly stdout: string;
@@ -113,7 +120,7 @@ export async function startBalancer(
   await writeFile(file, typeof config === 'string' ? config : config.join('\n'));
   const node = startCli(['start', '-c', file]);
   try {
-    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'balancer started', options.timeoutMs ?? 30_000);
+    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'balancer started', options.timeoutMs ?? START_TIMEOUT_MS);
     return { node, file, started, proxy: `http://${String(started['proxy'])}`, admin: `http://${String(started['admin'])}` };
   } catch (error) {
     node.child.kill('SIGKILL');

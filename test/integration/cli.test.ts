@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, startCli, REPO, type RunningNode } from '../helpers/process.js';
+import { runCli, startCli, REPO, START_TIMEOUT_MS, type RunningNode } from '../helpers/process.js';
 import { startBackend, request, type TestBackend } from '../helpers/backend.js';
 
 let dir: string;
@@ -67,7 +67,7 @@ describe('balancer start', () => {
     await write(b1.url);
     const node = startCli(['start', '-c', file]);
     running.push(node);
-    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start');
+    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', START_TIMEOUT_MS);
     const proxy = String(started['proxy']);
     expect((await request(`http://${proxy}/`)).headers['x-backend']).toBe('one');
     await write(b2.url);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { httpsRequest, rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { startCli } from '../helpers/process.js';
+import { START_TIMEOUT_MS, startCli } from '../helpers/process.js';
 import { execFileSync } from 'node:child_process';
 import { eventually } from '../helpers/wait.js';
 
@@ -219,7 +219,7 @@ describe('TLS certificate files named anew in the file of a running node', () =>
       node.child.kill('SIGKILL');
       await node.exited;
     });
-    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'the node to start', 30_000);
+    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'the node to start', START_TIMEOUT_MS);
     const proxy = `https://${String(started['proxy'])}`;
     const admin = `http://${String(started['admin'])}`;
     const gauge = async (): Promise<number> => Number(/^balancer_config_restart_required (\d+)$/m.exec((await request(`${admin}/metrics`)).body)?.[1]);

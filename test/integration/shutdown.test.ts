@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, startBackend, type TestBackend } from '../helpers/backend.js';
-import { startCli, type RunningNode } from '../helpers/process.js';
+import { START_TIMEOUT_MS, startCli, type RunningNode } from '../helpers/process.js';
 
 const PRE_STOP_DELAY_MS = 2_000;
 
@@ -41,7 +41,7 @@ describe('SIGTERM with shutdown.preStopDelay', () => {
     );
     const node = startCli(['start', '-c', file]);
     running.push(node);
-    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start');
+    const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'start', START_TIMEOUT_MS);
     const proxy = `http://${String(started['proxy'])}`;
     const admin = `http://${String(started['admin'])}`;
     expect((await request(`${admin}/readyz`)).status).toBe(200);
