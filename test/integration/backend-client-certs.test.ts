@@ -13,6 +13,7 @@ import { makeCerts, type TestCerts } from '../helpers/certs.js';
 import { closeServer, request } from '../helpers/backend.js';
 import { eventually } from '../helpers/wait.js';
 import { startGateway } from '../helpers/gateway.js';
+import { startBalancer } from '../helpers/process.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { formatProblem } from '../../src/config/validate.js';
 
@@ -99,6 +100,42 @@ describe('client certificates to backends', () => {
       expect(backend.seen.find((entry) => entry.path === '/after')?.client).toBe('balancer.trusted');
     } finally {
       await gw.stop();
+      await backend.close();
+    }
+  });
+
+  it('in worker mode, a renewed client certificate reaches every worker (the primary names the pool it rebuilt)', async () => {
+    const backend = await mtlsBackend();
+    const workDir = await mkdtemp(join(dir, 'workers-'));
+    const cert = join(workDir, 'client-cert.pem');
+    const key = join(workDir, 'client-key.pem');
+    await copyFile(untrusted.cert, cert);
+    await copyFile(untrusted.key, key);
+    const { node, proxy } = await startBalancer(workDir, [
+      'listen: 127.0.0.1:0',
+      'admin: { listen: 127.0.0.1:0, token: t }',
+      'workers: 2',
+      poolYaml(backend.url, `ca: ${server.ca}, cert: ${cert}, key: ${key}`, '    outlierDetection: { enabled: false }\n'),
+    ]);
+    try {
+      expect((await request(`${proxy}/before`)).status).toBe(502);
+      await copyFile(trusted.key, key);
+      await copyFile(trusted.cert, cert);
+      await node.waitFor((line) => line['msg'] === 'pool TLS files reloaded', 'the pool TLS files to be reloaded');
+      // Connections are handed to the workers in turn: ten in a row answered means both workers use the new files.
+      await eventually(
+        async () => {
+          for (let i = 0; i < 10; i++) if ((await request(`${proxy}/after`)).status !== 200) return false;
+          return true;
+        },
+        'every worker to use the renewed certificate',
+        10_000,
+        200,
+      );
+      expect(backend.seen.filter((entry) => entry.path === '/after').every((entry) => entry.client === 'balancer.trusted')).toBe(true);
+    } finally {
+      node.child.kill('SIGKILL');
+      await node.exited;
       await backend.close();
     }
   });
