@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestBackend } from '../helpers/backend.js';
 import { ADMIN_TOKEN, startSeededCluster, ProcessCluster, sumMetric } from '../helpers/process-cluster.js';
 import { runCli } from '../helpers/process.js';
-import { eventually, sleep } from '../helpers/wait.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
 
@@ -27,15 +27,16 @@ describe('membership of a three-process cluster', () => {
     const rejectedBefore = await Promise.all(ids.map(async (id) => sumMetric(await cluster.metrics(id), 'balancer_raft_peer_messages_rejected_total')));
     // An impostor that names the cluster as its peers and campaigns to join it.
     await cluster.start('intruder', { secret: 'not-the-cluster-secret' });
-    await eventually(
+    const rejectedCounts = async () => Promise.all(ids.map(async (id) => sumMetric(await cluster.metrics(id), 'balancer_raft_peer_messages_rejected_total')));
+    const firstRejected = await eventually(
       async () => {
-        const counts = await Promise.all(ids.map(async (id) => sumMetric(await cluster.metrics(id), 'balancer_raft_peer_messages_rejected_total')));
+        const counts = await rejectedCounts();
         return counts.every((count, i) => count > rejectedBefore[i]!) ? counts : undefined;
       },
       'every member to count rejected messages from the intruder',
     );
-    // Several of its election rounds later, nothing moved.
-    await sleep(1_000);
+    // It keeps trying (each member refuses three more of its attempts), and nothing moved.
+    await eventually(async () => ((await rejectedCounts()).every((count, i) => count >= firstRejected[i]! + 3) ? true : undefined), 'three more attempts of the intruder refused by every member');
     const after = await cluster.clusterInfo(leader);
     expect(after.leader).toBe(leader);
     expect(after.term).toBe(before.term);
