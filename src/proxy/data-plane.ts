@@ -81,6 +81,8 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
   private readonly appliedListeners = new Set<AppliedListener>();
 
   private readonly stateListeners = new Set<(change: BackendStateChange) => void>();
+  /** False in a worker (the primary watches the files and names the pools to rebuild). */
+  private readonly watchesTlsFiles: boolean;
   /** The pools' TLS files (tls.ca, tls.cert, tls.key) being watched, each with its change listener. */
   private readonly watchedTlsFiles = new Map<string, (current: Stats, previous: Stats) => void>();
 
@@ -103,8 +105,6 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
             ...(deps.dnsLookup === undefined ? {} : { lookup: deps.dnsLookup }),
           });
   }
-
-  private readonly watchesTlsFiles: boolean;
 
   /** In worker mode requests are in flight in other processes; status asks this instead. */
   remoteInflight: ((pool: string, backend: string) => number) | null = null;
