@@ -415,8 +415,11 @@ export class ProcessCluster {
     return res.body;
   }
 
-  /** Until every listed running node names the same leader, itself among them and reporting role leader. */
-  async waitForLeader(ids: readonly string[] = this.running().map((node) => node.id), timeoutMs = 15_000): Promise<string> {
+  /**
+   * Until every listed running node names the same leader, itself among them and reporting role leader. The 45 s
+   * bounds here only catch a cluster that never gets there: a node restarted at a load of 15 took longer than 15 s.
+   */
+  async waitForLeader(ids: readonly string[] = this.running().map((node) => node.id), timeoutMs = 45_000): Promise<string> {
     return eventually(
       async () => {
         const infos = await Promise.all(ids.map((id) => this.clusterInfo(id)));
@@ -431,7 +434,7 @@ export class ProcessCluster {
   }
 
   /** Until GET /api/v1/config on each node shows at least `version`; returns the views. */
-  async waitForVersion(ids: readonly string[], version: number, timeoutMs = 15_000): Promise<ConfigView[]> {
+  async waitForVersion(ids: readonly string[], version: number, timeoutMs = 45_000): Promise<ConfigView[]> {
     return eventually(
       async () => {
         const views = await Promise.all(ids.map((id) => this.config(id, 3_000)));
