@@ -9,22 +9,14 @@ import { ClusterStore } from '../../src/cluster/store.js';
 import { isBalancerError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log.js';
 import type { Message } from '../../src/raft/core/types.js';
-import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../../src/raft/runtime/node.js';
+import { RaftNode, type RaftNodeEvent } from '../../src/raft/runtime/node.js';
 import { PeerTransport } from '../../src/raft/runtime/transport.js';
 import { startBackend, type TestBackend } from '../helpers/backend.js';
-import { Inbox, RecordingMetrics } from '../raft-runtime/helpers.js';
+import { IGNORING_APPLIER, Inbox, RecordingMetrics } from '../raft-runtime/helpers.js';
 import { AppCluster } from '../helpers/app-cluster.js';
 import { eventually } from '../helpers/wait.js';
 
 const SECRET = 'fail-stop-secret';
-
-const applier: RaftApplier = {
-  restoreSnapshot() {},
-  applyEntry() {},
-  applyConfChange() {},
-  snapshotData: () => '{}',
-  memberAddress: () => null,
-};
 
 /**
  * A MsgApp a broken leader could send: it matches this node's log at `after`, then claims an entry far past it and a
@@ -70,7 +62,7 @@ describe('a RaftNode handed a message that breaks its log', () => {
       dataDir: dir,
       electionTimeoutMs: 60_000,
       heartbeatIntervalMs: 20,
-      applier,
+      applier: IGNORING_APPLIER,
       logger,
       metrics,
     });

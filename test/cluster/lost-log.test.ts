@@ -4,23 +4,16 @@ import { afterEach, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RaftNode, type RaftApplier } from '../../src/raft/runtime/node.js';
+import { RaftNode } from '../../src/raft/runtime/node.js';
 import type { Message } from '../../src/raft/core/types.js';
 import { memoryLogger } from '../../src/log.js';
 import { noopMetrics } from '../../src/metrics/types.js';
+import { IGNORING_APPLIER } from '../raft-runtime/helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
-
-const applier: RaftApplier = {
-  restoreSnapshot() {},
-  applyEntry() {},
-  applyConfChange() {},
-  snapshotData: () => '{}',
-  memberAddress: () => null,
-};
 
 it('stops once a leader heartbeat of the current term shows a commit index beyond this node\'s log', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'balancer-lostlog-'));
@@ -35,7 +28,7 @@ it('stops once a leader heartbeat of the current term shows a commit index beyon
     electionTimeoutMs: 60_000,
     heartbeatIntervalMs: 10_000,
     join: true,
-    applier,
+    applier: IGNORING_APPLIER,
     logger,
     metrics: noopMetrics.raft,
   });

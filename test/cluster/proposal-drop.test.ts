@@ -7,9 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isBalancerError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log.js';
 import type { Entry, Message } from '../../src/raft/core/types.js';
-import { RaftNode, type RaftApplier, type RaftNodeEvent } from '../../src/raft/runtime/node.js';
+import { RaftNode, type RaftNodeEvent } from '../../src/raft/runtime/node.js';
 import { PeerTransport } from '../../src/raft/runtime/transport.js';
-import { Inbox, RecordingMetrics } from '../raft-runtime/helpers.js';
+import { IGNORING_APPLIER, Inbox, RecordingMetrics } from '../raft-runtime/helpers.js';
 import { backendIds, configText, TestCluster } from '../helpers/in-process-cluster.js';
 
 const SECRET = 'proposal-drop-secret';
@@ -17,8 +17,6 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
-
-const applier: RaftApplier = { restoreSnapshot() {}, applyEntry() {}, applyConfChange() {}, snapshotData: () => '{}', memberAddress: () => null };
 
 function normal(index: number, term: number, requestId?: string): Entry {
   return { index, term, type: 'normal', data: '{}', ...(requestId === undefined ? {} : { requestId }) };
@@ -48,7 +46,7 @@ async function followerWithScriptedLeaders() {
     dataDir: dir,
     electionTimeoutMs: 60_000,
     heartbeatIntervalMs: 20,
-    applier,
+    applier: IGNORING_APPLIER,
     logger,
     metrics,
   });

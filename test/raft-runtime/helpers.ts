@@ -1,6 +1,7 @@
 // Test doubles for the Raft runtime: a recording RaftMetrics and an inbox that resolves waits on events, not sleeps.
 
 import type { RaftMetrics } from '../../src/metrics/types.js';
+import type { RaftApplier } from '../../src/raft/runtime/node.js';
 import { Watched } from '../helpers/wait.js';
 
 type RejectReason = Parameters<RaftMetrics['peerMessageRejected']>[0];
@@ -45,3 +46,12 @@ export class Inbox<T> extends Watched {
     this.changed();
   };
 }
+
+/** An applier that keeps nothing, for tests of the Raft node itself (elections, fail-stop, dropped proposals). */
+export const IGNORING_APPLIER: RaftApplier = {
+  restoreSnapshot() {},
+  applyEntry() {},
+  applyConfChange() {},
+  snapshotData: () => '{}',
+  memberAddress: () => null,
+};
