@@ -465,9 +465,10 @@ export async function startSeededCluster(
   ids: readonly string[],
   backendName: string,
   backendId: string,
+  timing: Pick<HarnessOptions, 'electionTimeoutMs' | 'heartbeatMs'> = {},
 ): Promise<{ cluster: ProcessCluster; backend: TestBackend }> {
   const backend = await startBackend(backendName);
-  const cluster = await ProcessCluster.create({ replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: ${backendId} }` });
+  const cluster = await ProcessCluster.create({ ...timing, replicated: `pools:\n  web:\n    backends:\n      - { url: ${backend.url}, id: ${backendId} }` });
   await cluster.startAll();
   await cluster.waitForLeader(ids);
   await cluster.waitForVersion(ids, 1);
