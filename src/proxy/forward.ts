@@ -510,7 +510,7 @@ export class Forwarder {
     };
     const te = req.headers['te'];
     const grpcTrailers = options.grpc && typeof te === 'string' && te.trim().toLowerCase() === 'trailers';
-    prepareRequestHeaders(req.headers, facts, false);
+    prepareRequestHeaders(req.headers, facts, false, isHttp2(req) ? null : req.rawHeaders);
     // gRPC servers require TE: trailers end to end; the proxy reads trailers too, so it is sent on (as Envoy does).
     if (grpcTrailers) req.headers.te = 'trailers';
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
@@ -524,7 +524,7 @@ export class Forwarder {
     const facts = clientFacts(req, this.trustedProxies);
     const affinity = this.affinityOf(req, entry, facts.remoteAddress);
     const vars = route?.requestHeaders != null ? headerVariables(req) : null;
-    prepareRequestHeaders(req.headers, facts, true);
+    prepareRequestHeaders(req.headers, facts, true, isHttp2(req) ? null : req.rawHeaders);
     if (route !== null) rewriteRequest(req, route, vars);
     this.tunnel.open(req, socket, head, entry, affinity);
   }

@@ -27,17 +27,61 @@ function connectionTokens(value: string | string[] | undefined): string[] {
   return tokens;
 }
 
+/** 1 at the lengths of `names`: a field name of any other length cannot be one of them, so it is not lower-cased. */
+function lengthTable(names: Iterable<string>): Uint8Array {
+  const table = new Uint8Array(256);
+  for (const name of names) table[name.length] = 1;
+  return table;
+}
+
+function hasLength(table: Uint8Array, name: string): boolean {
+  return name.length < table.length && table[name.length] === 1;
+}
+
+const REQUEST_HOP_BY_HOP_LENGTHS = lengthTable(HOP_BY_HOP);
+
+/**
+ * Takes a field off the request headers. undici skips a field whose value is undefined, so for it the key stays with
+ * that value: deleting a key turns the headers object into a slow dictionary (the first delete alone cost about 2,500
+ * instructions a request, and every later access is slower). http-proxy (upgrades) writes every key it finds: there
+ * the key goes.
+ */
+function dropField(headers: IncomingHttpHeaders, name: string, deleteKey: boolean): void {
+  if (deleteKey) delete headers[name];
+  else headers[name] = undefined;
+}
+
 /**
  * Removes hop-by-hop request headers and any header the Connection header names, in place, except those in
- * `keep`: framing (transfer-encoding) always, and the upgrade handshake for upgrades.
+ * `keep`: framing (transfer-encoding) always, and the upgrade handshake for upgrades. `rawHeaders`: the request's
+ * raw [name, value, ...] list when `headers` was parsed from it (HTTP/1.x), so only the few names a request carries
+ * are looked at instead of every hop-by-hop name being looked up in `headers`; null (HTTP/2) looks them all up.
  */
-function stripHopByHop(headers: IncomingHttpHeaders, keep: ReadonlySet<string>): void {
-  for (const token of connectionTokens(headers['connection'])) {
-    if (!keep.has(token)) delete headers[token];
+function stripHopByHop(headers: IncomingHttpHeaders, keep: ReadonlySet<string>, rawHeaders: readonly string[] | null, deleteKeys: boolean): void {
+  const connection = headers['connection'];
+  if (connection !== undefined) {
+    // The common values name nothing beyond the hop-by-hop fields removed below: no token list for them.
+    const plain = typeof connection === 'string' ? connection.toLowerCase() : null;
+    if (plain === 'close') {
+      if (headers['close'] !== undefined && !keep.has('close')) dropField(headers, 'close', deleteKeys);
+    } else if (plain !== 'keep-alive') {
+      for (const token of connectionTokens(connection)) {
+        if (!keep.has(token) && headers[token] !== undefined) dropField(headers, token, deleteKeys);
+      }
+    }
   }
-  for (const name of HOP_BY_HOP) {
-    // Deleting an absent key still costs; most requests carry none of these.
-    if (headers[name] !== undefined && !keep.has(name)) delete headers[name];
+  if (rawHeaders === null) {
+    for (const name of HOP_BY_HOP) {
+      // Deleting an absent key still costs; most requests carry none of these.
+      if (headers[name] !== undefined && !keep.has(name)) dropField(headers, name, deleteKeys);
+    }
+    return;
+  }
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const raw = rawHeaders[i]!;
+    if (!hasLength(REQUEST_HOP_BY_HOP_LENGTHS, raw)) continue;
+    const name = raw.toLowerCase();
+    if (HOP_BY_HOP.has(name) && !keep.has(name) && headers[name] !== undefined) dropField(headers, name, deleteKeys);
   }
 }
 
@@ -110,9 +154,10 @@ function single(value: string | string[] | undefined): string | undefined {
 /**
  * Rewrites request headers for the backend, in place. Incoming X-Forwarded-* are extended only when the
  * immediate client is a trusted proxy; from anyone else they are replaced, so clients cannot forge them.
+ * `rawHeaders`: the raw list `headers` was parsed from (HTTP/1.x), null for HTTP/2 (see stripHopByHop).
  */
-export function prepareRequestHeaders(headers: IncomingHttpHeaders, client: ClientFacts, upgrade: boolean): void {
-  stripHopByHop(headers, upgrade ? KEEP_FOR_UPGRADE : KEEP_FOR_REQUEST);
+export function prepareRequestHeaders(headers: IncomingHttpHeaders, client: ClientFacts, upgrade: boolean, rawHeaders: readonly string[] | null = null): void {
+  stripHopByHop(headers, upgrade ? KEEP_FOR_UPGRADE : KEEP_FOR_REQUEST, rawHeaders, upgrade);
   if (upgrade) {
     // Only the upgrade token may survive in Connection; anything else it names was already removed.
     headers['connection'] = 'upgrade';
@@ -129,7 +174,7 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, client: Clie
     headers['x-forwarded-proto'] = proto;
     headers['x-forwarded-host'] = host;
     // RFC 7239 carries the same claims; from an untrusted client it can only be a forgery.
-    if (headers['forwarded'] !== undefined) delete headers['forwarded'];
+    if (headers['forwarded'] !== undefined) dropField(headers, 'forwarded', upgrade);
   }
 }
 
@@ -140,11 +185,32 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, client: Clie
 const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP].filter((name) => name !== 'trailer'));
 
 /** Lengths of those names: a raw header name of any other length cannot be one, so it is not lower-cased. */
-const HOP_BY_HOP_LENGTHS = new Set([...RESPONSE_HOP_BY_HOP].map((name) => name.length));
+const HOP_BY_HOP_LENGTHS = lengthTable(RESPONSE_HOP_BY_HOP);
+
+/** Raw fields up to this many bytes go through FIELD_TEXTS; longer ones are converted each time. */
+const MAX_REMEMBERED_FIELD = 64;
+/**
+ * The string last made for a raw field, by a hash of its length and end bytes. Header names repeat from one response
+ * to the next, and so do many values (Content-Type, Content-Length, Keep-Alive): while the bytes match, a short byte
+ * comparison hands back the same string instead of a native call making a new one for every field.
+ */
+const FIELD_TEXTS: Array<string | undefined> = new Array<string | undefined>(256).fill(undefined);
 
 /** A raw header field as undici hands it over (bytes) or as Node parsed it (string), as a string. */
 function text(field: Buffer | string): string {
-  return typeof field === 'string' ? field : field.toString('latin1');
+  if (typeof field === 'string') return field;
+  const length = field.length;
+  if (length === 0 || length > MAX_REMEMBERED_FIELD) return field.toString('latin1');
+  const slot = (length * 31 + field[0]! * 7 + field[length - 1]!) & 255;
+  const remembered = FIELD_TEXTS[slot];
+  if (remembered !== undefined && remembered.length === length) {
+    let i = 0;
+    while (i < length && remembered.charCodeAt(i) === field[i]) i++;
+    if (i === length) return remembered;
+  }
+  const made = field.toString('latin1');
+  FIELD_TEXTS[slot] = made;
+  return made;
 }
 
 /**
@@ -161,7 +227,7 @@ export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], clo
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = text(rawHeaders[i]!);
     const value = text(rawHeaders[i + 1]!);
-    if (HOP_BY_HOP_LENGTHS.has(name.length)) {
+    if (hasLength(HOP_BY_HOP_LENGTHS, name)) {
       const lower = name.toLowerCase();
       if (RESPONSE_HOP_BY_HOP.has(lower)) hopByHop = true;
       if (lower === 'connection') named = fieldsNamedBy(value, named);
@@ -173,7 +239,7 @@ export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], clo
     let kept = 0;
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!;
-      if (HOP_BY_HOP_LENGTHS.has(name.length) || named !== null) {
+      if (hasLength(HOP_BY_HOP_LENGTHS, name) || named !== null) {
         const lower = name.toLowerCase();
         if (RESPONSE_HOP_BY_HOP.has(lower) || named?.includes(lower) === true) continue;
       }

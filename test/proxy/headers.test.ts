@@ -1,0 +1,114 @@
+// Header rewriting between client and backend: the fast paths (raw field names, common Connection values, remembered
+// response field strings) give exactly what looking every hop-by-hop name up and converting every field gives.
+
+import fc from 'fast-check';
+import type { IncomingHttpHeaders } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { prepareRequestHeaders, responseHeaderList } from '../../src/proxy/headers.js';
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+/** The rule as written out in full: every token Connection names and every hop-by-hop name is removed unless kept. */
+function stripReference(headers: IncomingHttpHeaders, keep: ReadonlySet<string>): void {
+  const connection = headers['connection'];
+  if (connection !== undefined) {
+    const joined = Array.isArray(connection) ? connection.join(',') : connection;
+    for (const raw of joined.split(',')) {
+      const token = raw.trim().toLowerCase();
+      if (token !== '' && !keep.has(token)) delete headers[token];
+    }
+  }
+  for (const name of HOP_BY_HOP) if (!keep.has(name)) delete headers[name];
+}
+
+/** Request fields as Node parses them: names kept raw in rawHeaders, lower-cased keys (repeats joined) in headers. */
+function parsed(fields: ReadonlyArray<readonly [string, string]>): { raw: string[]; headers: IncomingHttpHeaders } {
+  const raw: string[] = [];
+  const headers: Record<string, string> = {};
+  for (const [name, value] of fields) {
+    raw.push(name, value);
+    const key = name.toLowerCase();
+    headers[key] = headers[key] === undefined ? value : `${headers[key]}, ${value}`;
+  }
+  return { raw, headers };
+}
+
+const fieldName = fc.oneof(
+  fc.constantFrom(...HOP_BY_HOP, 'Connection', 'Keep-Alive', 'TE', 'Upgrade', 'Transfer-Encoding', 'Host', 'Accept', 'X-Secret-Hop', 'Close', 'close', 'User-Agent', 'X-Forwarded-For'),
+  fc.stringMatching(/^[A-Za-z][A-Za-z-]{0,18}$/),
+);
+const connectionValue = fc.oneof(
+  fc.constantFrom('keep-alive', 'Keep-Alive', 'close', 'CLOSE', 'upgrade', 'keep-alive, x-secret-hop', 'close, te', ' keep-alive', 'x-forwarded-for, Close'),
+  fc.array(fc.oneof(fc.constantFrom('close', 'keep-alive', 'x-secret-hop', 'te', 'upgrade', 'host'), fc.stringMatching(/^[a-z-]{1,8}$/)), { maxLength: 4 }).map((tokens) => tokens.join(', ')),
+);
+const requestFields = fc.array(
+  fc.oneof(
+    fc.tuple(fieldName, fc.stringMatching(/^[ -~]{0,12}$/)),
+    connectionValue.map((value) => ['Connection', value] as const),
+  ),
+  { maxLength: 8 },
+);
+const client = { remoteAddress: '10.0.0.7', encrypted: false, trusted: false };
+
+describe('prepareRequestHeaders', () => {
+  it.each([false, true])('removes the same fields from the raw names as from looking every name up (upgrade: %s)', (upgrade) => {
+    fc.assert(
+      fc.property(requestFields, (fields) => {
+        const viaRaw = parsed(fields);
+        const viaLookup = parsed(fields);
+        const expected = parsed(fields);
+        prepareRequestHeaders(viaRaw.headers, client, upgrade, viaRaw.raw);
+        prepareRequestHeaders(viaLookup.headers, client, upgrade, null);
+        stripReference(expected.headers, upgrade ? new Set(['transfer-encoding', 'connection', 'upgrade']) : new Set());
+        if (upgrade) expected.headers['connection'] = 'upgrade';
+        expected.headers['x-forwarded-for'] = client.remoteAddress;
+        expected.headers['x-forwarded-proto'] = 'http';
+        expected.headers['x-forwarded-host'] = expected.headers.host ?? '';
+        delete expected.headers['forwarded'];
+        // toEqual reads a key whose value is undefined as absent, which is how undici reads it too.
+        expect(viaRaw.headers).toEqual(expected.headers);
+        expect(viaLookup.headers).toEqual(expected.headers);
+        if (upgrade) {
+          // http-proxy writes every key it finds: for upgrades removed fields leave no key behind.
+          expect(Object.keys(viaRaw.headers).filter((name) => viaRaw.headers[name] === undefined)).toEqual([]);
+          expect(Object.keys(viaLookup.headers).filter((name) => viaLookup.headers[name] === undefined)).toEqual([]);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('removes a field named Close when Connection says close, and the fields a longer Connection value names', () => {
+    const { raw, headers } = parsed([['Host', 'x'], ['Connection', 'Close'], ['Close', 'hop'], ['Keep-Alive', 'timeout=5'], ['Accept', '*/*']]);
+    prepareRequestHeaders(headers, client, false, raw);
+    expect(headers).toEqual({ host: 'x', accept: '*/*', 'x-forwarded-for': '10.0.0.7', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'x' });
+  });
+});
+
+describe('responseHeaderList', () => {
+  it('gives from raw bytes what it gives from the same fields as strings, however often the fields repeat', () => {
+    const responseFields = fc.array(fc.tuple(fieldName, fc.oneof(fc.constantFrom('text/plain', '6', 'timeout=5', 'keep-alive, x-named'), fc.stringMatching(/^[ -~]{0,80}$/))), {
+      maxLength: 8,
+    });
+    fc.assert(
+      fc.property(fc.array(responseFields, { minLength: 1, maxLength: 4 }), fc.boolean(), (responses, close) => {
+        for (const fields of responses) {
+          const strings = fields.flat();
+          const bytes = strings.map((field) => Buffer.from(field, 'latin1'));
+          expect(responseHeaderList(bytes, close)).toEqual(responseHeaderList(strings, close));
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('tells apart fields of the same length with the same first and last bytes', () => {
+    // Same length and end bytes: the same slot of the remembered strings, one after the other.
+    const first = responseHeaderList([Buffer.from('X-Aaaa-Z'), Buffer.from('value-1')], false);
+    const second = responseHeaderList([Buffer.from('X-Bbbb-Z'), Buffer.from('value-2')], false);
+    const again = responseHeaderList([Buffer.from('X-Aaaa-Z'), Buffer.from('value-1')], false);
+    expect(first).toEqual(['X-Aaaa-Z', 'value-1']);
+    expect(second).toEqual(['X-Bbbb-Z', 'value-2']);
+    expect(again).toEqual(['X-Aaaa-Z', 'value-1']);
+  });
+});
