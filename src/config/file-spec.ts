@@ -1007,7 +1007,7 @@ const clusterSpec = object(
     secret: optional(nonEmptyString('Shared secret that authenticates every peer message (or secretFile).')),
     secretFile: optional(nonEmptyString('File holding the shared secret, relative to the config file.')),
     electionTimeout: withDefault(duration({ min: 10, description: 'Base Raft election timeout.' }), DEFAULTS.electionTimeoutMs as number),
-    heartbeatInterval: withDefault(duration({ min: 1, description: 'Leader heartbeat; well below electionTimeout.' }), DEFAULTS.heartbeatIntervalMs as number),
+    heartbeatInterval: withDefault(duration({ min: 1, description: 'Leader heartbeat to voters; well below electionTimeout. Learners, which never campaign, get one every half electionTimeout (changes still reach them at once).' }), DEFAULTS.heartbeatIntervalMs as number),
     join: optional(
       boolean(
         'true: this node joins a running cluster (added with `balancer cluster add`) and starts with an empty log instead of bootstrapping from peers; like etcd initial-cluster-state=existing. Ignored once the data dir holds a log.',
