@@ -3,9 +3,9 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { toPlainReplicated } from '../config/plain.js';
-import type { ReplicatedConfig } from '../config/schema.js';
-import { formatProblem, validateConfigText } from '../config/validate.js';
-import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage } from '../config/safety.js';
+import { validateConfigText } from '../config/validate.js';
+import { FORCE_HINT, unsafeChangeMessage } from '../config/safety.js';
+import { readFileEdit } from '../control/file-edit.js';
 import type { ChangeMeta, ChangeSource } from '../control/history.js';
 import { sameReplicated, type ConfigCommand } from '../control/config-reducer.js';
 import { errorMessage, isBalancerError } from '../errors.js';
@@ -88,22 +88,9 @@ export class FileEdits {
   async reloadFromText(text: string): Promise<FileEditResult> {
     const { file, logger, metrics } = this.options;
     const generation = ++this.editGeneration;
-    const validated = validateConfigText(text, file);
-    if (!validated.ok) {
-      metrics.configReload('failure');
-      for (const problem of validated.problems) logger.error(formatProblem(file, problem), { file });
-      logger.error('config edit rejected: the file is invalid; nothing was proposed', { file, problems: validated.problems.length });
-      return 'invalid';
-    }
-    if (!hasReplicatedSections(text)) {
-      logger.warn('config file ignored: it is empty or has neither routes nor pools, so it is no edit of them; nothing was proposed', {
-        file,
-        servingVersion: this.machine.version,
-        hint: 'this node keeps serving the cluster config; restore the file (GET /api/v1/config shows routes and pools)',
-      });
-      return 'ignored';
-    }
-    const edited: ReplicatedConfig = { routes: validated.config.routes, pools: validated.config.pools };
+    const reading = readFileEdit(text, { file, logger, metrics, servingVersion: this.machine.version, instead: 'nothing was proposed' });
+    if (reading.kind !== 'edit') return reading.kind;
+    const edited = reading.config;
     if (sameReplicated(edited, this.machine.state.config) && this.machine.version > 0) {
       await this.fileSync.noteShown(this.machine.version, text, edited);
       return 'unchanged';

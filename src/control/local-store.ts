@@ -16,6 +16,7 @@ import type { DataPlane } from '../proxy/data-plane.js';
 import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, WriteOptions, WriteResult } from './types.js';
 import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeMeta, type ChangeSource, type HistoryEntry } from './history.js';
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
+import { readFileEdit } from './file-edit.js';
 import { fileStamp } from '../cluster/config-file.js';
 import { poolStatusViews } from './status.js';
 import { Readiness } from './readiness.js';
@@ -165,22 +166,9 @@ export class LocalStore implements ControlPlane {
   reloadFromText(text: string): Promise<'applied' | 'unchanged' | 'ignored' | 'invalid' | 'unsafe'> {
     return this.serialised(async () => {
       const { file, logger, metrics } = this.options;
-      // The whole file is validated, local sections too, but only routes and pools change without a restart.
-      const result = validateConfigText(text, file);
-      if (!result.ok) {
-        metrics.configReload('failure');
-        logger.error('config edit rejected; the previous config keeps serving', { file, problems: result.problems });
-        return 'invalid';
-      }
-      if (!hasReplicatedSections(text)) {
-        logger.warn('config file ignored: it is empty or has neither routes nor pools, so it is no edit of them; the previous config keeps serving', {
-          file,
-          servingVersion: this.state.version,
-          hint: 'restore the file (GET /api/v1/config shows routes and pools)',
-        });
-        return 'ignored';
-      }
-      const config: ReplicatedConfig = { routes: result.config.routes, pools: result.config.pools };
+      const reading = readFileEdit(text, { file, logger, metrics, servingVersion: this.state.version, instead: 'the previous config keeps serving' });
+      if (reading.kind !== 'edit') return reading.kind;
+      const config = reading.config;
       if (sameReplicated(config, this.state.config)) return 'unchanged';
       const meta = this.changeMeta(undefined, { kind: 'file', node: this.options.nodeName, file });
       const reasons = unsafeChanges(this.state.config, config);

@@ -544,9 +544,13 @@ describe('hot reload', () => {
     await writeFile(gw.file, header + poolYaml([b2!]));
     await eventually(async () => (await request(`${gw.url}/`)).headers['x-backend'] === 'b2', 'edit to apply');
     await writeFile(gw.file, header + 'pools:\n  web:\n    strategy: fastest\n    backends:\n      - { url: ftp://nope }\n');
-    await eventually(() => gw.logs.some((l) => l['msg'] === 'config edit rejected; the previous config keeps serving'), 'invalid edit to be logged');
-    const rejected = gw.logs.find((l) => l['msg'] === 'config edit rejected; the previous config keeps serving')!;
-    expect(JSON.stringify(rejected['problems'])).toContain('strategy');
+    const summary = 'config edit rejected: the file is invalid; the previous config keeps serving';
+    await eventually(() => gw.logs.some((l) => l['msg'] === summary), 'invalid edit to be logged');
+    const rejected = gw.logs.find((l) => l['msg'] === summary)!;
+    // Each problem has its own line, FILE:LINE:COL first, as `balancer validate` prints it.
+    const problemLines = gw.logs.filter((l) => l['level'] === 'error' && String(l['msg']).startsWith(`${gw.file}:`)).map((l) => String(l['msg']));
+    expect(problemLines).toHaveLength(Number(rejected['problems']));
+    expect(problemLines.some((line) => line.startsWith(`${gw.file}:7:15: pools.web.strategy`))).toBe(true);
     expect((await request(`${gw.url}/`)).headers['x-backend']).toBe('b2');
   });
 
