@@ -326,6 +326,18 @@ function createRaftMetrics(registry: Registry, p: string): RaftMetrics {
     help: 'Times this node observed the Raft leader change.',
     registers,
   });
+  const electionsStarted = new Counter({
+    name: `${p}raft_elections_started_total`,
+    help: 'Elections this node started (pre-vote, vote or leadership-transfer rounds); rising while no leader is known means it cannot reach a quorum.',
+    registers,
+  });
+  electionsStarted.inc(0);
+  const ticks = new Counter({
+    name: `${p}raft_ticks_total`,
+    help: 'Ticks of the Raft clock on this node, one per cluster.heartbeatInterval while the event loop keeps up; a rate below that means timers run late.',
+    registers,
+  });
+  ticks.inc(0);
   const proposals = new Counter({
     name: `${p}raft_proposals_total`,
     help: 'Config change proposals by outcome.',
@@ -367,6 +379,8 @@ function createRaftMetrics(registry: Registry, p: string): RaftMetrics {
     setAppliedIndex: (value) => appliedIndex.set(value),
     setIsLeader: (value) => isLeader.set(value ? 1 : 0),
     leaderChanged: () => leaderChanges.inc(),
+    electionsStarted: (count) => electionsStarted.inc(count),
+    ticked: () => ticks.inc(),
     proposal: (result) => proposalChildren.get(result)?.inc(),
     setPeerReachable: (peer, reachable) => {
       let child = peerChildren.get(peer);

@@ -62,6 +62,10 @@ export interface RaftMetrics {
   setAppliedIndex(index: number): void;
   setIsLeader(isLeader: boolean): void;
   leaderChanged(): void;
+  /** The node started this many more elections (pre-vote, vote or transfer rounds). */
+  electionsStarted(count: number): void;
+  /** The Raft clock ticked once (every cluster.heartbeatInterval while the event loop keeps up). */
+  ticked(): void;
   proposal(result: ProposalResult): void;
   setPeerReachable(peer: string, reachable: boolean): void;
   /** This node no longer links to the peer (removed, or a learner peer of a learner): its series goes. */
@@ -115,6 +119,8 @@ export const noopMetrics: Metrics = {
     setAppliedIndex() {},
     setIsLeader() {},
     leaderChanged() {},
+    electionsStarted() {},
+    ticked() {},
     proposal() {},
     setPeerReachable() {},
     forgetPeer() {},

@@ -3,11 +3,48 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestBackend } from '../helpers/backend.js';
-import { ADMIN_TOKEN, httpCall, startSeededCluster, type ProcessCluster } from '../helpers/process-cluster.js';
+import { ADMIN_TOKEN, httpCall, startSeededCluster, sumMetric, type ProcessCluster } from '../helpers/process-cluster.js';
 import { runCli } from '../helpers/process.js';
-import { eventually, sleep } from '../helpers/wait.js';
+import { eventually } from '../helpers/wait.js';
 
 const ids = ['n1', 'n2', 'n3'];
+/** The harness's electionTimeout over its heartbeatInterval (300 ms / 50 ms): Raft ticks per election timeout. */
+const ELECTION_TICKS = 6;
+
+/** A node's Raft clock (ticks) and the elections it started, from its /metrics. */
+async function raftCounts(cluster: ProcessCluster, id: string): Promise<{ ticks: number; elections: number }> {
+  const text = await cluster.metrics(id);
+  return { ticks: sumMetric(text, 'balancer_raft_ticks_total'), elections: sumMetric(text, 'balancer_raft_elections_started_total') };
+}
+
+/** The survivors' leader's term and the elections the survivors started, taken before a node is removed. */
+interface SurvivorsMark {
+  readonly leaderTerm: number;
+  readonly elections: number;
+}
+
+async function markSurvivors(cluster: ProcessCluster, survivors: readonly string[], leader: string): Promise<SurvivorsMark> {
+  const counts = await Promise.all(survivors.map((id) => raftCounts(cluster, id)));
+  return { leaderTerm: (await cluster.clusterInfo(leader)).term, elections: counts.reduce((sum, c) => sum + c.elections, 0) };
+}
+
+/**
+ * Proves a removed node started no election over five of its longest election timeouts (2 x ELECTION_TICKS each; a node
+ * that campaigns starts a round in each), counted on its own Raft clock rather than the wall clock (a stalled process makes a
+ * sleep prove nothing), and that its term stayed put.
+ * The survivors' term may have moved since `mark` only by elections they started themselves (a leader stalled by load steps
+ * down): never because of the removed node.
+ */
+async function expectNoCampaign(cluster: ProcessCluster, removed: string, survivors: readonly string[], leader: string, mark: SurvivorsMark): Promise<void> {
+  const term = (await cluster.clusterInfo(removed)).term;
+  const before = await raftCounts(cluster, removed);
+  const ticks = 5 * 2 * ELECTION_TICKS;
+  await eventually(async () => ((await raftCounts(cluster, removed)).ticks >= before.ticks + ticks ? true : undefined), `${removed}'s Raft clock to run ${ticks} ticks`);
+  expect((await raftCounts(cluster, removed)).elections).toBe(before.elections);
+  expect((await cluster.clusterInfo(removed)).term).toBe(term);
+  const now = await markSurvivors(cluster, survivors, leader);
+  expect(now.leaderTerm === mark.leaderTerm || now.elections > mark.elections, `the survivors' term moved ${mark.leaderTerm} -> ${now.leaderTerm} with no election of theirs`).toBe(true);
+}
 
 /** A seeded three-process cluster for the enclosing describe, and the CLI run against one of its nodes. */
 function seededCluster(): { readonly cluster: ProcessCluster; cli(via: string, args: string[]): ReturnType<typeof runCli> } {
@@ -56,6 +93,8 @@ describe('where a node stands in its cluster', () => {
     const leader = await seeded.cluster.waitForLeader(ids);
     const removed = ids.find((id) => id !== leader)!;
     const survivors = ['n4', ...ids.filter((id) => id !== removed)];
+    const voters = survivors.filter((id) => id !== 'n4');
+    const mark = await markSurvivors(seeded.cluster, voters, leader);
     const result = await cli(leader, ['cluster', 'remove', removed]);
     expect(result.code, result.stderr).toBe(0);
     const run = seeded.cluster.node(removed).current;
@@ -68,13 +107,9 @@ describe('where a node stands in its cluster', () => {
     const info = await seeded.cluster.clusterInfo(removed);
     expect(info).toMatchObject({ membership: 'removed' });
 
-    // It stops campaigning: over ten election timeouts (300 ms each) its term stays put and the others keep their leader.
-    const term = info.term;
-    const leaderTerm = (await seeded.cluster.clusterInfo(leader)).term;
-    await sleep(3_000);
-    expect((await seeded.cluster.clusterInfo(removed)).term).toBe(term);
-    expect((await seeded.cluster.clusterInfo(leader)).term).toBe(leaderTerm);
-    await seeded.cluster.waitForLeader(survivors.filter((id) => id !== 'n4'));
+    // It stops campaigning, and the others keep a leader.
+    await expectNoCampaign(seeded.cluster, removed, voters, leader, mark);
+    await seeded.cluster.waitForLeader(voters);
   });
 });
 
@@ -88,10 +123,10 @@ describe('a node removed while it was down', () => {
     const survivors = ids.filter((id) => id !== removed);
     // The cluster records every member's data dir incarnation once its leader has seen them all.
     await eventually(async () => ((await seeded.cluster.clusterInfo(leader)).members.every((m) => typeof (m as { incarnation?: string | null }).incarnation === 'string') ? true : undefined), 'incarnations recorded', 30_000);
+    const mark = await markSurvivors(seeded.cluster, survivors, leader);
     await seeded.cluster.stop(removed);
     const result = await cli(leader, ['cluster', 'remove', removed]);
     expect(result.code, result.stderr).toBe(0);
-    const leaderTerm = (await seeded.cluster.clusterInfo(leader)).term;
 
     // Its own log still lists it as a member: only the peers can tell it.
     await seeded.cluster.start(removed);
@@ -106,11 +141,9 @@ describe('a node removed while it was down', () => {
     const info = await seeded.cluster.clusterInfo(removed);
     expect(info).toMatchObject({ membership: 'removed' });
 
-    // It stops campaigning: over ten election timeouts its term stays put, and the survivors keep their leader and term.
-    await sleep(3_000);
-    expect((await seeded.cluster.clusterInfo(removed)).term).toBe(info.term);
-    expect(await seeded.cluster.waitForLeader(survivors)).toBe(leader);
-    expect((await seeded.cluster.clusterInfo(leader)).term).toBe(leaderTerm);
+    // It stops campaigning, and the survivors keep a leader.
+    await expectNoCampaign(seeded.cluster, removed, survivors, leader, mark);
+    await seeded.cluster.waitForLeader(survivors);
     // Three processes, a stop, a removal and a restart: about 7 s alone, over 15 s with the suite at a load of 20.
   });
 });

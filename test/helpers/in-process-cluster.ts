@@ -66,6 +66,14 @@ class RecordingRaftMetrics implements RaftMetrics {
   leaderChanged(): void {
     this.leaderChanges++;
   }
+  elections = 0;
+  electionsStarted(count: number): void {
+    this.elections += count;
+  }
+  ticks = 0;
+  ticked(): void {
+    this.ticks++;
+  }
   proposal(result: string): void {
     this.proposals.push(result);
   }

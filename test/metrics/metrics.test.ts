@@ -99,6 +99,9 @@ describe('createMetrics', () => {
     metrics.raft.setTerm(4);
     metrics.raft.setIsLeader(true);
     metrics.raft.leaderChanged();
+    metrics.raft.electionsStarted(3);
+    metrics.raft.ticked();
+    metrics.raft.ticked();
     metrics.raft.proposal('committed');
     metrics.raft.setPeerReachable('n2', false);
     metrics.raft.peerMessageRejected('bad_mac');
@@ -118,6 +121,8 @@ describe('createMetrics', () => {
     expect(sample(t, 'balancer_raft_term', {})).toBe(4);
     expect(sample(t, 'balancer_raft_is_leader', {})).toBe(1);
     expect(sample(t, 'balancer_raft_leader_changes_total', {})).toBe(1);
+    expect(sample(t, 'balancer_raft_elections_started_total', {})).toBe(3);
+    expect(sample(t, 'balancer_raft_ticks_total', {})).toBe(2);
     expect(sample(t, 'balancer_raft_proposals_total', { result: 'committed' })).toBe(1);
     expect(sample(t, 'balancer_raft_proposals_total', { result: 'timeout' })).toBe(0);
     expect(sample(t, 'balancer_raft_peer_reachable', { peer: 'n2' })).toBe(0);

@@ -15,6 +15,16 @@ export class RecordingMetrics extends Watched implements RaftMetrics {
   setAppliedIndex(): void {}
   setIsLeader(): void {}
   leaderChanged(): void {}
+  elections = 0;
+  electionsStarted(count: number): void {
+    this.elections += count;
+    this.changed();
+  }
+  ticks = 0;
+  ticked(): void {
+    this.ticks++;
+    this.changed();
+  }
   proposal(): void {}
   setPeerReachable(peer: string, reachable: boolean): void {
     this.reachable.set(peer, reachable);

@@ -224,3 +224,40 @@ describe('terms (§5.1)', () => {
     expect(restarted.raw.status().term).toBe(3);
   });
 });
+
+describe('elections started (the count behind balancer_raft_elections_started_total)', () => {
+  it('counts each round of a node that cannot win, pre-vote rounds included, though its term never moves', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a', { preVote: true, checkQuorum: true, electionTick: 10 });
+    expect(net.raw('b').electionsStarted()).toBe(0);
+    const term = net.raw('b').status().term;
+    net.isolate('b');
+    // 100 ticks without a leader: a round at least every 2 * electionTick ticks, at most one per electionTick.
+    net.tick('b', 100);
+    expect(net.raw('b').status()).toMatchObject({ role: 'pre-candidate', term });
+    expect(net.raw('b').electionsStarted()).toBeGreaterThanOrEqual(100 / 20 - 1);
+    expect(net.raw('b').electionsStarted()).toBeLessThanOrEqual(100 / 10);
+  });
+
+  it('counts nothing on followers that hear their leader, nor on a learner that hears nobody', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a', noPreVote);
+    const leaderElections = net.raw('a').electionsStarted();
+    net.tickAll(100);
+    expect(net.raw('b').electionsStarted()).toBe(0);
+    expect(net.raw('c').electionsStarted()).toBe(0);
+    expect(net.raw('a').electionsStarted()).toBe(leaderElections);
+
+    const learner = Network.cluster(['a', 'b'], noPreVote, ['l']);
+    learner.isolate('l');
+    learner.tick('l', 100);
+    expect(learner.raw('l').electionsStarted()).toBe(0);
+  });
+
+  it('counts a transfer\'s round on the node asked to take over', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a', noPreVote);
+    net.raw('a').transferLeader('b');
+    net.drain(net.node('a'));
+    net.deliverAll();
+    expect(net.raw('b').status()).toMatchObject({ role: 'leader' });
+    expect(net.raw('b').electionsStarted()).toBe(1);
+  });
+});

@@ -151,6 +151,8 @@ export class Raft {
 
   private readonly votes = new Map<NodeId, boolean>();
   private electionElapsed = 0;
+  /** Elections this node started (a pre-vote round, a vote round or a transfer's), since it was created. */
+  electionsStarted = 0;
   private heartbeatElapsed = 0;
   private learnerHeartbeatElapsed = 0;
   private randomizedElectionTimeout: number;
@@ -493,6 +495,7 @@ export class Raft {
       this.logger?.debug('not campaigning: unapplied conf change', { id: this.id });
       return;
     }
+    this.electionsStarted++;
     this.campaign(kind);
   }
 

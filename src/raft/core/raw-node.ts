@@ -189,6 +189,11 @@ export class RawNode {
   }
 
   /** The cheap part of status(): no progress map, no membership copy. */
+  /** Elections this node started since it was created; it rises once per round, so a node that keeps campaigning shows it. */
+  electionsStarted(): number {
+    return this.raft.electionsStarted;
+  }
+
   basicStatus(): BasicStatus {
     const r = this.raft;
     return {

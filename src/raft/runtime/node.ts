@@ -189,6 +189,8 @@ export class RaftNode {
   private appliedIndex = 0;
   private snapshotIndex = 0;
   private leader: NodeId | null = null;
+  /** Elections the metrics were told of: the core counts them, the metric is a counter. */
+  private electionsReported = 0;
   private boundPort = 0;
   private readonly peerIdentities = new Map<NodeId, PeerIdentity>();
   /**
@@ -478,6 +480,8 @@ export class RaftNode {
     if (this.stopped) return;
     this.tickTimer = this.clock.setTimeout(() => {
       this.tickTimer = null;
+      // Counted even when a removed node's core no longer ticks: its clock runs, it just takes no part.
+      this.metrics.ticked();
       if (!this.removedByPeer) this.input(() => this.rawNode.tick());
       this.scheduleTick();
     }, this.options.heartbeatIntervalMs);
@@ -582,6 +586,9 @@ export class RaftNode {
 
     if (ready.softState !== undefined) this.noteSoftState(ready.softState.leader, ready.softState.role);
     if (this.proposals.size > 0) this.dropOrphanedProposals();
+    const elections = this.rawNode.electionsStarted();
+    if (elections > this.electionsReported) this.metrics.electionsStarted(elections - this.electionsReported);
+    this.electionsReported = elections;
     const status = this.rawNode.basicStatus();
     this.metrics.setTerm(status.term);
     this.metrics.setCommitIndex(status.commit);
