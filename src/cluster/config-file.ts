@@ -225,7 +225,8 @@ export class ConfigFileSync {
     let written: RoutesAndPoolsAsWritten;
     try {
       let document: Document;
-      ({ text: rewritten, written, document } = rewriteReplicatedSectionsRead(text, config, this.lastWritten));
+      const whatTextIs = { text, document: this.lastWritten?.text === text ? this.lastWritten.document : undefined, reads: current ?? undefined };
+      ({ text: rewritten, written, document } = rewriteReplicatedSectionsRead(text, config, whatTextIs));
       this.lastWritten = { text: rewritten, document };
     } catch (error) {
       logger.error('cannot rewrite the config file; it keeps its current text', { file, version, error: errorMessage(error) });

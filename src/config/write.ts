@@ -87,6 +87,22 @@ function rangeOf(node: unknown): readonly [number, number, number] | undefined {
   return (node as Node | null)?.range ?? undefined;
 }
 
+/**
+ * What the original text already reads as at a place in the sections (its plain form), when the caller knows it;
+ * UNKNOWN where the file's shape there may not mirror the plain form.
+ */
+const UNKNOWN = Symbol('unknown');
+type Reads = Json | undefined | typeof UNKNOWN;
+
+/** The same meaning for sure (plain forms are built field by field in one order, so equal values stringify alike); false may still mean the same. */
+function sameRead(reads: Reads, value: Json): boolean {
+  return reads !== UNKNOWN && reads !== undefined && JSON.stringify(reads) === JSON.stringify(value);
+}
+
+function readsAt(reads: Reads, key: string): Reads {
+  return reads !== UNKNOWN && isObject(reads) ? reads[key] : UNKNOWN;
+}
+
 class SectionRewriter {
   readonly edits: Edit[] = [];
   /** The edits that put one scalar's text in place of another's: the parsed document can follow them without a new parse. */
@@ -192,19 +208,24 @@ class SectionRewriter {
     if (isScalar(node) && !block && (value === null || typeof value !== 'object')) this.scalarEdits.push({ node, edit });
   }
 
-  /** `key` is the map key owning `node`, if any: a block collection that turns into a one-line value moves up beside it. */
-  merge(node: unknown, value: Json, path: readonly Segment[], key?: Node): void {
+  /**
+   * `key` is the map key owning `node`, if any: a block collection that turns into a one-line value moves up beside it.
+   * `reads` is what the original text means at `path`, if known: where it already is the target, nothing there is
+   * looked at (a weight change then visits one backend, not every key of every pool with a validation per default).
+   */
+  merge(node: unknown, value: Json, path: readonly Segment[], key?: Node, reads: Reads = UNKNOWN): void {
+    if (sameRead(reads, value)) return;
     if ((isMap(node) || isSeq(node)) && node.flow === true && node.items.length === 0 && isBlockCollection(value) && this.inBlockContext(key)) {
       return this.replace(node, value, key);
     }
-    if (isMap(node) && isObject(value)) return this.mergeMap(node, value, path, key);
-    if (isSeq(node) && Array.isArray(value)) return this.mergeSeq(node, value, path, key);
+    if (isMap(node) && isObject(value)) return this.mergeMap(node, value, path, key, reads);
+    if (isSeq(node) && Array.isArray(value)) return this.mergeSeq(node, value, path, key, reads);
     const current = this.json(node);
     if (isDeepStrictEqual(current, value) || this.sameMeaning(path, current)) return;
     this.replace(node as Node, value, key);
   }
 
-  private mergeMap(map: YAMLMap, value: JsonObject, path: readonly Segment[], key?: Node): void {
+  private mergeMap(map: YAMLMap, value: JsonObject, path: readonly Segment[], key?: Node, reads: Reads = UNKNOWN): void {
     const isRecord = path.length === 1 && path[0] === 'pools';
     const present = new Map<string, Pair>();
     for (const pair of map.items as Pair[]) present.set(keyOf(pair), pair);
@@ -215,15 +236,17 @@ class SectionRewriter {
       if (!isRecord && this.sameMeaning([...path, key], this.json(pair.value))) continue;
       removals.push(pair);
     }
-    // A key the file leaves out already means its default; spelling it out would be noise.
-    const additions = Object.keys(value).filter((key) => !present.has(key) && (isRecord || !this.sameMeaning([...path, key], undefined)));
+    // A key the file leaves out already means its default (or what the original text is known to read there); spelling it out would be noise.
+    const additions = Object.keys(value).filter(
+      (key) => !present.has(key) && (isRecord || (!sameRead(readsAt(reads, key), value[key]!) && !this.sameMeaning([...path, key], undefined))),
+    );
     if (map.items.length > 0 && removals.length === map.items.length && additions.length === 0) {
       this.replace(map, value, key);
       return;
     }
     for (const pair of removals) this.removePair(map, pair);
     for (const [key, pair] of present) {
-      if (Object.hasOwn(value, key)) this.merge(pair.value, value[key]!, [...path, key], pair.key as Node);
+      if (Object.hasOwn(value, key)) this.merge(pair.value, value[key]!, [...path, key], pair.key as Node, readsAt(reads, key));
     }
     for (const key of additions) this.addPair(map, key, value[key]!);
   }
@@ -271,11 +294,13 @@ class SectionRewriter {
     this.edits.push({ start: mapEnd, end: mapEnd, text: `${needsNewline ? '\n' : ''}${' '.repeat(indent)}${renderedKey}:${body}\n` });
   }
 
-  private mergeSeq(seq: YAMLSeq, value: readonly Json[], path: readonly Segment[], key?: Node): void {
+  private mergeSeq(seq: YAMLSeq, value: readonly Json[], path: readonly Segment[], key?: Node, reads: Reads = UNKNOWN): void {
     const items = seq.items as Node[];
     const byId = path.length === 3 && path[0] === 'pools' && path[2] === 'backends';
     if (!byId) {
-      items.slice(0, value.length).forEach((item, index) => this.merge(item, value[index]!, [...path, index]));
+      // Item by item only while the file's list is the plain form's list (a route the validator dropped would shift them).
+      const readsOf = (index: number): Reads => (reads !== UNKNOWN && Array.isArray(reads) && reads.length === items.length ? reads[index] : UNKNOWN);
+      items.slice(0, value.length).forEach((item, index) => this.merge(item, value[index]!, [...path, index], undefined, readsOf(index)));
       if (items.length > value.length) {
         if (value.length === 0) return this.replace(seq, value, key);
         for (const item of items.slice(value.length)) this.removeItem(seq, item);
@@ -304,8 +329,18 @@ class SectionRewriter {
     items.forEach((item, index) => {
       if (!kept.has(index)) this.removeItem(seq, item);
     });
+    // A backend is what the original text reads under its id (ids are unique in a valid pool).
+    const readById = new Map<string, Json>();
+    if (reads !== UNKNOWN && Array.isArray(reads)) {
+      for (const backend of reads) {
+        const id = backendIdOf(backend);
+        if (id !== undefined) readById.set(id, backend);
+      }
+    }
     matched.forEach((fileIndex, targetIndex) => {
-      if (fileIndex !== -1) this.merge(items[fileIndex], value[targetIndex]!, [...path, targetIndex]);
+      if (fileIndex === -1) return;
+      const id = backendIdOf(value[targetIndex]);
+      this.merge(items[fileIndex], value[targetIndex]!, [...path, targetIndex], undefined, id === undefined ? UNKNOWN : (readById.get(id) ?? UNKNOWN));
     });
     if (firstNew !== -1) for (const item of value.slice(firstNew)) this.appendItem(seq, item);
   }
@@ -441,37 +476,54 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
   if (/^%YAML/m.test(text)) return false;
 
   const scalarOf = new Map(scalarEdits.map(({ node, edit }) => [edit, node]));
-  // Flow collections not inside another flow collection, with where they hang.
-  const flows: Array<{ node: Collection; parent: unknown; range: Range }> = [];
-  visit(document, {
-    Collection: (_key, node, path) => {
-      const range = rangeOf(node);
-      if (!node.flow || range === undefined) return undefined;
-      flows.push({ node, parent: path[path.length - 1], range });
-      return visit.SKIP;
-    },
-  });
+  // Flow collections not inside another flow collection, with where they hang: found (a walk of the whole document) only if an edit needs them.
+  let outerFlows: Array<{ node: Collection; parent: unknown; range: Range }> | undefined;
+  const flows = (): Array<{ node: Collection; parent: unknown; range: Range }> => {
+    if (outerFlows !== undefined) return outerFlows;
+    const found: Array<{ node: Collection; parent: unknown; range: Range }> = [];
+    visit(document, {
+      Collection: (_key, node, path) => {
+        const range = rangeOf(node);
+        if (!node.flow || range === undefined) return undefined;
+        found.push({ node, parent: path[path.length - 1], range });
+        return visit.SKIP;
+      },
+    });
+    outerFlows = found;
+    return found;
+  };
 
   const scalars: Array<{ node: Scalar; parsed: Scalar }> = [];
   const pieces = new Map<Collection, { parent: unknown; range: Range; edits: Edit[] }>();
+  // A scalar put for a scalar is rendered flow-safe, so parsed alone inside `[ ]` it reads as in place, in a flow
+  // collection or not; unless another edit re-parses the flow collection it is in, which then takes it along.
+  const scalarCandidates: Array<{ edit: Edit; node: Scalar }> = [];
+  const addToPiece = (edit: Edit): boolean => {
+    const owner = flows().find(({ range }) => range[0] < edit.start && edit.end < range[1]);
+    if (owner === undefined) return false;
+    const piece = pieces.get(owner.node) ?? { parent: owner.parent, range: owner.range, edits: [] };
+    piece.edits.push(edit);
+    pieces.set(owner.node, piece);
+    return true;
+  };
   for (const edit of edits) {
-    const owner = flows.find(({ range }) => range[0] < edit.start && edit.end < range[1]);
-    if (owner !== undefined) {
-      const piece = pieces.get(owner.node) ?? { parent: owner.parent, range: owner.range, edits: [] };
-      piece.edits.push(edit);
-      pieces.set(owner.node, piece);
-      continue;
-    }
     const scalar = scalarOf.get(edit);
     if (scalar !== undefined && scalar.anchor === undefined && scalar.tag === undefined && ['PLAIN', 'QUOTE_DOUBLE', 'QUOTE_SINGLE'].includes(scalar.type ?? '') && !/[\r\n]/.test(edit.text)) {
-      const probe = parseDocument(`[${edit.text}]`);
-      const items = isSeq(probe.contents) ? probe.contents.items : [];
-      const parsed = items[0];
-      if (probe.errors.length > 0 || items.length !== 1 || !isScalar(parsed) || parsed.tag !== undefined) return false;
-      scalars.push({ node: scalar, parsed });
+      scalarCandidates.push({ edit, node: scalar });
+    } else if (!addToPiece(edit)) {
+      return false;
+    }
+  }
+  for (const { edit, node } of scalarCandidates) {
+    if ([...pieces.values()].some(({ range }) => range[0] < edit.start && edit.end < range[1])) {
+      addToPiece(edit);
       continue;
     }
-    return false;
+    const probe = parseDocument(`[${edit.text}]`);
+    const items = isSeq(probe.contents) ? probe.contents.items : [];
+    const parsed = items[0];
+    if (probe.errors.length > 0 || items.length !== 1 || !isScalar(parsed) || parsed.tag !== undefined) return false;
+    scalars.push({ node, parsed });
   }
 
   const replacements: Array<{ old: Collection; parent: unknown; range: Range; parsed: Collection }> = [];
@@ -554,18 +606,28 @@ export function rewriteReplicatedSections(originalText: string, replicated: Repl
   return rewriteReplicatedSectionsRead(originalText, replicated).text;
 }
 
+/** What a caller already knows of a text (used only for that very text): its parse, and the routes and pools it reads as. */
+export interface KnownText {
+  readonly text: string;
+  /** Only read by the rewrite: the document handed back by the rewrite that wrote `text`. */
+  readonly document?: Document | undefined;
+  readonly reads?: ReplicatedConfig | undefined;
+}
+
 /**
  * rewriteReplicatedSections, also handing back what its own check parsed of the new text: the sections as written
- * and the document, which the next rewrite of that same text may pass as `parsed` (the rewrite only reads it).
+ * and the document, which the next rewrite of that same text may pass in `known`.
  */
 export function rewriteReplicatedSectionsRead(
   originalText: string,
   replicated: ReplicatedConfig,
-  parsed?: { text: string; document: Document },
+  known?: KnownText,
 ): { text: string; written: RoutesAndPoolsAsWritten; document: Document } {
   const plain = toPlainReplicated(replicated);
   const target = { routes: plain.routes as Json, pools: plain.pools as Json };
-  let document = parsed !== undefined && parsed.text === originalText ? parsed.document : parseDocument(originalText, { uniqueKeys: true });
+  const mine = known !== undefined && known.text === originalText ? known : undefined;
+  const readsPlain = mine?.reads === undefined ? undefined : toPlainReplicated(mine.reads);
+  let document = mine?.document ?? parseDocument(originalText, { uniqueKeys: true });
   if (document.errors.length > 0) {
     throw new BalancerError('CONFIG_INVALID', `cannot rewrite a config that is not valid YAML: ${document.errors[0]!.message.split('\n')[0]}`);
   }
@@ -598,7 +660,7 @@ export function rewriteReplicatedSectionsRead(
         const [start, end] = rangeOf(pair.key)!;
         rewriter.edits.push({ start, end, text: `${key}: ${renderInline(value)}` });
       } else if (surgical) {
-        rewriter.merge(pair.value, value, [key], pair.key as Node);
+        rewriter.merge(pair.value, value, [key], pair.key as Node, readsPlain === undefined ? UNKNOWN : (readsPlain[key] as Json));
       } else {
         rewriter.replace(pair.value as Node, value, pair.key as Node);
       }

@@ -282,6 +282,46 @@ describe('rewriteReplicatedSections', () => {
   });
 });
 
+describe('rewriteReplicatedSectionsRead, told what the text reads as', () => {
+  test('property: the rewrite is the one that looks at every key, and reads back as the target', () => {
+    const pairs = fc.tuple(fc.oneof(fc.constant(null), replicatedFileArb), replicatedFileArb, fc.nat(), fc.integer({ min: 1, max: 10_000 }), fc.boolean());
+    fc.assert(
+      fc.property(pairs, ([from, other, pick, weight, oneWeight]) => {
+        const text = from === null ? ORIGINAL : stringify(from, { lineWidth: 0 });
+        const start = validateConfigText(text, 'x');
+        if (!start.ok) return;
+        const reads: ReplicatedConfig = { routes: start.config.routes, pools: start.config.pools };
+        let target: ReplicatedConfig;
+        if (oneWeight) {
+          const candidates = Object.values(reads.pools).flatMap((pool) => pool.backends.map((b) => [pool.name, b.id] as const));
+          if (candidates.length === 0) return;
+          const [poolName, id] = candidates[pick % candidates.length]!;
+          target = withPool(reads, poolName, (pool) => ({ ...pool, backends: pool.backends.map((b) => (b.id === id ? { ...b, weight } : b)) }));
+        } else {
+          const validated = validateReplicated(other);
+          if (!validated.ok) return;
+          target = validated.config;
+        }
+        const told = rewriteReplicatedSectionsRead(text, target, { text, reads }).text;
+        expect(told).toBe(rewriteReplicatedSections(text, target));
+        expect(replicatedOf(told)).toEqual(target);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test('told what the text reads as, a weight change rewrites its one line; told about another text, the rewrite ignores it', () => {
+    // `interval: 2000` and a default weight written out mean what the target says: the rewrite leaves them.
+    const reads = replicatedOf(ORIGINAL);
+    const target = withPool(reads, 'api', (pool) => ({ ...pool, backends: pool.backends.map((b) => ({ ...b, weight: 4 })) }));
+    const rewritten = rewriteReplicatedSectionsRead(ORIGINAL, target, { text: ORIGINAL, reads }).text;
+    expect(changedLines(ORIGINAL, rewritten)).toEqual({ removed: ['      weight: 1'], added: ['      weight: 4'] });
+    // Told something about another text, the rewrite does not use it.
+    const wrong = rewriteReplicatedSectionsRead(ORIGINAL, target, { text: `${ORIGINAL}\n`, reads: target }).text;
+    expect(replicatedOf(wrong)).toEqual(target);
+  });
+});
+
 /** Every node's kind, value and offsets in document order: two documents of the same text agree on all of it. */
 function nodeOffsets(document: Document): string[] {
   const out: string[] = [];
