@@ -40,6 +40,8 @@ function column(text: string, offset: number): number {
 
 /** A scalar or collection on one line, quoted as flow context requires (safe both inside and outside `{}`). */
 function renderInline(value: Json): string {
+  // A weight or a flag: what stringify would write, without its machinery (it was a tenth of a weight change).
+  if (typeof value === 'boolean' || (typeof value === 'number' && Number.isSafeInteger(value))) return String(value);
   const rendered = stringify([value], { collectionStyle: 'flow', lineWidth: 0 }).trim();
   return rendered.slice(1, -1).trim();
 }
@@ -221,7 +223,10 @@ class SectionRewriter {
     if (isMap(node) && isObject(value)) return this.mergeMap(node, value, path, key, reads);
     if (isSeq(node) && Array.isArray(value)) return this.mergeSeq(node, value, path, key, reads);
     const current = this.json(node);
-    if (isDeepStrictEqual(current, value) || this.sameMeaning(path, current)) return;
+    if (isDeepStrictEqual(current, value)) return;
+    // Known to read as another scalar than the target: it changed, no need to ask the validator.
+    const readsOtherScalar = reads !== UNKNOWN && reads !== undefined && (reads === null || typeof reads !== 'object');
+    if (!readsOtherScalar && this.sameMeaning(path, current)) return;
     this.replace(node as Node, value, key);
   }
 

@@ -94,7 +94,12 @@ function validatedPoolEdit(state: ConfigState, pool: string, edited: PlainPool, 
 
 /** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */
 export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
-  return JSON.stringify({ routes: a.routes, pools: a.pools }) === JSON.stringify({ routes: b.routes, pools: b.pools });
+  // Configs one command apart share every part the command left alone (the reducer keeps them): those are not serialised.
+  const same = (x: unknown, y: unknown): boolean => x === y || JSON.stringify(x) === JSON.stringify(y);
+  if (!same(a.routes, b.routes)) return false;
+  const names = Object.keys(a.pools);
+  const others = Object.keys(b.pools);
+  return names.length === others.length && names.every((name, index) => others[index] === name && same(a.pools[name], b.pools[name]));
 }
 
 /** Drains (or undrains) a backend found in DNS: its id goes in (or out of) the pool's discovery.dns.drain. */

@@ -1,7 +1,7 @@
 // The config reducer's backend commands: one pool validated again, the rest carried over, same outcome as validating it all.
 
 import { describe, expect, it } from 'vitest';
-import { applyCommand, type ConfigState } from '../../src/control/config-reducer.js';
+import { applyCommand, sameReplicated, type ConfigState } from '../../src/control/config-reducer.js';
 import { toPlainReplicated } from '../../src/config/plain.js';
 import { validateReplicated } from '../../src/config/validate.js';
 
@@ -44,5 +44,20 @@ describe('backend commands', () => {
     const duplicate = applyCommand(start, { type: 'add-backend', pool: 'web', backend: { url: 'http://127.0.0.1:9003', id: 'web-1' } }, 2);
     expect(duplicate).toMatchObject({ ok: false, error: { code: 'CONFLICT' } });
     expect(applyCommand(start, { type: 'update-backend', pool: 'web', id: 'nope', patch: { weight: 2 } }, 2)).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+  });
+});
+
+describe('sameReplicated', () => {
+  it('compares by value: a copy is the same, one weight or the order of pools is not', () => {
+    const copy = stateOf(toPlainReplicated(start.config)).config;
+    expect(copy.pools['web']).not.toBe(start.config.pools['web']);
+    expect(sameReplicated(start.config, copy)).toBe(true);
+    const updated = applyCommand(start, { type: 'update-backend', pool: 'web', id: 'web-2', patch: { weight: 4 } }, 2);
+    if (!updated.ok) throw new Error(updated.error.message);
+    expect(sameReplicated(start.config, updated.state.config)).toBe(false);
+    expect(sameReplicated(updated.state.config, copy)).toBe(false);
+    const reordered = { routes: start.config.routes, pools: { api: start.config.pools['api']!, web: start.config.pools['web']! } };
+    expect(sameReplicated(start.config, reordered)).toBe(false);
+    expect(sameReplicated(start.config, { routes: [...start.config.routes].reverse(), pools: start.config.pools })).toBe(false);
   });
 });
