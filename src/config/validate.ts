@@ -489,6 +489,16 @@ function buildConfig(shape: FileShape): Config {
   };
 }
 
+/** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */
+export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
+  // Configs one command apart share every part the command left alone (the reducer keeps them): those are not serialised.
+  const same = (x: unknown, y: unknown): boolean => x === y || JSON.stringify(x) === JSON.stringify(y);
+  if (!same(a.routes, b.routes)) return false;
+  const names = Object.keys(a.pools);
+  const others = Object.keys(b.pools);
+  return names.length === others.length && names.every((name, index) => others[index] === name && same(a.pools[name], b.pools[name]));
+}
+
 export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);

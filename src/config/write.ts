@@ -7,7 +7,7 @@ import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
 import type { ReplicatedConfig } from './schema.js';
 import type { JsonValue } from './spec.js';
-import { validateReplicated } from './validate.js';
+import { sameReplicated, validateReplicated } from './validate.js';
 
 // ---------------------------------------------------------------- text edits
 
@@ -644,8 +644,7 @@ export function rewriteReplicatedSectionsRead(
     if (!validatedPlain.ok) throw new BalancerError('CONFIG_INVALID', 'the replicated config to write is invalid', { details: validatedPlain.problems });
     return validatedPlain.config;
   };
-  const readsAsTarget = (config: ReplicatedConfig): boolean =>
-    isDeepStrictEqual(config, { routes: replicated.routes, pools: replicated.pools }) || isDeepStrictEqual(config, expectedConfig());
+  const readsAsTarget = (config: ReplicatedConfig): boolean => sameReplicated(config, replicated) || sameReplicated(config, expectedConfig());
 
   const attempt = (surgical: boolean): { text: string; rewriter: SectionRewriter | null } => {
     const rewriter = new SectionRewriter(originalText, document, target);

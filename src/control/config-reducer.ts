@@ -2,6 +2,8 @@
 
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import { deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
+// Both stores and the file sync compare configs with it; it lives beside the validator, which the config writer also uses.
+export { sameReplicated } from '../config/validate.js';
 import { toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import type { BackendInput, BackendPatch } from './types.js';
@@ -90,16 +92,6 @@ function validatedPoolEdit(state: ConfigState, pool: string, edited: PlainPool, 
   if (!result.ok) return failure('CONFIG_INVALID', `config rejected: ${result.problems.length} problem(s)`, result.problems);
   const config: ReplicatedConfig = { routes: state.config.routes, pools: { ...state.config.pools, [pool]: result.config.pools[pool]! } };
   return { ok: true, state: { version, config: deepFreeze(config) } };
-}
-
-/** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */
-export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
-  // Configs one command apart share every part the command left alone (the reducer keeps them): those are not serialised.
-  const same = (x: unknown, y: unknown): boolean => x === y || JSON.stringify(x) === JSON.stringify(y);
-  if (!same(a.routes, b.routes)) return false;
-  const names = Object.keys(a.pools);
-  const others = Object.keys(b.pools);
-  return names.length === others.length && names.every((name, index) => others[index] === name && same(a.pools[name], b.pools[name]));
 }
 
 /** Drains (or undrains) a backend found in DNS: its id goes in (or out of) the pool's discovery.dns.drain. */
