@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 describe('npm pack', () => {
-  it('builds on prepack and ships what runs balancer, and no tests, sources or secrets', async () => {
+  it('builds on prepack and ships what runs balancer, and no tests, sources, secrets or build state', async () => {
     const manifest = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
     expect(manifest.scripts['prepack']).toBe('npm run build');
     for (const needed of ['bin/balancer.js', 'dist/cli/main.js', 'dist/app.js', 'README.md', 'LICENSE', 'balancer.schema.json', 'examples/systemd/balancer.service']) {
@@ -52,6 +52,8 @@ describe('npm pack', () => {
     const allowed = /^(bin|dist|docs|examples|node_modules)\/|^(README\.md|LICENSE|package\.json|balancer\.yaml|balancer\.schema\.json)$/;
     expect(files.filter((path) => !allowed.test(path))).toEqual([]);
     expect(files.filter((path) => path.endsWith('.secret') || path.includes('/data/') || path.startsWith('test/') || path.startsWith('src/'))).toEqual([]);
+    // The incremental build's state (tsconfig.json's tsBuildInfoFile, in dist/) is the builder's, not the user's.
+    expect(files.filter((path) => path.endsWith('.tsbuildinfo'))).toEqual([]);
   });
 });
 
