@@ -239,6 +239,12 @@ const healthCheckSpec = object(
       DEFAULTS.healthCheck.jitter as number,
     ),
     grpc: optional(grpcHealthCheckSpec),
+    reuseConnection: withDefault(
+      boolean(
+        'HTTP checks keep their connection open for the next check while they pass (as Envoy does); a failing status, an error or a timeout closes it, so the next check dials fresh. false: a new connection for every check (as HAProxy does), which also sees a backend that stops accepting connections. TCP and gRPC checks always dial.',
+      ),
+      DEFAULTS.healthCheck.reuseConnection as boolean,
+    ),
   },
   {
     description: 'Active health checks; absent means none, {} means TCP connect checks with defaults.',

@@ -55,6 +55,7 @@ function plainHealthCheck(check: HealthCheckConfig): PlainObject {
   if (check.host !== null) out['host'] = check.host;
   setUnlessDefault(out, 'jitter', check.jitter, DEFAULTS.healthCheck.jitter);
   if (check.grpc !== null) out['grpc'] = check.grpc.service === '' ? {} : { service: check.grpc.service };
+  setUnlessDefault(out, 'reuseConnection', check.reuseConnection, DEFAULTS.healthCheck.reuseConnection);
   return out;
 }
 

@@ -31,6 +31,8 @@ export const DEFAULTS = {
     /** Fraction of the interval by which each check is randomly shifted, so checks of many backends don't align. */
     jitter: 0.1,
     expectedStatuses: [[200, 399]] as const,
+    /** Envoy's default: an HTTP check reuses the connection the last passing check left open. */
+    reuseConnection: true,
   },
   outlierDetection: {
     /** Passive ejection is on unless a pool turns it off: it is what keeps a dying backend from taking traffic between checks. */
@@ -156,6 +158,8 @@ export interface HealthCheckConfig {
   readonly jitter: number;
   /** A gRPC check (grpc.health.v1.Health/Check over HTTP/2) instead of an HTTP GET or a TCP connect; null: none. */
   readonly grpc: GrpcHealthCheckConfig | null;
+  /** HTTP checks keep their connection while they pass (false: a fresh connection per check, as HAProxy does). */
+  readonly reuseConnection: boolean;
 }
 
 export interface GrpcHealthCheckConfig {

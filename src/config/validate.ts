@@ -271,6 +271,7 @@ function buildHealthCheck(shape: NonNullable<PoolShape['healthCheck']>): HealthC
     host: shape.host ?? null,
     jitter: shape.jitter,
     grpc: shape.grpc === undefined ? null : { service: shape.grpc.service ?? '' },
+    reuseConnection: shape.reuseConnection,
   };
 }
 

@@ -3,7 +3,7 @@
 import type { Clock, Random, TimerHandle } from '../clock.js';
 import type { HealthCheckConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
-import type { Probe, ProbeResult, ProbeTarget } from './probe.js';
+import { KeptConnection, type Probe, type ProbeResult, type ProbeTarget } from './probe.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 
 export interface CheckTarget {
@@ -68,6 +68,7 @@ export class HealthChecker {
           tls: this.options.tls,
           serverName: target.serverName ?? this.options.serverName,
           addresses: target.addresses ?? null,
+          keptConnection: config.reuseConnection && config.path !== null && config.grpc === null ? new KeptConnection() : null,
         },
         timer: undefined,
         nextAt: undefined,
@@ -85,13 +86,14 @@ export class HealthChecker {
     }
   }
 
-  /** Cancels pending checks; probes already running finish but their results are dropped. */
+  /** Cancels pending checks and closes kept connections; probes already running end (or fail) but their results are dropped. */
   stop(): void {
     this.running = false;
     for (const slot of this.slots.values()) {
       if (slot.timer !== undefined) this.options.clock.clearTimeout(slot.timer);
       slot.timer = undefined;
       slot.nextAt = undefined;
+      slot.probeTarget.keptConnection?.close();
     }
   }
 

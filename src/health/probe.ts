@@ -28,6 +28,8 @@ export interface ProbeTarget {
   readonly serverName: string | null;
   /** The addresses to connect to instead of resolving the URL's host (DNS discovery's answer); absent or null: resolve it. */
   readonly addresses?: readonly string[] | null;
+  /** The connection an HTTP check keeps for the next one (healthCheck.reuseConnection); absent or null: a fresh connection per check. */
+  readonly keptConnection?: KeptConnection | null;
 }
 
 export interface ProbeResult {
@@ -42,6 +44,34 @@ export type Probe = (target: ProbeTarget) => Promise<ProbeResult>;
 const MAX_BODY_BYTES = 64 * 1024;
 
 const USER_AGENT = 'balancer-health-check';
+
+/** TCP keep-alive probes on a kept check connection start after this much silence; the checks themselves come far more often. */
+const KEPT_CONNECTION_TCP_KEEPALIVE_MS = 60_000;
+
+/**
+ * One backend's HTTP check connection kept between checks (Envoy's reuse_connection): dialled by the first check and
+ * reused while checks pass. Any other result (a failing status, an error, a timeout) closes it, so the next check
+ * dials fresh and a backend that cannot take new connections is seen. A connection the backend closed while idle is
+ * dropped by the agent and the next check dials a new one.
+ */
+export class KeptConnection {
+  private agent: http.Agent | null = null;
+
+  /** The keep-alive agent (at most one socket) the next check goes through. */
+  agentFor(secure: boolean): http.Agent {
+    if (this.agent === null) {
+      const options: http.AgentOptions = { keepAlive: true, keepAliveMsecs: KEPT_CONNECTION_TCP_KEEPALIVE_MS, maxSockets: 1, maxFreeSockets: 1 };
+      this.agent = secure ? new https.Agent(options) : new http.Agent(options);
+    }
+    return this.agent;
+  }
+
+  /** Closes the connection (idle or in use); the next check dials a new one. */
+  close(): void {
+    this.agent?.destroy();
+    this.agent = null;
+  }
+}
 
 export function createProbe(clock: Clock): Probe {
   return (target) => {
@@ -74,27 +104,27 @@ function hostOf(url: URL): string {
 }
 
 /**
- * Runs `start` with a settle-once callback and a clock-driven timeout; `cleanup` always runs once,
- * so no socket outlives its probe whichever way it ends.
+ * Runs `start` with a settle-once callback and a clock-driven timeout; `cleanup` always runs once, told the
+ * result, so no socket outlives its probe (or, for a kept connection, outlives a check that did not pass).
  */
 function bounded(
   clock: Clock,
   timeoutMs: number,
-  start: (settle: (result: ProbeResult) => void) => () => void,
+  start: (settle: (result: ProbeResult) => void) => (result: ProbeResult) => void,
 ): Promise<ProbeResult> {
   return new Promise((resolve) => {
-    let done = false;
-    let cleanup: (() => void) | undefined;
+    let settled: ProbeResult | undefined;
+    let cleanup: ((result: ProbeResult) => void) | undefined;
     const settle = (result: ProbeResult): void => {
-      if (done) return;
-      done = true;
+      if (settled !== undefined) return;
+      settled = result;
       clock.clearTimeout(timer);
-      cleanup?.();
+      cleanup?.(result);
       resolve(result);
     };
     const timer = clock.setTimeout(() => settle({ result: 'timeout', detail: `no answer within ${timeoutMs}ms` }), timeoutMs);
     cleanup = start(settle);
-    if (done) cleanup();
+    if (settled !== undefined) cleanup(settled);
   });
 }
 
@@ -134,38 +164,73 @@ function tlsOptions(target: ProbeTarget): { rejectUnauthorized: true; ca?: strin
 function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<ProbeResult> {
   const url = target.url;
   const secure = url.protocol === 'https:';
-  const hostHeader = target.host ?? url.host;
+  const kept = target.keptConnection ?? null;
   return bounded(clock, target.timeoutMs, (settle) => {
-    const options: https.RequestOptions = {
-      host: hostOf(url),
-      ...resolvedLookup(target),
-      port: portOf(url),
-      method: 'GET',
-      path,
-      // A fresh connection per check: a check must see whether a new connection works, and must not
-      // share (or be queued behind) the data plane's keep-alive sockets.
-      agent: false,
-      headers: { host: hostHeader, 'user-agent': USER_AGENT, connection: 'close', accept: '*/*' },
-    };
-    if (secure) Object.assign(options, tlsOptions(target));
-    const request = (secure ? https : http).request(options, (response) => {
-      const status = response.statusCode ?? 0;
-      const result: ProbeResult = statusExpected(status, target.expectedStatuses)
-        ? { result: 'pass', detail: `HTTP ${status}` }
-        : { result: 'fail', detail: `HTTP ${status}` };
-      let received = 0;
-      // The body is read and discarded so the verdict waits for a complete answer, but never more than a page of it.
-      response.on('data', (chunk: Buffer) => {
-        received += chunk.length;
-        if (received > MAX_BODY_BYTES) settle(result);
-      });
-      response.once('end', () => settle(result));
-      response.on('error', (error) => settle({ result: 'error', detail: `response ${describeError(error)}` }));
+    let ended = false;
+    const failed = (error: unknown): void => settle({ result: 'error', detail: describeError(error) });
+    // A kept connection the backend closed just as this check went out: one more try on a fresh connection before
+    // the check counts as failed (a backend may close an idle connection whenever it likes). Not once the check
+    // has ended: destroying its request at a timeout reports an error too.
+    let request = httpRequest(target, path, secure, kept, settle, () => {
+      if (ended) return;
+      kept?.close();
+      request = httpRequest(target, path, secure, kept, settle, failed);
     });
-    request.on('error', (error) => settle({ result: 'error', detail: describeError(error) }));
-    request.end();
-    return () => request.destroy();
+    return (result) => {
+      ended = true;
+      // Destroying a request whose answer ended leaves its kept socket alone (it is back in the agent by then).
+      request.destroy();
+      if (result.result !== 'pass') kept?.close();
+    };
   });
+}
+
+/**
+ * One GET of a check. Without a kept connection the request dials a fresh one and asks the backend to close it: a
+ * check must see whether a new connection works, and must not share (or be queued behind) the data plane's
+ * keep-alive sockets. `onStaleSocket` is told of an error before any answer on a socket an earlier check used.
+ */
+function httpRequest(
+  target: ProbeTarget,
+  path: string,
+  secure: boolean,
+  kept: KeptConnection | null,
+  settle: (result: ProbeResult) => void,
+  onStaleSocket: (error: unknown) => void,
+): http.ClientRequest {
+  const url = target.url;
+  const options: https.RequestOptions = {
+    host: hostOf(url),
+    ...resolvedLookup(target),
+    port: portOf(url),
+    method: 'GET',
+    path,
+    agent: kept === null ? false : kept.agentFor(secure),
+    headers: { host: target.host ?? url.host, 'user-agent': USER_AGENT, accept: '*/*', ...(kept === null ? { connection: 'close' } : {}) },
+  };
+  if (secure) Object.assign(options, tlsOptions(target));
+  let answered = false;
+  const request = (secure ? https : http).request(options, (response) => {
+    answered = true;
+    const status = response.statusCode ?? 0;
+    const result: ProbeResult = statusExpected(status, target.expectedStatuses)
+      ? { result: 'pass', detail: `HTTP ${status}` }
+      : { result: 'fail', detail: `HTTP ${status}` };
+    let received = 0;
+    // The body is read and discarded so the verdict waits for a complete answer, but never more than a page of it.
+    response.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > MAX_BODY_BYTES) settle(result);
+    });
+    response.once('end', () => settle(result));
+    response.on('error', (error) => settle({ result: 'error', detail: `response ${describeError(error)}` }));
+  });
+  request.on('error', (error) => {
+    if (!answered && request.reusedSocket) onStaleSocket(error);
+    else settle({ result: 'error', detail: describeError(error) });
+  });
+  request.end();
+  return request;
 }
 
 /**

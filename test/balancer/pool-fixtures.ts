@@ -20,6 +20,7 @@ export function healthCheck(overrides: Partial<HealthCheckConfig> = {}): HealthC
     host: null,
     jitter: 0,
     grpc: null,
+    reuseConnection: true,
     ...overrides,
   };
 }

@@ -41,6 +41,7 @@ const healthCheckArb = fc.record(
     expectedStatuses: fc.oneof(fc.constant('200-399'), fc.constant(204), fc.constant(['200-299', 404]), fc.constant([200])),
     host: fc.constantFrom('health.internal', 'LOCALHOST'),
     jitter: fc.constantFrom(0, 0.1, 0.25, 1),
+    reuseConnection: fc.boolean(),
   },
   { requiredKeys: [] },
 );

@@ -48,7 +48,9 @@ describe('a valid file', () => {
       host: null,
       jitter: DEFAULTS.healthCheck.jitter,
       grpc: null,
+      reuseConnection: true,
     });
+    expect(valid('pools:\n  web:\n    healthCheck: { path: /healthz, reuseConnection: false }\n').pools['web']!.healthCheck?.reuseConnection).toBe(false);
     expect(web.outlierDetection).toEqual({
       enabled: true,
       consecutiveGatewayFailures: 5,
@@ -75,6 +77,7 @@ describe('a valid file', () => {
       host: 'health.internal',
       jitter: 0,
       grpc: null,
+      reuseConnection: true,
     });
     expect(api.outlierDetection).toEqual({
       enabled: true,

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../../src/clock.js';
 import { PoolRuntime, type BackendStateChange } from '../../src/balancer/pool.js';
-import { createProbe, type ProbeTarget } from '../../src/health/probe.js';
+import { KeptConnection, createProbe, type ProbeTarget } from '../../src/health/probe.js';
 import { memoryLogger } from '../../src/log.js';
 import type { HealthCheckResult } from '../../src/metrics/types.js';
 import { backend, healthCheck, poolConfig, recordingMetrics } from '../balancer/pool-fixtures.js';
@@ -197,6 +197,109 @@ describe('probe (real sockets)', () => {
   });
 });
 
+/** An HTTP server that counts the connections it accepted and tells when one of them closes. */
+async function connectionCountingServer(answer: (request: http.IncomingMessage, response: http.ServerResponse, requestOnConnection: number) => void) {
+  const sockets: net.Socket[] = [];
+  const closeWaiters: Array<() => void> = [];
+  const connectionHeaders: Array<string | undefined> = [];
+  const server = http.createServer((request, response) => {
+    connectionHeaders.push(request.headers.connection);
+    const socket = request.socket as net.Socket & { requestsSeen?: number };
+    socket.requestsSeen = (socket.requestsSeen ?? 0) + 1;
+    answer(request, response, socket.requestsSeen);
+  });
+  server.on('connection', (socket: net.Socket) => {
+    sockets.push(socket);
+    socket.once('close', () => closeWaiters.splice(0).forEach((wake) => wake()));
+  });
+  const port = await listen(server);
+  return {
+    server,
+    url: `http://127.0.0.1:${port}`,
+    connectionHeaders,
+    accepted: () => sockets.length,
+    open: () => sockets.filter((socket) => !socket.destroyed).length,
+    /** Resolves once every accepted connection has closed. */
+    allClosed: async () => {
+      while (sockets.some((socket) => !socket.destroyed)) await new Promise<void>((resolve) => closeWaiters.push(resolve));
+    },
+  };
+}
+
+describe('kept check connections (healthCheck.reuseConnection, real sockets)', () => {
+  it('passing checks reuse one connection; without a kept connection every check dials and asks for close', async () => {
+    const backendServer = await connectionCountingServer((_request, response) => response.end('ok'));
+    const kept = new KeptConnection();
+    cleanups.push(() => kept.close());
+    for (let i = 0; i < 3; i++) expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(backendServer.accepted()).toBe(1);
+    expect(backendServer.connectionHeaders).toEqual(['keep-alive', 'keep-alive', 'keep-alive']);
+
+    for (let i = 0; i < 2; i++) expect((await probe(target(backendServer.url))).result).toBe('pass');
+    expect(backendServer.accepted()).toBe(3);
+    expect(backendServer.connectionHeaders.slice(3)).toEqual(['close', 'close']);
+  });
+
+  it('a failing status closes the kept connection, and the next check dials fresh', async () => {
+    let status = 200;
+    const backendServer = await connectionCountingServer((_request, response) => {
+      response.statusCode = status;
+      response.end('answer');
+    });
+    const kept = new KeptConnection();
+    cleanups.push(() => kept.close());
+    expect((await probe(target(backendServer.url, { keptConnection: kept }))).result).toBe('pass');
+    status = 500;
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'fail', detail: 'HTTP 500' });
+    await backendServer.allClosed();
+    status = 200;
+    expect((await probe(target(backendServer.url, { keptConnection: kept }))).result).toBe('pass');
+    expect(backendServer.accepted()).toBe(2);
+    expect(backendServer.open()).toBe(1);
+  });
+
+  it('a timed-out check closes its connection, and the next check dials fresh', async () => {
+    let answering = true;
+    const backendServer = await connectionCountingServer((_request, response) => {
+      if (answering) response.end('ok');
+    });
+    const kept = new KeptConnection();
+    cleanups.push(() => kept.close());
+    expect((await probe(target(backendServer.url, { keptConnection: kept }))).result).toBe('pass');
+    answering = false;
+    expect(await probe(target(backendServer.url, { keptConnection: kept, timeoutMs: 150 }))).toEqual({ result: 'timeout', detail: 'no answer within 150ms' });
+    await backendServer.allClosed();
+    answering = true;
+    expect((await probe(target(backendServer.url, { keptConnection: kept }))).result).toBe('pass');
+    expect(backendServer.accepted()).toBe(2);
+  });
+
+  it('a connection the backend closed while idle is replaced without a failed check', async () => {
+    const backendServer = await connectionCountingServer((_request, response) => response.end('ok'));
+    const kept = new KeptConnection();
+    cleanups.push(() => kept.close());
+    expect((await probe(target(backendServer.url, { keptConnection: kept }))).result).toBe('pass');
+    backendServer.server.closeIdleConnections();
+    await backendServer.allClosed();
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(backendServer.accepted()).toBe(2);
+  });
+
+  it('a kept connection dropped as the next check goes out is retried once on a fresh one', async () => {
+    // The second request on a connection is dropped unanswered (a backend closing an idle connection at that moment);
+    // the first request on a new connection is answered.
+    const backendServer = await connectionCountingServer((request, response, requestOnConnection) => {
+      if (requestOnConnection === 1) response.end('ok');
+      else request.socket.destroy();
+    });
+    const kept = new KeptConnection();
+    cleanups.push(() => kept.close());
+    expect((await probe(target(backendServer.url, { keptConnection: kept }))).result).toBe('pass');
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(backendServer.accepted()).toBe(2);
+  });
+});
+
 describe('pool active checks (real sockets, real clock)', () => {
   // Checks come every 25 ms, but each may take up to 5 s: on a loaded machine a 100 ms timeout turned a check the
   // server answered 500 into a 'timeout', and the counts below are about fall and rise, not about timeouts.
@@ -273,6 +376,36 @@ describe('pool active checks (real sockets, real clock)', () => {
     pool.start();
     expect((await down).reason).toBe('first check failed: no answer within 60ms');
     expect(performance.now() - started).toBeGreaterThanOrEqual(55);
+  });
+
+  it('keeps one connection per backend while checks pass, and closes it when the pool stops', async () => {
+    const backendServer = await connectionCountingServer((_request, response) => response.end('ok'));
+    let passes = 0;
+    let threePasses!: () => void;
+    const passed = new Promise<void>((resolve) => (threePasses = resolve));
+    const { pool } = startPool([backend('a', { url: backendServer.url })], {}, (_id, result) => {
+      if (result === 'pass' && ++passes === 3) threePasses();
+    });
+    pool.start();
+    await passed;
+    expect(backendServer.accepted()).toBe(1);
+    pool.stop();
+    await backendServer.allClosed();
+  });
+
+  it('reuseConnection: false dials a new connection for every check', async () => {
+    const backendServer = await connectionCountingServer((_request, response) => response.end('ok'));
+    let passes = 0;
+    let threePasses!: () => void;
+    const passed = new Promise<void>((resolve) => (threePasses = resolve));
+    const { pool } = startPool([backend('a', { url: backendServer.url })], { reuseConnection: false }, (_id, result) => {
+      if (result === 'pass' && ++passes === 3) threePasses();
+    });
+    pool.start();
+    await passed;
+    pool.stop();
+    expect(backendServer.accepted()).toBeGreaterThanOrEqual(3);
+    expect(new Set(backendServer.connectionHeaders)).toEqual(new Set(['close']));
   });
 
   it('checks never block the data plane: picks go on while a probe is in flight', async () => {
