@@ -1,7 +1,7 @@
 // Writing config back: rewriting only routes/pools of a YAML text while every other byte stays put (the file itself is replaced by atomic-write.ts).
 
 import { isDeepStrictEqual } from 'node:util';
-import { Document, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Node, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
+import { Document, Scalar, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Node, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
 import { BalancerError } from '../errors.js';
 import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
@@ -446,6 +446,21 @@ function replicatedOfDocument(document: Document): { written: RoutesAndPoolsAsWr
   return result.ok ? { written: { routes: value?.['routes'] ?? null, pools: value?.['pools'] ?? null }, config: result.config } : null;
 }
 
+/**
+ * What the YAML 1.2 core schema reads a decimal integer or `true`/`false` as, without a parse (yaml's fixed cost per
+ * parse was most of following a weight change); null for any other text, which the caller parses.
+ */
+function knownPlainScalar(text: string): Scalar | null {
+  let value: number | boolean;
+  if (text === 'true' || text === 'false') value = text === 'true';
+  else if (/^-?(?:0|[1-9][0-9]*)$/.test(text) && Number.isSafeInteger(Number(text))) value = Number(text);
+  else return null;
+  const scalar = new Scalar(value);
+  scalar.type = 'PLAIN';
+  scalar.source = text;
+  return scalar;
+}
+
 /** More edits than this and a parse of the new text is as cheap as following them one by one. */
 const MAX_FOLLOWED_EDITS = 16;
 
@@ -522,6 +537,11 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
   for (const { edit, node } of scalarCandidates) {
     if ([...pieces.values()].some(({ range }) => range[0] < edit.start && edit.end < range[1])) {
       addToPiece(edit);
+      continue;
+    }
+    const known = knownPlainScalar(edit.text);
+    if (known !== null) {
+      scalars.push({ node, parsed: known });
       continue;
     }
     const probe = parseDocument(`[${edit.text}]`);

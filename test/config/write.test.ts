@@ -322,12 +322,12 @@ describe('rewriteReplicatedSectionsRead, told what the text reads as', () => {
   });
 });
 
-/** Every node's kind, value and offsets in document order: two documents of the same text agree on all of it. */
+/** Every node's kind, value (with a scalar's style and source text) and offsets in document order: two documents of the same text agree on all of it. */
 function nodeOffsets(document: Document): string[] {
   const out: string[] = [];
   visit(document, (_key, node) => {
     const range = (node as { range?: number[] | null }).range;
-    if (range) out.push(`${(node as object).constructor.name} ${isScalar(node) ? JSON.stringify(node.value) : ''} ${range.join(',')}`);
+    if (range) out.push(`${(node as object).constructor.name} ${isScalar(node) ? `${JSON.stringify(node.value)} ${node.type} ${node.source}` : ''} ${range.join(',')}`);
   });
   return out;
 }
