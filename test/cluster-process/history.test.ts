@@ -34,7 +34,7 @@ describe('config history and rollback of a three-process cluster', () => {
     await Promise.all([a, b, c].map((backend) => backend?.close()));
   });
 
-  const cli = (via: string, args: string[]) => runCli([...args, '--admin', cluster.node(via).admin, '--token', ADMIN_TOKEN], { timeoutMs: 20_000 });
+  const cli = (via: string, args: string[]) => runCli([...args, '--admin', cluster.node(via).admin, '--token', ADMIN_TOKEN]);
 
   async function history(id: string): Promise<{ current: number; versions: Summary[] }> {
     const res = await cluster.api(id, 'GET', '/api/v1/config/history');

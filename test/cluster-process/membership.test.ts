@@ -61,7 +61,7 @@ describe('membership of a three-process cluster', () => {
     expect((await cluster.clusterInfo('n4')).leader).toBeNull();
 
     const address = `127.0.0.1:${learner.raftPort}`;
-    const cli = (args: string[]) => runCli([...args, '--admin', cluster.node(follower).admin, '--token', ADMIN_TOKEN], { timeoutMs: 20_000 });
+    const cli = (args: string[]) => runCli([...args, '--admin', cluster.node(follower).admin, '--token', ADMIN_TOKEN]);
     const added = await cli(['cluster', 'add', 'n4', address, '--learner']);
     expect(added.code, added.stderr).toBe(0);
 

@@ -67,7 +67,7 @@ describe('routes in a three-process cluster', () => {
     expect(refused.body).toContain('nested quantifiers');
     expect((await cluster.config(leader)).version).toBe(version);
 
-    const cli = (args: string[]) => runCli([...args, '--admin', cluster.node(follower).admin, '--token', ADMIN_TOKEN], { timeoutMs: 20_000 });
+    const cli = (args: string[]) => runCli([...args, '--admin', cluster.node(follower).admin, '--token', ADMIN_TOKEN]);
     const listed = await cli(['routes', 'list']);
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.stdout).toMatch(/0\s+api\s+pathPrefix=\/api pathPrefixSegments=true methods=\["GET"\]\s+pool api\s+rewrite stripPrefix=\/api; header rules/);

@@ -61,7 +61,7 @@ function seededCluster(): { readonly cluster: ProcessCluster; cli(via: string, a
     get cluster() {
       return cluster!;
     },
-    cli: (via, args) => runCli([...args, '--admin', cluster!.node(via).admin, '--token', ADMIN_TOKEN], { timeoutMs: 20_000 }),
+    cli: (via, args) => runCli([...args, '--admin', cluster!.node(via).admin, '--token', ADMIN_TOKEN]),
   };
 }
 

@@ -15,6 +15,13 @@ export const BIN = join(REPO, 'bin', 'balancer.js');
  */
 export const START_TIMEOUT_MS = 60_000;
 
+/**
+ * How long a `balancer` CLI command (a client call to the admin API) may run before it is killed as hung. Alone it
+ * takes well under a second; in a full run at a load of 8-20, niced, CLI calls were killed at the 20 s bound this
+ * replaces (exit code null) in the cluster-process history, standing and file-safety tests.
+ */
+export const CLI_TIMEOUT_MS = 60_000;
+
 export interface RunResult {
   readonly code: number | null;
   readonly stdout: string;
@@ -28,7 +35,7 @@ export function runCli(args: readonly string[], options: { cwd?: string; env?: N
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? CLI_TIMEOUT_MS);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
