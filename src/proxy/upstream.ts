@@ -2,7 +2,7 @@
 
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { buildConnector, Pool } from 'undici';
+import { buildConnector, Pool, type Connector, type ConnectorOptions } from './undici-parts.js';
 import { DEFAULTS, type BackendConfig, type PoolConfig } from '../config/schema.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { discoveredServerName } from '../discovery/dns-discovery.js';
@@ -36,7 +36,7 @@ export interface Upstream {
    * Opens one connection to the backend (TCP, and TLS verified by the backend's own name) within the connect timeout:
    * the pool's own connector, which the WebSocket tunnel uses too.
    */
-  readonly connect: buildConnector.connector;
+  readonly connect: Connector;
   /** Most connections this process opens to the backend; 0: no limit. Requests beyond it wait for a free one. */
   readonly maxConnections: number;
   /** Requests this process has handed to the dispatcher and not yet seen end: above maxConnections they wait locally. */
@@ -56,7 +56,7 @@ function targetOf(url: URL): ProxyTarget {
  * resolved its name to when it has them. SNI and the certificate name are the backend's own (`sni`: see verifiedName),
  * never the client's Host; an IP literal gets no SNI (RFC 6066) and its certificate is checked against the IP.
  */
-function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMaterial, addresses: readonly string[] | null, sni: string): buildConnector.connector {
+function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMaterial, addresses: readonly string[] | null, sni: string): Connector {
   const connect = buildConnector({
     ...tlsOptions(tls),
     ...(addresses === null ? {} : { lookup: fixedLookup(addresses) }),
@@ -66,7 +66,7 @@ function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMat
     // h2: ALPN offers h2 (and http/1.1, which a backend without HTTP/2 picks); h2c: HTTP/2 from the first byte.
     allowH2: pool.protocol !== 'http1',
     ...(pool.protocol === 'h2c' ? { useH2c: true } : {}),
-  } as buildConnector.BuildOptions);
+  } as ConnectorOptions);
   if (target.protocol !== 'https:') return connect;
   return (options, callback) => connect({ ...options, servername: sni } as typeof options, callback);
 }
@@ -94,7 +94,7 @@ function sniFor(name: string): string {
 }
 
 
-function poolFor(url: URL, connect: buildConnector.connector, pool: PoolConfig): Pool {
+function poolFor(url: URL, connect: Connector, pool: PoolConfig): Pool {
   return new Pool(url.origin, {
     connect,
     connections: pool.connections.max === 0 ? null : pool.connections.max,
