@@ -13,6 +13,7 @@ import { hasReplicatedSections } from './config/safety.js';
 import { localChanges, withLiveSettings } from './config/local-changes.js';
 import { watchConfigFile } from './config/watch.js';
 import { createMetrics, type PrometheusMetrics } from './metrics/metrics.js';
+import type { RequestCounters } from './metrics/request-counters.js';
 import { createAdminServer, type AdminServer } from './admin/api.js';
 import { DataPlane } from './proxy/data-plane.js';
 import { PoolRuntime } from './balancer/pool.js';
@@ -133,6 +134,8 @@ export class App {
     let frontend: Frontend;
     let renderMetrics = metrics.render;
     let renderRequestFamilies = metrics.renderRequestFamilies;
+    // A single process reads the history's counters directly; with workers they are in the workers' metrics text.
+    let requestCounters: (() => Map<string, RequestCounters>) | null = () => metrics.requestCounters();
     if (config.workers > 0) {
       const supervisor = new WorkerSupervisor({
         count: config.workers,
@@ -152,6 +155,7 @@ export class App {
       dataPlane.setRemoteInflight((pool, backend) => supervisor.inflight(pool, backend));
       renderMetrics = () => supervisor.renderMetrics();
       renderRequestFamilies = renderMetrics;
+      requestCounters = null;
       frontend = supervisor;
     } else {
       const forwarder = new Forwarder({ logger, trustedProxies: new TrustedProxies(config.trustedProxies) });
@@ -161,7 +165,7 @@ export class App {
     const token = config.admin.token ?? options.envToken ?? null;
     const adminServer = createAdminServer({
       control: store,
-      metrics: { render: renderMetrics, contentType: metrics.contentType, requestFamilies: renderRequestFamilies },
+      metrics: { render: renderMetrics, contentType: metrics.contentType, requestFamilies: renderRequestFamilies, ...(requestCounters === null ? {} : { requestCounters }) },
       token,
       logger,
       headersTimeoutMs: config.limits.headersTimeoutMs,

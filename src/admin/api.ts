@@ -19,6 +19,7 @@ import { parseErrorReply } from '../proxy/error-status.js';
 import { listRoutes, RouteTestError, testRoute } from '../proxy/route-explain.js';
 import { validateReplicated } from '../config/validate.js';
 import type { ReplicatedConfig } from '../config/schema.js';
+import type { RequestCounters } from '../metrics/request-counters.js';
 
 /** 1 MiB: a config with thousands of backends fits; anything bigger is a mistake or an attack. */
 const DEFAULT_ADMIN_BODY_LIMIT = 1024 * 1024;
@@ -33,8 +34,11 @@ const JSON_MEDIA_TYPES: readonly string[] = ['application/json'];
 
 export interface AdminServerOptions {
   control: ControlPlane;
-  /** requestFamilies: the dashboard history's cheaper read (see PrometheusMetrics.renderRequestFamilies); default render. */
-  metrics: { render(): Promise<string>; contentType: string; requestFamilies?(): Promise<string> };
+  /**
+   * requestFamilies: the dashboard history's cheaper read (see PrometheusMetrics.renderRequestFamilies); default render.
+   * requestCounters: its read without text, where the counters live in this process (see PrometheusMetrics.requestCounters).
+   */
+  metrics: { render(): Promise<string>; contentType: string; requestFamilies?(): Promise<string>; requestCounters?(): Map<string, RequestCounters> };
   /** null: no token configured, so every /api/v1 call is refused with instructions. */
   token: string | null;
   logger: Logger;
@@ -238,7 +242,13 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   const disabledMessage = `the admin API is disabled because no admin token is set: ${TOKEN_HOWTO}`;
   if (options.token === null) logger.warn(disabledMessage);
   // The dashboard's charts: sampled each second while the admin listener is open.
-  const history = new MetricsHistory({ requestFamilies: () => (metrics.requestFamilies ?? metrics.render)(), status: () => control.status(), changes: () => control.history() });
+  const requestCounters = metrics.requestCounters;
+  const history = new MetricsHistory({
+    requestFamilies: () => (metrics.requestFamilies ?? metrics.render)(),
+    ...(requestCounters === undefined ? {} : { requestCounters: () => requestCounters() }),
+    status: () => control.status(),
+    changes: () => control.history(),
+  });
 
   const routes: readonly Route[] = [
     route('/', {

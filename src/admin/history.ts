@@ -15,6 +15,8 @@ const STATE_CODES: Readonly<Record<string, string>> = { up: 'u', down: 'd', ejec
 export interface HistorySources {
   /** Prometheus text holding at least the request counter and duration families (across worker processes when there are any). */
   requestFamilies(): Promise<string>;
+  /** The counters requestFamilies' text holds, read directly where they live in this process (then the text is never read). */
+  requestCounters?(): Map<string, RequestCounters>;
   status(): NodeStatus;
   /** The config history, newest first: where each marker's source and change come from. */
   changes(): readonly HistoryEntry[];
@@ -103,6 +105,11 @@ export class MetricsHistory {
     this.sampling = true;
     try {
       const status = this.sources.status();
+      const direct = this.sources.requestCounters?.();
+      if (direct !== undefined) {
+        this.record(now, status, direct);
+        return;
+      }
       const text = await this.sources.requestFamilies();
       // An idle node hands back the very text it rendered last: parsing it again would find the same counters.
       const counters = text === this.lastFamilies?.text ? this.lastFamilies.counters : parseRequestCounters(text);

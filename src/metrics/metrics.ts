@@ -15,6 +15,7 @@ import {
   type UpstreamErrorReason,
 } from './types.js';
 import { CHANGE_KINDS, type HistoryEntry } from '../control/history.js';
+import type { RequestCounters } from './request-counters.js';
 
 /**
  * Requests answered without reaching any backend (no backend available, circuit open, no route to a
@@ -73,6 +74,11 @@ export type PrometheusMetrics = Metrics & {
    * each second. render() would also collect every default process metric (a /proc read, fd count, heap spaces) each time.
    */
   renderRequestFamilies(): Promise<string>;
+  /**
+   * What parseRequestCounters finds in renderRequestFamilies' text, read from the counters themselves: the dashboard
+   * history's read each second in a single process, which then renders and parses no text while requests flow.
+   */
+  requestCounters(): Map<string, RequestCounters>;
   readonly contentType: string;
 };
 
@@ -644,6 +650,33 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
         requestFamiliesText = { key, text };
       }
       return requestFamiliesText.text;
+    },
+    requestCounters() {
+      const out = new Map<string, RequestCounters>();
+      const bounds = REQUEST_DURATION_BUCKETS;
+      eachBackend((b) => {
+        const entry: RequestCounters = { pool: b.pool, backend: b.backendId, requests: 0, errors: 0, buckets: [] };
+        const perBucket = new Array<number>(bounds.length + 1).fill(0);
+        for (const series of b.series.values()) {
+          for (const count of series.byClass) entry.requests += count;
+          entry.errors += series.byClass[CLASS_INDEX['5xx']]!;
+          for (let i = 0; i < perBucket.length; i++) perBucket[i]! += series.buckets[i]!;
+        }
+        let cumulative = 0;
+        for (let i = 0; i < perBucket.length; i++) entry.buckets.push([i < bounds.length ? bounds[i]! : Infinity, (cumulative += perBucket[i]!)]);
+        out.set(`${b.pool}\u0000${b.backendId}`, entry);
+      });
+      // As in the text: requests answered without a backend have no durations, and a pool appears once it has one.
+      for (const pool of pools.values()) {
+        let requests = 0;
+        let errors = 0;
+        for (const counts of pool.withoutBackend.values()) {
+          for (const count of counts) requests += count;
+          errors += counts[CLASS_INDEX['5xx']]!;
+        }
+        if (requests > 0) out.set(`${pool.pool}\u0000${NO_BACKEND_LABEL}`, { pool: pool.pool, backend: NO_BACKEND_LABEL, requests, errors, buckets: [] });
+      }
+      return out;
     },
     backend(pool, backendId) {
       let byId = backends.get(pool);

@@ -36,6 +36,38 @@ describe('MetricsHistory', () => {
     expect(snapshot.configChanges).toEqual([{ at: 1_010_000, version: control.version, source: { kind: 'api', node: 'n1' }, change: 'remove backend web/web-2' }]);
   });
 
+  it('reads the counters directly when it is given them, and renders and parses no text', async () => {
+    const control = createFakeControl();
+    const metrics = createMetrics({ collectDefault: false });
+    const textReads = { count: 0 };
+    const fromText = new MetricsHistory({ requestFamilies: () => metrics.renderRequestFamilies(), status: () => control.status(), changes: () => control.historyEntries }, 5);
+    const direct = new MetricsHistory(
+      {
+        requestFamilies: () => {
+          textReads.count++;
+          return metrics.renderRequestFamilies();
+        },
+        requestCounters: () => metrics.requestCounters(),
+        status: () => control.status(),
+        changes: () => control.historyEntries,
+      },
+      5,
+    );
+    const b = metrics.backend('web', 'web-1');
+    let now = 1_000_000;
+    for (let second = 0; second <= 6; second++) {
+      for (let i = 0; i < 5 * second; i++) b.requestFinished(i % 4 === 0 ? '5xx' : '2xx', 0.001 * (i + 1), i % 2 === 0 ? 'api' : '');
+      if (second === 3) metrics.pool('web').requestWithoutBackend('5xx');
+      await fromText.sample(now);
+      await direct.sample(now);
+      now += 1_000;
+    }
+    expect(textReads.count).toBe(0);
+    const snapshot = direct.snapshot();
+    expect(snapshot).toEqual(fromText.snapshot());
+    expect(snapshot.pools.find((p) => p.name === 'web')!.requestsPerSecond).toEqual([10, 16, 20, 25, 30]);
+  });
+
   it('marks every version made between two samples with its own source, and a version the history no longer holds without one', async () => {
     const control = createFakeControl();
     const metrics = createMetrics({ collectDefault: false });

@@ -48,3 +48,25 @@ describe('config history on a single node', () => {
     for (let i = 0; i < 4; i++) expect((await request(`${gw.url}/`)).headers['x-backend']).toBe('one');
   });
 });
+
+describe('dashboard history on a single node', () => {
+  it('counts the requests the node serves, read from its own counters', async () => {
+    const one = await startBackend('one');
+    cleanups.push(() => one.close());
+    const gw = await startGateway(`pools:\n  web:\n    backends:\n      - { url: ${one.url}, id: one }\n`);
+    cleanups.push(() => gw.stop());
+    const headers = { authorization: 'Bearer test-token' };
+    // Requests keep arriving until a sample shows them: the sampler runs once a second on its own clock.
+    const served = await eventually(async () => {
+      for (let i = 0; i < 5; i++) expect((await request(`${gw.url}/`)).status).toBe(200);
+      const snapshot = JSON.parse((await request(`${gw.adminUrl}/api/v1/history`, { headers })).body) as {
+        pools: { name: string; requestsPerSecond: Array<number | null>; p99: Array<number | null> }[];
+      };
+      const web = snapshot.pools.find((pool) => pool.name === 'web');
+      const index = web?.requestsPerSecond.findIndex((rate) => rate !== null && rate > 0) ?? -1;
+      return index >= 0 ? { rate: web!.requestsPerSecond[index]!, p99: web!.p99[index] } : undefined;
+    }, 'a history sample with requests');
+    expect(served.rate).toBeGreaterThan(0);
+    expect(served.p99).toBeGreaterThan(0);
+  });
+});

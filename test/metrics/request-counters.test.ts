@@ -48,6 +48,29 @@ describe('request counters from /metrics', () => {
     expect(third).toBe(await metrics.renderRequestFamilies());
   });
 
+  it('reads the counters directly as they are in the text: backends summed over routes, requests without a backend, none before one', async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const web1 = metrics.backend('web', 'web-1');
+    metrics.backend('web', 'web-2');
+    metrics.backend('api', 'api-1').requestFinished('1xx', 12);
+    const statuses = ['2xx', '5xx', '4xx', '3xx', '2xx'] as const;
+    const durations = [0.0004, 0.003, 0.07, 2.5, 30, Number.NaN];
+    for (let i = 0; i < 40; i++) web1.requestFinished(statuses[i % statuses.length]!, durations[i % durations.length]!, i % 3 === 0 ? 'api' : i % 3 === 1 ? '' : 'static');
+    metrics.pool('api');
+    metrics.pool('web').requestWithoutBackend('5xx', 'api');
+    metrics.pool('web').requestWithoutBackend('4xx');
+    const direct = metrics.requestCounters();
+    expect(direct).toEqual(parseRequestCounters(await metrics.renderRequestFamilies()));
+    expect(direct.get('web\u0000web-1')).toMatchObject({ requests: 40, errors: 8 });
+    expect(direct.get('web\u0000web-2')).toMatchObject({ requests: 0, errors: 0 });
+    expect(direct.get('web\u0000')).toEqual({ pool: 'web', backend: '', requests: 2, errors: 1, buckets: [] });
+    expect(direct.has('api\u0000')).toBe(false);
+    // A later read is a new map: the history compares it with the one before.
+    web1.requestFinished('2xx', 0.002);
+    expect(metrics.requestCounters().get('web\u0000web-1')!.requests).toBe(41);
+    expect(direct.get('web\u0000web-1')!.requests).toBe(40);
+  });
+
   it('interpolates quantiles inside a bucket as histogram_quantile does', () => {
     const buckets: Array<[number, number]> = [[0.005, 50], [0.01, 100], [Infinity, 100]];
     expect(histogramQuantile(0.5, buckets)).toBeCloseTo(0.005, 10);
