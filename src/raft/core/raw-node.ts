@@ -123,6 +123,16 @@ export class RawNode {
     this.raft.step({ type: 'MsgSnapStatus', from: id, to: this.raft.id, term: 0, ...(ok ? {} : { reject: true }) });
   }
 
+  /** Whether this node may campaign: a voter with no snapshot waiting to be persisted (a learner never may). */
+  promotable(): boolean {
+    return this.raft.promotable();
+  }
+
+  /** Ticks between a leader's heartbeats to a learner. */
+  learnerHeartbeatTicks(): number {
+    return this.raft.learnerHeartbeatTimeout;
+  }
+
   hasReady(): boolean {
     const r = this.raft;
     const soft = r.softState();
