@@ -8,9 +8,24 @@ import type * as Undici from 'undici';
 
 const requireUndici = createRequire(import.meta.url);
 
-export const Pool = requireUndici('undici/lib/dispatcher/pool.js') as typeof Undici.Pool;
+/**
+ * `file` of undici, or the same export from its index when that file is gone or is not what it was: the files are
+ * not undici's public interface, and a later 7.x that moves them must cost the 3 MB, not the start.
+ */
+export function undiciPart<T>(load: (id: string) => unknown, file: string, exportName: 'Pool' | 'buildConnector'): T {
+  let part: unknown;
+  try {
+    part = load(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
+  }
+  if (typeof part === 'function' && part.name === exportName) return part as T;
+  return (load('undici') as Record<string, unknown>)[exportName] as T;
+}
+
+export const Pool = undiciPart<typeof Undici.Pool>(requireUndici, 'undici/lib/dispatcher/pool.js', 'Pool');
 export type Pool = Undici.Pool;
-export const buildConnector = requireUndici('undici/lib/core/connect.js') as typeof Undici.buildConnector;
+export const buildConnector = undiciPart<typeof Undici.buildConnector>(requireUndici, 'undici/lib/core/connect.js', 'buildConnector');
 /** Opens one connection to a backend (TCP, and TLS for https). */
 export type Connector = Undici.buildConnector.connector;
 export type ConnectorOptions = Undici.buildConnector.BuildOptions;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import * as Undici from 'undici';
-import { Pool, buildConnector } from '../../src/proxy/undici-parts.js';
+import { Pool, buildConnector, undiciPart } from '../../src/proxy/undici-parts.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -11,6 +11,23 @@ describe('undici parts', () => {
   it('are the very classes undici exports', () => {
     expect(Pool).toBe(Undici.Pool);
     expect(buildConnector).toBe(Undici.buildConnector);
+  });
+
+  it('a later undici that moved or changed those files costs the index, not the start', () => {
+    const index = { Pool: Undici.Pool, buildConnector: Undici.buildConnector };
+    const moved = (id: string): unknown => {
+      if (id === 'undici') return index;
+      throw Object.assign(new Error(`Cannot find module '${id}'`), { code: 'MODULE_NOT_FOUND' });
+    };
+    expect(undiciPart(moved, 'undici/lib/dispatcher/pool.js', 'Pool')).toBe(Undici.Pool);
+    // A file that is there but holds something else now.
+    const changed = (id: string): unknown => (id === 'undici' ? index : { somethingElse: true });
+    expect(undiciPart(changed, 'undici/lib/core/connect.js', 'buildConnector')).toBe(Undici.buildConnector);
+    // Any other failure to load is not hidden.
+    const broken = (): unknown => {
+      throw new SyntaxError('Unexpected token');
+    };
+    expect(() => undiciPart(broken, 'undici/lib/dispatcher/pool.js', 'Pool')).toThrow(SyntaxError);
   });
 
   it('a balancer process loads undici without its index (fetch, WebSocket, caches, mocks)', () => {
