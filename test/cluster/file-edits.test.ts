@@ -27,7 +27,8 @@ describe('YAML edits in a cluster', () => {
     await Promise.all(IDS.map((id) => cluster.start(id, { text: configText(id, 'web', [9100]) })));
     await cluster.waitForLeader();
     await cluster.waitForVersion(1);
-    await cluster.until(() => [...cluster.nodes.values()].every((n) => n.store.fileVersion === n.store.version), 3000, 'files at the seed version');
+    // A hang bound only: three in-process nodes writing their files took over 3 s in a full run at load ~13.
+    await cluster.until(() => [...cluster.nodes.values()].every((n) => n.store.fileVersion === n.store.version), 30_000, 'files at the seed version');
   });
 
   afterEach(async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startCli } from '../helpers/process.js';
+import { START_TIMEOUT_MS, startCli } from '../helpers/process.js';
 import { makeCerts } from '../helpers/certs.js';
 import { freePort } from '../helpers/ports.js';
 import { eventually } from '../helpers/wait.js';
@@ -189,7 +189,7 @@ describe('access log file and SIGUSR1 (logrotate)', () => {
     );
     const node = startCli(['start', '-c', config]);
     try {
-      await eventually(async () => (await request(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null))?.status === 200, 'the node to be ready', 20_000, 100);
+      await eventually(async () => (await request(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null))?.status === 200, 'the node to be ready', START_TIMEOUT_MS, 100);
       const proxy = `http://127.0.0.1:${proxyPort}`;
       for (let i = 0; i < 20; i++) expect((await request(`${proxy}/before-${i}`)).status).toBe(200);
       await eventually(() => readLines(log).length === 20, 'the 20 lines before the rotation');
