@@ -577,13 +577,18 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
     }
     return shifted;
   };
-  const shiftAll = (root: Node | Document, by: (offset: number) => number): void => {
+  /** Moves every offset inside `root`; `unmovedBelow`: a node that ends before it holds no offset that moves, nor do its children. */
+  const shiftAll = (root: Node | Document, by: (offset: number) => number, unmovedBelow = -Infinity): void => {
     visit(root, (_key, visited) => {
       const range = rangeOf(visited);
-      if (range !== undefined) (visited as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
+      if (range === undefined) return undefined;
+      // Half the nodes of a long backend list sit before a weight change: their subtrees are not walked.
+      if (range[2] < unmovedBelow) return visit.SKIP;
+      (visited as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
+      return undefined;
     });
   };
-  shiftAll(document, moved);
+  shiftAll(document, moved, Math.min(...edits.map((edit) => edit.start)));
   const documentRange = rangeOf(document);
   if (documentRange !== undefined) document.range = [moved(documentRange[0]), moved(documentRange[1]), moved(documentRange[2])];
   for (const { node, parsed } of scalars) {
