@@ -1,7 +1,9 @@
 // One attempt's exchange with one backend over undici: the request sent, the response head flushed at once, the body streamed with backpressure both ways, trailers passed on.
 //
-// The attempt is itself the undici dispatch handler (onRequestStart ... onResponseEnd/onResponseError), so an
-// ordinary request costs no closures. Timeouts are undici's where it has them: connect (the pool's connector),
+// The attempt is itself the undici dispatch handler, so an ordinary request costs no closures. It speaks the handler
+// protocol undici's clients call (onConnect, onHeaders, onData, onComplete, onError): undici 7 wraps a handler of its
+// newer interface (onRequestStart ... onResponseEnd) in an adapter that builds a controller and parses every response
+// head into an object per request, which the proxy never reads (it relays the raw fields). Timeouts are undici's where it has them: connect (the pool's connector),
 // response (headersTimeout: from the request fully sent to the response head) and idle (bodyTimeout: no body byte
 // from the backend). Two waits are ours, both started only when they happen: a local wait for a connection under
 // connections.max, and a client that stops reading.
@@ -43,7 +45,7 @@ export interface AttemptOwner {
 /** Why an attempt was stopped from our side (client gone, body over limit, client not reading). */
 const ABORTED = new Error('attempt abandoned');
 
-export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
+export class UpstreamAttempt implements BodyEvents {
   readonly upstream: Upstream;
   readonly startedAt: number;
   /** Status the backend answered; 0 until its head arrived. */
@@ -52,7 +54,10 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
   requestSent = false;
   private readonly owner: AttemptOwner;
   private readonly timeouts: TimeoutsConfig;
-  private controller: Dispatcher.DispatchController | null = null;
+  /** undici's abort for this request once it has a connection (onConnect); null while it waits for one. */
+  private abortRequest: ((error: Error) => void) | null = null;
+  /** Resumes reading the response after onData returned false (the client was not taking more). */
+  private resumeResponse: (() => void) | null = null;
   private ended = false;
   private abortReason: Error | null = null;
   /** Set once a body chunk went to the client: the head needs no separate flush. */
@@ -91,7 +96,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
       // A constant per upstream: undici would otherwise take SNI from the Host header and reconnect when it changes.
       ...(upstream.serverName === null ? {} : { servername: upstream.serverName }),
     } as Dispatcher.DispatchOptions;
-    upstream.dispatcher.dispatch(options, this);
+    upstream.dispatcher.dispatch(options, this as Dispatcher.DispatchHandler);
   }
 
   /** Stops the attempt from our side; it reports nothing to its owner afterwards. */
@@ -100,26 +105,27 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
     this.ended = true;
     this.release();
     this.abortReason = ABORTED;
-    this.controller?.abort(ABORTED);
+    this.abortRequest?.(ABORTED);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onConnect(abort: (error: Error) => void): void {
     if (this.abortReason !== null) {
       // Abandoned (or given up on) while queued for a connection: nothing has been written yet.
-      controller.abort(this.abortReason);
+      abort(this.abortReason);
       return;
     }
-    this.controller = controller;
+    this.abortRequest = abort;
     this.requestSent = true;
     this.clearWait();
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
+  /** The response head, as a flat list of raw names and values; false pauses the response (never here). */
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusMessage?: string): boolean {
     // 1xx interim answers (103 Early Hints) are not relayed; the final answer follows on the same exchange.
-    if (this.ended || statusCode < 200) return;
+    if (this.ended || statusCode < 200) return true;
     this.status = statusCode;
-    if (statusCode >= 500 && this.owner.retryAnswer(this, statusCode)) return;
-    const raw = (this.controller?.rawHeaders ?? []) as Buffer[];
+    if (statusCode >= 500 && this.owner.retryAnswer(this, statusCode)) return true;
+    this.resumeResponse = resume;
     try {
       const headers = responseHeaderList(raw, this.owner.closeAfterResponse);
       this.owner.editResponseHeaders(headers);
@@ -130,35 +136,36 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
       // Node's parser and writer accept the same bytes today; a field one day written back refused must be a 502 for
       // this request, not an exception thrown into undici.
       this.fail(error as Error);
-      return;
+      return true;
     }
     // Server-Sent Events and long polls: a head whose body does not follow in the same read goes out at once. The
     // microtask runs once undici has parsed the rest of that read (body chunks, the end).
     queueMicrotask(() => this.flushHeadIfWaiting());
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.ended) return;
+  /** One body chunk; false pauses reading the backend until resumeResponse is called. */
+  onData(chunk: Buffer): boolean {
+    if (this.ended) return true;
     this.bodyWritten = true;
-    if (this.owner.res.write(chunk)) return;
+    if (this.owner.res.write(chunk)) return true;
     // The client reads slower than the backend sends: stop reading the backend until it drains.
-    controller.pause();
     const res = this.owner.res;
     this.onDrain ??= () => {
       this.clearWait();
-      this.controller?.resume();
+      this.resumeResponse?.();
     };
     res.once('drain', this.onDrain);
     // undici's idle timer does not run while paused; a client that never reads again must not hold both sides.
     const idleMs = this.timeouts.idleMs;
     this.waitTimer ??= setTimeout(() => this.fail(new ClientStalled(idleMs)), idleMs);
+    return false;
   }
 
-  onResponseEnd(controller: Dispatcher.DispatchController): void {
+  /** The end of the response: trailers as a flat list from an HTTP/1.1 backend, an object from an HTTP/2 one. */
+  onComplete(trailers: Buffer[] | Record<string, string | string[]> | null | undefined): void {
     if (this.ended) return;
     const res = this.owner.res;
-    // A flat list from an HTTP/1.1 backend, an object from an HTTP/2 one.
-    const trailers = controller.rawTrailers as Buffer[] | Record<string, string | string[]> | null | undefined;
     if (trailers !== null && trailers !== undefined) {
       const list = trailerList(trailers);
       // HTTP/2's compatibility API takes trailers only as an object (a repeated field is joined, as its headers are).
@@ -169,9 +176,15 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
     this.end(undefined);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+  onError(error: Error): void {
     if (this.abortReason === ABORTED) return;
     this.end(error);
+  }
+
+  /** Only for requests undici sends as upgrades, which the proxy never does (upgrades go through the tunnel). */
+  onUpgrade(_statusCode: number, _headers: unknown, socket: { destroy(): void }): void {
+    socket.destroy();
+    this.fail(new Error('backend connection upgraded unasked'));
   }
 
   onBodyStarted(): void {
@@ -188,7 +201,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
 
   private fail(error: Error): void {
     if (this.ended) return;
-    this.controller?.abort(error);
+    this.abortRequest?.(error);
     this.end(error);
   }
 
@@ -198,7 +211,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, BodyEvents {
     if (error !== undefined) {
       // A wait that expired before undici handed us the request: undici still holds it, so it is aborted when it
       // gets its connection (before anything is written).
-      if (this.controller === null) this.abortReason = error;
+      if (this.abortRequest === null) this.abortReason = error;
     }
     this.release();
     this.owner.attemptEnded(this, error);
