@@ -56,7 +56,7 @@ const PLAN = flags.quick
       idle: { count: 10_000 },
       instructions: { warmup: 2_000, requests: 1_000 },
       cluster: { commits: 10, failoverRounds: 1 },
-      fleet: { learners: [0, 3], changes: 5, settleMs: 2_000, idleMs: 3_000 },
+      fleet: { learners: [0, 3], changes: 5, settleMs: 2_000, idleMs: 3_000, steadyAfterMs: 8_000 },
       strategies: { rate: 200, seconds: 6, recoverySeconds: 26, warmupSeconds: 2, runs: 1 },
       http2: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 8, streams: 10 },
     }
@@ -71,7 +71,7 @@ const PLAN = flags.quick
       instructions: { warmup: 10_000, requests: 3_000 },
       cluster: { commits: 30, failoverRounds: 3 },
       // 3 voters and 0-40 learners: 43 processes fit this 2-core machine's memory; idle CPU is sampled over 10 s.
-      fleet: { learners: [0, 10, 25, 40], changes: 30, settleMs: 5_000, idleMs: 10_000 },
+      fleet: { learners: [0, 10, 25, 40], changes: 30, settleMs: 5_000, idleMs: 10_000, steadyAfterMs: 60_000 },
       // The recovery runs last long enough for decay (10 s) to pass after the switch half-way, with room to spare.
       strategies: { rate: 200, seconds: 15, recoverySeconds: 30, warmupSeconds: 3, runs: 3 },
       // 8 connections x 10 streams: enough concurrency for h2 multiplexing to matter, few enough for one h2load thread.
