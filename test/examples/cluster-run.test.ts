@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO } from '../helpers/process.js';
 import { eventually } from '../helpers/wait.js';
+import { ephemeralLow, portIsFree } from '../helpers/ports.js';
 
 /** Offsets from the port base of every port run.sh uses (Raft, proxies, demo backends, admin). */
 const OFFSETS = [1, 2, 3, 1081, 1082, 1083, 2001, 2002, 2003, 2091, 2092, 2093];
@@ -26,19 +27,14 @@ function sh(script: string, args: readonly string[] = []): Promise<{ code: numbe
   });
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
 /** A base whose twelve ports are all free now (tests take no fixed ports). */
 async function freeBase(): Promise<number> {
+  // Below the ephemeral range, like freePort: an outgoing connection elsewhere on the machine cannot take one of
+  // them between this check and run.sh's nodes binding them (it did once: EADDRINUSE on a Raft port at base 46000).
+  const bases = Math.floor((await ephemeralLow() - 10_000 - Math.max(...OFFSETS)) / 100);
   for (let attempt = 0; attempt < 50; attempt++) {
-    const candidate = 20_000 + Math.floor(Math.random() * 400) * 100;
-    const free = await Promise.all(OFFSETS.map((offset) => portFree(candidate + offset)));
+    const candidate = 10_000 + Math.floor(Math.random() * bases) * 100;
+    const free = await Promise.all(OFFSETS.map((offset) => portIsFree(candidate + offset)));
     if (free.every(Boolean)) return candidate;
   }
   throw new Error('no free port base found');

@@ -12,11 +12,7 @@ import { readFile } from 'node:fs/promises';
  * @returns {Promise<number>}
  */
 export async function freePort(taken) {
-  const ephemeralLow = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').then(
-    (text) => Number(text.trim().split(/\s+/)[0]),
-    () => 32_768,
-  );
-  const high = Number.isInteger(ephemeralLow) && ephemeralLow > 12_000 ? ephemeralLow : 32_768;
+  const high = await ephemeralLow();
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
     if (taken?.has(port) === true || !(await portIsFree(port))) continue;
@@ -26,8 +22,21 @@ export async function freePort(taken) {
   throw new Error(`no free port found between 10000 and ${high} in 200 tries`);
 }
 
+/**
+ * The first port of the kernel's ephemeral range (outgoing connections take their local ports from there); ports
+ * below it that nothing listens on stay free until someone binds them.
+ * @returns {Promise<number>}
+ */
+export async function ephemeralLow() {
+  const low = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').then(
+    (text) => Number(text.trim().split(/\s+/)[0]),
+    () => 32_768,
+  );
+  return Number.isInteger(low) && low > 12_000 ? low : 32_768;
+}
+
 /** @param {number} port @returns {Promise<boolean>} */
-function portIsFree(port) {
+export function portIsFree(port) {
   const server = net.createServer();
   return new Promise((resolve) => {
     server.once('error', () => resolve(false));
