@@ -516,14 +516,19 @@ export class ClusterStore implements ControlPlane {
       incarnations,
     };
     this.recordingIdentities = true;
-    void this.proposals.submit(command, undefined)
-      .then(
-        () => this.options.logger.info('cluster identity recorded', { node: this.nodeId, clusterId: this.machine.clusterId, incarnations }),
-        (error: unknown) => this.options.logger.debug('recording cluster identities failed; the next leader event retries', { error: errorMessage(error) }),
-      )
-      .finally(() => {
+    void this.proposals.submit(command, undefined).then(
+      () => {
         this.recordingIdentities = false;
-      });
+        this.options.logger.info('cluster identity recorded', { node: this.nodeId, clusterId: this.machine.clusterId, incarnations });
+        // A peer heard while this proposal was in flight found recordingIdentities set and was skipped, and an idle
+        // cluster may send no further event: record it now (nothing to do returns at once).
+        this.recordIdentities();
+      },
+      (error: unknown) => {
+        this.recordingIdentities = false;
+        this.options.logger.debug('recording cluster identities failed; the next leader event retries', { error: errorMessage(error) });
+      },
+    );
   }
 
   private async changeMembership(change: ConfChange, done: () => boolean): Promise<ClusterStatus> {
