@@ -77,7 +77,6 @@ export class MetricsHistory {
   private lastVersion: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private sampling = false;
-  private lastFamilies: { text: string; counters: Map<string, RequestCounters> } | null = null;
 
   constructor(
     private readonly sources: HistorySources,
@@ -110,11 +109,7 @@ export class MetricsHistory {
         this.record(now, status, direct);
         return;
       }
-      const text = await this.sources.requestFamilies();
-      // An idle node hands back the very text it rendered last: parsing it again would find the same counters.
-      const counters = text === this.lastFamilies?.text ? this.lastFamilies.counters : parseRequestCounters(text);
-      this.lastFamilies = { text, counters };
-      this.record(now, status, counters);
+      this.record(now, status, parseRequestCounters(await this.sources.requestFamilies()));
     } finally {
       this.sampling = false;
     }

@@ -417,31 +417,6 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     for (const byId of backends.values()) for (const b of byId.values()) visit(b);
   };
 
-  /**
-   * What the request families' text depends on, without rendering it: the series and their request counts (every
-   * request adds to one count and to its duration at once). The dashboard history reads these families every
-   * second on every node; an idle node now hands back the text it rendered last instead of rendering it again.
-   */
-  const requestFamiliesKey = (): string => {
-    let seriesCount = 0;
-    let requests = 0;
-    eachBackend((b) => {
-      for (const series of b.series.values()) {
-        seriesCount++;
-        for (const count of series.byClass) requests += count;
-      }
-    });
-    for (const pool of pools.values()) {
-      for (const counts of pool.withoutBackend.values()) {
-        seriesCount++;
-        for (const count of counts) requests += count;
-      }
-    }
-    return `${seriesGeneration}:${seriesCount}:${requests}`;
-  };
-  /** Bumped whenever series may have been dropped, so a drop and an equal new count never read as unchanged. */
-  let seriesGeneration = 0;
-  let requestFamiliesText: { key: string; text: string } | null = null;
 
   registerSnapshot(
     registry,
@@ -643,14 +618,8 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     registry,
     contentType: registry.contentType,
     render: () => registry.metrics(),
-    async renderRequestFamilies() {
-      const key = requestFamiliesKey();
-      if (requestFamiliesText?.key !== key) {
-        const text = (await Promise.all([`${p}requests_total`, durationName].map((name) => registry.getSingleMetricAsString(name)))).join('\n');
-        requestFamiliesText = { key, text };
-      }
-      return requestFamiliesText.text;
-    },
+    renderRequestFamilies: async () =>
+      (await Promise.all([`${p}requests_total`, durationName].map((name) => registry.getSingleMetricAsString(name)))).join('\n'),
     requestCounters() {
       const out = new Map<string, RequestCounters>();
       const bounds = REQUEST_DURATION_BUCKETS;
@@ -724,7 +693,6 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
     },
     raft,
     retain(live, routes) {
-      seriesGeneration++;
       if (routes !== undefined) {
         const labels = new Set(routes);
         eachBackend((b) => b.retainRoutes(labels));
