@@ -198,12 +198,12 @@ export class RawNode {
     return this.raft.status();
   }
 
-  /** The cheap part of status(): no progress map, no membership copy. */
   /** Elections this node started since it was created; it rises once per round, so a node that keeps campaigning shows it. */
   electionsStarted(): number {
     return this.raft.electionsStarted;
   }
 
+  /** The cheap part of status(): no progress map, no membership copy. */
   basicStatus(): BasicStatus {
     const r = this.raft;
     return {
