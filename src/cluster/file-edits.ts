@@ -3,11 +3,11 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { toPlainReplicated } from '../config/plain.js';
-import { validateConfigText } from '../config/validate.js';
+import { sameReplicated, validateConfigText } from '../config/validate.js';
 import { FORCE_HINT, unsafeChangeMessage } from '../config/safety.js';
 import { readFileEdit } from '../control/file-edit.js';
 import type { ChangeMeta, ChangeSource } from '../control/history.js';
-import { sameReplicated, type ConfigCommand } from '../control/config-reducer.js';
+import type { ConfigCommand } from '../control/config-reducer.js';
 import { errorMessage, isBalancerError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';

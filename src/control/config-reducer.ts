@@ -2,8 +2,6 @@
 
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import { deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
-// Both stores and the file sync compare configs with it; it lives beside the validator, which the config writer also uses.
-export { sameReplicated } from '../config/validate.js';
 import { toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import type { BackendInput, BackendPatch } from './types.js';

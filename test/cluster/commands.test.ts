@@ -1,9 +1,9 @@
 // The config reducer's backend commands: one pool validated again, the rest carried over, same outcome as validating it all.
 
 import { describe, expect, it } from 'vitest';
-import { applyCommand, sameReplicated, type ConfigState } from '../../src/control/config-reducer.js';
+import { applyCommand, type ConfigState } from '../../src/control/config-reducer.js';
 import { toPlainReplicated } from '../../src/config/plain.js';
-import { validateReplicated } from '../../src/config/validate.js';
+import { sameReplicated, validateReplicated } from '../../src/config/validate.js';
 
 function stateOf(plain: unknown): ConfigState {
   const result = validateReplicated(plain);
