@@ -75,3 +75,25 @@ export function fixedLookup(addresses: readonly string[]): LookupFunction {
     else callback(null, entries[0]!.address, entries[0]!.family);
   };
 }
+
+/**
+ * Backend URLs seen lately, parsed. A config change rebuilds the pool it touches, and each of its backends' URLs was
+ * parsed again by the pool, its connection pools and DNS discovery: most of a 1,000-backend pool's rebuild. Bounded:
+ * emptied when full.
+ */
+const parsedUrls = new Map<string, Readonly<URL>>();
+const PARSED_URLS_SIZE = 20_000;
+
+/**
+ * `new URL(text)`, parsed once per distinct text: the URL is shared by every caller, so it is read-only. Throws as
+ * `new URL` does (nothing invalid is kept).
+ */
+export function parsedUrl(text: string): Readonly<URL> {
+  let url = parsedUrls.get(text);
+  if (url === undefined) {
+    url = new URL(text);
+    if (parsedUrls.size >= PARSED_URLS_SIZE) parsedUrls.clear();
+    parsedUrls.set(text, url);
+  }
+  return url;
+}

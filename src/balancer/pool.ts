@@ -12,6 +12,7 @@ import { BackendHealth, type BackendHealthOptions, type HealthTransition, type R
 import { HealthChecker } from '../health/checker.js';
 import { createProbe, type Probe, type ProbeResult } from '../health/probe.js';
 import type { Logger } from '../log.js';
+import { parsedUrl } from '../net-address.js';
 import type { BackendMetrics, Metrics } from '../metrics/types.js';
 import { pickWithAffinity, type PickRequest } from './affinity.js';
 import { LatencyEwma, type LatencyEwmaOptions } from './latency-ewma.js';
@@ -63,7 +64,7 @@ class BackendLive {
 export class BackendRuntime implements Candidate {
   readonly id: string;
   readonly config: BackendConfig;
-  readonly url: URL;
+  readonly url: Readonly<URL>;
   readonly metrics: BackendMetrics;
   /** @internal shared with the same backend in newer/older pool generations. */
   readonly live: BackendLive;
@@ -71,7 +72,7 @@ export class BackendRuntime implements Candidate {
   readonly pool: PoolRuntime;
 
   /** @internal built by PoolRuntime.create */
-  constructor(pool: PoolRuntime, config: BackendConfig, url: URL, metrics: BackendMetrics, live: BackendLive) {
+  constructor(pool: PoolRuntime, config: BackendConfig, url: Readonly<URL>, metrics: BackendMetrics, live: BackendLive) {
     this.pool = pool;
     this.id = config.id;
     this.config = config;
@@ -183,7 +184,7 @@ export class PoolRuntime {
     const backends: BackendRuntime[] = [];
     const carried: Array<{ runtime: BackendRuntime; before: BackendStateName }> = [];
     for (const backendConfig of config.backends) {
-      const url = new URL(backendConfig.url);
+      const url = parsedUrl(backendConfig.url);
       const old = previous?.byId.get(backendConfig.id);
       let live: BackendLive;
       const kept = old !== undefined && old.url.href === url.href;

@@ -10,7 +10,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import { DEFAULTS, type BackendConfig, type PoolConfig, type ReplicatedConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { formatHostPort } from '../net-address.js';
+import { formatHostPort, parsedUrl } from '../net-address.js';
 import { dnsLookup, type DnsAnswer, type DnsLookup, type DnsQuestion, type DnsTarget } from './dns-lookup.js';
 
 /** What DNS discovery told this node about a pool, for status (the admin API, CLI and dashboard show it). */
@@ -59,7 +59,7 @@ function questionKey(question: DnsQuestion): string {
 
 /** The host of a backend URL when it is a name (null for an IP literal). */
 function hostName(url: string): string | null {
-  const host = new URL(url).hostname;
+  const host = parsedUrl(url).hostname;
   const bare = host.startsWith('[') ? host.slice(1, -1) : host;
   return isIP(bare) === 0 ? bare : null;
 }
@@ -207,7 +207,7 @@ export class DnsDiscovery {
         // A backend listed in the config with the same id is the operator's: it wins.
         if (taken.has(id)) continue;
         taken.add(id);
-        const url = new URL(`${discovery.scheme}://${formatHostPort(target.address, port)}`).origin;
+        const url = parsedUrl(`${discovery.scheme}://${formatHostPort(target.address, port)}`).origin;
         found.push({ id, url, weight: target.weight ?? 1, drain: discovery.drain.includes(id), backup: target.backup === true, discovered: true });
       }
       found.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

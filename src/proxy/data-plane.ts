@@ -203,7 +203,7 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
       const pool = this.buildPool(poolConfig, unchanged?.pool, this.deps, tls);
       pools.set(name, {
         pool,
-        upstreams: this.upstreams.forPool(poolConfig, tls),
+        upstreams: this.upstreams.forPool(poolConfig, tls, unchanged === undefined ? undefined : { config: unchanged.pool.config, tls: unchanged.pool.tls, upstreams: unchanged.upstreams }),
         metrics: this.deps.metrics.pool(name),
         rateLimit: this.limiters.get(poolScope(name), poolConfig.rateLimit ?? null),
       });

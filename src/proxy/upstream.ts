@@ -6,7 +6,7 @@ import { buildConnector, Pool, type Connector, type ConnectorOptions } from './u
 import { DEFAULTS, type BackendConfig, type PoolConfig } from '../config/schema.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { discoveredServerName } from '../discovery/dns-discovery.js';
-import { fixedLookup } from '../net-address.js';
+import { fixedLookup, parsedUrl } from '../net-address.js';
 
 /** The shape http-proxy accepts as a pre-parsed target (WebSocket tunnels), so it never re-parses a URL per request. */
 export interface ProxyTarget {
@@ -43,7 +43,7 @@ export interface Upstream {
   inflight: number;
 }
 
-function targetOf(url: URL): ProxyTarget {
+function targetOf(url: Readonly<URL>): ProxyTarget {
   const protocol = url.protocol === 'https:' ? 'https:' : 'http:';
   const port = url.port === '' ? (protocol === 'https:' ? 443 : 80) : Number(url.port);
   // URL keeps brackets on IPv6 hostnames; sockets want the bare address.
@@ -85,7 +85,7 @@ function tlsOptions(tls: UpstreamTlsMaterial): ConnectionOptions {
  * else its URL's host.
  */
 function verifiedName(target: ProxyTarget, pool: PoolConfig, backend: BackendConfig): string {
-  return pool.tls.serverName ?? discoveredServerName(pool, backend) ?? target.hostname;
+  return namedServer(pool, backend) ?? target.hostname;
 }
 
 /** The SNI an https backend gets: its verified name; '' (none) for an IP literal. */
@@ -94,7 +94,7 @@ function sniFor(name: string): string {
 }
 
 
-function poolFor(url: URL, connect: Connector, pool: PoolConfig): Pool {
+function poolFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig): Pool {
   return new Pool(url.origin, {
     connect,
     connections: pool.connections.max === 0 ? null : pool.connections.max,
@@ -105,6 +105,28 @@ function poolFor(url: URL, connect: Connector, pool: PoolConfig): Pool {
     keepAliveMaxTimeout: DEFAULTS.upstream.freeSocketTimeoutMs,
     // Every request passes its own response (headers) and idle (body) timeouts from its pool's config.
   });
+}
+
+/** What a pool's upstreams were built from: the pool config, its TLS files' contents, and the upstreams by backend id. */
+export interface BuiltUpstreams {
+  readonly config: PoolConfig;
+  readonly tls: UpstreamTlsMaterial;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+}
+
+/** The pool-wide part of an upstream's key: settings of the connections that are not the backend's own. */
+function poolSettingsKey(pool: PoolConfig, tls: UpstreamTlsMaterial): string {
+  return `${pool.protocol}|${tls.digest}|${pool.timeouts.connectMs}|${pool.connections.max}`;
+}
+
+/** The name a backend is verified against when it is not its URL's host (which the URL itself gives); null otherwise. */
+function namedServer(pool: PoolConfig, backend: BackendConfig): string | null {
+  return pool.tls.serverName ?? discoveredServerName(pool, backend);
+}
+
+function sameAddresses(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.length === b.length && a.every((address, index) => address === b[index]);
 }
 
 /**
@@ -118,15 +140,28 @@ export class UpstreamRegistry {
    * Returns one upstream per backend id of the pool; `tls` is the pool's CA and client certificate, read once per config
    * by the caller. New file contents (a renewed client certificate) make new upstreams; the old ones drain.
    */
-  forPool(pool: PoolConfig, tls: UpstreamTlsMaterial): Map<string, Upstream> {
+  forPool(pool: PoolConfig, tls: UpstreamTlsMaterial, previous?: BuiltUpstreams): Map<string, Upstream> {
     const result = new Map<string, Upstream>();
-    for (const backend of pool.backends) {
-      const url = new URL(backend.url);
+    const settings = poolSettingsKey(pool, tls);
+    // A change to one backend of a large pool looks up the others' upstreams by what their keys are made of, without
+    // building the keys: a backend whose URL, addresses and verified name are as before, in a pool whose connection
+    // settings are as before, has the upstream it had.
+    const before = previous !== undefined && poolSettingsKey(previous.config, previous.tls) === settings ? previous : undefined;
+    for (const [index, backend] of pool.backends.entries()) {
+      const was = before?.config.backends[index];
+      if (was !== undefined && was.id === backend.id && was.url === backend.url && sameAddresses(was.addresses, backend.addresses) && namedServer(before!.config, was) === namedServer(pool, backend)) {
+        const kept = before!.upstreams.get(backend.id);
+        if (kept !== undefined) {
+          result.set(backend.id, kept);
+          continue;
+        }
+      }
+      const url = parsedUrl(backend.url);
       const addresses = backend.addresses ?? null;
       const target = targetOf(url);
       const serverName = verifiedName(target, pool, backend);
       // A new address is a new pool of connections: requests on the old one finish there (retain closes it after).
-      const key = `${url.origin}|${addresses?.join(',') ?? ''}|${pool.protocol}|${tls.digest}|${serverName}|${pool.timeouts.connectMs}|${pool.connections.max}`;
+      const key = `${url.origin}|${addresses?.join(',') ?? ''}|${serverName}|${settings}`;
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
         const connect = connectorFor(target, pool, tls, addresses, sniFor(serverName));

@@ -94,6 +94,59 @@ describe('DataPlane.apply', () => {
     }
   });
 
+  it('a rebuilt pool keeps the connection pools of its unchanged backends, and makes new ones where a connection setting differs', () => {
+    const web = (settings: Record<string, unknown>, weightOfB = 1): ReplicatedConfig => {
+      const result = validateReplicated({
+        routes: [],
+        pools: {
+          web: {
+            backends: [{ url: 'https://127.0.0.1:9001', id: 'a' }, { url: 'https://127.0.0.1:9002', id: 'b', weight: weightOfB }, { url: 'https://127.0.0.1:9003', id: 'c' }],
+            ...settings,
+          },
+        },
+      });
+      if (!result.ok) throw new Error(JSON.stringify(result.problems));
+      return result.config;
+    };
+    const withAddresses = (config: ReplicatedConfig, id: string, addresses: string[]): ReplicatedConfig => {
+      const pool = config.pools['web']!;
+      return { ...config, pools: { web: { ...pool, backends: pool.backends.map((backend) => (backend.id === id ? { ...backend, addresses } : backend)) } } };
+    };
+    const upstreams = (dataPlane: DataPlane) => dataPlane.table.pools.get('web')!.upstreams;
+    const dataPlane = localDataPlane();
+    try {
+      dataPlane.apply(1, web({}));
+      const first = upstreams(dataPlane);
+      // A weight is no connection setting: every backend keeps its connections.
+      dataPlane.apply(2, web({}, 5));
+      expect(dataPlane.table.pools.get('web')!.pool.get('b')!.config.weight).toBe(5);
+      for (const id of ['a', 'b', 'c']) expect(upstreams(dataPlane).get(id)).toBe(first.get(id));
+      // Addresses DNS found for one backend: that backend connects anew, the others keep theirs.
+      dataPlane.apply(3, withAddresses(web({}, 5), 'b', ['127.0.0.2']));
+      expect(upstreams(dataPlane).get('b')).not.toBe(first.get('b'));
+      expect(upstreams(dataPlane).get('b')!.key).toContain('127.0.0.2');
+      expect(upstreams(dataPlane).get('a')).toBe(first.get('a'));
+      const withB = upstreams(dataPlane);
+      // Pool-wide settings the connections are made with: every backend connects anew.
+      for (const [version, settings, inKey] of [
+        [4, { tls: { serverName: 'web.internal' } }, 'web.internal'],
+        [5, { timeouts: { connect: '7s' } }, '7000'],
+        [6, { protocol: 'h2' }, '|h2|'],
+        [7, { connections: { max: 3 } }, '|3'],
+      ] as const) {
+        const before = upstreams(dataPlane);
+        dataPlane.apply(version, web(settings));
+        for (const id of ['a', 'b', 'c']) {
+          expect(upstreams(dataPlane).get(id)).not.toBe(before.get(id));
+          expect(upstreams(dataPlane).get(id)!.key).toContain(inKey);
+        }
+      }
+      expect(withB.get('a')!.serverName).toBe('127.0.0.1');
+    } finally {
+      dataPlane.stop();
+    }
+  });
+
   it('fails with CONFIG_IO when a pool it builds has a tls.ca that cannot be read, and keeps the running table', () => {
     const dataPlane = localDataPlane();
     try {
