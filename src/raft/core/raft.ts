@@ -151,8 +151,7 @@ export class Raft {
 
   private readonly votes = new Map<NodeId, boolean>();
   private electionElapsed = 0;
-  /** Elections this node started (a pre-vote round, a vote round or a transfer's), since it was created. */
-  electionsStarted = 0;
+  private electionsStartedCount = 0;
   private heartbeatElapsed = 0;
   private learnerHeartbeatElapsed = 0;
   private randomizedElectionTimeout: number;
@@ -171,6 +170,11 @@ export class Raft {
   private readonly readQueue: string[] = [];
   /** ReadIndex requests that arrived before this leader committed an entry of its term. */
   private pendingReadIndexMessages: Message[] = [];
+
+  /** Elections this node started (a pre-vote round, a vote round or a transfer's), since it was created; read-only outside. */
+  get electionsStarted(): number {
+    return this.electionsStartedCount;
+  }
 
   constructor(config: RaftConfig, storage: Storage) {
     this.id = config.id;
@@ -495,7 +499,7 @@ export class Raft {
       this.logger?.debug('not campaigning: unapplied conf change', { id: this.id });
       return;
     }
-    this.electionsStarted++;
+    this.electionsStartedCount++;
     this.campaign(kind);
   }
 
