@@ -96,9 +96,12 @@ function rangeOf(node: unknown): readonly [number, number, number] | undefined {
 const UNKNOWN = Symbol('unknown');
 type Reads = Json | undefined | typeof UNKNOWN;
 
-/** The same meaning for sure (plain forms are built field by field in one order, so equal values stringify alike); false may still mean the same. */
+/**
+ * The same meaning for sure: equal plain forms. Compared in place, stopping at the first difference: stringifying both
+ * sides cost the whole section at every level on the way down to a one-weight change.
+ */
 function sameRead(reads: Reads, value: Json): boolean {
-  return reads !== UNKNOWN && reads !== undefined && JSON.stringify(reads) === JSON.stringify(value);
+  return reads !== UNKNOWN && reads !== undefined && isDeepStrictEqual(reads, value);
 }
 
 function readsAt(reads: Reads, key: string): Reads {
@@ -315,7 +318,7 @@ class SectionRewriter {
     }
     const fileIndexById = new Map<string, number>();
     items.forEach((item, index) => {
-      const id = backendIdOf(this.json(item));
+      const id = backendIdOf(idAndUrlOf(item) ?? this.json(item));
       if (id !== undefined && !fileIndexById.has(id)) fileIndexById.set(id, index);
     });
     const matched = value.map((item) => {
@@ -399,6 +402,24 @@ function toJson(document: Document, node: unknown): Json {
     }
   }
   return null;
+}
+
+/**
+ * A backend item's `id` and `url` as its plain form has them, read off the map's own scalars (the plain form of every
+ * item of a 1,000-backend list was a tenth of a weight change); null when something in the map could read otherwise
+ * (a tag, an anchor, an alias, a key that is no plain string, a merge key), and the caller takes the plain form.
+ */
+function idAndUrlOf(item: unknown): JsonObject | null {
+  if (!isMap(item) || item.tag !== undefined || item.anchor !== undefined) return null;
+  const found: Record<string, Json> = {};
+  for (const pair of item.items as Pair[]) {
+    if (!isScalar(pair.key) || typeof pair.key.value !== 'string' || pair.key.value === '<<') return null;
+    const key = pair.key.value;
+    if (key !== 'id' && key !== 'url') continue;
+    if (!isScalar(pair.value) || pair.value.tag !== undefined) return null;
+    found[key] = pair.value.value as Json;
+  }
+  return found;
 }
 
 function backendIdOf(value: Json | undefined): string | undefined {
@@ -577,18 +598,7 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
     }
     return shifted;
   };
-  /** Moves every offset inside `root`; `unmovedBelow`: a node that ends before it holds no offset that moves, nor do its children. */
-  const shiftAll = (root: Node | Document, by: (offset: number) => number, unmovedBelow = -Infinity): void => {
-    visit(root, (_key, visited) => {
-      const range = rangeOf(visited);
-      if (range === undefined) return undefined;
-      // Half the nodes of a long backend list sit before a weight change: their subtrees are not walked.
-      if (range[2] < unmovedBelow) return visit.SKIP;
-      (visited as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
-      return undefined;
-    });
-  };
-  shiftAll(document, moved, Math.min(...edits.map((edit) => edit.start)));
+  shiftRanges(document.contents, moved, Math.min(...edits.map((edit) => edit.start)));
   const documentRange = rangeOf(document);
   if (documentRange !== undefined) document.range = [moved(documentRange[0]), moved(documentRange[1]), moved(documentRange[2])];
   for (const { node, parsed } of scalars) {
@@ -600,7 +610,7 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
   }
   for (const { old, parent, range, parsed } of replacements) {
     const at = moved(range[0]);
-    shiftAll(parsed, (offset) => offset + at);
+    shiftRanges(parsed, (offset) => offset + at);
     // Parsed alone the piece ends at its closing bracket; in the file its node also spans a comment after it.
     const [start, valueEnd] = rangeOf(parsed)!;
     parsed.range = [start, valueEnd, moved(range[2])];
@@ -614,6 +624,27 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
     }
   }
   return true;
+}
+
+/**
+ * Moves every offset of `node` and everything inside it (the nodes yaml's visit reaches: pairs' keys and values,
+ * collections' items); `unmovedBelow`: a node that ends before it holds no offset that moves, nor do its children (half
+ * the nodes of a long backend list sit before a weight change: their subtrees are not walked). A plain walk: yaml's
+ * visit builds a frozen path per node, most of following an edit in a 1,000-backend file.
+ */
+function shiftRanges(node: unknown, by: (offset: number) => number, unmovedBelow = -Infinity): void {
+  if (node === null || typeof node !== 'object') return;
+  if (isPair(node)) {
+    shiftRanges(node.key, by, unmovedBelow);
+    shiftRanges(node.value, by, unmovedBelow);
+    return;
+  }
+  const range = rangeOf(node);
+  if (range !== undefined) {
+    if (range[2] < unmovedBelow) return;
+    (node as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
+  }
+  if (isMap(node) || isSeq(node)) for (const item of node.items as unknown[]) shiftRanges(item, by, unmovedBelow);
 }
 
 function rootPair(document: Document, key: string): Pair | undefined {

@@ -103,6 +103,32 @@ describe('rewriteReplicatedSections', () => {
     expect(replicatedOf(text)).toEqual(changed);
   });
 
+  test('a backend whose id is tagged, or that is an alias of another map, is found by the id it reads as', () => {
+    const text = [
+      'routes:',
+      '  - { match: { pathPrefix: /api }, pool: api }',
+      '  - { match: { pathPrefix: / }, pool: web }',
+      'pools:',
+      '  web:',
+      '    backends:',
+      '      - { url: http://127.0.0.1:9001, id: !!str 7 }',
+      '      - &shared { url: http://127.0.0.1:9002, id: b }',
+      '  api:',
+      '    backends:',
+      '      - *shared',
+      '',
+    ].join('\n');
+    const reads = replicatedOf(text);
+    expect(reads.pools['web']!.backends.map((b) => b.id)).toEqual(['7', 'b']);
+    const changed = withPool(reads, 'web', (pool) => ({ ...pool, backends: pool.backends.map((b) => (b.id === '7' ? { ...b, weight: 3 } : b)) }));
+    const rewritten = rewriteReplicatedSections(text, changed);
+    expect(changedLines(text, rewritten)).toEqual({ removed: ['      - { url: http://127.0.0.1:9001, id: !!str 7 }'], added: ['      - { url: http://127.0.0.1:9001, id: !!str 7, weight: 3 }'] });
+    expect(replicatedOf(rewritten)).toEqual(changed);
+    // The alias's pool changes through its own entry, which stays an alias as long as the anchored map means the same.
+    const api = withPool(changed, 'api', (pool) => ({ ...pool, backends: pool.backends.map((b) => ({ ...b, weight: 2 })) }));
+    expect(replicatedOf(rewriteReplicatedSections(rewritten, api))).toEqual(api);
+  });
+
   test('a weight change inside a one-line flow entry keeps its comment', () => {
     const changed = withPool(original, 'web', (pool) => ({
       ...pool,
