@@ -3,7 +3,8 @@
 import type { Clock, Random, TimerHandle } from '../clock.js';
 import type { HealthCheckConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
-import { KeptConnection, type Probe, type ProbeResult, type ProbeTarget } from './probe.js';
+import { KeptConnection } from './http-check.js';
+import type { Probe, ProbeResult, ProbeTarget } from './probe.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 
 export interface CheckTarget {

@@ -1,15 +1,15 @@
 // One active health probe: an HTTP(S) GET, a gRPC health check over HTTP/2, or a TCP connect to a backend, bounded by a timeout.
 
-import http from 'node:http';
 import http2 from 'node:http2';
-import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Clock } from '../clock.js';
 import type { HealthCheckResult } from '../metrics/types.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { errorMessage } from '../errors.js';
 import { GRPC_HEALTH_CHECK_PATH, SERVING, healthCheckRequest, servingStatusName, servingStatusOf } from './grpc-health.js';
 import { fixedLookup } from '../net-address.js';
+import { CheckConnection, KeptConnection, MAX_BODY_BYTES, USER_AGENT, checkRequest } from './http-check.js';
 import type { LookupFunction } from 'node:net';
 
 export interface ProbeTarget {
@@ -40,38 +40,8 @@ export interface ProbeResult {
 
 export type Probe = (target: ProbeTarget) => Promise<ProbeResult>;
 
-/** Enough of a health page to see it is a real answer; anything longer is cut off rather than read forever. */
-const MAX_BODY_BYTES = 64 * 1024;
-
-const USER_AGENT = 'balancer-health-check';
-
 /** TCP keep-alive probes on a kept check connection start after this much silence; the checks themselves come far more often. */
 const KEPT_CONNECTION_TCP_KEEPALIVE_MS = 60_000;
-
-/**
- * One backend's HTTP check connection kept between checks (Envoy's reuse_connection): dialled by the first check and
- * reused while checks pass. Any other result (a failing status, an error, a timeout) closes it, so the next check
- * dials fresh and a backend that cannot take new connections is seen. A connection the backend closed while idle is
- * dropped by the agent and the next check dials a new one.
- */
-export class KeptConnection {
-  private agent: http.Agent | null = null;
-
-  /** The keep-alive agent (at most one socket) the next check goes through. */
-  agentFor(secure: boolean): http.Agent {
-    if (this.agent === null) {
-      const options: http.AgentOptions = { keepAlive: true, keepAliveMsecs: KEPT_CONNECTION_TCP_KEEPALIVE_MS, maxSockets: 1, maxFreeSockets: 1 };
-      this.agent = secure ? new https.Agent(options) : new http.Agent(options);
-    }
-    return this.agent;
-  }
-
-  /** Closes the connection (idle or in use); the next check dials a new one. */
-  close(): void {
-    this.agent?.destroy();
-    this.agent = null;
-  }
-}
 
 export function createProbe(clock: Clock): Probe {
   return (target) => {
@@ -162,75 +132,52 @@ function tlsOptions(target: ProbeTarget): { rejectUnauthorized: true; ca?: strin
 }
 
 function httpProbe(target: ProbeTarget, path: string, clock: Clock): Promise<ProbeResult> {
-  const url = target.url;
-  const secure = url.protocol === 'https:';
   const kept = target.keptConnection ?? null;
   return bounded(clock, target.timeoutMs, (settle) => {
     let ended = false;
-    const failed = (error: unknown): void => settle({ result: 'error', detail: describeError(error) });
-    // A kept connection the backend closed just as this check went out: one more try on a fresh connection before
-    // the check counts as failed (a backend may close an idle connection whenever it likes). Not once the check
-    // has ended: destroying its request at a timeout reports an error too.
-    let request = httpRequest(target, path, secure, kept, settle, () => {
-      if (ended) return;
-      kept?.close();
-      request = httpRequest(target, path, secure, kept, settle, failed);
-    });
+    const request = kept === null ? checkRequest(path, target.host ?? target.url.host, false) : kept.request(path, target.host ?? target.url.host);
+    let connection = kept?.current() ?? null;
+    const get = (): void => {
+      if (connection === null) {
+        connection = new CheckConnection(dial(target, kept !== null));
+        kept?.use(connection);
+      }
+      connection.get(request, {
+        answered: (status) =>
+          settle(statusExpected(status, target.expectedStatuses) ? { result: 'pass', detail: `HTTP ${status}` } : { result: 'fail', detail: `HTTP ${status}` }),
+        failed: (error, stale) => {
+          // A kept connection the backend closed just as this check went out: one more try on a fresh connection before
+          // the check counts as failed (a backend may close an idle connection whenever it likes). Not once the check
+          // has ended.
+          if (!stale || ended) {
+            settle({ result: 'error', detail: describeError(error) });
+            return;
+          }
+          kept?.close();
+          connection = null;
+          get();
+        },
+      });
+    };
+    get();
     return (result) => {
       ended = true;
-      // Destroying a request whose answer ended leaves its kept socket alone (it is back in the agent by then).
-      request.destroy();
-      if (result.result !== 'pass') kept?.close();
+      // Only a passing check leaves its connection open (for the next check, when the answer allows it).
+      if (!connection!.release(kept !== null && result.result === 'pass')) kept?.close();
     };
   });
 }
 
 /**
- * One GET of a check. Without a kept connection the request dials a fresh one and asks the backend to close it: a
- * check must see whether a new connection works, and must not share (or be queued behind) the data plane's
- * keep-alive sockets. `onStaleSocket` is told of an error before any answer on a socket an earlier check used.
+ * A check's connection: TCP, or TLS for an https backend. Without a kept connection every check dials its own and
+ * asks the backend to close it: a check must see whether a new connection works, and must not share (or be queued
+ * behind) the data plane's keep-alive sockets.
  */
-function httpRequest(
-  target: ProbeTarget,
-  path: string,
-  secure: boolean,
-  kept: KeptConnection | null,
-  settle: (result: ProbeResult) => void,
-  onStaleSocket: (error: unknown) => void,
-): http.ClientRequest {
-  const url = target.url;
-  const options: https.RequestOptions = {
-    host: hostOf(url),
-    ...resolvedLookup(target),
-    port: portOf(url),
-    method: 'GET',
-    path,
-    agent: kept === null ? false : kept.agentFor(secure),
-    headers: { host: target.host ?? url.host, 'user-agent': USER_AGENT, accept: '*/*', ...(kept === null ? { connection: 'close' } : {}) },
-  };
-  if (secure) Object.assign(options, tlsOptions(target));
-  let answered = false;
-  const request = (secure ? https : http).request(options, (response) => {
-    answered = true;
-    const status = response.statusCode ?? 0;
-    const result: ProbeResult = statusExpected(status, target.expectedStatuses)
-      ? { result: 'pass', detail: `HTTP ${status}` }
-      : { result: 'fail', detail: `HTTP ${status}` };
-    let received = 0;
-    // The body is read and discarded so the verdict waits for a complete answer, but never more than a page of it.
-    response.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > MAX_BODY_BYTES) settle(result);
-    });
-    response.once('end', () => settle(result));
-    response.on('error', (error) => settle({ result: 'error', detail: `response ${describeError(error)}` }));
-  });
-  request.on('error', (error) => {
-    if (!answered && request.reusedSocket) onStaleSocket(error);
-    else settle({ result: 'error', detail: describeError(error) });
-  });
-  request.end();
-  return request;
+function dial(target: ProbeTarget, keep: boolean): net.Socket {
+  const options = { host: hostOf(target.url), port: portOf(target.url), ...resolvedLookup(target) };
+  const socket = target.url.protocol === 'https:' ? tls.connect({ ...options, ...tlsOptions(target) }) : net.connect(options);
+  if (keep) socket.setKeepAlive(true, KEPT_CONNECTION_TCP_KEEPALIVE_MS);
+  return socket;
 }
 
 /**

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../../src/clock.js';
 import { PoolRuntime, type BackendStateChange } from '../../src/balancer/pool.js';
-import { KeptConnection, createProbe, type ProbeTarget } from '../../src/health/probe.js';
+import { KeptConnection } from '../../src/health/http-check.js';
+import { createProbe, type ProbeTarget } from '../../src/health/probe.js';
 import { memoryLogger } from '../../src/log.js';
 import type { HealthCheckResult } from '../../src/metrics/types.js';
 import { backend, healthCheck, poolConfig, recordingMetrics } from '../balancer/pool-fixtures.js';
@@ -297,6 +298,87 @@ describe('kept check connections (healthCheck.reuseConnection, real sockets)', (
     expect((await probe(target(backendServer.url, { keptConnection: kept }))).result).toBe('pass');
     expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
     expect(backendServer.accepted()).toBe(2);
+  });
+});
+
+/**
+ * A TCP server that answers each request (a head ending in a blank line) with the next scripted answer, sent in the
+ * given pieces with a pause between them so each piece arrives on its own; `close` ends the connection after it.
+ */
+async function scriptedServer(answers: ReadonlyArray<{ readonly pieces: readonly string[]; readonly close?: boolean }>) {
+  let accepted = 0;
+  let next = 0;
+  const requests: string[] = [];
+  const server = net.createServer((socket) => {
+    accepted++;
+    let pending = '';
+    socket.on('error', () => {});
+    socket.on('data', async (chunk) => {
+      pending += chunk.toString('latin1');
+      const end = pending.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      requests.push(pending.slice(0, end));
+      pending = pending.slice(end + 4);
+      const answer = answers[next++];
+      if (answer === undefined) return void socket.destroy();
+      for (const piece of answer.pieces) {
+        socket.write(piece, 'latin1');
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      if (answer.close === true) socket.end();
+    });
+  });
+  const port = await listen(server);
+  return { url: `http://127.0.0.1:${port}`, accepted: () => accepted, requests };
+}
+
+describe('HTTP/1.1 answers as a check reads them (scripted backend, real sockets)', () => {
+  it('sends a path outside visible ASCII percent-encoded as UTF-8', async () => {
+    const backendServer = await httpServer();
+    expect(await probe(target(backendServer.url, { path: '/santé/健康' }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(backendServer.seen).toEqual([{ host: `127.0.0.1:${backendServer.port}`, path: '/sant%C3%A9/%E5%81%A5%E5%BA%B7' }]);
+  });
+
+  it('reads a chunked answer with extensions and trailers a byte at a time, skips a 100 Continue, and keeps the connection', async () => {
+    const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;ext=1\r\nok\r\n0\r\nX-Trailer: t\r\n\r\n';
+    const backendServer = await scriptedServer([
+      { pieces: [...chunked] },
+      { pieces: ['HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n'] },
+      { pieces: ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'] },
+    ]);
+    const kept = new KeptConnection();
+    cleanups.push(() => kept.close());
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 204' });
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(backendServer.accepted()).toBe(1);
+    expect(backendServer.requests[0]).toBe(`GET /healthz HTTP/1.1\r\nhost: ${new URL(backendServer.url).host}\r\nuser-agent: balancer-health-check\r\naccept: */*\r\nconnection: keep-alive`);
+  });
+
+  it('an answer that ends with its connection passes, and the next check dials fresh', async () => {
+    const backendServer = await scriptedServer([
+      { pieces: ['HTTP/1.1 200 OK\r\n\r\n', 'all of it'], close: true },
+      { pieces: ['HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n'] },
+      { pieces: ['HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'] },
+    ]);
+    const kept = new KeptConnection();
+    cleanups.push(() => kept.close());
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    // HTTP/1.0 without keep-alive: that connection is not reused either.
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(await probe(target(backendServer.url, { keptConnection: kept }))).toEqual({ result: 'pass', detail: 'HTTP 200' });
+    expect(backendServer.accepted()).toBe(3);
+  });
+
+  it('an answer that is not HTTP/1.x, or whose length is ambiguous or cut short, is an error', async () => {
+    const garbage = await scriptedServer([{ pieces: ['SSH-2.0-OpenSSH_9.6\r\n\r\n'] }]);
+    expect(await probe(target(garbage.url))).toEqual({ result: 'error', detail: 'not an HTTP/1.x answer: "SSH-2.0-OpenSSH_9.6"' });
+    const ambiguous = await scriptedServer([{ pieces: ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok'] }]);
+    expect((await probe(target(ambiguous.url))).result).toBe('error');
+    const short = await scriptedServer([{ pieces: ['HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok'], close: true }]);
+    expect(await probe(target(short.url))).toEqual({ result: 'error', detail: 'connection closed before the answer ended' });
+    const badChunk = await scriptedServer([{ pieces: ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'] }]);
+    expect(await probe(target(badChunk.url))).toEqual({ result: 'error', detail: 'chunked answer: bad chunk size "zz"' });
   });
 });
 
