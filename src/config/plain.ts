@@ -31,7 +31,8 @@ function durationUnlessDefault(target: PlainObject, key: string, ms: number, def
   if (ms !== defaultMs) target[key] = formatDuration(ms);
 }
 
-function plainBackend(backend: BackendConfig): PlainObject {
+/** One backend's plain form: what a pool's `backends` list holds for it. */
+export function toPlainBackend(backend: BackendConfig): PlainObject {
   const out: PlainObject = { url: backend.url };
   setUnlessDefault(out, 'weight', backend.weight, DEFAULTS.weight);
   setUnlessDefault(out, 'id', backend.id, defaultBackendId(backend.url));
@@ -87,7 +88,7 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   const out: PlainObject = {};
   setUnlessDefault(out, 'strategy', pool.strategy, DEFAULTS.strategy);
   // Backends a node found in DNS are its own, never part of the replicated form.
-  out['backends'] = pool.backends.filter((backend) => backend.discovered !== true).map(plainBackend);
+  out['backends'] = pool.backends.filter((backend) => backend.discovered !== true).map(toPlainBackend);
   if (pool.hashOn !== null) out['hashOn'] = hashOnSpec.encode(pool.hashOn);
   if (pool.strategy === 'ring-hash') setUnlessDefault(out, 'ringSize', pool.ringSize, DEFAULTS.ringSize);
   if (pool.sticky !== null) {

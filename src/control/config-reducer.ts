@@ -1,8 +1,9 @@
 // The shared config reducer of both stores: every config edit is a command applied here, by the single-node store and by every Raft node's state machine alike.
 
+import { isDeepStrictEqual } from 'node:util';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import { deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
-import { toPlainPool } from '../config/plain.js';
+import { toPlainBackend, toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import type { BackendInput, BackendPatch } from './types.js';
 import type { ErrorCode } from '../errors.js';
@@ -92,6 +93,29 @@ function validatedPoolEdit(state: ConfigState, pool: string, edited: PlainPool, 
   return { ok: true, state: { version, config: deepFreeze(config) } };
 }
 
+/**
+ * A weight or drain edit of one backend: validated in a copy of its pool that holds only that backend, and put in
+ * place of the old one, every other backend kept as the very object it was. A pool validates each backend on its own
+ * but for duplicate ids and URLs, which an edit that pins the id and keeps the URL cannot make, so this is what
+ * validating the whole pool would give; with a 1,000-backend pool that validation was most of applying a weight change,
+ * and backends kept as they were are recognised downstream without a look inside. Null when the copy does not validate
+ * as exactly that (the caller validates the whole pool, for its problems and their paths).
+ */
+function validatedBackendEdit(state: ConfigState, pool: string, index: number, edited: Record<string, unknown>, version: number): CommandResult | null {
+  const poolConfig = state.config.pools[pool]!;
+  const copy = toPlainPool({ ...poolConfig, backends: [poolConfig.backends[index]!] }) as PlainPool;
+  copy.backends = [edited];
+  const result = validateReplicated({ routes: [], pools: { [pool]: copy } });
+  if (!result.ok) return null;
+  const { backends: [backend, ...others], ...settings } = result.config.pools[pool]!;
+  const { backends: before, ...settingsBefore } = poolConfig;
+  if (backend === undefined || others.length > 0 || !isDeepStrictEqual(settings, settingsBefore)) return null;
+  const backends = [...before];
+  backends[index] = backend;
+  const config: ReplicatedConfig = { routes: state.config.routes, pools: { ...state.config.pools, [pool]: { ...poolConfig, backends } } };
+  return { ok: true, state: { version, config: deepFreeze(config) } };
+}
+
 /** Drains (or undrains) a backend found in DNS: its id goes in (or out of) the pool's discovery.dns.drain. */
 function drainDiscovered(state: ConfigState, pool: string, id: string, patch: BackendPatch, version: number): CommandResult {
   if (patch.weight !== undefined) {
@@ -161,17 +185,20 @@ function reduce(state: ConfigState, command: ConfigCommand, version: number): Co
         const hint = (poolConfig.discovery ?? null) === null ? '' : ' (backends found in DNS are not in the config: they come and go with DNS, and only drain applies to them)';
         return failure('NOT_FOUND', `pool "${command.pool}" has no backend "${command.id}"${hint}`);
       }
-      const edited = editablePool(poolConfig);
-      if (command.type === 'remove-backend') {
-        edited.backends!.splice(index, 1);
-      } else {
-        const backend = { ...(edited.backends![index] as Record<string, unknown>) };
+      if (command.type === 'update-backend') {
+        const backend = { ...toPlainBackend(poolConfig.backends[index]!) };
         // The id is pinned so that a weight or drain edit can never change the backend's identity.
         backend['id'] = command.id;
         if (command.patch.weight !== undefined) backend['weight'] = command.patch.weight;
         if (command.patch.drain !== undefined) backend['drain'] = command.patch.drain;
+        const quick = validatedBackendEdit(state, command.pool, index, backend, version);
+        if (quick !== null) return quick;
+        const edited = editablePool(poolConfig);
         edited.backends![index] = backend;
+        return validatedPoolEdit(state, command.pool, edited, version);
       }
+      const edited = editablePool(poolConfig);
+      edited.backends!.splice(index, 1);
       return validatedPoolEdit(state, command.pool, edited, version);
     }
   }

@@ -1,9 +1,11 @@
 // The config reducer's backend commands: one pool validated again, the rest carried over, same outcome as validating it all.
 
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyCommand, type ConfigState } from '../../src/control/config-reducer.js';
 import { toPlainReplicated } from '../../src/config/plain.js';
 import { sameReplicated, validateReplicated } from '../../src/config/validate.js';
+import { replicatedFileArb } from '../config/arbitraries.js';
 
 function stateOf(plain: unknown): ConfigState {
   const result = validateReplicated(plain);
@@ -44,6 +46,50 @@ describe('backend commands', () => {
     const duplicate = applyCommand(start, { type: 'add-backend', pool: 'web', backend: { url: 'http://127.0.0.1:9003', id: 'web-1' } }, 2);
     expect(duplicate).toMatchObject({ ok: false, error: { code: 'CONFLICT' } });
     expect(applyCommand(start, { type: 'update-backend', pool: 'web', id: 'nope', patch: { weight: 2 } }, 2)).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+  });
+});
+
+describe('a weight or drain edit', () => {
+  it('keeps every other backend of the pool as the very object it was', () => {
+    const updated = applyCommand(start, { type: 'update-backend', pool: 'web', id: 'web-2', patch: { weight: 5 } }, 2);
+    if (!updated.ok) throw new Error(updated.error.message);
+    const [first, second] = updated.state.config.pools['web']!.backends;
+    expect(first).toBe(start.config.pools['web']!.backends[0]);
+    expect(second).toMatchObject({ id: 'web-2', weight: 5, drain: false });
+    expect(Object.isFrozen(second)).toBe(true);
+    expect(Object.isFrozen(updated.state.config.pools['web']!.backends)).toBe(true);
+  });
+
+  it('refuses a bad weight with the path of the backend in its pool', () => {
+    const bad = applyCommand(start, { type: 'update-backend', pool: 'web', id: 'web-2', patch: { weight: 0 } }, 2);
+    expect(bad).toMatchObject({ ok: false, error: { code: 'CONFIG_INVALID', details: [{ path: 'pools.web.backends[1].weight' }] } });
+  });
+
+  it('property: gives what validating the whole edited config gives, or the same problems', () => {
+    const edit = fc.record({ pick: fc.nat(), weight: fc.option(fc.integer({ min: -1, max: 70_000 }), { nil: undefined }), drain: fc.option(fc.boolean(), { nil: undefined }) });
+    fc.assert(
+      fc.property(replicatedFileArb, edit, (from, { pick, weight, drain }) => {
+        const validated = validateReplicated(from);
+        if (!validated.ok) return;
+        const state: ConfigState = { version: 1, config: validated.config };
+        const candidates = Object.values(state.config.pools).flatMap((pool) => pool.backends.map((b, index) => [pool.name, b.id, index] as const));
+        if (candidates.length === 0) return;
+        const [pool, id, index] = candidates[pick % candidates.length]!;
+        const patch = { ...(weight === undefined ? {} : { weight }), ...(drain === undefined ? {} : { drain }) };
+        const result = applyCommand(state, { type: 'update-backend', pool, id, patch }, 2);
+        // The whole config, edited in its plain form and validated from scratch.
+        const plain = toPlainReplicated(state.config) as { routes: unknown[]; pools: Record<string, { backends: Record<string, unknown>[] }> };
+        plain.pools[pool]!.backends[index] = { ...plain.pools[pool]!.backends[index], id, ...patch };
+        const whole = validateReplicated(plain);
+        if (whole.ok) {
+          expect(result.ok && result.state.config).toEqual(whole.config);
+        } else {
+          expect(result.ok).toBe(false);
+          if (!result.ok) expect(result.error.details.map((problem) => problem.path).sort()).toEqual(whole.problems.map((problem) => problem.path).sort());
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 
