@@ -98,7 +98,7 @@ export class ConfigFileSync {
     readonly queueAfter: Promise<unknown>;
   } | null = null;
   /** The parsed document of the text this node last wrote, which the next rewrite starts from. */
-  private lastWritten: { text: string; document: Document } | undefined;
+  private lastWritten: { text: string; document: Document; written: RoutesAndPoolsAsWritten } | undefined;
   private readonly options: ConfigFileSyncOptions;
 
   private constructor(options: ConfigFileSyncOptions) {
@@ -224,9 +224,10 @@ export class ConfigFileSync {
     let written: RoutesAndPoolsAsWritten;
     try {
       let document: Document;
-      const whatTextIs = { text, document: this.lastWritten?.text === text ? this.lastWritten.document : undefined, reads: current ?? undefined };
+      const last = this.lastWritten?.text === text ? this.lastWritten : undefined;
+      const whatTextIs = { text, document: last?.document, written: last?.written, reads: current ?? undefined };
       ({ text: rewritten, written, document } = rewriteReplicatedSectionsRead(text, config, whatTextIs));
-      this.lastWritten = { text: rewritten, document };
+      this.lastWritten = { text: rewritten, document, written };
     } catch (error) {
       logger.error('cannot rewrite the config file; it keeps its current text', { file, version, error: errorMessage(error) });
       return false;

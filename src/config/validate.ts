@@ -492,12 +492,16 @@ function buildConfig(shape: FileShape): Config {
 
 /** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */
 export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolean {
-  // Configs one command apart share every part the command left alone (the reducer keeps them): those are not serialised.
+  // Configs one command apart share every part the command left alone (the reducer keeps them, down to the backends a
+  // weight change did not touch): those are not serialised.
   const same = (x: unknown, y: unknown): boolean => x === y || JSON.stringify(x) === JSON.stringify(y);
+  const samePool = (x: PoolConfig, y: PoolConfig): boolean =>
+    x === y ||
+    (x.backends.length === y.backends.length && x.backends.every((backend, index) => same(backend, y.backends[index])) && same({ ...x, backends: [] }, { ...y, backends: [] }));
   if (!same(a.routes, b.routes)) return false;
   const names = Object.keys(a.pools);
   const others = Object.keys(b.pools);
-  return names.length === others.length && names.every((name, index) => others[index] === name && same(a.pools[name], b.pools[name]));
+  return names.length === others.length && names.every((name, index) => others[index] === name && samePool(a.pools[name]!, b.pools[name]!));
 }
 
 export function deepFreeze<T>(value: T): T {

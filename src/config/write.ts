@@ -5,9 +5,9 @@ import { Document, Scalar, isAlias, isMap, isPair, isScalar, isSeq, parseDocumen
 import { BalancerError } from '../errors.js';
 import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
-import type { ReplicatedConfig } from './schema.js';
+import type { PoolConfig, ReplicatedConfig } from './schema.js';
 import type { JsonValue } from './spec.js';
-import { sameReplicated, validateReplicated } from './validate.js';
+import { deepFreeze, sameReplicated, validateReplicated } from './validate.js';
 
 // ---------------------------------------------------------------- text edits
 
@@ -673,6 +673,8 @@ export interface KnownText {
   /** Only read by the rewrite: the document handed back by the rewrite that wrote `text`. */
   readonly document?: Document | undefined;
   readonly reads?: ReplicatedConfig | undefined;
+  /** With `document`: the sections as written that the same rewrite handed back. */
+  readonly written?: RoutesAndPoolsAsWritten | undefined;
 }
 
 /**
@@ -736,7 +738,12 @@ export function rewriteReplicatedSectionsRead(
     } catch {
       continue;
     }
+    // Edits that all fall inside backends of the file, whose reading (and as-written form) is known: only those backends are read again.
+    const backendEdits =
+      rewriter !== null && mine?.document === document && mine.reads !== undefined && mine.written !== undefined ? backendItemsEdited(document, rewriter.edits) : null;
     if (rewriter !== null && followEdits(originalText, document, rewriter)) {
+      const after = backendEdits === null ? null : readsAfterBackendEdits(document, backendEdits, mine!.reads!, mine!.written!);
+      if (after !== null && readsAsTarget(after.config)) return { text, written: after.written, document };
       const followed = replicatedOfDocument(document);
       if (followed !== null && readsAsTarget(followed.config)) return { text, written: followed.written, document };
       // The document no longer matches originalText; the parse below decides, and a next attempt starts from the text.
@@ -746,6 +753,89 @@ export function rewriteReplicatedSectionsRead(
     if (read !== null && readsAsTarget(read.config)) return { text, written: read.written, document: read.document };
   }
   throw new BalancerError('INTERNAL', 'could not rewrite routes and pools in the config text');
+}
+
+/** The backend lists of the file's pools, by pool key, when `pools` is a plain map of maps (no alias, anchor or tag on the way). */
+function backendLists(document: Document): Map<string, YAMLSeq> | null {
+  const pools = rootPair(document, 'pools')?.value;
+  if (!isMap(pools) || pools.anchor !== undefined || pools.tag !== undefined) return null;
+  const lists = new Map<string, YAMLSeq>();
+  for (const pair of pools.items as Pair[]) {
+    if (!isScalar(pair.key) || !isMap(pair.value) || pair.value.anchor !== undefined || pair.value.tag !== undefined) continue;
+    const backends = (pair.value.items as Pair[]).find((item) => isScalar(item.key) && item.key.value === 'backends')?.value;
+    if (isSeq(backends) && backends.anchor === undefined && backends.tag === undefined) lists.set(keyOf(pair), backends);
+  }
+  return lists;
+}
+
+/**
+ * Which backends of the file (pool key, index in its list) the edits fall in, each strictly inside one backend that
+ * carries no anchor, alias or tag (so nothing else in the file reads through it); null when any edit falls elsewhere.
+ */
+function backendItemsEdited(document: Document, edits: readonly Edit[]): Array<{ readonly pool: string; readonly index: number }> | null {
+  if (edits.length === 0) return null;
+  const lists = backendLists(document);
+  if (lists === null) return null;
+  const found = new Map<string, { pool: string; index: number }>();
+  for (const edit of edits) {
+    let owner: { pool: string; index: number } | undefined;
+    for (const [pool, list] of lists) {
+      const range = rangeOf(list);
+      if (range === undefined || edit.start < range[0] || edit.end > range[1]) continue;
+      const index = (list.items as Node[]).findIndex((item) => {
+        const itemRange = rangeOf(item);
+        return itemRange !== undefined && itemRange[0] < edit.start && edit.end < itemRange[1];
+      });
+      if (index !== -1) owner = { pool, index };
+      break;
+    }
+    if (owner === undefined || !isMap(lists.get(owner.pool)!.items[owner.index]) || hasProperties(lists.get(owner.pool)!.items[owner.index])) return null;
+    found.set(`${owner.pool}\u0000${owner.index}`, owner);
+  }
+  return [...found.values()];
+}
+
+/**
+ * What the followed document reads as when only the backends `edited` changed in it: the text before read as `reads`
+ * (validated) and was written as `written`, so only those backends are read and validated again, each in a copy of its
+ * pool that holds only it. A pool validates each backend on its own but for duplicate ids and URLs, so a backend
+ * whose id and URL stay as they were reads in the whole pool as it reads alone. Null when that does not hold (the
+ * caller reads the whole document).
+ */
+function readsAfterBackendEdits(
+  document: Document,
+  edited: ReadonlyArray<{ readonly pool: string; readonly index: number }>,
+  reads: ReplicatedConfig,
+  written: RoutesAndPoolsAsWritten,
+): { written: RoutesAndPoolsAsWritten; config: ReplicatedConfig } | null {
+  const lists = backendLists(document);
+  const writtenPools = written.pools;
+  if (lists === null || typeof writtenPools !== 'object' || writtenPools === null) return null;
+  const newWrittenPools: Record<string, unknown> = { ...(writtenPools as Record<string, unknown>) };
+  const newPools: Record<string, PoolConfig> = { ...reads.pools };
+  for (const { pool, index } of edited) {
+    const list = lists.get(pool);
+    const item = list?.items[index];
+    const writtenPool = newWrittenPools[pool] as Record<string, unknown> | undefined;
+    const before = newPools[pool];
+    if (list === undefined || !isMap(item) || hasProperties(item) || typeof writtenPool !== 'object' || writtenPool === null || before === undefined) return null;
+    const writtenBackends = writtenPool['backends'];
+    if (!Array.isArray(writtenBackends) || writtenBackends.length !== list.items.length || before.backends.length !== list.items.length) return null;
+    const value = toJson(document, item);
+    const result = validateReplicated({ routes: [], pools: { [pool]: { ...writtenPool, backends: [value] } } });
+    if (!result.ok) return null;
+    const { backends: [backend, ...rest], ...settings } = result.config.pools[pool]!;
+    const { backends: backendsBefore, ...settingsBefore } = before;
+    const was = backendsBefore[index]!;
+    if (backend === undefined || rest.length > 0 || backend.id !== was.id || backend.url !== was.url || !isDeepStrictEqual(settings, settingsBefore)) return null;
+    const backends = [...backendsBefore];
+    backends[index] = backend;
+    newPools[pool] = deepFreeze({ ...before, backends });
+    const asWritten = [...writtenBackends];
+    asWritten[index] = value;
+    newWrittenPools[pool] = { ...writtenPool, backends: asWritten };
+  }
+  return { written: { routes: written.routes, pools: newWrittenPools }, config: deepFreeze({ routes: reads.routes, pools: newPools }) };
 }
 
 function addRootPair(text: string, root: YAMLMap, key: string, value: Json): Edit[] {

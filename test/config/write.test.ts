@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Document } from 'yaml';
 import type { PoolConfig, ReplicatedConfig } from '../../src/config/schema.js';
 import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
-import { rewriteReplicatedSections, rewriteReplicatedSectionsRead } from '../../src/config/write.js';
+import { rewriteReplicatedSections, rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../../src/config/write.js';
 import { replaceFile } from '../../src/atomic-write.js';
 import { replicatedFileArb } from './arbitraries.js';
 
@@ -368,7 +368,7 @@ describe('rewriteReplicatedSectionsRead, one rewrite after another', () => {
         if (!start.ok) return;
         let config: ReplicatedConfig = { routes: start.config.routes, pools: start.config.pools };
         let text = text0;
-        let parsed: { text: string; document: Document } | undefined;
+        let parsed: { text: string; document: Document; written: RoutesAndPoolsAsWritten; reads: ReplicatedConfig } | undefined;
         for (const { pick, weight, drain, strategy } of changes) {
           const backends = Object.values(config.pools).flatMap((pool) => pool.backends.map((b) => [pool.name, b.id] as const));
           if (backends.length === 0) return;
@@ -378,10 +378,14 @@ describe('rewriteReplicatedSectionsRead, one rewrite after another', () => {
           const read = rewriteReplicatedSectionsRead(text, config, parsed);
           // The same text as a rewrite that parses its input afresh, and the document is that text's parse.
           expect(read.text).toBe(rewriteReplicatedSections(text, config));
-          expect(nodeOffsets(read.document)).toEqual(nodeOffsets(parseDocument(read.text, { uniqueKeys: true })));
+          const fresh = parseDocument(read.text, { uniqueKeys: true });
+          expect(nodeOffsets(read.document)).toEqual(nodeOffsets(fresh));
           expect(replicatedOf(read.text)).toEqual(config);
+          // The sections as written are the new text's, whether read again whole or only where the edits fell.
+          const sections = fresh.toJS() as Record<string, unknown>;
+          expect(read.written).toEqual({ routes: sections['routes'] ?? null, pools: sections['pools'] ?? null });
           text = read.text;
-          parsed = { text: read.text, document: read.document };
+          parsed = { text: read.text, document: read.document, written: read.written, reads: config };
         }
       }),
       { numRuns: 50 },
