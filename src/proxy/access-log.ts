@@ -2,8 +2,9 @@
 //
 // The listener writes every line, because it sees every request: forwarded, answered by balancer itself
 // (400/404/405/408/413/431/503), refused before parsing completed, or upgraded. What only the forwarder or the
-// WebSocket tunnel knows (pool, backend, attempts, time on the backend) they leave on the request with
-// noteUpstream(); what a bare-socket answer said is left on the socket by noteRawAnswer().
+// WebSocket tunnel knows (pool, backend, attempts, time on the backend) is left on the request with noteUpstream()
+// (by the tunnel, or by the listener from what forward() returned); what a bare-socket answer said is left on the
+// socket by noteRawAnswer().
 
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { IncomingMessage } from 'node:http';

@@ -30,7 +30,7 @@ import { pickRequestFor } from './request-key.js';
 import type { PickRequest } from '../balancer/affinity.js';
 import { UpstreamAttempt, type AttemptOwner } from './upstream-exchange.js';
 import { WebSocketTunnel } from './websocket-tunnel.js';
-import { keepClientTarget, noteUpstream } from './access-log.js';
+import { keepClientTarget, type UpstreamFacts } from './access-log.js';
 import { splitTarget } from './normalize-path.js';
 import { applyToRequest, applyToResponse, headerVariables, removeField, type CompiledHeaderRules, type HeaderVariables } from './header-rules.js';
 import { requestIdOf } from './request-id.js';
@@ -89,7 +89,7 @@ function clientFacts(req: IncomingMessage, trusted: TrustedProxies) {
 }
 
 /** One client request across its attempts: picks, retries, answers, logs. */
-class ClientExchange implements AttemptOwner, SlotWaiter {
+class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly hasBody: boolean;
@@ -450,16 +450,27 @@ class ClientExchange implements AttemptOwner, SlotWaiter {
         current.backend.metrics.requestFinished(statusClass(current.attempt.status || 499), (performance.now() - current.attempt.startedAt) / 1000, this.routeLabel);
       }
     }
-    // The listener's access line, written after this (its 'close' listener was added after ours), reads these.
+  }
+
+  /**
+   * What the access line tells of the upstream side, read by the listener's own 'close' listener (added after ours),
+   * so a listener without an access log costs no object and no extra property on the request.
+   */
+  upstreamFacts(): UpstreamFacts {
     const tried = this.lastBackend !== null;
-    noteUpstream(this.req, {
+    return {
       pool: this.entry.pool.name,
       backend: this.lastBackend,
       attempts: tried ? this.retries + 1 : 0,
       upstreamMs: tried ? performance.now() - this.lastStartedAt : null,
       code: this.finalCode,
-    });
+    };
   }
+}
+
+/** A request handed to forward(): what its access line needs once the response has closed. */
+export interface ForwardedRequest {
+  upstreamFacts(): UpstreamFacts;
 }
 
 export class Forwarder {
@@ -489,7 +500,7 @@ export class Forwarder {
     return clientAddress(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for'], this.trustedProxies);
   }
 
-  forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, route: CompiledRoute | null, maxBodySize: number, draining: boolean): void {
+  forward(req: IncomingMessage, res: ServerResponse, entry: PoolEntry, route: CompiledRoute | null, maxBodySize: number, draining: boolean): ForwardedRequest {
     // Read before the hop-by-hop headers (Connection, Transfer-Encoding) are stripped.
     const facts = clientFacts(req, this.trustedProxies);
     const affinity = this.affinityOf(req, entry, facts.remoteAddress);
@@ -516,7 +527,9 @@ export class Forwarder {
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
     if (req.headers['expect'] !== undefined) delete req.headers['expect'];
     if (route !== null) rewriteRequest(req, route, vars);
-    new ClientExchange(this.shared, req, res, entry, options).start();
+    const exchange = new ClientExchange(this.shared, req, res, entry, options);
+    exchange.start();
+    return exchange;
   }
 
   /** Proxies a WebSocket (or other Upgrade) request through the tunnel, with the same header rewriting as any request. */

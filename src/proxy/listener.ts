@@ -17,7 +17,7 @@ import { isGrpcRequest } from './grpc.js';
 import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, rateLimited, target as targetReply, writeErrorResponse, writeRawError, type ErrorReply } from './error-status.js';
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
-import { connectionAccepted, noteRawAnswer, rawAnswerOf, type AccessLog } from './access-log.js';
+import { connectionAccepted, noteRawAnswer, noteUpstream, rawAnswerOf, type AccessLog } from './access-log.js';
 import { hostWithoutPort, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
 import { routeAnswer, writeRawRouteAnswer, writeRouteAnswer, type RouteAnswer } from './route-answer.js';
 import { normalizePath, splitTarget } from './normalize-path.js';
@@ -328,9 +328,14 @@ export class ProxyListener {
       return;
     }
     const log = this.accessLine(req);
-    this.options.forwarder.forward(req, res, decision.entry, decision.route, admission.maxBodySize, this.draining);
-    // Registered after forward(), whose own 'close' listener leaves the upstream facts on req first.
-    if (log !== null) res.once('close', () => log(res));
+    const forwarded = this.options.forwarder.forward(req, res, decision.entry, decision.route, admission.maxBodySize, this.draining);
+    // Registered after forward()'s own 'close' listener, which settles the attempt the facts describe.
+    if (log !== null) {
+      res.once('close', () => {
+        noteUpstream(req, forwarded.upstreamFacts());
+        log(res);
+      });
+    }
   }
 
   /**
