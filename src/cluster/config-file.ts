@@ -14,6 +14,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocument, type Document } from 'yaml';
@@ -177,7 +178,9 @@ export class ConfigFileSync {
     if (this.held) return false;
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      // Read in place, as the file watcher reads it: a config file is small, and going through the thread pool
+      // (open, stat, read, close) cost more than the read itself.
+      text = readFileSync(file, 'utf8');
     } catch (error) {
       logger.error('cannot read the config file to write the replicated config into it', { file, error: errorMessage(error) });
       return false;

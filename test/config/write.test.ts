@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -420,5 +420,15 @@ describe('replaceFile', () => {
 
   test('a missing directory is an error', async () => {
     await expect(replaceFile(join(dir, 'nope', 'balancer.yaml'), 'x')).rejects.toMatchObject({ code: 'CONFIG_IO' });
+  });
+
+  test('a replace that cannot rename leaves what was there and no temporary file, and names the file', async () => {
+    // A directory in the file's place: the new text is written and synced, then the rename over it fails.
+    const file = join(dir, 'balancer.yaml');
+    await mkdir(file);
+    await writeFile(join(file, 'kept'), 'x');
+    await expect(replaceFile(file, 'new\n')).rejects.toMatchObject({ code: 'CONFIG_IO', message: expect.stringContaining(file) });
+    expect(await readdir(dir)).toEqual(['balancer.yaml']);
+    expect(await readdir(file)).toEqual(['kept']);
   });
 });
