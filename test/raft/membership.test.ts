@@ -123,7 +123,9 @@ describe('learners', () => {
     const commit = net.raw('a').status().commit;
     net.propose('a', 'y');
     expect(net.raw('a').status().commit).toBe(commit);
-    expect(net.raw('a').status().progress?.['l']?.match).toBe(net.raw('a').status().lastIndex);
+    // The learner is sent nothing the voters have not committed.
+    expect(net.raw('a').status().progress?.['l']?.match).toBe(commit);
+    expect(net.appliedData('l')).toEqual(['x']);
     // A learner left alone never campaigns.
     net.isolate('l');
     net.tickAll(60);
@@ -140,7 +142,7 @@ describe('learners', () => {
     expect(beats.filter((m) => m.to === 'b')).toHaveLength(20);
     // Half an election timeout (5 ticks) apart: 4 in 20 ticks instead of 20.
     expect(beats.filter((m) => m.to === 'l')).toHaveLength(4);
-    // A proposal reaches the learner, applied, without waiting for its next heartbeat.
+    // A proposal reaches the learner, applied, as soon as it commits, without waiting for its next heartbeat.
     net.propose('a', 'x');
     expect(net.appliedData('l')).toEqual(['x']);
     // A read confirms leadership with the voters alone.
@@ -150,6 +152,33 @@ describe('learners', () => {
     net.deliverAll();
     expect(net.sent.slice(beforeRead).filter((m) => m.type === 'MsgHeartbeat').map((m) => m.to).sort()).toEqual(['b', 'c']);
     expect(net.node('a').readStates.map((r) => r.requestCtx)).toContain('r1');
+  });
+
+  it('are sent entries only once committed, with the commit index, and persist and apply them in one step', () => {
+    const net = Network.cluster(['a', 'b', 'c'], {}, ['l']);
+    net.campaign('a');
+    net.tickAll(10); // the learner has caught up and is replicating
+    const learner = net.node('l');
+    const readiesBefore = learner.readies.length;
+    const a = net.node('a');
+    a.raw.propose('x');
+    net.drain(a);
+    // The proposal goes to the voters alone; the learner is not woken.
+    const proposalMessages = net.takeQueued();
+    expect(proposalMessages.filter((m) => m.type === 'MsgApp' && (m.entries ?? []).length > 0).map((m) => m.to).sort()).toEqual(['b', 'c']);
+    expect(proposalMessages.some((m) => m.to === 'l')).toBe(false);
+    const index = a.raw.status().lastIndex;
+    // The voters' acknowledgements commit it; then the learner gets the entry and the commit together.
+    net.send(...proposalMessages);
+    const toLearner = net.sent.filter((m) => m.to === 'l' && m.type === 'MsgApp' && (m.entries ?? []).some((e) => e.index === index));
+    expect(toLearner).toHaveLength(1);
+    expect(toLearner[0]!.commit).toBeGreaterThanOrEqual(index);
+    expect(net.appliedData('l')).toEqual(['x']);
+    // One Ready persisted the entry and applied it.
+    const readies = learner.readies.slice(readiesBefore).filter((r) => r.entries.length > 0 || r.committedEntries.length > 0);
+    expect(readies).toHaveLength(1);
+    expect(readies[0]!.entries.map((e) => e.index)).toEqual([index]);
+    expect(readies[0]!.committedEntries.map((e) => e.index)).toEqual([index]);
   });
 
   it('a learner promoted to voter then counts and can be elected', () => {
