@@ -598,7 +598,8 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
     }
     return shifted;
   };
-  shiftRanges(document.contents, moved, Math.min(...edits.map((edit) => edit.start)));
+  // Edits that keep every length (a weight 3 put for a 2) move no offset: nothing to walk.
+  if (edits.some((edit) => edit.text.length !== edit.end - edit.start)) shiftRanges(document.contents, moved, Math.min(...edits.map((edit) => edit.start)));
   const documentRange = rangeOf(document);
   if (documentRange !== undefined) document.range = [moved(documentRange[0]), moved(documentRange[1]), moved(documentRange[2])];
   for (const { node, parsed } of scalars) {
