@@ -1,6 +1,7 @@
 // The one validator: YAML/JSON text or plain values in, a deep-frozen typed config or every problem (with positions) out.
 
 import { availableParallelism } from 'node:os';
+import { isDeepStrictEqual } from 'node:util';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type {
   BackendConfig,
@@ -488,6 +489,22 @@ function buildConfig(shape: FileShape): Config {
     shutdownPreStopDelayMs: (shape.shutdown ?? SHUTDOWN_DEFAULTS).preStopDelay,
     ...buildReplicated(shape),
   };
+}
+
+/**
+ * One backend of pool `name` validated on its own: `plainPool` is the pool's plain form with that backend alone in its
+ * list. A pool validates each backend by itself but for duplicate ids and URLs, so when the result keeps `was`'s id and
+ * URL and every other setting of the pool reads as in `pool`, it is what validating the whole pool would give for that
+ * backend: with 1,000 backends, a one-backend edit costs one backend's validation. Null otherwise (validate the whole
+ * pool, for its problems and their paths).
+ */
+export function validatedLoneBackend(name: string, plainPool: Record<string, unknown>, pool: PoolConfig, was: BackendConfig): BackendConfig | null {
+  const result = validateReplicated({ routes: [], pools: { [name]: plainPool } });
+  if (!result.ok) return null;
+  const { backends: [backend, ...others], ...settings } = result.config.pools[name]!;
+  const { backends: _before, ...settingsBefore } = pool;
+  if (backend === undefined || others.length > 0 || backend.id !== was.id || backend.url !== was.url || !isDeepStrictEqual(settings, settingsBefore)) return null;
+  return backend;
 }
 
 /** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */

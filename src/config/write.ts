@@ -7,7 +7,7 @@ import { defaultBackendId, parseBackendUrl } from './file-spec.js';
 import { toPlainReplicated } from './plain.js';
 import type { PoolConfig, ReplicatedConfig } from './schema.js';
 import type { JsonValue } from './spec.js';
-import { deepFreeze, sameReplicated, validateReplicated } from './validate.js';
+import { deepFreeze, sameReplicated, validateReplicated, validatedLoneBackend } from './validate.js';
 
 // ---------------------------------------------------------------- text edits
 
@@ -823,13 +823,9 @@ function readsAfterBackendEdits(
     const writtenBackends = writtenPool['backends'];
     if (!Array.isArray(writtenBackends) || writtenBackends.length !== list.items.length || before.backends.length !== list.items.length) return null;
     const value = toJson(document, item);
-    const result = validateReplicated({ routes: [], pools: { [pool]: { ...writtenPool, backends: [value] } } });
-    if (!result.ok) return null;
-    const { backends: [backend, ...rest], ...settings } = result.config.pools[pool]!;
-    const { backends: backendsBefore, ...settingsBefore } = before;
-    const was = backendsBefore[index]!;
-    if (backend === undefined || rest.length > 0 || backend.id !== was.id || backend.url !== was.url || !isDeepStrictEqual(settings, settingsBefore)) return null;
-    const backends = [...backendsBefore];
+    const backend = validatedLoneBackend(pool, { ...writtenPool, backends: [value] }, before, before.backends[index]!);
+    if (backend === null) return null;
+    const backends = [...before.backends];
     backends[index] = backend;
     newPools[pool] = deepFreeze({ ...before, backends });
     const asWritten = [...writtenBackends];

@@ -1,8 +1,7 @@
 // The shared config reducer of both stores: every config edit is a command applied here, by the single-node store and by every Raft node's state machine alike.
 
-import { isDeepStrictEqual } from 'node:util';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
-import { deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
+import { deepFreeze, validateReplicated, validatedLoneBackend, type Problem } from '../config/validate.js';
 import { toPlainBackend, toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import type { BackendInput, BackendPatch } from './types.js';
@@ -105,12 +104,9 @@ function validatedBackendEdit(state: ConfigState, pool: string, index: number, e
   const poolConfig = state.config.pools[pool]!;
   const copy = toPlainPool({ ...poolConfig, backends: [poolConfig.backends[index]!] }) as PlainPool;
   copy.backends = [edited];
-  const result = validateReplicated({ routes: [], pools: { [pool]: copy } });
-  if (!result.ok) return null;
-  const { backends: [backend, ...others], ...settings } = result.config.pools[pool]!;
-  const { backends: before, ...settingsBefore } = poolConfig;
-  if (backend === undefined || others.length > 0 || !isDeepStrictEqual(settings, settingsBefore)) return null;
-  const backends = [...before];
+  const backend = validatedLoneBackend(pool, copy, poolConfig, poolConfig.backends[index]!);
+  if (backend === null) return null;
+  const backends = [...poolConfig.backends];
   backends[index] = backend;
   const config: ReplicatedConfig = { routes: state.config.routes, pools: { ...state.config.pools, [pool]: { ...poolConfig, backends } } };
   return { ok: true, state: { version, config: deepFreeze(config) } };
