@@ -134,7 +134,7 @@ export async function fsyncPath(path: string): Promise<void> {
  * writeFileAtomic for config and state files: keeps the old file's permissions (a config holding a token may be
  * 0600), takes a unique temporary name, and fails with CONFIG_IO naming the file.
  */
-export async function replaceFile(path: string, text: string): Promise<void> {
+export async function replaceFile(path: string, data: string | Uint8Array): Promise<void> {
   let mode = 0o644;
   try {
     mode = fs.statSync(path).mode & 0o777;
@@ -144,7 +144,7 @@ export async function replaceFile(path: string, text: string): Promise<void> {
   // Unique enough for a name taken with O_EXCL (a clash fails the write; nothing is overwritten); no need for crypto.
   const tmpPath = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
   try {
-    await writeFileAtomic(configFileFs, path, text, { tmpPath, mode, removeTmpOnError: true, tolerateDirSyncFailure: true });
+    await writeFileAtomic(configFileFs, path, data, { tmpPath, mode, removeTmpOnError: true, tolerateDirSyncFailure: true });
   } catch (error) {
     throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorMessage(error)}`, { cause: error });
   }

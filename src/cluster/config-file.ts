@@ -8,14 +8,17 @@
  * compare-and-set from that version, so an edit made on a stale view is refused instead of silently
  * undoing someone else's change.
  *
- * `<dataDir>/config-file.json` remembers that version and whether the node already kept a copy of
+ * `<dataDir>/config-file.state` remembers that version and whether the node already kept a copy of
  * its own file, across restarts: a node whose file never matched the cluster keeps one copy of it
- * (`balancer.yaml.local-<time>`) before the first rewrite, never one per edit.
+ * (`balancer.yaml.local-<time>`) before the first rewrite, never one per edit. It is a two-slot record
+ * written in place (slot-record.ts): as crash-safe as a replace, at a fraction of its cost per change.
+ * Older data dirs hold the same record as `config-file.json`, replaced whole; it is read when there is no
+ * `.state` file yet and removed once the first `.state` record is durable.
  */
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocument, type Document } from 'yaml';
 import type { ReplicatedConfig } from '../config/schema.js';
@@ -23,10 +26,13 @@ import { hasReplicatedSections } from '../config/safety.js';
 import { sameReplicated, validateConfigText } from '../config/validate.js';
 import { rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../config/write.js';
 import { replaceFile } from '../atomic-write.js';
+import { readSlotRecord, SlotRecordWriter } from '../slot-record.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 
-const FILE_STATE_NAME = 'config-file.json';
+const FILE_STATE_NAME = 'config-file.state';
+/** Where data dirs written before the two-slot record keep it. */
+const LEGACY_FILE_STATE_NAME = 'config-file.json';
 
 interface PersistedFileState {
   readonly version: number;
@@ -72,6 +78,23 @@ function writtenHashOf(written: RoutesAndPoolsAsWritten): string {
   return hashOf(JSON.stringify({ routes: written.routes, pools: written.pools }));
 }
 
+/** A record as written by any version (missing or odd fields read as "never matched"); unparseable text reads as a first start. */
+function parseFileState(text: string): PersistedFileState {
+  let parsed: Partial<PersistedFileState> = {};
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value === 'object' && value !== null) parsed = value as Partial<PersistedFileState>;
+  } catch {
+    // A torn older-format record: the file has never shown a cluster version, as far as this node can tell.
+  }
+  return {
+    version: Number.isSafeInteger(parsed.version) ? parsed.version! : 0,
+    hash: typeof parsed.hash === 'string' ? parsed.hash : null,
+    replicatedHash: typeof parsed.replicatedHash === 'string' ? parsed.replicatedHash : null,
+    localCopy: typeof parsed.localCopy === 'string' ? parsed.localCopy : null,
+  };
+}
+
 export class ConfigFileSync {
   private state: PersistedFileState = { version: 0, hash: null, replicatedHash: null, localCopy: null };
   /** The last text saved beside the file as .rejected-<time>, so a write-back right after does not save it twice. */
@@ -101,24 +124,28 @@ export class ConfigFileSync {
   /** The parsed document of the text this node last wrote, which the next rewrite starts from. */
   private lastWritten: { text: string; document: Document; written: RoutesAndPoolsAsWritten } | undefined;
   private readonly options: ConfigFileSyncOptions;
+  private readonly stateRecord: SlotRecordWriter;
+  /** The older data dir's record, still to be removed once the new one is durable. */
+  private legacyStatePath: string | null;
 
-  private constructor(options: ConfigFileSyncOptions) {
+  private constructor(options: ConfigFileSyncOptions, stateRecord: SlotRecordWriter, legacyStatePath: string | null) {
     this.options = options;
+    this.stateRecord = stateRecord;
+    this.legacyStatePath = legacyStatePath;
   }
 
   static async open(options: ConfigFileSyncOptions): Promise<ConfigFileSync> {
-    const sync = new ConfigFileSync(options);
-    try {
-      const parsed = JSON.parse(await readFile(join(options.dataDir, FILE_STATE_NAME), 'utf8')) as Partial<PersistedFileState>;
-      sync.state = {
-        version: Number.isSafeInteger(parsed.version) ? parsed.version! : 0,
-        hash: typeof parsed.hash === 'string' ? parsed.hash : null,
-        replicatedHash: typeof parsed.replicatedHash === 'string' ? parsed.replicatedHash : null,
-        localCopy: typeof parsed.localCopy === 'string' ? parsed.localCopy : null,
-      };
-    } catch {
-      // First start of this data dir: the file has never shown a cluster version.
+    const path = join(options.dataDir, FILE_STATE_NAME);
+    const found = await readSlotRecord(path);
+    let text: string | null = found.kind === 'record' ? found.text : null;
+    let legacyStatePath: string | null = null;
+    if (text === null) {
+      if (found.kind === 'unreadable') options.logger.warn('the data dir\'s record of the config file cannot be read; reading the older record if there is one', { file: path, reason: found.reason });
+      legacyStatePath = join(options.dataDir, LEGACY_FILE_STATE_NAME);
+      text = await readFile(legacyStatePath, 'utf8').catch(() => null);
     }
+    const sync = new ConfigFileSync(options, new SlotRecordWriter(path, found), legacyStatePath);
+    if (text !== null) sync.state = parseFileState(text);
     return sync;
   }
 
@@ -287,9 +314,16 @@ export class ConfigFileSync {
     if (this.state.version === version && this.state.hash === hash) return;
     this.state = { ...this.state, version, hash, replicatedHash: known.written === undefined ? replicatedHashOf(text) : writtenHashOf(known.written) };
     try {
-      await replaceFile(join(this.options.dataDir, FILE_STATE_NAME), JSON.stringify(this.state) + '\n');
+      await this.stateRecord.write(JSON.stringify(this.state));
     } catch (error) {
       this.options.logger.warn('cannot record the config file version in the data dir', { error: errorMessage(error) });
+      return;
+    }
+    if (this.legacyStatePath !== null) {
+      const legacy = this.legacyStatePath;
+      this.legacyStatePath = null;
+      // Lost in a crash, it comes back, and is read only while the new record is missing or unreadable.
+      await unlink(legacy).catch(() => undefined);
     }
   }
 
