@@ -1,7 +1,6 @@
 // The one validator: YAML/JSON text or plain values in, a deep-frozen typed config or every problem (with positions) out.
 
 import { availableParallelism } from 'node:os';
-import { isDeepStrictEqual } from 'node:util';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type {
   BackendConfig,
@@ -501,10 +500,27 @@ function buildConfig(shape: FileShape): Config {
 export function validatedLoneBackend(name: string, plainPool: Record<string, unknown>, pool: PoolConfig, was: BackendConfig): BackendConfig | null {
   const result = validateReplicated({ routes: [], pools: { [name]: plainPool } });
   if (!result.ok) return null;
-  const { backends: [backend, ...others], ...settings } = result.config.pools[name]!;
-  const { backends: _before, ...settingsBefore } = pool;
-  if (backend === undefined || others.length > 0 || backend.id !== was.id || backend.url !== was.url || !isDeepStrictEqual(settings, settingsBefore)) return null;
+  const validated = result.config.pools[name]!;
+  const [backend, ...others] = validated.backends;
+  if (backend === undefined || others.length > 0 || backend.id !== was.id || backend.url !== was.url || poolSettingsJson(validated) !== poolSettingsJson(pool)) return null;
   return backend;
+}
+
+/** A validated pool's settings (all but its backends) as JSON, kept per pool object (validated pools are frozen). */
+const settingsJsonOf = new WeakMap<PoolConfig, string>();
+
+/**
+ * The JSON of everything in `pool` but its backends. Validated configs are plain JSON data built in one key order,
+ * so equal JSON means equal settings; node's isDeepStrictEqual on the same objects was half of a one-backend edit's
+ * validation on a real node.
+ */
+function poolSettingsJson(pool: PoolConfig): string {
+  let json = settingsJsonOf.get(pool);
+  if (json === undefined) {
+    json = JSON.stringify({ ...pool, backends: [] });
+    if (Object.isFrozen(pool)) settingsJsonOf.set(pool, json);
+  }
+  return json;
 }
 
 /** Whether two configs route and balance alike; only routes and pools count, whatever else the objects carry. */
@@ -514,7 +530,7 @@ export function sameReplicated(a: ReplicatedConfig, b: ReplicatedConfig): boolea
   const same = (x: unknown, y: unknown): boolean => x === y || JSON.stringify(x) === JSON.stringify(y);
   const samePool = (x: PoolConfig, y: PoolConfig): boolean =>
     x === y ||
-    (x.backends.length === y.backends.length && x.backends.every((backend, index) => same(backend, y.backends[index])) && same({ ...x, backends: [] }, { ...y, backends: [] }));
+    (x.backends.length === y.backends.length && x.backends.every((backend, index) => same(backend, y.backends[index])) && poolSettingsJson(x) === poolSettingsJson(y));
   if (!same(a.routes, b.routes)) return false;
   const names = Object.keys(a.pools);
   const others = Object.keys(b.pools);
