@@ -151,6 +151,10 @@ export class PoolRuntime {
   private started = false;
   private stopped = false;
   private checker: HealthChecker | undefined;
+  /** Whose recordCheck the checker's results go to: the newest pool that took the checker over. */
+  private checkerOwner: { pool: PoolRuntime } | undefined;
+  /** The previous pool, when its checker checks exactly what this one would (see sameChecks): start() takes it over. */
+  private checkerFrom: PoolRuntime | undefined;
   /** Backends whose ejection was refused by maxEjectionPercent, so the refusal is logged once, not per request. */
   private readonly ejectionRefusalLogged = new Set<string>();
   /** Backends kept from the previous pool, taken over in start(). */
@@ -204,6 +208,7 @@ export class PoolRuntime {
     // From the backends the pool holds, not only those the config lists, so any backend it serves can be stuck to.
     this.sticky = config.sticky === null ? null : new StickyTable(config.sticky, config.name, backends.map((backend) => backend.id));
     this.carried = carried;
+    this.checkerFrom = previous !== undefined && sameChecks(previous, this) ? previous : undefined;
     this.panicMode = previous?.panicMode ?? false;
     this.servingBackups = previous?.servingBackups ?? false;
     this.updatePanic();
@@ -276,7 +281,21 @@ export class PoolRuntime {
     this.takeOver();
     const check = this.config.healthCheck;
     if (check === null) return;
+    const from = this.checkerFrom;
+    this.checkerFrom = undefined;
+    if (from !== undefined && !from.stopped && from.checker !== undefined && from.checkerOwner !== undefined) {
+      // A weight or drain change: the same checks of the same backends go on, on their schedule and kept connections;
+      // a new checker would close those connections and open new ones at the next checks, at every change.
+      this.checker = from.checker;
+      this.checkerOwner = from.checkerOwner;
+      this.checkerOwner.pool = this;
+      from.checker = undefined;
+      from.checkerOwner = undefined;
+      return;
+    }
     const deps = this.deps;
+    const owner = { pool: this as PoolRuntime };
+    this.checkerOwner = owner;
     this.checker = new HealthChecker({
       config: check,
       clock: deps.clock,
@@ -284,7 +303,7 @@ export class PoolRuntime {
       probe: deps.probe ?? createProbe(deps.clock),
       tls: this.tls,
       serverName: this.config.tls.serverName,
-      onResult: (id, result) => this.recordCheck(id, result),
+      onResult: (id, result) => owner.pool.recordCheck(id, result),
       onError: (id, error) =>
         deps.logger.error('health check result handling failed', { pool: this.name, backend: id, error: errorMessage(error) }),
     });
@@ -506,6 +525,29 @@ export class PoolRuntime {
     if (panic) this.deps.logger.warn('pool entered panic mode: routing to all non-draining backends', fields);
     else this.deps.logger.info('pool left panic mode', fields);
   }
+}
+
+/**
+ * Whether `next`'s health checker would check exactly what `previous`'s does: the same check settings, TLS material and
+ * server name, and the same backends (kept ones, which share their health state) with the same addresses, in order.
+ */
+function sameChecks(previous: PoolRuntime, next: PoolRuntime): boolean {
+  const [a, b] = [previous.config, next.config];
+  if (a.healthCheck === null || b.healthCheck === null || previous.backends.length !== next.backends.length) return false;
+  if (a.healthCheck !== b.healthCheck && JSON.stringify(a.healthCheck) !== JSON.stringify(b.healthCheck)) return false;
+  if (a.tls.serverName !== b.tls.serverName) return false;
+  const [tlsA, tlsB] = [previous.tls, next.tls];
+  if (tlsA !== tlsB && (tlsA.ca !== tlsB.ca || tlsA.cert !== tlsB.cert || tlsA.key !== tlsB.key || tlsA.digest !== tlsB.digest)) return false;
+  return next.backends.every((backend, index) => {
+    const before = previous.backends[index]!;
+    return (
+      backend.live === before.live &&
+      backend.id === before.id &&
+      backend.url.href === before.url.href &&
+      JSON.stringify(backend.config.addresses) === JSON.stringify(before.config.addresses) &&
+      discoveredServerNameOf(a, before.config).serverName === discoveredServerNameOf(b, backend.config).serverName
+    );
+  });
 }
 
 /** A check target's serverName when it differs from the pool's (a backend found by DNS, verified by the DNS name). */

@@ -6,6 +6,7 @@ import { PoolRuntime, type BackendStateChange, type PoolDeps } from '../../src/b
 import { retryBudgetAllows, retryBudgetLimit } from '../../src/balancer/retry-budget.js';
 import type { PoolConfig } from '../../src/config/schema.js';
 import { memoryLogger } from '../../src/log.js';
+import type { Probe, ProbeTarget } from '../../src/health/probe.js';
 import { backend, flush, healthCheck, poolConfig, recordingMetrics, scriptedProbe } from './pool-fixtures.js';
 
 function setup(config: PoolConfig, extra: Partial<PoolDeps> = {}) {
@@ -336,6 +337,52 @@ describe('rebuild (config change)', () => {
     next.start();
     clock.advance(10_000);
     expect(next.get('a')!.state).toBe('up');
+  });
+
+  it('a weight or drain change keeps the running health checks (same targets, kept connections); a change of the checks or a URL starts new ones', async () => {
+    const targets: ProbeTarget[] = [];
+    const probe: Probe = (target) => {
+      targets.push(target);
+      return Promise.resolve({ result: 'pass', detail: 'HTTP 200' });
+    };
+    const { pool, deps, clock, metrics } = setup(poolConfig({ healthCheck: healthCheck() }), { probe });
+    pool.start();
+    clock.advance(0);
+    await flush();
+    const first = new Map(targets.map((target) => [target.url.host, target]));
+    expect(first.size).toBe(3);
+    // An equal check config in another object (a config read again) counts as the same checks.
+    const reweighted = PoolRuntime.create(poolConfig({ healthCheck: healthCheck(), backends: [backend('a'), backend('b', { weight: 5 }), backend('c', { drain: true })] }), pool, deps);
+    reweighted.start();
+    pool.stop();
+    targets.length = 0;
+    clock.advance(1_000);
+    await flush();
+    expect(targets).toHaveLength(3);
+    for (const target of targets) expect(target).toBe(first.get(target.url.host));
+    // Results reach the newest pool; the old one keeps no timers.
+    expect(metrics.records.get('web/b')?.checks).toEqual(['pass', 'pass']);
+    expect(reweighted.get('b')!.live.health.lastCheck?.at).toBe(clock.now());
+    expect(reweighted.retryAfterSeconds()).toBe(1);
+
+    const rechecked = PoolRuntime.create(poolConfig({ healthCheck: healthCheck({ path: '/ready' }), backends: reweighted.config.backends }), reweighted, deps);
+    rechecked.start();
+    reweighted.stop();
+    targets.length = 0;
+    clock.advance(1_000);
+    await flush();
+    expect(targets.map((target) => target.path)).toEqual(['/ready', '/ready', '/ready']);
+    for (const target of targets) expect(target).not.toBe(first.get(target.url.host));
+
+    const moved = PoolRuntime.create(poolConfig({ healthCheck: healthCheck({ path: '/ready' }), backends: [backend('a', { url: 'http://127.0.0.1:1' }), backend('b'), backend('c')] }), rechecked, deps);
+    moved.start();
+    rechecked.stop();
+    targets.length = 0;
+    clock.advance(0);
+    await flush();
+    expect(targets.map((target) => target.url.host)).toEqual(['127.0.0.1:1']);
+    moved.stop();
+    expect(clock.pendingTimers()).toBe(0);
   });
 
   it('stop() of the last pool leaves no timers behind', () => {
