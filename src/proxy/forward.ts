@@ -79,6 +79,8 @@ function hasRequestBody(req: IncomingMessage): boolean {
 function wantsClose(req: IncomingMessage): boolean {
   const connection = req.headers.connection?.toLowerCase() ?? '';
   if (req.httpVersion === '1.0') return !connection.includes('keep-alive');
+  // Most HTTP/1.1 requests send no Connection header or a bare keep-alive: no token list for them.
+  if (connection === '' || connection === 'keep-alive') return false;
   return connection.split(',').some((token) => token.trim() === 'close');
 }
 

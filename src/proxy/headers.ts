@@ -27,18 +27,37 @@ function connectionTokens(value: string | string[] | undefined): string[] {
   return tokens;
 }
 
-/** 1 at the lengths of `names`: a field name of any other length cannot be one of them, so it is not lower-cased. */
-function lengthTable(names: Iterable<string>): Uint8Array {
-  const table = new Uint8Array(256);
-  for (const name of names) table[name.length] = 1;
+/** `names` by their length: a raw field name is compared only with the names of its own length. */
+function namesByLength(names: Iterable<string>): ReadonlyArray<readonly string[] | undefined> {
+  const table: Array<string[] | undefined> = [];
+  for (const name of names) (table[name.length] ??= []).push(name);
   return table;
 }
 
-function hasLength(table: Uint8Array, name: string): boolean {
-  return name.length < table.length && table[name.length] === 1;
+/**
+ * The name in `table` that `raw` is, ignoring ASCII case, or null. Every name in the tables is lower-case letters
+ * and '-': comparing a raw name char by char with its letters' case bit set spares the new string toLowerCase makes
+ * for a capitalised name (Connection, Keep-Alive), and the name returned is the table's own constant, which
+ * property lookups and Set lookups find without hashing a fresh string.
+ */
+function knownName(raw: string, table: ReadonlyArray<readonly string[] | undefined>): string | null {
+  const candidates = raw.length < table.length ? table[raw.length] : undefined;
+  if (candidates === undefined) return null;
+  for (let c = 0; c < candidates.length; c++) {
+    const name = candidates[c]!;
+    let i = 0;
+    for (; i < name.length; i++) {
+      const want = name.charCodeAt(i);
+      const got = raw.charCodeAt(i);
+      // '-' (45) must match exactly; a letter matches in either case.
+      if (got !== want && (want === 45 || (got | 0x20) !== want)) break;
+    }
+    if (i === name.length) return name;
+  }
+  return null;
 }
 
-const REQUEST_HOP_BY_HOP_LENGTHS = lengthTable(HOP_BY_HOP);
+const REQUEST_HOP_BY_HOP_NAMES = namesByLength(HOP_BY_HOP);
 
 /**
  * Takes a field off the request headers. undici skips a field whose value is undefined, so for it the key stays with
@@ -78,10 +97,8 @@ function stripHopByHop(headers: IncomingHttpHeaders, keep: ReadonlySet<string>, 
     return;
   }
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    const raw = rawHeaders[i]!;
-    if (!hasLength(REQUEST_HOP_BY_HOP_LENGTHS, raw)) continue;
-    const name = raw.toLowerCase();
-    if (HOP_BY_HOP.has(name) && !keep.has(name) && headers[name] !== undefined) dropField(headers, name, deleteKeys);
+    const name = knownName(rawHeaders[i]!, REQUEST_HOP_BY_HOP_NAMES);
+    if (name !== null && !keep.has(name) && headers[name] !== undefined) dropField(headers, name, deleteKeys);
   }
 }
 
@@ -184,31 +201,39 @@ export function prepareRequestHeaders(headers: IncomingHttpHeaders, client: Clie
  */
 const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP].filter((name) => name !== 'trailer'));
 
-/** Lengths of those names: a raw header name of any other length cannot be one, so it is not lower-cased. */
-const HOP_BY_HOP_LENGTHS = lengthTable(RESPONSE_HOP_BY_HOP);
+/** Those names by length (see knownName). */
+const RESPONSE_HOP_BY_HOP_NAMES = namesByLength(RESPONSE_HOP_BY_HOP);
 
 /** Raw fields up to this many bytes go through FIELD_TEXTS; longer ones are converted each time. */
 const MAX_REMEMBERED_FIELD = 64;
+const FIELD_SLOTS = 256;
 /**
- * The string last made for a raw field, by a hash of its length and end bytes. Header names repeat from one response
- * to the next, and so do many values (Content-Type, Content-Length, Keep-Alive): while the bytes match, a short byte
- * comparison hands back the same string instead of a native call making a new one for every field.
+ * The strings last made for raw fields, by a hash of their length and end bytes, two to a slot: the latest at
+ * `slot`, the one before at `slot + FIELD_SLOTS`. Header names repeat from one response to the next, and so do many
+ * values (Content-Type, Content-Length, Keep-Alive): while the bytes match, a short byte comparison hands back the
+ * same string instead of a native call making a new one for every field. Two to a slot, so that two fields of every
+ * response that share one (Content-Length and a length of "6" do) do not push each other out each time.
  */
-const FIELD_TEXTS: Array<string | undefined> = new Array<string | undefined>(256).fill(undefined);
+const FIELD_TEXTS: Array<string | undefined> = new Array<string | undefined>(2 * FIELD_SLOTS).fill(undefined);
+
+function sameBytes(remembered: string | undefined, field: Buffer, length: number): remembered is string {
+  if (remembered === undefined || remembered.length !== length) return false;
+  for (let i = 0; i < length; i++) if (remembered.charCodeAt(i) !== field[i]) return false;
+  return true;
+}
 
 /** A raw header field as undici hands it over (bytes) or as Node parsed it (string), as a string. */
 function text(field: Buffer | string): string {
   if (typeof field === 'string') return field;
   const length = field.length;
   if (length === 0 || length > MAX_REMEMBERED_FIELD) return field.toString('latin1');
-  const slot = (length * 31 + field[0]! * 7 + field[length - 1]!) & 255;
-  const remembered = FIELD_TEXTS[slot];
-  if (remembered !== undefined && remembered.length === length) {
-    let i = 0;
-    while (i < length && remembered.charCodeAt(i) === field[i]) i++;
-    if (i === length) return remembered;
-  }
+  const slot = (length * 31 + field[0]! * 7 + field[length - 1]!) & (FIELD_SLOTS - 1);
+  const latest = FIELD_TEXTS[slot];
+  if (sameBytes(latest, field, length)) return latest;
+  const before = FIELD_TEXTS[slot + FIELD_SLOTS];
+  if (sameBytes(before, field, length)) return before;
   const made = field.toString('latin1');
+  FIELD_TEXTS[slot + FIELD_SLOTS] = latest;
   FIELD_TEXTS[slot] = made;
   return made;
 }
@@ -223,26 +248,22 @@ function text(field: Buffer | string): string {
 export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], close: boolean): string[] {
   const list: string[] = [];
   let named: string[] | null = null;
-  let hopByHop = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = text(rawHeaders[i]!);
-    const value = text(rawHeaders[i + 1]!);
-    if (hasLength(HOP_BY_HOP_LENGTHS, name)) {
-      const lower = name.toLowerCase();
-      if (RESPONSE_HOP_BY_HOP.has(lower)) hopByHop = true;
-      if (lower === 'connection') named = fieldsNamedBy(value, named);
+    // Hop-by-hop fields are left out as they come (every keep-alive backend sends Connection and Keep-Alive).
+    const hopByHop = knownName(name, RESPONSE_HOP_BY_HOP_NAMES);
+    if (hopByHop !== null) {
+      if (hopByHop === 'connection') named = fieldsNamedBy(text(rawHeaders[i + 1]!), named);
+      continue;
     }
-    list.push(name, value);
+    list.push(name, text(rawHeaders[i + 1]!));
   }
-  // Most responses carry no hop-by-hop field and no Connection header: the list is final.
-  if (hopByHop || named !== null) {
+  // A Connection header that names other fields (rare): they go too, wherever they stood.
+  if (named !== null) {
     let kept = 0;
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!;
-      if (hasLength(HOP_BY_HOP_LENGTHS, name) || named !== null) {
-        const lower = name.toLowerCase();
-        if (RESPONSE_HOP_BY_HOP.has(lower) || named?.includes(lower) === true) continue;
-      }
+      if (named.includes(name.toLowerCase())) continue;
       list[kept++] = name;
       list[kept++] = list[i + 1]!;
     }

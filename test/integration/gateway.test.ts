@@ -187,6 +187,33 @@ describe('forwarding', () => {
     expect(first.body).toBe('part1,part2');
   });
 
+  it.each([
+    ['no Connection header', 'keep-alive', ''],
+    ['keep-alive', 'keep-alive', 'Connection: keep-alive\r\n'],
+    ['Keep-Alive', 'keep-alive', 'Connection: Keep-Alive\r\n'],
+    ['close', 'close', 'Connection: close\r\n'],
+    ['Close', 'close', 'Connection: Close\r\n'],
+    ['close among other tokens', 'close', 'Connection: keep-alive, X-Hop, close\r\n'],
+    ['a token that only contains close', 'keep-alive', 'Connection: closed\r\n'],
+  ])('an HTTP/1.1 client that sends %s gets Connection: %s', async (_name, expected, field) => {
+    const [b] = await backends(1);
+    const gw = await gateway(poolYaml([b!]));
+    const head = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(gw.port, '127.0.0.1');
+      let received = '';
+      socket.on('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: x\r\n${field}\r\n`));
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1');
+        const end = received.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        socket.destroy();
+        resolve(received.slice(0, end));
+      });
+      socket.on('error', reject);
+    });
+    expect(head.split('\r\n').filter((line) => /^connection:/i.test(line)).map((line) => line.split(':')[1]!.trim().toLowerCase())).toEqual([expected]);
+  });
+
   it('extends X-Forwarded-For from a trusted proxy', async () => {
     const [b] = await backends(1);
     const gw = await gateway(`trustedProxies: [127.0.0.0/8]\n${poolYaml([b!])}`);

@@ -102,6 +102,50 @@ describe('responseHeaderList', () => {
     );
   });
 
+  it('leaves out every hop-by-hop field (Trailer excepted) and every field Connection names, in any case, keeping the order', () => {
+    const responseHopByHop = HOP_BY_HOP.filter((name) => name !== 'trailer');
+    /** The rule written out in full: lower-case every name, drop the hop-by-hop ones and the ones Connection names. */
+    const reference = (fields: ReadonlyArray<readonly [string, string]>, close: boolean): string[] => {
+      const named = new Set<string>();
+      for (const [name, value] of fields) {
+        if (name.toLowerCase() !== 'connection') continue;
+        for (const token of value.split(',')) {
+          const lower = token.trim().toLowerCase();
+          if (lower !== '' && lower !== 'close') named.add(lower);
+        }
+      }
+      const kept = fields.filter(([name]) => !responseHopByHop.includes(name.toLowerCase()) && !named.has(name.toLowerCase())).flat();
+      return close ? [...kept, 'connection', 'close'] : kept;
+    };
+    const casings = fc.constantFrom(...responseHopByHop, 'Connection', 'CONNECTION', 'Keep-Alive', 'KEEP-ALIVE', 'kEEP-aLIVE', 'Transfer-Encoding', 'Trailer', 'TE', 'Te', 'Upgrade', 'Proxy-Connection');
+    const fields = fc.array(
+      fc.oneof(
+        fc.tuple(fc.oneof(fieldName, casings, fc.constantFrom('X-Named', 'x-named', 'Content-Length', 'Keep_Alive', 'Keep-Alivf')), fc.stringMatching(/^[ -~]{0,20}$/)),
+        connectionValue.map((value) => ['Connection', value] as const),
+      ),
+      { maxLength: 8 },
+    );
+    fc.assert(
+      fc.property(fields, fc.boolean(), (list, close) => {
+        const bytes = list.flat().map((field) => Buffer.from(field, 'latin1'));
+        expect(responseHeaderList(bytes, close)).toEqual(reference(list, close));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('keeps giving the right strings for fields that share a remembered slot, in whatever order they come', () => {
+    // 'content-length' and '6' share a slot; so do these other pairs (same length and end bytes).
+    const sharing = [['content-length', '6'], ['X-Aaaa-Z', 'X-Bbbb-Z', 'X-Cccc-Z']];
+    for (let round = 0; round < 4; round++) {
+      for (const group of sharing) {
+        const order = round % 2 === 0 ? group : [...group].reverse();
+        const raw = order.flatMap((name) => [Buffer.from(name), Buffer.from(`${name}-value`)]);
+        expect(responseHeaderList(raw, false)).toEqual(order.flatMap((name) => [name, `${name}-value`]));
+      }
+    }
+  });
+
   it('tells apart fields of the same length with the same first and last bytes', () => {
     // Same length and end bytes: the same slot of the remembered strings, one after the other.
     const first = responseHeaderList([Buffer.from('X-Aaaa-Z'), Buffer.from('value-1')], false);
