@@ -101,7 +101,8 @@ type Reads = Json | undefined | typeof UNKNOWN;
  * sides cost the whole section at every level on the way down to a one-weight change.
  */
 function sameRead(reads: Reads, value: Json): boolean {
-  return reads !== UNKNOWN && reads !== undefined && isDeepStrictEqual(reads, value);
+  // The same object: a part both configs share, whose plain form was built once (toPlainBackend keeps them).
+  return (reads === value && reads !== undefined) || (reads !== UNKNOWN && reads !== undefined && isDeepStrictEqual(reads, value));
 }
 
 function readsAt(reads: Reads, key: string): Reads {

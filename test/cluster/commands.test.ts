@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyCommand, type ConfigState } from '../../src/control/config-reducer.js';
-import { toPlainReplicated } from '../../src/config/plain.js';
+import { toPlainBackend, toPlainReplicated } from '../../src/config/plain.js';
 import { sameReplicated, validateReplicated } from '../../src/config/validate.js';
 import { replicatedFileArb } from '../config/arbitraries.js';
 
@@ -58,6 +58,18 @@ describe('a weight or drain edit', () => {
     expect(second).toMatchObject({ id: 'web-2', weight: 5, drain: false });
     expect(Object.isFrozen(second)).toBe(true);
     expect(Object.isFrozen(updated.state.config.pools['web']!.backends)).toBe(true);
+  });
+
+  it('shares the plain forms of the backends it kept: built once, frozen, the same objects in the next config\'s plain form', () => {
+    const updated = applyCommand(start, { type: 'update-backend', pool: 'web', id: 'web-1', patch: { weight: 4 } }, 2);
+    if (!updated.ok) throw new Error(updated.error.message);
+    const before = toPlainReplicated(start.config).pools['web']!['backends'] as object[];
+    const after = toPlainReplicated(updated.state.config).pools['web']!['backends'] as object[];
+    expect(after[1]).toBe(before[1]);
+    expect(after[0]).not.toBe(before[0]);
+    expect(after[0]).toEqual({ url: 'http://127.0.0.1:9001', id: 'web-1', weight: 4 });
+    expect(Object.isFrozen(after[1])).toBe(true);
+    expect(toPlainBackend(updated.state.config.pools['web']!.backends[0]!)).toBe(after[0]);
   });
 
   it('refuses a bad weight with the path of the backend in its pool', () => {
