@@ -19,7 +19,7 @@ import type { Clock, Random } from '../clock.js';
 import { systemClock } from '../clock.js';
 import { resolveReplicatedPaths } from '../config/load.js';
 import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
-import type { ClusterConfig } from '../config/schema.js';
+import type { ClusterConfig, ReplicatedConfig } from '../config/schema.js';
 import { validateReplicated, validateReplicatedText } from '../config/validate.js';
 import { memberProblems } from '../config/file-spec.js';
 import { poolStatusViews } from '../control/status.js';
@@ -91,6 +91,9 @@ export class ClusterStore implements ControlPlane {
   private readonly fileEdits: FileEdits;
   private readonly reads = new Map<string, number | null>();
   private servedVersion = 0;
+  /** The applied config the file has not been handed yet, and the turn that hands it over (see serveAppliedConfig). */
+  private pendingWriteBack: { readonly version: number; readonly config: ReplicatedConfig } | null = null;
+  private writeBackTimer: NodeJS.Immediate | null = null;
   private recordingIdentities = false;
   private stopped = false;
   /** The log index of the applied entry that removed this node (null: not removed, or re-added since). */
@@ -395,7 +398,9 @@ export class ClusterStore implements ControlPlane {
     this.stopped = true;
     await this.node.stop();
     this.proposals.cancelAll();
-    // A write-back still running would otherwise touch the file and the data dir after the node is gone.
+    // The last applied config still reaches the file; a write-back still running would otherwise touch the file and
+    // the data dir after the node is gone.
+    this.startWriteBack();
     await this.fileSync.idle();
   }
 
@@ -487,6 +492,21 @@ export class ClusterStore implements ControlPlane {
     this.servedVersion = version;
     this.options.dataPlane.apply(version, resolveReplicatedPaths(config, this.options.baseDir));
     this.options.logger.info('config applied', { node: this.nodeId, version, pools: Object.keys(config.pools) });
+    this.pendingWriteBack = { version, config };
+    // A write-back begins with a synchronous read and rewrite of the file (milliseconds of CPU): started in this turn it
+    // would run before the writes waiting for this version hear of it (their answers follow in promise callbacks).
+    // Started after them, a PATCH is answered as soon as the data plane serves its change; the file follows.
+    this.writeBackTimer ??= setImmediate(() => this.startWriteBack());
+  }
+
+  /** Hands the newest applied config to the file (a write-back waiting its turn takes the newest anyway). */
+  private startWriteBack(): void {
+    if (this.writeBackTimer !== null) clearImmediate(this.writeBackTimer);
+    this.writeBackTimer = null;
+    const pending = this.pendingWriteBack;
+    this.pendingWriteBack = null;
+    if (pending === null) return;
+    const { version, config } = pending;
     void this.fileSync.writeBack(version, config).catch((error: unknown) => {
       this.options.logger.error('config file write-back failed', { error: errorMessage(error) });
     });
