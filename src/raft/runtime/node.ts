@@ -7,6 +7,10 @@
  * the loop takes one Ready at a time and carries it out strictly in order: persist (snapshot, entries, hard
  * state: fsynced before anything else happens) -> send messages -> apply the snapshot and committed entries
  * -> advance(). It never runs twice at once, so the state machine sees entries in log order from a single caller.
+ * Two exceptions, as in etcd: a Ready holding nothing that must be durable (at most a new commit index) sends and
+ * applies at once and writes the commit index without an fsync; and a follower or learner applies entries a
+ * quorum of others committed while its own copy is still being written (it still acknowledges them only once
+ * written). See handleReadyWithoutSync and mayApplyBeforePersisting.
  *
  * Every `snapshotEvery` applied entries the state machine is serialised into a snapshot, saved, and the
  * log before it compacted, in memory and on disk. A follower too far behind then gets that snapshot.
@@ -543,13 +547,23 @@ export class RaftNode {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    // 1. persist: nothing below may depend on state that is not on disk.
-    await this.persist(() =>
+    if (ready.mustSync === false && ready.snapshot === undefined) return this.handleReadyWithoutSync(ready);
+    const applyEarly = this.mayApplyBeforePersisting(ready);
+    // 1. persist: nothing below may depend on state that is not on disk (but see mayApplyBeforePersisting).
+    const persisting = this.persist(() =>
       ready.snapshot !== undefined
         ? // One atomic step: a crash leaves either the old log or the snapshot with its hard state, never a mix.
           this.disk.saveSnapshot(ready.snapshot, ready.hardState, ready.entries)
         : this.disk.save(ready.hardState, ready.entries),
     );
+    let applied = false;
+    if (applyEarly) {
+      // Awaited below; should applying fail first, the node stops and this outcome no longer matters.
+      persisting.catch(() => undefined);
+      applied = this.applyCommitted(ready);
+      if (applied) this.emit({ type: 'applied', index: this.appliedIndex });
+    }
+    await persisting;
     this.step('invariant', () => {
       if (ready.snapshot !== undefined) this.memory.applySnapshot(ready.snapshot);
       if (ready.hardState !== undefined) this.memory.setHardState(ready.hardState);
@@ -562,6 +576,52 @@ export class RaftNode {
     if (ready.messages.length > 0) this.transport.send(ready.messages);
 
     // 3. apply.
+    if (!applyEarly) applied = this.applyCommitted(ready);
+
+    // 4. advance.
+    this.finishReady(ready, applied && !applyEarly);
+  }
+
+  /**
+   * A Ready the disk need not hold before anything it says goes out (no entries, snapshot, term or vote: at most a new
+   * commit index) is acted on at once: its messages leave and its committed entries apply, then the commit index is
+   * written without an fsync (DiskStorage SaveOptions). What its messages vouch for (entries acknowledged, votes) reached
+   * the disk with earlier Readies, which were handled to the end before this one; a commit index need not be durable
+   * (after a crash the node learns it again from a leader). On a leader this is the Ready that tells followers and
+   * learners of a commit: they hear of it, and the leader applies it, one fsync sooner.
+   */
+  private async handleReadyWithoutSync(ready: Ready): Promise<void> {
+    const hardState = ready.hardState;
+    this.step('invariant', () => {
+      if (hardState !== undefined) this.memory.setHardState(hardState);
+    });
+    if (this.proposals.size > 0) this.followProposals(ready);
+    if (ready.messages.length > 0) this.transport.send(ready.messages);
+    const applied = this.applyCommitted(ready);
+    if (applied) this.emit({ type: 'applied', index: this.appliedIndex });
+    if (hardState !== undefined) await this.persist(() => this.disk.save(hardState, [], { sync: false }));
+    if (this.stopped) return;
+    this.finishReady(ready, false);
+  }
+
+  /**
+   * Committed entries may apply while this Ready's entries are still being written (as etcd applies them), when they
+   * were committed by a quorum that does not count this node's unwritten copy: on a follower or learner a commit comes
+   * from the leader, which counts only acknowledgements, and this node acknowledges an entry only once it is on disk.
+   * A leader counts its own log, so it applies only after its Ready is persisted; so does a snapshot or a membership
+   * change (they change the core's view of the cluster). A learner, which gets entries only once committed, applies a
+   * change while the fsync of its copy runs instead of after it. Should the machine crash before that fsync, the node
+   * restarts from its log without the entries and is sent them again (its config file, written back from the applied
+   * config, may show the newer version until then: the replay writes the older one back and the catch-up the newer).
+   */
+  private mayApplyBeforePersisting(ready: Ready): boolean {
+    if (ready.snapshot !== undefined || ready.committedEntries.length === 0) return false;
+    if (ready.committedEntries.some((entry) => entry.type === 'conf-change')) return false;
+    return this.rawNode.basicStatus().role !== 'leader';
+  }
+
+  /** Applies the Ready's snapshot and committed entries in log order; true when anything was applied. */
+  private applyCommitted(ready: Ready): boolean {
     const applier = this.options.applier;
     if (ready.snapshot !== undefined) {
       const snapshot = ready.snapshot;
@@ -589,8 +649,11 @@ export class RaftNode {
       this.appliedIndex = entry.index;
     }
     if (membershipChanged) this.refreshPeers();
+    return ready.committedEntries.length > 0 || ready.snapshot !== undefined;
+  }
 
-    // 4. advance.
+  /** Advances the core past a handled Ready and tells metrics and listeners; `announceApplied` emits 'applied'. */
+  private finishReady(ready: Ready, announceApplied: boolean): void {
     this.step('invariant', () => this.rawNode.advance());
 
     if (ready.softState !== undefined) this.noteSoftState(ready.softState.leader, ready.softState.role);
@@ -603,7 +666,7 @@ export class RaftNode {
     this.metrics.setCommitIndex(status.commit);
     this.metrics.setAppliedIndex(this.appliedIndex);
     for (const read of ready.readStates) this.emit({ type: 'read', context: read.requestCtx, index: read.index });
-    if (ready.committedEntries.length > 0 || ready.snapshot !== undefined) this.emit({ type: 'applied', index: this.appliedIndex });
+    if (announceApplied) this.emit({ type: 'applied', index: this.appliedIndex });
   }
 
   /** Where this Ready puts or takes away the entries of pending proposals (see the module comment). */

@@ -12,7 +12,10 @@
  * Every WAL segment starts with a checkpoint record (the snapshot the log builds on, in full, the hard
  * state, every entry after the snapshot) and continues with batch records, one per `save()` (= one
  * Ready): one write(2) and one fdatasync before the promise resolves, so nothing the driver sends
- * afterwards can depend on state that is not on disk.
+ * afterwards can depend on state that is not on disk. A batch of only a new commit index may skip the
+ * fdatasync (`sync: false`, as etcd does for a Ready that need not sync): the commit index need not be
+ * durable (a restarted node learns it again from the leader), and the next synced batch makes it durable
+ * with everything before it. Lost in a crash, such a record is the torn tail cut off below.
  *
  * Hard state lives in the WAL, not in a separate tmp+rename file: a batch record carries the hard
  * state next to the entries it goes with and is fsynced with them, so the two can never disagree
@@ -173,9 +176,17 @@ export interface DataDirIdentity {
 export interface RaftStorage {
   readonly identity: DataDirIdentity;
   initialState(): PersistedState;
-  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void>;
+  save(hardState: HardState | undefined, entries: readonly Entry[], options?: SaveOptions): Promise<void>;
   saveSnapshot(snapshot: Snapshot, hardState?: HardState, entries?: readonly Entry[]): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface SaveOptions {
+  /**
+   * false: write the batch without waiting for fdatasync. Honoured only for a batch without entries (a commit index
+   * the driver need not have on disk before it acts on it); entries and votes are always synced.
+   */
+  readonly sync?: boolean;
 }
 
 export class DiskStorage implements RaftStorage {
@@ -249,10 +260,14 @@ export class DiskStorage implements RaftStorage {
     return this.log.hardState;
   }
 
-  /** Persists one Ready's hard state and entries with one write and one fsync; resolves once durable. */
-  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
+  /**
+   * Persists one Ready's hard state and entries with one write and one fsync; resolves once durable. With `sync: false`
+   * and no entries, resolves once written (see SaveOptions).
+   */
+  save(hardState: HardState | undefined, entries: readonly Entry[], options: SaveOptions = {}): Promise<void> {
     if (hardState === undefined && entries.length === 0) return this.enqueue(async () => {});
-    return this.enqueue(() => this.appendBatch(hardState, entries));
+    const sync = options.sync !== false || entries.length > 0;
+    return this.enqueue(() => this.appendBatch(hardState, entries, sync));
   }
 
   /**
@@ -309,7 +324,7 @@ export class DiskStorage implements RaftStorage {
     return result;
   }
 
-  private async appendBatch(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
+  private async appendBatch(hardState: HardState | undefined, entries: readonly Entry[], sync = true): Promise<void> {
     const problem = this.log.appendProblem(entries);
     if (problem !== null) {
       throw new BalancerError('INTERNAL', `refusing to persist entries: ${problem}`);
@@ -318,7 +333,7 @@ export class DiskStorage implements RaftStorage {
     const segment = this.segment;
     if (segment === null) throw new BalancerError('INTERNAL', 'raft storage is closed');
     await writeFully(segment, encodeRecord(RecordType.batch, payload));
-    await segment.datasync();
+    if (sync) await segment.datasync();
     this.log.append(entries);
     if (hardState !== undefined) this.log.hardState = hardState;
   }
