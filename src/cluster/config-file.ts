@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { parseDocument, type Document } from 'yaml';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { hasReplicatedSections } from '../config/safety.js';
-import { sameReplicated, validateConfigText } from '../config/validate.js';
+import { sameReplicated, validateConfigText, type ParsedConfigText } from '../config/validate.js';
 import { rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../config/write.js';
 import { replaceFile } from '../atomic-write.js';
 import { readSlotRecord, SlotRecordWriter } from '../slot-record.js';
@@ -66,12 +66,16 @@ function replicatedHashOf(text: string): string | null {
   try {
     const document = parseDocument(text, { prettyErrors: false });
     if (document.errors.length > 0) return null;
-    const value = document.toJS({ maxAliasCount: 1000 }) as Record<string, unknown> | null;
-    const root = typeof value === 'object' && value !== null ? value : {};
-    return writtenHashOf({ routes: root['routes'] ?? null, pools: root['pools'] ?? null });
+    return writtenHashOf(writtenOfValue(document.toJS({ maxAliasCount: 1000 })));
   } catch {
     return null;
   }
+}
+
+/** The routes and pools of a parsed file's plain value, as written. */
+function writtenOfValue(value: unknown): RoutesAndPoolsAsWritten {
+  const root = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  return { routes: root['routes'] ?? null, pools: root['pools'] ?? null };
 }
 
 function writtenHashOf(written: RoutesAndPoolsAsWritten): string {
@@ -214,12 +218,23 @@ export class ConfigFileSync {
     }
     const known = this.synced !== null && this.isLastSynced(text) ? this.synced : null;
     let current = known;
+    /** The validation's parse of `text`, for the rewrite and the record: each parsed the whole file again. */
+    let read: { text: string; document: Document; written: RoutesAndPoolsAsWritten } | undefined;
     if (current === null) {
-      const checked = validateConfigText(text, file);
-      if (checked.ok) current = checked.config;
+      let parsed: ParsedConfigText | undefined;
+      const checked = validateConfigText(text, file, (found) => {
+        parsed = found;
+      });
+      if (checked.ok) {
+        current = checked.config;
+        // Not when the text has ${...}: its local values are expanded in that document, and a rewrite that writes a
+        // one-line (flow) file out from the document would put them into the file.
+        if (parsed !== undefined && !text.includes('${')) read = { text, document: parsed.document, written: writtenOfValue(parsed.value) };
+      }
     }
     if (current !== null && sameReplicated(current, config)) {
-      await this.record(version, text, { config: current });
+      if (read !== undefined) this.lastWritten = read;
+      await this.record(version, text, { config: current, ...(read === undefined ? {} : { written: read.written }) });
       return true;
     }
     // The text this node wrote or validated last is no truncated file; only another text needs the look.
@@ -254,7 +269,7 @@ export class ConfigFileSync {
     let written: RoutesAndPoolsAsWritten;
     try {
       let document: Document;
-      const last = this.lastWritten?.text === text ? this.lastWritten : undefined;
+      const last = this.lastWritten?.text === text ? this.lastWritten : read;
       const whatTextIs = { text, document: last?.document, written: last?.written, reads: current ?? undefined };
       ({ text: rewritten, written, document } = rewriteReplicatedSectionsRead(text, config, whatTextIs));
       this.lastWritten = { text: rewritten, document, written };

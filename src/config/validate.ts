@@ -65,8 +65,15 @@ export function formatProblem(file: string, problem: Problem): string {
 // ---------------------------------------------------------------- entry points
 
 /** A whole config file: ${NAME} references in its local settings are expanded from the environment first. */
-export function validateConfigText(text: string, file: string): ValidationResult<Config> {
-  return validateText(text, file, fileSpec, (shape) => buildConfig(shape as FileShape), (document) => expandEnvironment(document, REPLICATED_KEYS));
+/** What validateConfigText parsed: the document (local \${...} references expanded in it) and its plain value. */
+export interface ParsedConfigText {
+  readonly document: Document;
+  readonly value: unknown;
+}
+
+/** `parsed`, when given, is told what was parsed (valid or not), for a caller that goes on working on the same text. */
+export function validateConfigText(text: string, file: string, parsed?: (read: ParsedConfigText) => void): ValidationResult<Config> {
+  return validateText(text, file, fileSpec, (shape) => buildConfig(shape as FileShape), (document) => expandEnvironment(document, REPLICATED_KEYS), parsed);
 }
 
 /** Plain values (already parsed); problems carry no positions. */
@@ -95,6 +102,7 @@ function validateText<T>(
   spec: Spec<unknown>,
   build: (shape: unknown) => T,
   prepare?: (document: Document) => readonly RawProblem[],
+  parsed?: (read: ParsedConfigText) => void,
 ): ValidationResult<T> {
   void source;
   if (typeof text !== 'string') return failure([{ path: '', message: `expected text, got ${typeof text}` }]);
@@ -116,6 +124,7 @@ function validateText<T>(
     // Problems of the references themselves: the values they stand for cannot be checked until they are fixed.
     if (prepared.length > 0) return failure(prepared.map((problem) => toProblem(problem, document, lineCounter)));
     value = document.toJS({ maxAliasCount: 1000 });
+    parsed?.({ document, value });
   } catch (error) {
     return failure([{ path: '', line: 1, column: 1, message: `invalid YAML: ${firstLine(errorMessage(error))}` }]);
   }

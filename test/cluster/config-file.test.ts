@@ -49,6 +49,31 @@ describe('ConfigFileSync.writeBack', () => {
     expect(sync.version).toBe(5);
   });
 
+  it('reuses its own parse of the file for the next rewrite, but never writes a local ${...} value it expanded into the file', async () => {
+    process.env['BALANCER_TEST_WRITE_BACK_TOKEN'] = 'expanded-secret';
+    try {
+      for (const text of [
+        // One-line (flow) file: a rewrite writes it out whole.
+        '{ "admin": { "listen": "127.0.0.1:0", "token": "${BALANCER_TEST_WRITE_BACK_TOKEN}" }, "pools": { "web": { "backends": [{ "url": "http://127.0.0.1:9001", "id": "web-1" }] } } }\n',
+        // Block file without references: the parse is reused.
+        FILE,
+      ]) {
+        await writeFile(file, text);
+        const fresh = await ConfigFileSync.open({ file, dataDir: join(dir, `data-${writes.length}`), logger: memoryLogger('warn'), noteOwnWrite: (written) => writes.push(written) });
+        expect(await fresh.writeBack(1, withWeight(1))).toBe(true);
+        expect(await readFile(file, 'utf8')).toBe(text);
+        expect(await fresh.writeBack(2, withWeight(4))).toBe(true);
+        const rewritten = await readFile(file, 'utf8');
+        expect(rewritten).not.toContain('expanded-secret');
+        const read = validateConfigText(rewritten, file);
+        expect(read.ok && read.config.pools['web']!.backends[0]!.weight).toBe(4);
+        if (text === FILE) expect(rewritten).toBe(FILE.replace('id: web-1 }', 'id: web-1, weight: 4 }'));
+      }
+    } finally {
+      delete process.env['BALANCER_TEST_WRITE_BACK_TOKEN'];
+    }
+  });
+
   it('keeps the order of other file work: a write-back queued after it is not merged into one before it', async () => {
     const first = sync.writeBack(2, withWeight(2));
     const shown = sync.saveRejected('not: [valid');

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, test } from 'vitest';
+import { parseDocument } from 'yaml';
 import { DEFAULTS } from '../../src/config/schema.js';
 import {
   formatProblem,
@@ -7,6 +8,7 @@ import {
   validateConfigText,
   validateReplicated,
   validateReplicatedText,
+  type ParsedConfigText,
 } from '../../src/config/validate.js';
 import { FILE, FULL_EXAMPLE, problemLines, valid } from './fixtures.js';
 
@@ -527,5 +529,32 @@ describe('the replicated part', () => {
   test('validateConfig takes plain values too', () => {
     const result = validateConfig({ listen: ':1', pools: body.pools });
     expect(result.ok).toBe(true);
+  });
+});
+
+describe('validateConfigText tells a caller what it parsed', () => {
+  test('the document and the plain value of the text, local references expanded, routes and pools as written', () => {
+    process.env['BALANCER_TEST_PARSED_TOKEN'] = 'from-env';
+    const text = [
+      'admin: { listen: 127.0.0.1:0, token: "${BALANCER_TEST_PARSED_TOKEN}" }',
+      'routes: [{ match: { pathPrefix: / }, pool: web }]',
+      'pools:',
+      '  web:',
+      '    backends:',
+      '      - { url: http://127.0.0.1:9001, id: web-1, weight: 3 }',
+      '',
+    ].join('\n');
+    const seen: ParsedConfigText[] = [];
+    const result = validateConfigText(text, FILE, (parsed) => seen.push(parsed));
+    expect(result.ok).toBe(true);
+    expect(seen).toHaveLength(1);
+    const fresh = parseDocument(text).toJS() as Record<string, unknown>;
+    const value = seen[0]!.value as Record<string, unknown>;
+    // Validation leaves the value as parsed: the caller may take it for what the file says.
+    expect(value['routes']).toEqual(fresh['routes']);
+    expect(value['pools']).toEqual(fresh['pools']);
+    expect(value['admin']).toEqual({ listen: '127.0.0.1:0', token: 'from-env' });
+    expect(seen[0]!.document.toJS()).toEqual(value);
+    delete process.env['BALANCER_TEST_PARSED_TOKEN'];
   });
 });
