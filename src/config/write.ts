@@ -317,6 +317,21 @@ class SectionRewriter {
       for (const item of value.slice(items.length)) this.appendItem(seq, item);
       return;
     }
+    if (reads !== UNKNOWN && Array.isArray(reads) && reads.length === value.length && items.length === value.length) {
+      // The file's list reads as `reads` item by item (validation keeps a list's order): only the backends whose plain
+      // form is not the very object read there need a look, as long as each keeps its id. With 1,000 backends and one
+      // weight changed, this skips walking the other 999 items for their ids.
+      const changed: number[] = [];
+      for (let index = 0; index < value.length; index++) if (value[index] !== reads[index]) changed.push(index);
+      const sameIds = changed.every((index) => {
+        const id = backendIdOf(value[index]);
+        return id !== undefined && id === backendIdOf(reads[index]) && id === backendIdOf(idAndUrlOf(items[index]) ?? this.json(items[index]));
+      });
+      if (sameIds) {
+        for (const index of changed) this.merge(items[index], value[index]!, [...path, index], undefined, reads[index]);
+        return;
+      }
+    }
     const fileIndexById = new Map<string, number>();
     items.forEach((item, index) => {
       const id = backendIdOf(idAndUrlOf(item) ?? this.json(item));
