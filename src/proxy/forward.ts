@@ -492,8 +492,13 @@ export class Forwarder {
     this.trustedProxies = new TrustedProxies(cidrs);
   }
 
-  /** Whether a peer is a trusted proxy, whose X-Forwarded-* and X-Request-Id are kept. */
-  trusts(address: string | undefined): boolean {
+  /**
+   * Whether a connection's peer is a trusted proxy, whose X-Forwarded-* and X-Request-Id are kept. With no
+   * trustedProxies the peer's address is not read at all (a getter and a handle lookup per request).
+   */
+  trustsPeerOf(socket: { readonly remoteAddress?: string | undefined }): boolean {
+    if (this.trustedProxies.empty) return false;
+    const address = socket.remoteAddress;
     return address !== undefined && this.trustedProxies.has(address);
   }
 

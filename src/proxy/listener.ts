@@ -297,7 +297,7 @@ export class ProxyListener {
       adaptHttp2Request(req);
       this.options.metrics.request(isGrpcRequest(req) ? 'grpc' : 'h2');
     } else this.options.metrics.request('http1');
-    assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));
+    assignRequestId(req, this.options.forwarder.trustsPeerOf(req.socket));
     if (this.config.redirectToHttps && !this.claimedByRoute(req) && this.redirect(req, res)) return;
     this.setClientCertHeader(req);
     const admission = this.admit(req);
@@ -401,7 +401,7 @@ export class ProxyListener {
     this.options.metrics.request('http1');
     this.logSocketRequest(req, socket);
     socket.on('error', () => socket.destroy());
-    const requestId = assignRequestId(req, this.options.forwarder.trusts(req.socket.remoteAddress));
+    const requestId = assignRequestId(req, this.options.forwarder.trustsPeerOf(req.socket));
     this.setClientCertHeader(req);
     const admission = this.admit(req);
     if ('rejection' in admission) {
