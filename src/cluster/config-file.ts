@@ -72,6 +72,14 @@ function replicatedHashOf(text: string): string | null {
   }
 }
 
+/**
+ * A validation's parse of `text`, kept for the rewrite that starts from it; none for a text with ${...}: its local
+ * values are expanded in that document, and a rewrite that writes a one-line (flow) file out whole would put them in.
+ */
+function keptParse(text: string, parsed: ParsedConfigText): { text: string; document: Document; written: RoutesAndPoolsAsWritten } | undefined {
+  return text.includes('${') ? undefined : { text, document: parsed.document, written: writtenOfValue(parsed.value) };
+}
+
 /** The routes and pools of a parsed file's plain value, as written. */
 function writtenOfValue(value: unknown): RoutesAndPoolsAsWritten {
   const root = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
@@ -125,7 +133,7 @@ export class ConfigFileSync {
     readonly done: Promise<boolean>;
     readonly queueAfter: Promise<unknown>;
   } | null = null;
-  /** The parsed document of the text this node last wrote, which the next rewrite starts from. */
+  /** The parsed document of the text this node last wrote (or read and validated), which the next rewrite of that text starts from. */
   private lastWritten: { text: string; document: Document; written: RoutesAndPoolsAsWritten } | undefined;
   private readonly options: ConfigFileSyncOptions;
   private readonly stateRecord: SlotRecordWriter;
@@ -177,8 +185,13 @@ export class ConfigFileSync {
   }
 
   /** The file was read and its replicated part, `config`, equals `version`. */
-  noteShown(version: number, text: string, config?: ReplicatedConfig): Promise<void> {
-    return this.serialised(() => this.record(version, text, config === undefined ? undefined : { config }));
+  noteShown(version: number, text: string, config?: ReplicatedConfig, parsed?: ParsedConfigText): Promise<void> {
+    return this.serialised(() => {
+      const read = parsed === undefined ? undefined : keptParse(text, parsed);
+      // The next rewrite starts from this parse instead of parsing the file again.
+      if (read !== undefined && this.lastWritten?.text !== text) this.lastWritten = read;
+      return this.record(version, text, { ...(config === undefined ? {} : { config }), ...(read === undefined ? {} : { written: read.written }) });
+    });
   }
 
   /**
@@ -227,9 +240,7 @@ export class ConfigFileSync {
       });
       if (checked.ok) {
         current = checked.config;
-        // Not when the text has ${...}: its local values are expanded in that document, and a rewrite that writes a
-        // one-line (flow) file out from the document would put them into the file.
-        if (parsed !== undefined && !text.includes('${')) read = { text, document: parsed.document, written: writtenOfValue(parsed.value) };
+        if (parsed !== undefined) read = keptParse(text, parsed);
       }
     }
     if (current !== null && sameReplicated(current, config)) {

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { toPlainReplicated } from '../config/plain.js';
-import { sameReplicated, validateConfigText } from '../config/validate.js';
+import { sameReplicated, validateConfigText, type ParsedConfigText } from '../config/validate.js';
 import { FORCE_HINT, unsafeChangeMessage } from '../config/safety.js';
 import { readFileEdit } from '../control/file-edit.js';
 import type { ChangeMeta, ChangeSource } from '../control/history.js';
@@ -157,14 +157,17 @@ export class FileEdits {
     const { file, logger } = this.options;
     try {
       const text = await readFile(file, 'utf8');
-      const validated = validateConfigText(text, file);
+      let parsed: ParsedConfigText | undefined;
+      const validated = validateConfigText(text, file, (found) => {
+        parsed = found;
+      });
       if (!validated.ok) {
         logger.error('cannot seed the cluster config: this node\'s file is invalid', { file, problems: validated.problems.length });
         return;
       }
       const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools });
       const outcome = await this.proposals.submit({ type: 'set-config', config, expectedVersion: 0 }, this.meta({ kind: 'seed', node: this.nodeId, file }));
-      await this.fileSync.noteShown(outcome.version, text, validated.config);
+      await this.fileSync.noteShown(outcome.version, text, validated.config, parsed);
       logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });
     } catch (error) {
       if (isBalancerError(error, 'VERSION_MISMATCH')) {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigFileSync } from '../../src/cluster/config-file.js';
 import type { ReplicatedConfig } from '../../src/config/schema.js';
-import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
+import { validateConfigText, validateReplicated, type ParsedConfigText } from '../../src/config/validate.js';
 import { memoryLogger } from '../../src/log.js';
 
 const FILE = `# kept
@@ -58,8 +58,16 @@ describe('ConfigFileSync.writeBack', () => {
         // Block file without references: the parse is reused.
         FILE,
       ]) {
+       for (const seeded of [false, true]) {
         await writeFile(file, text);
-        const fresh = await ConfigFileSync.open({ file, dataDir: join(dir, `data-${writes.length}`), logger: memoryLogger('warn'), noteOwnWrite: (written) => writes.push(written) });
+        const fresh = await ConfigFileSync.open({ file, dataDir: join(dir, `data-${writes.length}-${seeded}`), logger: memoryLogger('warn'), noteOwnWrite: (written) => writes.push(written) });
+        if (seeded) {
+          // As a seeding leader does: the file validated, recorded as shown with what its validation parsed.
+          let parsed: ParsedConfigText | undefined;
+          const validated = validateConfigText(text, file, (found) => (parsed = found));
+          if (!validated.ok) throw new Error('invalid fixture');
+          await fresh.noteShown(1, text, validated.config, parsed);
+        }
         expect(await fresh.writeBack(1, withWeight(1))).toBe(true);
         expect(await readFile(file, 'utf8')).toBe(text);
         expect(await fresh.writeBack(2, withWeight(4))).toBe(true);
@@ -68,6 +76,7 @@ describe('ConfigFileSync.writeBack', () => {
         const read = validateConfigText(rewritten, file);
         expect(read.ok && read.config.pools['web']!.backends[0]!.weight).toBe(4);
         if (text === FILE) expect(rewritten).toBe(FILE.replace('id: web-1 }', 'id: web-1, weight: 4 }'));
+       }
       }
     } finally {
       delete process.env['BALANCER_TEST_WRITE_BACK_TOKEN'];
