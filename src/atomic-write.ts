@@ -87,6 +87,11 @@ function closeFd(fd: number): Promise<void> {
   return call<void>((done) => fs.close(fd, (error) => done(error, undefined)));
 }
 
+/** fsync on the thread pool: the step that waits for the disk. */
+function fsyncFd(fd: number): Promise<void> {
+  return call<void>((done) => fs.fsync(fd, (error) => done(error, undefined)));
+}
+
 /**
  * The real disk for config files (a few KB, written once per config change): new files are created exclusively, with
  * the mode asked for (umask aside). Only the fsyncs, which wait for the disk, go to the thread pool; creating, writing
@@ -104,7 +109,7 @@ const configFileFs: AtomicWriteFs = {
     }
     return {
       write: async (data, offset, length) => fs.writeSync(fd, data, offset, length, null),
-      sync: () => call<void>((done) => fs.fsync(fd, (error) => done(error, undefined))),
+      sync: () => fsyncFd(fd),
       close: async () => fs.closeSync(fd),
     };
   },
@@ -113,7 +118,7 @@ const configFileFs: AtomicWriteFs = {
   fsync: async (path) => {
     const fd = fs.openSync(path, 'r');
     try {
-      await call<void>((done) => fs.fsync(fd, (error) => done(error, undefined)));
+      await fsyncFd(fd);
     } finally {
       fs.closeSync(fd);
     }
@@ -124,7 +129,7 @@ const configFileFs: AtomicWriteFs = {
 export async function fsyncPath(path: string): Promise<void> {
   const fd = await call<number>((done) => fs.open(path, 'r', done));
   try {
-    await call<void>((done) => fs.fsync(fd, (error) => done(error, undefined)));
+    await fsyncFd(fd);
   } finally {
     await closeFd(fd);
   }

@@ -125,6 +125,11 @@ class SectionRewriter {
     return toJson(this.document, node);
   }
 
+  /** The backend id a backend list's item in the file has (read from its id and url alone when it can be). */
+  private fileBackendId(item: Node): string | undefined {
+    return backendIdOf(idAndUrlOf(item) ?? this.json(item));
+  }
+
   /** Does `fileValue` at `path` (undefined: key absent) mean the same as the target there? Checked on the enclosing pool or route alone. */
   private sameMeaning(path: readonly Segment[], fileValue: Json | undefined): boolean {
     const [section, unit] = path;
@@ -325,7 +330,7 @@ class SectionRewriter {
       for (let index = 0; index < value.length; index++) if (value[index] !== reads[index]) changed.push(index);
       const sameIds = changed.every((index) => {
         const id = backendIdOf(value[index]);
-        return id !== undefined && id === backendIdOf(reads[index]) && id === backendIdOf(idAndUrlOf(items[index]) ?? this.json(items[index]));
+        return id !== undefined && id === backendIdOf(reads[index]) && id === this.fileBackendId(items[index]!);
       });
       if (sameIds) {
         for (const index of changed) this.merge(items[index], value[index]!, [...path, index], undefined, reads[index]);
@@ -334,7 +339,7 @@ class SectionRewriter {
     }
     const fileIndexById = new Map<string, number>();
     items.forEach((item, index) => {
-      const id = backendIdOf(idAndUrlOf(item) ?? this.json(item));
+      const id = this.fileBackendId(item);
       if (id !== undefined && !fileIndexById.has(id)) fileIndexById.set(id, index);
     });
     const matched = value.map((item) => {
