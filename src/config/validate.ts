@@ -64,14 +64,16 @@ export function formatProblem(file: string, problem: Problem): string {
 
 // ---------------------------------------------------------------- entry points
 
-/** A whole config file: ${NAME} references in its local settings are expanded from the environment first. */
 /** What validateConfigText parsed: the document (local \${...} references expanded in it) and its plain value. */
 export interface ParsedConfigText {
   readonly document: Document;
   readonly value: unknown;
 }
 
-/** `parsed`, when given, is told what was parsed (valid or not), for a caller that goes on working on the same text. */
+/**
+ * A whole config file: ${NAME} references in its local settings are expanded from the environment first. `parsed`,
+ * when given, is told what was parsed (valid or not), for a caller that goes on working on the same text.
+ */
 export function validateConfigText(text: string, file: string, parsed?: (read: ParsedConfigText) => void): ValidationResult<Config> {
   return validateText(text, file, fileSpec, (shape) => buildConfig(shape as FileShape), (document) => expandEnvironment(document, REPLICATED_KEYS), parsed);
 }

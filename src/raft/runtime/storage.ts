@@ -183,8 +183,9 @@ export interface RaftStorage {
 
 export interface SaveOptions {
   /**
-   * false: write the batch without waiting for fdatasync. Honoured only for a batch without entries (a commit index
-   * the driver need not have on disk before it acts on it); entries and votes are always synced.
+   * false: write the batch without waiting for fdatasync. Honoured only for a batch without entries; the driver asks
+   * for it only when the hard state changed no more than its commit index (a term or vote is synced like entries), a
+   * commit index it need not have on disk before it acts on it.
    */
   readonly sync?: boolean;
 }
