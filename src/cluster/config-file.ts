@@ -1,8 +1,9 @@
 // Keeps a cluster node's own balancer.yaml in step with the replicated config: write-back, the version the file shows, kept and rejected copies.
 
 /*
- * The file is the operator's view of the replicated config on this node. Every applied config is
- * written into it (only routes and pools change; comments and local sections stay), tmp + fsync +
+ * The file is the operator's view of the replicated config on this node. Applied configs are written
+ * into it as the store hands them over (a burst's newest once: see ClusterStore.serveAppliedConfig; only
+ * routes and pools change; comments and local sections stay), tmp + fsync +
  * rename, with the watcher told first so our write is not taken for an edit. `version` is the config
  * version the file last showed, written by us or read from it: a YAML edit is proposed as a
  * compare-and-set from that version, so an edit made on a stale view is refused instead of silently

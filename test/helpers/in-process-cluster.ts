@@ -111,6 +111,8 @@ export interface StartOptions {
   /** The file to write before starting; omitted: keep the one on disk (restart). */
   readonly text?: string;
   readonly writeTimeoutMs?: number;
+  /** How often at most the node writes applied configs into its file (default: the store's). */
+  readonly fileWriteIntervalMs?: number;
   /** false: only the new node learns the others' addresses; they must learn its address from the log (cluster add). */
   readonly announce?: boolean;
 }
@@ -189,6 +191,7 @@ export class TestCluster extends Watched {
       noteOwnWrite: (text) => watcher?.noteOwnWrite(text),
       listen: this.addresses[id] ?? '127.0.0.1:0',
       ...(options.writeTimeoutMs === undefined ? {} : { writeTimeoutMs: options.writeTimeoutMs }),
+      ...(options.fileWriteIntervalMs === undefined ? {} : { fileWriteIntervalMs: options.fileWriteIntervalMs }),
     });
     watcher = watchConfigFile(file, { onChange: (text) => void store.reloadFromText(text), debounceMs: 30 });
     this.addresses[id] = `127.0.0.1:${store.raft.port}`;
