@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  FrameEncoder,
   FrameKind,
   FrameReader,
   LENGTH_PREFIX_BYTES,
@@ -99,6 +100,28 @@ describe('encodeFrame / decodeFrame', () => {
     expect(reasonOf(decodeFrame(encodeFrame(frame({ seq: 6 }), key), { ...options, expectedSeq: 7 }))).toBe('replay');
     const big = encodeFrame(frame({ payload: Buffer.alloc(2 << 20) }), key);
     expect(reasonOf(decodeFrame(big, options))).toBe('oversized');
+  });
+
+  it('keeps the wire format byte for byte, sequence numbers up to 2^53 - 1 included', () => {
+    // Written by the encoder before it built the id header once per connection: nodes of either build talk to each other.
+    const payload = '{"type":"MsgHeartbeat","from":"n1","to":"n2","term":3,"context":"é"}';
+    const body = '0470726f64026e31026e327b2274797065223a224d7367486561727462656174222c2266726f6d223a226e31222c22746f223a226e32222c227465726d223a332c22636f6e74657874223a22c3a9227d';
+    const golden: ReadonlyArray<readonly [number, string]> = [
+      [7, `0000007a01030000000000000007${body}d6e7436ceebb4e3090db57e00f53e25fe760398bb9707ae03c2387cc6d9b41dd`],
+      [2 ** 32 + 5, `0000007a01030000000100000005${body}41ae7356fb5161d349920d697e2ed877b8b9c4ceec79e2f969c6638d2f26c18e`],
+      [Number.MAX_SAFE_INTEGER, `0000007a0103001fffffffffffff${body}98726a07043283fc3ee0031ffe669c8d1588f0898e259a688eb74fc08c5af080`],
+    ];
+    const encoder = new FrameEncoder('prod', 'n1', 'n2');
+    for (const [seq, hex] of golden) {
+      expect(encoder.encode(FrameKind.message, seq, payload, key).toString('hex')).toBe(hex);
+      expect(encodeFrame(frame({ seq, payload: Buffer.from(payload) }), key).toString('hex')).toBe(hex);
+      const decoded = decodeFrame(Buffer.from(hex, 'hex'), { ...options, expectedSeq: seq });
+      expect(decoded.ok && decoded.frame.seq === seq && decoded.frame.payload.toString('utf8') === payload).toBe(true);
+    }
+    const beyond = Buffer.from(golden[2]![1], 'hex');
+    beyond.writeUInt32BE(0x20_0000, 6);
+    const result = decodeFrame(beyond, options);
+    expect(result.ok ? 'ok' : result.detail).toBe('sequence number out of range');
   });
 
   it('derives different keys per direction and per nonce pair', () => {

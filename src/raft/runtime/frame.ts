@@ -42,6 +42,7 @@ export interface Frame {
   readonly clusterId: string;
   readonly from: string;
   readonly to: string;
+  /** From decodeFrame: a view of the decoded bytes (not a copy). */
   readonly payload: Buffer;
 }
 
@@ -63,28 +64,52 @@ function reject(reason: FrameRejectReason, detail: string): FrameDecodeResult {
   return { ok: false, reason, detail };
 }
 
+/** Seq travels as a u64; counts stay far below 2^53, so it is written as two u32 halves (no BigInt per frame). */
+const TWO_POW_32 = 0x1_0000_0000;
+/** The largest high half of a safe integer (2^53 - 1). */
+const MAX_SAFE_SEQ_HIGH = 0x1f_ffff;
+
+/**
+ * Encodes frames between two fixed ends: the id header (cluster id, from, to) is built once, so a session's frames
+ * cost one allocation each, with a string payload written straight into the frame. Throws only on caller mistakes
+ * (ids too long).
+ */
+export class FrameEncoder {
+  private readonly ids: Buffer;
+
+  constructor(clusterId: string, from: string, to: string) {
+    const parts = [Buffer.from(clusterId, 'utf8'), Buffer.from(from, 'utf8'), Buffer.from(to, 'utf8')];
+    for (const [name, bytes] of [['cluster id', parts[0]!], ['from', parts[1]!], ['to', parts[2]!]] as const) {
+      if (bytes.length > MAX_ID_BYTES) throw new RangeError(`${name} is longer than ${MAX_ID_BYTES} bytes`);
+    }
+    this.ids = Buffer.concat(parts.flatMap((bytes) => [Buffer.of(bytes.length), bytes]));
+  }
+
+  /** One complete frame, length prefix included; a string payload is encoded as UTF-8. */
+  encode(kind: FrameKindCode, seq: number, payload: Uint8Array | string, key: Buffer): Buffer {
+    const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
+    const total = LENGTH_PREFIX_BYTES + FIXED_HEADER_BYTES + this.ids.length + payloadBytes + MAC_BYTES;
+    const out = Buffer.allocUnsafe(total);
+    out.writeUInt32BE(total - LENGTH_PREFIX_BYTES, 0);
+    out[4] = FRAME_VERSION;
+    out[5] = kind;
+    out.writeUInt32BE(Math.floor(seq / TWO_POW_32), 6);
+    out.writeUInt32BE(seq >>> 0, 10);
+    let at = LENGTH_PREFIX_BYTES + FIXED_HEADER_BYTES;
+    at += this.ids.copy(out, at);
+    if (typeof payload === 'string') at += out.write(payload, at, 'utf8');
+    else {
+      out.set(payload, at);
+      at += payload.length;
+    }
+    createHmac('sha256', key).update(out.subarray(0, at)).digest().copy(out, at);
+    return out;
+  }
+}
+
 /** Encodes a complete frame, length prefix included. Throws only on caller mistakes (ids too long). */
 export function encodeFrame(frame: Frame, key: Buffer): Buffer {
-  const cluster = Buffer.from(frame.clusterId, 'utf8');
-  const from = Buffer.from(frame.from, 'utf8');
-  const to = Buffer.from(frame.to, 'utf8');
-  for (const [name, bytes] of [['cluster id', cluster], ['from', from], ['to', to]] as const) {
-    if (bytes.length > MAX_ID_BYTES) throw new RangeError(`${name} is longer than ${MAX_ID_BYTES} bytes`);
-  }
-  const total = LENGTH_PREFIX_BYTES + FIXED_HEADER_BYTES + 3 + cluster.length + from.length + to.length + frame.payload.length + MAC_BYTES;
-  const out = Buffer.allocUnsafe(total);
-  let at = 0;
-  at = out.writeUInt32BE(total - LENGTH_PREFIX_BYTES, at);
-  at = out.writeUInt8(FRAME_VERSION, at);
-  at = out.writeUInt8(frame.kind, at);
-  at = out.writeBigUInt64BE(BigInt(frame.seq), at);
-  for (const bytes of [cluster, from, to]) {
-    at = out.writeUInt8(bytes.length, at);
-    at += bytes.copy(out, at);
-  }
-  at += frame.payload.copy(out, at);
-  createHmac('sha256', key).update(out.subarray(0, at)).digest().copy(out, at);
-  return out;
+  return new FrameEncoder(frame.clusterId, frame.from, frame.to).encode(frame.kind, frame.seq, frame.payload, key);
 }
 
 /**
@@ -113,9 +138,10 @@ function decodeUnchecked(buf: Buffer, options: DecodeOptions): FrameDecodeResult
   if (version !== FRAME_VERSION) return reject('bad_version', `unsupported frame version ${version}`);
   const kind = buf.readUInt8(at++);
   if (!KIND_CODES.has(kind)) return reject('malformed', `unknown frame kind ${kind}`);
-  const seq = buf.readBigUInt64BE(at);
+  const seqHigh = buf.readUInt32BE(at);
+  const seq = seqHigh * TWO_POW_32 + buf.readUInt32BE(at + 4);
   at += 8;
-  if (seq > BigInt(Number.MAX_SAFE_INTEGER)) return reject('malformed', 'sequence number out of range');
+  if (seqHigh > MAX_SAFE_SEQ_HIGH) return reject('malformed', 'sequence number out of range');
   const strings: string[] = [];
   for (let i = 0; i < 3; i++) {
     if (at >= end) return reject('malformed', 'header runs into the MAC');
@@ -128,12 +154,12 @@ function decodeUnchecked(buf: Buffer, options: DecodeOptions): FrameDecodeResult
   if (clusterId !== options.clusterId) return reject('wrong_cluster', `frame for cluster "${clusterId}"`);
   const expected = createHmac('sha256', options.key).update(buf.subarray(0, end)).digest();
   if (!timingSafeEqual(expected, buf.subarray(end))) return reject('bad_mac', 'MAC does not match: wrong secret or tampered frame');
-  if (options.expectedSeq !== undefined && seq !== BigInt(options.expectedSeq)) {
+  if (options.expectedSeq !== undefined && seq !== options.expectedSeq) {
     return reject('replay', `sequence ${seq} where ${options.expectedSeq} was expected`);
   }
   return {
     ok: true,
-    frame: { kind: kind as FrameKindCode, seq: Number(seq), clusterId, from, to, payload: Buffer.from(buf.subarray(at, end)) },
+    frame: { kind: kind as FrameKindCode, seq, clusterId, from, to, payload: buf.subarray(at, end) },
   };
 }
 

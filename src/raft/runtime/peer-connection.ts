@@ -30,7 +30,7 @@ import { isPlainObject } from '../../json.js';
 import type { Clock, TimerHandle } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import type { Message } from '../core/types.js';
-import { FrameKind, FrameReader, MAX_HANDSHAKE_FRAME_BYTES, decodeFrame, encodeFrame, sessionKeys } from './frame.js';
+import { FrameEncoder, FrameKind, FrameReader, MAX_HANDSHAKE_FRAME_BYTES, decodeFrame, encodeFrame, sessionKeys } from './frame.js';
 import type { Frame, FrameRejectReason, SessionKeys } from './frame.js';
 import { parsePeerMessage } from './peer-message.js';
 
@@ -119,6 +119,8 @@ export class ClientConnection {
   private sendSeq = 1;
   private receiveSeq = 1;
   private timer: TimerHandle | null;
+  /** Frames from this node to the peer (the ids never change on a connection). */
+  private readonly encoder: FrameEncoder;
   /** What the server said about itself in the welcome. */
   peerIdentity: PeerIdentity = NO_IDENTITY;
 
@@ -129,21 +131,12 @@ export class ClientConnection {
     readonly purpose: Purpose,
     private readonly hooks: ClientHooks,
   ) {
+    this.encoder = new FrameEncoder(core.clusterId, core.nodeId, peerId);
     this.socket = connect({ host: address.host, port: address.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEP_ALIVE_MS });
     this.timer = core.clock.setTimeout(() => this.close('handshake timed out'), core.handshakeTimeoutMs);
     this.socket.once('connect', () => {
       this.socket.write(
-        encodeFrame(
-          {
-            kind: FrameKind.hello,
-            seq: 0,
-            clusterId: core.clusterId,
-            from: core.nodeId,
-            to: peerId,
-            payload: Buffer.from(JSON.stringify({ nonce: this.nonce, purpose, ...identityFields(core.identity()) })),
-          },
-          core.handshakeKey,
-        ),
+        this.encoder.encode(FrameKind.hello, 0, JSON.stringify({ nonce: this.nonce, purpose, ...identityFields(core.identity()) }), core.handshakeKey),
       );
     });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -159,18 +152,7 @@ export class ClientConnection {
   send(message: Message): boolean {
     const keys = this.keys;
     if (keys === null || this.state !== 'open') return false;
-    const frame = encodeFrame(
-      {
-        kind: FrameKind.message,
-        seq: this.sendSeq++,
-        clusterId: this.core.clusterId,
-        from: this.core.nodeId,
-        to: this.peerId,
-        payload: Buffer.from(JSON.stringify(message)),
-      },
-      keys.clientToServer,
-    );
-    return this.socket.write(frame);
+    return this.socket.write(this.encoder.encode(FrameKind.message, this.sendSeq++, JSON.stringify(message), keys.clientToServer));
   }
 
   close(reason: string): void {
@@ -235,12 +217,7 @@ export class ClientConnection {
     this.peerIdentity = identity;
     this.core.peerIdentified(this.peerId, identity);
     this.keys = sessionKeys(this.core.secret, this.core.clusterId, this.core.nodeId, this.peerId, this.nonce, serverNonce);
-    this.socket.write(
-      encodeFrame(
-        { kind: FrameKind.proof, seq: this.sendSeq++, clusterId: this.core.clusterId, from: this.core.nodeId, to: this.peerId, payload: Buffer.alloc(0) },
-        this.keys.clientToServer,
-      ),
-    );
+    this.socket.write(this.encoder.encode(FrameKind.proof, this.sendSeq++, '', this.keys.clientToServer));
     this.state = 'open';
     this.clearTimer();
     this.hooks.onOpen(this);
