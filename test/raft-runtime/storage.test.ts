@@ -10,6 +10,7 @@ import { isBalancerError } from '../../src/errors.js';
 import { memoryLogger, silentLogger } from '../../src/log.js';
 import type { Entry, HardState, Snapshot } from '../../src/raft/core/types.js';
 import { DiskStorage, LOCK_FILE, PersistedLog } from '../../src/raft/runtime/storage.js';
+import { nodeRaftFs, type RaftFs } from '../../src/raft/runtime/raft-fs.js';
 import { RecordType, encodeRecord, segmentFileName } from '../../src/raft/runtime/wal.js';
 import { buildStorageForChild } from './child-build.js';
 
@@ -263,6 +264,35 @@ describe('DiskStorage', () => {
     snapshot[snapshot.length - 3] = snapshot[snapshot.length - 3]! ^ 1;
     await writeFile(join(dir, 'snapshot.snap'), snapshot);
     await expectCode(DiskStorage.open(dir, 'n1', silentLogger), 'STORAGE_CORRUPT');
+  });
+
+  it('writes a batch on the calling thread and sends only its fdatasync to the thread pool; a commit-only batch needs neither', async () => {
+    const calls: string[] = [];
+    const fs: RaftFs = {
+      ...nodeRaftFs,
+      openAppend: async (path) => {
+        const file = await nodeRaftFs.openAppend(path);
+        return {
+          write: (data, offset, length) => (calls.push('write'), file.write(data, offset, length)),
+          writeSync: (data, offset, length) => (calls.push('writeSync'), file.writeSync(data, offset, length)),
+          datasync: () => (calls.push('datasync'), file.datasync()),
+          sync: () => (calls.push('sync'), file.sync()),
+          close: () => file.close(),
+        };
+      },
+    };
+    const storage = await DiskStorage.open(dir, 'n1', silentLogger, { fs });
+    open.push(storage);
+    calls.length = 0;
+    await storage.save({ term: 1, vote: 'n1', commit: 0 }, range(1, 2, 1));
+    expect(calls).toEqual(['writeSync', 'datasync']);
+    calls.length = 0;
+    await storage.save({ term: 1, vote: 'n1', commit: 2 }, [], { sync: false });
+    expect(calls).toEqual(['writeSync']);
+    await storage.close();
+    const reopened = await openStorage();
+    expect(reopened.initialState().entries).toEqual(range(1, 2, 1));
+    expect(reopened.initialState().hardState).toEqual({ term: 1, vote: 'n1', commit: 2 });
   });
 
   it('gives a new data dir an incarnation id and keeps it across reopens', async () => {

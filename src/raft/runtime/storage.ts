@@ -49,8 +49,8 @@ import type { Logger } from '../../log.js';
 import { EMPTY_HARD_STATE } from '../core/storage.js';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
 import { isEntryList, isHardState, isSnapshot } from './record-shapes.js';
-import { writeFileAtomic, writeFully } from '../../atomic-write.js';
-import { fsyncDir, unlinkIfExists } from './fs-util.js';
+import { writeFileAtomic } from '../../atomic-write.js';
+import { fsyncDir, unlinkIfExists, writeFullySync } from './fs-util.js';
 import { isFsError, nodeRaftFs, type RaftFile, type RaftFs } from './raft-fs.js';
 import { RecordType, encodeRecord, parseSegmentFileName, scanRecords, segmentFileName } from './wal.js';
 import type { RawRecord } from './wal.js';
@@ -333,7 +333,8 @@ export class DiskStorage implements RaftStorage {
     const payload: BatchPayload = hardState === undefined ? { entries } : { hardState, entries };
     const segment = this.segment;
     if (segment === null) throw new BalancerError('INTERNAL', 'raft storage is closed');
-    await writeFully(segment, encodeRecord(RecordType.batch, payload));
+    // Written on the event loop; only the fdatasync waits in the thread pool (one round trip per Ready instead of two).
+    writeFullySync(segment, encodeRecord(RecordType.batch, payload));
     if (sync) await segment.datasync();
     this.log.append(entries);
     if (hardState !== undefined) this.log.hardState = hardState;

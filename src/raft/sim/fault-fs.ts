@@ -288,24 +288,33 @@ export class FaultFs implements RaftFs {
 
   /** @internal Runs one numbered operation under the crash plan. */
   operation<T>(kind: FsOperationKind, path: string, effect: () => T): Promise<T> {
-    if (this.dead) return Promise.reject(new SimulatedCrash(`the process crashed before ${kind} ${path}`));
+    try {
+      return Promise.resolve(this.operationSync(kind, path, effect));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** @internal The same for a call made on the calling thread (writeSync): it throws where `operation` rejects. */
+  operationSync<T>(kind: FsOperationKind, path: string, effect: () => T): T {
+    if (this.dead) throw new SimulatedCrash(`the process crashed before ${kind} ${path}`);
     const index = this.operations++;
     const decision = this.options.decide?.({ index, kind, path });
     if (decision === 'crash-before') {
       this.dead = true;
-      return Promise.reject(new SimulatedCrash(`crash before ${kind} ${path} (operation ${index})`));
+      throw new SimulatedCrash(`crash before ${kind} ${path} (operation ${index})`);
     }
     let result: T;
     try {
       result = effect();
     } catch (error) {
-      if (decision !== 'crash-after') return Promise.reject(error);
+      if (decision !== 'crash-after') throw error;
     }
     if (decision === 'crash-after') {
       this.dead = true;
-      return Promise.reject(new SimulatedCrash(`crash after ${kind} ${path} (operation ${index})`));
+      throw new SimulatedCrash(`crash after ${kind} ${path} (operation ${index})`);
     }
-    return Promise.resolve(result!);
+    return result!;
   }
 
   /** @internal */
@@ -393,19 +402,25 @@ class FaultFile implements RaftFile {
   ) {}
 
   write(data: Uint8Array, offset: number, length: number): Promise<number> {
-    return this.fs.operation('write', this.path, () => {
-      this.checkOpen();
-      const count = this.fs.writeLength(length);
-      const chunk = Buffer.from(data.buffer, data.byteOffset + offset, count);
-      const at = this.mode === 'append' ? this.inode.data.length : this.position;
-      const end = at + count;
-      const next = Buffer.alloc(Math.max(end, this.inode.data.length));
-      this.inode.data.copy(next);
-      chunk.copy(next, at);
-      this.inode.data = next;
-      this.position = end;
-      return count;
-    });
+    return this.fs.operation('write', this.path, () => this.writeNow(data, offset, length));
+  }
+
+  writeSync(data: Uint8Array, offset: number, length: number): number {
+    return this.fs.operationSync('write', this.path, () => this.writeNow(data, offset, length));
+  }
+
+  private writeNow(data: Uint8Array, offset: number, length: number): number {
+    this.checkOpen();
+    const count = this.fs.writeLength(length);
+    const chunk = Buffer.from(data.buffer, data.byteOffset + offset, count);
+    const at = this.mode === 'append' ? this.inode.data.length : this.position;
+    const end = at + count;
+    const next = Buffer.alloc(Math.max(end, this.inode.data.length));
+    this.inode.data.copy(next);
+    chunk.copy(next, at);
+    this.inode.data = next;
+    this.position = end;
+    return count;
   }
 
   datasync(): Promise<void> {
