@@ -180,6 +180,12 @@ class BackendChildren implements BackendMetrics {
   latencyEwma: (() => number) | null = null;
   private readonly up: GaugeChild;
   private readonly draining: GaugeChild;
+  /**
+   * What `up` and `draining` were last set to: every pool rebuild (a weight change) publishes every backend's state,
+   * and prom-client hashes the labels on each set (~2 ms per change with 1,000 backends), so an unchanged value is not set again.
+   */
+  private upValue: number | undefined;
+  private drainingValue = 0;
   private readonly ejections: CounterChild;
   private readonly errorChildren = new Map<UpstreamErrorReason, CounterChild>();
   private readonly healthChildren = new Map<HealthCheckResult, CounterChild>();
@@ -243,7 +249,10 @@ class BackendChildren implements BackendMetrics {
   }
 
   setUp(isUp: boolean): void {
-    this.up.set(isUp ? 1 : 0);
+    const value = isUp ? 1 : 0;
+    if (value === this.upValue) return;
+    this.upValue = value;
+    this.up.set(value);
   }
 
   ejected(): void {
@@ -251,7 +260,10 @@ class BackendChildren implements BackendMetrics {
   }
 
   setDraining(draining: boolean): void {
-    this.draining.set(draining ? 1 : 0);
+    const value = draining ? 1 : 0;
+    if (value === this.drainingValue) return;
+    this.drainingValue = value;
+    this.draining.set(value);
   }
 
   latencyEstimate(read: () => number): void {

@@ -178,6 +178,41 @@ describe('createMetrics', () => {
     }
   });
 
+  it("sets a backend's up and draining gauges only when their value changes (every pool rebuild publishes every backend)", async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    // prom-client's label children set through a function of their own: count the calls on the children made for `a`.
+    const set = vi.fn();
+    const labels = Gauge.prototype.labels;
+    const spy = vi.spyOn(Gauge.prototype, 'labels').mockImplementation(function (this: Gauge, ...args: Parameters<Gauge['labels']>) {
+      const child = labels.apply(this, args);
+      const original = child.set.bind(child);
+      child.set = (value: number) => {
+        set(value);
+        original(value);
+      };
+      return child;
+    });
+    const b = metrics.backend('web', 'a');
+    spy.mockRestore();
+    set.mockClear();
+    try {
+      b.setUp(true);
+      b.setUp(true);
+      b.setDraining!(false);
+      expect(set).toHaveBeenCalledTimes(1);
+      b.setUp(false);
+      b.setDraining!(true);
+      b.setDraining!(true);
+      b.setUp(false);
+      expect(set).toHaveBeenCalledTimes(3);
+    } finally {
+      vi.restoreAllMocks();
+    }
+    const t = await metrics.render();
+    expect(sample(t, 'balancer_backend_up', { pool: 'web', backend: 'a' })).toBe(0);
+    expect(sample(t, 'balancer_backend_draining', { pool: 'web', backend: 'a' })).toBe(1);
+  });
+
   it('retain() drops every series of removed backends and pools and keeps the rest', async () => {
     const metrics = createMetrics({ collectDefault: false });
     metrics.backend('web', 'a').requestFinished('2xx', 0.01);
