@@ -79,12 +79,12 @@ const PLAN = flags.quick
     };
 
 const PHASE_TARGETS = {
-  http: ['direct', 'balancer', 'balancer-auto', 'naive', 'reply-from', 'haproxy', 'nginx'],
+  http: ['direct', 'balancer', 'balancer-auto', 'naive', 'engine', 'reply-from', 'haproxy', 'nginx'],
   post: ['balancer', 'naive', 'haproxy'],
   websocket: ['balancer', 'naive', 'haproxy'],
   fixedRate: ['balancer', 'naive', 'haproxy'],
   idle: ['balancer', 'naive', 'haproxy'],
-  instructions: ['balancer', 'naive', 'reply-from', 'haproxy'],
+  instructions: ['balancer', 'naive', 'engine', 'reply-from', 'haproxy'],
 };
 
 function log(message) {

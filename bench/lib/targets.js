@@ -20,6 +20,7 @@ export const TARGETS = [
   { id: 'balancer', label: 'balancer (workers: 0)', kind: 'balancer', workers: 0 },
   { id: 'balancer-auto', label: 'balancer (workers: auto)', kind: 'balancer', workers: 'auto' },
   { id: 'naive', label: 'naive node-http-proxy', kind: 'naive' },
+  { id: 'engine', label: "balancer's engine alone (node:http + undici)", kind: 'engine' },
   { id: 'reply-from', label: 'fastify + @fastify/reply-from', kind: 'reply-from' },
   { id: 'haproxy', label: 'HAProxy (nbthread 1)', kind: 'haproxy' },
   { id: 'nginx', label: 'nginx (worker_processes 1)', kind: 'nginx' },
@@ -216,6 +217,8 @@ export async function startTarget(target, backends, workDir, { wrapper = [], rea
     [command, args, options] = [process.execPath, [...BALANCER_NODE_FLAGS, join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
   } else if (target.kind === 'naive') {
     [command, args, options] = [process.execPath, [join(REPO, 'bench/naive-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
+  } else if (target.kind === 'engine') {
+    [command, args, options] = [process.execPath, [join(REPO, 'bench/engine-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
   } else if (target.kind === 'reply-from') {
     ensurePeers();
     [command, args, options] = [process.execPath, [join(REPO, 'bench/peers/reply-from-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
