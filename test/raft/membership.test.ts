@@ -136,6 +136,8 @@ describe('learners', () => {
   it('get heartbeats at their own slower beat, and every new entry and commit at once', () => {
     const net = Network.cluster(['a', 'b', 'c'], { electionTick: 10 }, ['l']);
     net.campaign('a');
+    // The election's appends stand in for each member's first beat (see 'skip the beat of a member...'); count after it.
+    net.tickAll(5);
     const sentBefore = net.sent.length;
     net.tickAll(20);
     const beats = net.sent.slice(sentBefore).filter((m) => m.type === 'MsgHeartbeat');
@@ -151,6 +153,36 @@ describe('learners', () => {
     net.drain(net.node('a'));
     net.deliverAll();
     expect(net.sent.slice(beforeRead).filter((m) => m.type === 'MsgHeartbeat').map((m) => m.to).sort()).toEqual(['b', 'c']);
+    expect(net.node('a').readStates.map((r) => r.requestCtx)).toContain('r1');
+  });
+
+  it('skip the beat of a member that was sent an append since its last beat, but not a beat carrying a read index', () => {
+    const net = Network.cluster(['a', 'b', 'c'], { electionTick: 10 }, ['l']);
+    net.campaign('a');
+    net.tickAll(5); // every member has had its first beat (the learner's comes every 5 ticks)
+    const beatsTo = (from: number): string[] => net.sent.slice(from).filter((m) => m.type === 'MsgHeartbeat').map((m) => m.to).sort();
+    let mark = net.sent.length;
+    net.propose('a', 'x');
+    expect(net.appliedData('l')).toEqual(['x']);
+    net.tick('a');
+    net.deliverAll();
+    // b and c got the entry and its commit since their last beat: no beat this tick; the next one beats them again.
+    expect(beatsTo(mark)).toEqual([]);
+    mark = net.sent.length;
+    net.tick('a');
+    net.deliverAll();
+    expect(beatsTo(mark)).toEqual(['b', 'c']);
+    // The learner got its entry within its 5-tick beat: that beat is skipped too, the one after is sent.
+    mark = net.sent.length;
+    net.tickAll(10);
+    expect(beatsTo(mark).filter((to) => to === 'l')).toHaveLength(1);
+    // A read index right after an append still beats every voter: each answer confirms the leadership.
+    net.propose('a', 'y');
+    mark = net.sent.length;
+    net.raw('a').readIndex('r1');
+    net.drain(net.node('a'));
+    net.deliverAll();
+    expect(beatsTo(mark)).toEqual(['b', 'c']);
     expect(net.node('a').readStates.map((r) => r.requestCtx)).toContain('r1');
   });
 

@@ -55,6 +55,8 @@ export class Progress {
   recentActive = false;
   /** In probe state: a MsgApp is out and we wait for its answer (or a heartbeat reply) before the next. */
   probeSent = false;
+  /** A MsgApp went to this member since its last heartbeat was due (see bcastHeartbeat). */
+  appendedSinceBeat = false;
   readonly inflights: Inflights;
   isLearner: boolean;
 

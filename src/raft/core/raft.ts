@@ -765,6 +765,7 @@ export class Raft {
       commit: this.raftLog.committed,
     });
     pr.sentEntries(entries.length, entries.length > 0 ? entries[entries.length - 1]!.index : prevIndex);
+    pr.appendedSinceBeat = true;
     return true;
   }
 
@@ -797,10 +798,20 @@ export class Raft {
     for (const id of this.prs.keys()) if (id !== this.id) this.sendAppend(id);
   }
 
-  /** Heartbeats to every voter; to learners too when `toLearners` (their own, slower beat). */
+  /**
+   * Heartbeats to every voter; to learners too when `toLearners` (their own, slower beat). A member sent a MsgApp since
+   * its last beat was due is skipped this time: that append reset its election timer and carried the commit index, and
+   * its answer marks it active, as the heartbeat's would (while a fleet takes changes back to back, the leader would
+   * otherwise send and answer a beat per member per interval on top of every change). Lost appends are still noticed:
+   * a member whose appends stopped (paused, or nothing new) gets the next beat, whose answer resends. A beat carrying a
+   * read index request goes to everyone: each answer confirms the leadership the read waits for.
+   */
   private bcastHeartbeat(context: string | undefined, toLearners: boolean): void {
     for (const [id, pr] of this.prs) {
       if (id === this.id || (pr.isLearner && !toLearners)) continue;
+      const appended = pr.appendedSinceBeat;
+      pr.appendedSinceBeat = false;
+      if (appended && context === undefined) continue;
       // Never tell a follower to commit past what it is known to hold.
       const commit = Math.min(pr.match, this.raftLog.committed);
       this.send({ to: id, type: 'MsgHeartbeat', term: this.term, commit, ...(context === undefined ? {} : { context }) });
