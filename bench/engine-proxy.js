@@ -6,7 +6,12 @@
 // retries, no timeouts of its own. Its row is the least CPU per request balancer could reach without changing engine.
 
 import http from 'node:http';
-import { Pool } from 'undici';
+import { createRequire } from 'node:module';
+
+// From its own file, as balancer loads it (src/proxy/undici-parts.ts): undici's index would add fetch, WebSocket and
+// the rest, several MB that balancer does not carry, to this row's memory.
+/** @type {typeof import('undici').Pool} */
+const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js');
 
 const targets = process.argv.slice(2);
 if (targets.length === 0) {

@@ -83,7 +83,7 @@ const PHASE_TARGETS = {
   post: ['balancer', 'naive', 'haproxy'],
   websocket: ['balancer', 'naive', 'haproxy'],
   fixedRate: ['balancer', 'naive', 'haproxy'],
-  idle: ['balancer', 'naive', 'haproxy'],
+  idle: ['balancer', 'naive', 'engine', 'haproxy'],
   instructions: ['balancer', 'naive', 'engine', 'reply-from', 'haproxy'],
 };
 
