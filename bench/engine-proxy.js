@@ -7,6 +7,7 @@
 
 import http from 'node:http';
 import { createRequire } from 'node:module';
+import { serveUntilStdinEnds } from './lib/proxy-script.js';
 
 // From its own file, as balancer loads it (src/proxy/undici-parts.ts): undici's index would add fetch, WebSocket and
 // the rest, several MB that balancer does not carry, to this row's memory.
@@ -75,10 +76,4 @@ const server = http.createServer((req, res) => {
     /** @type {import('undici').Dispatcher.DispatchHandler} */ (/** @type {unknown} */ (new Exchange(res))),
   );
 });
-server.keepAliveTimeout = 120_000;
-server.headersTimeout = 121_000;
-server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: /** @type {import('node:net').AddressInfo} */ (server.address()).port })}\n`);
-});
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
+serveUntilStdinEnds(server);

@@ -3,6 +3,7 @@
 
 import http from 'node:http';
 import httpProxy from 'http-proxy';
+import { serveUntilStdinEnds } from './lib/proxy-script.js';
 
 const targets = process.argv.slice(2);
 if (targets.length === 0) {
@@ -27,10 +28,4 @@ proxy.on('error', (_error, _req, res) => {
 });
 const server = http.createServer((req, res) => proxy.web(req, res, { target: pick() }));
 server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head, { target: pick() }));
-server.keepAliveTimeout = 120_000;
-server.headersTimeout = 121_000;
-server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: /** @type {import('node:net').AddressInfo} */ (server.address()).port })}\n`);
-});
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
+serveUntilStdinEnds(server);
