@@ -147,6 +147,11 @@ export class ConfigStateMachine {
     return this.changes.list();
   }
 
+  /** The recorded change that made `version`; undefined once the bounded history has forgotten it. */
+  changeAt(version: number): HistoryEntry | undefined {
+    return this.changes.at(version);
+  }
+
   get state(): ConfigState {
     return this.configState;
   }

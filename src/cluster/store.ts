@@ -505,14 +505,19 @@ export class ClusterStore implements ControlPlane {
     this.options.dataPlane.apply(version, resolveReplicatedPaths(config, this.options.baseDir));
     this.options.logger.info('config applied', { node: this.nodeId, version, pools: Object.keys(config.pools) });
     this.pendingWriteBack = { version, config };
-    if (this.writeBackTimer !== null) return;
-    const wait = this.lastWriteBackAt + this.fileWriteIntervalMs - this.clock.now();
+    if (this.writeBackTimer?.kind === 'turn') return;
+    // This node's own file edit is in the file already: its write-back only records that the file shows this version,
+    // and must not wait, since the next edit of the file is a compare-and-set from the version the file is known to show.
+    const source = this.machine.changeAt(version)?.source;
+    const shownByFile = source?.kind === 'file' && source.node === this.nodeId;
+    const wait = shownByFile ? 0 : this.lastWriteBackAt + this.fileWriteIntervalMs - this.clock.now();
     if (wait > 0) {
       // A burst: the file was written moments ago. Its next write takes whatever is newest by then, once, instead of
       // every version in turn (each write-back costs a few ms of CPU with its fsyncs).
-      this.writeBackTimer = { kind: 'interval', handle: this.clock.setTimeout(() => this.startWriteBack(), wait) };
+      this.writeBackTimer ??= { kind: 'interval', handle: this.clock.setTimeout(() => this.startWriteBack(), wait) };
       return;
     }
+    if (this.writeBackTimer?.kind === 'interval') this.clock.clearTimeout(this.writeBackTimer.handle);
     // A write-back begins with a synchronous read and rewrite of the file (milliseconds of CPU): started in this turn it
     // would run before the writes waiting for this version hear of it (their answers follow in promise callbacks).
     // Started after them, a PATCH is answered as soon as the data plane serves its change; the file follows.

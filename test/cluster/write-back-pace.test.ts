@@ -87,6 +87,28 @@ describe('the file write-back of applied configs', () => {
     expect(restarted.store.version).toBe(last);
   });
 
+  it("records an edit of the node's own file at once, so a second edit right after it is a compare-and-set from the first's version", async () => {
+    const node = await cluster.start('n1', { text: configText('n1', 'web', [9100, 9101]), fileWriteIntervalMs: LONG_INTERVAL_MS });
+    await cluster.waitForLeader();
+    await cluster.waitForVersion(1);
+    const seeded = node.store.version;
+    await cluster.until(() => node.store.fileVersion === seeded, 10_000, 'file at the seed version');
+    const committed = (): number => node.lines.filter((l) => l.msg === 'config edit committed').length;
+
+    // Two saves of the file in a row, well within the interval since the seed's write-back.
+    const first = (await readFile(node.file, 'utf8')).replace('id: b9101 }', 'id: b9101, weight: 3 }');
+    await writeFile(node.file, first);
+    await cluster.until(() => committed() === 1, 10_000, 'first edit committed');
+    await cluster.until(() => node.store.fileVersion === node.store.version, 10_000, 'the first edit recorded as what the file shows');
+    await writeFile(node.file, first.replace('weight: 3', 'weight: 4'));
+    await cluster.until(() => committed() === 2, 10_000, 'second edit committed');
+
+    expect(node.lines.some((l) => String(l.msg).startsWith('config edit rejected'))).toBe(false);
+    expect(await filesBeside(node.dir, 'balancer.yaml.rejected-')).toEqual([]);
+    expect(backendIds(node, 'web')).toEqual(['b9100', 'b9101']);
+    expect(node.dataPlane.table.pools.get('web')?.pool.backends.find((b) => b.id === 'b9101')?.weight).toBe(4);
+  });
+
   it("an operator's edit of a file whose write is deferred is an edit of an older version: refused, saved beside the file, and the file shows the cluster", async () => {
     const { node, seedText, last } = await seededThenBurst([3, 4]);
     expect(await readFile(node.file, 'utf8')).toBe(seedText);
