@@ -46,6 +46,15 @@ export async function writeFully(file: WritableFile, data: Uint8Array): Promise<
   }
 }
 
+/** writeFully on the calling thread, for an append that reaches the page cache in microseconds (the Raft WAL's batches). */
+export function writeFullySync(file: { writeSync(data: Uint8Array, offset: number, length: number): number }, data: Uint8Array): void {
+  let written = 0;
+  for (let guard = 0; written < data.length; guard++) {
+    if (guard > 1000) throw new Error('file write made no progress');
+    written += file.writeSync(data, written, data.length - written);
+  }
+}
+
 /**
  * Replaces `path` with `data` so that after a crash at any point the file holds either the old or the new
  * content in full, never a mix: write a temporary file, fsync it, rename it over, fsync the directory.

@@ -1,6 +1,6 @@
-// File primitives for the Raft data dir beside the atomic replace of atomic-write.ts: directory fsync, unlink if present, whole appends.
+// File primitives for the Raft data dir beside the atomic replace of atomic-write.ts: directory fsync, unlink if present.
 
-import { isFsError, type RaftFile, type RaftFs } from './raft-fs.js';
+import { isFsError, type RaftFs } from './raft-fs.js';
 
 /**
  * Makes directory entries (creations, renames, unlinks) in `dir` durable. Without it a rename that
@@ -16,14 +16,5 @@ export async function unlinkIfExists(fs: RaftFs, path: string): Promise<void> {
     await fs.unlink(path);
   } catch (error) {
     if (!isFsError(error, 'ENOENT')) throw error;
-  }
-}
-
-/** Writes all of `data` on the calling thread (see RaftFile.writeSync); write(2) may return short, so it loops. */
-export function writeFullySync(file: RaftFile, data: Uint8Array): void {
-  let written = 0;
-  for (let guard = 0; written < data.length; guard++) {
-    if (guard > 1000) throw new Error('file write made no progress');
-    written += file.writeSync(data, written, data.length - written);
   }
 }
