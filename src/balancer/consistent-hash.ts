@@ -51,6 +51,11 @@ export abstract class ConsistentHashStrategy implements Strategy {
     return index === -1 ? undefined : candidates[index];
   }
 
+  /** The table is checked against the candidates' ids and weights again at the next pick (rebuilt if they differ). */
+  reweighted(): void {
+    this.known = undefined;
+  }
+
   /** Rebuilt only when ids or weights change: a new array with the same backends (a config swap elsewhere) keeps the table. */
   private tableFor(candidates: readonly Candidate[]): HashTable {
     if (candidates === this.known && this.table !== undefined) return this.table;

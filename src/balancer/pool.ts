@@ -1,9 +1,11 @@
 // The live state of one pool: backends with health, ejection, drain, slow start and in-flight counts; picking; retry budget.
 //
-// A PoolRuntime is immutable in shape (its backends and config never change); a config change builds a
-// new one with PoolRuntime.create(config, previous, deps). State that must survive the swap (health,
+// A PoolRuntime is fixed in shape (its backends, their ids and URLs, and the pool's settings never change); a config
+// change builds a new one with PoolRuntime.create(config, previous, deps). State that must survive the swap (health,
 // ejections, in-flight counts, retries in flight) lives in objects shared by both generations, so a
 // request started on the old pool and finishing after the swap still reports into the right counters.
+// The one exception is a change of backends' weight, drain or backup flags alone (config/in-place.ts): the running pool
+// takes it with reconfigure(), so the commonest edit of a large pool costs the edited backends, not the pool.
 
 import type { Clock, Random, TimerHandle } from '../clock.js';
 import type { BackendConfig, PoolConfig } from '../config/schema.js';
@@ -63,7 +65,8 @@ class BackendLive {
 
 export class BackendRuntime implements Candidate {
   readonly id: string;
-  readonly config: BackendConfig;
+  /** Replaced only by the pool's reconfigure(), by a config that differs in weight, drain or backup alone. */
+  config: BackendConfig;
   readonly url: Readonly<URL>;
   readonly metrics: BackendMetrics;
   /** @internal shared with the same backend in newer/older pool generations. */
@@ -133,7 +136,8 @@ export class BackendRuntime implements Candidate {
 
 export class PoolRuntime {
   readonly name: string;
-  readonly config: PoolConfig;
+  /** Replaced only by reconfigure(), by a config that differs in backends' weight, drain or backup flags alone. */
+  config: PoolConfig;
   readonly backends: readonly BackendRuntime[];
   /** The pool's tls.ca, tls.cert and tls.key as read for this build; the forwarder uses the same for its connections. */
   readonly tls: UpstreamTlsMaterial;
@@ -334,6 +338,29 @@ export class PoolRuntime {
         live.ejectionTimer = undefined;
       }
     }
+  }
+
+  /**
+   * Takes `config`, which differs from the running one only in the weight, drain or backup flag of the backends at
+   * `changed` (see inPlaceChanges in config/in-place.ts), without a rebuild: the backends, their health, checks, connections and the
+   * strategy's state stay; what the flags feed is brought up to date as a rebuild would (state-change events and
+   * gauges of a drain, the serving tier and panic mode, hash tables built from weights). In-flight requests go on.
+   */
+  reconfigure(config: PoolConfig, changed: readonly number[]): void {
+    let reweighted = false;
+    for (const index of changed) {
+      const runtime = this.backends[index]!;
+      const next = config.backends[index]!;
+      if (next.id !== runtime.id) throw new Error(`pool "${this.name}": backend ${index} is "${next.id}", not "${runtime.id}": not an in-place change`);
+      const before = runtime.state;
+      if (next.weight !== runtime.config.weight) reweighted = true;
+      runtime.config = next;
+      if (before !== runtime.state) this.announce(runtime, before, runtime.state, runtime.config.drain ? 'drain set in config' : 'drain cleared in config');
+      publishState(runtime);
+    }
+    this.config = config;
+    if (reweighted) this.strategy.reweighted?.();
+    this.updatePanic();
   }
 
   private takeOver(): void {

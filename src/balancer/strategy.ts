@@ -44,6 +44,11 @@ export interface Strategy {
    * request has it; ring-hash and maglev pick by it, the others ignore it.
    */
   pick(candidates: readonly Candidate[], excluded?: ReadonlySet<string>, key?: number): Candidate | undefined;
+  /**
+   * The configured weights of the candidates changed in place (same array, same backends): what the strategy built
+   * from them (hash tables) is built again at the next pick. Strategies that read weights at each pick have none.
+   */
+  reweighted?(): void;
 }
 
 export interface StrategyOptions {

@@ -7,6 +7,7 @@ import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { BackendStateChange, PoolDeps, PoolRuntime } from '../balancer/pool.js';
+import { inPlaceChanges } from '../config/in-place.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { readUpstreamTls, upstreamTlsFiles } from './upstream-tls-files.js';
 import { errorMessage } from '../errors.js';
@@ -26,6 +27,11 @@ export interface ServedPool extends ForwardPool {
   start(): void;
   /** It left the table (replaced or removed): its timers stop; requests on it still finish. */
   stop(): void;
+  /**
+   * Takes a config that differs from its own only in the weight, drain or backup flag of the backends at `changed`
+   * (inPlaceChanges) while it serves, instead of a new pool being built. A pool without it is rebuilt for such a change.
+   */
+  reconfigure?(config: PoolConfig, changed: readonly number[]): void;
 }
 
 /**
@@ -144,8 +150,10 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
    * Builds the new table next to the old one, then swaps; the old pools stop their health checks. A pool whose
    * config did not change is carried over as it is (its health checks keep their schedule), unless named in
    * `tlsReloaded` (its TLS files changed: a worker is told so by the primary): a change to one pool of a large
-   * config costs that pool's rebuild, not every pool's. Throws (the running table stays) when a rebuilt pool's
-   * TLS files cannot be read.
+   * config costs that pool's rebuild, not every pool's. A pool whose backends changed only in weight, drain or
+   * backup flags is carried over too and takes the change in place at the swap (ServedPool.reconfigure): that
+   * costs the edited backends, not the pool's. Throws (the running table stays) when a rebuilt pool's TLS files
+   * cannot be read.
    */
   apply(version: number, config: ReplicatedConfig, tlsReloaded: ReadonlySet<string> | null = null): void {
     this.replicated = { version, config };
@@ -190,11 +198,17 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
     const previous = this.current;
     const pools = new Map<string, DataPlanePool<P>>();
     const rebuilt: string[] = [];
+    /** Pools carried over that take their new config in place at the swap (not before: a later pool may fail to build). */
+    const reconfigured: Array<{ pool: P; config: PoolConfig; changed: readonly number[] }> = [];
+    let carried = 0;
     for (const [name, poolConfig] of Object.entries(config.pools)) {
       const unchanged = previous.pools.get(name);
       const filesChanged = rebuild?.has(name) === true;
-      if (unchanged !== undefined && !filesChanged && isDeepStrictEqual(unchanged.pool.config, poolConfig)) {
+      const changed = unchanged === undefined || filesChanged ? null : inPlaceChanges(unchanged.pool.config, poolConfig);
+      if (unchanged !== undefined && changed !== null && (changed.length === 0 || unchanged.pool.reconfigure !== undefined)) {
+        if (changed.length > 0) reconfigured.push({ pool: unchanged.pool, config: poolConfig, changed });
         pools.set(name, unchanged);
+        carried++;
         continue;
       }
       if (filesChanged) rebuilt.push(name);
@@ -223,10 +237,15 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
     };
     this.limiters.retain([...routes.map((route) => route.rateLimit), ...[...pools.values()].map((entry) => entry.rateLimit ?? null)]);
     this.applied = true;
+    for (const { pool, config: poolConfig, changed } of reconfigured) pool.reconfigure!(poolConfig, changed);
     for (const entry of pools.values()) entry.pool.start();
     for (const [name, entry] of previous.pools) if (pools.get(name) !== entry) entry.pool.stop();
-    this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
-    this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));
+    // The same pools (none built, none gone) and routes: the same upstreams and metric series are live as before.
+    const samePools = carried === pools.size && pools.size === previous.pools.size;
+    if (!samePools || routes !== previous.routes) {
+      this.upstreams.retain([...pools.values()].map((entry) => entry.upstreams));
+      this.deps.metrics.retain([...pools.values()].map((entry) => ({ pool: entry.pool.name, backends: entry.pool.backends.map((b) => b.id) })), config.routes.map(routeLabel));
+    }
     this.deps.metrics.setConfigVersion(version);
     this.watchTlsFiles(config);
     for (const listener of this.appliedListeners) listener(version, config, rebuilt);

@@ -46,7 +46,8 @@ describe('DataPlane.apply', () => {
       const after = dataPlane.table;
       expect(after.version).toBe(2);
       expect(after.pools.get('api')).toBe(before.pools.get('api'));
-      expect(after.pools.get('web')).not.toBe(before.pools.get('web'));
+      // A weight edit is taken in place by the running pool (see the in-place tests below).
+      expect(after.pools.get('web')).toBe(before.pools.get('web'));
       expect(after.pools.get('web')!.pool.get('a')!.config.weight).toBe(3);
       // The carried pool still serves: it was not stopped with the rest of the old table.
       expect(after.pools.get('api')!.pool.pick()?.id).toBe('c');
@@ -161,6 +162,78 @@ describe('DataPlane.apply', () => {
       expect(isBalancerError(caught, 'CONFIG_IO')).toBe(true);
       expect((caught as Error).message).toContain('/nonexistent/ca.pem');
       expect(dataPlane.table).toBe(running);
+    } finally {
+      dataPlane.stop();
+    }
+  });
+
+  it('takes a weight, drain or backup edit of a large pool in place: no pool built, no connection pool or metric series walked', () => {
+    const backends = Array.from({ length: 1000 }, (_, i) => ({ url: `http://127.0.0.${1 + (i % 200)}:${9000 + i}`, id: `b${i}` }));
+    const first = validateReplicated({ routes: [{ match: { pathPrefix: '/api' }, pool: 'api' }, { match: { pathPrefix: '/' }, pool: 'web' }], pools: { web: { backends }, api: { backends: [{ url: 'http://127.0.0.1:9003', id: 'c' }] } } });
+    if (!first.ok) throw new Error(JSON.stringify(first.problems));
+    // What the config reducer makes of a backend edit: the pool and the edited backend are new objects, the rest are kept.
+    const edit = (config: ReplicatedConfig, index: number, patch: Record<string, unknown>): ReplicatedConfig => {
+      const pool = config.pools['web']!;
+      const edited = [...pool.backends];
+      edited[index] = { ...edited[index]!, ...patch };
+      return { routes: config.routes, pools: { ...config.pools, web: { ...pool, backends: edited } } };
+    };
+    let builds = 0;
+    let retains = 0;
+    const dataPlane = new DataPlane(
+      { clock: new FakeClock(), random: seededRandom(1), metrics: { ...noopMetrics, retain: () => retains++ }, logger: memoryLogger('warn') },
+      (poolConfig, previous, deps, tls) => {
+        builds++;
+        return PoolRuntime.create(poolConfig, previous, deps, tls);
+      },
+    );
+    try {
+      dataPlane.apply(1, first.config);
+      expect([builds, retains]).toEqual([2, 1]);
+      const web = dataPlane.table.pools.get('web')!;
+      const heavier = edit(first.config, 500, { weight: 7 });
+      dataPlane.apply(2, heavier);
+      expect([builds, retains]).toEqual([2, 1]);
+      expect(dataPlane.table.version).toBe(2);
+      expect(dataPlane.table.config).toBe(heavier);
+      expect(dataPlane.table.pools.get('web')).toBe(web);
+      expect(web.pool.config).toBe(heavier.pools['web']);
+      expect(web.pool.get('b500')!.config.weight).toBe(7);
+      const drained = edit(heavier, 500, { drain: true });
+      dataPlane.apply(3, drained);
+      expect(builds).toBe(2);
+      expect(web.pool.get('b500')!.state).toBe('draining');
+      expect(web.pool.status().backends[500]).toMatchObject({ id: 'b500', weight: 7, state: 'draining' });
+      const picked = new Set(Array.from({ length: 2000 }, () => web.pool.pick()!.id));
+      expect(picked.has('b500')).toBe(false);
+      expect(picked.size).toBe(999);
+      // Anything else is a rebuild of that pool only, and the data plane drops what no pool uses any more.
+      dataPlane.apply(4, edit(drained, 3, { url: 'http://127.0.0.1:1' }));
+      expect([builds, retains]).toEqual([3, 2]);
+      expect(dataPlane.table.pools.get('web')).not.toBe(web);
+      expect(dataPlane.table.pools.get('web')!.pool.get('b500')!.state).toBe('draining');
+    } finally {
+      dataPlane.stop();
+    }
+  });
+
+  it('takes an in-place edit only when the whole new table swaps in: a pool that fails to build leaves it as it was', () => {
+    const dataPlane = localDataPlane();
+    try {
+      dataPlane.apply(1, config(1));
+      const running = dataPlane.table;
+      // A weight edit of web beside a new pool whose tls.ca cannot be read: the whole apply fails.
+      const base = config(1);
+      const web = base.pools['web']!;
+      const api = base.pools['api']!;
+      const heavier: ReplicatedConfig = {
+        routes: base.routes,
+        pools: { ...base.pools, web: { ...web, backends: [{ ...web.backends[0]!, weight: 9 }, web.backends[1]!] }, bad: { ...api, name: 'bad', tls: { ...api.tls, ca: '/nonexistent/ca.pem' } } },
+      };
+      expect(() => dataPlane.apply(3, heavier)).toThrow('/nonexistent/ca.pem');
+      expect(dataPlane.table).toBe(running);
+      expect(running.pools.get('web')!.pool.get('a')!.config.weight).toBe(1);
+      expect(running.pools.get('web')!.pool.config).toBe(running.config.pools['web']);
     } finally {
       dataPlane.stop();
     }
