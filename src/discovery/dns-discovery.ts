@@ -7,6 +7,7 @@
 
 import { isIP } from 'node:net';
 import type { Clock, TimerHandle } from '../clock.js';
+import { inPlaceChanges } from '../config/in-place.js';
 import { DEFAULTS, type BackendConfig, type PoolConfig, type ReplicatedConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -99,10 +100,25 @@ function poolInterval(pool: PoolConfig): number {
   return pool.discovery?.intervalMs ?? DEFAULTS.dnsIntervalMs;
 }
 
+/**
+ * What one pool of the last config asked and expanded to. A pool that differs from it only in backends' weight, drain or
+ * backup flags (inPlaceChanges) asks the same questions and expands alike, so an edit of one backend of a large pool
+ * does not look at every backend URL again.
+ */
+interface PoolMemo {
+  readonly pool: PoolConfig;
+  readonly questions: readonly DnsQuestion[];
+  /** The last expansion: from which pool, to what, at which generation of answers. */
+  expanded: { readonly from: PoolConfig; readonly to: PoolConfig; readonly answers: number } | null;
+}
+
 export class DnsDiscovery {
   private readonly watches = new Map<string, Watch>();
   private readonly lookup: DnsLookup;
   private stopped = false;
+  private memos = new Map<string, PoolMemo>();
+  /** Bumped whenever what any pool expands to may have changed: an answer changed, a question was added or dropped. */
+  private answers = 0;
 
   constructor(private readonly deps: DnsDiscoveryDeps) {
     this.lookup = deps.lookup ?? dnsLookup;
@@ -111,9 +127,24 @@ export class DnsDiscovery {
   /** Asks every question `config` needs (the new ones now), and stops asking those it no longer needs. */
   update(config: ReplicatedConfig): void {
     if (this.stopped) return;
+    const memos = new Map<string, PoolMemo>();
+    let sameQuestions = true;
+    for (const [name, pool] of Object.entries(config.pools)) {
+      const memo = this.memos.get(name);
+      if (memo !== undefined && (memo.pool === pool || inPlaceChanges(memo.pool, pool) !== null)) {
+        memos.set(name, memo);
+        continue;
+      }
+      sameQuestions = false;
+      memos.set(name, { pool, questions: poolQuestions(pool), expanded: null });
+    }
+    if (memos.size !== this.memos.size) sameQuestions = false;
+    this.memos = memos;
+    // The same pools asking the same questions at the same intervals: every watch stays as it runs.
+    if (sameQuestions) return;
     const wanted = new Map<string, { question: DnsQuestion; intervalMs: number }>();
-    for (const pool of Object.values(config.pools)) {
-      for (const question of poolQuestions(pool)) {
+    for (const { pool, questions } of memos.values()) {
+      for (const question of questions) {
         const key = questionKey(question);
         const intervalMs = Math.min(poolInterval(pool), wanted.get(key)?.intervalMs ?? Infinity);
         wanted.set(key, { question, intervalMs });
@@ -123,6 +154,7 @@ export class DnsDiscovery {
       if (wanted.has(key)) continue;
       this.stopWatch(watch);
       this.watches.delete(key);
+      this.answers++;
     }
     for (const [key, { question, intervalMs }] of wanted) {
       const existing = this.watches.get(key);
@@ -134,6 +166,7 @@ export class DnsDiscovery {
       const first = new Promise<void>((resolve) => (firstDone = resolve));
       const watch: Watch = { key, question, intervalMs, answer: null, chosen: null, failures: 0, lastError: null, timer: undefined, stopped: false, first, firstDone };
       this.watches.set(key, watch);
+      this.answers++;
       this.run(watch);
     }
   }
@@ -157,7 +190,7 @@ export class DnsDiscovery {
     const pools: Record<string, PoolConfig> = {};
     let changed = false;
     for (const [name, pool] of Object.entries(config.pools)) {
-      const expanded = this.expandPool(pool);
+      const expanded = this.expandMemoized(name, pool);
       if (expanded !== pool) changed = true;
       Object.defineProperty(pools, name, { value: expanded, enumerable: true, writable: true, configurable: true });
     }
@@ -183,6 +216,38 @@ export class DnsDiscovery {
     this.stopped = true;
     for (const watch of this.watches.values()) this.stopWatch(watch);
     this.watches.clear();
+  }
+
+  /**
+   * expandPool, or what the pool expanded to last when neither the answers nor anything but backends' weight, drain or
+   * backup flags changed since: the edited backends are put in (with the addresses their URL's name resolved to).
+   */
+  private expandMemoized(name: string, pool: PoolConfig): PoolConfig {
+    const memo = this.memos.get(name);
+    const last = memo?.expanded ?? null;
+    if (memo === undefined || last === null || last.answers !== this.answers) {
+      const to = this.expandPool(pool);
+      if (memo !== undefined) memo.expanded = { from: pool, to, answers: this.answers };
+      return to;
+    }
+    if (last.from === pool) return last.to;
+    const changed = inPlaceChanges(last.from, pool);
+    if (changed === null) {
+      const to = this.expandPool(pool);
+      memo.expanded = { from: pool, to, answers: this.answers };
+      return to;
+    }
+    let to = pool;
+    if (last.to !== last.from) {
+      const backends = [...last.to.backends];
+      for (const index of changed) {
+        const addresses = backends[index]!.addresses;
+        backends[index] = addresses === undefined ? pool.backends[index]! : { ...pool.backends[index]!, addresses };
+      }
+      to = { ...pool, backends };
+    }
+    memo.expanded = { from: pool, to, answers: this.answers };
+    return to;
   }
 
   private expandPool(pool: PoolConfig): PoolConfig {
@@ -268,6 +333,7 @@ export class DnsDiscovery {
     watch.chosen = chosen;
     const targetsChanged = before === null || !sameTargets(before.targets, answer.targets);
     if (!targetsChanged && !chosenChanged) return;
+    this.answers++;
     const was = new Set(before?.targets.map(targetKey) ?? []);
     const now = new Set(answer.targets.map(targetKey));
     this.deps.logger.info('DNS answer changed', {

@@ -189,3 +189,53 @@ describe('discovered backends', () => {
     discovery.stop();
   });
 });
+
+describe('an edit of backends\' weight, drain or backup flags', () => {
+  test('asks nothing again and expands from the last expansion: the edited backends put in with their addresses, the others kept as they were', async () => {
+    const clock = new FakeClock();
+    const dns = fakeDns();
+    dns.table.set('A web.internal', { targets: [{ address: '10.0.0.9' }], ttlMs: 60_000 });
+    dns.table.set('host api-1.internal', { targets: [{ address: '10.0.1.1' }], ttlMs: 60_000 });
+    dns.table.set('host api-2.internal', { targets: [{ address: '10.0.1.2' }], ttlMs: 60_000 });
+    const discovery = new DnsDiscovery({ clock, logger: memoryLogger(), lookup: dns.lookup, onChange: () => {} });
+    const backends = [{ url: 'http://api-1.internal:80', id: 'one' }, { url: 'http://api-2.internal:80', id: 'two' }, { url: 'http://10.0.0.3:80', id: 'three' }];
+    const first = config({ pools: { web: { ...POOL, backends } } });
+    discovery.update(first);
+    await discovery.settled(1_000);
+    const before = discovery.expand(first).pools['web']!;
+    const asked = dns.asked.length;
+    // What the config reducer makes of an edit of one backend: a new pool object and backend, the others kept.
+    const edit = (config: ReplicatedConfig, index: number, patch: Record<string, unknown>): ReplicatedConfig => {
+      const pool = config.pools['web']!;
+      const edited = [...pool.backends];
+      edited[index] = { ...edited[index]!, ...patch };
+      return { routes: config.routes, pools: { web: { ...pool, backends: edited } } };
+    };
+    const heavier = edit(first, 1, { weight: 4 });
+    discovery.update(heavier);
+    const after = discovery.expand(heavier).pools['web']!;
+    expect(dns.asked.length).toBe(asked);
+    expect(after.backends[1]).toEqual({ ...heavier.pools['web']!.backends[1]!, addresses: ['10.0.1.2'] });
+    // Kept as the very objects they were (nothing looked at again), the found one included.
+    for (const index of [0, 2, 3]) expect(after.backends[index]).toBe(before.backends[index]);
+    // What a node expanding the edited config afresh gets.
+    const fresh = new DnsDiscovery({ clock, logger: memoryLogger(), lookup: dns.lookup, onChange: () => {} });
+    fresh.update(heavier);
+    await fresh.settled(1_000);
+    expect(after).toEqual(fresh.expand(heavier).pools['web']!);
+    const drained = edit(heavier, 2, { drain: true });
+    discovery.update(drained);
+    expect(discovery.expand(drained).pools['web']!.backends[2]).toBe(drained.pools['web']!.backends[2]);
+    // A new answer is expanded anew.
+    dns.table.set('host api-1.internal', { targets: [{ address: '10.0.1.7' }], ttlMs: 60_000 });
+    clock.advance(60_000);
+    await settle();
+    expect(discovery.expand(drained).pools['web']!.backends[0]!.addresses).toEqual(['10.0.1.7']);
+    // So is a URL edit.
+    const moved = edit(drained, 1, { url: 'http://api-1.internal:81' });
+    discovery.update(moved);
+    expect(discovery.expand(moved).pools['web']!.backends[1]).toMatchObject({ url: 'http://api-1.internal:81', addresses: ['10.0.1.7'] });
+    fresh.stop();
+    discovery.stop();
+  });
+});
