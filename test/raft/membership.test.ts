@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../src/raft/core/storage.js';
-import type { ConfChange } from '../../src/raft/core/types.js';
+import type { ConfChange, Message } from '../../src/raft/core/types.js';
 import { electedCluster, Network, type NodeOverrides } from './harness.js';
 
 function change(net: Network, leader: string, cc: ConfChange): void {
@@ -123,7 +123,9 @@ describe('learners', () => {
     const commit = net.raw('a').status().commit;
     net.propose('a', 'y');
     expect(net.raw('a').status().commit).toBe(commit);
-    // The learner is sent nothing the voters have not committed.
+    // The learner is sent nothing the voters have not committed (its acknowledgement may wait for its next due tick).
+    net.tick('l', 5);
+    net.deliverAll();
     expect(net.raw('a').status().progress?.['l']?.match).toBe(commit);
     expect(net.appliedData('l')).toEqual(['x']);
     // A learner left alone never campaigns.
@@ -211,6 +213,77 @@ describe('learners', () => {
     expect(readies).toHaveLength(1);
     expect(readies[0]!.entries.map((e) => e.index)).toEqual([index]);
     expect(readies[0]!.committedEntries.map((e) => e.index)).toEqual([index]);
+  });
+
+  it('acknowledge appends at most once per learner beat: the first at once, the newest at the next due tick or ahead of a heartbeat answer; rejections and the success after them at once', () => {
+    const net = Network.cluster(['a', 'b', 'c'], { electionTick: 10 }, ['l']);
+    net.campaign('a');
+    net.tickAll(10); // the learner has caught up, and has acknowledged nothing for a whole learner beat (5 ticks)
+    const a = net.node('a');
+    const fromL = (mark: number): Message[] => net.sent.slice(mark).filter((m) => m.from === 'l');
+    const progress = (id: string) => a.raw.status().progress?.[id];
+    let mark = net.sent.length;
+    net.propose('a', 'x');
+    const x = a.raw.status().lastIndex;
+    // After a quiet beat the first acknowledgement goes at once.
+    expect(fromL(mark).map((m) => [m.type, m.index])).toEqual([['MsgAppResp', x]]);
+    expect(progress('l')?.match).toBe(x);
+    mark = net.sent.length;
+    net.propose('a', 'y');
+    net.propose('a', 'z');
+    const z = a.raw.status().lastIndex;
+    // Later ones are held; the entries still apply at once, and the voters answer every append at once.
+    expect(net.appliedData('l')).toEqual(['x', 'y', 'z']);
+    expect(fromL(mark)).toEqual([]);
+    expect(progress('l')?.match).toBe(x);
+    expect(progress('b')?.match).toBe(z);
+    expect(progress('c')?.match).toBe(z);
+    net.tick('l', 4);
+    net.deliverAll();
+    expect(fromL(mark)).toEqual([]);
+    // At the due tick only the newest goes.
+    net.tick('l');
+    net.deliverAll();
+    expect(fromL(mark).map((m) => [m.type, m.index])).toEqual([['MsgAppResp', z]]);
+    expect(progress('l')?.match).toBe(z);
+    // A held acknowledgement goes ahead of the learner's heartbeat answer.
+    mark = net.sent.length;
+    net.propose('a', 'w');
+    const w = a.raw.status().lastIndex;
+    expect(fromL(mark)).toEqual([]);
+    const term = a.raw.status().term;
+    net.send({ type: 'MsgHeartbeat', from: 'a', to: 'l', term, commit: w });
+    expect(fromL(mark).map((m) => [m.type, m.index])).toEqual([
+      ['MsgAppResp', w],
+      ['MsgHeartbeatResp', undefined],
+    ]);
+    expect(progress('l')?.match).toBe(w);
+    // A rejection goes at once, and so does the success that answers the leader's probe after it.
+    mark = net.sent.length;
+    net.send({ type: 'MsgApp', from: 'a', to: 'l', term, index: w + 5, logTerm: term, entries: [], commit: w });
+    const answers = fromL(mark);
+    expect(answers.map((m) => [m.type, m.reject === true])).toEqual([
+      ['MsgAppResp', true],
+      ['MsgAppResp', false],
+    ]);
+    expect(answers[1]!.index).toBe(w);
+    expect(progress('l')?.match).toBe(w);
+  });
+
+  it('a learner promoted to voter answers at once, its held acknowledgement first', () => {
+    const net = Network.cluster(['a', 'b'], { electionTick: 10 }, ['l']);
+    net.campaign('a');
+    net.tickAll(10);
+    net.propose('a', 'x'); // acknowledged at once: the learner's next one in this beat is held
+    const mark = net.sent.length;
+    change(net, 'a', { type: 'add-voter', nodeId: 'l' });
+    expect(net.raw('l').status().confState.voters).toContain('l');
+    const last = net.raw('a').status().lastIndex;
+    expect(net.raw('a').status().progress?.['l']?.match).toBe(last);
+    expect(net.sent.slice(mark).some((m) => m.from === 'l' && m.type === 'MsgAppResp')).toBe(true);
+    net.isolate('b');
+    net.propose('a', 'with-l');
+    expect(net.appliedData('a').at(-1)).toBe('with-l'); // a + l = 2 of 3, without a tick
   });
 
   it('a learner promoted to voter then counts and can be elected', () => {
