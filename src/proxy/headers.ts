@@ -158,6 +158,9 @@ export function clientAddress(remoteAddress: string, forwardedFor: string | stri
   return client;
 }
 
+/** The fields prepareRequestHeaders sets on every request (names as written there). */
+export const FORWARDED_FIELDS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'] as const;
+
 export interface ClientFacts {
   readonly remoteAddress: string;
   readonly encrypted: boolean;

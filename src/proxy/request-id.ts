@@ -3,6 +3,9 @@
 import { randomFillSync } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
+/** The field that carries a request's id, both ways. */
+export const REQUEST_ID_FIELD = 'x-request-id';
+
 /** Visible ASCII, at most 200 characters: what is safe to echo into headers, JSON bodies and log lines. */
 const ACCEPTABLE_ID = /^[\x21-\x7e]{1,200}$/;
 

@@ -2,11 +2,16 @@
 
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { buildConnector, Pool, type Connector, type ConnectorOptions } from './undici-parts.js';
+import { addWellKnownHeaderNames, buildConnector, Pool, requireUndici, type Connector, type ConnectorOptions } from './undici-parts.js';
+import { FORWARDED_FIELDS } from './headers.js';
+import { REQUEST_ID_FIELD } from './request-id.js';
 import { DEFAULTS, type BackendConfig, type PoolConfig } from '../config/schema.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { discoveredServerName } from '../discovery/dns-discovery.js';
 import { fixedLookup, parsedUrl } from '../net-address.js';
+
+// The fields the proxy adds to every request it forwards: undici takes them without re-checking the names.
+addWellKnownHeaderNames(requireUndici, [...FORWARDED_FIELDS, REQUEST_ID_FIELD]);
 
 /** The shape http-proxy accepts as a pre-parsed target (WebSocket tunnels), so it never re-parses a URL per request. */
 export interface ProxyTarget {
