@@ -13,31 +13,41 @@ const ACCEPTABLE_ID = /^[\x21-\x7e]{1,200}$/;
 const IDS_PER_DRAW = 128;
 const randomBytes = Buffer.alloc(16 * IDS_PER_DRAW);
 let nextRandom = IDS_PER_DRAW;
-/** An id's 36 characters are written here, then read back as one string. */
-const idCharacters = Buffer.alloc(36);
-const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+const HEX_DIGITS = '0123456789abcdef';
+/** The character codes of each byte value's two hex digits. */
+const HIGH_DIGIT = Uint8Array.from({ length: 256 }, (_, byte) => HEX_DIGITS.charCodeAt(byte >> 4));
+const LOW_DIGIT = Uint8Array.from({ length: 256 }, (_, byte) => HEX_DIGITS.charCodeAt(byte & 0x0f));
+const DASH = 0x2d;
+
+function drawRandomBytes(): void {
+  randomFillSync(randomBytes);
+  for (let id = 0; id < 16 * IDS_PER_DRAW; id += 16) {
+    randomBytes[id + 6] = (randomBytes[id + 6]! & 0x0f) | 0x40; // version 4
+    randomBytes[id + 8] = (randomBytes[id + 8]! & 0x3f) | 0x80; // the RFC 9562 variant
+  }
+  nextRandom = 0;
+}
+
+const high = (at: number): number => HIGH_DIGIT[randomBytes[at]!]!;
+const low = (at: number): number => LOW_DIGIT[randomBytes[at]!]!;
 
 /**
  * A random (version 4) UUID, as crypto.randomUUID makes it. randomUUID joins twenty strings, which V8 keeps as a
- * tree of pieces until the id is first read whole (undici's header check, the socket write) and flattens then;
- * writing the characters into a buffer and reading them back as one flat string takes about half the time.
+ * tree of pieces until the id is first read whole (undici's header check, the socket write) and flattens then; one
+ * String.fromCharCode of the 36 character codes makes one flat string at once, with no buffer to fill and read back
+ * through a native call (about 1,000 instructions less per id than that).
  */
 export function newRequestId(): string {
-  if (nextRandom === IDS_PER_DRAW) {
-    randomFillSync(randomBytes);
-    nextRandom = 0;
-  }
-  const base = 16 * nextRandom++;
-  let at = 0;
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) idCharacters[at++] = 0x2d; // '-'
-    let byte = randomBytes[base + i]!;
-    if (i === 6) byte = (byte & 0x0f) | 0x40; // version 4
-    else if (i === 8) byte = (byte & 0x3f) | 0x80; // the RFC 9562 variant
-    idCharacters[at++] = HEX_DIGITS[byte >> 4]!;
-    idCharacters[at++] = HEX_DIGITS[byte & 0x0f]!;
-  }
-  return idCharacters.toString('latin1', 0, 36);
+  if (nextRandom === IDS_PER_DRAW) drawRandomBytes();
+  const at = 16 * nextRandom++;
+  return String.fromCharCode(
+    high(at), low(at), high(at + 1), low(at + 1), high(at + 2), low(at + 2), high(at + 3), low(at + 3), DASH,
+    high(at + 4), low(at + 4), high(at + 5), low(at + 5), DASH,
+    high(at + 6), low(at + 6), high(at + 7), low(at + 7), DASH,
+    high(at + 8), low(at + 8), high(at + 9), low(at + 9), DASH,
+    high(at + 10), low(at + 10), high(at + 11), low(at + 11), high(at + 12), low(at + 12),
+    high(at + 13), low(at + 13), high(at + 14), low(at + 14), high(at + 15), low(at + 15),
+  );
 }
 
 /**
