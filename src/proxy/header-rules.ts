@@ -96,16 +96,32 @@ export function applyToRequest(rules: CompiledHeaderRules, headers: IncomingHttp
   }
 }
 
+/** Whether a field name is `lowerName` in any ASCII case, without making a lower-cased copy of it. */
+function isFieldNamed(name: string, lowerName: string): boolean {
+  if (name.length !== lowerName.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    const want = lowerName.charCodeAt(i);
+    // An upper-case letter (A-Z) matches its lower-case form; anything else only itself.
+    if (code !== want && !(code >= 65 && code <= 90 && code + 32 === want)) return false;
+  }
+  return true;
+}
+
 /** Removes every field called `lowerName` from a flat [name, value, ...] list, in place. */
 export function removeField(list: string[], lowerName: string): void {
   let kept = 0;
   for (let i = 0; i < list.length; i += 2) {
     const name = list[i]!;
-    if (name.length === lowerName.length && name.toLowerCase() === lowerName) continue;
-    list[kept++] = name;
-    list[kept++] = list[i + 1]!;
+    if (isFieldNamed(name, lowerName)) continue;
+    if (kept !== i) {
+      list[kept] = name;
+      list[kept + 1] = list[i + 1]!;
+    }
+    kept += 2;
   }
-  list.length = kept;
+  // Assigning `length` is a call into the runtime (about 450 instructions): only when a field went.
+  if (kept !== list.length) list.length = kept;
 }
 
 /** On a response's flat [name, value, ...] list, in place: remove, then set, then add. */
