@@ -115,7 +115,9 @@ export class UpstreamAttempt implements BodyEvents {
       // The backend connection is ours and independent of the client's: keep it after HEAD too (undici closes it).
       reset: false,
       // A constant per upstream: undici would otherwise take SNI from the Host header and reconnect when it changes.
-      ...(upstream.serverName === null ? {} : { servername: upstream.serverName }),
+      // undici reads it only for https; for http the backend's host name, given, spares undici deriving a name from
+      // each request's Host header (a host split and two IP regular expressions) only to leave it unused.
+      servername: upstream.serverName ?? upstream.target.hostname,
     } as Dispatcher.DispatchOptions;
     upstream.dispatcher.dispatch(options, this as Dispatcher.DispatchHandler);
   }
