@@ -1,5 +1,8 @@
 // Time and randomness behind interfaces, so state machines run on a fake clock and a seeded RNG in tests.
 
+// From its module: the global `performance` is a getter, called on every read (see the data plane's hot paths).
+import { performance } from 'node:perf_hooks';
+
 export type TimerHandle = { readonly id: number };
 
 export interface Clock {

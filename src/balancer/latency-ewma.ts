@@ -51,8 +51,13 @@ export class LatencyEwma {
 
   /** The current estimate in milliseconds, decayed to now. */
   estimateMs(): number {
+    return this.estimateAt(this.clock.now());
+  }
+
+  /** The estimate decayed to clock time `now`. */
+  private estimateAt(now: number): number {
     if (this.sampledAt === null) return this.estimate;
-    const age = this.clock.now() - this.sampledAt;
+    const age = now - this.sampledAt;
     const decay = this.options.decayMs;
     return age <= 0 || decay <= 0 ? this.estimate : this.estimate * Math.exp(-age / decay);
   }
@@ -77,32 +82,34 @@ export class LatencyEwma {
     else if (outcome === 'success' && latencyMs !== undefined) this.observe(latencyMs);
   }
 
-  /** A successful answer that took `latencyMs`. */
+  /** A successful answer that took `latencyMs`. The clock is read once (it is read on every request). */
   observe(latencyMs: number): void {
     // A clock bug upstream (NaN, negative) must not poison the estimate.
     const sample = latencyMs >= 0 && latencyMs < Infinity ? latencyMs : 0;
-    const current = this.estimateMs();
-    this.estimate = this.staleness() === 1 ? sample : Math.max(sample, current);
-    this.sampled();
+    const now = this.clock.now();
+    const current = this.estimateAt(now);
+    this.estimate = this.stalenessAt(now) === 1 ? sample : Math.max(sample, current);
+    this.sampled(now);
   }
 
   /** A failed attempt (connect failure, reset, timeout, 5xx): counts as `penalty` latency. */
   penalize(): void {
-    const current = this.estimateMs();
+    const now = this.clock.now();
+    const current = this.estimateAt(now);
     const penalty = Math.max(this.options.penaltyMs, current);
-    this.estimate = current + (penalty - current) * this.staleness();
-    this.sampled();
+    this.estimate = current + (penalty - current) * this.stalenessAt(now);
+    this.sampled(now);
   }
 
-  /** How much of what is known is out of date: min(1, age / decay) of the newest sample; 1 before the first. */
-  private staleness(): number {
+  /** How much of what is known is out of date at `now`: min(1, age / decay) of the newest sample; 1 before the first. */
+  private stalenessAt(now: number): number {
     if (this.sampledAt === null) return 1;
     const decay = this.options.decayMs;
-    return decay <= 0 ? 1 : Math.min(1, Math.max(0, this.clock.now() - this.sampledAt) / decay);
+    return decay <= 0 ? 1 : Math.min(1, Math.max(0, now - this.sampledAt) / decay);
   }
 
-  private sampled(): void {
-    this.sampledAt = this.clock.now();
+  private sampled(now: number): void {
+    this.sampledAt = now;
     this.count++;
   }
 }

@@ -4,6 +4,8 @@
 // through http-proxy (websocket-tunnel.ts). The docs' design section says why, with the numbers.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+// The module's binding: the global `performance` is a getter, a call on every read (twice per request here).
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';

@@ -9,6 +9,8 @@
 // connections.max, and a client that stops reading.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+// The module's binding: the global `performance` is a getter, a call on every read.
+import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { TimeoutsConfig } from '../config/schema.js';
 import { ClientStalled, ConnectionWaitExpired } from './error-status.js';
