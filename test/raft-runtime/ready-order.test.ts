@@ -6,9 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
-import type { Entry, HardState, Snapshot } from '../../src/raft/core/types.js';
+import type { Entry, HardState, Message, Snapshot } from '../../src/raft/core/types.js';
 import { RaftNode, type RaftApplier } from '../../src/raft/runtime/node.js';
 import { DiskStorage, type RaftStorage, type SaveOptions } from '../../src/raft/runtime/storage.js';
+import { PeerTransport } from '../../src/raft/runtime/transport.js';
 import { eventually } from '../helpers/wait.js';
 import { RecordingMetrics } from './helpers.js';
 
@@ -92,6 +93,13 @@ interface Started {
   readonly node: RaftNode;
   readonly storage: GatedStorage;
   readonly applier: RecordingApplier;
+  /** Every message the node handed its transport, in order. */
+  readonly sent: Message[];
+}
+
+/** Whether `m` carries a normal entry with this data. */
+function carries(m: Message, data: string): boolean {
+  return (m.entries ?? []).some((entry) => entry.data === data);
 }
 
 describe('Raft node Ready order', () => {
@@ -104,6 +112,7 @@ describe('Raft node Ready order', () => {
     const dir = await mkdtemp(join(tmpdir(), `balancer-ready-order-${id}-`));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const applier = new RecordingApplier();
+    const sent: Message[] = [];
     let storage: GatedStorage | null = null;
     const node = await RaftNode.start({
       nodeId: id,
@@ -121,12 +130,21 @@ describe('Raft node Ready order', () => {
         storage = new GatedStorage(await DiskStorage.open(path, nodeId, logger, options));
         return storage;
       },
+      transport: (options) => {
+        const transport = new PeerTransport(options);
+        const send = transport.send.bind(transport);
+        transport.send = (messages) => {
+          sent.push(...messages);
+          send(messages);
+        };
+        return transport;
+      },
     });
     cleanups.push(async () => {
       storage?.release();
       await node.stop();
     });
-    return { node, storage: storage!, applier };
+    return { node, storage: storage!, applier, sent };
   }
 
   /** No event says when another process's message arrived: poll, bounded. */
@@ -177,6 +195,53 @@ describe('Raft node Ready order', () => {
     // The entry itself was synced before it was sent.
     expect(leader.storage.saves.slice(savesBefore).filter((call) => call.entries > 0).every((call) => call.sync)).toBe(true);
     leader.storage.release();
+  });
+
+  it('a leader sends its appends while its own copy is being written, and nothing acts on their commit until it is written', async () => {
+    const a = await start('n1', { n1: '127.0.0.1:0', n2: '127.0.0.1:1' });
+    const b = await start('n2', { n1: `127.0.0.1:${a.node.port}`, n2: '127.0.0.1:0' });
+    a.node.setConfiguredPeers({ n1: '127.0.0.1:0', n2: `127.0.0.1:${b.node.port}` });
+    await until(() => a.node.leaderId !== null && a.node.leaderId === b.node.leaderId, 'a leader both agree on');
+    const [leader, follower] = a.node.leaderId === 'n1' ? [a, b] : [b, a];
+    leader.node.propose('warm-up', 'r0');
+    await until(() => follower.applier.applied.includes('warm-up'), 'the follower to apply the warm-up entry');
+
+    // Hold the leader's next write of entries: its own copy of the change is not on disk yet.
+    leader.storage.holdWhere((call) => call.entries > 0);
+    const followerSaves = follower.storage.saves.length;
+    leader.node.propose('change', 'r1');
+    await until(() => leader.storage.heldCount === 1, "the leader's write of the change");
+    // Its append left before the write (the send comes first, in the same turn).
+    expect(leader.sent.some((m) => m.type === 'MsgApp' && m.to === follower.node.id && carries(m, 'change'))).toBe(true);
+    await until(() => follower.storage.saves.slice(followerSaves).some((call) => call.entries > 0), 'the follower to write the change');
+    const index = leader.node.basicStatus().lastIndex;
+    await until(() => (leader.node.status().progress?.[follower.node.id]?.match ?? 0) >= index, 'the leader to hear the follower acknowledge it');
+    // Two of two copies are acknowledged or counted, but the leader's is not written: nobody applies it, nobody hears of it.
+    expect(leader.applier.applied).not.toContain('change');
+    expect(follower.applier.applied).not.toContain('change');
+    expect(follower.node.basicStatus().commit).toBeLessThan(index);
+    expect(leader.sent.some((m) => (m.commit ?? 0) >= index)).toBe(false);
+    leader.storage.release();
+    await until(() => leader.applier.applied.includes('change') && follower.applier.applied.includes('change'), 'both to apply the change once written');
+  });
+
+  it("a lone voter's learners hear of its entry only once the voter wrote it: the voter alone commits it", async () => {
+    const leader = await start('n1', { n1: '127.0.0.1:0' });
+    await until(() => leader.node.leaderId === 'n1', 'n1 to lead');
+    const learner = await start('l1', { n1: `127.0.0.1:${leader.node.port}` }, true);
+    leader.node.proposeConfChange({ type: 'add-learner', nodeId: 'l1', address: `127.0.0.1:${learner.node.port}` });
+    await until(() => learner.node.status().confState.learners.includes('l1'), 'l1 to apply its own membership');
+    leader.node.propose('first', 'r1');
+    await until(() => learner.applier.applied.includes('first'), 'l1 to apply the first entry');
+
+    leader.storage.holdWhere((call) => call.entries > 0);
+    leader.node.propose('second', 'r2');
+    await until(() => leader.storage.heldCount === 1, "n1's write of the second entry");
+    // Committed in memory the moment it was appended, but its only copy is not written: not sent, not applied.
+    expect(leader.sent.some((m) => carries(m, 'second'))).toBe(false);
+    expect(leader.applier.applied).not.toContain('second');
+    leader.storage.release();
+    await until(() => learner.applier.applied.includes('second'), 'l1 to apply the second entry once n1 wrote it');
   });
 
   it('a lone voter applies its own entry only once it is written: nobody else holds it', async () => {

@@ -759,8 +759,9 @@ export class Raft {
     let index = this.raftLog.lastIndex();
     const stamped: Entry[] = entries.map((e) => ({ ...e, term: this.term, index: ++index }));
     const last = this.raftLog.append(stamped);
-    // The leader's own entries count once persisted; the Ready contract persists them before any
-    // message (and so any acknowledgement that could commit them) leaves this node.
+    // The leader's own entries count at once. Nothing acts on a commit before the Ready holding them is persisted: the
+    // commit reaches messages, the state machine and clients only in a later Ready, and the driver carries Readies out
+    // one at a time (it may send this Ready's appends before writing them: thesis 10.2.1).
     this.prs.get(this.id)?.maybeUpdate(last);
     this.maybeCommit();
   }

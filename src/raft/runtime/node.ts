@@ -7,10 +7,11 @@
  * the loop takes one Ready at a time and carries it out strictly in order: persist (snapshot, entries, hard
  * state: fsynced before anything else happens) -> send messages -> apply the snapshot and committed entries
  * -> advance(). It never runs twice at once, so the state machine sees entries in log order from a single caller.
- * Two exceptions, as in etcd: a Ready holding nothing that must be durable (at most a new commit index) sends and
- * applies at once and writes the commit index without an fsync; and a follower or learner applies entries a
- * quorum of others committed while its own copy is still being written (it still acknowledges them only once
- * written). See handleReadyWithoutSync and mayApplyBeforePersisting.
+ * Three exceptions, as in etcd: a Ready holding nothing that must be durable (at most a new commit index) sends and
+ * applies at once and writes the commit index without an fsync; a follower or learner applies entries a quorum of
+ * others committed while its own copy is still being written (it still acknowledges them only once written); and a
+ * leader sends its appends while its own copy is being written. See handleReadyWithoutSync,
+ * mayApplyBeforePersisting and maySendBeforePersisting.
  *
  * Every `snapshotEvery` applied entries the state machine is serialised into a snapshot, saved, and the
  * log before it compacted, in memory and on disk. A follower too far behind then gets that snapshot.
@@ -549,6 +550,9 @@ export class RaftNode {
   private async handleReady(ready: Ready): Promise<void> {
     if (ready.mustSync === false && ready.snapshot === undefined) return this.handleReadyWithoutSync(ready);
     const applyEarly = this.mayApplyBeforePersisting(ready);
+    const sendEarly = this.maySendBeforePersisting(ready);
+    // A leader's appends go out while its own copy is written (see maySendBeforePersisting).
+    if (sendEarly) this.transport.send(ready.messages);
     // 1. persist: nothing below may depend on state that is not on disk (but see mayApplyBeforePersisting).
     const persisting = this.persist(() =>
       ready.snapshot !== undefined
@@ -573,7 +577,7 @@ export class RaftNode {
     if (this.stopped) return;
 
     // 2. send.
-    if (ready.messages.length > 0) this.transport.send(ready.messages);
+    if (!sendEarly && ready.messages.length > 0) this.transport.send(ready.messages);
 
     // 3. apply.
     if (!applyEarly) applied = this.applyCommitted(ready);
@@ -618,6 +622,28 @@ export class RaftNode {
     if (ready.snapshot !== undefined || ready.committedEntries.length === 0) return false;
     if (ready.committedEntries.some((entry) => entry.type === 'conf-change')) return false;
     return this.rawNode.basicStatus().role !== 'leader';
+  }
+
+  /**
+   * A leader may send a Ready's appends before its own copy of the Ready's entries is on disk, so the followers write
+   * theirs while it writes its own (Raft thesis 10.2.1, as etcd does): one fsync less on the way to a commit. Safe
+   * because the leader's copy counts towards a commit only in memory until then: the core may count it when a
+   * follower's acknowledgement arrives during the write, but nothing acts on that commit before this Ready is
+   * persisted (Readies are carried out one at a time; the commit reaches a message, the state machine or a client only
+   * in a later one). Should the node crash first, only followers hold the entries, as when a leader dies before its
+   * appends reach anyone: they commit only if a quorum of followers wrote them. Not when the Ready votes or changes the
+   * term (a vote must be durable before anything it vouches for is sent), holds a snapshot, or sends anything but
+   * appends and heartbeats carrying a commit index below its first new entry: a lone voter commits its entries the
+   * moment it appends them, and its learners would otherwise hear of a commit whose only copy is not yet written.
+   */
+  private maySendBeforePersisting(ready: Ready): boolean {
+    const first = ready.entries[0];
+    if (first === undefined || ready.snapshot !== undefined || ready.messages.length === 0) return false;
+    if (this.rawNode.basicStatus().role !== 'leader') return false;
+    const durable = this.memory.hardState();
+    const hardState = ready.hardState;
+    if (hardState !== undefined && (hardState.term !== durable.term || hardState.vote !== durable.vote)) return false;
+    return ready.messages.every((m) => (m.type === 'MsgApp' || m.type === 'MsgHeartbeat') && (m.commit ?? 0) < first.index);
   }
 
   /** Applies the Ready's snapshot and committed entries in log order; true when anything was applied. */
