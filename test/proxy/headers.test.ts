@@ -155,4 +155,13 @@ describe('responseHeaderList', () => {
     expect(second).toEqual(['X-Bbbb-Z', 'value-2']);
     expect(again).toEqual(['X-Aaaa-Z', 'value-1']);
   });
+
+  it('remembers a field by its bytes at the time, not by the read buffer they were a view of', () => {
+    // undici's fields are views into the socket's read buffer, which the next read overwrites.
+    // Bytes no other test converts, so the first call remembers them from this buffer.
+    const chunk = Buffer.from('X-Qqqq-Zfresh-1');
+    expect(responseHeaderList([chunk.subarray(0, 8), chunk.subarray(8)], false)).toEqual(['X-Qqqq-Z', 'fresh-1']);
+    chunk.write('X-Rrrr-Zfresh-2', 'latin1');
+    expect(responseHeaderList([chunk.subarray(0, 8), chunk.subarray(8)], false)).toEqual(['X-Rrrr-Z', 'fresh-2']);
+  });
 });
