@@ -18,7 +18,7 @@ import { CONNECT_REFUSED, noRoute, notServing, parseErrorReply, rateLimited, tar
 import { checkFraming, checkTarget } from './request-guard.js';
 import { canAnswerClientError, dropAfterClientError, isClosing } from '../connection-close.js';
 import { connectionAccepted, noteRawAnswer, noteUpstream, rawAnswerOf, type AccessLog } from './access-log.js';
-import { hostWithoutPort, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
+import { IncomingRouteRequest, type CompiledRoute, type RouteLookup, type RouteRequest } from './router.js';
 import { routeAnswer, writeRawRouteAnswer, writeRouteAnswer, type RouteAnswer } from './route-answer.js';
 import { normalizePath, splitTarget } from './normalize-path.js';
 import { assignRequestId, requestIdOf } from './request-id.js';
@@ -191,8 +191,11 @@ export class ProxyListener {
   /** The route's and then the pool's rate limit: the 429 of the first that refuses the request, else null. */
   private rateLimit(req: http.IncomingMessage, decision: RouteDecision): ErrorReply | null {
     const route = decision.route;
-    const limiters = [route?.rateLimit ?? null, decision.entry?.rateLimit ?? null];
-    if (limiters[0] === null && limiters[1] === null) return null;
+    const routeLimiter = route?.rateLimit ?? null;
+    const poolLimiter = decision.entry?.rateLimit ?? null;
+    // Most requests meet no limiter: no array for them.
+    if (routeLimiter === null && poolLimiter === null) return null;
+    const limiters = [routeLimiter, poolLimiter];
     const clientAddressOf = (request: http.IncomingMessage): string => this.options.forwarder.clientAddressOf(request);
     // The lone pool's requests have no route label, as in the forwarder's request metrics.
     const label = route?.label ?? '';
@@ -352,7 +355,7 @@ export class ProxyListener {
 
   /** The route for a request on this listener, by its normalised path. */
   private lookup(req: http.IncomingMessage, path: string, query: string): RouteDecision | undefined {
-    return this.options.routes.route({ host: hostWithoutPort(req.headers.host), path, query, method: req.method ?? 'GET', headers: req.headers, listener: this.config.name });
+    return this.options.routes.route(new IncomingRouteRequest(req.headers.host, path, query, req.method ?? 'GET', req.headers, this.config.name));
   }
 
   /** redirectToHttps: true when the request was answered with a redirect. */

@@ -20,6 +20,27 @@ export interface RouteRequest {
   readonly listener: string;
 }
 
+/**
+ * A request as the listener hands it to the routes: the host (the Host header without its port, lower case) is
+ * worked out the first time a route asks for it, so a table without routes (the lone pool) never does.
+ */
+export class IncomingRouteRequest implements RouteRequest {
+  private lowerCaseHost: string | null = null;
+
+  constructor(
+    private readonly hostHeader: string | undefined,
+    readonly path: string,
+    readonly query: string,
+    readonly method: string,
+    readonly headers: IncomingHttpHeaders,
+    readonly listener: string,
+  ) {}
+
+  get host(): string {
+    return (this.lowerCaseHost ??= hostWithoutPort(this.hostHeader));
+  }
+}
+
 interface CompiledHeaderMatch {
   readonly name: string;
   readonly test: (value: string | undefined) => boolean;

@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { validateReplicated } from '../../src/config/validate.js';
-import { compileRoutes, matchRoute, type RouteRequest } from '../../src/proxy/router.js';
+import { compileRoutes, IncomingRouteRequest, lookupRoute, matchRoute, type RouteRequest } from '../../src/proxy/router.js';
 import { unsafeRegexReason } from '../../src/config/route-regex.js';
 
 function table(routes: unknown[]) {
@@ -152,5 +152,20 @@ describe('route validation', () => {
     if (!first.ok) throw new Error(JSON.stringify(first.problems));
     const again = validateReplicated(toPlainReplicated(first.config));
     expect(again.ok && again.config).toEqual(first.config);
+  });
+
+  it("a listener's request is matched by its Host without the port, in any case, worked out only when a route asks", () => {
+    const routes = table([{ name: 'api', match: { host: 'api.example.com' }, pool: 'a' }]);
+    const incoming = (host: string | undefined) => new IncomingRouteRequest(host, '/', '', 'GET', {}, 'default');
+    expect(label(routes, incoming('API.Example.com:8443'))).toBe('api');
+    expect(label(routes, incoming('api.example.com'))).toBe('api');
+    expect(label(routes, incoming('other.example.com'))).toBeUndefined();
+    expect(label(routes, incoming(undefined))).toBeUndefined();
+    expect(incoming('[::1]:8080').host).toBe('[::1]');
+    // The lone pool (no routes) never needs the host: it is not worked out.
+    const lone = incoming('Lone.Example');
+    expect(lookupRoute({ routes: [], pools: new Map(), fallback: 'pool' }, lone)?.entry).toBe('pool');
+    expect((lone as unknown as { lowerCaseHost: string | null }).lowerCaseHost).toBeNull();
+    expect(lone.host).toBe('lone.example');
   });
 });
