@@ -79,7 +79,10 @@ function hasRequestBody(req: IncomingMessage): boolean {
 }
 
 function wantsClose(req: IncomingMessage): boolean {
-  const connection = req.headers.connection?.toLowerCase() ?? '';
+  const raw = req.headers.connection;
+  // What clients send in practice (keep the connection, HTTP/1.0 or 1.1), before a lower-cased copy is made.
+  if (raw === 'keep-alive') return false;
+  const connection = raw?.toLowerCase() ?? '';
   if (req.httpVersion === '1.0') return !connection.includes('keep-alive');
   // Most HTTP/1.1 requests send no Connection header or a bare keep-alive: no token list for them.
   if (connection === '' || connection === 'keep-alive') return false;

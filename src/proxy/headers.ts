@@ -79,8 +79,9 @@ function dropField(headers: IncomingHttpHeaders, name: string, deleteKey: boolea
 function stripHopByHop(headers: IncomingHttpHeaders, keep: ReadonlySet<string>, rawHeaders: readonly string[] | null, deleteKeys: boolean): void {
   const connection = headers['connection'];
   if (connection !== undefined) {
-    // The common values name nothing beyond the hop-by-hop fields removed below: no token list for them.
-    const plain = typeof connection === 'string' ? connection.toLowerCase() : null;
+    // The common values name nothing beyond the hop-by-hop fields removed below: no token list for them (and for
+    // the commonest, as clients write it, no lower-cased copy either).
+    const plain = connection === 'keep-alive' ? connection : typeof connection === 'string' ? connection.toLowerCase() : null;
     if (plain === 'close') {
       if (headers['close'] !== undefined && !keep.has('close')) dropField(headers, 'close', deleteKeys);
     } else if (plain !== 'keep-alive') {
@@ -286,6 +287,8 @@ export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], clo
  * name no field beyond the hop-by-hop ones already removed, and cost no token list.
  */
 function fieldsNamedBy(connection: string, named: string[] | null): string[] | null {
+  // As backends write it (Node does), before a lower-cased copy is made.
+  if (connection === 'keep-alive') return named;
   const lower = connection.toLowerCase();
   if (lower === 'keep-alive' || lower === 'close') return named;
   for (const token of connectionTokens(lower)) {

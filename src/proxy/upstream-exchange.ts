@@ -191,7 +191,8 @@ export class UpstreamAttempt implements BodyEvents {
   onComplete(trailers: Buffer[] | Record<string, string | string[]> | null | undefined): void {
     if (this.ended) return;
     const res = this.owner.res;
-    if (trailers !== null && trailers !== undefined) {
+    // undici hands an HTTP/1.1 response without trailers an empty list: nothing to convert.
+    if (trailers !== null && trailers !== undefined && !(Array.isArray(trailers) && trailers.length === 0)) {
       const list = trailerList(trailers);
       // HTTP/2's compatibility API takes trailers only as an object (a repeated field is joined, as its headers are).
       if (list.length > 0) res.addTrailers(isHttp2(this.owner.req) ? trailerObject(list) : list);
