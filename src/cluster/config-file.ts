@@ -121,7 +121,9 @@ export class ConfigFileSync {
   /**
    * The replicated config of the text whose hash is state.hash, when this process knows it (it wrote or
    * validated that text): a write-back into an untouched file then needs no parse. Per-change CPU with 1,000
-   * backends was dominated by parsing the same file five times.
+   * backends was dominated by parsing the same file five times. When the text was found to say what the cluster
+   * applied, this is the applied config itself (not the file's own validation, equal in meaning): the next applied
+   * config shares every part a one-backend edit left alone with it, so the rewrite compares references, not contents.
    */
   private synced: ReplicatedConfig | null = null;
   /**
@@ -185,6 +187,11 @@ export class ConfigFileSync {
     return this.state.hash === hashOf(text);
   }
 
+  /** What `text` reads as (its routes and pools), when it is the text this process last wrote or validated; else null. */
+  knownReading(text: string): ReplicatedConfig | null {
+    return this.synced !== null && this.isLastSynced(text) ? this.synced : null;
+  }
+
   /** The file was read and its replicated part, `config`, equals `version`. */
   noteShown(version: number, text: string, config?: ReplicatedConfig, parsed?: ParsedConfigText): Promise<void> {
     return this.serialised(() => {
@@ -230,7 +237,7 @@ export class ConfigFileSync {
       logger.error('cannot read the config file to write the replicated config into it', { file, error: errorMessage(error) });
       return false;
     }
-    const known = this.synced !== null && this.isLastSynced(text) ? this.synced : null;
+    const known = this.knownReading(text);
     let current = known;
     /** The validation's parse of `text`, for the rewrite and the record: each parsed the whole file again. */
     let read: { text: string; document: Document; written: RoutesAndPoolsAsWritten } | undefined;
@@ -246,7 +253,8 @@ export class ConfigFileSync {
     }
     if (current !== null && sameReplicated(current, config)) {
       if (read !== undefined) this.lastWritten = read;
-      await this.record(version, text, { config: current, ...(read === undefined ? {} : { written: read.written }) });
+      // Known from now on as the applied config (the same meaning): see `synced`.
+      await this.record(version, text, { config, ...(read === undefined ? {} : { written: read.written }) });
       return true;
     }
     // The text this node wrote or validated last is no truncated file; only another text needs the look.

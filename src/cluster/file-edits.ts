@@ -92,7 +92,8 @@ export class FileEdits {
     if (reading.kind !== 'edit') return reading.kind;
     const edited = reading.config;
     if (sameReplicated(edited, this.machine.state.config) && this.machine.version > 0) {
-      await this.fileSync.noteShown(this.machine.version, text, edited);
+      // The applied config, not the file's validation of it: the same meaning, sharing its parts with the next change.
+      await this.fileSync.noteShown(this.machine.version, text, this.machine.state.config);
       return 'unchanged';
     }
     if (this.fileSync.isLastSynced(text)) {
@@ -167,7 +168,9 @@ export class FileEdits {
       }
       const config = toPlainReplicated({ routes: validated.config.routes, pools: validated.config.pools });
       const outcome = await this.proposals.submit({ type: 'set-config', config, expectedVersion: 0 }, this.meta({ kind: 'seed', node: this.nodeId, file }));
-      await this.fileSync.noteShown(outcome.version, text, validated.config, parsed);
+      // What the file shows is the seeded version; known as the applied config when that is still the newest (see above).
+      const shown = this.machine.version === outcome.version ? this.machine.state.config : validated.config;
+      await this.fileSync.noteShown(outcome.version, text, shown, parsed);
       logger.info('config seeded from the local file', { node: this.nodeId, file, version: outcome.version });
     } catch (error) {
       if (isBalancerError(error, 'VERSION_MISMATCH')) {

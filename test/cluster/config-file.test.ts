@@ -38,6 +38,23 @@ describe('ConfigFileSync.writeBack', () => {
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
+  it('once it found the file showing the applied config, knows the file as that config (not its own equal validation), so the next one-backend edit compares references', async () => {
+    const applied = withWeight(1);
+    expect(sync.knownReading(FILE)).toBeNull();
+    // The file already says weight 1 (the default): nothing is written, and the file is known to read as `applied`.
+    expect(await sync.writeBack(2, applied)).toBe(true);
+    expect(writes).toHaveLength(0);
+    expect(sync.knownReading(FILE)).toBe(applied);
+    expect(sync.knownReading(`${FILE}# edited\n`)).toBeNull();
+    // What the reducer makes of a weight edit: the pool and backend are new, the rest shared with `applied`.
+    const pool = applied.pools['web']!;
+    const heavier: ReplicatedConfig = { routes: applied.routes, pools: { web: { ...pool, backends: [{ ...pool.backends[0]!, weight: 3 }] } } };
+    expect(await sync.writeBack(3, heavier)).toBe(true);
+    const text = await readFile(file, 'utf8');
+    expect(text).toBe(FILE.replace('id: web-1 }', 'id: web-1, weight: 3 }'));
+    expect(sync.knownReading(text)).toBe(heavier);
+  });
+
   it('writes the newest of the configs that queued up behind each other, once', async () => {
     const results = await Promise.all([2, 3, 4, 5].map((weight) => sync.writeBack(weight, withWeight(weight))));
     expect(results).toEqual([true, true, true, true]);
