@@ -39,9 +39,14 @@ function column(text: string, offset: number): number {
 }
 
 /** A scalar or collection on one line, quoted as flow context requires (safe both inside and outside `{}`). */
+/** Words a plain scalar of letters reads as other than a string (YAML 1.2 core, and 1.1's booleans): stringify decides their quoting. */
+const NOT_PLAIN_STRINGS: ReadonlySet<string> = new Set(['null', 'true', 'false', 'yes', 'no', 'on', 'off', 'y', 'n']);
+
 function renderInline(value: Json): string {
   // A weight or a flag: what stringify would write, without its machinery (it was a tenth of a weight change).
   if (typeof value === 'boolean' || (typeof value === 'number' && Number.isSafeInteger(value))) return String(value);
+  // A key such as `weight` or `drain` put into a backend: plain as it is (stringify, run cold, was ~10 ms of the first such edit).
+  if (typeof value === 'string' && /^[a-z][A-Za-z0-9]*$/.test(value) && !NOT_PLAIN_STRINGS.has(value)) return value;
   const rendered = stringify([value], { collectionStyle: 'flow', lineWidth: 0 }).trim();
   return rendered.slice(1, -1).trim();
 }
@@ -611,7 +616,11 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
 
   // Past this point nothing can fail: the document changes.
   const ordered = [...edits].sort((a, b) => a.end - b.end);
+  const only = ordered.length === 1 ? ordered[0]! : null;
+  const onlyDelta = only === null ? 0 : only.text.length - (only.end - only.start);
   const moved = (offset: number): number => {
+    // One edit (a weight or drain of one backend), asked for every node after it: one comparison.
+    if (only !== null) return only.end > offset ? offset : offset + onlyDelta;
     let shifted = offset;
     for (const edit of ordered) {
       if (edit.end > offset) break;
