@@ -352,7 +352,7 @@ const upstreamTlsSpec = object(
   },
 );
 
-const backendSpec = object(
+export const backendSpec = object(
   {
     url: required(string({ parse: parseBackendUrl, description: 'Origin of the backend: http(s)://host[:port], no path.' })),
     weight: withDefault(

@@ -30,6 +30,7 @@ import {
 } from './spec.js';
 import {
   POOL_NAME_PATTERN,
+  backendSpec,
   defaultBackendId,
   fileSpec,
   poolSpec,
@@ -515,6 +516,21 @@ export function validatedLoneBackend(name: string, plainPool: Record<string, unk
   const [backend, ...others] = validated.backends;
   if (backend === undefined || others.length > 0 || backend.id !== was.id || backend.url !== was.url || poolSettingsJson(validated) !== poolSettingsJson(pool)) return null;
   return backend;
+}
+
+/**
+ * `was` (a validated backend) with its weight and drain flag set to `patch`'s where given, when those values decode as the
+ * backend spec decodes those fields. No rule of the spec reads a backend's weight or drain flag beside another field, a
+ * pool setting or another backend, so this is what validating the whole pool would give for that backend, at the cost of
+ * two leaves. Null when a value does not decode (validate the pool, for its problems and their paths).
+ */
+export function backendWithFlags(was: BackendConfig, patch: { readonly weight?: unknown; readonly drain?: unknown }): BackendConfig | null {
+  const ctx = new DecodeContext();
+  const { weight: weightField, drain: drainField } = backendSpec.fields;
+  const weight = patch.weight === undefined ? was.weight : weightField.spec.decode(patch.weight, [], ctx);
+  const drain = patch.drain === undefined ? was.drain : drainField.spec.decode(patch.drain, [], ctx);
+  if (weight === INVALID || drain === INVALID || ctx.problems.length > 0) return null;
+  return { ...was, weight, drain };
 }
 
 /** A validated pool's settings (all but its backends) as JSON, kept per pool object (validated pools are frozen). */

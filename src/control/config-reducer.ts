@@ -1,7 +1,7 @@
 // The shared config reducer of both stores: every config edit is a command applied here, by the single-node store and by every Raft node's state machine alike.
 
-import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
-import { deepFreeze, validateReplicated, validatedLoneBackend, type Problem } from '../config/validate.js';
+import type { BackendConfig, PoolConfig, ReplicatedConfig } from '../config/schema.js';
+import { backendWithFlags, deepFreeze, validateReplicated, type Problem } from '../config/validate.js';
 import { toPlainBackend, toPlainPool } from '../config/plain.js';
 import { FORCE_HINT, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import type { BackendInput, BackendPatch } from './types.js';
@@ -92,20 +92,9 @@ function validatedPoolEdit(state: ConfigState, pool: string, edited: PlainPool, 
   return { ok: true, state: { version, config: deepFreeze(config) } };
 }
 
-/**
- * A weight or drain edit of one backend: validated in a copy of its pool that holds only that backend, and put in
- * place of the old one, every other backend kept as the very object it was. A pool validates each backend on its own
- * but for duplicate ids and URLs, which an edit that pins the id and keeps the URL cannot make, so this is what
- * validating the whole pool would give; with a 1,000-backend pool that validation was most of applying a weight change,
- * and backends kept as they were are recognised downstream without a look inside. Null when the copy does not validate
- * as exactly that (the caller validates the whole pool, for its problems and their paths).
- */
-function validatedBackendEdit(state: ConfigState, pool: string, index: number, edited: Record<string, unknown>, version: number): CommandResult | null {
+/** The state with backend `index` of `pool` replaced by `backend` (validated), every other part kept as the object it was. */
+function withBackend(state: ConfigState, pool: string, index: number, backend: BackendConfig, version: number): CommandResult {
   const poolConfig = state.config.pools[pool]!;
-  const copy = toPlainPool({ ...poolConfig, backends: [poolConfig.backends[index]!] }) as PlainPool;
-  copy.backends = [edited];
-  const backend = validatedLoneBackend(pool, copy, poolConfig, poolConfig.backends[index]!);
-  if (backend === null) return null;
   const backends = [...poolConfig.backends];
   backends[index] = backend;
   const config: ReplicatedConfig = { routes: state.config.routes, pools: { ...state.config.pools, [pool]: { ...poolConfig, backends } } };
@@ -182,13 +171,15 @@ function reduce(state: ConfigState, command: ConfigCommand, version: number): Co
         return failure('NOT_FOUND', `pool "${command.pool}" has no backend "${command.id}"${hint}`);
       }
       if (command.type === 'update-backend') {
+        // The usual weight or drain edit: two values checked, not a copy of the pool validated.
+        const flagged = backendWithFlags(poolConfig.backends[index]!, command.patch);
+        if (flagged !== null) return withBackend(state, command.pool, index, flagged, version);
         const backend = { ...toPlainBackend(poolConfig.backends[index]!) };
         // The id is pinned so that a weight or drain edit can never change the backend's identity.
         backend['id'] = command.id;
         if (command.patch.weight !== undefined) backend['weight'] = command.patch.weight;
         if (command.patch.drain !== undefined) backend['drain'] = command.patch.drain;
-        const quick = validatedBackendEdit(state, command.pool, index, backend, version);
-        if (quick !== null) return quick;
+        // A value that does not decode: the pool is validated whole, for the problems and their paths.
         const edited = editablePool(poolConfig);
         edited.backends![index] = backend;
         return validatedPoolEdit(state, command.pool, edited, version);

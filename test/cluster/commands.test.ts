@@ -3,6 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyCommand, type ConfigState } from '../../src/control/config-reducer.js';
+import type { BackendPatch } from '../../src/control/types.js';
 import { toPlainBackend, toPlainReplicated } from '../../src/config/plain.js';
 import { sameReplicated, validateReplicated } from '../../src/config/validate.js';
 import { replicatedFileArb } from '../config/arbitraries.js';
@@ -78,7 +79,10 @@ describe('a weight or drain edit', () => {
   });
 
   it('property: gives what validating the whole edited config gives, or the same problems', () => {
-    const edit = fc.record({ pick: fc.nat(), weight: fc.option(fc.integer({ min: -1, max: 70_000 }), { nil: undefined }), drain: fc.option(fc.boolean(), { nil: undefined }) });
+    // Values as a log entry or a request body may carry them: in range or not, fractional, of another type.
+    const weightArb = fc.oneof(fc.integer({ min: -1, max: 70_000 }), fc.double({ noNaN: false }), fc.constantFrom<unknown>('3', null, true, 2.5, 10_000, 10_001));
+    const drainArb = fc.oneof(fc.boolean(), fc.constantFrom<unknown>('true', 0, 1, null));
+    const edit = fc.record({ pick: fc.nat(), weight: fc.option(weightArb, { nil: undefined }), drain: fc.option(drainArb, { nil: undefined }) });
     fc.assert(
       fc.property(replicatedFileArb, edit, (from, { pick, weight, drain }) => {
         const validated = validateReplicated(from);
@@ -88,7 +92,7 @@ describe('a weight or drain edit', () => {
         if (candidates.length === 0) return;
         const [pool, id, index] = candidates[pick % candidates.length]!;
         const patch = { ...(weight === undefined ? {} : { weight }), ...(drain === undefined ? {} : { drain }) };
-        const result = applyCommand(state, { type: 'update-backend', pool, id, patch }, 2);
+        const result = applyCommand(state, { type: 'update-backend', pool, id, patch: patch as BackendPatch }, 2);
         // The whole config, edited in its plain form and validated from scratch.
         const plain = toPlainReplicated(state.config) as { routes: unknown[]; pools: Record<string, { backends: Record<string, unknown>[] }> };
         plain.pools[pool]!.backends[index] = { ...plain.pools[pool]!.backends[index], id, ...patch };
@@ -100,7 +104,7 @@ describe('a weight or drain edit', () => {
           if (!result.ok) expect(result.error.details.map((problem) => problem.path).sort()).toEqual(whole.problems.map((problem) => problem.path).sort());
         }
       }),
-      { numRuns: 200 },
+      { numRuns: 400 },
     );
   });
 });
