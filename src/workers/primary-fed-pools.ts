@@ -26,8 +26,8 @@ interface BackendCounters {
 }
 
 class RemoteBackend implements ForwardBackend {
-  available: boolean;
-  effectiveWeight: number;
+  available = false;
+  effectiveWeight = 0;
 
   constructor(
     readonly id: string,
@@ -37,12 +37,23 @@ class RemoteBackend implements ForwardBackend {
     readonly counters: BackendCounters,
     private readonly sink: OutcomeSink,
     drain: boolean,
-    readonly weight: number,
+    /** The configured weight (hash tables are built from it); set anew only by the pool's reconfigure(). */
+    public weight: number,
     backup: boolean,
   ) {
-    // Until the first health snapshot arrives, the primary's start-up rule holds: primaries up unless draining.
+    this.assumeFromConfig(drain, backup);
+  }
+
+  /** Until a health snapshot says otherwise, the primary's start-up rule holds: primaries up unless draining. */
+  assumeFromConfig(drain: boolean, backup: boolean): void {
     this.available = !drain && !backup;
-    this.effectiveWeight = weight;
+    this.effectiveWeight = this.weight;
+  }
+
+  /** What the primary's snapshot says of this backend. */
+  takeHealth(health: { readonly available: boolean; readonly effectiveWeight: number }): void {
+    this.available = health.available;
+    this.effectiveWeight = health.effectiveWeight;
   }
 
   get inflight(): number {
@@ -73,9 +84,12 @@ export class RemotePool {
   /** Shared with the pool this one replaced, so retries started before a swap still count against the budget. */
   private readonly retries: RetriesInFlight;
   private retryAfter = 1;
+  /** The primary's last snapshot of this pool: what a backend edited in place takes its availability from, as a rebuilt pool would. */
+  private health: PoolHealthView | undefined;
 
   constructor(
-    readonly config: PoolConfig,
+    /** Replaced only by reconfigure(), by a config that differs in backends' weight, drain or backup flags alone. */
+    public config: PoolConfig,
     previous: RemotePool | undefined,
     deps: PoolDeps,
     readonly tls: UpstreamTlsMaterial,
@@ -124,13 +138,33 @@ export class RemotePool {
   stop(): void {}
 
   applyHealth(view: PoolHealthView): void {
+    this.health = view;
     this.retryAfter = view.retryAfterSeconds;
     for (const backend of this.backends) {
       const health = view.backends[backend.id];
-      if (health === undefined) continue;
-      backend.available = health.available;
-      backend.effectiveWeight = health.effectiveWeight;
+      if (health !== undefined) backend.takeHealth(health);
     }
+  }
+
+  /**
+   * Takes `config`, which differs from this pool's only in the weight, drain or backup flag of the backends at `changed`
+   * (inPlaceChanges), without a rebuild: each edited backend is what a rebuilt pool would make of it (the start-up rule,
+   * then the primary's last snapshot), and hash tables are built again for new weights. Counters and retries stay.
+   */
+  reconfigure(config: PoolConfig, changed: readonly number[]): void {
+    let reweighted = false;
+    for (const index of changed) {
+      const backend = this.backends[index]!;
+      const next = config.backends[index]!;
+      if (next.id !== backend.id) throw new Error(`pool "${config.name}": backend ${index} is "${next.id}", not "${backend.id}": not an in-place change`);
+      if (next.weight !== backend.weight) reweighted = true;
+      backend.weight = next.weight;
+      backend.assumeFromConfig(next.drain, next.backup);
+      const health = this.health?.backends[backend.id];
+      if (health !== undefined) backend.takeHealth(health);
+    }
+    this.config = config;
+    if (reweighted) this.strategy.reweighted?.();
   }
 }
 

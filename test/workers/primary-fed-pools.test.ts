@@ -54,9 +54,10 @@ describe("a worker's data plane", () => {
       expect(after.pools.get('api')).toBe(before.pools.get('api'));
       expect(after.pools.get('api')!.pool.retryAfterSeconds()).toBe(7);
       expect(after.routes).toBe(before.routes);
-      // The changed pool is rebuilt, and keeps the request in flight and the retry running (its budget allows one).
+      // A weight edit is taken in place by the running pool (see below), which keeps the request in flight and the retry
+      // running (its budget allows one).
       const rebuilt = after.pools.get('web')!.pool;
-      expect(rebuilt).not.toBe(web);
+      expect(rebuilt).toBe(web);
       expect(rebuilt.backends.find((backend) => backend.id === 'a')!.weight).toBe(3);
       expect(inflightByBackend(after)['web']![running.id]).toBe(1);
       expect(rebuilt.tryStartRetry()).toBe(false);
@@ -88,6 +89,46 @@ describe("a worker's data plane", () => {
       expect(reported).toEqual([['web', 'b', 'http-5xx']]);
       // A worker neither resolves DNS nor has a discovery view: the primary does.
       expect(dataPlane.discoveryStatus('web')).toBeNull();
+    } finally {
+      dataPlane.stop();
+    }
+  });
+
+  it('takes a weight, drain or backup edit in place as a rebuilt pool would have it: no pool built, the snapshot\'s health kept, hash tables from the new weights', () => {
+    const ring = (weights: readonly number[], drained: readonly boolean[] = []): ReplicatedConfig => {
+      const result = validateReplicated({
+        routes: [],
+        pools: { web: { strategy: 'ring-hash', hashOn: { header: 'x-user' }, backends: weights.map((weight, i) => ({ url: `http://127.0.0.1:${9100 + i}`, id: `n${i}`, weight, drain: drained[i] === true })) } },
+      });
+      if (!result.ok) throw new Error(JSON.stringify(result.problems));
+      return result.config;
+    };
+    const { pools } = workerDataPlane();
+    let builds = 0;
+    const deps = { clock: new FakeClock(), random: seededRandom(1), metrics: noopMetrics, logger: memoryLogger('warn'), fedByPrimary: true };
+    const dataPlane = new DataPlane<RemotePool>(deps, (poolConfig, previous, poolDeps, tls) => {
+      builds++;
+      return pools.build(poolConfig, previous, poolDeps, tls);
+    });
+    try {
+      const first = ring([1, 1, 1, 1, 1, 1]);
+      dataPlane.apply(1, first);
+      const web = dataPlane.table.pools.get('web')!.pool;
+      // Its hash table is built from the first weights.
+      expect(web.pick(undefined, { hashKey: 12345 })).toBeDefined();
+      pools.applyHealth(dataPlane.table, { web: { retryAfterSeconds: 2, backends: { n1: { available: false, effectiveWeight: 0 }, n4: { available: true, effectiveWeight: 0.5 } } } });
+      const edited = ring([4, 1, 1, 1, 2, 1], [false, false, true]);
+      dataPlane.apply(2, edited);
+      expect(builds).toBe(1);
+      expect(dataPlane.table.pools.get('web')!.pool).toBe(web);
+      expect(web.config).toBe(edited.pools['web']);
+      // What a pool built now from the edited config, with the primary's last snapshot, would hold.
+      const fresh = pools.build(edited.pools['web']!, undefined, deps, web.tls);
+      const view = (pool: RemotePool) => pool.backends.map(({ id, weight, available, effectiveWeight }) => ({ id, weight, available, effectiveWeight }));
+      expect(view(web)).toEqual(view(fresh));
+      expect(view(web)[2]).toMatchObject({ id: 'n2', available: false });
+      const keys = Array.from({ length: 2000 }, (_, n) => Math.imul(n + 1, 0x9e3779b1) >>> 0);
+      expect(keys.map((key) => web.pick(undefined, { hashKey: key })?.id)).toEqual(keys.map((key) => fresh.pick(undefined, { hashKey: key })?.id));
     } finally {
       dataPlane.stop();
     }
