@@ -38,10 +38,10 @@ function column(text: string, offset: number): number {
   return offset - lineStart(text, offset);
 }
 
-/** A scalar or collection on one line, quoted as flow context requires (safe both inside and outside `{}`). */
 /** Words a plain scalar of letters reads as other than a string (YAML 1.2 core, and 1.1's booleans): stringify decides their quoting. */
 const NOT_PLAIN_STRINGS: ReadonlySet<string> = new Set(['null', 'true', 'false', 'yes', 'no', 'on', 'off', 'y', 'n']);
 
+/** A scalar or collection on one line, quoted as flow context requires (safe both inside and outside `{}`). */
 function renderInline(value: Json): string {
   // A weight or a flag: what stringify would write, without its machinery (it was a tenth of a weight change).
   if (typeof value === 'boolean' || (typeof value === 'number' && Number.isSafeInteger(value))) return String(value);
