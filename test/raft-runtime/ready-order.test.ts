@@ -150,6 +150,18 @@ describe('Raft node Ready order', () => {
   /** No event says when another process's message arrived: poll, bounded. */
   const until = (check: () => boolean, what: string): Promise<boolean> => eventually(check, what, 5000, 5);
 
+  /** Two voters that agree on a leader, and a first entry the follower applied (so both ends are warm). */
+  async function twoVotersWarmedUp(): Promise<{ leader: Started; follower: Started }> {
+    const a = await start('n1', { n1: '127.0.0.1:0', n2: '127.0.0.1:1' });
+    const b = await start('n2', { n1: `127.0.0.1:${a.node.port}`, n2: '127.0.0.1:0' });
+    a.node.setConfiguredPeers({ n1: '127.0.0.1:0', n2: `127.0.0.1:${b.node.port}` });
+    await until(() => a.node.leaderId !== null && a.node.leaderId === b.node.leaderId, 'a leader both agree on');
+    const [leader, follower] = a.node.leaderId === 'n1' ? [a, b] : [b, a];
+    leader.node.propose('warm-up', 'r0');
+    await until(() => follower.applier.applied.includes('warm-up'), 'the follower to apply the warm-up entry');
+    return { leader, follower };
+  }
+
   it('a learner applies entries the voters committed while its own copy is still being written, and acknowledges them only once written', async () => {
     const leader = await start('n1', { n1: '127.0.0.1:0' });
     await until(() => leader.node.leaderId === 'n1', 'n1 to lead');
@@ -175,13 +187,7 @@ describe('Raft node Ready order', () => {
   });
 
   it('a leader tells a follower of a commit and applies it without waiting for the commit index to be written, which is not fsynced', async () => {
-    const a = await start('n1', { n1: '127.0.0.1:0', n2: '127.0.0.1:1' });
-    const b = await start('n2', { n1: `127.0.0.1:${a.node.port}`, n2: '127.0.0.1:0' });
-    a.node.setConfiguredPeers({ n1: '127.0.0.1:0', n2: `127.0.0.1:${b.node.port}` });
-    await until(() => a.node.leaderId !== null && a.node.leaderId === b.node.leaderId, 'a leader both agree on');
-    const [leader, follower] = a.node.leaderId === 'n1' ? [a, b] : [b, a];
-    leader.node.propose('warm-up', 'r0');
-    await until(() => follower.applier.applied.includes('warm-up'), 'the follower to apply the warm-up entry');
+    const { leader, follower } = await twoVotersWarmedUp();
 
     // Hold every write on the leader that carries no entries: the commit index it is about to learn.
     leader.storage.holdWhere((call) => call.entries === 0);
@@ -198,13 +204,7 @@ describe('Raft node Ready order', () => {
   });
 
   it('a leader sends its appends while its own copy is being written, and nothing acts on their commit until it is written', async () => {
-    const a = await start('n1', { n1: '127.0.0.1:0', n2: '127.0.0.1:1' });
-    const b = await start('n2', { n1: `127.0.0.1:${a.node.port}`, n2: '127.0.0.1:0' });
-    a.node.setConfiguredPeers({ n1: '127.0.0.1:0', n2: `127.0.0.1:${b.node.port}` });
-    await until(() => a.node.leaderId !== null && a.node.leaderId === b.node.leaderId, 'a leader both agree on');
-    const [leader, follower] = a.node.leaderId === 'n1' ? [a, b] : [b, a];
-    leader.node.propose('warm-up', 'r0');
-    await until(() => follower.applier.applied.includes('warm-up'), 'the follower to apply the warm-up entry');
+    const { leader, follower } = await twoVotersWarmedUp();
 
     // Hold the leader's next write of entries: its own copy of the change is not on disk yet.
     leader.storage.holdWhere((call) => call.entries > 0);
