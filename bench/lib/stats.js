@@ -20,3 +20,15 @@ export function medians(runs, fields) {
   for (const [name, pick] of Object.entries(fields)) out[name] = median(ok.map(pick));
   return out;
 }
+
+/**
+ * The median over rounds of one target's value divided by another's in the same round. Targets run in alternation, so a
+ * round's two runs are minutes apart at most: when the machine's speed drifts during a run (it does, on shared VMs),
+ * pairing by round cancels the drift that a ratio of the two overall medians can pick up. Rounds where either failed
+ * are left out.
+ */
+export function sameRoundRatio(numeratorRuns, denominatorRuns, pick) {
+  const denominators = new Map(denominatorRuns.filter((run) => run.error === undefined).map((run) => [run.round, pick(run)]));
+  const ratios = numeratorRuns.filter((run) => run.error === undefined && denominators.has(run.round)).map((run) => ratio(pick(run), denominators.get(run.round)));
+  return median(ratios);
+}
