@@ -107,7 +107,8 @@ export function renderMarkdown(results) {
   if (fixed) {
     out.push(
       `**Fixed offered rate ${num(fixed.settings.rate)} req/s** (open loop, latency from each request's scheduled send time, so stalls are not hidden): ` +
-        `${fixed.settings.seconds} s per run after ${fixed.settings.warmupSeconds} s, median of ${fixed.settings.runs}.`,
+        `${fixed.settings.seconds} s per run after ${fixed.settings.warmupSeconds} s, median of ${fixed.settings.runs}` +
+        (fixed.settings.targetWarmupSeconds ? `; each target served the same rate for ${fixed.settings.targetWarmupSeconds} s, unmeasured, before the first run.` : '.'),
     );
     out.push('');
     out.push(
