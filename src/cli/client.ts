@@ -7,7 +7,7 @@ import { wantsColour } from './format.js';
 import { parseDuration } from '../config/spec.js';
 import { topCommand } from './top.js';
 import type { HistorySummary } from '../control/history.js';
-import { MAX_WEIGHT } from '../config/file-spec.js';
+import { MAX_WEIGHT, WEIGHT_RULE } from '../config/file-spec.js';
 import { call, EXIT_CODES, printJson, type ClientOptions, type ExitCode } from './admin-call.js';
 import { formatCluster, formatHistory, formatRouteTest, formatRoutes, formatStatus, paintDiff, type RouteListingBody, type RouteTestBody } from './views.js';
 
@@ -196,7 +196,7 @@ function parseCount(text: string): number {
 function parseWeight(text: string): number {
   const weight = Number(text);
   if (text.trim() === '' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
-    throw new UsageError(`weight must be a whole number from 1 to ${MAX_WEIGHT} (to stop sending to a backend, drain it), got ${JSON.stringify(text)}`);
+    throw new UsageError(`weight ${WEIGHT_RULE}, got ${JSON.stringify(text)}`);
   }
   return weight;
 }

@@ -56,6 +56,8 @@ export const LISTENER_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const BACKEND_ID_PATTERN = /^[A-Za-z0-9_.:[\]-]+$/;
 export const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]+$/;
 export const MAX_WEIGHT = 10_000;
+/** The weight rule as every surface states it (config file, admin API, CLI): 0 is refused, draining is the way to stop traffic. */
+export const WEIGHT_RULE = `must be a whole number from 1 to ${MAX_WEIGHT} (to stop sending to a backend, drain it)`;
 export const MAX_RETRIES = 10;
 export const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -356,7 +358,7 @@ export const backendSpec = object(
   {
     url: required(string({ parse: parseBackendUrl, description: 'Origin of the backend: http(s)://host[:port], no path.' })),
     weight: withDefault(
-      integer(1, MAX_WEIGHT, 'Relative share of traffic for weighted, least-request and peak-ewma, and of the keys for ring-hash and maglev.', 'must be a positive integer up to 10000'),
+      integer(1, MAX_WEIGHT, 'Relative share of traffic for weighted, least-request and peak-ewma, and of the keys for ring-hash and maglev.', WEIGHT_RULE),
       DEFAULTS.weight as number,
     ),
     id: optional(

@@ -204,12 +204,12 @@ describe('problems, each as FILE:LINE:COL: message', () => {
     {
       name: 'weight zero',
       text: 'pools:\n  web:\n    backends:\n      - { url: http://a:1 }\n      - { url: http://b:1, weight: 0 }\n',
-      expected: 'balancer.yaml:5:36: pools.web.backends[1].weight: must be a positive integer up to 10000, got 0',
+      expected: 'balancer.yaml:5:36: pools.web.backends[1].weight: must be a whole number from 1 to 10000 (to stop sending to a backend, drain it), got 0',
     },
     {
       name: 'fractional weight',
       text: 'pools:\n  web:\n    backends:\n      - url: http://a:1\n        weight: 1.5\n',
-      expected: 'balancer.yaml:5:17: pools.web.backends[0].weight: must be a positive integer up to 10000, got 1.5',
+      expected: 'balancer.yaml:5:17: pools.web.backends[0].weight: must be a whole number from 1 to 10000 (to stop sending to a backend, drain it), got 1.5',
     },
     {
       name: 'wrong type',
@@ -433,7 +433,7 @@ describe('problems, each as FILE:LINE:COL: message', () => {
       'balancer.yaml:3:3: admin.listne: unknown key (did you mean "listen"?)',
       'balancer.yaml:5:11: routes[0].pool: no pool named "missing" (pools: web)',
       'balancer.yaml:8:15: pools.web.strategy: must be one of random, round-robin, weighted, least-request, peak-ewma, ring-hash, maglev, got string "fastest"',
-      'balancer.yaml:10:38: pools.web.backends[0].weight: must be a positive integer up to 10000, got -1',
+      'balancer.yaml:10:38: pools.web.backends[0].weight: must be a whole number from 1 to 10000 (to stop sending to a backend, drain it), got -1',
       'balancer.yaml:11:26: pools.web.timeouts.connect: must be a duration like 250ms, 2s, 1.5m or 1h, got string "soon"',
       'balancer.yaml:12:16: log.access: expected true or false, got string "maybe"',
     ]);
@@ -499,7 +499,7 @@ describe('the replicated part', () => {
     const broken = validateReplicated({ pools: { web: { backends: [{ url: 'http://a:1', weight: 0 }] } } });
     expect(broken).toEqual({
       ok: false,
-      problems: [{ path: 'pools.web.backends[0].weight', message: 'pools.web.backends[0].weight: must be a positive integer up to 10000, got 0' }],
+      problems: [{ path: 'pools.web.backends[0].weight', message: 'pools.web.backends[0].weight: must be a whole number from 1 to 10000 (to stop sending to a backend, drain it), got 0' }],
     });
   });
 
