@@ -90,8 +90,97 @@ function keyOf(pair: Pair): string {
   return isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
 }
 
-function rangeOf(node: unknown): readonly [number, number, number] | undefined {
+/** A node's offsets as stored: only for a node of a document no rewrite has followed (a fresh parse); else rangeIn. */
+function rangeOf(node: unknown): Range | undefined {
   return (node as Node | null)?.range ?? undefined;
+}
+
+/*
+ * The offsets of a kept document's nodes follow the rewrites lazily. Following an edit that changes a length (a key
+ * added to a backend, a weight 9 becoming 10) used to move the offsets of every node after it at once: a walk of the
+ * whole file per write, most of the first change after a start with 1,000 backends, while a rewrite reads the offsets
+ * of a handful of nodes. Instead the document keeps the edit sets it followed, and a node's offsets are brought up to
+ * date when they are read (rangeIn), remembering how far. After MAX_LAZY_STEPS sets every node is brought up to date
+ * at once and the list starts again, so a node read rarely costs at most that many steps.
+ */
+interface OffsetMoves {
+  /** Edit sets followed since `base`, oldest first, each sorted by end: each moves offsets of the text before it to the text after it. */
+  readonly steps: Array<readonly Edit[]>;
+  /** How many edit sets every node of the document had been brought past when `steps` last started again. */
+  base: number;
+}
+
+const MAX_LAZY_STEPS = 64;
+const documentMoves = new WeakMap<Document, OffsetMoves>();
+/** How many of its document's edit sets a node's stored offsets have been brought past (absent: the document's base). */
+const nodeMoves = new WeakMap<object, number>();
+
+/** Where `offset` of the text before `edits` (sorted by end) is in the text after them; one inside an edited span stays. */
+function movedOffset(edits: readonly Edit[], offset: number): number {
+  let shifted = offset;
+  for (const edit of edits) {
+    if (edit.end > offset) break;
+    shifted += edit.text.length - (edit.end - edit.start);
+  }
+  return shifted;
+}
+
+/** A node's offsets in the text `document` now stands for (the last text a rewrite handed it back with). */
+function rangeIn(document: Document, node: unknown): Range | undefined {
+  const range = rangeOf(node);
+  if (range === undefined) return undefined;
+  const moves = documentMoves.get(document);
+  if (moves === undefined || moves.steps.length === 0) return range;
+  const now = moves.base + moves.steps.length;
+  const at = Math.max(nodeMoves.get(node as object) ?? moves.base, moves.base);
+  if (at === now) return range;
+  let [start, valueEnd, end] = range;
+  for (let step = at - moves.base; step < moves.steps.length; step++) {
+    const edits = moves.steps[step]!;
+    start = movedOffset(edits, start);
+    valueEnd = movedOffset(edits, valueEnd);
+    end = movedOffset(edits, end);
+  }
+  const current: Range = [start, valueEnd, end];
+  (node as { range: Range }).range = current;
+  nodeMoves.set(node as object, now);
+  return current;
+}
+
+/** Every node under `node` (pairs' keys and values, collections' items), `node` included. */
+function forEachNode(node: unknown, each: (node: object) => void): void {
+  if (node === null || typeof node !== 'object') return;
+  if (isPair(node)) {
+    forEachNode(node.key, each);
+    forEachNode(node.value, each);
+    return;
+  }
+  each(node);
+  if (isMap(node) || isSeq(node)) for (const item of node.items as unknown[]) forEachNode(item, each);
+}
+
+/** `document` now stands for the text after `edits` (sorted by end); its nodes' offsets follow when read. */
+function followOffsets(document: Document, edits: readonly Edit[]): void {
+  let moves = documentMoves.get(document);
+  if (moves === undefined) {
+    moves = { steps: [], base: 0 };
+    documentMoves.set(document, moves);
+  }
+  moves.steps.push(edits);
+  if (moves.steps.length < MAX_LAZY_STEPS) return;
+  const caughtUp = moves;
+  forEachNode(document.contents, (node) => rangeIn(document, node));
+  rangeIn(document, document);
+  caughtUp.base += caughtUp.steps.length;
+  caughtUp.steps.length = 0;
+}
+
+/**
+ * The offsets of a node of a document a rewrite handed back, in that rewrite's text (a document that followed the
+ * rewrite's edits keeps the offsets of the nodes after them stale until read through here).
+ */
+export function nodeRange(document: Document, node: unknown): Range | undefined {
+  return rangeIn(document, node);
 }
 
 /**
@@ -128,6 +217,10 @@ class SectionRewriter {
 
   private json(node: unknown): Json {
     return toJson(this.document, node);
+  }
+
+  private range(node: unknown): Range | undefined {
+    return rangeIn(this.document, node);
   }
 
   /** The backend id a backend list's item in the file has (read from its id and url alone when it can be). */
@@ -188,20 +281,20 @@ class SectionRewriter {
    * value under it may be written as a block. Inside `{ ... }` or `[ ... ]` it may not.
    */
   private inBlockContext(key: Node | undefined): boolean {
-    const keyStart = rangeOf(key)?.[0];
+    const keyStart = this.range(key)?.[0];
     if (keyStart === undefined) return false;
     return /^[ \t]*(?:-[ \t]+)*$/.test(this.text.slice(lineStart(this.text, keyStart), keyStart));
   }
 
   replace(node: Node, value: Json, key?: Node): void {
-    const [start, end] = rangeOf(node)!;
+    const [start, end] = this.range(node)!;
     const block = (isMap(node) || isSeq(node)) && !node.flow;
     const emptyFlow = (isMap(node) || isSeq(node)) && node.flow === true && node.items.length === 0;
     if (emptyFlow && isBlockCollection(value) && this.inBlockContext(key)) {
       // `pools: {}` or `backends: []` that gains entries in a block-style file becomes a block again, not one long line.
-      const keyEnd = rangeOf(key)![1];
+      const keyEnd = this.range(key)![1];
       const colon = this.text.indexOf(':', keyEnd);
-      const indent = column(this.text, rangeOf(key)![0]) + 2;
+      const indent = column(this.text, this.range(key)![0]) + 2;
       this.edits.push({ start: colon, end, text: `:\n${' '.repeat(indent)}${renderBlock(value, indent)}` });
       return;
     }
@@ -211,7 +304,7 @@ class SectionRewriter {
       this.edits.push({ start, end, text: this.text[end - 1] === '\n' ? `${rendered}\n` : rendered });
       return;
     }
-    const keyEnd = rangeOf(key)?.[1];
+    const keyEnd = this.range(key)?.[1];
     if (block && keyEnd !== undefined) {
       // `key:` then a block on the next lines becomes `key: []` on one line.
       const colon = this.text.indexOf(':', keyEnd);
@@ -273,19 +366,19 @@ class SectionRewriter {
   private removePair(map: YAMLMap, pair: Pair): void {
     const items = map.items as Pair[];
     const index = items.indexOf(pair);
-    const keyStart = rangeOf(pair.key)![0];
+    const keyStart = this.range(pair.key)![0];
     const next = items[index + 1];
     if (map.flow) {
       const previous = items[index - 1];
-      if (next !== undefined) this.edits.push({ start: keyStart, end: rangeOf(next.key)![0], text: '' });
-      else if (previous !== undefined) this.edits.push({ start: rangeOf(previous.value)![1], end: rangeOf(pair.value)?.[1] ?? keyStart, text: '' });
+      if (next !== undefined) this.edits.push({ start: keyStart, end: this.range(next.key)![0], text: '' });
+      else if (previous !== undefined) this.edits.push({ start: this.range(previous.value)![1], end: this.range(pair.value)?.[1] ?? keyStart, text: '' });
       return;
     }
     const prefix = this.text.slice(lineStart(this.text, keyStart), keyStart);
-    const valueEnd = rangeOf(pair.value)?.[2] ?? rangeOf(pair.key)![2];
+    const valueEnd = this.range(pair.value)?.[2] ?? this.range(pair.key)![2];
     if (prefix.trim() !== '' && next !== undefined) {
       // The key shares its line with a `- `: pull the next key up into its place.
-      this.edits.push({ start: keyStart, end: rangeOf(next.key)![0], text: '' });
+      this.edits.push({ start: keyStart, end: this.range(next.key)![0], text: '' });
       return;
     }
     const end = this.text[valueEnd - 1] === '\n' ? valueEnd : lineEnd(this.text, valueEnd);
@@ -295,19 +388,19 @@ class SectionRewriter {
   private addPair(map: YAMLMap, key: string, value: Json): void {
     const renderedKey = renderInline(key);
     const last = (map.items as Pair[])[map.items.length - 1];
-    const [mapStart, mapEnd] = rangeOf(map)!;
+    const [mapStart, mapEnd] = this.range(map)!;
     if (map.flow || last === undefined) {
       if (last === undefined) {
         // `{}`: put the pair inside the braces.
         const open = this.text.indexOf('{', mapStart);
         this.edits.push({ start: open + 1, end: open + 1, text: ` ${renderedKey}: ${renderInline(value)} ` });
       } else {
-        const at = rangeOf(last.value)?.[1] ?? rangeOf(last.key)![1];
+        const at = this.range(last.value)?.[1] ?? this.range(last.key)![1];
         this.edits.push({ start: at, end: at, text: `, ${renderedKey}: ${renderInline(value)}` });
       }
       return;
     }
-    const indent = column(this.text, rangeOf((map.items as Pair[])[0]!.key)![0]);
+    const indent = column(this.text, this.range((map.items as Pair[])[0]!.key)![0]);
     const body = isBlockCollection(value) ? `\n${' '.repeat(indent + 2)}${renderBlock(value, indent + 2)}` : ` ${renderInline(value)}`;
     const needsNewline = this.text[mapEnd - 1] !== '\n';
     this.edits.push({ start: mapEnd, end: mapEnd, text: `${needsNewline ? '\n' : ''}${' '.repeat(indent)}${renderedKey}:${body}\n` });
@@ -380,14 +473,14 @@ class SectionRewriter {
   }
 
   private removeItem(seq: YAMLSeq, item: Node): void {
-    const [start, , end] = rangeOf(item)!;
+    const [start, , end] = this.range(item)!;
     if (seq.flow) {
       const items = seq.items as Node[];
       const index = items.indexOf(item);
       const next = items[index + 1];
       const previous = items[index - 1];
-      if (next !== undefined) this.edits.push({ start, end: rangeOf(next)![0], text: '' });
-      else if (previous !== undefined) this.edits.push({ start: rangeOf(previous)![1], end: rangeOf(item)![1], text: '' });
+      if (next !== undefined) this.edits.push({ start, end: this.range(next)![0], text: '' });
+      else if (previous !== undefined) this.edits.push({ start: this.range(previous)![1], end: this.range(item)![1], text: '' });
       return;
     }
     const stop = this.text[end - 1] === '\n' ? end : lineEnd(this.text, end);
@@ -399,20 +492,20 @@ class SectionRewriter {
     const last = items[items.length - 1];
     if (seq.flow || last === undefined) {
       if (last === undefined) {
-        const open = this.text.indexOf('[', rangeOf(seq)![0]);
+        const open = this.text.indexOf('[', this.range(seq)![0]);
         this.edits.push({ start: open + 1, end: open + 1, text: renderInline(value) });
       } else {
-        const at = rangeOf(last)![1];
+        const at = this.range(last)![1];
         this.edits.push({ start: at, end: at, text: `, ${renderInline(value)}` });
       }
       return;
     }
-    const lastStart = rangeOf(last)![0];
+    const lastStart = this.range(last)![0];
     const dash = this.text.lastIndexOf('-', lastStart);
     const indent = column(this.text, dash);
     // Follow the neighbours' style: one-line `{ ... }` entries stay one-line.
     const rendered = (isMap(last) && last.flow) || !isBlockCollection(value) ? renderInline(value) : renderBlock(value, indent + 2);
-    const seqEnd = rangeOf(seq)![1];
+    const seqEnd = this.range(seq)![1];
     const needsNewline = this.text[seqEnd - 1] !== '\n';
     this.edits.push({ start: seqEnd, end: seqEnd, text: `${needsNewline ? '\n' : ''}${' '.repeat(indent)}- ${rendered}\n` });
   }
@@ -543,30 +636,13 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
   if (/^%YAML/m.test(text)) return false;
 
   const scalarOf = new Map(scalarEdits.map(({ node, edit }) => [edit, node]));
-  // Flow collections not inside another flow collection, with where they hang: found (a walk of the whole document) only if an edit needs them.
-  let outerFlows: Array<{ node: Collection; parent: unknown; range: Range }> | undefined;
-  const flows = (): Array<{ node: Collection; parent: unknown; range: Range }> => {
-    if (outerFlows !== undefined) return outerFlows;
-    const found: Array<{ node: Collection; parent: unknown; range: Range }> = [];
-    visit(document, {
-      Collection: (_key, node, path) => {
-        const range = rangeOf(node);
-        if (!node.flow || range === undefined) return undefined;
-        found.push({ node, parent: path[path.length - 1], range });
-        return visit.SKIP;
-      },
-    });
-    outerFlows = found;
-    return found;
-  };
-
   const scalars: Array<{ node: Scalar; parsed: Scalar }> = [];
   const pieces = new Map<Collection, { parent: unknown; range: Range; edits: Edit[] }>();
   // A scalar put for a scalar is rendered flow-safe, so parsed alone inside `[ ]` it reads as in place, in a flow
   // collection or not; unless another edit re-parses the flow collection it is in, which then takes it along.
   const scalarCandidates: Array<{ edit: Edit; node: Scalar }> = [];
   const addToPiece = (edit: Edit): boolean => {
-    const owner = flows().find(({ range }) => range[0] < edit.start && edit.end < range[1]);
+    const owner = flowOwner(document, edit);
     if (owner === undefined) return false;
     const piece = pieces.get(owner.node) ?? { parent: owner.parent, range: owner.range, edits: [] };
     piece.edits.push(edit);
@@ -616,22 +692,12 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
 
   // Past this point nothing can fail: the document changes.
   const ordered = [...edits].sort((a, b) => a.end - b.end);
-  const only = ordered.length === 1 ? ordered[0]! : null;
-  const onlyDelta = only === null ? 0 : only.text.length - (only.end - only.start);
-  const moved = (offset: number): number => {
-    // One edit (a weight or drain of one backend), asked for every node after it: one comparison.
-    if (only !== null) return only.end > offset ? offset : offset + onlyDelta;
-    let shifted = offset;
-    for (const edit of ordered) {
-      if (edit.end > offset) break;
-      shifted += edit.text.length - (edit.end - edit.start);
-    }
-    return shifted;
-  };
-  // Edits that keep every length (a weight 3 put for a 2) move no offset: nothing to walk.
-  if (edits.some((edit) => edit.text.length !== edit.end - edit.start)) shiftRanges(document.contents, moved, Math.min(...edits.map((edit) => edit.start)));
-  const documentRange = rangeOf(document);
-  if (documentRange !== undefined) document.range = [moved(documentRange[0]), moved(documentRange[1]), moved(documentRange[2])];
+  const moved = (offset: number): number => movedOffset(ordered, offset);
+  // Edits that keep every length (a weight 3 put for a 2) move no offset. Others move the offsets of the nodes after
+  // them, as those are read (rangeIn); the pieces put in below are placed in the new text already.
+  const lengthChanged = edits.some((edit) => edit.text.length !== edit.end - edit.start);
+  if (lengthChanged) followOffsets(document, ordered);
+  const now = (documentMoves.get(document)?.base ?? 0) + (documentMoves.get(document)?.steps.length ?? 0);
   for (const { node, parsed } of scalars) {
     node.value = parsed.value;
     if (parsed.type === undefined) delete node.type;
@@ -645,6 +711,8 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
     // Parsed alone the piece ends at its closing bracket; in the file its node also spans a comment after it.
     const [start, valueEnd] = rangeOf(parsed)!;
     parsed.range = [start, valueEnd, moved(range[2])];
+    // Its offsets are the new text's already: none of the edit sets followed so far moves them again.
+    forEachNode(parsed, (node) => nodeMoves.set(node, now));
     if (old.comment !== undefined) parsed.comment = old.comment;
     if (old.commentBefore !== undefined) parsed.commentBefore = old.commentBefore;
     if (old.spaceBefore !== undefined) parsed.spaceBefore = old.spaceBefore;
@@ -657,25 +725,67 @@ function followEdits(text: string, document: Document, rewriter: SectionRewriter
   return true;
 }
 
+/** Moves every offset of `node` and everything inside it: a piece parsed alone, put in at its place in the file. */
+function shiftRanges(node: unknown, by: (offset: number) => number): void {
+  forEachNode(node, (inside) => {
+    const range = rangeOf(inside);
+    if (range !== undefined) (inside as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
+  });
+}
+
 /**
- * Moves every offset of `node` and everything inside it (the nodes yaml's visit reaches: pairs' keys and values,
- * collections' items); `unmovedBelow`: a node that ends before it holds no offset that moves, nor do its children (half
- * the nodes of a long backend list sit before a weight change: their subtrees are not walked). A plain walk: yaml's
- * visit builds a frozen path per node, most of following an edit in a 1,000-backend file.
+ * The outermost flow collection whose brackets hold `edit` strictly, with what it hangs in (a pair, or a collection as
+ * its item): found by going down from the root through the node that holds the edit (a binary search in a long list),
+ * where a visit of the whole document read every node's offsets.
  */
-function shiftRanges(node: unknown, by: (offset: number) => number, unmovedBelow = -Infinity): void {
-  if (node === null || typeof node !== 'object') return;
-  if (isPair(node)) {
-    shiftRanges(node.key, by, unmovedBelow);
-    shiftRanges(node.value, by, unmovedBelow);
-    return;
+function flowOwner(document: Document, edit: Edit): { node: Collection; parent: unknown; range: Range } | undefined {
+  let parent: unknown = document;
+  let node: unknown = document.contents;
+  for (;;) {
+    if (!isMap(node) && !isSeq(node)) return undefined;
+    const range = rangeIn(document, node);
+    if (range === undefined) return undefined;
+    if (node.flow) return range[0] < edit.start && edit.end < range[1] ? { node, parent, range } : undefined;
+    const child = childHolding(document, node, edit);
+    if (child === undefined) return undefined;
+    parent = isMap(node) ? child.pair : node;
+    node = child.node;
   }
-  const range = rangeOf(node);
-  if (range !== undefined) {
-    if (range[2] < unmovedBelow) return;
-    (node as { range: Range }).range = [by(range[0]), by(range[1]), by(range[2])];
+}
+
+/** The item of a block collection (a pair's key or value in a map) whose offsets hold `edit`. */
+function childHolding(document: Document, collection: Collection, edit: Edit): { node: unknown; index: number; pair?: Pair } | undefined {
+  const items = collection.items as unknown[];
+  const nodesOf = (item: unknown): unknown[] => (isPair(item) ? [item.key, item.value] : [item]);
+  const startOf = (item: unknown): number | undefined => {
+    for (const inside of nodesOf(item)) {
+      const range = rangeIn(document, inside);
+      if (range !== undefined) return range[0];
+    }
+    return undefined;
+  };
+  // The last item starting at or before the edit, by a binary search over the items in text order.
+  let low = 0;
+  let high = items.length - 1;
+  let found = -1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    const start = startOf(items[middle]);
+    if (start === undefined) return undefined;
+    if (start <= edit.start) {
+      found = middle;
+      low = middle + 1;
+    } else {
+      high = middle - 1;
+    }
   }
-  if (isMap(node) || isSeq(node)) for (const item of node.items as unknown[]) shiftRanges(item, by, unmovedBelow);
+  if (found === -1) return undefined;
+  const item = items[found];
+  for (const inside of nodesOf(item)) {
+    const range = rangeIn(document, inside);
+    if (range !== undefined && range[0] <= edit.start && edit.end <= range[2]) return isPair(item) ? { node: inside, index: found, pair: item } : { node: inside, index: found };
+  }
+  return undefined;
 }
 
 function rootPair(document: Document, key: string): Pair | undefined {
@@ -748,9 +858,9 @@ export function rewriteReplicatedSectionsRead(
       const value = target[key];
       if (pair === undefined) {
         if (key === 'routes' && Array.isArray(value) && value.length === 0) continue;
-        rewriter.edits.push(...addRootPair(originalText, root, key, value));
-      } else if (rangeOf(pair.value) === undefined) {
-        const [start, end] = rangeOf(pair.key)!;
+        rewriter.edits.push(...addRootPair(originalText, rangeIn(document, root)![1], key, value));
+      } else if (rangeIn(document, pair.value) === undefined) {
+        const [start, end] = rangeIn(document, pair.key)!;
         rewriter.edits.push({ start, end, text: `${key}: ${renderInline(value)}` });
       } else if (surgical) {
         rewriter.merge(pair.value, value, [key], pair.key as Node, readsPlain === undefined ? UNKNOWN : (readsPlain[key] as Json));
@@ -811,13 +921,12 @@ function backendItemsEdited(document: Document, edits: readonly Edit[]): Array<{
   for (const edit of edits) {
     let owner: { pool: string; index: number } | undefined;
     for (const [pool, list] of lists) {
-      const range = rangeOf(list);
+      const range = rangeIn(document, list);
       if (range === undefined || edit.start < range[0] || edit.end > range[1]) continue;
-      const index = (list.items as Node[]).findIndex((item) => {
-        const itemRange = rangeOf(item);
-        return itemRange !== undefined && itemRange[0] < edit.start && edit.end < itemRange[1];
-      });
-      if (index !== -1) owner = { pool, index };
+      const held = childHolding(document, list, edit);
+      const index = held?.index ?? -1;
+      const itemRange = index === -1 ? undefined : rangeIn(document, list.items[index]);
+      if (itemRange !== undefined && itemRange[0] < edit.start && edit.end < itemRange[1]) owner = { pool, index };
       break;
     }
     if (owner === undefined || !isMap(lists.get(owner.pool)!.items[owner.index]) || hasProperties(lists.get(owner.pool)!.items[owner.index])) return null;
@@ -865,8 +974,7 @@ function readsAfterBackendEdits(
   return { written: { routes: written.routes, pools: newWrittenPools }, config: deepFreeze({ routes: reads.routes, pools: newPools }) };
 }
 
-function addRootPair(text: string, root: YAMLMap, key: string, value: Json): Edit[] {
-  const end = rangeOf(root)![1];
+function addRootPair(text: string, end: number, key: string, value: Json): Edit[] {
   const body = isBlockCollection(value) ? `\n  ${renderBlock(value, 2)}` : ` ${renderInline(value)}`;
   return [{ start: end, end, text: `${text[end - 1] === '\n' || end === 0 ? '' : '\n'}${key}:${body}\n` }];
 }

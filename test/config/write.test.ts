@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { isMap, isPair, isScalar, isSeq, parseDocument, stringify, visit, type Document } from 'yaml';
 import type { PoolConfig, ReplicatedConfig } from '../../src/config/schema.js';
 import { validateConfigText, validateReplicated } from '../../src/config/validate.js';
-import { rewriteReplicatedSections, rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../../src/config/write.js';
+import { nodeRange, rewriteReplicatedSections, rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../../src/config/write.js';
 import { replaceFile } from '../../src/atomic-write.js';
 import { replicatedFileArb } from './arbitraries.js';
 
@@ -348,13 +348,18 @@ describe('rewriteReplicatedSectionsRead, told what the text reads as', () => {
   });
 });
 
-/** Every node's kind, value (with a scalar's style and source text) and offsets in document order: two documents of the same text agree on all of it. */
+/**
+ * Every node's kind, value (with a scalar's style and source text) and offsets in document order, offsets as the
+ * rewrite's text has them (read through nodeRange: a followed document moves them when read): two documents of the
+ * same text agree on all of it.
+ */
 function nodeOffsets(document: Document): string[] {
   const out: string[] = [];
   visit(document, (_key, node) => {
-    const range = (node as { range?: number[] | null }).range;
+    const range = nodeRange(document, node);
     if (range) out.push(`${(node as object).constructor.name} ${isScalar(node) ? `${JSON.stringify(node.value)} ${node.type} ${node.source}` : ''} ${range.join(',')}`);
   });
+  out.push(`document ${nodeRange(document, document)?.join(',')}`);
   return out;
 }
 
@@ -362,7 +367,7 @@ describe('rewriteReplicatedSectionsRead, one rewrite after another', () => {
   test('property: the document handed back for the next rewrite is the new text\'s own, whatever scalars change', () => {
     const change = fc.record({ pick: fc.nat(), weight: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 10_000 })), drain: fc.boolean(), strategy: fc.constantFrom('random', 'round-robin', 'weighted', 'least-request') });
     fc.assert(
-      fc.property(fc.oneof(fc.constant(null), replicatedFileArb), fc.array(change, { minLength: 1, maxLength: 4 }), (from, changes) => {
+      fc.property(fc.oneof(fc.constant(null), replicatedFileArb), fc.array(change, { minLength: 1, maxLength: 8 }), (from, changes) => {
         const text0 = from === null ? ORIGINAL : stringify(from, { lineWidth: 0 });
         const start = validateConfigText(text0, 'x');
         if (!start.ok) return;
@@ -390,6 +395,55 @@ describe('rewriteReplicatedSectionsRead, one rewrite after another', () => {
       }),
       { numRuns: 50 },
     );
+  });
+
+  /** A pool of `count` one-line backends, as the shipped files write them. */
+  const longFile = (count: number): string =>
+    `# kept\nlisten: 127.0.0.1:0\nroutes:\n  - match: { pathPrefix: / }\n    pool: web\npools:\n  web:\n    strategy: weighted\n    backends:\n${Array.from(
+      { length: count },
+      (_, i) => `      - { url: http://127.0.0.1:${10000 + i}, id: web-${i + 1} }   # backend ${i + 1}`,
+    ).join('\n')}\n`;
+
+  test('a key added near the top of a long list leaves the offsets after it unread: they move when read, and read as a fresh parse has them', () => {
+    const text = longFile(200);
+    const start = replicatedOf(text);
+    const document = parseDocument(text, { uniqueKeys: true });
+    const sections = document.toJS() as Record<string, unknown>;
+    const written = { routes: sections['routes'] ?? null, pools: sections['pools'] ?? null };
+    const target = withPool(start, 'web', (pool) => ({ ...pool, backends: pool.backends.map((b, i) => (i === 1 ? { ...b, weight: 7 } : b)) }));
+    const last = (document.getIn(['pools', 'web', 'backends']) as { items: unknown[] }).items[199] as { range: number[] };
+    const before = [...last.range];
+    const read = rewriteReplicatedSectionsRead(text, target, { text, document, written, reads: start });
+    expect(read.document).toBe(document);
+    expect(changedLines(text, read.text).added).toEqual(['      - { url: http://127.0.0.1:10001, id: web-2, weight: 7 }   # backend 2']);
+    // Not walked: the rewrite read nothing near the end of the list.
+    expect(last.range).toEqual(before);
+    expect(nodeOffsets(read.document)).toEqual(nodeOffsets(parseDocument(read.text, { uniqueKeys: true })));
+    expect(nodeRange(read.document, last)).toEqual(before.map((offset) => offset + ', weight: 7'.length));
+  });
+
+  test('a kept document followed through more length changes than it keeps lazily still reads as its text, all along', () => {
+    const text0 = longFile(30);
+    let config = replicatedOf(text0);
+    let text = text0;
+    let known: { text: string; document: Document; written: RoutesAndPoolsAsWritten; reads: ReplicatedConfig } | undefined;
+    let document: Document | undefined;
+    // Each round of 30 changes gives every backend a weight of the other length (one digit, two): every rewrite
+    // changes a length, and offsets that are not read for a while fall many edit sets behind.
+    for (let change = 0; change < 150; change++) {
+      const index = (change * 7) % 30;
+      const weight = Math.floor(change / 30) % 2 === 0 ? 10 + (change % 30) : 2 + (change % 7);
+      config = withPool(config, 'web', (pool) => ({ ...pool, backends: pool.backends.map((b, i) => (i === index ? { ...b, weight } : b)) }));
+      const read = rewriteReplicatedSectionsRead(text, config, known);
+      document ??= read.document;
+      // The same document followed all along (no parse of the new text), and the text a fresh rewrite writes.
+      expect(read.document).toBe(document);
+      expect(read.text).toBe(rewriteReplicatedSections(text, config));
+      if (change % 50 === 49 || change === 149) expect(nodeOffsets(read.document)).toEqual(nodeOffsets(parseDocument(read.text, { uniqueKeys: true })));
+      text = read.text;
+      known = { text, document: read.document, written: read.written, reads: config };
+    }
+    expect(replicatedOf(text)).toEqual(config);
   });
 });
 
