@@ -75,9 +75,8 @@ function validated(plain: unknown, version: number): CommandResult {
 
 /** The plain form of one pool, as a fresh object an edit may change. */
 function editablePool(pool: PoolConfig): PlainPool {
-  const copy = toPlainPool(pool) as PlainPool;
-  copy.backends = Array.isArray(copy.backends) ? [...copy.backends] : [];
-  return copy;
+  const shared = toPlainPool(pool) as PlainPool;
+  return { ...shared, backends: Array.isArray(shared.backends) ? [...shared.backends] : [] };
 }
 
 /**

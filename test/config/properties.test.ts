@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { stringify } from 'yaml';
-import { toPlainReplicated } from '../../src/config/plain.js';
+import { toPlainPool, toPlainReplicated } from '../../src/config/plain.js';
+import { applyCommand } from '../../src/control/config-reducer.js';
 import {
   validateConfig,
   validateConfigText,
@@ -118,5 +119,27 @@ describe('the plain form', () => {
         },
       },
     });
+  });
+
+  test('a validated pool\'s plain form is built once, frozen through, and a pool left alone by a command keeps it', () => {
+    const result = validateReplicated({
+      routes: [{ match: { pathPrefix: '/' }, pool: 'web' }],
+      pools: {
+        web: { backends: [{ url: 'http://127.0.0.1:9001' }, { url: 'http://127.0.0.1:9002', id: 'b' }], healthCheck: { path: '/healthz' } },
+        api: { backends: [{ url: 'http://127.0.0.1:9100' }] },
+      },
+    });
+    if (!result.ok) throw new Error('invalid');
+    const web = toPlainPool(result.config.pools['web']!);
+    expect(toPlainPool(result.config.pools['web']!)).toBe(web);
+    expect(toPlainReplicated(result.config).pools['web']).toBe(web);
+    expect(Object.isFrozen(web) && Object.isFrozen(web['healthCheck']) && Object.isFrozen(web['backends'])).toBe(true);
+    // A command edits a copy: the shared form stays what it was, and the pool it did not touch keeps its form.
+    const api = toPlainPool(result.config.pools['api']!);
+    const edited = applyCommand({ version: 1, config: result.config }, { type: 'add-backend', pool: 'web', backend: { url: 'http://127.0.0.1:9003' } }, 2);
+    if (!edited.ok) throw new Error('refused');
+    expect(toPlainPool(edited.state.config.pools['web']!)['backends']).toHaveLength(3);
+    expect(web['backends']).toHaveLength(2);
+    expect(toPlainPool(edited.state.config.pools['api']!)).toBe(api);
   });
 });
