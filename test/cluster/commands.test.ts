@@ -94,8 +94,11 @@ describe('a weight or drain edit', () => {
         const patch = { ...(weight === undefined ? {} : { weight }), ...(drain === undefined ? {} : { drain }) };
         const result = applyCommand(state, { type: 'update-backend', pool, id, patch: patch as BackendPatch }, 2);
         // The whole config, edited in its plain form and validated from scratch.
+        // (Plain forms of validated pools are shared and frozen: the edit is made in copies.)
         const plain = toPlainReplicated(state.config) as { routes: unknown[]; pools: Record<string, { backends: Record<string, unknown>[] }> };
-        plain.pools[pool]!.backends[index] = { ...plain.pools[pool]!.backends[index], id, ...patch };
+        const backends = [...plain.pools[pool]!.backends];
+        backends[index] = { ...backends[index], id, ...patch };
+        plain.pools[pool] = { ...plain.pools[pool]!, backends };
         const whole = validateReplicated(plain);
         if (whole.ok) {
           expect(result.ok && result.state.config).toEqual(whole.config);
