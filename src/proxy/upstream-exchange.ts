@@ -44,6 +44,12 @@ export interface AttemptOwner {
   attemptEnded(attempt: UpstreamAttempt, error: Error | undefined): void;
 }
 
+/**
+ * A first body chunk up to this size that arrives in the same read as the head goes to the client as text, joined
+ * to the head (see onData). Larger chunks are handed over as they are: copying them would cost more than it saves.
+ */
+const JOINED_CHUNK_MAX = 4096;
+
 /** Why an attempt was stopped from our side (client gone, body over limit, client not reading). */
 const ABORTED = new Error('attempt abandoned');
 
@@ -85,6 +91,10 @@ export class UpstreamAttempt implements BodyEvents {
   private abortReason: Error | null = null;
   /** Set once a body chunk went to the client: the head needs no separate flush. */
   private bodyWritten = false;
+  /** The head was written in this read and waits in headsToFlush: the client socket has not been written yet. */
+  private headPending = false;
+  /** The response ended in the read that brought its head: res.end() waits for the end of that read (see onComplete). */
+  private endPending = false;
   private waitTimer: NodeJS.Timeout | null = null;
   private onDrain: (() => void) | null = null;
 
@@ -165,6 +175,7 @@ export class UpstreamAttempt implements BodyEvents {
     }
     // Server-Sent Events and long polls: a head whose body does not follow in the same read goes out at once. The
     // microtask runs once undici has parsed the rest of that read (body chunks, the end).
+    this.headPending = true;
     if (headsToFlush.push(this) === 1) void settled.then(flushHeads);
     return true;
   }
@@ -172,8 +183,14 @@ export class UpstreamAttempt implements BodyEvents {
   /** One body chunk; false pauses reading the backend until resumeResponse is called. */
   onData(chunk: Buffer): boolean {
     if (this.ended) return true;
+    const first = !this.bodyWritten;
     this.bodyWritten = true;
-    if (this.owner.res.write(chunk)) return true;
+    // The head is still a string in the response, not yet on the socket. A small first chunk passed as latin1 text
+    // (byte for byte the same) is joined to it by Node into one string and goes out in one plain write; a Buffer
+    // would go out beside the head through the socket's writev, which costs about 8,000 instructions more per
+    // response (each chunk and its encoding read back from a JS array, the encoding names parsed).
+    const joined = first && this.headPending && chunk.length <= JOINED_CHUNK_MAX && !isHttp2(this.owner.req);
+    if (joined ? this.owner.res.write(chunk.toString('latin1'), 'latin1') : this.owner.res.write(chunk)) return true;
     // The client reads slower than the backend sends: stop reading the backend until it drains.
     const res = this.owner.res;
     this.onDrain ??= () => {
@@ -198,7 +215,11 @@ export class UpstreamAttempt implements BodyEvents {
       if (list.length > 0) res.addTrailers(isHttp2(this.owner.req) ? trailerObject(list) : list);
     }
     this.bodyWritten = true;
-    res.end();
+    // A response whose head came in this read: the write above corked the client socket until the end of this tick,
+    // and res.end() now would queue a second, empty write behind the first, turning the one write into a writev.
+    // Ended from flushHeads instead, which runs once that write has gone out (still within this read).
+    if (this.headPending) this.endPending = true;
+    else res.end();
     this.end(undefined);
   }
 
@@ -223,7 +244,15 @@ export class UpstreamAttempt implements BodyEvents {
 
   /** Sends the response head on its own when no body byte followed it in the same read. */
   flushHeadIfWaiting(): void {
-    if (!this.bodyWritten && !this.ended) this.owner.res.flushHeaders();
+    this.headPending = false;
+    const res = this.owner.res;
+    if (this.endPending) {
+      this.endPending = false;
+      // The client may have gone in between; its 'close' already settled the attempt.
+      if (!res.destroyed && !res.writableEnded) res.end();
+      return;
+    }
+    if (!this.bodyWritten && !this.ended) res.flushHeaders();
   }
 
   private fail(error: Error): void {

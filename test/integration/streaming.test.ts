@@ -2,6 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import http from 'node:http';
+import net from 'node:net';
 import { request, type TestBackend } from '../helpers/backend.js';
 import { perTestResources } from '../helpers/gateway.js';
 import { eventually } from '../helpers/wait.js';
@@ -56,6 +57,90 @@ describe('response heads', () => {
     expect(body).toBe('part one,part two');
     expect(res.headers['trailer']).toBe('x-checksum');
     expect(res.trailers).toEqual({ 'x-checksum': 'abc123' });
+  });
+
+  it('leave with a small body that came in the same read in one plain socket write, every byte as sent', async () => {
+    const b = await backend();
+    // Every byte value, so the body's trip through latin1 text must keep each one.
+    const body = Buffer.from(Array.from({ length: 512 }, (_, i) => i % 256));
+    const large = Buffer.alloc(20_000, 0xe9);
+    b.handle((req, res) => {
+      const answer = req.url === '/large' ? large : body;
+      // One write: head and body reach the proxy in one read.
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': answer.length });
+      res.end(answer);
+    });
+    const gw = await gateway(pool(b));
+    const writes = { plain: 0, vectored: 0 };
+    const proto = net.Socket.prototype as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>;
+    const { _write: write, _writev: writev } = proto;
+    // Counted on the proxy's client-side sockets only (the gateway runs in this process).
+    proto._write = function (this: net.Socket, ...args: unknown[]) {
+      if (this.localPort === gw.port) writes.plain++;
+      return write.apply(this, args);
+    };
+    proto._writev = function (this: net.Socket, ...args: unknown[]) {
+      if (this.localPort === gw.port) writes.vectored++;
+      return writev.apply(this, args);
+    };
+    try {
+      const got = await new Promise<{ status: number; bytes: Buffer }>((resolve, reject) => {
+        http.get(`${gw.url}/small`, { agent: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes: Buffer.concat(chunks) }));
+        }).on('error', reject);
+      });
+      expect(got.status).toBe(200);
+      expect(got.bytes.equals(body)).toBe(true);
+      expect(writes).toEqual({ plain: 1, vectored: 0 });
+      // A chunk above the size that is joined to the head still arrives whole and unchanged.
+      const big = await new Promise<Buffer>((resolve, reject) => {
+        http.get(`${gw.url}/large`, { agent: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve(Buffer.concat(chunks)));
+        }).on('error', reject);
+      });
+      expect(big.equals(large)).toBe(true);
+    } finally {
+      proto._write = write;
+      proto._writev = writev;
+    }
+  });
+
+  it('end bodiless answers that came in one read (HEAD, 204, an empty 200) and keep the client connection for the next', async () => {
+    const b = await backend();
+    b.handle((req, res) => {
+      if (req.url === '/none') res.writeHead(204).end();
+      else if (req.url === '/empty') res.writeHead(200, { 'content-length': 0 }).end();
+      else res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 5 }).end(req.method === 'HEAD' ? undefined : 'hello');
+    });
+    const gw = await gateway(pool(b));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<net.Socket>();
+    const ask = (path: string, method = 'GET') =>
+      new Promise<{ status: number; length: string | undefined; body: string }>((resolve, reject) => {
+        const req = http.request(`${gw.url}${path}`, { method, agent }, (res) => {
+          sockets.add(res.socket);
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, length: res.headers['content-length'], body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect(await ask('/a')).toEqual({ status: 200, length: '5', body: 'hello' });
+      expect(await ask('/a', 'HEAD')).toEqual({ status: 200, length: '5', body: '' });
+      expect(await ask('/none')).toEqual({ status: 204, length: undefined, body: '' });
+      expect(await ask('/empty')).toEqual({ status: 200, length: '0', body: '' });
+      expect(await ask('/a')).toEqual({ status: 200, length: '5', body: 'hello' });
+      // All five on one connection: none of the answers left it in a state the next could not use.
+      expect(sockets.size).toBe(1);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 
