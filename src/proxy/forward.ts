@@ -260,20 +260,31 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
     this.reply(reply);
   }
 
-  editResponseHeaders(list: string[]): void {
+  editResponseHeaders(list: string[], parsedFields: number): number {
+    let unchanged = parsedFields;
     const id = requestIdOf(this.req);
     if (id !== null) {
       // The client gets its request's id, whatever the backend says its own is.
+      const before = list.length;
       removeField(list, 'x-request-id');
+      unchanged -= before - list.length;
+      const allChecked = unchanged === list.length;
       list.push('x-request-id', id);
+      // The id went to the backend in this request's head, where undici refused what Node's writer refuses.
+      if (allChecked) unchanged = list.length;
     }
-    if (this.responseRules !== null) applyToResponse(this.responseRules.rules, list, this.responseRules.vars);
+    if (this.responseRules !== null) {
+      applyToResponse(this.responseRules.rules, list, this.responseRules.vars);
+      // Rules remove and append in any order: every field is checked when written.
+      unchanged = 0;
+    }
     const sticky = this.entry.pool.sticky;
     if (sticky !== null && this.lastBackend !== null) {
       // The first answer, or one from another backend than the cookie named (it was unavailable): point the client here.
       const cookie = sticky.setCookieFor(this.lastBackend, this.affinity?.sticky);
       if (cookie !== undefined) list.push('set-cookie', cookie);
     }
+    return unchanged;
   }
 
   retryAnswer(attempt: UpstreamAttempt, status: number): boolean {

@@ -97,7 +97,7 @@ export function applyToRequest(rules: CompiledHeaderRules, headers: IncomingHttp
 }
 
 /** Whether a field name is `lowerName` in any ASCII case, without making a lower-cased copy of it. */
-function isFieldNamed(name: string, lowerName: string): boolean {
+export function isFieldNamed(name: string, lowerName: string): boolean {
   if (name.length !== lowerName.length) return false;
   for (let i = 0; i < name.length; i++) {
     const code = name.charCodeAt(i);

@@ -16,6 +16,7 @@ import type { TimeoutsConfig } from '../config/schema.js';
 import { ClientStalled, ConnectionWaitExpired } from './error-status.js';
 import { responseHeaderList, trailerList, trailerObject } from './headers.js';
 import { RequestBody, type BodyEvents } from './request-body.js';
+import { writeRelayedHead } from './response-head.js';
 import { isHttp2 } from './http2-requests.js';
 import type { Upstream } from './upstream.js';
 
@@ -31,8 +32,13 @@ export interface AttemptOwner {
   readonly closeAfterResponse: boolean;
   /** The route sends each backend its own host:port as Host. */
   readonly hostFromBackend: boolean;
-  /** The response head's fields before they go to the client, in place: the request id, the route's rules. */
-  editResponseHeaders(list: string[]): void;
+  /**
+   * The response head's fields before they go to the client, in place: the request id, the route's rules. The first
+   * `parsedFields` entries of `list` came through undici's HTTP/1.1 parser; returns how many leading entries are
+   * still known to be valid (those, and a field whose value undici already checked in this request's head): the rest
+   * is checked when the head is written.
+   */
+  editResponseHeaders(list: string[], parsedFields: number): number;
   /**
    * A 5xx answer's head arrived: true when the route retries on it (the attempt is then abandoned, nothing relayed).
    */
@@ -163,10 +169,12 @@ export class UpstreamAttempt implements BodyEvents {
     this.resumeResponse = resume;
     try {
       const headers = responseHeaderList(raw, this.owner.closeAfterResponse);
-      this.owner.editResponseHeaders(headers);
+      // What undici's HTTP/1.1 parser accepted (and the Connection: close added for the client) is not checked again;
+      // fields the owner adds are.
+      const parsedFields = this.owner.editResponseHeaders(headers, this.upstream.http1Only ? headers.length : 0);
       // Without a reason phrase from the backend, Node writes the standard one; HTTP/2 has none.
-      if (statusMessage && !isHttp2(this.owner.req)) this.owner.res.writeHead(statusCode, statusMessage, headers);
-      else this.owner.res.writeHead(statusCode, headers);
+      if (isHttp2(this.owner.req)) this.owner.res.writeHead(statusCode, headers);
+      else writeRelayedHead(this.owner.res, statusCode, statusMessage || undefined, headers, parsedFields);
     } catch (error) {
       // Node's parser and writer accept the same bytes today; a field one day written back refused must be a 502 for
       // this request, not an exception thrown into undici.

@@ -42,6 +42,11 @@ export interface Upstream {
    * the pool's own connector, which the WebSocket tunnel uses too.
    */
   readonly connect: Connector;
+  /**
+   * undici speaks only HTTP/1.1 to this backend (the pool's protocol is http1): every response head comes through
+   * undici's HTTP/1.1 parser, which refuses the field names and values Node's writer would refuse.
+   */
+  readonly http1Only: boolean;
   /** Most connections this process opens to the backend; 0: no limit. Requests beyond it wait for a free one. */
   readonly maxConnections: number;
   /** Requests this process has handed to the dispatcher and not yet seen end: above maxConnections they wait locally. */
@@ -178,6 +183,7 @@ export class UpstreamRegistry {
           dispatcher: poolFor(url, connect, pool),
           connect,
           serverName: target.protocol === 'https:' ? serverName : null,
+          http1Only: pool.protocol === 'http1',
           maxConnections: pool.connections.max,
           inflight: 0,
         };
