@@ -127,6 +127,12 @@ export class ConfigFileSync {
    */
   private synced: ReplicatedConfig | null = null;
   /**
+   * The text whose hash is state.hash, once this process has seen it (recorded it): telling whether a text is that one
+   * is then a string comparison. A sha256 costs its set-up each time (tens of µs, more than hashing a config file),
+   * and a write-back asked it of the same text twice.
+   */
+  private syncedText: string | null = null;
+  /**
    * A write-back still waiting in the queue with nothing queued behind it: a newer config takes its place instead of
    * queueing another rewrite, so a node that falls behind (a burst of changes, a busy machine) writes the newest config
    * once rather than every version in turn. The file only ever needs the newest.
@@ -184,6 +190,7 @@ export class ConfigFileSync {
 
   /** Whether `text` is exactly what the file held when it last matched the cluster (so not an operator's edit). */
   isLastSynced(text: string): boolean {
+    if (this.syncedText !== null) return text === this.syncedText;
     return this.state.hash === hashOf(text);
   }
 
@@ -343,11 +350,16 @@ export class ConfigFileSync {
 
   /** `known`: what the caller already parsed of `text`, so nothing is parsed twice. */
   private async record(version: number, text: string, known: { config?: ReplicatedConfig; written?: RoutesAndPoolsAsWritten } = {}): Promise<void> {
-    const hash = hashOf(text);
-    if (this.state.hash !== hash) this.synced = null;
+    const sameText = this.isLastSynced(text);
+    if (!sameText) this.synced = null;
     if (known.config !== undefined) this.synced = known.config;
-    if (this.state.version === version && this.state.hash === hash) return;
-    this.state = { ...this.state, version, hash, replicatedHash: known.written === undefined ? replicatedHashOf(text) : writtenHashOf(known.written) };
+    this.syncedText = text;
+    if (this.state.version === version && sameText) return;
+    // The same text as recorded (a newer version it already shows): its hashes are the ones recorded.
+    const hash = sameText && this.state.hash !== null ? this.state.hash : hashOf(text);
+    const replicatedHash =
+      sameText && this.state.replicatedHash !== null ? this.state.replicatedHash : known.written === undefined ? replicatedHashOf(text) : writtenHashOf(known.written);
+    this.state = { ...this.state, version, hash, replicatedHash };
     try {
       await this.stateRecord.write(JSON.stringify(this.state));
     } catch (error) {

@@ -1,6 +1,5 @@
 // Notices edits of the config file (in place or by rename, as editors save), once per distinct content that has settled, never for our own writes.
 
-import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
@@ -31,10 +30,6 @@ export interface ConfigWatcher {
   close(): void;
 }
 
-function hashOf(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
 /**
  * Watches the parent directory rather than the file: an editor that saves by writing a new file and renaming it
  * over the old one would leave a file watch attached to the deleted inode.
@@ -45,11 +40,15 @@ export function watchConfigFile(path: string, options: WatchOptions): ConfigWatc
   const clock = options.clock ?? systemClock;
   const debounceMs = options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS;
   const settleMs = options.settleMs ?? DEFAULT_WATCH_SETTLE_MS;
-  let lastHash: string | null = null;
+  /**
+   * The content last seen or written, compared as text: a config file is small, and a sha256 per comparison cost its
+   * set-up (tens of µs) twice per write-back of ours.
+   */
+  let lastText: string | null = null;
   /** Content read but not reported yet, and since when it has been there unchanged. */
-  let pending: { hash: string; since: number } | null = null;
+  let pending: { text: string; since: number } | null = null;
   try {
-    lastHash = hashOf(readFileSync(file, 'utf8'));
+    lastText = readFileSync(file, 'utf8');
   } catch {
     // Not there yet: its first appearance counts as a change.
   }
@@ -69,14 +68,13 @@ export function watchConfigFile(path: string, options: WatchOptions): ConfigWatc
       return;
     }
     if (closed) return;
-    const hash = hashOf(text);
-    if (hash === lastHash) {
+    if (text === lastText) {
       pending = null;
       return;
     }
     const now = clock.now();
-    if (pending === null || pending.hash !== hash) {
-      pending = { hash, since: now };
+    if (pending === null || pending.text !== text) {
+      pending = { text, since: now };
       if (settleMs > 0) {
         arm(settleMs);
         return;
@@ -87,7 +85,7 @@ export function watchConfigFile(path: string, options: WatchOptions): ConfigWatc
       return;
     }
     pending = null;
-    lastHash = hash;
+    lastText = text;
     options.onChange(text);
   };
 
@@ -115,7 +113,7 @@ export function watchConfigFile(path: string, options: WatchOptions): ConfigWatc
 
   return {
     noteOwnWrite(text: string): void {
-      lastHash = hashOf(text);
+      lastText = text;
       pending = null;
     },
     close(): void {

@@ -1,9 +1,22 @@
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { FakeClock, type TimerHandle } from '../../src/clock.js';
 import { watchConfigFile, type ConfigWatcher } from '../../src/config/watch.js';
+
+// Every sha256 set up while a test runs, counted (the real hash still runs).
+const hashes = vi.hoisted(() => ({ count: 0 }));
+vi.mock('node:crypto', async (importOriginal) => {
+  const original = await importOriginal<typeof import('node:crypto')>();
+  return {
+    ...original,
+    createHash: (...args: Parameters<typeof original.createHash>) => {
+      hashes.count++;
+      return original.createHash(...args);
+    },
+  };
+});
 
 /** Collects onChange calls; next() resolves with the next one or rejects after a bound. */
 function changeRecorder() {
@@ -130,6 +143,18 @@ describe('watchConfigFile', () => {
     await writeFile(file, 'listen: 127.0.0.1:6\n');
     expect(await changes.next()).toBe('listen: 127.0.0.1:6\n');
     expect(changes.seen).toEqual(['listen: 127.0.0.1:6\n']);
+  });
+
+  test('tells its own write from an edit by their texts, hashing nothing (a sha256 costs its set-up per call)', async () => {
+    const changes = changeRecorder();
+    hashes.count = 0;
+    watcher = watchConfigFile(file, { onChange: changes.onChange, debounceMs: 20 });
+    watcher.noteOwnWrite('listen: 127.0.0.1:8\n');
+    await writeFile(file, 'listen: 127.0.0.1:8\n');
+    await writeFile(file, 'listen: 127.0.0.1:9\n');
+    expect(await changes.next()).toBe('listen: 127.0.0.1:9\n');
+    expect(changes.seen).toEqual(['listen: 127.0.0.1:9\n']);
+    expect(hashes.count).toBe(0);
   });
 
   test('ignores other files in the directory', async () => {
