@@ -86,27 +86,38 @@ function fdatasync(fd: number): Promise<void> {
  */
 export class SlotRecordWriter {
   private readonly path: string;
-  /** Slot and sequence of the newest record on disk; null: the file must be created (absent, unreadable, or a write failed). */
+  /** Slot and sequence of the newest durable record on disk; null: the file must be created (absent, unreadable, or a write failed). */
   private newest: { slot: 0 | 1; sequence: number } | null;
+  /** The highest sequence written, durable or not: a record written without a sync may be newer than `newest`. */
+  private lastSequence: number;
 
   constructor(path: string, after: SlotRecordRead) {
     this.path = path;
     this.newest = after.kind === 'record' ? { slot: after.slot, sequence: after.sequence } : null;
+    this.lastSequence = after.kind === 'record' ? after.sequence : 0;
   }
 
-  /** Makes `text` the record; once this resolves it survives a crash. Throws CONFIG_IO when the file cannot be written. */
-  async write(text: string): Promise<void> {
+  /**
+   * Makes `text` the record. Durable (the default): once this resolves it survives a crash. Not durable: it survives a
+   * crash of the process (it is in the kernel's page cache), and after an OS crash the record reads as this text or as
+   * the newest durable one, whole either way: for a record the newest durable one already stands in for. Writes go to
+   * the slot that does not hold the newest durable record, so a record not yet synced is never what the next write's
+   * crash falls back to. Throws CONFIG_IO when the file cannot be written.
+   */
+  async write(text: string, options: { durable?: boolean } = {}): Promise<void> {
+    const durable = options.durable ?? true;
     const newest = this.newest;
     if (newest === null) {
-      const sequence = 1;
+      const sequence = this.lastSequence + 1;
       const file = Buffer.alloc(2 * SLOT_BYTES);
       encodeSlot(text, sequence).copy(file, 0);
       await replaceFile(this.path, file);
       this.newest = { slot: 0, sequence };
+      this.lastSequence = sequence;
       return;
     }
     const slot: 0 | 1 = newest.slot === 0 ? 1 : 0;
-    const sequence = newest.sequence + 1;
+    const sequence = this.lastSequence + 1;
     const bytes = encodeSlot(text, sequence);
     // Until this write is known durable, the slot may hold anything: should it fail, the next write starts a new file
     // rather than overwrite the other slot, the one whole record left on disk.
@@ -119,13 +130,14 @@ export class SlotRecordWriter {
           if (guard > 1000) throw new Error('file write made no progress');
           written += fs.writeSync(fd, bytes, written, bytes.length - written, slot * SLOT_BYTES + written);
         }
-        await fdatasync(fd);
+        if (durable) await fdatasync(fd);
       } finally {
         fs.closeSync(fd);
       }
     } catch (error) {
       throw new BalancerError('CONFIG_IO', `cannot write ${this.path}: ${errorMessage(error)}`, { cause: error });
     }
-    this.newest = { slot, sequence };
+    this.lastSequence = sequence;
+    this.newest = durable ? { slot, sequence } : newest;
   }
 }

@@ -42,6 +42,11 @@ interface PersistedFileState {
   /** sha256 of that text's routes and pools as written (parsed, not validated): tells an edit of them from one of the local sections. */
   readonly replicatedHash: string | null;
   readonly localCopy: string | null;
+  /**
+   * The text a write-back was about to put in the file (named before the file is replaced): if the file shows it at the
+   * next start, the file is at `version`; if not, the replace never happened and the rest of the record holds.
+   */
+  readonly pending?: { readonly version: number; readonly hash: string; readonly replicatedHash: string | null };
 }
 
 export interface ConfigFileSyncOptions {
@@ -105,7 +110,22 @@ function parseFileState(text: string): PersistedFileState {
     hash: typeof parsed.hash === 'string' ? parsed.hash : null,
     replicatedHash: typeof parsed.replicatedHash === 'string' ? parsed.replicatedHash : null,
     localCopy: typeof parsed.localCopy === 'string' ? parsed.localCopy : null,
+    ...pendingOf(parsed.pending),
   };
+}
+
+function pendingOf(value: unknown): Pick<PersistedFileState, 'pending'> {
+  if (typeof value !== 'object' || value === null) return {};
+  const { version, hash, replicatedHash } = value as Record<string, unknown>;
+  if (!Number.isSafeInteger(version) || typeof hash !== 'string' || (replicatedHash !== null && typeof replicatedHash !== 'string')) return {};
+  return { pending: { version: version as number, hash, replicatedHash } };
+}
+
+/** The record without its pending write: that write's version if `text` (the file now) is the text it was writing. */
+function settlePending(state: PersistedFileState, text: string | null): PersistedFileState {
+  const { pending, ...rest } = state;
+  if (pending === undefined || text === null || hashOf(text) !== pending.hash) return rest;
+  return { ...rest, version: pending.version, hash: pending.hash, replicatedHash: pending.replicatedHash };
 }
 
 export class ConfigFileSync {
@@ -167,6 +187,7 @@ export class ConfigFileSync {
     }
     const sync = new ConfigFileSync(options, new SlotRecordWriter(path, found), legacyStatePath);
     if (text !== null) sync.state = parseFileState(text);
+    if (sync.state.pending !== undefined) sync.state = settlePending(sync.state, await readFile(options.file, 'utf8').catch(() => null));
     return sync;
   }
 
@@ -304,6 +325,12 @@ export class ConfigFileSync {
       logger.error('cannot rewrite the config file; it keeps its current text', { file, version, error: errorMessage(error) });
       return false;
     }
+    const hash = hashOf(rewritten);
+    const replicatedHash = writtenHashOf(written);
+    // Named in the record before the file holds it, durably: a node killed between the replace and the record after it
+    // would otherwise find its own write at the next start and take it for an operator's edit made while it was down.
+    // The record after the replace then needs no sync of its own: lost in an OS crash, this one stands in for it.
+    await this.persist({ ...this.state, pending: { version, hash, replicatedHash } });
     this.options.noteOwnWrite(rewritten);
     try {
       await replaceFile(file, rewritten);
@@ -311,7 +338,7 @@ export class ConfigFileSync {
       logger.error('cannot write the config file', { file, version, error: errorMessage(error) });
       return false;
     }
-    await this.record(version, rewritten, { config, written });
+    await this.record(version, rewritten, { config, hash, replicatedHash }, { durable: false });
     logger.info('config file rewritten', { file, version });
     return true;
   }
@@ -348,29 +375,46 @@ export class ConfigFileSync {
     return this.options.now?.() ?? new Date();
   }
 
-  /** `known`: what the caller already parsed of `text`, so nothing is parsed twice. */
-  private async record(version: number, text: string, known: { config?: ReplicatedConfig; written?: RoutesAndPoolsAsWritten } = {}): Promise<void> {
+  /** `known`: what the caller already parsed or hashed of `text`, so nothing is done twice. */
+  private async record(
+    version: number,
+    text: string,
+    known: { config?: ReplicatedConfig; written?: RoutesAndPoolsAsWritten; hash?: string; replicatedHash?: string | null } = {},
+    options: { durable?: boolean } = {},
+  ): Promise<void> {
     const sameText = this.isLastSynced(text);
     if (!sameText) this.synced = null;
     if (known.config !== undefined) this.synced = known.config;
     this.syncedText = text;
     if (this.state.version === version && sameText) return;
     // The same text as recorded (a newer version it already shows): its hashes are the ones recorded.
-    const hash = sameText && this.state.hash !== null ? this.state.hash : hashOf(text);
+    const hash = sameText && this.state.hash !== null ? this.state.hash : (known.hash ?? hashOf(text));
     const replicatedHash =
-      sameText && this.state.replicatedHash !== null ? this.state.replicatedHash : known.written === undefined ? replicatedHashOf(text) : writtenHashOf(known.written);
+      sameText && this.state.replicatedHash !== null
+        ? this.state.replicatedHash
+        : known.replicatedHash !== undefined
+          ? known.replicatedHash
+          : known.written === undefined
+            ? replicatedHashOf(text)
+            : writtenHashOf(known.written);
     this.state = { ...this.state, version, hash, replicatedHash };
-    try {
-      await this.stateRecord.write(JSON.stringify(this.state));
-    } catch (error) {
-      this.options.logger.warn('cannot record the config file version in the data dir', { error: errorMessage(error) });
-      return;
-    }
+    if (!(await this.persist(this.state, options))) return;
     if (this.legacyStatePath !== null) {
       const legacy = this.legacyStatePath;
       this.legacyStatePath = null;
       // Lost in a crash, it comes back, and is read only while the new record is missing or unreadable.
       await unlink(legacy).catch(() => undefined);
+    }
+  }
+
+  /** Writes `state` as the data dir's record; false (logged) when it cannot be written. */
+  private async persist(state: PersistedFileState, options: { durable?: boolean } = {}): Promise<boolean> {
+    try {
+      await this.stateRecord.write(JSON.stringify(state), options);
+      return true;
+    } catch (error) {
+      this.options.logger.warn('cannot record the config file version in the data dir', { error: errorMessage(error) });
+      return false;
     }
   }
 

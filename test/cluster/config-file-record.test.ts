@@ -83,6 +83,22 @@ describe('two-slot record', () => {
     }
   });
 
+  it('a record written without a sync is read back, and the next write goes to its slot, never over the newest synced one', async () => {
+    const path = join(dir, 'record');
+    const w = await writer(path);
+    await w.write('first');
+    await w.write('synced');
+    await w.write('not synced', { durable: false });
+    expect(await readSlotRecord(path)).toMatchObject({ kind: 'record', text: 'not synced', sequence: 3 });
+    const synced = await readFile(path);
+    const syncedSlot = synced.subarray(SLOT_BYTES, 2 * SLOT_BYTES).toString('latin1').includes('\nsynced') ? 1 : 0;
+    await w.write('next');
+    // An OS crash tearing this write leaves the synced record: the slot it is in was not written.
+    const after = await readFile(path);
+    expect(after.subarray(syncedSlot * SLOT_BYTES, (syncedSlot + 1) * SLOT_BYTES)).toEqual(synced.subarray(syncedSlot * SLOT_BYTES, (syncedSlot + 1) * SLOT_BYTES));
+    expect(await readSlotRecord(path)).toMatchObject({ kind: 'record', text: 'next', sequence: 4 });
+  });
+
   it('a file with no whole record is unreadable, and the next write starts it afresh', async () => {
     const path = join(dir, 'record');
     await writeFile(path, Buffer.alloc(2 * SLOT_BYTES, 0x41));
