@@ -21,7 +21,7 @@ import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 import { validateReplicated } from '../config/validate.js';
 import { BalancerError } from '../errors.js';
 import { applyCommand, EMPTY_CONFIG_STATE, type CommandFailure, type ConfigCommand, type ConfigState } from '../control/config-reducer.js';
-import { CHANGE_KINDS as KNOWN_CHANGE_KINDS, ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeKind, type ChangeMeta, type HistoryEntry } from '../control/history.js';
+import { CHANGE_KINDS as KNOWN_CHANGE_KINDS, ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, historyEntry, type ChangeKind, type ChangeMeta, type HistoryEntry } from '../control/history.js';
 
 /** Records what the cluster has not recorded yet: its id, and the incarnations of members that have none. */
 export interface RecordIdentityCommand {
@@ -200,13 +200,9 @@ export class ConfigStateMachine {
     if (result.ok) {
       this.configState = result.state;
       outcome = { ok: true, version: result.state.version, ...(result.backend === undefined ? {} : { backend: result.backend }) };
-      this.changes.record({
-        version: result.state.version,
-        requestId,
-        change: describeCommand(envelope.command),
-        ...decodeMeta(envelope.meta),
-        config: toPlainReplicated(result.state.config),
-      });
+      this.changes.record(
+        historyEntry({ version: result.state.version, requestId, change: describeCommand(envelope.command), ...decodeMeta(envelope.meta) }, result.state.config),
+      );
     } else {
       outcome = { ok: false, error: result.error };
     }

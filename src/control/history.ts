@@ -8,8 +8,8 @@
  */
 
 import type { ConfigCommand } from './config-reducer.js';
-import { DEFAULTS } from '../config/schema.js';
-import type { PlainReplicated } from '../config/plain.js';
+import { DEFAULTS, type ReplicatedConfig } from '../config/schema.js';
+import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
 
 export const DEFAULT_HISTORY_SIZE: number = DEFAULTS.historySize;
 
@@ -48,6 +48,22 @@ export interface HistoryEntry extends ChangeMeta {
 
 /** The history without the configs: what `balancer config history` lists. */
 export type HistorySummary = Omit<HistoryEntry, 'config'>;
+
+/**
+ * The history entry of a change to `config`, whose plain form is built when first read, then kept. Most entries are
+ * never read (the history is read by its API, a rollback or a snapshot), and building the plain form of every new
+ * config was work on every node at every change (its pool's form: ~0.4 ms with 1,000 backends).
+ */
+export function historyEntry(summary: HistorySummary, config: ReplicatedConfig): HistoryEntry {
+  let plain: PlainReplicated | undefined;
+  return {
+    ...summary,
+    get config(): PlainReplicated {
+      plain ??= toPlainReplicated(config);
+      return plain;
+    },
+  };
+}
 
 export function describeCommand(command: ConfigCommand): string {
   switch (command.type) {

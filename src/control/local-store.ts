@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/types.js';
 import type { DataPlane } from '../proxy/data-plane.js';
 import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatus, WriteOptions, WriteResult } from './types.js';
-import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, type ChangeMeta, type ChangeSource, type HistoryEntry } from './history.js';
+import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, historyEntry, type ChangeMeta, type ChangeSource, type HistoryEntry } from './history.js';
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import { readFileEdit } from './file-edit.js';
 import { fileStamp } from '../cluster/config-file.js';
@@ -45,14 +45,12 @@ export class LocalStore implements ControlPlane {
   constructor(options: LocalStoreOptions) {
     this.options = options;
     this.state = { version: 1, config: options.initial };
-    this.changes.record({
-      version: 1,
-      requestId: randomUUID(),
-      change: 'loaded at start',
-      at: new Date().toISOString(),
-      source: { kind: 'file', node: options.nodeName, file: options.file },
-      config: toPlainReplicated(options.initial),
-    });
+    this.changes.record(
+      historyEntry(
+        { version: 1, requestId: randomUUID(), change: 'loaded at start', at: new Date().toISOString(), source: { kind: 'file', node: options.nodeName, file: options.file } },
+        options.initial,
+      ),
+    );
     this.readiness.add('config', () => (options.dataPlane.ready ? null : 'no config applied yet'));
     options.dataPlane.apply(this.state.version, resolveReplicatedPaths(options.initial, options.baseDir));
   }
@@ -188,7 +186,7 @@ export class LocalStore implements ControlPlane {
         return 'unsafe';
       }
       this.swap({ version: this.state.version + 1, config });
-      this.changes.record({ version: this.state.version, requestId: randomUUID(), change: 'file edit', ...meta, config: toPlainReplicated(config) });
+      this.changes.record(historyEntry({ version: this.state.version, requestId: randomUUID(), change: 'file edit', ...meta }, config));
       this.options.metrics.configReload('success');
       this.options.logger.info('config reloaded from file', { file: this.options.file, version: this.state.version });
       return 'applied';
@@ -228,7 +226,7 @@ export class LocalStore implements ControlPlane {
     }
     this.swap(result.state);
     const requestId = randomUUID();
-    this.changes.record({ version: result.state.version, requestId, change: describeCommand(command), ...meta, config: toPlainReplicated(result.state.config) });
+    this.changes.record(historyEntry({ version: result.state.version, requestId, change: describeCommand(command), ...meta }, result.state.config));
     this.options.logger.info('config changed through the admin API', { command: command.type, version: result.state.version, requestId });
     return { version: result.state.version, requestId, ...(result.backend === undefined ? {} : { backend: result.backend }) };
   }
