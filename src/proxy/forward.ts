@@ -89,9 +89,28 @@ function wantsClose(req: IncomingMessage): boolean {
   return connection.split(',').some((token) => token.trim() === 'close');
 }
 
+/**
+ * Each HTTP/1 connection's peer address, read once: Node's remoteAddress getter goes through the socket's handle on
+ * every read (about 500 instructions a request). HTTP/2 requests' sockets are per-stream proxies: read directly.
+ */
+const PEER_ADDRESSES = new WeakMap<object, string>();
+
+function peerAddress(req: IncomingMessage): string {
+  const socket = req.socket;
+  if (isHttp2(req)) return socket.remoteAddress ?? '';
+  let address = PEER_ADDRESSES.get(socket);
+  if (address === undefined) {
+    address = socket.remoteAddress;
+    // Undefined once the connection is gone: nothing to remember.
+    if (address === undefined) return '';
+    PEER_ADDRESSES.set(socket, address);
+  }
+  return address;
+}
+
 function clientFacts(req: IncomingMessage, trusted: TrustedProxies) {
   const socket = req.socket;
-  const remoteAddress = socket.remoteAddress ?? '';
+  const remoteAddress = peerAddress(req);
   return { remoteAddress, encrypted: (socket as { encrypted?: boolean }).encrypted === true, trusted: trusted.has(remoteAddress) };
 }
 

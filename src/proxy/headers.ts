@@ -208,6 +208,29 @@ const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP].filter((name) => name !== 't
 /** Those names by length (see knownName). */
 const RESPONSE_HOP_BY_HOP_NAMES = namesByLength(RESPONSE_HOP_BY_HOP);
 
+/** A Buffer with Node's own latin1 conversion, the one toString('latin1') dispatches to after parsing its arguments. */
+type Latin1Sliceable = Buffer & { latin1Slice(start: number, end: number): string };
+
+/**
+ * Whether `proto` has latin1Slice and it converts as toString('latin1') does: it is not documented, so it is used
+ * only after this check (at load), and toString otherwise.
+ */
+export function detectLatin1Slice(proto: object = Buffer.prototype): boolean {
+  if (typeof (proto as Partial<Latin1Sliceable>).latin1Slice !== 'function') return false;
+  const probe = Buffer.from([0x00, 0x09, 0x41, 0x7f, 0x80, 0xc3, 0xa9, 0xe9, 0xff]);
+  return (proto as Latin1Sliceable).latin1Slice.call(probe, 0, probe.length) === probe.toString('latin1');
+}
+
+const LATIN1_SLICE = detectLatin1Slice();
+
+/**
+ * `bytes` as a string of the same bytes (latin1), as bytes.toString('latin1') makes it: without toString's argument
+ * and encoding-name handling where this Node has latin1Slice (about 450 instructions less per call).
+ */
+export function latin1Text(bytes: Buffer): string {
+  return LATIN1_SLICE ? (bytes as Latin1Sliceable).latin1Slice(0, bytes.length) : bytes.toString('latin1');
+}
+
 /** Raw fields up to this many bytes go through FIELD_TEXTS; longer ones are converted each time. */
 const MAX_REMEMBERED_FIELD = 64;
 const FIELD_SLOTS = 256;
@@ -233,12 +256,12 @@ function sameBytes(remembered: Uint8Array | undefined, field: Buffer, length: nu
 function text(field: Buffer | string): string {
   if (typeof field === 'string') return field;
   const length = field.length;
-  if (length === 0 || length > MAX_REMEMBERED_FIELD) return field.toString('latin1');
+  if (length === 0 || length > MAX_REMEMBERED_FIELD) return latin1Text(field);
   const slot = (length * 31 + field[0]! * 7 + field[length - 1]!) & (FIELD_SLOTS - 1);
   if (sameBytes(FIELD_BYTES[slot], field, length)) return FIELD_TEXTS[slot]!;
   const before = slot + FIELD_SLOTS;
   if (sameBytes(FIELD_BYTES[before], field, length)) return FIELD_TEXTS[before]!;
-  const made = field.toString('latin1');
+  const made = latin1Text(field);
   FIELD_TEXTS[before] = FIELD_TEXTS[slot];
   FIELD_BYTES[before] = FIELD_BYTES[slot];
   FIELD_TEXTS[slot] = made;

@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { TimeoutsConfig } from '../config/schema.js';
 import { ClientStalled, ConnectionWaitExpired } from './error-status.js';
-import { responseHeaderList, trailerList, trailerObject } from './headers.js';
+import { latin1Text, responseHeaderList, trailerList, trailerObject } from './headers.js';
 import { RequestBody, type BodyEvents } from './request-body.js';
 import { writeRelayedHead } from './response-head.js';
 import { isHttp2 } from './http2-requests.js';
@@ -198,7 +198,7 @@ export class UpstreamAttempt implements BodyEvents {
     // would go out beside the head through the socket's writev, which costs about 8,000 instructions more per
     // response (each chunk and its encoding read back from a JS array, the encoding names parsed).
     const joined = first && this.headPending && chunk.length <= JOINED_CHUNK_MAX && !isHttp2(this.owner.req);
-    if (joined ? this.owner.res.write(chunk.toString('latin1'), 'latin1') : this.owner.res.write(chunk)) return true;
+    if (joined ? this.owner.res.write(latin1Text(chunk), 'latin1') : this.owner.res.write(chunk)) return true;
     // The client reads slower than the backend sends: stop reading the backend until it drains.
     const res = this.owner.res;
     this.onDrain ??= () => {

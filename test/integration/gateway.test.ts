@@ -214,6 +214,32 @@ describe('forwarding', () => {
     expect(head.split('\r\n').filter((line) => /^connection:/i.test(line)).map((line) => line.split(':')[1]!.trim().toLowerCase())).toEqual([expected]);
   });
 
+  it('reads a connection\'s peer address once, however many requests it carries, and names it in each X-Forwarded-For', async () => {
+    const [b] = await backends(1);
+    const gw = await gateway(poolYaml([b!]));
+    const proto = net.Socket.prototype as unknown as { _getpeername: (this: net.Socket) => unknown };
+    const getpeername = proto._getpeername;
+    let reads = 0;
+    // Counted on the proxy's client-side sockets only (the gateway runs in this process).
+    proto._getpeername = function (this: net.Socket) {
+      if (this.localPort === gw.port) reads++;
+      return getpeername.call(this);
+    };
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      await request(`${gw.url}/`, { agent });
+      const afterFirst = reads;
+      await request(`${gw.url}/`, { agent });
+      await request(`${gw.url}/`, { agent });
+      expect(afterFirst).toBeGreaterThan(0);
+      expect(reads).toBe(afterFirst);
+      expect(b!.seen.slice(-3).map((seen) => seen.headers['x-forwarded-for'])).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+    } finally {
+      proto._getpeername = getpeername;
+      agent.destroy();
+    }
+  });
+
   it('extends X-Forwarded-For from a trusted proxy', async () => {
     const [b] = await backends(1);
     const gw = await gateway(`trustedProxies: [127.0.0.0/8]\n${poolYaml([b!])}`);

@@ -3,8 +3,8 @@
 
 import fc from 'fast-check';
 import type { IncomingHttpHeaders } from 'node:http';
-import { describe, expect, it } from 'vitest';
-import { prepareRequestHeaders, responseHeaderList } from '../../src/proxy/headers.js';
+import { describe, expect, it, vi } from 'vitest';
+import { detectLatin1Slice, latin1Text, prepareRequestHeaders, responseHeaderList } from '../../src/proxy/headers.js';
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
 
@@ -163,5 +163,33 @@ describe('responseHeaderList', () => {
     expect(responseHeaderList([chunk.subarray(0, 8), chunk.subarray(8)], false)).toEqual(['X-Qqqq-Z', 'fresh-1']);
     chunk.write('X-Rrrr-Zfresh-2', 'latin1');
     expect(responseHeaderList([chunk.subarray(0, 8), chunk.subarray(8)], false)).toEqual(['X-Rrrr-Z', 'fresh-2']);
+  });
+});
+
+describe('latin1Text', () => {
+  it('gives what toString(\'latin1\') gives for any bytes, without calling it where Node has latin1Slice', () => {
+    expect(detectLatin1Slice()).toBe(true);
+    const toString = vi.spyOn(Buffer.prototype, 'toString');
+    try {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(16), (bytes, offset) => {
+          // A view into a larger buffer, as undici hands body chunks over.
+          const view = Buffer.concat([Buffer.alloc(offset, 0x61), Buffer.from(bytes)]).subarray(offset);
+          const text = latin1Text(view);
+          expect(text.length).toBe(bytes.length);
+          for (let i = 0; i < bytes.length; i++) expect(text.charCodeAt(i)).toBe(bytes[i]);
+        }),
+        { numRuns: 500 },
+      );
+      expect(toString).not.toHaveBeenCalled();
+    } finally {
+      toString.mockRestore();
+    }
+  });
+
+  it('is not used on a Buffer without latin1Slice, or with one that converts otherwise', () => {
+    expect(detectLatin1Slice({})).toBe(false);
+    expect(detectLatin1Slice({ latin1Slice: () => 'other' })).toBe(false);
+    expect(detectLatin1Slice({ latin1Slice: Buffer.prototype.utf8Slice })).toBe(false);
   });
 });
