@@ -1,7 +1,9 @@
+import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   FrameEncoder,
+  FrameKey,
   FrameKind,
   FrameReader,
   LENGTH_PREFIX_BYTES,
@@ -11,7 +13,8 @@ import {
   sessionKeys,
 } from '../../src/raft/runtime/frame.js';
 import type { Frame, FrameDecodeResult } from '../../src/raft/runtime/frame.js';
-import { parsePeerMessage } from '../../src/raft/runtime/peer-message.js';
+import { MessageEncoder, parsePeerMessage } from '../../src/raft/runtime/peer-message.js';
+import type { Entry, Message } from '../../src/raft/core/types.js';
 
 const key = handshakeKey('s3cret', 'prod');
 const options = { key, clusterId: 'prod', maxFrameBytes: 1 << 20 } as const;
@@ -127,8 +130,28 @@ describe('encodeFrame / decodeFrame', () => {
   it('derives different keys per direction and per nonce pair', () => {
     const a = sessionKeys('s', 'c', 'n1', 'n2', 'a'.repeat(64), 'b'.repeat(64));
     const b = sessionKeys('s', 'c', 'n1', 'n2', 'a'.repeat(64), 'c'.repeat(64));
-    expect(a.clientToServer.equals(a.serverToClient)).toBe(false);
-    expect(a.clientToServer.equals(b.clientToServer)).toBe(false);
+    const data = Buffer.from('frame');
+    expect(a.clientToServer.mac(data).equals(a.serverToClient.mac(data))).toBe(false);
+    expect(a.clientToServer.mac(data).equals(b.clientToServer.mac(data))).toBe(false);
+  });
+});
+
+describe('FrameKey', () => {
+  it('is HMAC-SHA256: the RFC 4231 vectors, and createHmac for any key and data, however often it is used', () => {
+    // RFC 4231 test cases 1 (short key) and 6 (a key longer than the block, hashed first).
+    expect(new FrameKey(Buffer.alloc(20, 0x0b)).mac(Buffer.from('Hi There')).toString('hex')).toBe(
+      'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7',
+    );
+    expect(new FrameKey(Buffer.alloc(131, 0xaa)).mac(Buffer.from('Test Using Larger Than Block-Size Key - Hash Key First')).toString('hex')).toBe(
+      '60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54',
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.array(fc.uint8Array({ maxLength: 600 }), { minLength: 1, maxLength: 4 }), (keyBytes, messages) => {
+        const frameKey = new FrameKey(Buffer.from(keyBytes));
+        // The kept states are copied, never consumed: every use of one key gives the MAC a fresh HMAC would.
+        for (const data of messages) expect(frameKey.mac(data).equals(createHmac('sha256', keyBytes).update(data).digest())).toBe(true);
+      }),
+    );
   });
 });
 
@@ -191,5 +214,51 @@ describe('parsePeerMessage', () => {
         expect(parsed === null || typeof parsed === 'object').toBe(true);
       }),
     );
+  });
+});
+
+describe('MessageEncoder', () => {
+  const entries: Entry[] = [{ term: 2, index: 8, type: 'normal', data: '{"command":{"type":"update-backend","patch":{"weight":3}}}', requestId: 'r8' }];
+  // What a leader's core makes of one committed change: the same fields and entry objects for every member but `to`.
+  const fanOut = (to: readonly string[], overrides: Partial<Message> = {}): Message[] =>
+    to.map((id): Message => ({ to: id, type: 'MsgApp', term: 2, index: 7, logTerm: 2, entries: entries.slice(), commit: 8, ...overrides, from: 'n1' }));
+
+  it('writes each message as JSON that parses back to exactly that message', () => {
+    const encoder = new MessageEncoder();
+    const messages: Message[] = [
+      ...fanOut(['l1', 'l2', 'l3']),
+      ...fanOut(['l4'], { commit: 9 }),
+      ...fanOut(['l5'], { commit: 9, entries: [{ ...entries[0]!, data: '{"command":{"type":"update-backend","patch":{"weight":4}}}' }] }),
+      ...fanOut(['l6'], { entries: [] }),
+      ...fanOut(['l7'], { entries: [...entries, { term: 2, index: 9, type: 'normal', data: '' }] }),
+      { to: 'l8', type: 'MsgApp', term: 2, index: 7, logTerm: 2, commit: 8, entries: entries.slice(), from: 'n1' },
+      { to: 'n2', type: 'MsgHeartbeat', term: 2, commit: 8, context: 'read-1', from: 'n1' },
+      { to: 'n3', type: 'MsgHeartbeat', term: 2, commit: 8, from: 'n1' },
+      { to: 'n2', type: 'MsgHeartbeat', term: 2, context: undefined, from: 'n1' },
+      { to: 'n3', type: 'MsgHeartbeat', term: 2, commit: 8, from: 'n1' },
+      { to: 'n3', type: 'MsgAppResp', term: 2, index: 8, reject: true, rejectHint: 4, from: 'n1' },
+      { to: 'n2', type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 8, term: 2, confState: { voters: ['n1'], learners: [] } }, data: '{}' }, from: 'n1' },
+      { to: 'n3', type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 8, term: 2, confState: { voters: ['n1'], learners: [] } }, data: '{"x":1}' }, from: 'n1' },
+      ...fanOut(['l9', 'l10']),
+    ];
+    for (const message of messages) {
+      const text = encoder.encode(message);
+      expect(JSON.parse(text)).toEqual(message);
+      expect(parsePeerMessage(Buffer.from(text))).toEqual(message);
+    }
+  });
+
+  it('serialises the entries of a fan-out once, not once per member', () => {
+    const encoder = new MessageEncoder();
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      const members = Array.from({ length: 25 }, (_, i) => `l${i + 1}`);
+      const texts = fanOut(members).map((message) => encoder.encode(message));
+      const withEntries = stringify.mock.calls.filter(([value]) => typeof value === 'object' && value !== null && 'entries' in value);
+      expect(withEntries).toHaveLength(1);
+      expect(texts.map((text) => JSON.parse(text) as Message)).toEqual(fanOut(members));
+    } finally {
+      stringify.mockRestore();
+    }
   });
 });

@@ -16,7 +16,7 @@
  * one connection is worthless on any other.
  */
 
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
 import { errorMessage } from '../../errors.js';
 
 const FRAME_VERSION = 1;
@@ -53,11 +53,38 @@ export type FrameDecodeResult =
   | { readonly ok: false; readonly reason: FrameRejectReason; readonly detail: string };
 
 export interface DecodeOptions {
-  readonly key: Buffer;
+  readonly key: FrameKey;
   readonly clusterId: string;
   readonly maxFrameBytes?: number;
   /** When set, the frame's seq must equal it. */
   readonly expectedSeq?: number;
+}
+
+/** SHA-256 block size: HMAC pads its key to one block. */
+const SHA256_BLOCK_BYTES = 64;
+
+/**
+ * An HMAC-SHA256 key made ready once for many frames: the two SHA-256 states after the key's inner and outer pad blocks
+ * are kept, and each MAC copies them (RFC 2104: H(k ^ opad || H(k ^ ipad || data))). Same bytes as createHmac with the
+ * key, so nodes of either kind verify each other's frames; what is saved is createHmac's per-call key set-up (the
+ * digest fetch and the two pad blocks), which on a leader fanning a change out to a fleet ran once per frame.
+ */
+export class FrameKey {
+  private readonly inner: Hash;
+  private readonly outer: Hash;
+
+  constructor(key: Buffer) {
+    const block = Buffer.alloc(SHA256_BLOCK_BYTES);
+    (key.length > SHA256_BLOCK_BYTES ? createHash('sha256').update(key).digest() : key).copy(block);
+    const padded = (pad: number): Buffer => Buffer.from(block.map((byte) => byte ^ pad));
+    this.inner = createHash('sha256').update(padded(0x36));
+    this.outer = createHash('sha256').update(padded(0x5c));
+  }
+
+  /** HMAC-SHA256 of `data` under this key. */
+  mac(data: Uint8Array): Buffer {
+    return this.outer.copy().update(this.inner.copy().update(data).digest()).digest();
+  }
 }
 
 function reject(reason: FrameRejectReason, detail: string): FrameDecodeResult {
@@ -86,7 +113,7 @@ export class FrameEncoder {
   }
 
   /** One complete frame, length prefix included; a string payload is encoded as UTF-8. */
-  encode(kind: FrameKindCode, seq: number, payload: Uint8Array | string, key: Buffer): Buffer {
+  encode(kind: FrameKindCode, seq: number, payload: Uint8Array | string, key: FrameKey): Buffer {
     const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
     const total = LENGTH_PREFIX_BYTES + FIXED_HEADER_BYTES + this.ids.length + payloadBytes + MAC_BYTES;
     const out = Buffer.allocUnsafe(total);
@@ -102,13 +129,13 @@ export class FrameEncoder {
       out.set(payload, at);
       at += payload.length;
     }
-    createHmac('sha256', key).update(out.subarray(0, at)).digest().copy(out, at);
+    key.mac(out.subarray(0, at)).copy(out, at);
     return out;
   }
 }
 
 /** Encodes a complete frame, length prefix included. Throws only on caller mistakes (ids too long). */
-export function encodeFrame(frame: Frame, key: Buffer): Buffer {
+export function encodeFrame(frame: Frame, key: FrameKey): Buffer {
   return new FrameEncoder(frame.clusterId, frame.from, frame.to).encode(frame.kind, frame.seq, frame.payload, key);
 }
 
@@ -152,7 +179,7 @@ function decodeUnchecked(buf: Buffer, options: DecodeOptions): FrameDecodeResult
   }
   const [clusterId = '', from = '', to = ''] = strings;
   if (clusterId !== options.clusterId) return reject('wrong_cluster', `frame for cluster "${clusterId}"`);
-  const expected = createHmac('sha256', options.key).update(buf.subarray(0, end)).digest();
+  const expected = options.key.mac(buf.subarray(0, end));
   if (!timingSafeEqual(expected, buf.subarray(end))) return reject('bad_mac', 'MAC does not match: wrong secret or tampered frame');
   if (options.expectedSeq !== undefined && seq !== options.expectedSeq) {
     return reject('replay', `sequence ${seq} where ${options.expectedSeq} was expected`);
@@ -204,13 +231,13 @@ function hmac(secret: string, parts: readonly string[]): Buffer {
   return createHmac('sha256', secret).update(JSON.stringify(parts)).digest();
 }
 
-export function handshakeKey(secret: string, clusterId: string): Buffer {
-  return hmac(secret, ['balancer/raft/handshake/v1', clusterId]);
+export function handshakeKey(secret: string, clusterId: string): FrameKey {
+  return new FrameKey(hmac(secret, ['balancer/raft/handshake/v1', clusterId]));
 }
 
 export interface SessionKeys {
-  readonly clientToServer: Buffer;
-  readonly serverToClient: Buffer;
+  readonly clientToServer: FrameKey;
+  readonly serverToClient: FrameKey;
 }
 
 /** Per-connection keys: bound to both nonces and both ends, and different per direction so frames cannot be reflected. */
@@ -224,7 +251,7 @@ export function sessionKeys(
 ): SessionKeys {
   const context = [clusterId, client, server, clientNonce, serverNonce];
   return {
-    clientToServer: hmac(secret, ['balancer/raft/session/v1', 'client-to-server', ...context]),
-    serverToClient: hmac(secret, ['balancer/raft/session/v1', 'server-to-client', ...context]),
+    clientToServer: new FrameKey(hmac(secret, ['balancer/raft/session/v1', 'client-to-server', ...context])),
+    serverToClient: new FrameKey(hmac(secret, ['balancer/raft/session/v1', 'server-to-client', ...context])),
   };
 }

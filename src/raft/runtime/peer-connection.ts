@@ -31,8 +31,8 @@ import type { Clock, TimerHandle } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import type { Message } from '../core/types.js';
 import { FrameEncoder, FrameKind, FrameReader, MAX_HANDSHAKE_FRAME_BYTES, decodeFrame, encodeFrame, sessionKeys } from './frame.js';
-import type { Frame, FrameRejectReason, SessionKeys } from './frame.js';
-import { parsePeerMessage } from './peer-message.js';
+import type { Frame, FrameKey, FrameRejectReason, SessionKeys } from './frame.js';
+import { parsePeerMessage, type MessageEncoder } from './peer-message.js';
 
 export type PeerRejectReason = FrameRejectReason | 'unknown_peer' | 'unknown_incarnation' | 'removed';
 
@@ -89,7 +89,9 @@ export interface TransportCore {
   readonly nodeId: string;
   readonly clusterId: string;
   readonly secret: string;
-  readonly handshakeKey: Buffer;
+  readonly handshakeKey: FrameKey;
+  /** Writes the JSON of the messages this node sends, on every connection. */
+  readonly messages: MessageEncoder;
   readonly maxFrameBytes: number;
   readonly handshakeTimeoutMs: number;
   readonly clock: Clock;
@@ -152,7 +154,7 @@ export class ClientConnection {
   send(message: Message): boolean {
     const keys = this.keys;
     if (keys === null || this.state !== 'open') return false;
-    return this.socket.write(this.encoder.encode(FrameKind.message, this.sendSeq++, JSON.stringify(message), keys.clientToServer));
+    return this.socket.write(this.encoder.encode(FrameKind.message, this.sendSeq++, this.core.messages.encode(message), keys.clientToServer));
   }
 
   close(reason: string): void {

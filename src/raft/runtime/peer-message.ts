@@ -49,3 +49,50 @@ export function parsePeerMessage(payload: Buffer): Message | null {
   const message: object = m;
   return message as Message;
 }
+
+/**
+ * Writes messages as the JSON they travel in. A leader hands a change to every member in one go, in messages that differ
+ * only in `to` (each learner is sent the same committed entries): the rest of such a message is serialised once for the
+ * run and reused, instead of once per member. `to` comes first, then the fields in their usual order; receivers parse
+ * the object (parsePeerMessage), so the key order is not part of the wire format and nodes of either build read each
+ * other. One encoder per transport; it keeps the last message it wrote (never a snapshot) until the next one.
+ */
+export class MessageEncoder {
+  private last: Message | null = null;
+  private lastRest = '';
+
+  encode(message: Message): string {
+    let rest: string;
+    if (this.last !== null && sameButRecipient(this.last, message)) rest = this.lastRest;
+    else {
+      rest = JSON.stringify({ ...message, to: undefined }).slice(1);
+      // A snapshot can be megabytes: not kept for a next message that could never share it anyway.
+      this.last = message.snapshot === undefined ? message : null;
+      this.lastRest = this.last === null ? '' : rest;
+    }
+    return `{"to":${JSON.stringify(message.to)}${rest === '}' ? '' : ','}${rest}`;
+  }
+}
+
+/**
+ * Whether two messages have the same fields in the same order and the same values but for `to`. Entries are compared by
+ * identity: the core never changes an entry once made, and a fan-out's messages hold the same entry objects.
+ */
+function sameButRecipient(a: Message, b: Message): boolean {
+  if (a === b) return true;
+  const keys = Object.keys(a);
+  const otherKeys = Object.keys(b);
+  if (keys.length !== otherKeys.length) return false;
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    if (key !== otherKeys[i]) return false;
+    if (key === 'to' || x[key] === y[key]) continue;
+    const mine = x[key];
+    const theirs = y[key];
+    if (key !== 'entries' || !Array.isArray(mine) || !Array.isArray(theirs) || mine.length !== theirs.length) return false;
+    if (mine.some((entry, j) => entry !== theirs[j])) return false;
+  }
+  return true;
+}

@@ -42,6 +42,7 @@ import {
   type TransportCore,
 } from './peer-connection.js';
 import { PeerLink, type LinkHost } from './peer-link.js';
+import { MessageEncoder } from './peer-message.js';
 import { RejectLog } from './reject-log.js';
 
 export type SnapshotStatus = 'finish' | 'failure';
@@ -184,6 +185,7 @@ export class PeerTransport implements RaftTransport, InboundHost, LinkHost {
       clusterId,
       secret: options.secret,
       handshakeKey: handshakeKey(options.secret, clusterId),
+      messages: new MessageEncoder(),
       maxFrameBytes: options.maxFrameBytes ?? TRANSPORT_DEFAULTS.maxFrameBytes,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? TRANSPORT_DEFAULTS.handshakeTimeoutMs,
       clock,
