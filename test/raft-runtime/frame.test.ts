@@ -234,7 +234,8 @@ describe('MessageEncoder', () => {
       { to: 'l8', type: 'MsgApp', term: 2, index: 7, logTerm: 2, commit: 8, entries: entries.slice(), from: 'n1' },
       { to: 'n2', type: 'MsgHeartbeat', term: 2, commit: 8, context: 'read-1', from: 'n1' },
       { to: 'n3', type: 'MsgHeartbeat', term: 2, commit: 8, from: 'n1' },
-      { to: 'n2', type: 'MsgHeartbeat', term: 2, context: undefined, from: 'n1' },
+      // A field present but undefined (the core never makes one; JSON drops it) must not pass for another field.
+      { to: 'n2', type: 'MsgHeartbeat', term: 2, context: undefined, from: 'n1' } as unknown as Message,
       { to: 'n3', type: 'MsgHeartbeat', term: 2, commit: 8, from: 'n1' },
       { to: 'n3', type: 'MsgAppResp', term: 2, index: 8, reject: true, rejectHint: 4, from: 'n1' },
       { to: 'n2', type: 'MsgSnap', term: 2, snapshot: { metadata: { index: 8, term: 2, confState: { voters: ['n1'], learners: [] } }, data: '{}' }, from: 'n1' },

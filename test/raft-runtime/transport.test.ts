@@ -1,7 +1,7 @@
 import { request } from 'node:http';
-import { connect, createServer } from 'node:net';
+import { Socket as NetSocket, connect, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { memoryLogger, silentLogger } from '../../src/log.js';
 import type { Logger } from '../../src/log.js';
 import type { Message } from '../../src/raft/core/types.js';
@@ -118,6 +118,25 @@ describe('PeerTransport', () => {
     await a!.metrics.until(() => a!.metrics.reachable.get('n2') === true && a!.metrics.reachable.get('n3') === true);
     // Messages addressed to the node itself or to strangers go nowhere and break nothing.
     a!.transport.send([heartbeat('n1', 'n1'), heartbeat('n1', 'n9')]);
+  });
+
+  it('writes a lone message to a peer at once and corks a batch into one write', async () => {
+    const [a, b] = await startCluster(['n1', 'n2']);
+    a!.transport.send([heartbeat('n1', 'n2', 1)]);
+    await b!.inbox.until(() => b!.inbox.items.length === 1);
+    const cork = vi.spyOn(NetSocket.prototype, 'cork');
+    try {
+      // A leader's fan-out gives each member one message per Ready: no cork, no batch write for it.
+      a!.transport.send([heartbeat('n1', 'n2', 2)]);
+      await b!.inbox.until(() => b!.inbox.items.length === 2);
+      expect(cork).not.toHaveBeenCalled();
+      a!.transport.send([heartbeat('n1', 'n2', 3), heartbeat('n1', 'n2', 4), heartbeat('n1', 'n2', 5)]);
+      await b!.inbox.until(() => b!.inbox.items.length === 5);
+      expect(cork).toHaveBeenCalledTimes(1);
+    } finally {
+      cork.mockRestore();
+    }
+    expect(b!.inbox.items.map((m) => m.commit)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('rejects, counts and logs a peer with the wrong secret', async () => {

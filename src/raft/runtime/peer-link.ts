@@ -54,6 +54,7 @@ export class PeerLink {
     this.dial();
   }
 
+  /** Queues a message; it leaves at the next flush(), so the caller can queue a batch first. */
   enqueue(message: Message, limit: number): void {
     if (this.queue.length >= limit) {
       this.queue.shift();
@@ -61,7 +62,6 @@ export class PeerLink {
       this.transport.noteDropped(this.peerId);
     }
     this.queue.push(message);
-    this.flush();
   }
 
   /** A new address takes effect by reconnecting; the queue is kept. */
@@ -85,9 +85,16 @@ export class PeerLink {
     this.queue.length = 0;
   }
 
-  private flush(): void {
+  /** Writes what is queued, when connected and the socket is not full; otherwise it leaves on connect or drain. */
+  flush(): void {
     const connection = this.connection;
     if (connection === null || !connection.isOpen || this.waitingForDrain) return;
+    // The usual case, one message (a leader's fan-out gives each member one per Ready): a plain write, without the
+    // cork's buffering and the batch write it ends in.
+    if (this.queue.length === 1) {
+      if (!connection.send(this.queue.shift()!)) this.waitForDrain(connection);
+      return;
+    }
     // A Ready's messages to one peer leave in one write(2) rather than one per frame.
     connection.socket.cork();
     try {
@@ -95,17 +102,21 @@ export class PeerLink {
       while (this.queue.length > 0) {
         const message = this.queue.shift()!;
         if (!connection.send(message)) {
-          this.waitingForDrain = true;
-          connection.socket.once('drain', () => {
-            this.waitingForDrain = false;
-            this.flush();
-          });
+          this.waitForDrain(connection);
           return;
         }
       }
     } finally {
       connection.socket.uncork();
     }
+  }
+
+  private waitForDrain(connection: ClientConnection): void {
+    this.waitingForDrain = true;
+    connection.socket.once('drain', () => {
+      this.waitingForDrain = false;
+      this.flush();
+    });
   }
 
   private dial(): void {

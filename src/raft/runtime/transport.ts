@@ -240,6 +240,8 @@ export class PeerTransport implements RaftTransport, InboundHost, LinkHost {
    */
   send(messages: readonly Message[]): void {
     if (this.state === 'stopped') return;
+    // Each peer's messages of the batch (a Ready's) are queued first and written together: one write(2) per peer.
+    const touched: PeerLink[] = [];
     for (const message of messages) {
       const link = this.links.get(message.to) ?? this.dialOnDemand(message.to);
       if (link === undefined) {
@@ -247,8 +249,12 @@ export class PeerTransport implements RaftTransport, InboundHost, LinkHost {
         continue;
       }
       if (message.type === 'MsgSnap') this.sendSnapshot(link, message);
-      else link.enqueue(message, this.queueLimit);
+      else {
+        link.enqueue(message, this.queueLimit);
+        if (!touched.includes(link)) touched.push(link);
+      }
     }
+    for (const link of touched) link.flush();
   }
 
   /**
