@@ -109,7 +109,11 @@ export function toPlainPool(pool: PoolConfig): PlainObject {
   const known = plainPools.get(pool);
   if (known !== undefined) return known;
   const out = plainPoolOf(pool);
-  if (Object.isFrozen(pool)) plainPools.set(pool, deepFreeze(out));
+  if (Object.isFrozen(pool)) {
+    // The backends' forms are frozen already (toPlainBackend): freezing their list whole spares a walk of every one.
+    Object.freeze(out['backends']);
+    plainPools.set(pool, deepFreeze(out));
+  }
   return out;
 }
 

@@ -339,18 +339,22 @@ class SectionRewriter {
 
   private mergeMap(map: YAMLMap, value: JsonObject, path: readonly Segment[], key?: Node, reads: Reads = UNKNOWN): void {
     const isRecord = path.length === 1 && path[0] === 'pools';
+    // A backend whose reading is known: each key's default is the same whatever else the backend or its pool says
+    // (weight, drain, backup; an id whose default follows the URL is the same backend's), so what the text reads as
+    // there decides, without validating a copy of the pool per key (cold, most of the first weight added to a backend).
+    const knownBackend = path.length === 4 && path[0] === 'pools' && path[2] === 'backends' && reads !== UNKNOWN && isObject(reads);
     const present = new Map<string, Pair>();
     for (const pair of map.items as Pair[]) present.set(keyOf(pair), pair);
     const removals: Pair[] = [];
     for (const [key, pair] of present) {
       if (Object.hasOwn(value, key)) continue;
       // Outside the pools record an absent key means "the default"; a file that spells the default out keeps it.
-      if (!isRecord && this.sameMeaning([...path, key], this.json(pair.value))) continue;
+      if (knownBackend ? readsAt(reads, key) === undefined : !isRecord && this.sameMeaning([...path, key], this.json(pair.value))) continue;
       removals.push(pair);
     }
     // A key the file leaves out already means its default (or what the original text is known to read there); spelling it out would be noise.
     const additions = Object.keys(value).filter(
-      (key) => !present.has(key) && (isRecord || (!sameRead(readsAt(reads, key), value[key]!) && !this.sameMeaning([...path, key], undefined))),
+      (key) => !present.has(key) && (isRecord || (!sameRead(readsAt(reads, key), value[key]!) && (knownBackend || !this.sameMeaning([...path, key], undefined)))),
     );
     if (map.items.length > 0 && removals.length === map.items.length && additions.length === 0) {
       this.replace(map, value, key);
@@ -609,13 +613,10 @@ type Collection = YAMLMap | YAMLSeq;
 
 /** Whether a node or anything inside it carries an anchor, an alias or an explicit tag: a part parsed alone could read otherwise. */
 function hasProperties(node: unknown): boolean {
+  // A plain walk: yaml's visit builds a frozen path per node (most of finding the edited backend, cold).
   let found = false;
-  visit(node as Node, (_key, visited) => {
-    if (isAlias(visited) || ((isScalar(visited) || isMap(visited) || isSeq(visited)) && (visited.anchor !== undefined || visited.tag !== undefined))) {
-      found = true;
-      return visit.BREAK;
-    }
-    return undefined;
+  forEachNode(node, (inside) => {
+    if (isAlias(inside) || ((isScalar(inside) || isMap(inside) || isSeq(inside)) && (inside.anchor !== undefined || inside.tag !== undefined))) found = true;
   });
   return found;
 }

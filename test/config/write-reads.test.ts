@@ -7,7 +7,7 @@ import { rewriteReplicatedSectionsRead } from '../../src/config/write.js';
 // What the rewrite validates to read back the backends it edited, counted (the real function still runs).
 vi.mock('../../src/config/validate.js', async (importOriginal) => {
   const original = await importOriginal<typeof import('../../src/config/validate.js')>();
-  return { ...original, validatedLoneBackend: vi.fn(original.validatedLoneBackend) };
+  return { ...original, validatedLoneBackend: vi.fn(original.validatedLoneBackend), validateReplicated: vi.fn(original.validateReplicated) };
 });
 
 const TEXT = `# kept
@@ -35,16 +35,20 @@ function withBackends(config: ReplicatedConfig, change: (backend: ReplicatedConf
   return validate.deepFreeze({ routes: config.routes, pools: { web: { ...web, backends: web.backends.map((b) => ({ ...b, ...change(b) })) } } }) as ReplicatedConfig;
 }
 
-describe('rewriteReplicatedSectionsRead, reading back the backends it edited', () => {
+describe('rewriteReplicatedSectionsRead, editing and reading back backends it knows the reading of', () => {
   test('weight and drain edits (keys added, changed, removed) are read back from those two values, not by validating a copy of the pool', () => {
     const lone = vi.mocked(validate.validatedLoneBackend);
     const start = known(TEXT);
     // a gains weight 5 and a drain, b's weight goes back to the default (its key removed), c is undrained.
     const target = withBackends(start.reads, (b) => (b.id === 'a' ? { weight: 5, drain: true } : b.id === 'b' ? { weight: 1 } : { drain: false }));
+    const validated = vi.mocked(validate.validateReplicated);
     lone.mockClear();
+    validated.mockClear();
     const read = rewriteReplicatedSectionsRead(TEXT, target, start);
     expect(read.document).toBe(start.document);
     expect(lone).not.toHaveBeenCalled();
+    // Nor is a copy of the pool validated per key added or removed: the keys' defaults do not depend on anything else.
+    expect(validated).not.toHaveBeenCalled();
     expect(read.text).toContain('- { url: http://127.0.0.1:9001, id: a, drain: true, weight: 5 }   # first');
     expect(read.text).toContain('- { url: http://127.0.0.1:9002, id: b }\n');
     expect(read.text).toContain('- { url: http://127.0.0.1:9003, id: c }\n');
