@@ -73,7 +73,15 @@ function flushHeads(): void {
   headsToFlush = headsFlushing;
   headsFlushing = batch;
   try {
-    for (let i = 0; i < batch.length; i++) batch[i]!.flushHeadIfWaiting();
+    for (let i = 0; i < batch.length; i++) {
+      const attempt = batch[i]!;
+      // One response's failure must not leave the others of this read unflushed: one whose end waits here would hang.
+      try {
+        attempt.flushHeadIfWaiting();
+      } catch (error) {
+        attempt.flushFailed(error as Error);
+      }
+    }
   } finally {
     // pop() stays in compiled code; assigning `length` is a call into the runtime (about 450 instructions).
     while (batch.length > 0) batch.pop();
@@ -261,6 +269,13 @@ export class UpstreamAttempt implements BodyEvents {
       return;
     }
     if (!this.bodyWritten && !this.ended) res.flushHeaders();
+  }
+
+  /** Flushing this response's head or end threw: the client connection is cut, as for a backend failing mid-body. */
+  flushFailed(error: Error): void {
+    this.endPending = false;
+    this.owner.res.destroy(error);
+    this.fail(error);
   }
 
   private fail(error: Error): void {
