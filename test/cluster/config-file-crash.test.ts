@@ -5,9 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConfigFileSync } from '../../src/cluster/config-file.js';
-import type { ReplicatedConfig } from '../../src/config/schema.js';
-import { validateReplicated } from '../../src/config/validate.js';
 import { memoryLogger } from '../../src/log.js';
+import { ONE_BACKEND_FILE as FILE, withWeight } from '../helpers/one-backend-file.js';
 
 /** Where the next replace of the config file stops, as a kill there would: before the file changes, or right after. */
 const stopAt: { when: 'before' | 'after' | null; file: string } = { when: null, file: '' };
@@ -27,19 +26,6 @@ vi.mock('../../src/atomic-write.js', async (importOriginal) => {
   };
 });
 
-const FILE = `# kept
-listen: 127.0.0.1:0
-pools:
-  web:
-    backends:
-      - { url: http://127.0.0.1:9001, id: web-1 }
-`;
-
-function withWeight(weight: number): ReplicatedConfig {
-  const result = validateReplicated({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001', id: 'web-1', weight }] } } });
-  if (!result.ok) throw new Error(JSON.stringify(result.problems));
-  return result.config;
-}
 
 describe('ConfigFileSync stopped during a write-back', () => {
   let dir: string;

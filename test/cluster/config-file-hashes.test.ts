@@ -6,9 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConfigFileSync } from '../../src/cluster/config-file.js';
-import type { ReplicatedConfig } from '../../src/config/schema.js';
-import { validateReplicated } from '../../src/config/validate.js';
 import { memoryLogger } from '../../src/log.js';
+import { ONE_BACKEND_FILE as FILE, withWeight } from '../helpers/one-backend-file.js';
 import { readSlotRecord } from '../../src/slot-record.js';
 
 // Every sha256 the code under test sets up, counted (the real hash still runs).
@@ -24,19 +23,6 @@ vi.mock('node:crypto', async (importOriginal) => {
   };
 });
 
-const FILE = `# kept
-listen: 127.0.0.1:0
-pools:
-  web:
-    backends:
-      - { url: http://127.0.0.1:9001, id: web-1 }
-`;
-
-function withWeight(weight: number): ReplicatedConfig {
-  const result = validateReplicated({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001', id: 'web-1', weight }] } } });
-  if (!result.ok) throw new Error(JSON.stringify(result.problems));
-  return result.config;
-}
 
 const sha256 = (text: string): string => realCreateHash('sha256').update(text).digest('hex');
 

@@ -6,22 +6,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigFileSync } from '../../src/cluster/config-file.js';
 import type { ReplicatedConfig } from '../../src/config/schema.js';
-import { validateConfigText, validateReplicated, type ParsedConfigText } from '../../src/config/validate.js';
+import { validateConfigText, type ParsedConfigText } from '../../src/config/validate.js';
 import { memoryLogger } from '../../src/log.js';
+import { ONE_BACKEND_FILE as FILE, withWeight } from '../helpers/one-backend-file.js';
 
-const FILE = `# kept
-listen: 127.0.0.1:0
-pools:
-  web:
-    backends:
-      - { url: http://127.0.0.1:9001, id: web-1 }
-`;
-
-function withWeight(weight: number): ReplicatedConfig {
-  const result = validateReplicated({ routes: [], pools: { web: { backends: [{ url: 'http://127.0.0.1:9001', id: 'web-1', weight }] } } });
-  if (!result.ok) throw new Error(JSON.stringify(result.problems));
-  return result.config;
-}
 
 describe('ConfigFileSync.writeBack', () => {
   let dir: string;
