@@ -9,6 +9,7 @@
 
 import type { Clock, Random, TimerHandle } from '../clock.js';
 import type { BackendConfig, PoolConfig } from '../config/schema.js';
+import { editedBackend } from '../config/in-place.js';
 import { errorMessage } from '../errors.js';
 import { BackendHealth, type BackendHealthOptions, type HealthTransition, type RequestOutcome } from '../health/backend-health.js';
 import { HealthChecker } from '../health/checker.js';
@@ -350,8 +351,7 @@ export class PoolRuntime {
     let reweighted = false;
     for (const index of changed) {
       const runtime = this.backends[index]!;
-      const next = config.backends[index]!;
-      if (next.id !== runtime.id) throw new Error(`pool "${this.name}": backend ${index} is "${next.id}", not "${runtime.id}": not an in-place change`);
+      const next = editedBackend(config, index, runtime.id);
       const before = runtime.state;
       if (next.weight !== runtime.config.weight) reweighted = true;
       runtime.config = next;

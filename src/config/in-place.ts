@@ -1,7 +1,7 @@
 // Which edits of a pool's config a running pool takes in place (backends' weight, drain and backup flags) rather than being built again.
 
 import { isDeepStrictEqual } from 'node:util';
-import type { PoolConfig } from './schema.js';
+import type { BackendConfig, PoolConfig } from './schema.js';
 
 /** Backend fields a running pool takes in place (reconfigure): what picking reads at each pick, nothing built from them but hash tables. */
 const IN_PLACE_BACKEND_FIELDS: ReadonlySet<string> = new Set(['weight', 'drain', 'backup']);
@@ -26,6 +26,16 @@ export function inPlaceChanges(current: PoolConfig, next: PoolConfig): number[] 
     if (a.weight !== b.weight || a.drain !== b.drain || a.backup !== b.backup) changed.push(index);
   }
   return changed;
+}
+
+/**
+ * The edited backend at `index` of `next`, for a running pool's reconfigure: the running pool's backend there must be
+ * the same one (`runningId`), or the change was not one inPlaceChanges allows, and taking it would mix two backends up.
+ */
+export function editedBackend(next: PoolConfig, index: number, runningId: string): BackendConfig {
+  const backend = next.backends[index]!;
+  if (backend.id !== runningId) throw new Error(`pool "${next.name}": backend ${index} is "${backend.id}", not "${runningId}": not an in-place change`);
+  return backend;
 }
 
 /** Whether two plain objects have the same keys and deep-equal values but for the keys in `except` (which both must have). */

@@ -8,6 +8,7 @@ import { createStrategy, type Strategy } from '../balancer/strategy.js';
 import { RetriesInFlight } from '../balancer/retry-budget.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import type { PoolConfig } from '../config/schema.js';
+import { editedBackend } from '../config/in-place.js';
 import type { BackendMetrics } from '../metrics/types.js';
 import type { ForwardBackend, RequestOutcome } from '../proxy/forward-types.js';
 import type { PoolBuilder, RoutingTable } from '../proxy/data-plane.js';
@@ -155,8 +156,7 @@ export class RemotePool {
     let reweighted = false;
     for (const index of changed) {
       const backend = this.backends[index]!;
-      const next = config.backends[index]!;
-      if (next.id !== backend.id) throw new Error(`pool "${config.name}": backend ${index} is "${next.id}", not "${backend.id}": not an in-place change`);
+      const next = editedBackend(config, index, backend.id);
       if (next.weight !== backend.weight) reweighted = true;
       backend.weight = next.weight;
       backend.assumeFromConfig(next.drain, next.backup);
