@@ -379,7 +379,7 @@ export class ConfigFileSync {
   private async record(
     version: number,
     text: string,
-    known: { config?: ReplicatedConfig; written?: RoutesAndPoolsAsWritten; hash?: string; replicatedHash?: string | null } = {},
+    known: { config?: ReplicatedConfig; written?: RoutesAndPoolsAsWritten; hash?: string; replicatedHash?: string } = {},
     options: { durable?: boolean } = {},
   ): Promise<void> {
     const sameText = this.isLastSynced(text);
@@ -392,11 +392,7 @@ export class ConfigFileSync {
     const replicatedHash =
       sameText && this.state.replicatedHash !== null
         ? this.state.replicatedHash
-        : known.replicatedHash !== undefined
-          ? known.replicatedHash
-          : known.written === undefined
-            ? replicatedHashOf(text)
-            : writtenHashOf(known.written);
+        : (known.replicatedHash ?? (known.written === undefined ? replicatedHashOf(text) : writtenHashOf(known.written)));
     this.state = { ...this.state, version, hash, replicatedHash };
     if (!(await this.persist(this.state, options))) return;
     if (this.legacyStatePath !== null) {
