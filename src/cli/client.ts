@@ -178,6 +178,13 @@ interface ConnectionFlags {
 }
 
 class UsageError extends Error {}
+
+/** The words a user typed to reach this command, e.g. "balancer backends weight". */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let at: Command | null = command; at !== null; at = at.parent) names.unshift(at.name());
+  return names.join(' ');
+}
 function parseVersionArgument(text: string): number {
   const version = Number(text.replace(/^v/, ''));
   if (!/^v?\d+$/.test(text) || !Number.isSafeInteger(version) || version < 1) {
@@ -247,7 +254,8 @@ export function registerClientCommands(
         process.exitCode = await body(await clientOptions(flags), ...args);
       } catch (error) {
         if (!(error instanceof UsageError)) throw error;
-        io.err.write(`${command.name()}: ${error.message}\n`);
+        // Commander's own usage errors read "error: ..."; ours say the same and where the command's help is.
+        io.err.write(`error: ${error.message}\n(see \`${commandPath(command)} --help\`)\n`);
         process.exitCode = EXIT_CODES.usage;
       }
     };

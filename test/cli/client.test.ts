@@ -301,7 +301,10 @@ describe('registerClientCommands', () => {
   it('usage errors exit 2: a bad weight, and missing arguments', async () => {
     await program({ admin: base, token: TOKEN }).parseAsync(['backends', 'weight', 'web', 'web-1', 'heavy'], { from: 'user' });
     expect(process.exitCode).toBe(EXIT_CODES.usage);
-    expect(err.text).toContain('weight must be a whole number');
+    expect(err.text).toBe(
+      'error: weight must be a whole number from 1 to 10000 (to stop sending to a backend, drain it), got "heavy"\n' +
+        '(see `balancer backends weight --help`)\n',
+    );
     expect(control.calls).toEqual([]);
 
     const exit = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => {
