@@ -36,6 +36,7 @@ import { keepClientTarget, type UpstreamFacts } from './access-log.js';
 import { splitTarget } from './normalize-path.js';
 import { applyToRequest, applyToResponse, headerVariables, removeField, type CompiledHeaderRules, type HeaderVariables } from './header-rules.js';
 import { requestIdOf } from './request-id.js';
+import { skipDumpOfBodiless } from './request-dump.js';
 import type { CompiledRoute, RoutePolicy } from './router.js';
 import { http2HasBody, isHttp2 } from './http2-requests.js';
 import { GrpcStatus, endGrpcWithStatus, grpcTimeoutMs, isGrpcRequest, writeGrpcError } from './grpc.js';
@@ -570,6 +571,8 @@ export class Forwarder {
     if (req.headers['expect'] !== undefined) delete req.headers['expect'];
     if (route !== null) rewriteRequest(req, route, vars);
     const exchange = new ClientExchange(this.shared, req, res, entry, options);
+    // Nothing reads or listens to a bodiless request beyond its head: Node need not read it to its end afterwards.
+    if (!options.hasBody && !isHttp2(req)) skipDumpOfBodiless(req);
     exchange.start();
     return exchange;
   }
