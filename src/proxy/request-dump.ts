@@ -2,16 +2,18 @@
 //
 // When a response finishes, Node's server "dumps" the request if nobody read it (IncomingMessage.prototype._dump):
 // it resumes the stream so that a body still coming is drained. A request without a body (no Content-Length, no
-// Transfer-Encoding: the parser has already ended it) has nothing to drain: resuming it only runs the stream
+// Transfer-Encoding: the parser ends it with its head) has nothing to drain: resuming it only runs the stream
 // machinery to emit 'end' and then 'close', to no listener, through three process.nextTick callbacks (about 5,000
 // instructions per request, as much as a third of balancer's own work on a GET). The proxy reads such a request's
 // head only, and nothing listens for its 'end' or 'close'; _dump does nothing for a request already marked dumped, so
-// the proxy marks it so. The request is not destroyed: a client that goes away mid-response still aborts it as before
-// (Node destroys the requests it has not answered), and its response's 'close' is untouched.
+// the proxy marks it so. It also marks its end as emitted (readableEnded, which such a request has reached in all but
+// the event): Node lets go of a request from the connection's parser once it has ended and, for one not yet ended,
+// waits for its 'end'; an idle keep-alive connection would otherwise hold its last request until the next one. The
+// request is not destroyed; a client that goes away mid-response still destroys it and its response as before.
 //
-// _dump is Node's internal: the mark is set only when its source text is the one this was written against (Node
-// 20.20) and a probe at load finds that a request so marked and dumped neither flows nor schedules a read;
-// otherwise every request is dumped by Node as before.
+// _dump and the stream's end flag are Node's internals: the marks are set only when _dump's source text is the one
+// this was written against (Node 20.20) and a probe at load finds that a request so marked reads as ended and, dumped,
+// neither flows nor schedules a read; otherwise every request is dumped by Node as before.
 
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
@@ -22,7 +24,13 @@ const KNOWN_DUMP = new Set(['cc9e0dfc34ee1b1a45289c9f6093511a7b187f89fb5592a4db2
 /** The fields of an IncomingMessage this reads and sets: Node's own, internal. */
 interface DumpState {
   _dumped: boolean;
-  _readableState?: { resumeScheduled?: boolean };
+  _readableState: { resumeScheduled?: boolean; endEmitted?: boolean };
+}
+
+/** Marks a request dumped and its end emitted. */
+function markRead(req: DumpState): void {
+  req._dumped = true;
+  req._readableState.endEmitted = true;
 }
 
 /** Whether `dump` (as IncomingMessage.prototype._dump) is the known one and leaves a request marked dumped alone. */
@@ -35,9 +43,11 @@ export function detectDumpSkip(
   // A socket that is not readable: were the mark ignored, the scheduled read would not touch it.
   const probe = new http.IncomingMessage({ readable: false } as unknown as IncomingMessage['socket']);
   const state = probe as unknown as DumpState;
-  state._dumped = true;
+  if (state._readableState === undefined) return { ok: false, why: 'no _readableState' };
+  markRead(state);
+  if (!probe.readableEnded) return { ok: false, why: 'a request marked ended does not read as ended' };
   (dump as (this: IncomingMessage) => void).call(probe);
-  if (probe.readableFlowing !== null || state._readableState?.resumeScheduled !== false) return { ok: false, why: 'a request marked dumped was read' };
+  if (probe.readableFlowing !== null || state._readableState.resumeScheduled !== false) return { ok: false, why: 'a request marked dumped was read' };
   return { ok: true };
 }
 
@@ -54,9 +64,9 @@ export function useDumpSkip(enabled: boolean): void {
 }
 
 /**
- * Marks an HTTP/1 request without a body (its whole message already parsed) so that Node does not read it to its end
- * after the response. Only for requests nothing listens to for 'data', 'end' or 'close'.
+ * Marks an HTTP/1 request without a body (its whole message parsed with its head) as read to its end, so that Node
+ * does not read it again after the response. Only for requests nothing listens to for 'data', 'end' or 'close'.
  */
 export function skipDumpOfBodiless(req: IncomingMessage): void {
-  if (skipping) (req as unknown as DumpState)._dumped = true;
+  if (skipping) markRead(req as unknown as DumpState);
 }

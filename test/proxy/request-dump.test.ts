@@ -14,8 +14,11 @@ const { backend, gateway } = perTestResources();
 
 afterEach(() => useDumpSkip(true));
 
-/** A plain node:http server whose handler marks each request and answers it; resolves with the request and its response. */
-async function answeredRequest(): Promise<{ req: http.IncomingMessage; res: http.ServerResponse }> {
+/**
+ * A plain node:http server whose handler marks each request and answers it, over a keep-alive connection left open;
+ * resolves once the response has closed with the request, and whether the connection's parser still holds it.
+ */
+async function answeredRequest(): Promise<{ req: http.IncomingMessage; heldByParser: boolean }> {
   const server = http.createServer();
   const handled = new Promise<{ req: http.IncomingMessage; res: http.ServerResponse }>((resolve) => {
     server.once('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -26,15 +29,24 @@ async function answeredRequest(): Promise<{ req: http.IncomingMessage; res: http
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
+  const agent = new http.Agent({ keepAlive: true });
   try {
-    const answer = await rawExchange((server.address() as AddressInfo).port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
-    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
-    const exchange = await handled;
-    if (!exchange.res.closed) await once(exchange.res, 'close');
+    const answer = await new Promise<number>((resolve, reject) => {
+      http.get({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    });
+    expect(answer).toBe(200);
+    const { req, res } = await handled;
+    if (!res.closed) await once(res, 'close');
     // Every process.nextTick callback queued by the response's end has run before the next turn of the loop.
     await new Promise((resolve) => setImmediate(resolve));
-    return exchange;
+    expect(req.socket.destroyed).toBe(false);
+    const parser = (req.socket as unknown as { parser?: { incoming: unknown } | null }).parser;
+    return { req, heldByParser: parser?.incoming === req };
   } finally {
+    agent.destroy();
     server.close();
   }
 }
@@ -56,15 +68,18 @@ describe('skipping the dump of a bodiless request', () => {
     expect(detectDumpSkip(ignoresMark, known)).toEqual({ ok: false, why: 'a request marked dumped was read' });
   });
 
-  it('leaves an answered bodiless request unread; with the skip off, Node reads it to its end and closes it', async () => {
+  it('leaves an answered bodiless request undumped and lets go of it; with the skip off, Node reads it to its end and closes it', async () => {
     const skipped = await answeredRequest();
-    expect(skipped.req.readableEnded).toBe(false);
     expect(skipped.req.destroyed).toBe(false);
+    expect(skipped.req.readableEnded).toBe(true);
     expect(skipped.req.complete).toBe(true);
+    // The idle keep-alive connection does not keep its last request alive.
+    expect(skipped.heldByParser).toBe(false);
     useDumpSkip(false);
     const dumped = await answeredRequest();
-    expect(dumped.req.readableEnded).toBe(true);
     expect(dumped.req.destroyed).toBe(true);
+    expect(dumped.req.readableEnded).toBe(true);
+    expect(dumped.heldByParser).toBe(false);
   });
 
   for (const enabled of [true, false]) {
