@@ -3,7 +3,7 @@
 // Ordinary requests go to backends through undici (upstream-exchange.ts); WebSocket and other Upgrade requests
 // through http-proxy (websocket-tunnel.ts). The docs' design section says why, with the numbers.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 // The module's binding: the global `performance` is a getter, a call on every read (twice per request here).
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
@@ -72,15 +72,16 @@ interface Shared {
   readonly breaker: CircuitBreaker;
 }
 
-function hasRequestBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
+// `headers` is req.headers read once by the caller: Node's getter runs on every read.
+function hasRequestBody(req: IncomingMessage, headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
   if (length !== undefined) return length !== '0';
   if (isHttp2(req)) return http2HasBody(req);
-  return req.headers['transfer-encoding'] !== undefined;
+  return headers['transfer-encoding'] !== undefined;
 }
 
-function wantsClose(req: IncomingMessage): boolean {
-  const raw = req.headers.connection;
+function wantsClose(req: IncomingMessage, headers: IncomingHttpHeaders): boolean {
+  const raw = headers.connection;
   // What clients send in practice (keep the connection, HTTP/1.0 or 1.1), before a lower-cased copy is made.
   if (raw === 'keep-alive') return false;
   const connection = raw?.toLowerCase() ?? '';
@@ -112,7 +113,7 @@ function peerAddress(req: IncomingMessage): string {
 function clientFacts(req: IncomingMessage, trusted: TrustedProxies) {
   const socket = req.socket;
   const remoteAddress = peerAddress(req);
-  return { remoteAddress, encrypted: (socket as { encrypted?: boolean }).encrypted === true, trusted: trusted.has(remoteAddress) };
+  return { remoteAddress, encrypted: (socket as { encrypted?: boolean }).encrypted === true, trusted: !trusted.empty && trusted.has(remoteAddress) };
 }
 
 /** One client request across its attempts: picks, retries, answers, logs. */
@@ -549,26 +550,28 @@ export class Forwarder {
     const affinity = this.affinityOf(req, entry, facts.remoteAddress);
     const responseRules = route?.responseHeaders ?? null;
     const vars = route?.requestHeaders != null || responseRules !== null ? headerVariables(req) : null;
+    const headers = req.headers;
+    const grpc = isGrpcRequest(req);
     const options = {
-      hasBody: hasRequestBody(req),
+      hasBody: hasRequestBody(req, headers),
       maxBodySize,
       // An HTTP/2 connection is never closed by a response: draining sends GOAWAY instead.
-      close: !isHttp2(req) && (draining || wantsClose(req)),
+      close: !isHttp2(req) && (draining || wantsClose(req, headers)),
       hostFromBackend: route?.rewrite?.hostFromBackend === true,
       routeLabel: route?.label ?? '',
       policy: route?.policy ?? null,
       responseRules: responseRules === null || vars === null ? null : { rules: responseRules, vars },
-      grpc: isGrpcRequest(req),
-      deadlineMs: isGrpcRequest(req) ? grpcTimeoutMs(req.headers['grpc-timeout']) : null,
+      grpc,
+      deadlineMs: grpc ? grpcTimeoutMs(headers['grpc-timeout']) : null,
       affinity,
     };
-    const te = req.headers['te'];
-    const grpcTrailers = options.grpc && typeof te === 'string' && te.trim().toLowerCase() === 'trailers';
-    prepareRequestHeaders(req.headers, facts, false, isHttp2(req) ? null : req.rawHeaders);
+    const te = headers['te'];
+    const grpcTrailers = grpc && typeof te === 'string' && te.trim().toLowerCase() === 'trailers';
+    prepareRequestHeaders(headers, facts, false, isHttp2(req) ? null : req.rawHeaders);
     // gRPC servers require TE: trailers end to end; the proxy reads trailers too, so it is sent on (as Envoy does).
-    if (grpcTrailers) req.headers.te = 'trailers';
+    if (grpcTrailers) headers.te = 'trailers';
     // Node already answered `100 Continue` to the client; the backend must not wait for a second one.
-    if (req.headers['expect'] !== undefined) delete req.headers['expect'];
+    if (headers['expect'] !== undefined) delete headers['expect'];
     if (route !== null) rewriteRequest(req, route, vars);
     const exchange = new ClientExchange(this.shared, req, res, entry, options);
     // Nothing reads or listens to a bodiless request beyond its head: Node need not read it to its end afterwards.
