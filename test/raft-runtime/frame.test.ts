@@ -190,6 +190,8 @@ describe('parsePeerMessage', () => {
   it('accepts a well-formed network message', () => {
     const message = { type: 'MsgApp', from: 'n1', to: 'n2', term: 2, index: 3, logTerm: 1, commit: 3, entries: [{ index: 4, term: 2, type: 'normal', data: 'x' }] };
     expect(parsePeerMessage(Buffer.from(JSON.stringify(message)))).toEqual(message);
+    const notice = { type: 'MsgApp', from: 'n1', to: 'n2', term: 2, index: 4, logTerm: 2, commit: 4, entries: [], commitOnly: true };
+    expect(parsePeerMessage(Buffer.from(JSON.stringify(notice)))).toEqual(notice);
   });
 
   it('refuses local-only message types and wrong shapes', () => {
@@ -199,6 +201,7 @@ describe('parsePeerMessage', () => {
       { type: 'MsgApp', from: 'n1', to: 'n2', term: -1 },
       { type: 'MsgApp', from: 'n1', to: 'n2', term: 1, entries: [{ index: 1 }] },
       { type: 'MsgSnap', from: 'n1', to: 'n2', term: 1, snapshot: { data: 1 } },
+      { type: 'MsgApp', from: 'n1', to: 'n2', term: 1, commitOnly: 'yes' },
       [],
       'MsgApp',
     ]) {

@@ -223,3 +223,31 @@ describe('flow control', () => {
     expect(toB.length).toBeLessThanOrEqual(1);
   });
 });
+
+describe('commit notices', () => {
+  it('a voter that acknowledged everything takes a commit notice without answering it; one with entries unacknowledged answers', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a', noPreVote);
+    const before = net.sent.length;
+    net.propose('a', 'x');
+    const sent = net.sent.slice(before);
+    // b's acknowledgement commits x while c's is still on its way: b is told it needs no answer, c is not.
+    const notices = sent.filter((m) => m.type === 'MsgApp' && (m.entries ?? []).length === 0);
+    expect(notices.map((m) => [m.to, m.commitOnly === true])).toEqual([
+      ['b', true],
+      ['c', false],
+    ]);
+    expect(sent.filter((m) => m.type === 'MsgAppResp').map((m) => m.from)).toEqual(['b', 'c', 'c']);
+    for (const id of ['a', 'b', 'c']) expect(net.appliedData(id)).toEqual(['x']);
+    expect(net.raw('b').status().commit).toBe(net.raw('a').status().commit);
+  });
+
+  it('a member whose log does not match a commit notice still rejects it, so the leader finds where they part', () => {
+    const net = electedCluster(['a', 'b', 'c'], 'a', noPreVote);
+    net.propose('a', 'x');
+    const { term, lastIndex } = net.raw('b').status();
+    const before = net.sent.length;
+    net.send({ type: 'MsgApp', from: 'a', to: 'b', term, index: lastIndex + 5, logTerm: term, entries: [], commit: lastIndex, commitOnly: true });
+    expect(net.sent.slice(before).find((m) => m.from === 'b')).toMatchObject({ type: 'MsgAppResp', to: 'a', reject: true });
+  });
+
+});

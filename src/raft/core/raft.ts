@@ -678,7 +678,8 @@ export class Raft {
     }
     const lastNew = this.raftLog.maybeAppend(prevIndex, m.logTerm ?? 0, m.commit ?? 0, m.entries ?? []);
     if (lastNew !== undefined) {
-      this.acknowledgeAppend(m.from, lastNew);
+      // The leader asked for no answer to a commit notice it knows we hold the log for (see maybeSendAppend).
+      if (m.commitOnly !== true || (m.entries?.length ?? 0) > 0) this.acknowledgeAppend(m.from, lastNew);
       return;
     }
     // Fast backtracking: skip back past every entry of a term greater than the leader's prevLogTerm,
@@ -798,6 +799,10 @@ export class Raft {
     // because a learner neither votes nor counts for the quorum; when promoted it gets the uncommitted tail like any voter.
     if (pr.isLearner && entries.length > 0) entries = entries.slice(0, Math.max(0, this.raftLog.committed - pr.next + 1));
     if (entries.length === 0 && !sendIfEmpty) return false;
+    // A commit notice to a member that acknowledged everything up to prevIndex: its answer would tell nothing new (the
+    // match is known, no window slot is taken, and the acknowledgement before it marked the member active), so it is
+    // asked not to send one. A probe, or a member with entries still unacknowledged, is answered as before.
+    const commitOnly = entries.length === 0 && pr.state === 'replicate' && pr.match === prevIndex;
     this.send({
       to,
       type: 'MsgApp',
@@ -806,6 +811,7 @@ export class Raft {
       logTerm: prevTerm,
       entries,
       commit: this.raftLog.committed,
+      ...(commitOnly ? { commitOnly } : {}),
     });
     pr.sentEntries(entries.length, entries.length > 0 ? entries[entries.length - 1]!.index : prevIndex);
     pr.appendedSinceBeat = true;

@@ -88,6 +88,12 @@ export interface Message {
   readonly snapshot?: Snapshot;
   /** Opaque request context: ReadIndex request ids, heartbeat read contexts. */
   readonly context?: string;
+  /**
+   * MsgApp: a commit notice the leader needs no answer to (no entries, and the member acknowledged everything up to
+   * `index` already); a member whose log matches takes the commit without acknowledging it. Nodes that do not know the
+   * field answer as before.
+   */
+  readonly commitOnly?: boolean;
 }
 
 /** A linearizable read became safe: once appliedIndex >= index, reads answered for requestCtx are up to date. */

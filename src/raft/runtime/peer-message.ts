@@ -43,6 +43,7 @@ export function parsePeerMessage(payload: Buffer): Message | null {
     optional(m['rejectHint'], isCount) &&
     optional(m['reject'], (v) => typeof v === 'boolean') &&
     optional(m['context'], (v) => typeof v === 'string') &&
+    optional(m['commitOnly'], (v) => typeof v === 'boolean') &&
     optional(m['entries'], (v) => Array.isArray(v) && v.every(isEntry)) &&
     optional(m['snapshot'], isSnapshot);
   if (!valid) return null;
