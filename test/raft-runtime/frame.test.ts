@@ -153,6 +153,22 @@ describe('FrameKey', () => {
       }),
     );
   });
+
+  it('MACs a frame the encoder writes, small or snapshot-sized, as createHmac does over its bytes', () => {
+    const keyBytes = Buffer.from('a session key of some length');
+    const frameKey = new FrameKey(keyBytes);
+    const encoder = new FrameEncoder('prod', 'n1', 'n2');
+    for (const size of [0, 1, 300, 64 * 1024 - 60, 64 * 1024, 200 * 1024]) {
+      for (const payload of ['x'.repeat(size), Buffer.alloc(size, 7)]) {
+        const bytes = encoder.encode(FrameKind.message, 3, payload, frameKey);
+        const end = bytes.length - 32;
+        expect(bytes.subarray(end).equals(createHmac('sha256', keyBytes).update(bytes.subarray(0, end)).digest())).toBe(true);
+        expect(decodeFrame(bytes, { key: frameKey, clusterId: 'prod', expectedSeq: 3 }).ok).toBe(true);
+      }
+    }
+    const big = Buffer.alloc(100 * 1024, 1);
+    expect(frameKey.mac(big).equals(createHmac('sha256', keyBytes).update(big).digest())).toBe(true);
+  });
 });
 
 describe('FrameReader', () => {

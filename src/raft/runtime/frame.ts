@@ -16,7 +16,7 @@
  * one connection is worthless on any other.
  */
 
-import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
+import { createHash, createHmac, hash, timingSafeEqual, type Hash } from 'node:crypto';
 import { errorMessage } from '../../errors.js';
 
 const FRAME_VERSION = 1;
@@ -62,28 +62,56 @@ export interface DecodeOptions {
 
 /** SHA-256 block size: HMAC pads its key to one block. */
 const SHA256_BLOCK_BYTES = 64;
+/** Frames up to this size are MACed by one-shot hashes of a copy behind the pad block; bigger ones (snapshots) by streaming. */
+const ONE_SHOT_MAX_BYTES = 64 * 1024;
+/** Bytes an encoder leaves in front of a frame for the MAC's inner pad block (see FrameKey). */
+const PAD_ROOM_BYTES = SHA256_BLOCK_BYTES;
 
 /**
- * An HMAC-SHA256 key made ready once for many frames: the two SHA-256 states after the key's inner and outer pad blocks
- * are kept, and each MAC copies them (RFC 2104: H(k ^ opad || H(k ^ ipad || data))). Same bytes as createHmac with the
- * key, so nodes of either kind verify each other's frames; what is saved is createHmac's per-call key set-up (the
- * digest fetch and the two pad blocks), which on a leader fanning a change out to a fleet ran once per frame.
+ * An HMAC-SHA256 key made ready once for many frames (RFC 2104: H(k ^ opad || H(k ^ ipad || data))). The inner and
+ * outer pad blocks are kept, and a frame's MAC is two one-shot hashes: of the inner pad followed by the frame, then of
+ * the outer pad followed by that digest. Same bytes as createHmac with the key, so nodes of either build verify each
+ * other's frames; what is saved is the per-frame set-up a Hash or Hmac object costs (a native object, its digest
+ * context and its JS wrapper, three of them per frame before), which on a leader fanning a change out to a fleet is
+ * paid per member. A frame the encoder writes leaves the pad block's room in front of itself (PAD_ROOM_BYTES), so it
+ * is hashed where it lies; a received one is copied behind a pad block first, unless it is big.
  */
 export class FrameKey {
-  private readonly inner: Hash;
-  private readonly outer: Hash;
+  private readonly innerPad: Buffer;
+  private readonly innerState: Hash;
+  private readonly outerState: Hash;
+  /** The outer pad and room for the inner digest: the outer hash's whole input. */
+  private readonly outerInput: Buffer;
 
   constructor(key: Buffer) {
     const block = Buffer.alloc(SHA256_BLOCK_BYTES);
     (key.length > SHA256_BLOCK_BYTES ? createHash('sha256').update(key).digest() : key).copy(block);
-    const padded = (pad: number): Buffer => Buffer.from(block.map((byte) => byte ^ pad));
-    this.inner = createHash('sha256').update(padded(0x36));
-    this.outer = createHash('sha256').update(padded(0x5c));
+    this.innerPad = Buffer.from(block.map((byte) => byte ^ 0x36));
+    const outerPad = Buffer.from(block.map((byte) => byte ^ 0x5c));
+    this.innerState = createHash('sha256').update(this.innerPad);
+    this.outerState = createHash('sha256').update(outerPad);
+    this.outerInput = Buffer.alloc(SHA256_BLOCK_BYTES + MAC_BYTES);
+    outerPad.copy(this.outerInput);
   }
 
   /** HMAC-SHA256 of `data` under this key. */
   mac(data: Uint8Array): Buffer {
-    return this.outer.copy().update(this.inner.copy().update(data).digest()).digest();
+    if (data.length > ONE_SHOT_MAX_BYTES) {
+      // A snapshot can be megabytes: hashed from the kept states rather than copied.
+      return this.outerState.copy().update(this.innerState.copy().update(data).digest()).digest();
+    }
+    const padded = Buffer.allocUnsafe(PAD_ROOM_BYTES + data.length);
+    padded.set(data, PAD_ROOM_BYTES);
+    return this.macPadded(padded);
+  }
+
+  /** HMAC-SHA256 of `padded` after its first PAD_ROOM_BYTES bytes, which this overwrites with the inner pad block. */
+  macPadded(padded: Buffer): Buffer {
+    this.innerPad.copy(padded);
+    hash('sha256', padded, 'buffer').copy(this.outerInput, SHA256_BLOCK_BYTES);
+    // The pad block is key material, and the buffer may be a slice of Node's shared pool: it is not left there.
+    padded.fill(0, 0, PAD_ROOM_BYTES);
+    return hash('sha256', this.outerInput, 'buffer');
   }
 }
 
@@ -116,7 +144,9 @@ export class FrameEncoder {
   encode(kind: FrameKindCode, seq: number, payload: Uint8Array | string, key: FrameKey): Buffer {
     const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
     const total = LENGTH_PREFIX_BYTES + FIXED_HEADER_BYTES + this.ids.length + payloadBytes + MAC_BYTES;
-    const out = Buffer.allocUnsafe(total);
+    // The frame is written after room for the MAC's pad block, so its bytes are hashed where they lie.
+    const padded = Buffer.allocUnsafe(PAD_ROOM_BYTES + total);
+    const out = padded.subarray(PAD_ROOM_BYTES);
     out.writeUInt32BE(total - LENGTH_PREFIX_BYTES, 0);
     out[4] = FRAME_VERSION;
     out[5] = kind;
@@ -129,7 +159,8 @@ export class FrameEncoder {
       out.set(payload, at);
       at += payload.length;
     }
-    key.mac(out.subarray(0, at)).copy(out, at);
+    const mac = at > ONE_SHOT_MAX_BYTES ? key.mac(out.subarray(0, at)) : key.macPadded(padded.subarray(0, PAD_ROOM_BYTES + at));
+    mac.copy(out, at);
     return out;
   }
 }
