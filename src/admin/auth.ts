@@ -1,6 +1,6 @@
 // Bearer-token checking for the admin API: parsing the header and comparing in constant time.
 
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 export type AuthOutcome = 'ok' | 'missing' | 'wrong' | 'disabled';
 
@@ -9,7 +9,8 @@ export const TOKEN_HOWTO =
   'set admin.token or admin.tokenFile in balancer.yaml (taken when the file is saved), or the BALANCER_ADMIN_TOKEN environment variable and restart';
 
 function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
+  // One-shot: no Hash object per admin request.
+  return hash('sha256', value, 'buffer');
 }
 
 /**

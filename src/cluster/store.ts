@@ -548,7 +548,8 @@ export class ClusterStore implements ControlPlane {
    */
   private recordIdentities(): void {
     if (this.recordingIdentities || this.stopped || this.node.failed !== null || this.node.leaderId !== this.nodeId) return;
-    const { voters, learners } = this.node.status().confState;
+    // Runs on every applied entry: the membership alone, not the leader's progress map of every member.
+    const { voters, learners } = this.node.confState();
     const incarnations: Record<string, string> = {};
     for (const id of [...voters, ...learners]) {
       const member = this.machine.member(id);

@@ -203,6 +203,11 @@ export class RawNode {
     return this.raft.electionsStarted;
   }
 
+  /** The membership alone: status() without the progress map (which holds an object per member on a leader). */
+  confState(): ConfState {
+    return this.raft.confState();
+  }
+
   /** The cheap part of status(): no progress map, no membership copy. */
   basicStatus(): BasicStatus {
     const r = this.raft;

@@ -38,7 +38,7 @@ import type { Logger } from '../../log.js';
 import type { RaftMetrics } from '../../metrics/types.js';
 import { decodeConfChange, encodeConfChange, RawNode, type BasicStatus, type RaftStatus } from '../core/index.js';
 import { MemoryStorage } from '../core/storage.js';
-import type { ConfChange, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from '../core/types.js';
+import type { ConfChange, ConfState, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from '../core/types.js';
 import { DiskStorage, type DiskStorageOptions, type PersistedState, type RaftStorage } from './storage.js';
 import type { PeerIdentity, PeerRefusal } from './peer-connection.js';
 import { PeerTransport, type PeerStats, type PeerTransportOptions, type RaftTransport } from './transport.js';
@@ -348,6 +348,11 @@ export class RaftNode {
 
   basicStatus(): BasicStatus {
     return this.rawNode.basicStatus();
+  }
+
+  /** The voters and learners: status() without the leader's progress map. */
+  confState(): ConfState {
+    return this.rawNode.confState();
   }
 
   peerStats(): Record<NodeId, PeerStats> {
