@@ -31,7 +31,7 @@ describe('Raft tick timer', () => {
     while (cleanups.length > 0) await cleanups.pop()!();
   });
 
-  async function startNode(join_: boolean, peers: Record<string, string>) {
+  async function startNode(join_: boolean, peers: Record<string, string>, defer?: (run: () => void) => void) {
     const dir = await mkdtemp(join(tmpdir(), 'balancer-ticks-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const clock = new FiringClock();
@@ -50,6 +50,7 @@ describe('Raft tick timer', () => {
       metrics,
       clock,
       random: seededRandom(3),
+      ...(defer === undefined ? {} : { defer }),
     });
     cleanups.push(() => node.stop());
     return { node, clock, metrics };
@@ -73,5 +74,23 @@ describe('Raft tick timer', () => {
     // Its ticks reached the core: it never campaigned, and it is still no leader.
     expect(metrics.elections).toBe(0);
     expect(node.basicStatus().role).toBe('follower');
+  });
+
+  it('an input that leaves nothing to do (a tick of a node that may not campaign) schedules no Ready turn', async () => {
+    let turns = 0;
+    const { clock, metrics } = await startNode(true, { n2: '127.0.0.1:1', n1: '127.0.0.1:0' }, (run) => {
+      turns++;
+      setImmediate(run);
+    });
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    await turn();
+    const before = turns;
+    // One learner beat at a time, each followed by a turn of the event loop (where a scheduled Ready turn would run).
+    for (let beat = 0; beat < 4; beat++) {
+      clock.advance(ELECTION_MS / 2);
+      await turn();
+    }
+    expect(metrics.ticks).toBe(20);
+    expect(turns - before).toBe(0);
   });
 });

@@ -196,6 +196,8 @@ export class RaftNode {
   private leader: NodeId | null = null;
   /** Elections the metrics were told of: the core counts them, the metric is a counter. */
   private electionsReported = 0;
+  /** The term, commit and applied index the gauges last showed (-1: not set yet). */
+  private readonly reported = { term: -1, commit: -1, applied: -1 };
   private boundPort = 0;
   private readonly peerIdentities = new Map<NodeId, PeerIdentity>();
   /**
@@ -510,6 +512,8 @@ export class RaftNode {
 
   private kick(): void {
     if (this.scheduled || this.loop !== null || this.stopped || this.failure !== null) return;
+    // Most inputs leave nothing to do (an acknowledgement that commits nothing, a heartbeat answer): no turn for them.
+    if (!this.rawNode.hasReady()) return;
     this.scheduled = true;
     (this.options.defer ?? setImmediate)(() => {
       this.scheduled = false;
@@ -693,9 +697,10 @@ export class RaftNode {
     if (elections > this.electionsReported) this.metrics.electionsStarted(elections - this.electionsReported);
     this.electionsReported = elections;
     const status = this.rawNode.basicStatus();
-    this.metrics.setTerm(status.term);
-    this.metrics.setCommitIndex(status.commit);
-    this.metrics.setAppliedIndex(this.appliedIndex);
+    // Each gauge set costs prom-client a label hash; a change passes through several Readies, each moving one or none.
+    if (status.term !== this.reported.term) this.metrics.setTerm((this.reported.term = status.term));
+    if (status.commit !== this.reported.commit) this.metrics.setCommitIndex((this.reported.commit = status.commit));
+    if (this.appliedIndex !== this.reported.applied) this.metrics.setAppliedIndex((this.reported.applied = this.appliedIndex));
     for (const read of ready.readStates) this.emit({ type: 'read', context: read.requestCtx, index: read.index });
     if (announceApplied) this.emit({ type: 'applied', index: this.appliedIndex });
   }
