@@ -59,11 +59,6 @@ export class ListenerSet {
     return new Map(this.running.map((entry) => [entry.config.name, entry.address]));
   }
 
-  /** Open client connections per listener, draining ones not included. */
-  get connections(): ReadonlyMap<string, number> {
-    return new Map(this.running.map((entry) => [entry.config.name, entry.listener.connections]));
-  }
-
   private httpsPort(): number | null {
     return this.running.find((entry) => entry.config.tls !== null)?.address.port ?? null;
   }
@@ -90,7 +85,9 @@ export class ListenerSet {
 
   /** Stops accepting at once; the listener's connections finish their requests (up to drainMs) in the background. */
   private retire(entry: Running, drainMs: number, why: string): void {
-    this.options.logger.info(`listener ${why}: draining its connections`, { listener: entry.config.name, listen: entry.config.listen, open: entry.listener.connections, drainMs });
+    void entry.listener.openConnections().then((open) => {
+      this.options.logger.info(`listener ${why}: draining its connections`, { listener: entry.config.name, listen: entry.config.listen, open, drainMs });
+    });
     const done = entry.listener.close(drainMs).catch((error: unknown) => this.options.logger.error('listener drain failed', { listener: entry.config.name, err: error }));
     this.draining.add(done);
     void done.finally(() => this.draining.delete(done));

@@ -54,7 +54,18 @@ export interface ListenerOptions {
 export class ProxyListener {
   private readonly server: http.Server;
   private readonly options: ListenerOptions;
-  private readonly sockets = new Set<Socket>();
+  /**
+   * The connections no HTTP/1 parser of the server holds, which closeAllConnections() would miss at the drain deadline:
+   * a TLS listener's TCP sockets (the parser holds their TLS socket), a plain one's while its first bytes are read for
+   * the h2c preface, and the sockets Upgrade and CONNECT requests take out of the server. A plain HTTP/1 connection is
+   * Node's alone: tracking it here too cost about 240 bytes per idle keep-alive connection (this set's slot, and a
+   * second 'close' listener, which keeps the socket's listeners an array of 20 slots after its first request).
+   */
+  private readonly socketsOutsideHttp1 = new Set<Duplex>();
+  /** Adds a socket to socketsOutsideHttp1 until it closes. */
+  private readonly trackSocket: (socket: Duplex) => void;
+  /** Removes a socket from socketsOutsideHttp1: an HTTP/1 parser of the server has it now. */
+  private readonly untrackSocket: (socket: Duplex) => void;
   /** Open connections by client address, for limits.maxConnectionsPerIp (tracked only while it is set). */
   private readonly connectionsByAddress = new Map<string, number>();
   private draining = false;
@@ -98,6 +109,7 @@ export class ProxyListener {
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     // Without a listener Node drops CONNECT silently; say why instead.
     this.server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+      this.trackSocket(socket);
       this.logSocketRequest(req, socket);
       socket.on('error', () => socket.destroy());
       writeRawError(socket, CONNECT_REFUSED);
@@ -114,21 +126,30 @@ export class ProxyListener {
         }
       });
     }
-    // One 'close' listener shared by every socket (called with the socket as `this`): a closure or a once() wrapper
-    // per connection costs about 200 bytes each, 2 MB over 10,000 idle keep-alive connections.
-    const sockets = this.sockets;
-    const forget = function (this: Socket): void {
-      sockets.delete(this);
+    // One 'close' listener shared by every tracked socket (called with the socket as `this`): a closure or a once()
+    // wrapper per connection costs about 200 bytes more each.
+    const outside = this.socketsOutsideHttp1;
+    const forget = function (this: Duplex): void {
+      outside.delete(this);
     };
+    this.trackSocket = (socket) => {
+      outside.add(socket);
+      socket.on('close', forget);
+    };
+    this.untrackSocket = (socket) => {
+      outside.delete(socket);
+      socket.off('close', forget);
+    };
+    const offersHttp2 = tls === null ? options.config.h2c : options.config.http2;
+    // Node's HTTP/1 handler took a plain connection before this listener runs; the others reach a parser later or never.
+    const parsedAtOnce = tls === null && !offersHttp2;
     this.server.on('connection', (socket: Socket) => {
       if (!this.admitConnection(socket)) return;
-      sockets.add(socket);
-      socket.on('close', forget);
+      if (!parsedAtOnce) this.trackSocket(socket);
     });
     this.server.on('tlsClientError', (error: Error) => {
       if (options.logger.enabled('debug')) options.logger.debug('TLS handshake failed', { err: error });
     });
-    const offersHttp2 = tls === null ? options.config.h2c : options.config.http2;
     this.http2 = offersHttp2
       ? new Http2Front({
           maxHeaderListSize: limits.maxHeaderSize,
@@ -149,7 +170,10 @@ export class ProxyListener {
     // The first listener is the one the http/https constructor registered.
     const [http1] = this.server.listeners(event) as Array<(socket: Socket) => void>;
     this.server.removeListener(event, http1!);
-    const toHttp1 = (socket: Socket): void => http1!.call(this.server, socket);
+    const toHttp1 = (socket: Socket): void => {
+      if (!tls) this.untrackSocket(socket);
+      http1!.call(this.server, socket);
+    };
     if (tls) {
       this.server.on(event, (socket: TLSSocket) => {
         if (socket.destroyed) return;
@@ -397,6 +421,7 @@ export class ProxyListener {
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.trackSocket(socket);
     if (isClosing(socket)) {
       socket.destroy();
       return;
@@ -483,8 +508,8 @@ export class ProxyListener {
   }
 
   /** Open client connections (draining ones included). */
-  get connections(): number {
-    return this.sockets.size;
+  openConnections(): Promise<number> {
+    return new Promise((resolve) => this.server.getConnections((error, count) => resolve(error === null ? count : 0)));
   }
 
   /** Stops accepting, lets in-flight requests finish until the deadline, then cuts what is left; the access log stays open. */
@@ -497,10 +522,10 @@ export class ProxyListener {
     const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainMs).unref());
     const result = await Promise.race([closed.then(() => 'closed' as const), deadline]);
     if (result === 'timeout') {
-      this.options.logger.warn('drain deadline reached; closing remaining connections', { listener: this.name, open: this.sockets.size });
+      this.options.logger.warn('drain deadline reached; closing remaining connections', { listener: this.name, open: await this.openConnections() });
       this.server.closeAllConnections();
       this.http2?.destroy();
-      for (const socket of this.sockets) socket.destroy();
+      for (const socket of this.socketsOutsideHttp1) socket.destroy();
       await closed;
     }
     // The last connections' close events (and their access lines) run before whoever owns the log closes it.
