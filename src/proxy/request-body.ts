@@ -25,8 +25,10 @@ export class RequestBody extends Readable {
   private attached = false;
 
   constructor(req: IncomingMessage, limit: number, events: BodyEvents) {
-    // Chunks are passed on as the client sent them: buffering more here would only delay backpressure.
-    super({ highWaterMark: 0 });
+    // Up to one socket read (64 KiB) may wait here while the backend's socket is full. With no room at all (0) every
+    // chunk paused and resumed the client's request, a nextTick and a stream flow each, which made a 1 MB upload cost
+    // more CPU than the naive proxy's pipe; backpressure still stops the client once this much waits.
+    super({ highWaterMark: 64 * 1024 });
     this.req = req;
     this.limit = limit;
     this.events = events;
