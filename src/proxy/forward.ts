@@ -113,7 +113,7 @@ function peerAddress(req: IncomingMessage): string {
 function clientFacts(req: IncomingMessage, trusted: TrustedProxies) {
   const socket = req.socket;
   const remoteAddress = peerAddress(req);
-  return { remoteAddress, encrypted: (socket as { encrypted?: boolean }).encrypted === true, trusted: !trusted.empty && trusted.has(remoteAddress) };
+  return { remoteAddress, encrypted: (socket as { encrypted?: boolean }).encrypted === true, trusted: trusted.has(remoteAddress) };
 }
 
 /** One client request across its attempts: picks, retries, answers, logs. */
