@@ -299,7 +299,7 @@ export function responseHeaderList(rawHeaders: readonly (Buffer | string)[], clo
     let hopByHop: string | null | undefined;
     const slot = typeof raw === 'string' ? -1 : fieldSlot(raw);
     if (slot < 0) {
-      name = text(raw);
+      name = typeof raw === 'string' ? raw : latin1Text(raw);
       hopByHop = knownName(name, RESPONSE_HOP_BY_HOP_NAMES);
     } else {
       name = FIELD_TEXTS[slot]!;
