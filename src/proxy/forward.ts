@@ -138,6 +138,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
   private bodyConsumed = false;
   private clientGone = false;
   private current: { attempt: UpstreamAttempt; backend: ForwardBackend; isRetry: boolean } | null = null;
+  /** The attempt whose response came in whole; its end may still wait to be written to the client (endQueued). */
+  private completed: UpstreamAttempt | null = null;
   /** The last backend tried and when its attempt started, for the access log. */
   private lastBackend: string | null = null;
   private lastStartedAt = 0;
@@ -196,7 +198,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
   /** The call's grpc-timeout ran out: whatever is under way stops, and the client hears DEADLINE_EXCEEDED. */
   private deadlineExpired(): void {
     this.deadlineTimer = null;
-    if (this.res.writableEnded || this.clientGone) return;
+    if (this.res.writableEnded || this.clientGone || this.completed?.endQueued === true) return;
     this.stopWaiting();
     const current = this.current;
     if (current !== null) {
@@ -329,7 +331,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
   /** The route's timeout ran out: whatever attempt runs is stopped; 504 unless the answer has begun (then it is cut). */
   private onRouteTimeout(ms: number): void {
     this.deadline = null;
-    if (this.clientGone || this.res.writableFinished) return;
+    if (this.clientGone || this.res.writableFinished || this.completed?.endQueued === true) return;
     this.timedOut = true;
     this.stopWaiting();
     const current = this.current;
@@ -374,6 +376,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
     const current = this.current;
     if (current?.attempt !== attempt) return;
     if (error === undefined) {
+      this.completed = attempt;
       const status = attempt.status;
       const elapsedMs = performance.now() - attempt.startedAt;
       this.finishAttempt(status >= 500 ? 'http-5xx' : 'success', elapsedMs);

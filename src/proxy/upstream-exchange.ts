@@ -51,8 +51,9 @@ export interface AttemptOwner {
 }
 
 /**
- * A first body chunk up to this size that arrives in the same read as the head goes to the client as text, joined
- * to the head (see onData). Larger chunks are handed over as they are: copying them would cost more than it saves.
+ * A first body chunk up to this size that arrives in the same loop turn as the head goes to the client as text,
+ * joined to the head (see onData). Larger chunks are handed over as they are: copying them would cost more than it
+ * saves.
  */
 const JOINED_CHUNK_MAX = 4096;
 
@@ -60,12 +61,16 @@ const JOINED_CHUNK_MAX = 4096;
 const ABORTED = new Error('attempt abandoned');
 
 /**
- * Attempts whose response head was written this turn, flushed together in one microtask once undici has parsed the
- * rest of the read. Two arrays used in turn and a V8 promise job instead of queueMicrotask: Node's queueMicrotask
- * builds an AsyncResource and a bound function per call, and a closure per response would be one more allocation.
+ * Attempts whose response head arrived in this turn of the event loop, written to their clients together by one
+ * setImmediate once the poll phase has handed over every read of the turn, rather than one by one as each read is
+ * parsed. Clustered writes wake the clients' readers once per batch instead of once per response: 0.88x the CPU per
+ * GET and 1.12x the req/s in the bench's GET load (notes/issue-12.md, "cpu, session of 04:50").
+ * Two arrays used in turn; responses whose end follows their first write wait in a third for a V8 promise job (see
+ * flushHeads).
  */
 let headsToFlush: UpstreamAttempt[] = [];
 let headsFlushing: UpstreamAttempt[] = [];
+const endsToWrite: UpstreamAttempt[] = [];
 const settled = Promise.resolve();
 
 function flushHeads(): void {
@@ -75,9 +80,9 @@ function flushHeads(): void {
   try {
     for (let i = 0; i < batch.length; i++) {
       const attempt = batch[i]!;
-      // One response's failure must not leave the others of this read unflushed: one whose end waits here would hang.
+      // One response's failure must not leave the others of this turn unflushed: one whose end waits here would hang.
       try {
-        attempt.flushHeadIfWaiting();
+        if (attempt.flushHeadIfWaiting() && endsToWrite.push(attempt) === 1) void settled.then(writeEnds);
       } catch (error) {
         attempt.flushFailed(error as Error);
       }
@@ -86,6 +91,23 @@ function flushHeads(): void {
     // pop() stays in compiled code; assigning `length` is a call into the runtime (about 450 instructions).
     while (batch.length > 0) batch.pop();
   }
+}
+
+/**
+ * Ends the responses whose head and first chunk flushHeads wrote. A promise job runs after the ticks those writes
+ * queued, so each write has left the socket: res.end() then adds nothing, where called beside the write it would
+ * queue an empty second chunk and turn the one write into a writev.
+ */
+function writeEnds(): void {
+  for (let i = 0; i < endsToWrite.length; i++) {
+    const attempt = endsToWrite[i]!;
+    try {
+      attempt.endIfOpen();
+    } catch (error) {
+      attempt.flushFailed(error as Error);
+    }
+  }
+  while (endsToWrite.length > 0) endsToWrite.pop();
 }
 
 export class UpstreamAttempt implements BodyEvents {
@@ -105,10 +127,14 @@ export class UpstreamAttempt implements BodyEvents {
   private abortReason: Error | null = null;
   /** Set once a body chunk went to the client: the head needs no separate flush. */
   private bodyWritten = false;
-  /** The head was written in this read and waits in headsToFlush: the client socket has not been written yet. */
+  /** The head was stored in this turn and waits in headsToFlush: the client socket has not been written yet. */
   private headPending = false;
-  /** The response ended in the read that brought its head: res.end() waits for the end of that read (see onComplete). */
+  /** The first body chunk, as latin1 text, held with the pending head to go out joined to it. */
+  private heldText: string | null = null;
+  /** The response ended in the turn that brought its head: res.end() waits for flushHeads (see onComplete). */
   private endPending = false;
+  /** flushHeads wrote the head and first chunk; res.end() waits for writeEnds. */
+  private endWaiting = false;
   private waitTimer: NodeJS.Timeout | null = null;
   private onDrain: (() => void) | null = null;
 
@@ -189,10 +215,10 @@ export class UpstreamAttempt implements BodyEvents {
       this.fail(error as Error);
       return true;
     }
-    // Server-Sent Events and long polls: a head whose body does not follow in the same read goes out at once. The
-    // microtask runs once undici has parsed the rest of that read (body chunks, the end).
+    // Server-Sent Events and long polls: a head whose body does not follow goes out in this turn of the event loop,
+    // after the poll phase (with the body chunks and the end that came with it).
     this.headPending = true;
-    if (headsToFlush.push(this) === 1) void settled.then(flushHeads);
+    if (headsToFlush.push(this) === 1) setImmediate(flushHeads);
     return true;
   }
 
@@ -201,14 +227,20 @@ export class UpstreamAttempt implements BodyEvents {
     if (this.ended) return true;
     const first = !this.bodyWritten;
     this.bodyWritten = true;
-    // The head is still a string in the response, not yet on the socket. A small first chunk passed as latin1 text
-    // (byte for byte the same) is joined to it by Node into one string and goes out in one plain write; a Buffer
-    // would go out beside the head through the socket's writev, which costs about 8,000 instructions more per
-    // response (each chunk and its encoding read back from a JS array, the encoding names parsed).
-    const joined = first && this.headPending && chunk.length <= JOINED_CHUNK_MAX && !isHttp2(this.owner.req);
-    if (joined ? this.owner.res.write(latin1Text(chunk), 'latin1') : this.owner.res.write(chunk)) return true;
-    // The client reads slower than the backend sends: stop reading the backend until it drains.
     const res = this.owner.res;
+    // The head is still a string in the response, not yet on the socket. A small first chunk kept as latin1 text
+    // (byte for byte the same; text, because the chunk is a view into a read buffer) is joined to it by Node into
+    // one string and goes out with it in one plain write; a Buffer would go out beside the head through the socket's
+    // writev, which costs about 8,000 instructions more per response (each chunk and its encoding read back from a
+    // JS array, the encoding names parsed).
+    if (first && this.headPending && chunk.length <= JOINED_CHUNK_MAX && !isHttp2(this.owner.req)) {
+      this.heldText = latin1Text(chunk);
+      return true;
+    }
+    // A second chunk in the same turn: the head and the held chunk go first, in order.
+    if (this.heldText !== null) this.writeHeld();
+    if (res.write(chunk)) return true;
+    // The client reads slower than the backend sends: stop reading the backend until it drains.
     this.onDrain ??= () => {
       this.clearWait();
       this.resumeResponse?.();
@@ -231,9 +263,7 @@ export class UpstreamAttempt implements BodyEvents {
       if (list.length > 0) res.addTrailers(isHttp2(this.owner.req) ? trailerObject(list) : list);
     }
     this.bodyWritten = true;
-    // A response whose head came in this read: the write above corked the client socket until the end of this tick,
-    // and res.end() now would queue a second, empty write behind the first, turning the one write into a writev.
-    // Ended from flushHeads instead, which runs once that write has gone out (still within this read).
+    // A response whose head came in this turn: ended from flushHeads with its head (see writeEnds).
     if (this.headPending) this.endPending = true;
     else res.end();
     this.end(undefined);
@@ -258,22 +288,62 @@ export class UpstreamAttempt implements BodyEvents {
     this.owner.bodyOverLimit(this, limit);
   }
 
-  /** Sends the response head on its own when no body byte followed it in the same read. */
-  flushHeadIfWaiting(): void {
+  /**
+   * Writes the pending head (with the held first chunk, if any) or ends a response that had no body; true when the
+   * response still needs its end (writeEnds), once this write has left the socket.
+   */
+  flushHeadIfWaiting(): boolean {
     this.headPending = false;
     const res = this.owner.res;
+    // The client may have gone in between (its 'close' already settled the attempt), or the attempt was abandoned
+    // and whoever abandoned it answers the client.
+    if (res.destroyed || this.abortReason === ABORTED) {
+      this.heldText = null;
+      this.endPending = false;
+      return false;
+    }
+    if (this.heldText !== null) {
+      this.writeHeld();
+      if (!this.endPending) return false;
+      this.endPending = false;
+      this.endWaiting = true;
+      return true;
+    }
     if (this.endPending) {
       this.endPending = false;
-      // The client may have gone in between; its 'close' already settled the attempt.
-      if (!res.destroyed && !res.writableEnded) res.end();
-      return;
+      if (!res.writableEnded) res.end();
+      return false;
     }
     if (!this.bodyWritten && !this.ended) res.flushHeaders();
+    return false;
+  }
+
+  /**
+   * The backend's whole response is in and waits for flushHeads or writeEnds to reach the client (later in this turn
+   * of the event loop, or early in the next when it came in during the check phase): not a response to time out.
+   */
+  get endQueued(): boolean {
+    return this.endPending || this.endWaiting;
+  }
+
+  /** The end of a response whose head and first chunk flushHeads wrote. */
+  endIfOpen(): void {
+    this.endWaiting = false;
+    const res = this.owner.res;
+    if (!res.destroyed && !res.writableEnded) res.end();
+  }
+
+  private writeHeld(): void {
+    const text = this.heldText!;
+    this.heldText = null;
+    this.owner.res.write(text, 'latin1');
   }
 
   /** Flushing this response's head or end threw: the client connection is cut, as for a backend failing mid-body. */
   flushFailed(error: Error): void {
     this.endPending = false;
+    this.endWaiting = false;
+    this.heldText = null;
     this.owner.res.destroy(error);
     this.fail(error);
   }
