@@ -64,7 +64,7 @@ const ABORTED = new Error('attempt abandoned');
  * Attempts whose response head arrived in this turn of the event loop, written to their clients together by one
  * setImmediate once the poll phase has handed over every read of the turn, rather than one by one as each read is
  * parsed. Clustered writes wake the clients' readers once per batch instead of once per response: 0.88x the CPU per
- * GET and 1.12x the req/s in the bench's GET load (notes/issue-12.md, "cpu, session of 04:50").
+ * GET and 1.12x the req/s in the bench's GET load (docs/design.md says why; docs/benchmarks.md has the runs).
  * Two arrays used in turn; responses whose end follows their first write wait in a third for a V8 promise job (see
  * flushHeads).
  */
