@@ -77,20 +77,11 @@ function flushHeads(): void {
   const batch = headsToFlush;
   headsToFlush = headsFlushing;
   headsFlushing = batch;
-  try {
-    for (let i = 0; i < batch.length; i++) {
-      const attempt = batch[i]!;
-      // One response's failure must not leave the others of this turn unflushed: one whose end waits here would hang.
-      try {
-        if (attempt.flushHeadIfWaiting() && endsToWrite.push(attempt) === 1) void settled.then(writeEnds);
-      } catch (error) {
-        attempt.flushFailed(error as Error);
-      }
-    }
-  } finally {
-    // pop() stays in compiled code; assigning `length` is a call into the runtime (about 450 instructions).
-    while (batch.length > 0) batch.pop();
-  }
+  eachThenEmpty(batch, flushHead);
+}
+
+function flushHead(attempt: UpstreamAttempt): void {
+  if (attempt.flushHeadIfWaiting() && endsToWrite.push(attempt) === 1) void settled.then(writeEnds);
 }
 
 /**
@@ -99,15 +90,29 @@ function flushHeads(): void {
  * queue an empty second chunk and turn the one write into a writev.
  */
 function writeEnds(): void {
-  for (let i = 0; i < endsToWrite.length; i++) {
-    const attempt = endsToWrite[i]!;
-    try {
-      attempt.endIfOpen();
-    } catch (error) {
-      attempt.flushFailed(error as Error);
+  eachThenEmpty(endsToWrite, endResponse);
+}
+
+function endResponse(attempt: UpstreamAttempt): void {
+  attempt.endIfOpen();
+}
+
+/** Runs `step` on every attempt of `list`, then empties it; a step that throws cuts that attempt's client only. */
+function eachThenEmpty(list: UpstreamAttempt[], step: (attempt: UpstreamAttempt) => void): void {
+  try {
+    for (let i = 0; i < list.length; i++) {
+      const attempt = list[i]!;
+      // One response's failure must not leave the others of this turn unwritten: one whose end waits here would hang.
+      try {
+        step(attempt);
+      } catch (error) {
+        attempt.flushFailed(error as Error);
+      }
     }
+  } finally {
+    // pop() stays in compiled code; assigning `length` is a call into the runtime (about 450 instructions).
+    while (list.length > 0) list.pop();
   }
-  while (endsToWrite.length > 0) endsToWrite.pop();
 }
 
 export class UpstreamAttempt implements BodyEvents {
