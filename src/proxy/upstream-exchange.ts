@@ -171,6 +171,10 @@ export class UpstreamAttempt implements BodyEvents {
       bodyTimeout: this.timeouts.idleMs,
       // The backend connection is ours and independent of the client's: keep it after HEAD too (undici closes it).
       reset: false,
+      // Blocking holds further requests off this connection until the response head arrives, and costs a pass of
+      // undici's dispatch loop per response (onHeadersComplete resumes the client). The pools send one request per
+      // connection at a time (no pipelining), so the next request waits for the whole response anyway.
+      blocking: false,
       // A constant per upstream: undici would otherwise take SNI from the Host header and reconnect when it changes.
       // undici reads it only for https; for http the backend's host name, given, spares undici deriving a name from
       // each request's Host header (a host split and two IP regular expressions) only to leave it unused.
