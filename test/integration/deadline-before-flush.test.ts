@@ -8,10 +8,10 @@
 // a check that re-queues itself with setImmediate from the check phase always runs before a flush queued during the
 // next turn's poll phase. When that check sees a response complete and waiting for its flush, it fires the timers there.
 
-import http from 'node:http';
 import http2 from 'node:http2';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UpstreamAttempt } from '../../src/proxy/upstream-exchange.js';
+import { request } from '../helpers/backend.js';
 import { perTestResources } from '../helpers/gateway.js';
 
 const resources = perTestResources();
@@ -54,19 +54,6 @@ function fireTimersBeforeFlush(ms: number, maxTurns = 1_000_000): Promise<void> 
   });
 }
 
-function get(port: number, path: string): Promise<{ status: number; body: string } | { error: string }> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('latin1');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', (error) => resolve({ error: error.message }));
-    });
-    req.on('error', (error) => resolve({ error: error.message }));
-  });
-}
-
 describe('a timer due while a complete response waits for its flush', () => {
   it('a route timeout leaves the response whole: 200 and the full body, no cut', async () => {
     const backend = await resources.backend('a');
@@ -84,9 +71,10 @@ pools:
       - { url: ${backend.url}, id: a }
 `);
     const fired = fireTimersBeforeFlush(7_000);
-    const answer = get(gw.port, '/x');
+    const answer = request(`http://127.0.0.1:${gw.port}/x`);
     await fired;
-    expect(await answer).toEqual({ status: 200, body: 'whole\n' });
+    const { status, body } = await answer;
+    expect({ status, body }).toEqual({ status: 200, body: 'whole\n' });
   });
 
   it('a gRPC deadline leaves the call whole: its message and grpc-status 0, not DEADLINE_EXCEEDED', async () => {
