@@ -156,6 +156,8 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
   /** grpc-timeout: the whole call's deadline, retries included; null: none. */
   private readonly deadlineMs: number | null;
   private deadlineTimer: NodeJS.Timeout | null = null;
+  /** Cuts a client that takes none of an ended response's unwritten tail for the idle timeout (see tailUnwritten). */
+  private tailTimer: NodeJS.Timeout | null = null;
 
   constructor(shared: Shared, req: IncomingMessage, res: ServerResponse, entry: PoolEntry, limits: {
       hasBody: boolean;
@@ -198,7 +200,7 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
   /** The call's grpc-timeout ran out: whatever is under way stops, and the client hears DEADLINE_EXCEEDED. */
   private deadlineExpired(): void {
     this.deadlineTimer = null;
-    if (this.res.writableEnded || this.clientGone || this.completed?.endQueued === true) return;
+    if (this.clientGone || this.answerComplete) return;
     this.stopWaiting();
     const current = this.current;
     if (current !== null) {
@@ -328,10 +330,13 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
     return true;
   }
 
-  /** The route's timeout ran out: whatever attempt runs is stopped; 504 unless the answer has begun (then it is cut). */
+  /**
+   * The route's timeout ran out: whatever attempt runs is stopped; 504 unless the answer has begun (then it is cut).
+   * It bounds the wait for the backends, not the client's reading: an answer already whole stays (see tailUnwritten).
+   */
   private onRouteTimeout(ms: number): void {
     this.deadline = null;
-    if (this.clientGone || this.res.writableFinished || this.completed?.endQueued === true) return;
+    if (this.clientGone || this.answerComplete) return;
     this.timedOut = true;
     this.stopWaiting();
     const current = this.current;
@@ -348,6 +353,23 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
     }
     if (current === null) this.entry.metrics.requestWithoutBackend('5xx', this.routeLabel);
     this.reply(reply);
+  }
+
+  /**
+   * The whole answer is ours to give: ended (what the client's socket has not taken is Node's to write), or complete
+   * from the backend and waiting for the end-of-turn flush.
+   */
+  private get answerComplete(): boolean {
+    return this.res.writableEnded || this.completed?.endQueued === true;
+  }
+
+  /** See AttemptOwner: the idle timeout bounds how long the client may take none of the tail. */
+  tailUnwritten(idleMs: number): void {
+    // Cleared by onClientClose: the response's 'close' follows its 'finish', or the connection's end.
+    this.tailTimer = setTimeout(() => {
+      this.tailTimer = null;
+      if (!this.res.writableFinished) this.res.destroy();
+    }, idleMs);
   }
 
   /** Leaves the circuit breaker's queue, giving back the retry slot a queued retry held. */
@@ -481,6 +503,10 @@ class ClientExchange implements AttemptOwner, SlotWaiter, ForwardedRequest {
     if (this.deadlineTimer !== null) {
       clearTimeout(this.deadlineTimer);
       this.deadlineTimer = null;
+    }
+    if (this.tailTimer !== null) {
+      clearTimeout(this.tailTimer);
+      this.tailTimer = null;
     }
     if (!this.res.writableFinished) {
       this.clientGone = true;

@@ -46,6 +46,11 @@ export interface AttemptOwner {
   /** The first body byte was taken from the client: this body cannot be sent again. */
   bodyStarted(): void;
   bodyOverLimit(attempt: UpstreamAttempt, limit: number): void;
+  /**
+   * The response is ended but the client's socket has not taken all of it: a client that takes none of the rest for
+   * `idleMs` is cut, as one that stops reading mid-body is (onData). A route timeout no longer applies to it.
+   */
+  tailUnwritten(idleMs: number): void;
   /** Exactly once per started attempt: `error` undefined when the response was relayed to its end. */
   attemptEnded(attempt: UpstreamAttempt, error: Error | undefined): void;
 }
@@ -274,7 +279,7 @@ export class UpstreamAttempt implements BodyEvents {
     this.bodyWritten = true;
     // A response whose head came in this turn: ended from flushHeads with its head (see writeEnds).
     if (this.headPending) this.endPending = true;
-    else res.end();
+    else this.endClientResponse();
     this.end(undefined);
   }
 
@@ -320,7 +325,7 @@ export class UpstreamAttempt implements BodyEvents {
     }
     if (this.endPending) {
       this.endPending = false;
-      if (!res.writableEnded) res.end();
+      if (!res.writableEnded) this.endClientResponse();
       return false;
     }
     if (!this.bodyWritten && !this.ended) res.flushHeaders();
@@ -339,7 +344,14 @@ export class UpstreamAttempt implements BodyEvents {
   endIfOpen(): void {
     this.endWaiting = false;
     const res = this.owner.res;
-    if (!res.destroyed && !res.writableEnded) res.end();
+    if (!res.destroyed && !res.writableEnded) this.endClientResponse();
+  }
+
+  /** Ends the client's response; what its socket could not take yet is bounded by the idle timeout (tailUnwritten). */
+  private endClientResponse(): void {
+    const res = this.owner.res;
+    res.end();
+    if (!res.writableFinished) this.owner.tailUnwritten(this.timeouts.idleMs);
   }
 
   private writeHeld(): void {

@@ -13,6 +13,8 @@ function fakeResponse(endThrows: boolean, calls: string[] = []) {
   return {
     destroyed: false,
     writableEnded: false,
+    // Its socket takes every write at once: nothing is left unwritten after end().
+    writableFinished: true,
     writeHead: vi.fn(() => calls.push('writeHead')),
     write: vi.fn((chunk: unknown, encoding?: string) => {
       calls.push(`write ${typeof chunk === 'string' ? `text:${chunk}` : 'bytes'}${encoding === undefined ? '' : ` ${encoding}`}`);
@@ -43,6 +45,7 @@ function attemptFor(res: ReturnType<typeof fakeResponse>, httpVersionMajor = 2):
     bodyStarted: () => undefined,
     bodyOverLimit: () => undefined,
     attemptEnded: () => undefined,
+    tailUnwritten: () => undefined,
   } as unknown as AttemptOwner;
   const upstream = { inflight: 1, http1Only: false } as unknown as Upstream;
   return new UpstreamAttempt(owner, upstream, { connectMs: 1000, responseMs: 1000, idleMs: 1000 } as TimeoutsConfig);
