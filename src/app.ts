@@ -21,12 +21,11 @@ import { Forwarder } from './proxy/forward.js';
 import { TrustedProxies } from './proxy/headers.js';
 import { ListenerSet } from './proxy/listener-set.js';
 import { AccessLog } from './proxy/access-log.js';
-import { WorkerSupervisor } from './workers/supervisor.js';
 import type { LiveListenerSettings } from './workers/protocol.js';
 import { checkTlsFiles } from './proxy/tls-certificates.js';
 import { errorMessage } from './errors.js';
 import { LocalStore } from './control/local-store.js';
-import { ClusterStore } from './cluster/store.js';
+import type { ClusterStore } from './cluster/store.js';
 import { splitHostPort } from './net-address.js';
 import { startDemoBackends, type DemoBackends } from './demo-backends.js';
 import { readFile } from 'node:fs/promises';
@@ -111,6 +110,9 @@ export class App {
     } else {
       // The data plane serves only what the cluster committed; the file's routes and pools seed a fresh cluster.
       try {
+        // Loaded only here: Raft and the cluster store are ~300 KB of code a single node never runs, and every
+        // module imported stays in the heap for the life of the process (its source text and compiled functions).
+        const { ClusterStore } = await import('./cluster/store.js');
         store = await ClusterStore.start({
           cluster: config.cluster,
           file: loaded.file,
@@ -137,6 +139,8 @@ export class App {
     // A single process reads the history's counters directly; with workers they are in the workers' metrics text.
     let requestCounters: (() => Map<string, RequestCounters>) | null = () => metrics.requestCounters();
     if (config.workers > 0) {
+      // Loaded only with workers, as the cluster store above: a single process never runs it.
+      const { WorkerSupervisor } = await import('./workers/supervisor.js');
       const supervisor = new WorkerSupervisor({
         count: config.workers,
         settings: {
@@ -176,7 +180,7 @@ export class App {
       proxyAddress = await frontend.start();
       adminAddress = await listenAdmin(adminServer, config.admin.listen);
     } catch (error) {
-      if (store instanceof ClusterStore) await store.stop();
+      if (!(store instanceof LocalStore)) await store.stop();
       dataPlane.stop();
       await frontend.close(0).catch(() => undefined);
       adminServer.close();
@@ -195,7 +199,7 @@ export class App {
       config: loaded.file,
       pools: Object.keys(loaded.replicated.pools),
       workers: config.workers,
-      ...(store instanceof ClusterStore ? { cluster: store.nodeId, raftPort: store.raft.port } : {}),
+      ...(!(store instanceof LocalStore) ? { cluster: store.nodeId, raftPort: store.raft.port } : {}),
     });
     const activeWatcher = watcher;
     app = new App(
@@ -377,7 +381,7 @@ export class App {
       this.logger.info('pre-stop delay over: the listener stops accepting and drains', { drainMs });
     }
     await this.frontend.close(drainMs);
-    if (this.store instanceof ClusterStore) await this.store.stop();
+    if (!(this.store instanceof LocalStore)) await this.store.stop();
     this.dataPlane.stop();
     await new Promise<void>((resolve) => {
       this.adminServer.close(() => resolve());

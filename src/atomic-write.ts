@@ -1,4 +1,4 @@
-// Crash-safe replacement of a file (temporary file, fsync, rename over, fsync of the directory): the one implementation, for Raft storage and for config files.
+// Crash-safe replacement of a file (temporary file, fsync, rename over, fsync of the directory): the one implementation, for Raft storage and for config files, and the stamp naming the copies kept beside one.
 
 import fs from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -162,4 +162,9 @@ export async function replaceFile(path: string, data: string | Uint8Array): Prom
   } catch (error) {
     throw new BalancerError('CONFIG_IO', `cannot write ${path}: ${errorMessage(error)}`, { cause: error });
   }
+}
+
+/** `2024-05-01T12-30-45.123Z`: an ISO time that is also a portable file-name part (`balancer.yaml.rejected-<stamp>`). */
+export function fileStamp(date: Date): string {
+  return date.toISOString().replace(/:/g, '-');
 }

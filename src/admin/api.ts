@@ -5,13 +5,11 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { ChangeOrigin, ControlPlane } from '../control/types.js';
 import type { HistoryEntry } from '../control/history.js';
 import { unifiedDiff } from '../config/diff.js';
-import { renderReplicatedText } from '../config/write.js';
 import { CLI_USER_AGENT_PREFIX } from '../version.js';
 import { BalancerError, errorMessage, type ErrorBody, type ProblemDetail } from '../errors.js';
 import { isPlainObject } from '../json.js';
 import type { Logger } from '../log.js';
 import { createTokenChecker, TOKEN_HOWTO } from './auth.js';
-import { DASHBOARD_HTML, DASHBOARD_SECURITY_HEADERS } from './dashboard.js';
 import { MetricsHistory } from './history.js';
 import { charsetIsUtf8, mapError, mediaType, readBody, sendJson, sendText } from './http-util.js';
 import { canAnswerClientError, dropAfterClientError, endConnection, isClosing } from '../connection-close.js';
@@ -252,7 +250,12 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
 
   const routes: readonly Route[] = [
     route('/', {
-      GET: ({ res }) => sendText(res, 200, DASHBOARD_HTML, 'text/html; charset=utf-8', DASHBOARD_SECURITY_HEADERS),
+      GET: async ({ res }) => {
+        // Loaded on the first visit: the page (~80 KB of text, twice: the module's source and the built page) is
+        // heap for the life of the process, and a gateway that nobody opens the dashboard of never needs it.
+        const { DASHBOARD_HTML, DASHBOARD_SECURITY_HEADERS } = await import('./dashboard.js');
+        sendText(res, 200, DASHBOARD_HTML, 'text/html; charset=utf-8', DASHBOARD_SECURITY_HEADERS);
+      },
     }),
     route('/metrics', {
       GET: async ({ res }) => sendText(res, 200, await metrics.render(), metrics.contentType),
@@ -305,9 +308,11 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
       },
     }),
     route('/api/v1/config/diff', {
-      GET: ({ req, res }) => {
+      GET: async ({ req, res }) => {
         const from = historyEntry(control, versionParam(req.url, 'from'));
         const to = historyEntry(control, versionParam(req.url, 'to'));
+        // Loaded by the first diff (as by the first change, control/local-store.ts): most nodes never ask for one.
+        const { renderReplicatedText } = await import('../config/write.js');
         const diff = unifiedDiff(renderReplicatedText(from.config), renderReplicatedText(to.config), { from: `v${from.version}`, to: `v${to.version}` });
         sendJson(res, 200, { from: from.version, to: to.version, diff });
       },

@@ -26,7 +26,7 @@ import type { ReplicatedConfig } from '../config/schema.js';
 import { hasReplicatedSections } from '../config/safety.js';
 import { sameReplicated, validateConfigText, type ParsedConfigText } from '../config/validate.js';
 import { rewriteReplicatedSectionsRead, type RoutesAndPoolsAsWritten } from '../config/write.js';
-import { replaceFile } from '../atomic-write.js';
+import { fileStamp, replaceFile } from '../atomic-write.js';
 import { readSlotRecord, SlotRecordWriter } from '../slot-record.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -56,11 +56,6 @@ export interface ConfigFileSyncOptions {
   /** Tells the file watcher the text we are about to write. */
   readonly noteOwnWrite: (text: string) => void;
   readonly now?: () => Date;
-}
-
-/** `2024-05-01T12-30-45.123Z`: an ISO time that is also a portable file-name part. */
-export function fileStamp(date: Date): string {
-  return date.toISOString().replace(/:/g, '-');
 }
 
 function hashOf(text: string): string {

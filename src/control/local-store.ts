@@ -6,8 +6,7 @@ import { BalancerError, errorMessage } from '../errors.js';
 import type { ReplicatedConfig } from '../config/schema.js';
 import { resolveReplicatedPaths } from '../config/load.js';
 import { toPlainReplicated, type PlainReplicated } from '../config/plain.js';
-import { rewriteReplicatedSections } from '../config/write.js';
-import { replaceFile } from '../atomic-write.js';
+import { fileStamp, replaceFile } from '../atomic-write.js';
 import { sameReplicated, validateConfigText, validateReplicatedText } from '../config/validate.js';
 import { applyCommand, discoveredHere, guard, type ConfigCommand, type ConfigState } from './config-reducer.js';
 import type { Logger } from '../log.js';
@@ -17,7 +16,6 @@ import type { BackendInput, BackendPatch, ClusterStatus, ControlPlane, NodeStatu
 import { ConfigHistory, DEFAULT_HISTORY_SIZE, describeCommand, historyEntry, type ChangeMeta, type ChangeSource, type HistoryEntry } from './history.js';
 import { FORCE_HINT, hasReplicatedSections, unsafeChangeMessage, unsafeChanges } from '../config/safety.js';
 import { readFileEdit } from './file-edit.js';
-import { fileStamp } from '../cluster/config-file.js';
 import { poolStatusViews } from './status.js';
 import { Readiness } from './readiness.js';
 
@@ -203,6 +201,9 @@ export class LocalStore implements ControlPlane {
     } catch (error) {
       throw new BalancerError('CONFIG_IO', `cannot read ${this.options.file} to write the change back`, { cause: error });
     }
+    // The YAML writer (~50 KB of code) is loaded by the first change, not at start: a node whose config is never
+    // changed through the API never holds it in its heap.
+    const { rewriteReplicatedSections } = await import('../config/write.js');
     const text = rewriteReplicatedSections(original, result.state.config);
     const current = validateConfigText(original, this.options.file);
     if (hasReplicatedSections(original) && (!current.ok || !sameReplicated(current.config, this.state.config))) {
@@ -242,6 +243,7 @@ export class LocalStore implements ControlPlane {
   private async writeServing(text: string): Promise<void> {
     const { file, logger } = this.options;
     try {
+      const { rewriteReplicatedSections } = await import('../config/write.js');
       const rewritten = rewriteReplicatedSections(text, this.state.config);
       this.options.noteOwnWrite(rewritten);
       await replaceFile(file, rewritten);
