@@ -52,8 +52,9 @@ export interface RunningNode {
   exited: Promise<number | null>;
 }
 
-export function startCli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): RunningNode {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `nodeFlags` go to node before the script, as bin/balancer.js's shebang or `npm start` pass them. */
+export function startCli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeFlags?: readonly string[] } = {}): RunningNode {
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), BIN, ...args], { cwd: options.cwd ?? REPO, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const waiters = new Set<() => void>();
   let buffer = '';
@@ -121,11 +122,11 @@ export interface StartedBalancer {
 export async function startBalancer(
   dir: string,
   config: string | readonly string[],
-  options: { fileName?: string; timeoutMs?: number } = {},
+  options: { fileName?: string; timeoutMs?: number; nodeFlags?: readonly string[] } = {},
 ): Promise<StartedBalancer> {
   const file = join(dir, options.fileName ?? 'balancer.yaml');
   await writeFile(file, typeof config === 'string' ? config : config.join('\n'));
-  const node = startCli(['start', '-c', file]);
+  const node = startCli(['start', '-c', file], { nodeFlags: options.nodeFlags ?? [] });
   try {
     const started = await node.waitFor((line) => line['msg'] === 'balancer started', 'balancer started', options.timeoutMs ?? START_TIMEOUT_MS);
     return { node, file, started, proxy: `http://${String(started['proxy'])}`, admin: `http://${String(started['admin'])}` };
