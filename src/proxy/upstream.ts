@@ -9,7 +9,7 @@ import { DEFAULTS, type BackendConfig, type PoolConfig } from '../config/schema.
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
 import { discoveredServerName } from '../discovery/dns-discovery.js';
 import { fixedLookup, parsedUrl } from '../net-address.js';
-import { COPIED_READS } from './backend-reads.js';
+import { BACKEND_READS } from './backend-reads.js';
 
 // The fields the proxy adds to every request it forwards: undici takes them without re-checking the names.
 addWellKnownHeaderNames(requireUndici, [...FORWARDED_FIELDS, REQUEST_ID_FIELD]);
@@ -77,7 +77,7 @@ function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMat
     // h2: ALPN offers h2 (and http/1.1, which a backend without HTTP/2 picks); h2c: HTTP/2 from the first byte.
     allowH2: pool.protocol !== 'http1',
     ...(pool.protocol === 'h2c' ? { useH2c: true } : {}),
-    ...(target.protocol === 'http:' && pool.protocol !== 'h2c' ? { onread: COPIED_READS } : {}),
+    ...(target.protocol === 'http:' && pool.protocol !== 'h2c' ? { onread: BACKEND_READS } : {}),
   } as ConnectorOptions);
   if (target.protocol !== 'https:') return connect;
   return (options, callback) => connect({ ...options, servername: sni } as typeof options, callback);
