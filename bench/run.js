@@ -1,7 +1,8 @@
-// `npm run bench`: the side-by-side benchmark. Starts three local backends and every target, measures them
-// alternately (A B C, C B A, A B C ...), and writes bench/results/<date>.json, latest.json and a markdown table on stdout.
+// `npm run bench`: the side-by-side benchmark. Starts three local backends and every target (two processes of each in
+// full mode), measures them alternately (A B C, C B A, A B C ...), and writes bench/results/<date>.json, latest.json and
+// a markdown table on stdout.
 // Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,fleet,strategies,http2] [--phases get,post,websocket,fixed-rate,idle,instructions]
-//        [--no-instructions] [--no-save]
+//        [--processes N] [--no-instructions] [--no-save]
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -27,6 +28,7 @@ import {
   treeCpuMicros,
   treeRssBytes,
 } from './lib/proc.js';
+import { instanceForRound, roundOrder } from './lib/schedule.js';
 import { medians, ratio, sameRoundRatio } from './lib/stats.js';
 import { TARGETS, balancerBuilt, ensurePackages, hasCommand, startBackends, startTarget, toolVersions } from './lib/targets.js';
 import { runAutocannon, runWrk, wrkAvailable, writeWrkScripts } from './lib/wrk.js';
@@ -43,8 +45,21 @@ const { values: flags } = parseArgs({
     phases: { type: 'string' },
     'no-save': { type: 'boolean', default: false },
     'no-instructions': { type: 'boolean', default: false },
+    // Processes started per target (default 2, quick mode 1); the load phases' rounds take them in turn.
+    processes: { type: 'string' },
   },
 });
+
+/**
+ * Identical processes of one program differ on this machine by 3-13% in CPU per GET and up to 19% per POSTed MB, for
+ * as long as they run (2026-12-02; not removed by pinning to a core or by touching memory first), so one process per
+ * target cannot decide a ratio within ~10%. Two per target, started in interleaved order and measured in turn, put
+ * both into every median.
+ */
+const PROCESSES_PER_TARGET = flags.processes === undefined ? (flags.quick ? 1 : 2) : Number(flags.processes);
+if (!Number.isInteger(PROCESSES_PER_TARGET) || PROCESSES_PER_TARGET < 1 || PROCESSES_PER_TARGET > 4) {
+  throw new Error(`--processes: expected a whole number from 1 to 4, got ${flags.processes}`);
+}
 
 /** Every phase's durations; quick mode keeps the shape but gives a single short run of each. */
 const PLAN = flags.quick
@@ -61,14 +76,15 @@ const PLAN = flags.quick
       http2: { seconds: 2, warmupSeconds: 1, runs: 1, connections: 8, streams: 10 },
     }
   : {
-      // Seven alternating runs: on this shared machine one target's req/s moves by a third between runs.
-      http: { seconds: 5, warmupSeconds: 2, runs: 7, connections: 64, threads: 1 },
-      post: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 8, threads: 1 },
-      websocket: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 50, window: 4, size: 64 },
+      // Eight alternating runs: on this shared machine one target's req/s moves by a third between runs. Rounds come in
+      // fours so that each of a target's two processes is measured as often, and as often in each order (see alternate).
+      http: { seconds: 5, warmupSeconds: 2, runs: 8, connections: 64, threads: 1 },
+      post: { seconds: 5, warmupSeconds: 1, runs: 4, connections: 8, threads: 1 },
+      websocket: { seconds: 5, warmupSeconds: 1, runs: 4, connections: 50, window: 4, size: 64 },
       // Before round 1 each target serves the same rate for targetWarmupSeconds, unmeasured: run alone, this phase would
       // otherwise meet a process that has served nothing yet (code unoptimised, young generation still growing), and its
       // first round measured that (p99 224-296 ms against 3 ms in the rounds after).
-      fixedRate: { rate: 2000, seconds: 8, warmupSeconds: 2, targetWarmupSeconds: 10, runs: 5 },
+      fixedRate: { rate: 2000, seconds: 8, warmupSeconds: 2, targetWarmupSeconds: 10, runs: 4 },
       idle: { count: 10_000 },
       // Enough warm-up for V8 to finish optimising: with 1,500 the background compiler still added ~50% to the count.
       instructions: { warmup: 10_000, requests: 3_000 },
@@ -121,86 +137,107 @@ function machineInfo() {
   };
 }
 
-/** Starts every selected target; a target that cannot run is recorded with the reason, never silently dropped. */
+/**
+ * Starts PROCESSES_PER_TARGET processes ("instances") of every selected target, every other wave in reverse order (A1 B1
+ * C1, C2 B2 A2) so that no target holds only the first-started or only the last-started processes. Returns id ->
+ * { ...target, instances }. A target that cannot run is recorded with the reason, never silently dropped.
+ */
 async function startAll(selected, backends, skipped, toolMissing) {
-  const running = new Map();
+  const startable = [];
   for (const target of TARGETS.filter((t) => selected.has(t.id))) {
     if ((target.kind === 'haproxy' || target.kind === 'nginx') && toolMissing.includes(target.kind)) {
       skipped[target.id] = `${target.kind} is not installed and apt-get could not install it`;
       log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
-      continue;
-    }
-    if (target.kind === 'balancer' && !balancerBuilt()) {
+    } else if (target.kind === 'balancer' && !balancerBuilt()) {
       skipped[target.id] = 'dist/ is not built (run npm run build)';
       log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
-      continue;
-    }
-    try {
-      const started = await startTarget(target, backends, workDir);
-      running.set(target.id, { ...target, ...started, crashed: null });
-      log(`started ${target.id} at ${started.url} (pid ${started.pid})`);
-    } catch (error) {
-      skipped[target.id] = `failed to start: ${error.message}`;
-      log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
+    } else startable.push(target);
+  }
+  const running = new Map();
+  for (let wave = 0; wave < PROCESSES_PER_TARGET; wave++) {
+    for (const target of wave % 2 === 0 ? startable : [...startable].reverse()) {
+      // 'direct' is one of the backends, not a process of its own: it has one instance.
+      if (skipped[target.id] !== undefined || (target.kind === 'direct' && wave > 0)) continue;
+      const instances = running.get(target.id)?.instances ?? [];
+      try {
+        const started = await startTarget(target, backends, workDir);
+        instances.push({ ...target, ...started, instance: instances.length + 1, crashed: null });
+        running.set(target.id, { ...target, instances });
+        log(`started ${target.id} #${instances.length} at ${started.url} (pid ${started.pid})`);
+      } catch (error) {
+        skipped[target.id] = `failed to start: ${error.message}`;
+        log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
+        running.delete(target.id);
+        for (const instance of instances) if (instance.child !== null) await stopOwned(instance.child);
+      }
     }
   }
   return running;
 }
 
-/** Marks a target crashed if its process is gone, so later phases skip it and the report says what happened. */
-function checkAlive(target) {
-  if (target.child === null || target.crashed !== null) return target.crashed === null;
-  if (target.child.exitCode !== null || target.child.signalCode !== null) {
-    target.crashed = `process exited (${target.child.exitCode ?? target.child.signalCode}); stderr tail: ${target.child.stderrText.trim().slice(-1500)}`;
-    log(`CRASHED ${target.id}: ${target.crashed}`);
+/** What crashed among a target's instances, or null. */
+function crashReport(target) {
+  const crashed = target.instances.filter((instance) => instance.crashed !== null);
+  return crashed.length === 0 ? null : crashed.map((instance) => `#${instance.instance}: ${instance.crashed}`).join('; ');
+}
+
+/** Marks an instance crashed if its process is gone, so later rounds skip it and the report says what happened. */
+function checkAlive(instance) {
+  if (instance.child === null || instance.crashed !== null) return instance.crashed === null;
+  if (instance.child.exitCode !== null || instance.child.signalCode !== null) {
+    instance.crashed = `process exited (${instance.child.exitCode ?? instance.child.signalCode}); stderr tail: ${instance.child.stderrText.trim().slice(-1500)}`;
+    log(`CRASHED ${instance.id} #${instance.instance}: ${instance.crashed}`);
     return false;
   }
   return true;
 }
 
-/** Runs measure(target) for each target in turn, `runs` times, after one warm-up each; records per-run CPU and RSS. */
+/**
+ * Runs measure(instance) for each target in turn, `runs` times, after one warm-up of each instance; records per-run CPU
+ * and RSS. The order within a round and the instance a round measures come from lib/schedule.js.
+ */
 async function alternate(phase, targets, runs, warmup, measure) {
   const raw = Object.fromEntries(targets.map((t) => [t.id, []]));
-  for (const target of targets) {
-    if (!checkAlive(target) || warmup === null) continue;
+  for (const instance of targets.flatMap((t) => t.instances)) {
+    if (!checkAlive(instance) || warmup === null) continue;
     try {
-      await warmup(target);
+      await warmup(instance);
     } catch (error) {
-      log(`${phase} warm-up of ${target.id} failed: ${error.message}`);
+      log(`${phase} warm-up of ${instance.id} #${instance.instance} failed: ${error.message}`);
     }
   }
   for (let round = 1; round <= runs; round++) {
-    // A B C, C B A, A B C ...: in a fixed order the first target of every round measured about 5% more CPU than the
-    // round's mean (1 MB POST, 19 rounds in three runs, 2026-12-01), and balancer leads most phases' lists.
-    const order = round % 2 === 1 ? targets : [...targets].reverse();
-    for (const target of order) {
-      if (!checkAlive(target)) {
-        raw[target.id].push({ round, error: target.crashed });
+    for (const target of roundOrder(targets, round)) {
+      const instance = target.instances[instanceForRound(round, target.instances.length)];
+      const name = `${target.id}${target.instances.length > 1 ? ` #${instance.instance}` : ''}`;
+      if (!checkAlive(instance)) {
+        raw[target.id].push({ round, instance: instance.instance, error: instance.crashed });
         continue;
       }
-      const cpuBefore = treeCpuMicros(target.pid);
+      const cpuBefore = treeCpuMicros(instance.pid);
       const machineBefore = machineCpuTicks();
       const started = Date.now();
       try {
-        const result = await measure(target);
-        const cpuAfter = treeCpuMicros(target.pid);
+        const result = await measure(instance);
+        const cpuAfter = treeCpuMicros(instance.pid);
         const run = {
           round,
+          instance: instance.instance,
           ...result,
           cpuMicros: cpuAfter.micros - cpuBefore.micros,
           processes: Math.max(cpuBefore.processes, cpuAfter.processes),
-          rssBytes: treeRssBytes(target.pid),
+          rssBytes: treeRssBytes(instance.pid),
           wallSeconds: (Date.now() - started) / 1000,
           loadAverage: loadAverage(),
           // Everything running, this target and the load generator included; high steal means another VM took the CPU.
           machineCpu: machineCpuShare(machineBefore, machineCpuTicks()),
         };
         raw[target.id].push(run);
-        log(`${phase} round ${round} ${target.id}: ${describe(run)}`);
+        log(`${phase} round ${round} ${name}: ${describe(run)}`);
       } catch (error) {
-        raw[target.id].push({ round, error: error.message });
-        log(`${phase} round ${round} ${target.id} FAILED: ${error.message}`);
-        checkAlive(target);
+        raw[target.id].push({ round, instance: instance.instance, error: error.message });
+        log(`${phase} round ${round} ${name} FAILED: ${error.message}`);
+        checkAlive(instance);
       }
     }
   }
@@ -262,7 +299,7 @@ async function measureHttp(running, loadTool, scripts, selected, skipped) {
       s.label = 'balancer (workers: auto, ran as 1 process)';
       s.note = 'the configured `workers: auto` did not start worker processes in this build: the numbers are of one process.';
     }
-    if (target.crashed) s.note = `CRASHED: ${target.crashed}`;
+    if (crashReport(target) !== null) s.note = `CRASHED: ${crashReport(target)}`;
     summary[target.id] = s;
   }
   for (const s of Object.values(summary)) {
@@ -383,7 +420,10 @@ async function measureFixedRate(running, selected, skipped) {
   return { settings, order: targets.map((t) => t.id), raw, summary, skipped: phaseSkips('fixedRate', selected, skipped) };
 }
 
-/** Holds N idle keep-alive connections from a separate process and reads the target's RSS while they are open. */
+/**
+ * Holds N idle keep-alive connections from a separate process and reads the target's RSS while they are open, for each
+ * instance in turn; a target's figures are the medians over its instances, each instance's reading kept beside them.
+ */
 async function measureIdle(running, selected, skipped) {
   const settings = PLAN.idle;
   const targets = phaseTargets(running, 'idle');
@@ -391,40 +431,53 @@ async function measureIdle(running, selected, skipped) {
   log(`idle-connections phase (${settings.count}): ${targets.map((t) => t.id).join(', ')}`);
   const summary = {};
   for (const target of targets) {
-    if (!checkAlive(target)) {
-      summary[target.id] = { label: target.label, error: target.crashed };
-      continue;
-    }
-    const rssBeforeBytes = treeRssBytes(target.pid);
-    const holder = spawnOwned(process.execPath, [join(REPO, 'bench/load/idle-conns.js'), '--url', target.url, '--count', String(settings.count)]);
-    try {
-      const ready = await firstJsonLine(holder, 130_000, `idle-conns ${target.id}`);
-      // Let the target finish any per-connection bookkeeping before reading memory.
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-      holder.stdin.write('status\n');
-      const status = await firstJsonLine(holder, 5000, `idle-conns status ${target.id}`);
-      const rssWithBytes = treeRssBytes(target.pid);
-      summary[target.id] = {
-        label: target.label,
-        opened: ready.open,
-        failed: ready.failed,
-        held: status.open,
-        closedByServer: status.closedEarly,
-        rssBeforeBytes,
-        rssWithBytes,
-        bytesPerConnection: status.open > 0 ? (rssWithBytes - rssBeforeBytes) / status.open : null,
-      };
-      log(`idle ${target.id}: ${status.open} held, RSS ${(rssBeforeBytes / 2 ** 20).toFixed(0)} -> ${(rssWithBytes / 2 ** 20).toFixed(0)} MB`);
-    } catch (error) {
-      summary[target.id] = { label: target.label, error: error.message };
-      log(`idle ${target.id} FAILED: ${error.message}`);
-    } finally {
-      holder.stdin.end();
-      await stopOwned(holder);
-    }
-    checkAlive(target);
+    const readings = [];
+    for (const instance of target.instances) readings.push({ instance: instance.instance, ...(await holdIdleConnections(instance, settings.count)) });
+    const held = readings.filter((reading) => reading.error === undefined);
+    summary[target.id] =
+      held.length === 0
+        ? { label: target.label, error: readings.map((reading) => `#${reading.instance}: ${reading.error}`).join('; ') }
+        : {
+            label: target.label,
+            ...medians(held, { rssBeforeBytes: (r) => r.rssBeforeBytes, rssWithBytes: (r) => r.rssWithBytes, bytesPerConnection: (r) => r.bytesPerConnection }),
+            // The fewest any instance held: a target meets the count only if every instance did.
+            held: Math.min(...held.map((reading) => reading.held)),
+            readings,
+          };
   }
   return { settings, order: targets.map((t) => t.id), summary, skipped: phaseSkips('idle', selected, skipped) };
+}
+
+async function holdIdleConnections(instance, count) {
+  const name = `${instance.id} #${instance.instance}`;
+  if (!checkAlive(instance)) return { error: instance.crashed };
+  const rssBeforeBytes = treeRssBytes(instance.pid);
+  const holder = spawnOwned(process.execPath, [join(REPO, 'bench/load/idle-conns.js'), '--url', instance.url, '--count', String(count)]);
+  try {
+    const ready = await firstJsonLine(holder, 130_000, `idle-conns ${name}`);
+    // Let the target finish any per-connection bookkeeping before reading memory.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    holder.stdin.write('status\n');
+    const status = await firstJsonLine(holder, 5000, `idle-conns status ${name}`);
+    const rssWithBytes = treeRssBytes(instance.pid);
+    log(`idle ${name}: ${status.open} held, RSS ${(rssBeforeBytes / 2 ** 20).toFixed(0)} -> ${(rssWithBytes / 2 ** 20).toFixed(0)} MB`);
+    return {
+      opened: ready.open,
+      failed: ready.failed,
+      held: status.open,
+      closedByServer: status.closedEarly,
+      rssBeforeBytes,
+      rssWithBytes,
+      bytesPerConnection: status.open > 0 ? (rssWithBytes - rssBeforeBytes) / status.open : null,
+    };
+  } catch (error) {
+    log(`idle ${name} FAILED: ${error.message}`);
+    return { error: error.message };
+  } finally {
+    holder.stdin.end();
+    await stopOwned(holder);
+    checkAlive(instance);
+  }
 }
 
 /** Instructions per request under callgrind, one target at a time, on instances of their own (the load phases' ones sit idle meanwhile). */
@@ -572,7 +625,9 @@ async function main() {
     method:
       'Three node:http backends (one process each, keep-alive, body "hello\\n"). Every proxy does round-robin over them with keep-alive both ' +
       'sides and no access log; balancer and HAProxy also run 2 s health checks. Targets are measured in alternation, every other round in reverse (A B C, C B A, ...) ' +
-      'so machine noise hits all alike. CPU is utime+stime from /proc of the proxy process tree, sampled around each run.',
+      `so machine noise hits all alike. Each target runs as ${PROCESSES_PER_TARGET} process(es), started in interleaved order; every two rounds move on to its next process, so each median covers all of them. ` +
+      'CPU is utime+stime from /proc of the proxy process tree, sampled around each run.',
+    processesPerTarget: PROCESSES_PER_TARGET,
   };
   workDir = mkdtempSync(join(os.tmpdir(), 'balancer-bench-'));
   const skipped = {};
@@ -592,7 +647,7 @@ async function main() {
   results.strategies = await measureStrategies(selected);
   results.http2 = await measureHttp2(selected);
   results.skipped = skipped;
-  results.crashed = Object.fromEntries([...running.values()].filter((t) => t.crashed).map((t) => [t.id, t.crashed]));
+  results.crashed = Object.fromEntries([...running.values()].filter((t) => crashReport(t) !== null).map((t) => [t.id, crashReport(t)]));
   results.targets = loadPhases ? evaluateTargets(results) : null;
   results.machine.loadAverageAfter = loadAverage();
   results.durationSeconds = (Date.now() - started.getTime()) / 1000;

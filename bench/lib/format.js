@@ -38,6 +38,14 @@ export function renderMarkdown(results) {
       `load from ${results.loadTool}. Load average before/after: ${m.loadAverageBefore.join(' ')} / ${(m.loadAverageAfter ?? []).join(' ')}` +
       ' (a shared machine: req/s swings from run to run; CPU per request is steadier).',
   );
+  // Results from before several processes per target were run hold no processesPerTarget: they ran one.
+  if ((results.processesPerTarget ?? 1) > 1) {
+    out.push(
+      '',
+      `Every target ran as ${results.processesPerTarget} processes started in interleaved order (identical processes differ by up to 13% in CPU per ` +
+        'request on this kind of machine); the rounds take them in turn, so each median below covers all of them.',
+    );
+  }
   out.push('');
   const http = results.http;
   if (http) {
@@ -132,7 +140,10 @@ export function renderMarkdown(results) {
         ['target', 'connections held', 'RSS before MB', 'RSS with connections MB', 'KB per connection'],
         idle.order.filter((id) => idle.summary[id]).map((id) => {
           const s = idle.summary[id];
-          return [s.label, num(s.held), mb(s.rssBeforeBytes), mb(s.rssWithBytes), s.error ? s.error : num(s.bytesPerConnection / 1024, 1)];
+          // With several processes the cell gives their median, then each one's reading.
+          const each = (s.readings ?? []).filter((r) => r.error === undefined);
+          const withConnections = each.length > 1 ? `${mb(s.rssWithBytes)} (${each.map((r) => mb(r.rssWithBytes)).join(', ')})` : mb(s.rssWithBytes);
+          return [s.label, num(s.held), mb(s.rssBeforeBytes), withConnections, s.error ? s.error : num(s.bytesPerConnection / 1024, 1)];
         }),
       ),
     );
@@ -197,7 +208,7 @@ export function renderMarkdown(results) {
     out.push(`**HTTP/2 and gRPC**: ${results.http2.status}`, '');
   }
   if (results.targets) {
-    out.push('**Targets** (one process each):');
+    out.push('**Targets** (one proxy process each, no workers; ratios of the medians above):');
     out.push('');
     out.push(
       table(

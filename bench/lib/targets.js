@@ -2,7 +2,7 @@
 // keep-alive both sides, no access logging), started, checked for readiness and identified in results.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { firstJsonLine, spawnOwned, waitForHttp200 } from './proc.js';
@@ -190,6 +190,13 @@ function ensurePeers() {
   execFileSync('npm', ['ci', '--prefix', join(REPO, 'bench/peers'), '--no-audit', '--no-fund'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 });
 }
 
+/** A directory of its own for one instance of a target: the bench may run several instances of one target at once. */
+function instanceDir(workDir, target, port) {
+  const dir = join(workDir, `${target.id}-${port}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
 export function balancerBuilt() {
   return existsSync(join(REPO, 'dist/cli/main.js'));
 }
@@ -223,13 +230,15 @@ export async function startTarget(target, backends, workDir, { wrapper = [], rea
     ensurePeers();
     [command, args, options] = [process.execPath, [join(REPO, 'bench/peers/reply-from-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
   } else if (target.kind === 'haproxy') {
-    configFile = join(workDir, 'haproxy.cfg');
+    configFile = join(instanceDir(workDir, target, port), 'haproxy.cfg');
     writeFileSync(configFile, haproxyCfg({ port, backends }));
     [command, args] = ['haproxy', ['-db', '-f', configFile]];
   } else if (target.kind === 'nginx') {
-    configFile = join(workDir, 'nginx.conf');
-    writeFileSync(configFile, nginxConf({ port, backends, workDir }));
-    [command, args] = ['nginx', ['-p', workDir, '-c', configFile, '-e', nginxErrorLog(workDir)]];
+    // nginx names its pid file, logs and temp directories after its prefix: each instance gets a directory of its own.
+    const prefix = instanceDir(workDir, target, port);
+    configFile = join(prefix, 'nginx.conf');
+    writeFileSync(configFile, nginxConf({ port, backends, workDir: prefix }));
+    [command, args] = ['nginx', ['-p', prefix, '-c', configFile, '-e', nginxErrorLog(prefix)]];
   } else {
     throw new Error(`unknown target kind ${target.kind}`);
   }
