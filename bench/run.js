@@ -440,8 +440,8 @@ async function measureIdle(running, selected, skipped) {
         : {
             label: target.label,
             ...medians(held, { rssBeforeBytes: (r) => r.rssBeforeBytes, rssWithBytes: (r) => r.rssWithBytes, bytesPerConnection: (r) => r.bytesPerConnection }),
-            // The fewest any instance held: a target meets the count only if every instance did.
-            held: Math.min(...held.map((reading) => reading.held)),
+            // The fewest any instance held (none, for one that failed): a target meets the count only if every instance did.
+            held: Math.min(...readings.map((reading) => reading.held ?? 0)),
             readings,
           };
   }
