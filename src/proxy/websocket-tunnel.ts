@@ -89,7 +89,7 @@ export class WebSocketTunnel {
     const facts = (status: number | undefined, code: string | null): void =>
       noteUpstream(req, { pool: pool.name, backend: backend.id, attempts: excluded.size + 1, upstreamMs: performance.now() - startedAt, code, ...(status === undefined ? {} : { status }) });
     const target = upstream.target;
-    upstream.connect({ hostname: target.hostname, host: `${target.hostname}:${target.port}`, protocol: target.protocol, port: String(target.port) }, (error, connection) => {
+    upstream.connectTunnel({ hostname: target.hostname, host: `${target.hostname}:${target.port}`, protocol: target.protocol, port: String(target.port) }, (error, connection) => {
       if (error !== null) {
         const kind = classifyUpstreamError(error, false);
         backend.requestFinished('gateway-failure');
