@@ -45,8 +45,8 @@ export interface Upstream {
   readonly connect: Connector;
   /**
    * Opens a connection as `connect` does, for a WebSocket tunnel: it reads through Node's own buffers, not the shared
-   * read buffer (backend-reads.ts), whose buffer swap after every read cost a tunnel of small messages about 10% more
-   * CPU per message than the naive http-proxy script (2026-12-02).
+   * read buffer (backend-reads.ts). Through that buffer a tunnel of small messages cost about 10% more CPU per message
+   * than the naive http-proxy script, and as much as it without (2026-12-02, three runs each).
    */
   readonly connectTunnel: Connector;
   /**
