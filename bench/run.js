@@ -303,7 +303,8 @@ async function measureHttp(running, loadTool, scripts, selected, skipped) {
       s.label = 'balancer (workers: auto, ran as 1 process)';
       s.note = 'the configured `workers: auto` did not start worker processes in this build: the numbers are of one process.';
     }
-    if (crashReport(target) !== null) s.note = `CRASHED: ${crashReport(target)}`;
+    const crashed = crashReport(target);
+    if (crashed !== null) s.note = `CRASHED: ${crashed}`;
     summary[target.id] = s;
   }
   for (const s of Object.values(summary)) {
@@ -447,13 +448,13 @@ async function measureIdle(running, selected, skipped) {
   for (const target of targets) {
     const readings = [];
     for (const instance of target.instances) readings.push({ instance: instance.instance, ...(await holdIdleConnections(instance, settings.count)) });
-    const held = readings.filter((reading) => reading.error === undefined);
+    const succeeded = readings.filter((reading) => reading.error === undefined);
     summary[target.id] =
-      held.length === 0
+      succeeded.length === 0
         ? { label: target.label, error: readings.map((reading) => `#${reading.instance}: ${reading.error}`).join('; ') }
         : {
             label: target.label,
-            ...medians(held, { rssBeforeBytes: (r) => r.rssBeforeBytes, rssWithBytes: (r) => r.rssWithBytes, bytesPerConnection: (r) => r.bytesPerConnection }),
+            ...medians(succeeded, { rssBeforeBytes: (r) => r.rssBeforeBytes, rssWithBytes: (r) => r.rssWithBytes, bytesPerConnection: (r) => r.bytesPerConnection }),
             // The fewest any instance held (none, for one that failed): a target meets the count only if every instance did.
             held: Math.min(...readings.map((reading) => reading.held ?? 0)),
             readings,
@@ -661,7 +662,7 @@ async function main() {
   results.strategies = await measureStrategies(selected);
   results.http2 = await measureHttp2(selected);
   results.skipped = skipped;
-  results.crashed = Object.fromEntries([...running.values()].filter((t) => crashReport(t) !== null).map((t) => [t.id, crashReport(t)]));
+  results.crashed = Object.fromEntries([...running.values()].map((t) => [t.id, crashReport(t)]).filter(([, report]) => report !== null));
   results.targets = loadPhases ? evaluateTargets(results) : null;
   results.machine.loadAverageAfter = loadAverage();
   results.durationSeconds = (Date.now() - started.getTime()) / 1000;

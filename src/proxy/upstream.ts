@@ -183,7 +183,8 @@ export class UpstreamRegistry {
       const key = `${url.origin}|${addresses?.join(',') ?? ''}|${serverName}|${settings}`;
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
-        const connect = connectorFor(target, pool, tls, addresses, sniFor(serverName), true);
+        const sni = sniFor(serverName);
+        const connect = connectorFor(target, pool, tls, addresses, sni, true);
         upstream = {
           key,
           origin: url.origin,
@@ -191,7 +192,7 @@ export class UpstreamRegistry {
           target,
           dispatcher: poolFor(url, connect, pool),
           connect,
-          connectTunnel: connectorFor(target, pool, tls, addresses, sniFor(serverName), false),
+          connectTunnel: connectorFor(target, pool, tls, addresses, sni, false),
           serverName: target.protocol === 'https:' ? serverName : null,
           http1Only: pool.protocol === 'http1',
           maxConnections: pool.connections.max,

@@ -8,7 +8,7 @@ describe('bench schedule', () => {
     expect([1, 2, 3, 4].map((round) => roundOrder(['a', 'b', 'c'], round).join(''))).toEqual(['abc', 'cba', 'abc', 'cba']);
   });
 
-  it('measures each of a target\'s processes equally often in each order over 2 x processes rounds', () => {
+  it('measures each of a target\'s processes equally often in each order (twice each in 4 x processes rounds)', () => {
     for (const processes of [1, 2, 3]) {
       const seen = new Map<string, number>();
       for (let round = 1; round <= 4 * processes; round++) {
