@@ -2,7 +2,7 @@
 // full mode), measures them alternately (A B C, C B A, A B C ...), and writes bench/results/<date>.json, latest.json and
 // a markdown table on stdout.
 // Usage: node bench/run.js [--quick] [--only balancer,haproxy,...,cluster,fleet,strategies,http2] [--phases get,post,websocket,fixed-rate,idle,instructions]
-//        [--processes N] [--no-instructions] [--no-save]
+//        [--processes N] [--baseline DIR] [--no-instructions] [--no-save]
 
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -30,7 +30,7 @@ import {
 } from './lib/proc.js';
 import { instanceForRound, roundOrder } from './lib/schedule.js';
 import { medians, ratio, sameRoundRatio } from './lib/stats.js';
-import { TARGETS, balancerBuilt, ensurePackages, hasCommand, startBackends, startTarget, toolVersions } from './lib/targets.js';
+import { TARGETS, balancerBuilt, baselineTarget, ensurePackages, hasCommand, startBackends, startTarget, toolVersions } from './lib/targets.js';
 import { runAutocannon, runWrk, wrkAvailable, writeWrkScripts } from './lib/wrk.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -47,6 +47,8 @@ const { values: flags } = parseArgs({
     'no-instructions': { type: 'boolean', default: false },
     // Processes started per target (default 2, quick mode 1); the load phases' rounds take them in turn.
     processes: { type: 'string' },
+    // A built checkout of an earlier balancer (e.g. a git worktree after npm ci), measured beside this one as 'baseline'.
+    baseline: { type: 'string' },
   },
 });
 
@@ -101,12 +103,15 @@ const PLAN = flags.quick
       http2: { seconds: 5, warmupSeconds: 1, runs: 3, connections: 8, streams: 10 },
     };
 
+/** Every proxy target this run knows: the fixed ones, and the earlier build --baseline names, beside balancer. */
+const ALL_TARGETS = flags.baseline === undefined ? TARGETS : TARGETS.flatMap((t) => (t.id === 'balancer' ? [t, baselineTarget(flags.baseline)] : [t]));
+
 const PHASE_TARGETS = {
-  http: ['direct', 'balancer', 'balancer-auto', 'naive', 'engine', 'reply-from', 'haproxy', 'nginx'],
-  post: ['balancer', 'naive', 'engine', 'haproxy'],
-  websocket: ['balancer', 'naive', 'haproxy'],
-  fixedRate: ['balancer', 'naive', 'haproxy'],
-  idle: ['balancer', 'naive', 'engine', 'haproxy'],
+  http: ['direct', 'balancer', 'baseline', 'balancer-auto', 'naive', 'engine', 'reply-from', 'haproxy', 'nginx'],
+  post: ['balancer', 'baseline', 'naive', 'engine', 'haproxy'],
+  websocket: ['balancer', 'baseline', 'naive', 'haproxy'],
+  fixedRate: ['balancer', 'baseline', 'naive', 'haproxy'],
+  idle: ['balancer', 'baseline', 'naive', 'engine', 'haproxy'],
   instructions: ['balancer', 'naive', 'engine', 'reply-from', 'haproxy'],
 };
 
@@ -148,12 +153,12 @@ function machineInfo() {
  */
 async function startAll(selected, backends, skipped, toolMissing) {
   const startable = [];
-  for (const target of TARGETS.filter((t) => selected.has(t.id))) {
+  for (const target of ALL_TARGETS.filter((t) => selected.has(t.id))) {
     if ((target.kind === 'haproxy' || target.kind === 'nginx') && toolMissing.includes(target.kind)) {
       skipped[target.id] = `${target.kind} is not installed and apt-get could not install it`;
       log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
-    } else if (target.kind === 'balancer' && !balancerBuilt()) {
-      skipped[target.id] = 'dist/ is not built (run npm run build)';
+    } else if (target.kind === 'balancer' && !balancerBuilt(target.repo)) {
+      skipped[target.id] = `${target.repo ?? 'this checkout'}: dist/ is not built (run npm ci there)`;
       log(`SKIPPED ${target.id}: ${skipped[target.id]}`);
     } else startable.push(target);
   }
@@ -585,12 +590,16 @@ function evaluateTargets(results) {
   // WebSocket frames still go through http-proxy, as in the naive script: the naive row is the same engine's yardstick.
   const wsVsNaive = ratio(ws.balancer?.messagesPerSecond, ws.naive?.messagesPerSecond);
   const p99Ratio = ratio(fixed.balancer?.p99Us, fixed.haproxy?.p99Us);
-  const idleRss = idle.balancer?.held >= (results.idleConnections?.settings.count ?? Infinity) ? idle.balancer.rssWithBytes : null;
   const us = (value) => f(value, 1);
   // The same ratio for balancer's engine alone, when its row ran: how far trimming balancer's own work could go.
   const engine = http.engine;
   const engineToo = (value) => (value === null || value === undefined ? '' : `; engine alone ${fx(value)}`);
-  const engineIdle = idle.engine?.held >= (results.idleConnections?.settings.count ?? Infinity) ? `; engine alone ${f(idle.engine.rssWithBytes / 2 ** 20, 0)} MB` : '';
+  const heldAll = (row) => row?.held >= (results.idleConnections?.settings.count ?? Infinity);
+  const engineIdle = heldAll(idle.engine) ? `; engine alone ${f(idle.engine.rssWithBytes / 2 ** 20, 0)} MB` : '';
+  // The --baseline build's figure beside the two targets phrased against balancer before undici.
+  const baselineWs = ws.baseline === undefined ? '' : `; the --baseline build ${f(ws.baseline.messagesPerSecond, 0)} msg/s`;
+  const baselineIdle = heldAll(idle.baseline) ? `; the --baseline build ${f(idle.baseline.rssWithBytes / 2 ** 20, 0)} MB` : '';
+  const idleRss = heldAll(idle.balancer) ? idle.balancer.rssWithBytes : null;
   return [
     checkGet('GET CPU per request at most 0.6x the naive baseline', cpuVsNaive, sameRound.cpuVsNaive, (v) => v <= 0.6, `${fx(cpuVsNaive)} (${us(b?.cpuUsPerRequest)} vs ${us(http.naive?.cpuUsPerRequest)} µs${engineToo(ratio(engine?.cpuUsPerRequest, http.naive?.cpuUsPerRequest))})`),
     checkGet('GET CPU per request at most 2.5x HAProxy', cpuVsHaproxy, sameRound.cpuVsHaproxy, (v) => v <= 2.5, `${fx(cpuVsHaproxy)} (${us(b?.cpuUsPerRequest)} vs ${us(http.haproxy?.cpuUsPerRequest)} µs${engineToo(ratio(engine?.cpuUsPerRequest, http.haproxy?.cpuUsPerRequest))})`),
@@ -598,13 +607,13 @@ function evaluateTargets(results) {
     checkGet('GET req/s ahead of fastify + @fastify/reply-from', rpsVsReplyFrom, sameRound.rpsVsReplyFrom, (v) => v > 1, `${fx(rpsVsReplyFrom)} (${f(b?.rps, 0)} vs ${f(http['reply-from']?.rps, 0)} req/s)`),
     checkGet('GET CPU per request below fastify + @fastify/reply-from', cpuVsReplyFrom, sameRound.cpuVsReplyFrom, (v) => v < 1, `${fx(cpuVsReplyFrom)} (${us(b?.cpuUsPerRequest)} vs ${us(http['reply-from']?.cpuUsPerRequest)} µs)`),
     check('1 MB POST CPU at most the naive baseline', postCpuVsNaive, (v) => v <= 1, `${fx(postCpuVsNaive)} (${us(post.balancer?.cpuUsPerRequest)} vs ${us(post.naive?.cpuUsPerRequest)} µs per MB${engineToo(ratio(post.engine?.cpuUsPerRequest, post.naive?.cpuUsPerRequest))})`),
-    check('WebSocket messages/s not below the naive baseline (same http-proxy engine)', wsVsNaive, (v) => v >= 1, `${fx(wsVsNaive)} (${f(ws.balancer?.messagesPerSecond, 0)} vs ${f(ws.naive?.messagesPerSecond, 0)} msg/s)`),
+    check('WebSocket messages/s not below the naive baseline (same http-proxy engine)', wsVsNaive, (v) => v >= 1, `${fx(wsVsNaive)} (${f(ws.balancer?.messagesPerSecond, 0)} vs ${f(ws.naive?.messagesPerSecond, 0)} msg/s${baselineWs})`),
     check('p99 at 2,000 req/s at most 1.5x HAProxy', p99Ratio, (v) => v <= 1.5, `${fx(p99Ratio)} (${f((fixed.balancer?.p99Us ?? NaN) / 1000)} vs ${f((fixed.haproxy?.p99Us ?? NaN) / 1000)} ms)`),
     check(
       '10,000 idle client connections: RSS at most 150 MB (before undici: about 150 MB)',
       idleRss,
       (v) => v <= 150 * 1024 * 1024,
-      idleRss === null ? `not all connections held (${idle.balancer?.held ?? 0})` : `${f(idleRss / 2 ** 20, 0)} MB${engineIdle}`,
+      idleRss === null ? `not all connections held (${idle.balancer?.held ?? 0})` : `${f(idleRss / 2 ** 20, 0)} MB${engineIdle}${baselineIdle}`,
     ),
   ];
 }
@@ -616,10 +625,10 @@ function stamp(date) {
 async function main() {
   const started = new Date();
   // 'cluster', 'fleet', 'strategies' and 'http2' select phases that run their own balancer processes rather than a proxy target.
-  const known = new Set([...TARGETS.map((t) => t.id), 'cluster', 'fleet', 'strategies', 'http2']);
+  const known = new Set([...ALL_TARGETS.map((t) => t.id), 'cluster', 'fleet', 'strategies', 'http2']);
   const selected = new Set(flags.only ? flags.only.split(',').map((s) => s.trim()).filter(Boolean) : known);
   for (const id of selected) if (!known.has(id)) throw new Error(`--only: unknown target ${id} (known: ${[...known].join(', ')})`);
-  const proxyTargets = TARGETS.some((t) => selected.has(t.id));
+  const proxyTargets = ALL_TARGETS.some((t) => selected.has(t.id));
   const PROXY_PHASES = ['get', 'post', 'websocket', 'fixed-rate', 'idle', 'instructions'];
   const phases = new Set(flags.phases ? flags.phases.split(',').map((s) => s.trim()).filter(Boolean) : PROXY_PHASES);
   for (const phase of phases) if (!PROXY_PHASES.includes(phase)) throw new Error(`--phases: unknown phase ${phase} (known: ${PROXY_PHASES.join(', ')})`);

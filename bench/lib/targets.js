@@ -3,7 +3,7 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { firstJsonLine, spawnOwned, waitForHttp200 } from './proc.js';
 import { freePort } from '../../test/helpers/ports.js';
@@ -197,8 +197,21 @@ function instanceDir(workDir, target, port) {
   return dir;
 }
 
-export function balancerBuilt() {
-  return existsSync(join(REPO, 'dist/cli/main.js'));
+export function balancerBuilt(repo = REPO) {
+  return existsSync(join(repo, 'dist/cli/main.js'));
+}
+
+/**
+ * The 'baseline' target: balancer as built in another checkout `dir` (say a git worktree of an earlier commit after
+ * `npm ci`), started with the same config and node flags as this one, so a target phrased against an earlier build
+ * ("not worse than before") is measured side by side in one run.
+ */
+export function baselineTarget(dir) {
+  const repo = resolve(dir);
+  if (!existsSync(join(repo, 'bin/balancer.js'))) throw new Error(`--baseline ${dir}: no bin/balancer.js there; give a checkout of balancer`);
+  const commit = spawnSync('git', ['-C', repo, 'log', '-1', '--format=%h %cs'], { encoding: 'utf8' });
+  const version = commit.status === 0 ? commit.stdout.trim() : repo;
+  return { id: 'baseline', label: `balancer at ${version} (--baseline)`, kind: 'balancer', workers: 0, repo };
 }
 
 /**
@@ -221,7 +234,7 @@ export async function startTarget(target, backends, workDir, { wrapper = [], rea
     // the first watches its file (listeners apply live), so sharing one file moved the first onto the second's port.
     configFile = join(workDir, `${target.id}-${port}.yaml`);
     writeFileSync(configFile, balancerYaml({ port, adminPort, workers: target.workers, backends }));
-    [command, args, options] = [process.execPath, [...BALANCER_NODE_FLAGS, join(REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
+    [command, args, options] = [process.execPath, [...BALANCER_NODE_FLAGS, join(target.repo ?? REPO, 'bin/balancer.js'), 'start', '-c', configFile], { cwd: workDir }];
   } else if (target.kind === 'naive') {
     [command, args, options] = [process.execPath, [join(REPO, 'bench/naive-proxy.js'), ...backends.map((b) => b.url)], { env: { ...process.env, PORT: String(port) } }];
   } else if (target.kind === 'engine') {
