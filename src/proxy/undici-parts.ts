@@ -1,4 +1,4 @@
-// The parts of undici the data plane uses, its connection Pool and its TCP/TLS connector, loaded from their own files.
+// The parts of undici the data plane uses, its connection Pool and Client and its TCP/TLS connector, loaded from their own files.
 
 // undici's index also loads fetch, WebSocket, EventSource, the cache stores, the mock agents and the promise APIs
 // (request, stream, pipeline) that balancer never calls: about 3 MB more heap per process before the first request,
@@ -13,7 +13,7 @@ export const requireUndici = createRequire(import.meta.url);
  * `file` of undici, or the same export from its index when that file is gone or is not what it was: the files are
  * not undici's public interface, and a later 7.x that moves them must cost the 3 MB, not the start.
  */
-export function undiciPart<T>(load: (id: string) => unknown, file: string, exportName: 'Pool' | 'buildConnector'): T {
+export function undiciPart<T>(load: (id: string) => unknown, file: string, exportName: 'Pool' | 'Client' | 'buildConnector'): T {
   let part: unknown;
   try {
     part = load(file);
@@ -26,6 +26,8 @@ export function undiciPart<T>(load: (id: string) => unknown, file: string, expor
 
 export const Pool = undiciPart<typeof Undici.Pool>(requireUndici, 'undici/lib/dispatcher/pool.js', 'Pool');
 export type Pool = Undici.Pool;
+export const Client = undiciPart<typeof Undici.Client>(requireUndici, 'undici/lib/dispatcher/client.js', 'Client');
+export type Client = Undici.Client;
 export const buildConnector = undiciPart<typeof Undici.buildConnector>(requireUndici, 'undici/lib/core/connect.js', 'buildConnector');
 /** Opens one connection to a backend (TCP, and TLS for https). */
 export type Connector = Undici.buildConnector.connector;

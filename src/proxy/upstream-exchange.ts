@@ -180,6 +180,10 @@ export class UpstreamAttempt implements BodyEvents {
       // undici's dispatch loop per response (onHeadersComplete resumes the client). The pools send one request per
       // connection at a time (no pipelining), so the next request waits for the whole response anyway.
       blocking: false,
+      // undici reads this only to hold a request back until its HTTP/2 session has nothing else in flight, as if undici
+      // might retry it; balancer does its own retrying (forward.ts), and a bodiless request of any method shares a
+      // session (upstream.ts, Http2Dispatcher).
+      idempotent: true,
       // A constant per upstream: undici would otherwise take SNI from the Host header and reconnect when it changes.
       // undici reads it only for https; for http the backend's host name, given, spares undici deriving a name from
       // each request's Host header (a host split and two IP regular expressions) only to leave it unused.

@@ -2,7 +2,8 @@
 
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { addWellKnownHeaderNames, buildConnector, Pool, requireUndici, type Connector, type ConnectorOptions } from './undici-parts.js';
+import type { Dispatcher } from 'undici';
+import { addWellKnownHeaderNames, buildConnector, Client, Pool, requireUndici, type Connector, type ConnectorOptions } from './undici-parts.js';
 import { FORWARDED_FIELDS } from './headers.js';
 import { REQUEST_ID_FIELD } from './request-id.js';
 import { DEFAULTS, type BackendConfig, type PoolConfig } from '../config/schema.js';
@@ -31,7 +32,7 @@ export interface Upstream {
   readonly authority: string;
   readonly target: ProxyTarget;
   /** Keep-alive connections to this backend, shared by every pool and config version that names the same origin and settings. */
-  readonly dispatcher: Pool;
+  readonly dispatcher: UpstreamDispatcher;
   /**
    * The name https backends are verified against (tls.serverName, else the URL's host), passed with every request:
    * undici otherwise derives SNI from the request's Host header, and reconnects whenever that changes.
@@ -113,17 +114,80 @@ function sniFor(name: string): string {
 }
 
 
-function poolFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig): Pool {
+function poolFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig, factory?: (origin: URL, options: object) => Client): Pool {
   return new Pool(url.origin, {
     connect,
     connections: pool.connections.max === 0 ? null : pool.connections.max,
     allowH2: pool.protocol !== 'http1',
+    ...(factory === undefined ? {} : { factory }),
     // Closes pooled connections idle longer than this, before a backend's own keep-alive timeout races us; a shorter
     // Keep-Alive: timeout= hint from the backend wins.
     keepAliveTimeout: DEFAULTS.upstream.freeSocketTimeoutMs,
     keepAliveMaxTimeout: DEFAULTS.upstream.freeSocketTimeoutMs,
     // Every request passes its own response (headers) and idle (body) timeouts from its pool's config.
   });
+}
+
+/** What the data plane asks of a backend's connections: take a request, and close when retired or at shutdown. */
+export type UpstreamDispatcher = Pick<Pool, 'dispatch' | 'close' | 'destroy'>;
+
+/**
+ * Streams one HTTP/2 session to a backend carries at once: undici's own default for a session (its maxConcurrentStreams).
+ * A backend that allows fewer gets the rest queued by the session until streams finish.
+ */
+const H2_STREAMS_PER_SESSION = 100;
+
+/**
+ * A connection that, once it speaks HTTP/2, carries up to H2_STREAMS_PER_SESSION requests at a time. undici 7 holds
+ * every connection to `pipelining` requests in flight, an HTTP/1.1 setting that defaults to 1, on HTTP/2 too, so an
+ * h2c pool opened one session per concurrent request (80 sessions for 80 streams in the bench; undici issue 4143,
+ * fixed in undici 8). Set per connection once ALPN has answered: an h2 backend that picks http/1.1 keeps 1, as
+ * balancer never pipelines HTTP/1.1 to backends.
+ */
+function multiplexingClient(origin: URL, options: object): Client {
+  const connect = (options as { connect: Connector }).connect;
+  const client: Client = new Client(origin, {
+    ...options,
+    connect: (connectOptions, callback) =>
+      connect(connectOptions, (...result) => {
+        const [error, socket] = result;
+        if (error === null) client.pipelining = (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2' ? H2_STREAMS_PER_SESSION : 1;
+        callback(...result);
+      }),
+  });
+  return client;
+}
+
+/**
+ * An h2/h2c backend's connections, in two pools. Requests without a body share sessions. undici 7 sends a request
+ * with a streamed body (every gRPC call) only on a session with nothing else in flight, and queues it on the session
+ * it was handed to until then, behind streams that may last minutes; so those get connections of their own, one
+ * request at a time, from the second pool.
+ */
+class Http2Dispatcher implements UpstreamDispatcher {
+  private readonly shared: Pool;
+  private readonly exclusive: Pool;
+
+  constructor(url: Readonly<URL>, connect: Connector, pool: PoolConfig) {
+    this.shared = poolFor(url, connect, pool, multiplexingClient);
+    this.exclusive = poolFor(url, connect, pool);
+  }
+
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return (options.body === null || options.body === undefined ? this.shared : this.exclusive).dispatch(options, handler);
+  }
+
+  close(): Promise<void> {
+    return Promise.all([this.shared.close(), this.exclusive.close()]).then(() => undefined);
+  }
+
+  destroy(): Promise<void> {
+    return Promise.all([this.shared.destroy(), this.exclusive.destroy()]).then(() => undefined);
+  }
+}
+
+function dispatcherFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig): UpstreamDispatcher {
+  return pool.protocol === 'http1' ? poolFor(url, connect, pool) : new Http2Dispatcher(url, connect, pool);
 }
 
 /** What a pool's upstreams were built from: the pool config, its TLS files' contents, and the upstreams by backend id. */
@@ -190,7 +254,7 @@ export class UpstreamRegistry {
           origin: url.origin,
           authority: url.host,
           target,
-          dispatcher: poolFor(url, connect, pool),
+          dispatcher: dispatcherFor(url, connect, pool),
           connect,
           connectTunnel: connectorFor(target, pool, tls, addresses, sni, false),
           serverName: target.protocol === 'https:' ? serverName : null,
