@@ -36,6 +36,8 @@ interface H2Backend {
   readonly sessions: number;
   readonly peakHeld: number;
   release(): void;
+  /** Destroys every session with its streams in flight, as a backend that stops abruptly. */
+  cutSessions(): void;
   close(): Promise<void>;
 }
 
@@ -81,6 +83,10 @@ async function startH2Backend(options: { tls?: TestCerts; maxConcurrentStreams?:
       return peakHeld;
     },
     release,
+    cutSessions: () => {
+      held.splice(0);
+      for (const session of sessions) session.destroy();
+    },
     close: async () => {
       release();
       // The gateway keeps its sessions open: close() alone would wait for them.
@@ -133,7 +139,7 @@ describe('HTTP/2 to backends', () => {
       const gw = await resources.gateway(poolYaml('h2c', backend.url));
       expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
       const long = request(`${gw.url}/held/stream`);
-      await expect.poll(() => backend.peakHeld).toBe(1);
+      await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(1);
       // undici sends a request with a streamed body only on a session with nothing else in flight; on the shared
       // session this POST would wait for the held stream, which ends only after it.
       const posted = await request(`${gw.url}/upload`, { method: 'POST', body: 'x'.repeat(1000) });
@@ -142,6 +148,24 @@ describe('HTTP/2 to backends', () => {
       expect((await request(`${gw.url}/remove`, { method: 'DELETE' })).status).toBe(200);
       backend.release();
       expect((await long).status).toBe(200);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('a session cut with many streams in flight fails each of them at once, and the next request gets a new session', async () => {
+    const backend = await startH2Backend();
+    try {
+      const gw = await resources.gateway(poolYaml('h2c', backend.url));
+      expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
+      const inFlight = Promise.all(Array.from({ length: 10 }, (_unused, index) => request(`${gw.url}/held/${index}`)));
+      await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(10);
+      expect(backend.sessions).toBe(1);
+      backend.cutSessions();
+      // With no other backend to retry on, each is answered 502; none is left waiting on the dead session.
+      expect((await inFlight).map((answer) => answer.status)).toEqual(Array(10).fill(502));
+      expect((await request(`${gw.url}/after`)).status).toBe(200);
+      expect(backend.sessions).toBe(2);
     } finally {
       await backend.close();
     }
