@@ -595,11 +595,11 @@ function evaluateTargets(results) {
   const engine = http.engine;
   const engineToo = (value) => (value === null || value === undefined ? '' : `; engine alone ${fx(value)}`);
   const heldAll = (row) => row?.held >= (results.idleConnections?.settings.count ?? Infinity);
-  const engineIdle = heldAll(idle.engine) ? `; engine alone ${f(idle.engine.rssWithBytes / 2 ** 20, 0)} MB` : '';
+  const mb = (bytes) => `${f(bytes / 2 ** 20, 0)} MB`;
+  const engineIdle = heldAll(idle.engine) ? `; engine alone ${mb(idle.engine.rssWithBytes)}` : '';
   const idleRss = heldAll(idle.balancer) ? idle.balancer.rssWithBytes : null;
   // The two targets phrased against balancer as it was ("not worse than today"), read against that build itself when
   // --baseline ran it beside this one.
-  const mb = (bytes) => `${f(bytes / 2 ** 20, 0)} MB`;
   const againstBaseline = [];
   if (ws.baseline !== undefined) {
     const wsVsBaseline = ratio(ws.balancer?.messagesPerSecond, ws.baseline.messagesPerSecond);

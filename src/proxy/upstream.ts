@@ -40,13 +40,9 @@ export interface Upstream {
    */
   readonly serverName: string | null;
   /**
-   * Opens one connection to the backend (TCP, and TLS verified by the backend's own name) within the connect timeout:
-   * the pool's own connector.
-   */
-  readonly connect: Connector;
-  /**
-   * Opens a connection as `connect` does, for a WebSocket tunnel: it reads through Node's own buffers, not the shared
-   * read buffer (backend-reads.ts). Through that buffer a tunnel of small messages cost about 10% more CPU per message
+   * Opens one connection to the backend (TCP, and TLS verified by the backend's own name) within the connect timeout,
+   * for a WebSocket tunnel. It reads through Node's own buffers, not the shared read buffer (backend-reads.ts) the
+   * pool's connections use. Through that buffer a tunnel of small messages cost about 10% more CPU per message
    * than the naive http-proxy script, and as much as it without (2026-12-02, three runs each).
    */
   readonly connectTunnel: Connector;
@@ -248,14 +244,12 @@ export class UpstreamRegistry {
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
         const sni = sniFor(serverName);
-        const connect = connectorFor(target, pool, tls, addresses, sni, true);
         upstream = {
           key,
           origin: url.origin,
           authority: url.host,
           target,
-          dispatcher: dispatcherFor(url, connect, pool),
-          connect,
+          dispatcher: dispatcherFor(url, connectorFor(target, pool, tls, addresses, sni, true), pool),
           connectTunnel: connectorFor(target, pool, tls, addresses, sni, false),
           serverName: target.protocol === 'https:' ? serverName : null,
           http1Only: pool.protocol === 'http1',

@@ -10,8 +10,8 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { closeServer, request } from '../helpers/backend.js';
-import { perTestResources } from '../helpers/gateway.js';
+import { closeServer, request, type SimpleResponse } from '../helpers/backend.js';
+import { perTestResources, type TestGateway } from '../helpers/gateway.js';
 
 const resources = perTestResources();
 
@@ -100,18 +100,25 @@ function poolYaml(protocol: 'h2' | 'h2c', url: string, extra = ''): string {
   return `pools:\n  web:\n    protocol: ${protocol}\n    retries: 0\n${extra}    backends:\n      - { url: ${url}, id: b }\n`;
 }
 
-function times<T>(count: number, make: (index: number) => Promise<T>): Promise<T[]> {
-  return Promise.all(Array.from({ length: count }, (_unused, index) => make(index)));
+/** A gateway for `yaml` that has made its first connection to the backend (so later requests find it open). */
+async function warmedGateway(yaml: string): Promise<TestGateway> {
+  const gw = await resources.gateway(yaml);
+  expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
+  return gw;
+}
+
+/** `count` requests at once for /held/N, the paths the test backends hold until released. */
+function heldRequests(gw: TestGateway, count: number): Promise<SimpleResponse[]> {
+  return Promise.all(Array.from({ length: count }, (_unused, index) => request(`${gw.url}/held/${index}`)));
 }
 
 describe('HTTP/2 to backends', () => {
   it('h2c: concurrent requests without a body share one session', async () => {
     const backend = await startH2Backend({ releaseAt: 30 });
     try {
-      const gw = await resources.gateway(poolYaml('h2c', backend.url));
-      expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
+      const gw = await warmedGateway(poolYaml('h2c', backend.url));
       // 30 requests held open together at the backend, each answered only once all 30 are there.
-      const answers = await times(30, (index) => request(`${gw.url}/held/${index}`));
+      const answers = await heldRequests(gw, 30);
       expect(answers.map((answer) => answer.status)).toEqual(Array(30).fill(200));
       expect(backend.peakHeld).toBe(30);
       expect(backend.sessions).toBe(1);
@@ -123,9 +130,8 @@ describe('HTTP/2 to backends', () => {
   it('h2: concurrent requests share one TLS session too (ALPN h2)', async () => {
     const backend = await startH2Backend({ tls: certs, releaseAt: 20 });
     try {
-      const gw = await resources.gateway(poolYaml('h2', backend.url, `    tls: { ca: ${certs.ca} }\n`));
-      expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
-      const answers = await times(20, (index) => request(`${gw.url}/held/${index}`));
+      const gw = await warmedGateway(poolYaml('h2', backend.url, `    tls: { ca: ${certs.ca} }\n`));
+      const answers = await heldRequests(gw, 20);
       expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
       expect(backend.sessions).toBe(1);
     } finally {
@@ -136,8 +142,7 @@ describe('HTTP/2 to backends', () => {
   it('a request with a body is answered while a long stream holds the session it would have shared', async () => {
     const backend = await startH2Backend();
     try {
-      const gw = await resources.gateway(poolYaml('h2c', backend.url));
-      expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
+      const gw = await warmedGateway(poolYaml('h2c', backend.url));
       const long = request(`${gw.url}/held/stream`);
       await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(1);
       // undici sends a request with a streamed body only on a session with nothing else in flight; on the shared
@@ -156,9 +161,8 @@ describe('HTTP/2 to backends', () => {
   it('a session cut with many streams in flight fails each of them at once, and the next request gets a new session', async () => {
     const backend = await startH2Backend();
     try {
-      const gw = await resources.gateway(poolYaml('h2c', backend.url));
-      expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
-      const inFlight = Promise.all(Array.from({ length: 10 }, (_unused, index) => request(`${gw.url}/held/${index}`)));
+      const gw = await warmedGateway(poolYaml('h2c', backend.url));
+      const inFlight = heldRequests(gw, 10);
       await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(10);
       expect(backend.sessions).toBe(1);
       backend.cutSessions();
@@ -174,9 +178,8 @@ describe('HTTP/2 to backends', () => {
   it('keeps to a backend\'s limit on concurrent streams: the rest wait for a free stream, none fails', async () => {
     const backend = await startH2Backend({ maxConcurrentStreams: 4, releaseAt: 4 });
     try {
-      const gw = await resources.gateway(poolYaml('h2c', backend.url));
-      expect((await request(`${gw.url}/warm-up`)).status).toBe(200);
-      const answers = await times(12, (index) => request(`${gw.url}/held/${index}`));
+      const gw = await warmedGateway(poolYaml('h2c', backend.url));
+      const answers = await heldRequests(gw, 12);
       expect(answers.map((answer) => answer.status)).toEqual(Array(12).fill(200));
       expect(backend.peakHeld).toBe(4);
     } finally {
@@ -207,7 +210,7 @@ describe('HTTP/2 to backends', () => {
       const gw = await resources.gateway(poolYaml('h2', url, `    tls: { ca: ${certs.ca} }\n`));
       expect((await request(`${gw.url}/warm-up`)).body).toBe('h1');
       // Pipelined on one connection, the backend would answer them one after another and never hold 8 at once.
-      const answers = await times(8, (index) => request(`${gw.url}/held/${index}`));
+      const answers = await heldRequests(gw, 8);
       expect(answers.map((answer) => answer.body)).toEqual(Array(8).fill('h1'));
       expect(peakPerSocket).toBe(1);
     } finally {
