@@ -133,17 +133,30 @@ export function renderMarkdown(results) {
   }
   const idle = results.idleConnections;
   if (idle) {
-    out.push(`**${num(idle.settings.count)} idle keep-alive client connections** (each made one GET, then stays open):`);
+    // Results from before the settled reading have no settleSeconds: their table keeps its four columns.
+    const settle = idle.settings.settleSeconds;
+    out.push(
+      `**${num(idle.settings.count)} idle keep-alive client connections** (each made one GET, then stays open; RSS read 2 s after the last is up` +
+        (settle === undefined ? '):' : `, and again after ${settle} s held with no traffic):`),
+    );
     out.push('');
     out.push(
       table(
-        ['target', 'connections held', 'RSS before MB', 'RSS with connections MB', 'KB per connection'],
+        ['target', 'connections held', 'RSS before MB', 'RSS with connections MB', ...(settle === undefined ? [] : [`RSS after ${settle} s MB`]), 'KB per connection'],
         idle.order.filter((id) => idle.summary[id]).map((id) => {
           const s = idle.summary[id];
           // With several processes the cell gives their median, then each one's reading.
           const each = (s.readings ?? []).filter((r) => r.error === undefined);
-          const withConnections = each.length > 1 ? `${mb(s.rssWithBytes)} (${each.map((r) => mb(r.rssWithBytes)).join(', ')})` : mb(s.rssWithBytes);
-          return [s.label, num(s.held), mb(s.rssBeforeBytes), withConnections, s.error ? s.error : num(s.bytesPerConnection / 1024, 1)];
+          const cell = (pick) => (each.length > 1 ? `${mb(pick(s))} (${each.map((r) => mb(pick(r))).join(', ')})` : mb(pick(s)));
+          const settled = s.heldSettled < s.held ? `${cell((r) => r.rssSettledBytes)}, ${num(s.heldSettled)} still held` : cell((r) => r.rssSettledBytes);
+          return [
+            s.label,
+            num(s.held),
+            mb(s.rssBeforeBytes),
+            cell((r) => r.rssWithBytes),
+            ...(settle === undefined ? [] : [settled]),
+            s.error ? s.error : num(s.bytesPerConnection / 1024, 1),
+          ];
         }),
       ),
     );
