@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureClusterBench } from './cluster.js';
@@ -486,7 +487,6 @@ async function holdIdleConnections(instance, { count, settleSeconds }) {
     holder.stdin.write('status\n');
     return firstJsonLine(holder, 5000, `idle-conns status ${name}`);
   };
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   try {
     const ready = await firstJsonLine(holder, 130_000, `idle-conns ${name}`);
     // Let the target finish any per-connection bookkeeping before reading memory.
@@ -617,8 +617,9 @@ function evaluateTargets(results) {
   const mb = (bytes) => `${f(bytes / 2 ** 20, 0)} MB`;
   // The targets are read 2 s after the connections are up, as before the settled reading existed; the reading once they
   // have been held settleSeconds with no traffic (every one still open) is given beside it.
+  const settleSeconds = results.idleConnections?.settings.settleSeconds;
   const settledAll = (row) => row?.heldSettled >= (results.idleConnections?.settings.count ?? Infinity) && typeof row.rssSettledBytes === 'number';
-  const settledText = (row) => (settledAll(row) ? `, ${mb(row.rssSettledBytes)} after ${results.idleConnections.settings.settleSeconds} s held` : '');
+  const settledText = (row) => (settledAll(row) ? `, ${mb(row.rssSettledBytes)} after ${settleSeconds} s held` : '');
   const engineIdle = heldAll(idle.engine) ? `; engine alone ${mb(idle.engine.rssWithBytes)}${settledText(idle.engine)}` : '';
   const idleRss = heldAll(idle.balancer) ? idle.balancer.rssWithBytes : null;
   // The two targets phrased against balancer as it was ("not worse than today"), read against that build itself when
@@ -630,7 +631,7 @@ function evaluateTargets(results) {
   }
   if (heldAll(idle.baseline)) {
     const idleVsBaseline = idleRss === null ? null : ratio(idleRss, idle.baseline.rssWithBytes);
-    againstBaseline.push(check('10,000 idle client connections: RSS not above the --baseline build\'s, side by side', idleVsBaseline, (v) => v <= 1, idleRss === null ? `not all connections held (${idle.balancer?.held ?? 0})` : `${fx(idleVsBaseline)} (${mb(idleRss)} vs ${mb(idle.baseline.rssWithBytes)}${settledAll(idle.balancer) && settledAll(idle.baseline) ? `; after ${results.idleConnections.settings.settleSeconds} s held ${mb(idle.balancer.rssSettledBytes)} vs ${mb(idle.baseline.rssSettledBytes)}` : ''})`));
+    againstBaseline.push(check('10,000 idle client connections: RSS not above the --baseline build\'s, side by side', idleVsBaseline, (v) => v <= 1, idleRss === null ? `not all connections held (${idle.balancer?.held ?? 0})` : `${fx(idleVsBaseline)} (${mb(idleRss)} vs ${mb(idle.baseline.rssWithBytes)}${settledAll(idle.balancer) && settledAll(idle.baseline) ? `; after ${settleSeconds} s held ${mb(idle.balancer.rssSettledBytes)} vs ${mb(idle.baseline.rssSettledBytes)}` : ''})`));
   }
   return [
     checkGet('GET CPU per request at most 0.6x the naive baseline', cpuVsNaive, sameRound.cpuVsNaive, (v) => v <= 0.6, `${fx(cpuVsNaive)} (${us(b?.cpuUsPerRequest)} vs ${us(http.naive?.cpuUsPerRequest)} µs${engineToo(ratio(engine?.cpuUsPerRequest, http.naive?.cpuUsPerRequest))})`),
