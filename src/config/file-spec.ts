@@ -331,7 +331,7 @@ const circuitBreakerSpec = object(
 const connectionsSpec = object(
   {
     max: withDefault(
-      integer(0, 1_000_000, 'Connections to each backend per process; 0 means no limit. An HTTP/1.1 connection carries one request at a time. With protocol h2 or h2c, requests without a body share connections, up to 100 at a time on each (fewer if the backend says so), and requests with a body (every gRPC call) have connections of their own, one request at a time; each kind may open this many. Requests beyond that wait for a free connection, up to the connect timeout, and then get 503 without counting against the backend.'),
+      integer(0, 1_000_000, 'Connections to each backend per process; 0 means no limit. An HTTP/1.1 connection carries one request at a time. With protocol h2 or h2c, requests share connections, with a body (every gRPC call) or without, up to 100 at a time on each (fewer if the backend says so); another opens only when every open one is full. Requests beyond that wait for a free connection, up to the connect timeout, and then get 503 without counting against the backend.'),
       DEFAULTS.connectionsMax as number,
     ),
   },

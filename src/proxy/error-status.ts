@@ -191,6 +191,23 @@ export class ConnectionWaitExpired extends Error {
   }
 }
 
+/** RST_STREAM's REFUSED_STREAM (RFC 9113 section 8.7): the backend did not process the stream, so it is safe to send again. */
+const HTTP2_REFUSED_STREAM = 7;
+
+/** An HTTP/2 backend closed one stream (RST_STREAM, or its session went) before the response ended. */
+export class Http2StreamReset extends Error {
+  /** The RST_STREAM code; 0 (NO_ERROR) when the session closed under the stream. */
+  readonly rstCode: number;
+  constructor(what: string, rstCode: number | undefined) {
+    super(`${what} (HTTP/2 error code ${rstCode ?? 0})`);
+    this.rstCode = rstCode ?? 0;
+  }
+
+  get refused(): boolean {
+    return this.rstCode === HTTP2_REFUSED_STREAM;
+  }
+}
+
 /** A route's timeout ran out: the whole exchange, retries included. */
 export function routeTimeout(ms: number): ErrorReply {
   return { status: 504, code: 'ROUTE_TIMEOUT', message: `the route's timeout of ${ms} ms ran out (the whole exchange with the backends, retries included)` };
@@ -239,6 +256,9 @@ export function classifyUpstreamError(error: unknown, requestSent: boolean): Fai
   }
   if (error instanceof RetriedAnswer) {
     return { status: error.status, code: 'UPSTREAM_RESET', reason: 'other', beforeRequestSent: false, gatewayFailure: false, message: error.message };
+  }
+  if (error instanceof Http2StreamReset) {
+    return { status: 502, code: 'UPSTREAM_RESET', reason: 'reset', beforeRequestSent: error.refused, gatewayFailure: true, message: `backend closed the connection: ${error.message}` };
   }
   if (error instanceof ConnectionWaitExpired) {
     return { status: 503, code: 'CIRCUIT_OPEN', reason: 'circuit_open', beforeRequestSent: true, gatewayFailure: false, message: error.message, retryAfterSeconds: 1 };

@@ -2,8 +2,8 @@
 
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import type { Dispatcher } from 'undici';
-import { addWellKnownHeaderNames, buildConnector, Client, Pool, requireUndici, type Connector, type ConnectorOptions } from './undici-parts.js';
+import { addWellKnownHeaderNames, buildConnector, Pool, requireUndici, type Connector, type ConnectorOptions } from './undici-parts.js';
+import { Http2Sessions } from './http2-sessions.js';
 import { FORWARDED_FIELDS } from './headers.js';
 import { REQUEST_ID_FIELD } from './request-id.js';
 import { DEFAULTS, type BackendConfig, type PoolConfig } from '../config/schema.js';
@@ -71,7 +71,7 @@ function targetOf(url: Readonly<URL>): ProxyTarget {
  * never the client's Host; an IP literal gets no SNI (RFC 6066) and its certificate is checked against the IP.
  * `sharedReads`: plain HTTP/1.1 connections read through backend-reads.ts's shared buffer (the pool's, not a tunnel's).
  */
-function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMaterial, addresses: readonly string[] | null, sni: string, sharedReads: boolean): Connector {
+function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMaterial, addresses: readonly string[] | null, sni: string, sharedReads: boolean, http2: boolean): Connector {
   const connect = buildConnector({
     ...tlsOptions(tls),
     ...(addresses === null ? {} : { lookup: fixedLookup(addresses) }),
@@ -79,9 +79,9 @@ function connectorFor(target: ProxyTarget, pool: PoolConfig, tls: UpstreamTlsMat
     keepAlive: true,
     keepAliveInitialDelay: 60_000,
     // h2: ALPN offers h2 (and http/1.1, which a backend without HTTP/2 picks); h2c: HTTP/2 from the first byte.
-    allowH2: pool.protocol !== 'http1',
-    ...(pool.protocol === 'h2c' ? { useH2c: true } : {}),
-    ...(sharedReads && target.protocol === 'http:' && pool.protocol !== 'h2c' ? { onread: BACKEND_READS } : {}),
+    allowH2: http2,
+    ...(http2 && pool.protocol === 'h2c' ? { useH2c: true } : {}),
+    ...(sharedReads && target.protocol === 'http:' && !http2 ? { onread: BACKEND_READS } : {}),
   } as ConnectorOptions);
   if (target.protocol !== 'https:') return connect;
   return (options, callback) => connect({ ...options, servername: sni } as typeof options, callback);
@@ -110,12 +110,11 @@ function sniFor(name: string): string {
 }
 
 
-function poolFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig, factory?: (origin: URL, options: object) => Client): Pool {
+/** An undici Pool that speaks HTTP/1.1 to the backend, one request per connection at a time. */
+function poolFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig): Pool {
   return new Pool(url.origin, {
     connect,
     connections: pool.connections.max === 0 ? null : pool.connections.max,
-    allowH2: pool.protocol !== 'http1',
-    ...(factory === undefined ? {} : { factory }),
     // Closes pooled connections idle longer than this, before a backend's own keep-alive timeout races us; a shorter
     // Keep-Alive: timeout= hint from the backend wins.
     keepAliveTimeout: DEFAULTS.upstream.freeSocketTimeoutMs,
@@ -128,62 +127,16 @@ function poolFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig, facto
 export type UpstreamDispatcher = Pick<Pool, 'dispatch' | 'close' | 'destroy'>;
 
 /**
- * Streams one HTTP/2 session to a backend carries at once: undici's own default for a session (its maxConcurrentStreams).
- * A backend that allows fewer gets the rest queued by the session until streams finish.
+ * An http1 pool's backend gets an undici Pool; an h2/h2c pool's gets HTTP/2 sessions that carry many requests each
+ * (http2-sessions.ts), and an HTTP/1.1 Pool only if its TLS handshake picks http/1.1.
  */
-const H2_STREAMS_PER_SESSION = 100;
-
-/**
- * A connection that, once it speaks HTTP/2, carries up to H2_STREAMS_PER_SESSION requests at a time. undici 7 holds
- * every connection to `pipelining` requests in flight, an HTTP/1.1 setting that defaults to 1, on HTTP/2 too, so an
- * h2c pool opened one session per concurrent request (80 sessions for 80 streams in the bench; undici issue 4143,
- * fixed in undici 8). Set per connection once ALPN has answered: an h2 backend that picks http/1.1 keeps 1, as
- * balancer never pipelines HTTP/1.1 to backends.
- */
-function multiplexingClient(origin: URL, options: object): Client {
-  const connect = (options as { connect: Connector }).connect;
-  const client: Client = new Client(origin, {
-    ...options,
-    connect: (connectOptions, callback) =>
-      connect(connectOptions, (...result) => {
-        const [error, socket] = result;
-        if (error === null) client.pipelining = (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2' ? H2_STREAMS_PER_SESSION : 1;
-        callback(...result);
-      }),
+function dispatcherFor(url: Readonly<URL>, target: ProxyTarget, pool: PoolConfig, connect: (http2: boolean) => Connector): UpstreamDispatcher {
+  if (pool.protocol === 'http1') return poolFor(url, connect(false), pool);
+  return new Http2Sessions(target, connect(true), {
+    maxSessions: pool.connections.max,
+    idleMs: DEFAULTS.upstream.freeSocketTimeoutMs,
+    http1Pool: () => poolFor(url, connect(false), pool),
   });
-  return client;
-}
-
-/**
- * An h2/h2c backend's connections, in two pools. Requests without a body share sessions. undici 7 sends a request
- * with a streamed body (every gRPC call) only on a session with nothing else in flight, and queues it on the session
- * it was handed to until then, behind streams that may last minutes; so those get connections of their own, one
- * request at a time, from the second pool.
- */
-class Http2Dispatcher implements UpstreamDispatcher {
-  private readonly shared: Pool;
-  private readonly exclusive: Pool;
-
-  constructor(url: Readonly<URL>, connect: Connector, pool: PoolConfig) {
-    this.shared = poolFor(url, connect, pool, multiplexingClient);
-    this.exclusive = poolFor(url, connect, pool);
-  }
-
-  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    return (options.body === null || options.body === undefined ? this.shared : this.exclusive).dispatch(options, handler);
-  }
-
-  close(): Promise<void> {
-    return Promise.all([this.shared.close(), this.exclusive.close()]).then(() => undefined);
-  }
-
-  destroy(): Promise<void> {
-    return Promise.all([this.shared.destroy(), this.exclusive.destroy()]).then(() => undefined);
-  }
-}
-
-function dispatcherFor(url: Readonly<URL>, connect: Connector, pool: PoolConfig): UpstreamDispatcher {
-  return pool.protocol === 'http1' ? poolFor(url, connect, pool) : new Http2Dispatcher(url, connect, pool);
 }
 
 /** What a pool's upstreams were built from: the pool config, its TLS files' contents, and the upstreams by backend id. */
@@ -249,8 +202,8 @@ export class UpstreamRegistry {
           origin: url.origin,
           authority: url.host,
           target,
-          dispatcher: dispatcherFor(url, connectorFor(target, pool, tls, addresses, sni, true), pool),
-          connectTunnel: connectorFor(target, pool, tls, addresses, sni, false),
+          dispatcher: dispatcherFor(url, target, pool, (http2) => connectorFor(target, pool, tls, addresses, sni, true, http2)),
+          connectTunnel: connectorFor(target, pool, tls, addresses, sni, false, false),
           serverName: target.protocol === 'https:' ? serverName : null,
           http1Only: pool.protocol === 'http1',
           maxConnections: pool.connections.max,
