@@ -51,7 +51,11 @@ export interface Upstream {
    * undici's HTTP/1.1 parser, which refuses the field names and values Node's writer would refuse.
    */
   readonly http1Only: boolean;
-  /** Most connections this process opens to the backend; 0: no limit. Requests beyond it wait for a free one. */
+  /**
+   * Most connections this process opens to the backend (connections.max); 0: no limit. With as many requests in
+   * flight, the next one's wait is bounded by the connect timeout; over HTTP/2 it usually gets a stream on an open
+   * session at once, which ends that wait as it starts.
+   */
   readonly maxConnections: number;
   /** Requests this process has handed to the dispatcher and not yet seen end: above maxConnections they wait locally. */
   inflight: number;

@@ -351,6 +351,23 @@ describe('HTTP/2 to backends', () => {
     }
   });
 
+  it('connections.max bounds the sessions: with one, 150 requests take 100 streams on it and the rest wait for free ones', async () => {
+    const backend = await startH2Backend();
+    try {
+      const gw = await warmedGateway(poolYaml('h2c', backend.url, '    connections: { max: 1 }\n'));
+      const answers = heldRequests(gw, 150);
+      await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(101);
+      backend.release();
+      await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(151);
+      backend.release();
+      expect((await answers).map((answer) => answer.status)).toEqual(Array(150).fill(200));
+      expect(backend.peakHeld).toBe(100);
+      expect(backend.sessions).toBe(1);
+    } finally {
+      await backend.close();
+    }
+  });
+
   it('h2 to a backend that picks HTTP/1.1: one request per connection at a time, never pipelined', async () => {
     // An https backend offering only http/1.1, holding each request until 8 are open at once.
     const open: Array<() => void> = [];
