@@ -101,6 +101,12 @@ async function startH2Backend(options: { tls?: TestCerts; maxConcurrentStreams?:
       stream.respond({ ':status': 200 });
       return;
     }
+    if (path.startsWith('/big/')) {
+      // /big/N: N bytes of a repeating pattern, written as fast as flow control lets them go.
+      stream.respond({ ':status': 200 });
+      stream.end(pattern(Number(path.slice('/big/'.length))));
+      return;
+    }
     if (!path.startsWith('/held')) {
       stream.respond({ ':status': 200 }, { endStream: true });
       return;
@@ -151,6 +157,13 @@ async function startH2Backend(options: { tls?: TestCerts; maxConcurrentStreams?:
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** `length` bytes of the bytes 0-250 repeated, so a byte out of place shows. */
+function pattern(length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) bytes[i] = i % 251;
+  return bytes;
 }
 
 function poolYaml(protocol: 'h2' | 'h2c', url: string, extra = ''): string {
@@ -226,6 +239,30 @@ describe('HTTP/2 to backends', () => {
       expect(answers.map((answer) => answer.status)).toEqual(Array(30).fill(200));
       expect(backend.peakHeld).toBe(30);
       // The warm-up GET's session carried them all.
+      expect(backend.sessions).toBe(1);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('8 MB each way on one session, beyond every flow-control window, arrive whole while small requests share it', async () => {
+    const backend = await startH2Backend();
+    try {
+      const gw = await warmedGateway(poolYaml('h2c', backend.url));
+      const size = 8 * 1024 * 1024;
+      const download = new Promise<Buffer>((resolve, reject) => {
+        http.get(`${gw.url}/big/${size}`, { agent: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve(Buffer.concat(chunks)));
+          res.on('error', reject);
+        }).on('error', reject);
+      });
+      const upload = request(`${gw.url}/upload`, { method: 'POST', body: pattern(size) });
+      const small = await Promise.all(Array.from({ length: 5 }, (_unused, index) => request(`${gw.url}/small/${index}`)));
+      expect(small.map((answer) => answer.status)).toEqual(Array(5).fill(200));
+      expect((await download).equals(pattern(size))).toBe(true);
+      expect(await upload).toMatchObject({ status: 200, body: String(size) });
       expect(backend.sessions).toBe(1);
     } finally {
       await backend.close();
