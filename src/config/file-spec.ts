@@ -297,6 +297,14 @@ const timeoutsSpec = object(
     connect: withDefault(duration({ min: 1, description: 'TCP (and TLS) connect to a backend.' }), DEFAULTS.timeouts.connectMs as number),
     response: withDefault(duration({ min: 1, description: 'From request sent to response headers.' }), DEFAULTS.timeouts.responseMs as number),
     idle: withDefault(duration({ min: 1, description: 'No bytes either way once the exchange is under way.' }), DEFAULTS.timeouts.idleMs as number),
+    tunnel: withDefault(
+      duration({
+        min: 1,
+        description:
+          'No bytes either way on a WebSocket (or other upgraded) connection: both sides are closed, within half this time again. Applies to tunnels opened after a change.',
+      }),
+      DEFAULTS.timeouts.tunnelMs as number,
+    ),
   },
   { description: 'Upstream timeouts.' },
 );

@@ -151,6 +151,7 @@ function plainPoolOf(pool: PoolConfig): PlainObject {
   durationUnlessDefault(timeouts, 'connect', pool.timeouts.connectMs, DEFAULTS.timeouts.connectMs);
   durationUnlessDefault(timeouts, 'response', pool.timeouts.responseMs, DEFAULTS.timeouts.responseMs);
   durationUnlessDefault(timeouts, 'idle', pool.timeouts.idleMs, DEFAULTS.timeouts.idleMs);
+  durationUnlessDefault(timeouts, 'tunnel', pool.timeouts.tunnelMs, DEFAULTS.timeouts.tunnelMs);
   nonEmpty(out, 'timeouts', timeouts);
 
   setUnlessDefault(out, 'retries', pool.retries, DEFAULTS.retries);

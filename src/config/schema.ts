@@ -22,7 +22,8 @@ export const DEFAULTS = {
   slowStartMs: 0,
   /** Linkerd's defaults: latency measured over about ten seconds; an unmeasured backend is taken to answer in 10 ms. */
   ewma: { decayMs: 10_000, initialMs: 10 },
-  timeouts: { connectMs: 5_000, responseMs: 60_000, idleMs: 60_000 },
+  /** tunnelMs: HAProxy's `timeout tunnel` as its documentation's WebSocket example sets it (1h). */
+  timeouts: { connectMs: 5_000, responseMs: 60_000, idleMs: 60_000, tunnelMs: 3_600_000 },
   healthCheck: {
     intervalMs: 2_000,
     timeoutMs: 1_000,
@@ -186,6 +187,8 @@ export interface TimeoutsConfig {
   readonly responseMs: number;
   /** Time without bytes in either direction once the exchange is under way. */
   readonly idleMs: number;
+  /** Time without bytes in either direction on an upgraded connection (WebSocket). */
+  readonly tunnelMs: number;
 }
 
 export interface RetryBudgetConfig {

@@ -346,7 +346,7 @@ function buildPool(name: string, shape: PoolShape): PoolConfig {
       maxEjectionPercent: outlier.maxEjectionPercent,
       activeCheckUnejects: outlier.activeCheckUnejects,
     },
-    timeouts: { connectMs: timeouts.connect, responseMs: timeouts.response, idleMs: timeouts.idle },
+    timeouts: { connectMs: timeouts.connect, responseMs: timeouts.response, idleMs: timeouts.idle, tunnelMs: timeouts.tunnel },
     retries: shape.retries,
     retryBudget: { percent: budget.percent, minConcurrent: budget.minConcurrent },
     panicThresholdPercent: shape.panicThreshold,

@@ -163,8 +163,7 @@ export class WebSocketTunnel {
         upgraded = true;
         finish('success');
         facts(101, null);
-        upstreamSocket.setTimeout(timeouts.idleMs, () => upstreamSocket.destroy());
-        tieTunnel(socket, upstreamSocket);
+        tieTunnel(socket, upstreamSocket, timeouts.tunnelMs);
       });
     };
     this.proxy.on('proxyReqWs', onProxyReq);
@@ -186,15 +185,18 @@ export class WebSocketTunnel {
 
 /**
  * Both sockets of a tunnel live and die together. Node's HTTP sockets allow half-open connections, so without
- * this a side that finishes would leave the other open until its idle timeout.
+ * this a side that finishes would leave the other open until its idle timeout. A tunnel with no byte either way for
+ * `idleMs` is closed (HAProxy's `timeout tunnel`).
  */
-function tieTunnel(client: Duplex, upstream: Socket): void {
+function tieTunnel(client: Duplex, upstream: Socket, idleMs: number): void {
   let finTimer: NodeJS.Timeout | null = null;
   const destroyBoth = (): void => {
     if (finTimer !== null) clearTimeout(finTimer);
+    clearInterval(idleCheck);
     client.destroy();
     upstream.destroy();
   };
+  const idleCheck = watchIdle(upstream, idleMs, destroyBoth);
   const onEnd = (): void => {
     finTimer ??= setTimeout(destroyBoth, TUNNEL_FIN_TIMEOUT_MS).unref();
   };
@@ -202,4 +204,22 @@ function tieTunnel(client: Duplex, upstream: Socket): void {
   upstream.once('end', onEnd);
   client.once('close', destroyBoth);
   upstream.once('close', destroyBoth);
+}
+
+/**
+ * Calls `cut` once the backend's socket has moved no byte either way for `idleMs`, checked every half of it (so within
+ * 1.5x `idleMs`) from the socket's byte counts. A socket timeout (setTimeout) would re-arm its timer on every read and
+ * write of every message, and http-proxy sets it to 0 on both sockets as it pipes them.
+ */
+function watchIdle(upstream: Socket, idleMs: number, cut: () => void): NodeJS.Timeout {
+  const periodMs = Math.max(1, Math.ceil(idleMs / 2));
+  let bytesSeen = upstream.bytesRead + upstream.bytesWritten;
+  let quietMs = 0;
+  return setInterval(() => {
+    const bytes = upstream.bytesRead + upstream.bytesWritten;
+    if (bytes !== bytesSeen) {
+      bytesSeen = bytes;
+      quietMs = 0;
+    } else if ((quietMs += periodMs) >= idleMs) cut();
+  }, periodMs).unref();
 }

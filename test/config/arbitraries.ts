@@ -88,7 +88,7 @@ const poolArb = fc.record(
       },
       { requiredKeys: [] },
     ),
-    timeouts: fc.record({ connect: durationArb(1, 10_000), response: durationArb(1, 100_000), idle: durationArb(1, 100_000) }, { requiredKeys: [] }),
+    timeouts: fc.record({ connect: durationArb(1, 10_000), response: durationArb(1, 100_000), idle: durationArb(1, 100_000), tunnel: durationArb(1, 10_000_000) }, { requiredKeys: [] }),
     retries: fc.integer({ min: 0, max: 10 }),
     retryBudget: fc.record({ percent: fc.constantFrom(0, 20, 12.5), minConcurrent: fc.integer({ min: 0, max: 50 }) }, { requiredKeys: [] }),
     panicThreshold: fc.constantFrom(0, 50, 99.5),

@@ -90,7 +90,7 @@ describe('a valid file', () => {
       maxEjectionPercent: 50,
       activeCheckUnejects: true,
     });
-    expect(api.timeouts).toEqual({ connectMs: 1000, responseMs: 30_000, idleMs: 120_000 });
+    expect(api.timeouts).toEqual({ connectMs: 1000, responseMs: 30_000, idleMs: 120_000, tunnelMs: DEFAULTS.timeouts.tunnelMs });
     expect(api.retries).toBe(0);
     expect(api.retryBudget).toEqual({ percent: 10, minConcurrent: 1 });
     expect(api.panicThresholdPercent).toBe(0);
@@ -476,10 +476,10 @@ describe('problems, each as FILE:LINE:COL: message', () => {
 
   test('durations and sizes accept their documented forms', () => {
     const config = valid(
-      'pools:\n  p:\n    slowStart: 1.5s\n    timeouts: { connect: 250ms, response: 1m, idle: 1h }\nroutes:\n  - { pool: p, maxBodySize: 16kb }\n',
+      'pools:\n  p:\n    slowStart: 1.5s\n    timeouts: { connect: 250ms, response: 1m, idle: 1h, tunnel: 30m }\nroutes:\n  - { pool: p, maxBodySize: 16kb }\n',
     );
     expect(config.pools['p']!.slowStartMs).toBe(1500);
-    expect(config.pools['p']!.timeouts).toEqual({ connectMs: 250, responseMs: 60_000, idleMs: 3_600_000 });
+    expect(config.pools['p']!.timeouts).toEqual({ connectMs: 250, responseMs: 60_000, idleMs: 3_600_000, tunnelMs: 1_800_000 });
     expect(config.routes[0]!.maxBodySize).toBe(16 * 1024);
     expect(problemLines('shutdown: { drainTimeout: 0.5ms }')).toEqual([
       'balancer.yaml:1:27: shutdown.drainTimeout: must be a whole number of milliseconds, got string "0.5ms"',
