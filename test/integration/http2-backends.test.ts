@@ -55,7 +55,14 @@ interface H2Backend {
   close(): Promise<void>;
 }
 
-async function startH2Backend(options: { tls?: TestCerts; maxConcurrentStreams?: number; releaseAt?: number; refuseStreams?: boolean } = {}): Promise<H2Backend> {
+/**
+ * `raceGoAway`: the first GET /race to reach a backend that holds a stream on the same session gets a GOAWAY whose
+ * last stream is the held one, as a backend shutting down just as the request arrived: the request was not processed.
+ * Shared by the backends of a test, so it happens once.
+ */
+async function startH2Backend(
+  options: { tls?: TestCerts; maxConcurrentStreams?: number; releaseAt?: number; refuseStreams?: boolean; raceGoAway?: { done: boolean } } = {},
+): Promise<H2Backend> {
   const settings = options.maxConcurrentStreams === undefined ? {} : { settings: { maxConcurrentStreams: options.maxConcurrentStreams } };
   const server =
     options.tls === undefined
@@ -90,6 +97,12 @@ async function startH2Backend(options: { tls?: TestCerts; maxConcurrentStreams?:
       return;
     }
     const path = String(headers[':path']);
+    const heldHere = held.find((other) => other.session === stream.session);
+    if (path === '/race' && options.raceGoAway?.done === false && heldHere !== undefined) {
+      options.raceGoAway.done = true;
+      stream.session!.goaway(http2.constants.NGHTTP2_NO_ERROR, heldHere.id);
+      return;
+    }
     if (headers[':method'] === 'POST') {
       let length = 0;
       stream.on('data', (chunk: Buffer) => (length += chunk.length));
@@ -356,6 +369,30 @@ describe('HTTP/2 to backends', () => {
       expect(backend.sessions).toBe(1);
     } finally {
       await backend.close();
+    }
+  });
+
+  it('a request the backend left out of its GOAWAY (above its last stream) is retried on another backend', async () => {
+    const raceGoAway = { done: false };
+    const first = await startH2Backend({ raceGoAway });
+    const second = await startH2Backend({ raceGoAway });
+    try {
+      const yaml = `pools:\n  web:\n    protocol: h2c\n    retries: 1\n    healthCheck: { path: /healthz, interval: 60s }\n    backends:\n      - { url: ${first.url}, id: first }\n      - { url: ${second.url}, id: second }\n`;
+      const gw = await resources.gateway(yaml);
+      // One held stream on each backend (round-robin), then the race request on one of them.
+      const held = heldRequests(gw, 2);
+      await expect.poll(() => first.peakHeld + second.peakHeld, { timeout: 10_000 }).toBe(2);
+      // POST: not idempotent, so only a request the backend did not process may go to the other one.
+      const raced = await request(`${gw.url}/race`, { method: 'POST' });
+      expect(raced.status).toBe(200);
+      expect(raceGoAway.done).toBe(true);
+      // The streams the backend kept finish on the session it is closing.
+      first.release();
+      second.release();
+      expect((await held).map((answer) => answer.status)).toEqual([200, 200]);
+    } finally {
+      await first.close();
+      await second.close();
     }
   });
 
