@@ -3,6 +3,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import {
   CLIENT_PROTOCOLS,
+  type BackendConnections,
   type BackendMetrics,
   type ClientProtocol,
   type HealthCheckResult,
@@ -496,6 +497,20 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
       return values;
     }),
   );
+  let readConnections: (() => Iterable<BackendConnections>) | null = null;
+  registerSnapshot(
+    registry,
+    new SnapshotFamily(
+      `${p}backend_connections`,
+      "Connections open to the backend for requests: HTTP/1.1 connections, or HTTP/2 sessions (each carrying up to 100 requests). Pools that name the same backend with the same connection settings share them, and each reports them. WebSocket tunnels are not counted.",
+      'gauge',
+      () => {
+        const values: Sample[] = [];
+        if (readConnections !== null) for (const { pool, backend, connections } of readConnections()) values.push({ labels: { pool, backend }, value: connections });
+        return values;
+      },
+    ),
+  );
   registerSnapshot(
     registry,
     new SnapshotFamily(`${p}backend_active_requests`, 'Requests in flight to the backend.', 'gauge', () => {
@@ -671,6 +686,9 @@ export function createMetrics(options: CreateMetricsOptions = {}): PrometheusMet
         byId.set(backendId, children);
       }
       return children;
+    },
+    backendConnections(read) {
+      readConnections = read;
     },
     pool(pool) {
       let children = pools.get(pool);

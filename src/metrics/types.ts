@@ -75,8 +75,17 @@ export interface RaftMetrics {
   setFailed(failed: boolean): void;
 }
 
+/** Connections one process holds open to a backend for a pool's requests, as read when /metrics is scraped. */
+export interface BackendConnections {
+  readonly pool: string;
+  readonly backend: string;
+  readonly connections: number;
+}
+
 export interface Metrics {
   backend(pool: string, backend: string): BackendMetrics;
+  /** Where to read the open backend connections when /metrics is scraped (the data plane's pools own them). */
+  backendConnections?(read: () => Iterable<BackendConnections>): void;
   pool(pool: string): PoolMetrics;
   listener(listener: string): ListenerMetrics;
   setConfigVersion(version: number): void;

@@ -18,6 +18,7 @@ export type GaugeAggregation = 'sum' | 'max' | 'min' | 'primary';
 /** Every gauge family balancer exports, with its aggregation. A gauge missing here is taken from the primary only. */
 export const GAUGE_AGGREGATION: Readonly<Record<string, GaugeAggregation>> = {
   balancer_backend_active_requests: 'sum',
+  balancer_backend_connections: 'sum',
   balancer_backend_up: 'primary',
   balancer_backend_draining: 'primary',
   balancer_backend_latency_ewma_seconds: 'primary',

@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { PoolConfig, ReplicatedConfig } from '../config/schema.js';
 import type { Clock, Random } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics/types.js';
+import type { BackendConnections, Metrics } from '../metrics/types.js';
 import type { BackendStateChange, PoolDeps, PoolRuntime } from '../balancer/pool.js';
 import { inPlaceChanges } from '../config/in-place.js';
 import type { UpstreamTlsMaterial } from '../balancer/upstream-tls.js';
@@ -100,6 +100,7 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
     // Every pool built from here reports backend state changes to whoever listens (worker health snapshots).
     this.deps = { ...deps, onStateChange: (change) => this.stateListeners.forEach((listener) => listener(change)) };
     this.limiters = new RateLimiters(deps.clock, (route) => deps.metrics.rateLimited(route));
+    deps.metrics.backendConnections?.(() => this.openConnections());
     this.watchesTlsFiles = deps.fedByPrimary !== true;
     this.discovery =
       deps.fedByPrimary === true
@@ -249,6 +250,13 @@ export class DataPlane<P extends ServedPool = PoolRuntime> {
     this.deps.metrics.setConfigVersion(version);
     this.watchTlsFiles(config);
     for (const listener of this.appliedListeners) listener(version, config, rebuilt);
+  }
+
+  /** The connections each backend of each pool has open in this process, for /metrics. */
+  private *openConnections(): Iterable<BackendConnections> {
+    for (const [pool, entry] of this.current.pools) {
+      for (const [backend, upstream] of entry.upstreams) yield { pool, backend, connections: upstream.openConnections() };
+    }
   }
 
   /**

@@ -13,7 +13,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { Http2StreamReset, UpstreamTimeout } from './error-status.js';
-import type { Connector } from './undici-parts.js';
+import type { Connector, Pool } from './undici-parts.js';
 
 const { HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
 
@@ -122,19 +122,19 @@ export class Http2Sessions {
   /** Most sessions open or opening at once; 0: no limit (connections.max). */
   private readonly maxSessions: number;
   private readonly idleMs: number;
-  private readonly makeHttp1Pool: () => Dispatcher;
+  private readonly makeHttp1Pool: () => Pool;
   private readonly sessions: Session[] = [];
   private readonly waiting: WaitingRequest[] = [];
   private connecting = 0;
   /** Streams started and not yet closed, over every session: close() waits for them. */
   private inFlight = 0;
   /** Set once the backend picked http/1.1 by ALPN: every request goes there from then on. */
-  private http1Pool: Dispatcher | null = null;
+  private http1Pool: Pool | null = null;
   private closed = false;
   private onIdle: (() => void) | null = null;
   private closing: Promise<void> | null = null;
 
-  constructor(target: Http2Target, connect: Connector, options: { maxSessions: number; idleMs: number; http1Pool: () => Dispatcher }) {
+  constructor(target: Http2Target, connect: Connector, options: { maxSessions: number; idleMs: number; http1Pool: () => Pool }) {
     this.target = target;
     const host = target.hostname.includes(':') ? `[${target.hostname}]` : target.hostname;
     this.authority = `${target.protocol}//${host}:${target.port}`;
@@ -142,6 +142,11 @@ export class Http2Sessions {
     this.maxSessions = options.maxSessions;
     this.idleMs = options.idleMs;
     this.makeHttp1Pool = options.http1Pool;
+  }
+
+  /** Sessions open (and HTTP/1.1 connections, for a backend that picked http/1.1). */
+  get openConnections(): number {
+    return this.sessions.length + (this.http1Pool?.stats.connected ?? 0);
   }
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {

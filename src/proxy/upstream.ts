@@ -33,6 +33,8 @@ export interface Upstream {
   readonly target: ProxyTarget;
   /** Keep-alive connections to this backend, shared by every pool and config version that names the same origin and settings. */
   readonly dispatcher: UpstreamDispatcher;
+  /** Connections (HTTP/2 sessions) the dispatcher holds open now. */
+  openConnections(): number;
   /**
    * The name https backends are verified against (tls.serverName, else the URL's host), passed with every request:
    * undici otherwise derives SNI from the request's Host header, and reconnects whenever that changes.
@@ -143,6 +145,11 @@ function dispatcherFor(url: Readonly<URL>, target: ProxyTarget, pool: PoolConfig
   });
 }
 
+/** Connections the dispatcher holds open now: HTTP/2 sessions, or the undici Pool's connections. */
+function openConnections(dispatcher: UpstreamDispatcher): number {
+  return dispatcher instanceof Http2Sessions ? dispatcher.openConnections : (dispatcher as Pool).stats.connected;
+}
+
 /** What a pool's upstreams were built from: the pool config, its TLS files' contents, and the upstreams by backend id. */
 export interface BuiltUpstreams {
   readonly config: PoolConfig;
@@ -201,12 +208,14 @@ export class UpstreamRegistry {
       let upstream = this.byKey.get(key);
       if (upstream === undefined) {
         const sni = sniFor(serverName);
+        const dispatcher = dispatcherFor(url, target, pool, (http2) => connectorFor(target, pool, tls, addresses, sni, true, http2));
         upstream = {
           key,
           origin: url.origin,
           authority: url.host,
           target,
-          dispatcher: dispatcherFor(url, target, pool, (http2) => connectorFor(target, pool, tls, addresses, sni, true, http2)),
+          dispatcher,
+          openConnections: () => openConnections(dispatcher),
           connectTunnel: connectorFor(target, pool, tls, addresses, sni, false, false),
           serverName: target.protocol === 'https:' ? serverName : null,
           http1Only: pool.protocol === 'http1',

@@ -251,8 +251,10 @@ describe('HTTP/2 to backends', () => {
       );
       expect(answers.map((answer) => answer.status)).toEqual(Array(30).fill(200));
       expect(backend.peakHeld).toBe(30);
-      // The warm-up GET's session carried them all.
+      // The warm-up GET's session carried them all, and /metrics counts it as the one connection.
       expect(backend.sessions).toBe(1);
+      const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+      expect(metrics).toContain('balancer_backend_connections{pool="web",backend="b"} 1\n');
     } finally {
       await backend.close();
     }
