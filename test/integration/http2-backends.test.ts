@@ -2,7 +2,7 @@
 // body never waits behind another stream, a backend's stream limit is kept, one stream's failure leaves the session to
 // the others, GOAWAY and REFUSED_STREAM are honoured, and an h2 backend that picks HTTP/1.1 is never pipelined to.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
 import { once } from 'node:events';
 import http from 'node:http';
@@ -179,6 +179,18 @@ function pattern(length: number): Buffer {
   return bytes;
 }
 
+const backendsToClose: H2Backend[] = [];
+afterEach(async () => {
+  for (const backend of backendsToClose.splice(0)) await backend.close();
+});
+
+/** An HTTP/2 test backend closed after the test. */
+async function h2Backend(options: Parameters<typeof startH2Backend>[0] = {}): Promise<H2Backend> {
+  const backend = await startH2Backend(options);
+  backendsToClose.push(backend);
+  return backend;
+}
+
 function poolYaml(protocol: 'h2' | 'h2c', url: string, extra = ''): string {
   return `pools:\n  web:\n    protocol: ${protocol}\n    retries: 0\n${extra}    backends:\n      - { url: ${url}, id: b }\n`;
 }
@@ -197,251 +209,189 @@ function heldRequests(gw: TestGateway, count: number): Promise<SimpleResponse[]>
 
 describe('HTTP/2 to backends', () => {
   it('h2c: concurrent requests without a body share one session', async () => {
-    const backend = await startH2Backend({ releaseAt: 30 });
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      // 30 requests held open together at the backend, each answered only once all 30 are there.
-      const answers = await heldRequests(gw, 30);
-      expect(answers.map((answer) => answer.status)).toEqual(Array(30).fill(200));
-      expect(backend.peakHeld).toBe(30);
-      expect(backend.sessions).toBe(1);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend({ releaseAt: 30 });
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    // 30 requests held open together at the backend, each answered only once all 30 are there.
+    const answers = await heldRequests(gw, 30);
+    expect(answers.map((answer) => answer.status)).toEqual(Array(30).fill(200));
+    expect(backend.peakHeld).toBe(30);
+    expect(backend.sessions).toBe(1);
   });
 
   it('h2: concurrent requests share one TLS session too (ALPN h2)', async () => {
-    const backend = await startH2Backend({ tls: certs, releaseAt: 20 });
-    try {
-      const gw = await warmedGateway(poolYaml('h2', backend.url, `    tls: { ca: ${certs.ca} }\n`));
-      const answers = await heldRequests(gw, 20);
-      expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
-      expect(backend.sessions).toBe(1);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend({ tls: certs, releaseAt: 20 });
+    const gw = await warmedGateway(poolYaml('h2', backend.url, `    tls: { ca: ${certs.ca} }\n`));
+    const answers = await heldRequests(gw, 20);
+    expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
+    expect(backend.sessions).toBe(1);
   });
 
   it('a request with a body is answered while a long stream holds the session it would have shared', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      const long = request(`${gw.url}/held/stream`);
-      await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(1);
-      // undici 7 sent a request with a streamed body only on a session with nothing else in flight; there this POST
-      // would have waited for the held stream, which ends only after it.
-      const posted = await request(`${gw.url}/upload`, { method: 'POST', body: 'x'.repeat(1000) });
-      expect(posted).toMatchObject({ status: 200, body: '1000' });
-      // A bodiless request of a method other than GET shares the session too.
-      expect((await request(`${gw.url}/remove`, { method: 'DELETE' })).status).toBe(200);
-      backend.release();
-      expect((await long).status).toBe(200);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    const long = request(`${gw.url}/held/stream`);
+    await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(1);
+    // undici 7 sent a request with a streamed body only on a session with nothing else in flight; there this POST
+    // would have waited for the held stream, which ends only after it.
+    const posted = await request(`${gw.url}/upload`, { method: 'POST', body: 'x'.repeat(1000) });
+    expect(posted).toMatchObject({ status: 200, body: '1000' });
+    // A bodiless request of a method other than GET shares the session too.
+    expect((await request(`${gw.url}/remove`, { method: 'DELETE' })).status).toBe(200);
+    backend.release();
+    expect((await long).status).toBe(200);
   });
 
   it('h2c: concurrent requests with a body (as gRPC calls are) share one session with the rest', async () => {
-    const backend = await startH2Backend({ releaseAt: 30 });
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      // 30 uploads held at the backend together, each answered only once all 30 bodies are in.
-      const answers = await Promise.all(
-        Array.from({ length: 30 }, (_unused, index) => request(`${gw.url}/held/upload-${index}`, { method: 'POST', body: 'x'.repeat(10_000) })),
-      );
-      expect(answers.map((answer) => answer.status)).toEqual(Array(30).fill(200));
-      expect(backend.peakHeld).toBe(30);
-      // The warm-up GET's session carried them all, and /metrics counts it as the one connection.
-      expect(backend.sessions).toBe(1);
-      const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-      expect(metrics).toContain('balancer_backend_connections{pool="web",backend="b"} 1\n');
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend({ releaseAt: 30 });
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    // 30 uploads held at the backend together, each answered only once all 30 bodies are in.
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_unused, index) => request(`${gw.url}/held/upload-${index}`, { method: 'POST', body: 'x'.repeat(10_000) })),
+    );
+    expect(answers.map((answer) => answer.status)).toEqual(Array(30).fill(200));
+    expect(backend.peakHeld).toBe(30);
+    // The warm-up GET's session carried them all, and /metrics counts it as the one connection.
+    expect(backend.sessions).toBe(1);
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    expect(metrics).toContain('balancer_backend_connections{pool="web",backend="b"} 1\n');
   });
 
   it('8 MB each way on one session, beyond every flow-control window, arrive whole while small requests share it', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      const size = 8 * 1024 * 1024;
-      const download = new Promise<Buffer>((resolve, reject) => {
-        http.get(`${gw.url}/big/${size}`, { agent: false }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve(Buffer.concat(chunks)));
-          res.on('error', reject);
-        }).on('error', reject);
-      });
-      const upload = request(`${gw.url}/upload`, { method: 'POST', body: pattern(size) });
-      const small = await Promise.all(Array.from({ length: 5 }, (_unused, index) => request(`${gw.url}/small/${index}`)));
-      expect(small.map((answer) => answer.status)).toEqual(Array(5).fill(200));
-      expect((await download).equals(pattern(size))).toBe(true);
-      expect(await upload).toMatchObject({ status: 200, body: String(size) });
-      expect(backend.sessions).toBe(1);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    const size = 8 * 1024 * 1024;
+    const download = new Promise<Buffer>((resolve, reject) => {
+      http.get(`${gw.url}/big/${size}`, { agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    const upload = request(`${gw.url}/upload`, { method: 'POST', body: pattern(size) });
+    const small = await Promise.all(Array.from({ length: 5 }, (_unused, index) => request(`${gw.url}/small/${index}`)));
+    expect(small.map((answer) => answer.status)).toEqual(Array(5).fill(200));
+    expect((await download).equals(pattern(size))).toBe(true);
+    expect(await upload).toMatchObject({ status: 200, body: String(size) });
+    expect(backend.sessions).toBe(1);
   });
 
   it('a client gone mid-upload has its stream cancelled at the backend; the session carries on', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      const upload = http.request(`${gw.url}/held/partial`, { method: 'POST', headers: { 'content-length': '100000' }, agent: false });
-      upload.on('error', () => undefined);
-      upload.write('x'.repeat(1000));
-      await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(2);
-      upload.destroy();
-      await expect.poll(() => backend.aborted, { timeout: 10_000 }).toBe(1);
-      expect((await request(`${gw.url}/after`)).status).toBe(200);
-      expect(backend.sessions).toBe(1);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    const upload = http.request(`${gw.url}/held/partial`, { method: 'POST', headers: { 'content-length': '100000' }, agent: false });
+    upload.on('error', () => undefined);
+    upload.write('x'.repeat(1000));
+    await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(2);
+    upload.destroy();
+    await expect.poll(() => backend.aborted, { timeout: 10_000 }).toBe(1);
+    expect((await request(`${gw.url}/after`)).status).toBe(200);
+    expect(backend.sessions).toBe(1);
   });
 
   it('GOAWAY from the backend: the stream in flight finishes, the next request gets a new session', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      const long = request(`${gw.url}/held/through-goaway`);
-      await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(1);
-      await backend.goAway();
-      expect((await request(`${gw.url}/after`)).status).toBe(200);
-      expect(backend.sessions).toBe(2);
-      backend.release();
-      expect((await long).status).toBe(200);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    const long = request(`${gw.url}/held/through-goaway`);
+    await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(1);
+    await backend.goAway();
+    expect((await request(`${gw.url}/after`)).status).toBe(200);
+    expect(backend.sessions).toBe(2);
+    backend.release();
+    expect((await long).status).toBe(200);
   });
 
   it('a stream the backend refuses (REFUSED_STREAM) is sent to another backend: it was never processed', async () => {
-    const refusing = await startH2Backend({ refuseStreams: true });
-    const serving = await startH2Backend();
-    try {
-      const yaml = `pools:\n  web:\n    protocol: h2c\n    retries: 1\n    healthCheck: { path: /healthz, interval: 60s }\n    backends:\n      - { url: ${refusing.url}, id: refusing }\n      - { url: ${serving.url}, id: serving }\n`;
-      const gw = await resources.gateway(yaml);
-      // POST is not idempotent: only a request the backend never processed may be sent again.
-      const answers = [];
-      for (let i = 0; i < 4; i++) answers.push(await request(`${gw.url}/item/${i}`, { method: 'POST' }));
-      expect(answers.map((answer) => answer.status)).toEqual(Array(4).fill(200));
-      expect(refusing.refused).toBeGreaterThan(0);
-    } finally {
-      await refusing.close();
-      await serving.close();
-    }
+    const refusing = await h2Backend({ refuseStreams: true });
+    const serving = await h2Backend();
+    const yaml = `pools:\n  web:\n    protocol: h2c\n    retries: 1\n    healthCheck: { path: /healthz, interval: 60s }\n    backends:\n      - { url: ${refusing.url}, id: refusing }\n      - { url: ${serving.url}, id: serving }\n`;
+    const gw = await resources.gateway(yaml);
+    // POST is not idempotent: only a request the backend never processed may be sent again.
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(await request(`${gw.url}/item/${i}`, { method: 'POST' }));
+    expect(answers.map((answer) => answer.status)).toEqual(Array(4).fill(200));
+    expect(refusing.refused).toBeGreaterThan(0);
   });
 
   it('a field HTTP/2 forbids in a client\'s HTTP/1.1 request is left out rather than failing the request', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      // Node's HTTP/2 client throws on HTTP2-Settings (an h2c upgrade's field, not named in Connection here).
-      const answer = await request(`${gw.url}/fields`, { headers: { 'http2-settings': 'AAMAAABkAAQAAP__' } });
-      expect(answer.status).toBe(200);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    // Node's HTTP/2 client throws on HTTP2-Settings (an h2c upgrade's field, not named in Connection here).
+    const answer = await request(`${gw.url}/fields`, { headers: { 'http2-settings': 'AAMAAABkAAQAAP__' } });
+    expect(answer.status).toBe(200);
   });
 
   it('a session left unused is closed by the gateway; the next request opens another', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      // Closed after 4 s unused (DEFAULTS.upstream.freeSocketTimeoutMs), before a backend's own idle timeout races it.
-      await expect.poll(() => backend.closedSessions, { timeout: 15_000, interval: 100 }).toBe(1);
-      expect((await request(`${gw.url}/after`)).status).toBe(200);
-      expect(backend.sessions).toBe(2);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    // Closed after 4 s unused (DEFAULTS.upstream.freeSocketTimeoutMs), before a backend's own idle timeout races it.
+    await expect.poll(() => backend.closedSessions, { timeout: 15_000, interval: 100 }).toBe(1);
+    expect((await request(`${gw.url}/after`)).status).toBe(200);
+    expect(backend.sessions).toBe(2);
   });
 
   it('a response over the response timeout is a 504 for that stream only: the session serves the next request', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url, '    timeouts: { response: 300ms }\n'));
-      const late = await request(`${gw.url}/held/late`);
-      expect(late.status).toBe(504);
-      expect(JSON.parse(late.body).error.code).toBe('UPSTREAM_RESPONSE_TIMEOUT');
-      await expect.poll(() => backend.aborted, { timeout: 10_000 }).toBe(1);
-      expect((await request(`${gw.url}/after`)).status).toBe(200);
-      expect(backend.sessions).toBe(1);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url, '    timeouts: { response: 300ms }\n'));
+    const late = await request(`${gw.url}/held/late`);
+    expect(late.status).toBe(504);
+    expect(JSON.parse(late.body).error.code).toBe('UPSTREAM_RESPONSE_TIMEOUT');
+    await expect.poll(() => backend.aborted, { timeout: 10_000 }).toBe(1);
+    expect((await request(`${gw.url}/after`)).status).toBe(200);
+    expect(backend.sessions).toBe(1);
   });
 
   it('a request the backend left out of its GOAWAY (above its last stream) is retried on another backend', async () => {
     const raceGoAway = { done: false };
-    const first = await startH2Backend({ raceGoAway });
-    const second = await startH2Backend({ raceGoAway });
-    try {
-      const yaml = `pools:\n  web:\n    protocol: h2c\n    retries: 1\n    healthCheck: { path: /healthz, interval: 60s }\n    backends:\n      - { url: ${first.url}, id: first }\n      - { url: ${second.url}, id: second }\n`;
-      const gw = await resources.gateway(yaml);
-      // One held stream on each backend (round-robin), then the race request on one of them.
-      const held = heldRequests(gw, 2);
-      await expect.poll(() => first.peakHeld + second.peakHeld, { timeout: 10_000 }).toBe(2);
-      // POST: not idempotent, so only a request the backend did not process may go to the other one.
-      const raced = await request(`${gw.url}/race`, { method: 'POST' });
-      expect(raced.status).toBe(200);
-      expect(raceGoAway.done).toBe(true);
-      // The streams the backend kept finish on the session it is closing.
-      first.release();
-      second.release();
-      expect((await held).map((answer) => answer.status)).toEqual([200, 200]);
-    } finally {
-      await first.close();
-      await second.close();
-    }
+    const first = await h2Backend({ raceGoAway });
+    const second = await h2Backend({ raceGoAway });
+    const yaml = `pools:\n  web:\n    protocol: h2c\n    retries: 1\n    healthCheck: { path: /healthz, interval: 60s }\n    backends:\n      - { url: ${first.url}, id: first }\n      - { url: ${second.url}, id: second }\n`;
+    const gw = await resources.gateway(yaml);
+    // One held stream on each backend (round-robin), then the race request on one of them.
+    const held = heldRequests(gw, 2);
+    await expect.poll(() => first.peakHeld + second.peakHeld, { timeout: 10_000 }).toBe(2);
+    // POST: not idempotent, so only a request the backend did not process may go to the other one.
+    const raced = await request(`${gw.url}/race`, { method: 'POST' });
+    expect(raced.status).toBe(200);
+    expect(raceGoAway.done).toBe(true);
+    // The streams the backend kept finish on the session it is closing.
+    first.release();
+    second.release();
+    expect((await held).map((answer) => answer.status)).toEqual([200, 200]);
   });
 
   it('a session cut with many streams in flight fails each of them at once, and the next request gets a new session', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      const inFlight = heldRequests(gw, 10);
-      await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(10);
-      expect(backend.sessions).toBe(1);
-      backend.cutSessions();
-      // With no other backend to retry on, each is answered 502; none is left waiting on the dead session.
-      expect((await inFlight).map((answer) => answer.status)).toEqual(Array(10).fill(502));
-      expect((await request(`${gw.url}/after`)).status).toBe(200);
-      expect(backend.sessions).toBe(2);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    const inFlight = heldRequests(gw, 10);
+    await expect.poll(() => backend.peakHeld, { timeout: 10_000 }).toBe(10);
+    expect(backend.sessions).toBe(1);
+    backend.cutSessions();
+    // With no other backend to retry on, each is answered 502; none is left waiting on the dead session.
+    expect((await inFlight).map((answer) => answer.status)).toEqual(Array(10).fill(502));
+    expect((await request(`${gw.url}/after`)).status).toBe(200);
+    expect(backend.sessions).toBe(2);
   });
 
   it('keeps to a backend\'s limit on concurrent streams: the rest wait for a free stream, none fails', async () => {
-    const backend = await startH2Backend({ maxConcurrentStreams: 4, releaseAt: 4 });
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url));
-      const answers = await heldRequests(gw, 12);
-      expect(answers.map((answer) => answer.status)).toEqual(Array(12).fill(200));
-      expect(backend.peakHeld).toBe(4);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend({ maxConcurrentStreams: 4, releaseAt: 4 });
+    const gw = await warmedGateway(poolYaml('h2c', backend.url));
+    const answers = await heldRequests(gw, 12);
+    expect(answers.map((answer) => answer.status)).toEqual(Array(12).fill(200));
+    expect(backend.peakHeld).toBe(4);
   });
 
   it('connections.max bounds the sessions: with one, 150 requests take 100 streams on it and the rest wait for free ones', async () => {
-    const backend = await startH2Backend();
-    try {
-      const gw = await warmedGateway(poolYaml('h2c', backend.url, '    connections: { max: 1 }\n'));
-      const answers = heldRequests(gw, 150);
-      await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(101);
-      backend.release();
-      await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(151);
-      backend.release();
-      expect((await answers).map((answer) => answer.status)).toEqual(Array(150).fill(200));
-      expect(backend.peakHeld).toBe(100);
-      expect(backend.sessions).toBe(1);
-    } finally {
-      await backend.close();
-    }
+    const backend = await h2Backend();
+    const gw = await warmedGateway(poolYaml('h2c', backend.url, '    connections: { max: 1 }\n'));
+    const answers = heldRequests(gw, 150);
+    await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(101);
+    backend.release();
+    await expect.poll(() => backend.streams, { timeout: 10_000 }).toBe(151);
+    backend.release();
+    expect((await answers).map((answer) => answer.status)).toEqual(Array(150).fill(200));
+    expect(backend.peakHeld).toBe(100);
+    expect(backend.sessions).toBe(1);
   });
 
   it('h2 to a backend that picks HTTP/1.1: one request per connection at a time, never pipelined', async () => {
