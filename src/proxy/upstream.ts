@@ -33,7 +33,7 @@ export interface Upstream {
   readonly target: ProxyTarget;
   /** Keep-alive connections to this backend, shared by every pool and config version that names the same origin and settings. */
   readonly dispatcher: UpstreamDispatcher;
-  /** Connections (HTTP/2 sessions) the dispatcher holds open now. */
+  /** Connections the dispatcher holds open now, an HTTP/2 session counting as one (for /metrics). */
   openConnections(): number;
   /**
    * The name https backends are verified against (tls.serverName, else the URL's host), passed with every request:
