@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { firstJsonLine, loadAverage, spawnOwned, stopOwned, treeCpuMicros } from './lib/proc.js';
+import { connectionsTo, firstJsonLine, loadAverage, spawnOwned, stopOwned, treeCpuMicros } from './lib/proc.js';
 import { freePort } from '../test/helpers/ports.js';
 import { medians, ratio } from './lib/stats.js';
 import { BALANCER_NODE_FLAGS, haproxyCfg, nginxConf, nginxErrorLog } from './lib/targets.js';
@@ -194,14 +194,24 @@ export async function measureHttp2Bench({ bin, workDir, log, plan, hasCommand })
       for (let round = 1; round <= plan.runs; round++) {
         for (const t of targets) {
           const cpuBefore = treeCpuMicros(t.pid);
+          // Backend connections the proxy holds halfway through the measured time ('direct' has no proxy).
+          let backendConnections = null;
+          const sample =
+            t.id === 'direct'
+              ? null
+              : setTimeout(() => {
+                  backendConnections = connectionsTo(t.pid, backends.map((backend) => backend.port));
+                }, (plan.warmupSeconds + plan.seconds / 2) * 1000);
           try {
             const result = await runH2load(t.url, row, plan, bodyFile);
+            clearTimeout(sample);
             const cpuMicros = treeCpuMicros(t.pid).micros - cpuBefore.micros;
             // CPU covers the warm-up too: divided by every request of the run, warm-up ones estimated at the measured rate.
             const requests = result.done + result.rps * plan.warmupSeconds;
-            raw[row][t.id].push({ round, ...result, cpuUsPerRequest: requests > 0 ? cpuMicros / requests : null, loadAverage: loadAverage() });
+            raw[row][t.id].push({ round, ...result, cpuUsPerRequest: requests > 0 ? cpuMicros / requests : null, backendConnections, loadAverage: loadAverage() });
             log(`http2 ${row} round ${round} ${t.id}: ${Math.round(result.rps)} req/s, mean ${((result.meanUs ?? 0) / 1000).toFixed(2)} ms, ${result.failed} failed`);
           } catch (error) {
+            clearTimeout(sample);
             raw[row][t.id].push({ round, error: error.message });
             log(`http2 ${row} round ${round} ${t.id} FAILED: ${error.message}`);
           }
@@ -213,7 +223,7 @@ export async function measureHttp2Bench({ bin, workDir, log, plan, hasCommand })
       for (const [id, runs] of Object.entries(raw[row])) {
         const ok = runs.filter((r) => r.error === undefined);
         summary[row][id] = {
-          ...medians(ok, { rps: (r) => r.rps, meanUs: (r) => r.meanUs, cpuUsPerRequest: (r) => r.cpuUsPerRequest }),
+          ...medians(ok, { rps: (r) => r.rps, meanUs: (r) => r.meanUs, cpuUsPerRequest: (r) => r.cpuUsPerRequest, backendConnections: (r) => r.backendConnections }),
           failed: ok.reduce((sum, r) => sum + r.failed, 0),
           failedRuns: runs.length - ok.length,
         };
@@ -252,14 +262,14 @@ export function renderHttp2Markdown(section) {
       `Load average before/after ${section.loadAverageBefore.join(' ')} / ${(section.loadAverageAfter ?? []).join(' ')}; measured ${section.date}.`,
   );
   out.push('');
-  const head = ['target', 'req/s', 'vs direct', 'vs HAProxy', 'mean ms', 'CPU µs/req', 'CPU vs HAProxy', 'failed'];
+  const head = ['target', 'req/s', 'vs direct', 'vs HAProxy', 'mean ms', 'CPU µs/req', 'CPU vs HAProxy', 'backend connections', 'failed'];
   for (const [row, title] of [['get', 'GET over h2'], ['grpc', 'gRPC unary']]) {
     out.push(`${title}:`, '');
     out.push(`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
     for (const id of section.order) {
       const s = section.summary[row][id];
       if (s === undefined) continue;
-      out.push(`| ${section.labels[id]} | ${num(s.rps)} | ${x(s.rpsVsDirect)} | ${x(s.rpsVsHaproxy)} | ${num((s.meanUs ?? NaN) / 1000, 2)} | ${num(s.cpuUsPerRequest, 1)} | ${x(s.cpuVsHaproxy)} | ${s.failed}${s.failedRuns > 0 ? ` (${s.failedRuns} runs failed)` : ''} |`);
+      out.push(`| ${section.labels[id]} | ${num(s.rps)} | ${x(s.rpsVsDirect)} | ${x(s.rpsVsHaproxy)} | ${num((s.meanUs ?? NaN) / 1000, 2)} | ${num(s.cpuUsPerRequest, 1)} | ${x(s.cpuVsHaproxy)} | ${num(s.backendConnections)} | ${s.failed}${s.failedRuns > 0 ? ` (${s.failedRuns} runs failed)` : ''} |`);
     }
     out.push('');
   }

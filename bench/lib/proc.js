@@ -1,7 +1,7 @@
 // Child processes of the benchmark: spawning with a raised fd limit, waiting for readiness, /proc CPU and RSS of process trees, and cleanup.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
 
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ; Linux exposes 100 on every mainstream architecture.
@@ -194,6 +194,54 @@ export function processTree(rootPid) {
     for (const child of byParent.get(pid) ?? []) queue.push(child);
   }
   return pids;
+}
+
+/** The inodes of the sockets a process tree holds open, from its /proc/PID/fd links. */
+function socketInodes(rootPid) {
+  const inodes = new Set();
+  for (const pid of processTree(rootPid)) {
+    let fds = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // exited while we looked
+    }
+    for (const fd of fds) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (match !== null) inodes.add(match[1]);
+      } catch {
+        // closed while we looked
+      }
+    }
+  }
+  return inodes;
+}
+
+/**
+ * Established TCP connections a process tree holds to any of `ports` (remote ports), from /proc/net/tcp and tcp6:
+ * how many backend connections a proxy keeps open.
+ */
+export function connectionsTo(rootPid, ports) {
+  const inodes = socketInodes(rootPid);
+  const wanted = new Set(ports);
+  let count = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let lines = [];
+    try {
+      lines = readFileSync(table, 'utf8').split('\n').slice(1);
+    } catch {
+      continue; // no IPv6 on this machine
+    }
+    for (const line of lines) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10 || fields[3] !== '01') continue;
+      const remotePort = parseInt(fields[2].slice(fields[2].lastIndexOf(':') + 1), 16);
+      if (wanted.has(remotePort) && inodes.has(fields[9])) count++;
+    }
+  }
+  return count;
 }
 
 /**
