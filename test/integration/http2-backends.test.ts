@@ -7,7 +7,8 @@ import http2 from 'node:http2';
 import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -392,6 +393,35 @@ describe('HTTP/2 to backends', () => {
     expect((await answers).map((answer) => answer.status)).toEqual(Array(150).fill(200));
     expect(backend.peakHeld).toBe(100);
     expect(backend.sessions).toBe(1);
+  });
+
+  it('a WebSocket to an h2 pool is tunnelled over HTTP/1.1 even when the backend would pick h2 by ALPN', async () => {
+    // A backend speaking h2 and HTTP/1.1 on one TLS port, which prefers h2 when offered both, and echoes upgrades.
+    const server = http2.createSecureServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key), allowHTTP1: true });
+    server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
+      const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      socket.on('data', (data) => socket.write(data));
+      socket.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const gw = await resources.gateway(poolYaml('h2', url, `    tls: { ca: ${certs.ca} }\n`));
+      const client = net.connect(gw.port, '127.0.0.1');
+      let received = '';
+      client.on('data', (data: Buffer) => (received += data.toString('latin1')));
+      client.on('error', () => undefined);
+      await once(client, 'connect');
+      client.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      await expect.poll(() => received.includes('\r\n\r\n'), { timeout: 10_000 }).toBe(true);
+      expect(received.startsWith('HTTP/1.1 101')).toBe(true);
+      client.write('ping');
+      await expect.poll(() => received.endsWith('\r\n\r\nping'), { timeout: 10_000 }).toBe(true);
+      client.destroy();
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('h2 to a backend that picks HTTP/1.1: one request per connection at a time, never pipelined', async () => {
