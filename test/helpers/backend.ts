@@ -8,6 +8,15 @@ import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
+/**
+ * Answers a WebSocket upgrade request with 101 and its Sec-WebSocket-Accept (RFC 6455 section 4.2.2);
+ * `extraFields` are added as they are, each line ending in CRLF.
+ */
+export function acceptWebSocket(req: http.IncomingMessage, socket: net.Socket, extraFields = ''): void {
+  const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${extraFields}Sec-WebSocket-Accept: ${accept}\r\n\r\n`);
+}
+
 export interface SeenRequest {
   readonly method: string;
   readonly url: string;

@@ -4,12 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
+import { acceptWebSocket, rawExchange, request, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { START_TIMEOUT_MS, startCli } from '../helpers/process.js';
 import { makeCerts } from '../helpers/certs.js';
@@ -40,8 +39,7 @@ describe('access log at log.level: error', () => {
         socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
         return;
       }
-      const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      acceptWebSocket(req, socket);
       socket.on('data', (data) => socket.write(data));
       socket.on('end', () => socket.end());
     });

@@ -1,10 +1,9 @@
 // Consistent hashing, sticky cookies and backup backends through the proxy: real backends, real sockets, the App as `balancer start` runs it.
 
-import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { request, type TestBackend } from '../helpers/backend.js';
+import { acceptWebSocket, request, type TestBackend } from '../helpers/backend.js';
 import { eventually } from '../helpers/wait.js';
 import { perTestResources, type TestGateway } from '../helpers/gateway.js';
 
@@ -196,8 +195,7 @@ describe('WebSocket upgrades', () => {
   function acceptUpgrades(list: readonly TestBackend[]): void {
     for (const b of list) {
       b.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
-        const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: ${b.name}\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+        acceptWebSocket(req, socket, `X-Backend: ${b.name}\r\n`);
         socket.on('error', () => socket.destroy());
         // The client hung up (the tunnel closes this side too): the backend's server can then close.
         socket.on('end', () => socket.destroy());

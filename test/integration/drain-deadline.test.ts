@@ -7,9 +7,8 @@ import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startBackend, type TestBackend } from '../helpers/backend.js';
+import { acceptWebSocket, startBackend, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeCerts } from '../helpers/certs.js';
 
@@ -26,9 +25,8 @@ async function backend(): Promise<TestBackend> {
   // A WebSocket backend that accepts and then just holds the tunnel open.
   b.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
     upgraded.add(socket);
-    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
     socket.on('error', () => socket.destroy());
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    acceptWebSocket(req, socket);
   });
   return b;
 }

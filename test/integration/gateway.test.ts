@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { startBackend, request, rawExchange, type TestBackend } from '../helpers/backend.js';
+import { acceptWebSocket, startBackend, request, rawExchange, type TestBackend } from '../helpers/backend.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/ports.js';
 import { eventually } from '../helpers/wait.js';
@@ -320,8 +320,7 @@ describe('forwarding', () => {
     let upgradedPath = '';
     b!.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
       upgradedPath = req.url ?? '';
-      const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      acceptWebSocket(req, socket);
       socket.on('data', (data) => socket.write(Buffer.concat([Buffer.from('echo:'), data])));
       socket.on('end', () => {
         upstreamEnded();

@@ -8,13 +8,12 @@ import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { closeServer, request, type SimpleResponse } from '../helpers/backend.js';
+import { acceptWebSocket, closeServer, request, type SimpleResponse } from '../helpers/backend.js';
 import { perTestResources, type TestGateway } from '../helpers/gateway.js';
 
 const resources = perTestResources();
@@ -399,8 +398,7 @@ describe('HTTP/2 to backends', () => {
     // A backend speaking h2 and HTTP/1.1 on one TLS port, which prefers h2 when offered both, and echoes upgrades.
     const server = http2.createSecureServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key), allowHTTP1: true });
     server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
-      const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      acceptWebSocket(req, socket);
       socket.on('data', (data) => socket.write(data));
       socket.on('error', () => socket.destroy());
     });

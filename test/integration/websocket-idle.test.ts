@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
-import { createHash } from 'node:crypto';
+import { acceptWebSocket } from '../helpers/backend.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { perTestResources } from '../helpers/gateway.js';
 
@@ -18,8 +18,7 @@ async function echoBackend(): Promise<{ url: string; closed: Promise<void> }> {
   let tunnelClosed: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => (tunnelClosed = resolve));
   backend.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
-    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    acceptWebSocket(req, socket);
     socket.on('data', (data) => socket.write(data));
     socket.on('error', () => socket.destroy());
     // The gateway closed its side (Node's HTTP server keeps a socket half-open after the peer's FIN).
