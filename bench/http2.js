@@ -204,16 +204,16 @@ export async function measureHttp2Bench({ bin, workDir, log, plan, hasCommand })
                 }, (plan.warmupSeconds + plan.seconds / 2) * 1000);
           try {
             const result = await runH2load(t.url, row, plan, bodyFile);
-            clearTimeout(sample);
             const cpuMicros = treeCpuMicros(t.pid).micros - cpuBefore.micros;
             // CPU covers the warm-up too: divided by every request of the run, warm-up ones estimated at the measured rate.
             const requests = result.done + result.rps * plan.warmupSeconds;
             raw[row][t.id].push({ round, ...result, cpuUsPerRequest: requests > 0 ? cpuMicros / requests : null, backendConnections, loadAverage: loadAverage() });
             log(`http2 ${row} round ${round} ${t.id}: ${Math.round(result.rps)} req/s, mean ${((result.meanUs ?? 0) / 1000).toFixed(2)} ms, ${result.failed} failed`);
           } catch (error) {
-            clearTimeout(sample);
             raw[row][t.id].push({ round, error: error.message });
             log(`http2 ${row} round ${round} ${t.id} FAILED: ${error.message}`);
+          } finally {
+            clearTimeout(sample);
           }
         }
       }

@@ -32,13 +32,14 @@ const SESSION_WINDOW_BYTES = 512 * 1024;
 
 /**
  * The handler protocol the exchange implements, as undici's clients call it: response fields as a flat list (strings
- * here, which the exchange takes as it takes undici's Buffers), trailers as an object (as undici's HTTP/2 client gives them).
+ * here, which the exchange takes as it takes undici's Buffers), trailers as Node's object (as undici's HTTP/2 client
+ * gives them; the exchange leaves out pseudo-fields), or null when there were none.
  */
 interface ExchangeHandler {
   onConnect(abort: (error?: Error) => void): void;
   onHeaders(statusCode: number, fields: string[], resume: () => void, statusMessage: string): boolean;
   onData(chunk: Buffer): boolean;
-  onComplete(trailers: Record<string, string | string[]>): void;
+  onComplete(trailers: IncomingHttpHeaders | null): void;
   onError(error: Error): void;
 }
 
@@ -313,10 +314,8 @@ export class Http2Sessions {
     };
     session.streamStarted();
     this.inFlight++;
-    let released = false;
+    // Once per stream: from the stream's 'close', or where no stream was opened.
     const release = (): void => {
-      if (released) return;
-      released = true;
       this.inFlight--;
       session.streamEnded(this.idleMs);
       this.startWaiting();
@@ -365,7 +364,7 @@ export class Http2Sessions {
         return;
       }
       settled = true;
-      handler.onComplete(trailerFields(trailers));
+      handler.onComplete(trailers);
     });
     const reset = (): Http2StreamReset =>
       new Http2StreamReset(responded ? 'the backend reset the stream mid-response' : 'the backend reset the stream before answering', started.rstCode);
@@ -424,14 +423,4 @@ function responseFields(headers: IncomingHttpHeaders): string[] {
     else list.push(name, value);
   }
   return list;
-}
-
-function trailerFields(trailers: IncomingHttpHeaders | null): Record<string, string | string[]> {
-  const fields: Record<string, string | string[]> = {};
-  if (trailers === null) return fields;
-  for (const name in trailers) {
-    const value = trailers[name];
-    if (value !== undefined && name.charCodeAt(0) !== 0x3a) fields[name] = value;
-  }
-  return fields;
 }
